@@ -1,0 +1,13 @@
+"""Attacks: threat models and attack functions over tensors.
+
+Each attack is a function ``(model, audio, labels, threat, **settings) -> AttackResult``.
+A new attack goes in its own module here and is exported below.
+"""
+
+from .criteria import attack_loss, is_correct, is_fooled
+from .pgd import AttackResult, pgd
+from .threat import (NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball,
+                     snr_db)
+
+__all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "project_lp_ball",
+           "ascent_direction", "pgd", "AttackResult", "attack_loss", "is_correct", "is_fooled"]

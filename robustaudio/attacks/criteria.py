@@ -1,0 +1,42 @@
+"""What counts as correct, fooled and the loss to ascend, for single- and multi-label models.
+
+Labels: single-label ``[B]`` class indices; multi-label ``[B, K]`` 0/1 (targets likewise).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def is_correct(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: top-1 equals the label (single-label) or the decided set equals the label set."""
+    prediction = model.predict(logits)
+    if model.multilabel:
+        return (prediction == labels.long()).all(dim=-1)
+    return prediction == labels
+
+
+def is_fooled(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """``[B]`` bool: the attack's goal is reached.
+
+    Untargeted single-label: top-1 differs from the label. Untargeted multi-label ("deactivated"):
+    no true label is detected any more. Targeted: the prediction equals the target (``labels`` then
+    holds the targets).
+    """
+    prediction = model.predict(logits)
+    if model.multilabel:
+        if targeted:
+            return (prediction == labels.long()).all(dim=-1)
+        return ~((prediction == 1) & (labels > 0.5)).any(dim=-1)
+    return prediction == labels if targeted else prediction != labels
+
+
+def attack_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """Per-sample loss ``[B]`` that the attack ascends: CE (single-label) or mean BCE (multi-label),
+    negated for targeted attacks."""
+    if model.multilabel:
+        loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=-1)
+    else:
+        loss = F.cross_entropy(logits, labels, reduction="none")
+    return -loss if targeted else loss

@@ -1,0 +1,117 @@
+"""Projected gradient descent (Madry et al. 2018) for L∞, L2 and L1, in the waveform or feature domain.
+
+One function over tensors. Per step, one forward pass gives both the fooled check and the loss,
+and one backward pass the input gradient; samples that are fooled leave the batch at once, so
+the work shrinks as the attack succeeds. The model's parameters are frozen during the attack.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models.base import frozen
+from .criteria import attack_loss, is_fooled
+from .threat import ThreatModel, ascent_direction
+
+
+@dataclass
+class AttackResult:
+    """Per-sample outcome of an attack on a batch of ``B`` clips.
+
+    Attributes:
+        adversarial: perturbed inputs ``[B, ...]`` in the attacked domain (waveform or features);
+            for clips the attack did not fool, the highest-loss iterate found.
+        clean: the clean inputs in the same domain.
+        success: ``[B]`` bool, the goal reached (clips already fooled when clean count, with δ = 0).
+        logits: ``[B, K]`` logits at ``adversarial``.
+        eps: ``[B]`` the budget each clip had.
+        forwards, backwards: ``[B]`` int, passes each clip took part in.
+    """
+
+    adversarial: torch.Tensor
+    clean: torch.Tensor
+    success: torch.Tensor
+    logits: torch.Tensor
+    eps: torch.Tensor
+    forwards: torch.Tensor
+    backwards: torch.Tensor
+
+    @property
+    def perturbation(self) -> torch.Tensor:
+        return self.adversarial - self.clean
+
+
+def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+        steps: int = 10, restarts: int = 1, rel_step_size: float | None = None,
+        targeted: bool = False, random_start: bool = True, eps: torch.Tensor | None = None,
+        video: torch.Tensor | None = None, generator: torch.Generator | None = None,
+        early_stop: bool = True) -> AttackResult:
+    """Run PGD on a batch.
+
+    Args:
+        model: a :class:`~robustaudio.models.Classifier` (any module with ``predict`` / ``multilabel``
+            and, for the feature domain, ``features`` / ``forward_features``).
+        audio: waveforms ``[B, T]`` in the model's bounds.
+        labels: ``[B]`` class indices, or ``[B, K]`` 0/1 for multi-label; the targets if ``targeted``.
+        threat: the threat model (norm, budget, domain, bounds, mask).
+        steps: gradient steps per restart.
+        restarts: independent random starts; a clip fooled by one restart is not attacked again.
+        rel_step_size: step size as a fraction of ε (default ``2.5 / steps``, Madry et al.).
+        eps: optional per-sample budget ``[B]`` overriding ``threat.budget``.
+        generator: torch random generator for the random starts (reproducibility).
+        early_stop: drop fooled clips from the batch (set False only to time a fixed amount of work).
+    """
+    if steps < 0 or restarts < 1:
+        raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}.")
+    alpha_rel = rel_step_size if rel_step_size is not None else 2.5 / max(steps, 1)
+    with frozen(model):
+        clean, logits_fn = threat.view(model, audio, video)
+        clean = clean.detach()
+        eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
+        batch = clean.shape[0]
+        device = clean.device
+        forwards = torch.zeros(batch, dtype=torch.long, device=device)
+        backwards = torch.zeros(batch, dtype=torch.long, device=device)
+
+        with torch.no_grad():
+            logits = logits_fn(clean, None).detach()
+        forwards += 1
+        success = is_fooled(model, logits, labels, targeted)
+        best = clean.clone()
+        best_loss = torch.full((batch,), -float("inf"), device=device)
+
+        for _ in range(restarts):
+            active = torch.nonzero(~success & (eps > 0)).flatten()
+            if active.numel() == 0:
+                break
+            x0 = clean[active]
+            delta = (threat.random_start(x0, eps[active], generator) if random_start
+                     else torch.zeros_like(x0))
+            for step in range(steps + 1):
+                x = threat.apply(x0, delta).requires_grad_(step < steps)
+                with torch.enable_grad():
+                    out = logits_fn(x, active)
+                    loss = attack_loss(model, out, labels[active], targeted)
+                forwards[active] += 1
+                fooled = is_fooled(model, out.detach(), labels[active], targeted)
+                improved = fooled | (loss.detach() > best_loss[active])
+                rows = active[improved]
+                best[rows] = x.detach()[improved]
+                logits[rows] = out.detach()[improved]
+                best_loss[rows] = torch.where(fooled[improved], torch.inf, loss.detach()[improved])
+                success[active[fooled]] = True
+                if step == steps:
+                    break
+                keep = ~fooled if early_stop else torch.ones_like(fooled)
+                if not keep.any():
+                    break
+                grad, = torch.autograd.grad(loss[keep].sum(), x)
+                backwards[active[keep]] += 1
+                active, x0, delta, grad = active[keep], x0[keep], delta[keep], grad[keep]
+                step_size = (alpha_rel * eps[active]).reshape(-1, *([1] * (x0.dim() - 1)))
+                delta = delta.detach() + step_size * ascent_direction(grad, threat.norm)
+                delta = threat.project(delta, x0, eps[active])
+    return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, eps=eps,
+                        forwards=forwards, backwards=backwards)

@@ -1,0 +1,244 @@
+"""Threat models: the one place that computes norms, budgets, projections and ascent steps.
+
+Shapes: ``delta``, ``clean`` are ``[B, ...]`` (waveform ``[B, T]`` or features ``[B, F, frames]``);
+norms are taken over everything but the batch axis; ``eps`` is a per-sample tensor ``[B]``.
+Units: in the waveform domain ε is in sample units (full scale = 1); in the feature domain it is
+in units of the model's normalised features. A relative budget ``snr_db`` sets
+``eps = ||clean||_p * 10**(-snr_db / 20)``, i.e. for L2 the perturbation's SNR is exactly
+``snr_db`` dB when the budget is used up (for L∞ it is a peak-to-peak ratio, for L1 an L1 ratio).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+NORMS = ("linf", "l2", "l1")
+DOMAINS = ("waveform", "feature")
+SNR_DB_RANGE = (-20.0, 100.0)  # outside this a relative budget is a typo, not a threat model
+
+
+class ThreatModelError(ValueError):
+    """An impossible or absurd threat model; the message says what to change."""
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], -1)
+
+
+def lp_norm(x: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample norm ``[B]`` of ``x`` ``[B, ...]``."""
+    flat = _flat(x)
+    if norm == "linf":
+        return flat.abs().amax(dim=1)
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    if norm == "l1":
+        return flat.abs().sum(dim=1)
+    raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
+
+
+def snr_db(clean: torch.Tensor, perturbation: torch.Tensor) -> torch.Tensor:
+    """Signal-to-perturbation ratio ``20 log10(||clean||_2 / ||perturbation||_2)`` in dB, ``[B]``.
+
+    ``inf`` where the perturbation is zero.
+    """
+    signal = _flat(clean).norm(dim=1).double()
+    noise = _flat(perturbation).norm(dim=1).double()
+    return (20 * torch.log10(signal / noise)).float()
+
+
+def _expand(eps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return eps.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def project_l1_ball(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Euclidean projection of each sample onto the L1 ball of radius ``eps`` (Duchi et al. 2008)."""
+    flat = _flat(delta)
+    norms = flat.abs().sum(dim=1)
+    outside = norms > eps
+    if not outside.any():
+        return delta
+    v = flat[outside].abs()
+    radius = eps[outside].unsqueeze(1)
+    sorted_v, _ = v.sort(dim=1, descending=True)
+    cumsum = sorted_v.cumsum(dim=1)
+    ranks = torch.arange(1, v.shape[1] + 1, device=v.device, dtype=v.dtype)
+    # Largest j with sorted_v[j] > (cumsum[j] - eps) / j gives the soft threshold theta.
+    condition = sorted_v * ranks > (cumsum - radius)
+    rho = condition.to(v.dtype).cumsum(dim=1).argmax(dim=1, keepdim=True)
+    theta = ((cumsum.gather(1, rho) - radius) / (rho + 1).to(v.dtype)).clamp_min(0)
+    projected = flat.clone()
+    projected[outside] = flat[outside].sign() * (v - theta).clamp_min(0)
+    return projected.reshape(delta.shape)
+
+
+def project_lp_ball(delta: torch.Tensor, eps: torch.Tensor, norm: str) -> torch.Tensor:
+    """Project each ``delta[i]`` onto ``{d : ||d||_norm <= eps[i]}``."""
+    if norm == "linf":
+        bound = _expand(eps, delta)
+        return torch.maximum(torch.minimum(delta, bound), -bound)
+    if norm == "l2":
+        norms = lp_norm(delta, "l2")
+        factor = torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
+        return delta * _expand(factor, delta)
+    if norm == "l1":
+        return project_l1_ball(delta, eps)
+    raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
+
+
+def ascent_direction(grad: torch.Tensor, norm: str, l1_sparsity: float = 0.99) -> torch.Tensor:
+    """Steepest-ascent direction of unit ``norm`` for gradient ``grad`` ``[B, ...]``.
+
+    L∞: ``sign(g)``; L2: ``g / ||g||_2``; L1: the sign of the top ``1 - l1_sparsity`` fraction of
+    coordinates by ``|g|``, scaled to unit L1 norm (the sparse step of SLIDE, Tramèr & Boneh 2019).
+    """
+    if norm == "linf":
+        return grad.sign()
+    if norm == "l2":
+        return grad / _expand(lp_norm(grad, "l2").clamp_min(1e-30), grad)
+    if norm == "l1":
+        flat = _flat(grad)
+        k = max(1, int(round((1 - l1_sparsity) * flat.shape[1])))
+        threshold = flat.abs().topk(k, dim=1).values[:, -1:]
+        direction = flat.sign() * (flat.abs() >= threshold)
+        direction = direction / direction.abs().sum(dim=1, keepdim=True).clamp_min(1)
+        return direction.reshape(grad.shape)
+    raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """Where and how much an attacker may change the input.
+
+    Args:
+        norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+        eps: absolute budget in the domain's units (exactly one of ``eps`` / ``snr_db``).
+        snr_db: relative budget, dB below the clean clip's own ``norm`` (see module docstring).
+        domain: ``"waveform"`` (perturb samples) or ``"feature"`` (perturb the normalised features).
+        bounds: box the perturbed input must stay in, ``(-1, 1)`` for waveforms; ``None`` = unbounded
+            (the usual choice in the feature domain).
+        mask: optional 0/1 tensor broadcastable to one input (``[T]`` or ``[F, frames]``); only
+            entries where it is 1 may change (time windows, frequency bands).
+    """
+
+    norm: str
+    eps: float | None = None
+    snr_db: float | None = None
+    domain: str = "waveform"
+    bounds: tuple[float, float] | None = (-1.0, 1.0)
+    mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ThreatModelError(f"Unknown norm {self.norm!r}; use one of {', '.join(NORMS)}.")
+        if self.domain not in DOMAINS:
+            raise ThreatModelError(f"Unknown domain {self.domain!r}; use one of {', '.join(DOMAINS)}.")
+        if (self.eps is None) == (self.snr_db is None):
+            raise ThreatModelError("Give exactly one budget: an absolute eps (--eps) or a relative "
+                                   "snr_db (--snr-db).")
+        if self.eps is not None:
+            if not math.isfinite(self.eps) or self.eps <= 0:
+                raise ThreatModelError(f"eps must be a finite number > 0, got {self.eps}. Typical "
+                                       f"waveform budgets: L∞ 1e-4..1e-2, L2 0.1..2, L1 1..100.")
+            if self.bounds is not None and self.norm == "linf" and self.eps >= (self.bounds[1] - self.bounds[0]) / 2:
+                raise ThreatModelError(
+                    f"L∞ eps={self.eps} is at least half the input range {self.bounds}: the attacker "
+                    f"could replace the clip by anything, so the number would mean nothing. Use a "
+                    f"small fraction of full scale (e.g. --eps 0.002), or --snr-db for a relative budget.")
+        if self.snr_db is not None and not (SNR_DB_RANGE[0] <= self.snr_db <= SNR_DB_RANGE[1]):
+            raise ThreatModelError(f"snr_db={self.snr_db} dB is outside [{SNR_DB_RANGE[0]:g}, "
+                                   f"{SNR_DB_RANGE[1]:g}] dB; typical budgets are 20..60 dB.")
+        if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
+            raise ThreatModelError(f"bounds must be (low, high) with low < high, got {self.bounds}.")
+
+    # -- budget and geometry ---------------------------------------------------------------
+    def budget(self, clean: torch.Tensor) -> torch.Tensor:
+        """Per-sample ε ``[B]`` for the clean inputs ``[B, ...]`` (in the attacked domain)."""
+        if self.eps is not None:
+            eps = torch.full((clean.shape[0],), float(self.eps), device=clean.device)
+        else:
+            eps = lp_norm(clean.detach(), self.norm) * 10 ** (-self.snr_db / 20)
+        if self.bounds is not None and self.norm != "linf":
+            # An Lp ball that contains the whole box does not constrain anything.
+            n = _flat(clean).shape[1]
+            half_range = (self.bounds[1] - self.bounds[0]) / 2
+            diameter = half_range * (math.sqrt(n) if self.norm == "l2" else n)
+            if bool((eps >= diameter).any()):
+                raise ThreatModelError(
+                    f"{self.norm} budget {float(eps.max()):.4g} reaches {diameter:.4g}, enough to turn "
+                    f"a clip of {n} values into any other: lower --eps or raise --snr-db.")
+        return eps
+
+    def _mask(self, like: torch.Tensor) -> torch.Tensor | None:
+        return None if self.mask is None else self.mask.to(device=like.device, dtype=like.dtype)
+
+    def project(self, delta: torch.Tensor, clean: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """Project ``delta`` onto mask ∩ Lp ball(eps) ∩ {clean + delta in bounds}.
+
+        Clipping into the box only shrinks each coordinate of ``delta`` towards 0 (the clean input
+        lies inside the box), so the result stays inside the ball: both constraints hold exactly.
+        """
+        mask = self._mask(delta)
+        if mask is not None:
+            delta = delta * mask
+        delta = project_lp_ball(delta, eps, self.norm)
+        if self.bounds is not None:
+            delta = (clean + delta).clamp(self.bounds[0], self.bounds[1]) - clean
+        return delta
+
+    def apply(self, clean: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``clean + delta``, clamped to the bounds so float rounding never leaves the box."""
+        x = clean + delta
+        return x if self.bounds is None else x.clamp(self.bounds[0], self.bounds[1])
+
+    def norms(self, delta: torch.Tensor) -> torch.Tensor:
+        return lp_norm(delta, self.norm)
+
+    def random_start(self, clean: torch.Tensor, eps: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """A uniform draw from the ε-ball of each sample (then projected onto the box and mask)."""
+        shape, n = clean.shape, _flat(clean).shape[1]
+        uniform = torch.rand(shape, generator=generator).to(clean.device)
+        if self.norm == "linf":
+            delta = (2 * uniform - 1) * _expand(eps, clean)
+        else:
+            if self.norm == "l2":
+                direction = torch.randn(shape, generator=generator).to(clean.device)
+            else:  # iid Laplace, normalised, is uniform on the L1 sphere
+                direction = -torch.log(uniform.clamp_min(1e-12)) * torch.sign(
+                    torch.rand(shape, generator=generator).to(clean.device) - 0.5)
+            direction = direction / _expand(lp_norm(direction, self.norm).clamp_min(1e-30), clean)
+            radius = torch.rand(shape[0], generator=generator).to(clean.device) ** (1.0 / n)
+            delta = direction * _expand(eps * radius, clean)
+        return self.project(delta, clean, eps)
+
+    # -- domain ---------------------------------------------------------------------------
+    def view(self, model, audio: torch.Tensor, video: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]]:
+        """The clean input in the attacked domain and ``logits_fn(x, index)``.
+
+        ``index`` selects the rows of ``video`` (and any other fixed input) that go with ``x``.
+        """
+        def pick(index):
+            return video if video is None or index is None else video[index]
+
+        if self.domain == "waveform":
+            return audio, lambda x, index=None: model(x, pick(index))
+        with torch.no_grad():
+            feats = model.features(audio)
+        return feats, lambda x, index=None: model.forward_features(x, pick(index))
+
+    # -- description ----------------------------------------------------------------------
+    def describe(self) -> str:
+        budget = f"eps={self.eps:g}" if self.eps is not None else f"snr={self.snr_db:g}dB"
+        masked = "-masked" if self.mask is not None else ""
+        return f"{self.norm}-{self.domain}-{budget}{masked}"
+
+    def as_dict(self) -> dict:
+        return {"norm": self.norm, "eps": self.eps, "snr_db": self.snr_db, "domain": self.domain,
+                "bounds": list(self.bounds) if self.bounds is not None else None,
+                "masked": self.mask is not None}

@@ -1,0 +1,122 @@
+"""The ``robustaudio`` command: thin wrappers over the library; every command is a few calls."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from .attacks import ThreatModel, ThreatModelError
+from .data import AudioDataset, DatasetError
+from .models import DEFAULT_MODEL, MODELS, ModelError, load_model
+from .report import build_report
+from .runner import RUN_FILE, RunSettingsError, run_attack
+
+USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError)
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
+                                 param_hint="--device")
+    return torch.device(name)
+
+
+@click.group()
+@click.version_option(package_name="robustaudio")
+def main() -> None:
+    """Attack, measure, defend and certify audio event classifiers."""
+
+
+@main.command()
+def models() -> None:
+    """List the models that --model accepts."""
+    for name, entry in MODELS.items():
+        card = entry.card()
+        accuracy = card.get("test_accuracy")
+        extra = f"  (clean test accuracy {accuracy:.3f} on {card.get('data', '?')})" if accuracy is not None else ""
+        default = " [default]" if name == DEFAULT_MODEL else ""
+        click.echo(f"{name:8s} {entry.arch:12s} {entry.description}{default}{extra}")
+
+
+@main.command()
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Model name (see `robustaudio models`).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file).")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
+@click.option("--eps", type=float, multiple=True, help="Absolute budget; repeat for an ε curve.")
+@click.option("--snr-db", type=float, multiple=True, help="Relative budget in dB below the clip; repeatable.")
+@click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
+@click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders). Default: bundled minievents.")
+@click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
+@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
+@click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
+def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, domain, data, split, steps, restarts,
+           batch_size, limit, seed, device, out, restart) -> None:
+    """PGD attack on every clip; writes records, card.json, report.md and report.html.
+
+    Example: robustaudio attack --model cnn --norm linf --eps 0.001 --eps 0.002 --eps 0.005
+    """
+    if not eps and not snr_db:
+        raise click.UsageError("Give a budget: --eps VALUE (absolute) and/or --snr-db VALUE (relative).")
+    try:
+        model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
+        bounds = model.bounds if domain == "waveform" else None
+        threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds) for e in eps]
+        threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds) for s in snr_db]
+        dataset = AudioDataset.from_path(data, split=split)
+        dataset.check_labels(model.labels)
+        n_clips = min(limit, len(dataset)) if limit else len(dataset)
+        extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
+        if out is None:
+            key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
+                              batch_size, limit, seed], default=str)
+            budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
+            out = Path("robustaudio-runs") / (f"{model_name}-pgd-{norm}-{domain}-{budget}-"
+                                              f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
+        click.echo(f"Attacking {n_clips} clips with {model_name} under "
+                   f"{', '.join(t.describe() for t in threats)} -> {out}")
+        with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
+            run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
+                                 batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
+                                 extra_settings=extra, restart=restart,
+                                 on_batch=lambda batch, n: bar.update(n))
+        card = build_report(run_dir)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+    _print_summary(card, run_dir)
+
+
+def _print_summary(card: dict, run_dir: Path) -> None:
+    if "clean_accuracy" in card:
+        click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
+    for c in card["conditions"]:
+        click.echo(f"{c['condition']}: robust accuracy {c['robust_accuracy']['value']:.3f} "
+                   f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
+                   f"success rate {c['success_rate']['value']:.3f}")
+    if card["skipped_clips"]:
+        click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
+    click.echo(f"report: {run_dir / 'report.html'}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report(run_dir) -> None:
+    """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
+    if not (Path(run_dir) / RUN_FILE).is_file():
+        raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
+                                   f"of an earlier `robustaudio attack`.")
+    _print_summary(build_report(run_dir), Path(run_dir))
+
+
+if __name__ == "__main__":
+    main()

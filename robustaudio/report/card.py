@@ -1,0 +1,75 @@
+"""The JSON card: a run's headline numbers, computed from its records only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..metrics import mean_with_ci
+from .records import read_records, read_warnings
+
+CARD_FILE = "card.json"
+
+
+def _median(series: pd.Series) -> float | None:
+    values = pd.to_numeric(series, errors="coerce").dropna()
+    return float(values.median()) if len(values) else None
+
+
+def _estimate(values, seed: int) -> dict:
+    mean, low, high = mean_with_ci(np.asarray(values, dtype=float), seed=seed)
+    return {"value": mean, "ci95": [low, high], "n": int(len(values))}
+
+
+def condition_order(records: pd.DataFrame) -> list[str]:
+    """Conditions grouped by norm and domain, each group from the smallest budget up."""
+    table = records.drop_duplicates("condition").copy()
+    table["budget"] = table["eps_setting"].where(table["eps_setting"].notna(), -table["snr_db_setting"])
+    return table.sort_values(["norm", "domain", "budget"])["condition"].tolist()
+
+
+def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
+    attacked = rows[rows["attacked"] == True]  # noqa: E712 (None for clean errors)
+    fooled = attacked[attacked["success"] == True]  # noqa: E712
+    first = rows.iloc[0]
+    return {
+        "condition": first["condition"], "attack": first["attack"], "norm": first["norm"],
+        "domain": first["domain"], "eps": first["eps_setting"], "snr_db": first["snr_db_setting"],
+        "steps": int(first["steps"]), "restarts": int(first["restarts"]),
+        "robust_accuracy": _estimate(rows["adv_correct"].astype(float), seed),
+        "success_rate": _estimate(attacked["success"].astype(float), seed),
+        "median_linf": _median(fooled["linf"]), "median_l2": _median(fooled["l2"]),
+        "median_snr_db": _median(fooled["snr_db"]),
+        "forwards": int(rows["forwards"].sum()), "backwards": int(rows["backwards"].sum()),
+        "reused": int(rows["reused"].sum()), "seconds": float(rows["seconds"].sum()),
+    }
+
+
+def build_card(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "run.json").read_text())
+    settings = meta["settings"]
+    records = read_records(run_dir)
+    warnings = read_warnings(run_dir)
+    seed = int(settings.get("seed", 0))
+    card = {
+        "model": settings["model"], "data": settings["data"], "seed": seed,
+        "settings": settings, "versions": meta["versions"],
+        "clips": int(records["clip_id"].nunique()) if len(records) else 0,
+        "skipped_clips": sum(w["kind"] == "skipped" for w in warnings),
+        "notes": sum(w["kind"] == "note" for w in warnings),
+        "complete": bool(len(records)) and records["clip_id"].nunique() + sum(
+            w["kind"] == "skipped" for w in warnings) >= settings.get("clips", 0),
+    }
+    if not len(records):
+        card["conditions"] = []
+        return card
+    clean = records.drop_duplicates("clip_id")
+    card["clean_accuracy"] = _estimate(clean["clean_correct"].astype(float), seed)
+    card["conditions"] = [summarize_condition(records[records["condition"] == c], seed)
+                          for c in condition_order(records)]
+    card["wall_seconds"] = float(records["seconds"].sum())
+    return card

@@ -1,0 +1,197 @@
+"""Markdown and self-contained HTML reports with matplotlib figures, built from records only."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are written on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ..metrics import per_class_mean  # noqa: E402
+from .card import CARD_FILE, build_card, condition_order  # noqa: E402
+from .records import read_records, read_warnings  # noqa: E402
+
+FIGURES_DIR = "figures"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _estimate_text(estimate: dict) -> str:
+    low, high = estimate["ci95"]
+    return f"{estimate['value']:.3f} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
+    """Robust accuracy against ε (or SNR) for each norm/domain with at least two budgets."""
+    groups: dict[tuple, list[dict]] = {}
+    for c in card["conditions"]:
+        groups.setdefault((c["norm"], c["domain"], c["eps"] is None), []).append(c)
+    groups = {k: v for k, v in groups.items() if len(v) >= 2}
+    if not groups:
+        return None
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    for ax, ((norm, domain, relative), conditions) in zip(axes[0], groups.items()):
+        x = [c["snr_db"] if relative else c["eps"] for c in conditions]
+        y = [c["robust_accuracy"]["value"] for c in conditions]
+        low = [c["robust_accuracy"]["value"] - c["robust_accuracy"]["ci95"][0] for c in conditions]
+        high = [c["robust_accuracy"]["ci95"][1] - c["robust_accuracy"]["value"] for c in conditions]
+        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label="robust (95% CI)")
+        ax.axhline(card["clean_accuracy"]["value"], color="grey", linestyle="--", label="clean")
+        ax.set_xlabel("SNR budget (dB)" if relative else f"ε ({norm}, {domain})")
+        if relative:
+            ax.invert_xaxis()
+        elif min(x) > 0 and max(x) / min(x) >= 10:
+            ax.set_xscale("log")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{norm} {domain}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def figure_per_class(records: pd.DataFrame, conditions: list[str]) -> plt.Figure:
+    """Clean and robust accuracy per class, one bar group per class."""
+    clean = records.drop_duplicates("clip_id")
+    series = {"clean": per_class_mean(clean["clean_correct"].astype(float), clean["label"])}
+    for condition in conditions:
+        rows = records[records["condition"] == condition]
+        series[condition] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])
+    classes = list(series["clean"])
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(classes) * max(1, len(series) / 3)), 3.8))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(classes)) + i * width, [values.get(c, np.nan) for c in classes], width, label=name)
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2)
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Figure | None:
+    """SNR (dB) of the perturbations that fooled the model, per condition."""
+    fooled = records[(records["success"] == True) & records["snr_db"].notna()]  # noqa: E712
+    if not len(fooled):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    bins = np.histogram_bin_edges(fooled["snr_db"].astype(float), bins=30)
+    for condition in conditions:
+        values = fooled[fooled["condition"] == condition]["snr_db"].astype(float)
+        if len(values):
+            ax.hist(values, bins=bins, alpha=0.5, label=condition)
+    ax.set_xlabel("SNR of the successful perturbation (dB)")
+    ax.set_ylabel("clips")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _table(card: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
+              "median SNR dB", "fwd", "bwd", "seconds"]
+    rows = [[c["condition"], _estimate_text(c["robust_accuracy"]), _estimate_text(c["success_rate"])
+             if c["success_rate"]["n"] else "–", _fmt(c["median_linf"]), _fmt(c["median_l2"]),
+             _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
+            for c in card["conditions"]]
+    return header, rows
+
+
+def _save(fig: plt.Figure, path: Path) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    path.write_bytes(buffer.getvalue())
+    return buffer.getvalue()
+
+
+def build_report(run_dir: str | Path) -> dict:
+    """Write ``card.json``, ``report.md``, ``report.html`` and ``figures/*.png`` from the records."""
+    run_dir = Path(run_dir)
+    card = build_card(run_dir)
+    (run_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
+    records = read_records(run_dir)
+    warnings = read_warnings(run_dir)
+    (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
+    figures: list[tuple[str, str, bytes]] = []  # (title, file, png)
+    if len(records):
+        conditions = condition_order(records)
+        for title, name, fig in [
+            ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card)),
+            ("Accuracy per class", "per_class.png", figure_per_class(records, conditions)),
+            ("SNR of successful perturbations", "snr_histogram.png", figure_snr_histogram(records, conditions)),
+        ]:
+            if fig is not None:
+                figures.append((title, name, _save(fig, run_dir / FIGURES_DIR / name)))
+    (run_dir / "report.md").write_text(_markdown(card, figures, warnings), encoding="utf-8")
+    (run_dir / "report.html").write_text(_html(card, figures, warnings), encoding="utf-8")
+    return card
+
+
+def _summary_lines(card: dict) -> list[str]:
+    lines = [f"model: {card['model']}", f"data: {card['data']}",
+             f"clips: {card['clips']} (skipped {card['skipped_clips']})", f"seed: {card['seed']}",
+             f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
+    if "clean_accuracy" in card:
+        lines.insert(3, f"clean accuracy: {_estimate_text(card['clean_accuracy'])}")
+        lines.append(f"attack wall time: {card['wall_seconds']:.1f} s")
+    if not card["complete"]:
+        lines.append("INCOMPLETE: the run has not finished; rerun the same command to resume.")
+    return lines
+
+
+def _markdown(card: dict, figures, warnings: list[dict]) -> str:
+    out = [f"# Robustness report: {card['model']}", ""]
+    out += [f"- {line}" for line in _summary_lines(card)] + [""]
+    header, rows = _table(card)
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    out += ["Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
+            "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
+            "bootstrap over clips.", ""]
+    for title, name, _ in figures:
+        out += [f"## {title}", "", f"![{title}]({FIGURES_DIR}/{name})", ""]
+    if warnings:
+        out += ["## Warnings", ""] + [f"- [{w['kind']}] {w['message']}" for w in warnings] + [""]
+    return "\n".join(out)
+
+
+def _html(card: dict, figures, warnings: list[dict]) -> str:
+    e = html.escape
+    header, rows = _table(card)
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>Robustness report: {e(card['model'])}</title>",
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
+        "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:4px 8px;}"
+        "img{max-width:100%;}</style></head><body>",
+        f"<h1>Robustness report: {e(card['model'])}</h1><ul>",
+        *[f"<li>{e(line)}</li>" for line in _summary_lines(card)], "</ul>",
+        "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>",
+        *["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows], "</table>",
+        "<p>Robust accuracy counts clean errors as errors; the success rate is over clean-correct clips; "
+        "perturbation medians are over successful attacks. Intervals: 95% percentile bootstrap over clips.</p>",
+    ]
+    for title, _, png in figures:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{data}'>")
+    if warnings:
+        parts.append("<h2>Warnings</h2><ul>")
+        parts += [f"<li>[{e(w['kind'])}] {e(w['message'])}</li>" for w in warnings]
+        parts.append("</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

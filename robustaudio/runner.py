@@ -1,0 +1,179 @@
+"""Run an attack over a dataset into a run directory, batch by batch, resumably.
+
+A run directory holds ``run.json`` (settings, seed, versions, command), ``records.jsonl`` (one row
+per clip and condition, see :mod:`robustaudio.report.records`) and ``warnings.jsonl`` (skipped
+clips, resampling). Rerunning the same settings into the same directory skips finished batches; different settings are refused
+unless ``restart=True``. Each batch draws its random starts from a generator seeded by
+``(seed, batch number)``, so a resumed run writes the same rows as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import versions
+from .attacks import ThreatModel, is_correct, lp_norm, pgd, snr_db
+from .data import AudioDataset, Batch
+from .report.records import RECORDS_FILE, WARNINGS_FILE, RecordWriter, append_warnings
+
+RUN_FILE = "run.json"
+
+
+class RunSettingsError(ValueError):
+    """The run directory holds a run with other settings."""
+
+
+def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path:
+    """Create or re-open ``run_dir`` for ``settings``; refuse a mismatch unless ``restart``."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / RUN_FILE
+    if meta_path.exists() and not restart:
+        previous = json.loads(meta_path.read_text())["settings"]
+        if previous != settings:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise RunSettingsError(
+                f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
+                f"Use another --out, or pass --restart to discard it and start over.")
+    elif meta_path.exists() and restart:
+        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not meta_path.exists():
+        meta_path.write_text(json.dumps({"settings": settings, "versions": versions()}, indent=2))
+    return run_dir
+
+
+def _budget_order(threat: ThreatModel) -> float:
+    """Smaller first: ascending ε, or descending SNR (higher SNR = smaller perturbation)."""
+    return threat.eps if threat.eps is not None else -threat.snr_db
+
+
+def _label_names(model, decisions: torch.Tensor) -> list[str]:
+    if model.multilabel:
+        return [";".join(model.labels[k] for k in torch.nonzero(row).flatten().tolist()) for row in decisions]
+    return [model.labels[k] for k in decisions.tolist()]
+
+
+def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    scores = model.scores(logits)
+    if model.multilabel:  # mean score of the true labels
+        return (scores * labels).sum(-1) / labels.sum(-1).clamp_min(1)
+    return scores.gather(1, labels.view(-1, 1)).squeeze(1)
+
+
+def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
+                 restarts: int, seed: int, device: str | torch.device = "cpu") -> list[dict]:
+    """Rows for every clip of ``batch`` under every threat model.
+
+    Threat models of the same norm, domain and mask form an ε curve: they are run from the
+    smallest budget up, and a clip fooled at a smaller budget is recorded as fooled (``reused``)
+    at the larger ones without being attacked again.
+    """
+    audio = batch.audio.to(device)
+    labels = batch.labels.to(device)
+    with torch.no_grad():
+        clean_logits = model(audio)
+    clean_ok = is_correct(model, clean_logits, labels)
+    clean_pred = _label_names(model, model.predict(clean_logits))
+    clean_score = _true_scores(model, clean_logits, labels)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
+
+    curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
+    for threat in threats:
+        curves[(threat.norm, threat.domain, threat.eps is None, threat.mask is not None)].append(threat)
+
+    rows: list[dict] = []
+    attacked = torch.nonzero(clean_ok).flatten()
+    for curve in curves.values():
+        fooled_before = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
+        carried: torch.Tensor | None = None  # adversarial inputs of clips fooled at a smaller budget
+        for threat in sorted(curve, key=_budget_order):
+            start = time.perf_counter()
+            clean_in, logits_fn = threat.view(model, audio)
+            adversarial = clean_in.clone()
+            adv_logits = clean_logits.clone()
+            success = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
+            eps = torch.full((len(batch.ids),), float("nan"), device=device)
+            forwards = torch.zeros(len(batch.ids), dtype=torch.long)
+            backwards = torch.zeros(len(batch.ids), dtype=torch.long)
+            eps[attacked] = threat.budget(clean_in[attacked]) if attacked.numel() else eps[attacked]
+            todo = attacked[~fooled_before[attacked]]
+            if todo.numel():
+                result = pgd(model, audio[todo], labels[todo], threat, steps=steps, restarts=restarts,
+                             eps=eps[todo], generator=generator)
+                adversarial[todo] = result.adversarial
+                adv_logits[todo] = result.logits
+                success[todo] = result.success
+                forwards[todo.cpu()] = result.forwards.cpu()
+                backwards[todo.cpu()] = result.backwards.cpu()
+            reused = fooled_before.clone()
+            if carried is not None and reused.any():
+                adversarial[reused] = carried[reused]
+                success[reused] = True
+                with torch.no_grad():
+                    adv_logits[reused] = logits_fn(adversarial[reused])
+            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+            delta = adversarial - clean_in
+            adv_ok = is_correct(model, adv_logits, labels) & clean_ok
+            adv_pred = _label_names(model, model.predict(adv_logits))
+            adv_score = _true_scores(model, adv_logits, labels)
+            linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
+            for i, clip_id in enumerate(batch.ids):
+                was_attacked = bool(clean_ok[i])
+                rows.append({
+                    "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
+                    "model": model_name, "condition": f"pgd-{threat.describe()}", "attack": "pgd",
+                    "norm": threat.norm, "domain": threat.domain, "eps_setting": threat.eps,
+                    "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
+                    "targeted": False, "steps": steps, "restarts": restarts,
+                    "clean_pred": clean_pred[i], "clean_score": clean_score[i],
+                    "clean_correct": was_attacked, "attacked": was_attacked,
+                    "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
+                    "success": bool(success[i]) if was_attacked else None,
+                    "reused": bool(reused[i]), "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
+                    "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
+                    "seed": seed,
+                })
+            fooled_before |= success
+            carried = adversarial
+    return rows
+
+
+def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[ThreatModel],
+               run_dir: str | Path, *, steps: int = 10, restarts: int = 1, batch_size: int = 16,
+               seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
+               extra_settings: dict | None = None, restart: bool = False,
+               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+    """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
+
+    ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
+    Returns the run directory.
+    """
+    settings = {
+        "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
+        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "pgd",
+        "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
+        **(extra_settings or {}),
+    }
+    run_dir = open_run(run_dir, settings, restart=restart)
+    writer = RecordWriter(run_dir)
+    done = writer.done_batches()
+    torch.manual_seed(seed)
+    model = model.to(device).eval()
+    for batch in dataset.batches(model, batch_size, limit=limit):
+        n_clips = len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings)
+        if batch.index not in done:
+            append_warnings(run_dir, batch.warnings)
+            if batch.ids:
+                writer.append(attack_batch(model, model_name, batch, threats, steps=steps,
+                                           restarts=restarts, seed=seed, device=device))
+        if on_batch is not None:
+            on_batch(batch, n_clips)
+    return run_dir
