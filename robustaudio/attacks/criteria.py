@@ -33,10 +33,21 @@ def is_fooled(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool 
 
 
 def attack_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
-    """Per-sample loss ``[B]`` that the attack ascends: CE (single-label) or mean BCE (multi-label),
-    negated for targeted attacks."""
+    """Per-sample loss ``[B]`` that the attack ascends.
+
+    Single-label: cross-entropy (negated when targeted). Multi-label, targeted: minus the mean BCE
+    to the target set. Multi-label, untargeted ("deactivate"): minus the mean BCE of the true
+    labels towards "absent". Its gradient, sigmoid(z), fades for labels already switched off, so
+    the attack works on those still on; ascending BCE to the true labels instead keeps pushing
+    switched-off labels further down and would as happily switch on absent labels, neither of
+    which is the goal that :func:`is_fooled` checks.
+    """
     if model.multilabel:
-        loss = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=-1)
+        if targeted:
+            return -F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none").mean(dim=-1)
+        positives = (labels > 0.5).float()
+        on = F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits), reduction="none")
+        return -(on * positives).sum(dim=-1) / positives.sum(dim=-1).clamp_min(1)
     else:
         loss = F.cross_entropy(logits, labels, reduction="none")
     return -loss if targeted else loss

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import mean_with_ci
+from ..metrics import mean_with_ci, per_class_mean
 from .records import read_records, read_warnings
 
 CARD_FILE = "card.json"
@@ -71,5 +71,9 @@ def build_card(run_dir: str | Path) -> dict:
     card["clean_accuracy"] = _estimate(clean["clean_correct"].astype(float), seed)
     card["conditions"] = [summarize_condition(records[records["condition"] == c], seed)
                           for c in condition_order(records)]
+    card["per_class_accuracy"] = {"clean": per_class_mean(clean["clean_correct"].astype(float), clean["label"])}
+    for c in condition_order(records):
+        rows = records[records["condition"] == c]
+        card["per_class_accuracy"][c] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])
     card["wall_seconds"] = float(records["seconds"].sum())
     return card

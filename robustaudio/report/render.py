@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ..metrics import per_class_mean  # noqa: E402
 from .card import CARD_FILE, build_card, condition_order  # noqa: E402
 from .records import read_records, read_warnings  # noqa: E402
 
@@ -62,13 +61,9 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
     return fig
 
 
-def figure_per_class(records: pd.DataFrame, conditions: list[str]) -> plt.Figure:
+def figure_per_class(card: dict) -> plt.Figure:
     """Clean and robust accuracy per class, one bar group per class."""
-    clean = records.drop_duplicates("clip_id")
-    series = {"clean": per_class_mean(clean["clean_correct"].astype(float), clean["label"])}
-    for condition in conditions:
-        rows = records[records["condition"] == condition]
-        series[condition] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])
+    series = card["per_class_accuracy"]
     classes = list(series["clean"])
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(classes) * max(1, len(series) / 3)), 3.8))
@@ -111,6 +106,15 @@ def _table(card: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _per_class_table(card: dict) -> tuple[list[str], list[list[str]]]:
+    series = card.get("per_class_accuracy", {})
+    if not series:
+        return [], []
+    header = ["class", *series]
+    rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
+    return header, rows
+
+
 def _save(fig: plt.Figure, path: Path) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
@@ -132,7 +136,7 @@ def build_report(run_dir: str | Path) -> dict:
         conditions = condition_order(records)
         for title, name, fig in [
             ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card)),
-            ("Accuracy per class", "per_class.png", figure_per_class(records, conditions)),
+            ("Accuracy per class", "per_class.png", figure_per_class(card)),
             ("SNR of successful perturbations", "snr_histogram.png", figure_snr_histogram(records, conditions)),
         ]:
             if fig is not None:
@@ -163,6 +167,10 @@ def _markdown(card: dict, figures, warnings: list[dict]) -> str:
     out += ["Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
             "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
             "bootstrap over clips.", ""]
+    header, rows = _per_class_table(card)
+    if rows:
+        out += ["## Accuracy per class", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
     for title, name, _ in figures:
         out += [f"## {title}", "", f"![{title}]({FIGURES_DIR}/{name})", ""]
     if warnings:
@@ -186,6 +194,11 @@ def _html(card: dict, figures, warnings: list[dict]) -> str:
         "<p>Robust accuracy counts clean errors as errors; the success rate is over clean-correct clips; "
         "perturbation medians are over successful attacks. Intervals: 95% percentile bootstrap over clips.</p>",
     ]
+    header, rows = _per_class_table(card)
+    if rows:
+        parts.append("<h2>Accuracy per class</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows]
+        parts.append("</table>")
     for title, _, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{data}'>")

@@ -1,0 +1,52 @@
+import os
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from torch import nn
+
+from robustaudio.models import Classifier
+
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+torch.set_num_threads(2)
+
+
+class LinearClassifier(Classifier):
+    """logits = x @ W.T + b on the raw waveform: minimal perturbations are known in closed form."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, labels=None):
+        super().__init__()
+        self.labels = tuple(labels or [f"c{k}" for k in range(weight.shape[0])])
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+        self.clip_seconds = weight.shape[1] / self.sample_rate
+
+    def features(self, audio):
+        return audio
+
+    def embeddings(self, features, video=None):
+        return {"audio": features.reshape(features.shape[0], -1)}
+
+    def head(self, embeddings):
+        return self.linear(embeddings["audio"])
+
+
+@pytest.fixture
+def write_dataset(tmp_path):
+    """Write a folder-of-labels dataset of tones; returns its root."""
+
+    def write(labels=("bird", "dog"), per_label=2, sample_rate=16000, seconds=1.0, root=None):
+        root = root or tmp_path / "data"
+        rng = np.random.default_rng(0)
+        t = np.arange(int(sample_rate * seconds)) / sample_rate
+        for k, label in enumerate(labels):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            for i in range(per_label):
+                x = 0.3 * np.sin(2 * np.pi * (300 + 400 * k + 50 * i) * t) + 0.01 * rng.standard_normal(t.size)
+                soundfile.write(root / label / f"{label}{i}.wav", x.astype(np.float32), sample_rate)
+        return root
+
+    return write

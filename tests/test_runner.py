@@ -1,0 +1,110 @@
+"""Runs: records are appended per batch, resume skips finished batches and gives identical rows."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from robustaudio.attacks import ThreatModel
+from robustaudio.data import AudioDataset
+from robustaudio.report import FIELDS, build_report, read_records
+from robustaudio.report.records import RECORDS_FILE
+from robustaudio.runner import RunSettingsError, run_attack
+
+from conftest import LinearClassifier
+
+TIMING = ["seconds"]
+
+
+def tone_model(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=["bird", "dog"])
+
+
+def threats():
+    return [ThreatModel("linf", eps=e) for e in (0.0005, 0.002)] + [ThreatModel("l2", snr_db=30.0)]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def run(root, out, on_batch=None, **kw):
+    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+                      batch_size=2, seed=7, on_batch=on_batch, **kw)
+
+
+def test_interrupted_run_resumes_to_identical_records(tmp_path, write_dataset):
+    root = write_dataset(labels=("bird", "dog"), per_label=4)
+    full = read_records(run(root, tmp_path / "full"))
+    assert len(full) == 8 * 3 and set(FIELDS) <= set(full.columns)
+
+    def stop_after_two(batch, n):
+        if batch.index == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(root, tmp_path / "resumed", on_batch=stop_after_two)
+    assert sorted(read_records(tmp_path / "resumed")["batch"].unique()) == [0, 1]
+    # A crash in the middle of a write leaves a partial line: it is ignored and replaced.
+    with open(tmp_path / "resumed" / RECORDS_FILE, "a") as f:
+        f.write('{"clip_id": "bird/bird0.wav", "lab')
+    resumed = read_records(run(root, tmp_path / "resumed"))
+    pd.testing.assert_frame_equal(full.drop(columns=TIMING), resumed.drop(columns=TIMING))
+
+
+def test_rerun_of_a_finished_run_adds_nothing(tmp_path, write_dataset):
+    root = write_dataset()
+    out = run(root, tmp_path / "run")
+    before = (out / RECORDS_FILE).read_text()
+    calls = []
+    run(root, out, on_batch=lambda b, n: calls.append(b.index))
+    assert (out / RECORDS_FILE).read_text() == before and calls == [0, 1]
+
+
+def test_other_settings_are_refused_unless_restart(tmp_path, write_dataset):
+    root = write_dataset()
+    out = run(root, tmp_path / "run")
+    with pytest.raises(RunSettingsError, match="seed"):
+        run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+                   batch_size=2, seed=8)
+    run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+               batch_size=2, seed=8, restart=True)
+    assert set(read_records(out)["seed"]) == {8}
+
+
+def test_eps_curve_reuses_clips_broken_at_a_smaller_budget(tmp_path, write_dataset):
+    root = write_dataset(per_label=4)
+    records = read_records(run(root, tmp_path / "run"))
+    linf = records[records["norm"] == "linf"]
+    small = linf[linf["eps_setting"] == 0.0005].set_index("clip_id")
+    large = linf[linf["eps_setting"] == 0.002].set_index("clip_id")
+    broken = small.index[small["success"] == True]  # noqa: E712
+    assert len(broken) > 0
+    assert large.loc[broken, "reused"].all() and large.loc[broken, "success"].all()
+    assert (large.loc[broken, "backwards"] == 0).all()
+    # robust accuracy can only fall as ε grows
+    assert large["adv_correct"].sum() <= small["adv_correct"].sum()
+    assert (linf["linf"] <= linf["eps_setting"] * (1 + 1e-5)).all()
+
+
+def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset):
+    root = write_dataset(labels=("<img src=x onerror=alert(1)>", "dog"), per_label=2)
+    model = LinearClassifier(torch.randn(2, 16000) * 0.05, torch.zeros(2), labels=["<img src=x onerror=alert(1)>", "dog"])
+    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", steps=2,
+                     batch_size=4)
+    card = build_report(out)
+    html = (out / "report.html").read_text()
+    assert "<img src=x" not in html and "&lt;img src=x" in html
+    assert html.count("data:image/png;base64,") == 3  # accuracy vs ε, per class, SNR histogram
+    on_disk = json.loads((out / "card.json").read_text())
+    assert on_disk == json.loads(json.dumps(card))
+    records = read_records(out)
+    clean = records.drop_duplicates("clip_id")["clean_correct"].mean()
+    assert card["clean_accuracy"]["value"] == pytest.approx(clean)
+    for condition in card["conditions"]:
+        lo, hi = condition["robust_accuracy"]["ci95"]
+        assert lo <= condition["robust_accuracy"]["value"] <= hi
+        rows = records[records["condition"] == condition["condition"]]
+        assert condition["robust_accuracy"]["value"] == pytest.approx(rows["adv_correct"].mean())
