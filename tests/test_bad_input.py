@@ -1,0 +1,119 @@
+"""Bad input gets a clear error naming the problem and the fix, or a recorded warning."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from click.testing import CliRunner
+
+from robustaudio.cli import main
+from robustaudio.data import AudioError, DatasetError, load_audio
+from robustaudio.models import ModelError, load_model, save_checkpoint
+from robustaudio.models.cnn import LogMelCNN
+from robustaudio.report import read_warnings
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+def test_unknown_model_suggests_close_names():
+    result = invoke("attack", "--model", "cnm", "--eps", "0.002")
+    assert result.exit_code != 0
+    assert "Unknown model 'cnm'" in result.output and "Did you mean 'cnn'" in result.output
+    with pytest.raises(ModelError, match="robustaudio models"):
+        load_model("resnet-9000")
+
+
+def test_missing_data_path_names_the_path(tmp_path):
+    result = invoke("attack", "--data", tmp_path / "nowhere", "--eps", "0.002")
+    assert result.exit_code != 0 and "does not exist" in result.output and "nowhere" in result.output
+
+
+@pytest.mark.parametrize("eps, message", [("0", "must be a finite number > 0"), ("-0.01", "> 0"),
+                                          ("1.5", "half the input range"), ("nan", "> 0")])
+def test_impossible_eps_is_refused_before_any_work(tmp_path, eps, message):
+    result = invoke("attack", "--eps", eps, "--out", tmp_path / "run")
+    assert result.exit_code != 0 and message in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_no_budget_is_a_usage_error():
+    result = invoke("attack", "--norm", "l2")
+    assert result.exit_code == 2 and "--eps" in result.output
+
+
+def test_corrupt_file_is_named():
+    path = Path(__file__).parent / "data" / "corrupt.wav"
+    with pytest.raises(AudioError, match="cannot be decoded") as info:
+        load_audio(path, 16000)
+    assert "corrupt.wav" in str(info.value)
+
+
+def test_silent_and_nan_clips_are_refused(tmp_path):
+    soundfile.write(tmp_path / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    noisy = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    noisy[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", noisy, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="silent"):
+        load_audio(tmp_path / "silent.wav", 16000)
+    with pytest.raises(AudioError, match="NaN/Inf"):
+        load_audio(tmp_path / "nan.wav", 16000)
+
+
+def test_other_sample_rate_is_resampled_and_said(tmp_path):
+    t = np.arange(22050) / 22050
+    soundfile.write(tmp_path / "tone.wav", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050)
+    audio, notes = load_audio(tmp_path / "tone.wav", 16000, clip_samples=16000)
+    assert audio.shape == (16000,) and any("resampled from 22050 Hz" in n for n in notes)
+    spectrum = np.abs(np.fft.rfft(audio.numpy()))
+    assert abs(np.argmax(spectrum) - 440) <= 1  # 1 Hz bins: the tone stays at 440 Hz
+
+
+def test_bad_clips_in_a_dataset_are_skipped_and_recorded(tmp_path, write_dataset):
+    from robustaudio.attacks import ThreatModel
+    from robustaudio.data import AudioDataset
+    from robustaudio.runner import run_attack
+
+    root = write_dataset(labels=("bird", "dog"), per_label=2)
+    soundfile.write(root / "dog" / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    (root / "bird" / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav")
+    soundfile.write(root / "bird" / "slow.wav",
+                    (0.3 * np.sin(np.arange(8000) / 3)).astype(np.float32), 8000)
+    torch.manual_seed(0)
+    model = LogMelCNN(labels=["bird", "dog"]).eval()
+    out = run_attack(model, "cnn-random", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)],
+                     tmp_path / "run", steps=1, batch_size=3)
+    warnings = read_warnings(out)
+    skipped = {w["clip_id"] for w in warnings if w["kind"] == "skipped"}
+    assert skipped == {"dog/silent.wav", "bird/broken.wav"}
+    assert any(w["kind"] == "note" and "resampled from 8000 Hz" in w["message"] for w in warnings)
+    records = [json.loads(l) for l in (out / "records.jsonl").read_text().splitlines()]
+    assert {r["clip_id"] for r in records} == {"bird/bird0.wav", "bird/bird1.wav", "bird/slow.wav",
+                                               "dog/dog0.wav", "dog/dog1.wav"}
+
+
+def test_unknown_labels_in_the_data_are_named(tmp_path, write_dataset):
+    root = write_dataset(labels=("bird", "spaceship"), per_label=1)
+    result = invoke("attack", "--data", root, "--eps", "0.002", "--out", tmp_path / "run")
+    assert result.exit_code != 0 and "'spaceship'" in result.output and "model's labels" in result.output
+
+
+def test_pickled_checkpoints_need_trust(tmp_path):
+    model = LogMelCNN(labels=["bird", "dog"])
+    path = tmp_path / "pickled.pt"
+    torch.save({"arch": "logmel-cnn", "config": {"labels": ["bird", "dog"]},
+                "state_dict": model.state_dict(), "extra": Path("not/a/tensor")}, path)
+    with pytest.raises(ModelError, match="--trust-checkpoint"):
+        load_model("cnn", weights=path)
+    assert isinstance(load_model("cnn", weights=path, trust_checkpoint=True), LogMelCNN)
+    save_checkpoint(tmp_path / "safe.pt", "logmel-cnn", {"labels": ["bird", "dog"]}, model)
+    assert load_model("cnn", weights=tmp_path / "safe.pt").labels == ("bird", "dog")
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "safe.pt").read_bytes()[:1000])
+    with pytest.raises(ModelError, match="could not be read"):
+        load_model("cnn", weights=tmp_path / "truncated.pt")
+    result = invoke("attack", "--weights", tmp_path / "missing.pt", "--eps", "0.002")
+    assert result.exit_code != 0 and "does not exist" in result.output
