@@ -1,0 +1,69 @@
+"""`robustaudio attack`, `report` and `models` end to end on the bundled default."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from robustaudio.cli import main
+from robustaudio.report import read_records
+
+
+def test_attack_writes_records_card_and_reports(tmp_path):
+    out = tmp_path / "run"
+    args = ["attack", "--norm", "linf", "--eps", "0.0005", "--eps", "0.002", "--limit", "12", "--steps", "3",
+            "--batch-size", "6", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    for name in ("records.jsonl", "card.json", "report.md", "report.html", "run.json"):
+        assert (out / name).is_file(), name
+    card = json.loads((out / "card.json").read_text())
+    assert card["clips"] == 12 and card["complete"]
+    assert [c["eps"] for c in card["conditions"]] == [0.0005, 0.002]
+    assert card["clean_accuracy"]["value"] >= card["conditions"][0]["robust_accuracy"]["value"] \
+        >= card["conditions"][1]["robust_accuracy"]["value"]
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    assert "robust accuracy" in result.output and "report.html" in result.output
+    # Re-rendering from records alone gives the same card.
+    (out / "card.json").unlink()
+    assert CliRunner().invoke(main, ["report", str(out)]).exit_code == 0
+    assert json.loads((out / "card.json").read_text()) == card
+
+
+def test_models_lists_the_bundled_models():
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 0 and "cnn" in result.output and "ast" in result.output
+    assert "clean test accuracy" in result.output
+
+
+def test_report_on_a_non_run_directory_says_so(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code != 0 and "not a run directory" in result.output
+
+
+def test_sigkill_then_rerun_gives_identical_records(tmp_path):
+    """Kill the real process mid-run with SIGKILL; the same command finishes the same records."""
+    args = ["attack", "--eps", "0.002", "--limit", "24", "--steps", "4", "--batch-size", "4", "--seed", "3"]
+    command = [sys.executable, "-m", "robustaudio.cli", *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    records = killed / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (records.exists() and records.read_text().count("\n") >= 8):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = records.read_text().count("\n")
+    assert 0 < partial < 24, "the kill must land mid-run"
+    subprocess.run([*command, "--out", str(killed)], env=env, check=True, capture_output=True)
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], env=env, check=True, capture_output=True)
+    a = read_records(killed).drop(columns=["seconds"])
+    b = read_records(tmp_path / "whole").drop(columns=["seconds"])
+    assert a.equals(b)
