@@ -100,7 +100,7 @@ def train(name: str, seed: int, data: Path | None) -> dict:
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += float(loss) * len(index)
+            total += float(loss.detach()) * len(index)
         if epoch % 10 == 9 or epoch == recipe["epochs"] - 1:
             test_acc = accuracy(model, x_test, y_test).mean()
             print(f"{name} epoch {epoch + 1}: train loss {total / len(x_train):.3f}, test acc {test_acc:.3f}",

@@ -27,7 +27,8 @@ def _estimate(values, seed: int) -> dict:
 def condition_order(records: pd.DataFrame) -> list[str]:
     """Conditions grouped by norm and domain, each group from the smallest budget up."""
     table = records.drop_duplicates("condition").copy()
-    table["budget"] = table["eps_setting"].where(table["eps_setting"].notna(), -table["snr_db_setting"])
+    eps = pd.to_numeric(table["eps_setting"], errors="coerce")
+    table["budget"] = eps.fillna(-pd.to_numeric(table["snr_db_setting"], errors="coerce"))
     return table.sort_values(["norm", "domain", "budget"])["condition"].tolist()
 
 

@@ -53,6 +53,9 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
             ax.invert_xaxis()
         elif min(x) > 0 and max(x) / min(x) >= 10:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(x)
+        ax.set_xticklabels([f"{v:g}" for v in x])
         ax.set_ylabel("accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{norm} {domain}")
