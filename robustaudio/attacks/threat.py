@@ -180,7 +180,10 @@ class ThreatModel:
         """Project ``delta`` onto mask ∩ Lp ball(eps) ∩ {clean + delta in bounds}.
 
         Clipping into the box only shrinks each coordinate of ``delta`` towards 0 (the clean input
-        lies inside the box), so the result stays inside the ball: both constraints hold exactly.
+        lies inside the box), so the result stays inside the ball: both constraints hold (the norm
+        up to float rounding, ~1e-7 relative). The realised ``apply(clean, delta) - clean`` can
+        differ from ``delta`` by the float32 rounding of the sum, at most one ulp of ``|clean|`` per
+        sample (~6e-8 at full scale).
         """
         mask = self._mask(delta)
         if mask is not None:
