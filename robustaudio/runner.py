@@ -107,7 +107,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
             todo = attacked[~fooled_before[attacked]]
             if todo.numel():
                 result = pgd(model, audio[todo], labels[todo], threat, steps=steps, restarts=restarts,
-                             eps=eps[todo], generator=generator)
+                             eps=eps[todo], generator=generator, clean_logits=clean_logits[todo])
                 adversarial[todo] = result.adversarial
                 adv_logits[todo] = result.logits
                 success[todo] = result.success
