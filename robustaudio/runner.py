@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 
 from . import versions
-from .attacks import ThreatModel, is_correct, lp_norm, pgd, snr_db
+from .attacks import ThreatModel, curve_key, is_correct, lp_norm, pgd_curve, snr_db
 from .data import AudioDataset, Batch
 from .report.records import RECORDS_FILE, WARNINGS_FILE, RecordWriter, append_warnings
 
@@ -50,11 +50,6 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
     return run_dir
 
 
-def _budget_order(threat: ThreatModel) -> float:
-    """Smaller first: ascending ε, or descending SNR (higher SNR = smaller perturbation)."""
-    return threat.eps if threat.eps is not None else -threat.snr_db
-
-
 def _label_names(model, decisions: torch.Tensor) -> list[str]:
     if model.multilabel:
         return [";".join(model.labels[k] for k in torch.nonzero(row).flatten().tolist()) for row in decisions]
@@ -72,9 +67,9 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                  restarts: int, seed: int, device: str | torch.device = "cpu") -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
-    Threat models of the same norm, domain and mask form an ε curve: they are run from the
-    smallest budget up, and a clip fooled at a smaller budget is recorded as fooled (``reused``)
-    at the larger ones without being attacked again.
+    Threat models that differ only in their budget form an ε curve and are run together by
+    :func:`~robustaudio.attacks.pgd_curve` (largest budget first; clips that resist a budget are
+    not attacked at smaller ones, recorded with ``reused``).
     """
     audio = batch.audio.to(device)
     labels = batch.labels.to(device)
@@ -87,39 +82,34 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
 
     curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
     for threat in threats:
-        curves[(threat.norm, threat.domain, threat.eps is None, threat.mask is not None)].append(threat)
+        curves[curve_key(threat)].append(threat)
 
     rows: list[dict] = []
     attacked = torch.nonzero(clean_ok).flatten()
+    n = len(batch.ids)
     for curve in curves.values():
-        fooled_before = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
-        carried: torch.Tensor | None = None  # adversarial inputs of clips fooled at a smaller budget
-        for threat in sorted(curve, key=_budget_order):
-            start = time.perf_counter()
-            clean_in, logits_fn = threat.view(model, audio)
-            adversarial = clean_in.clone()
-            adv_logits = clean_logits.clone()
-            success = torch.zeros(len(batch.ids), dtype=torch.bool, device=device)
-            eps = torch.full((len(batch.ids),), float("nan"), device=device)
-            forwards = torch.zeros(len(batch.ids), dtype=torch.long)
-            backwards = torch.zeros(len(batch.ids), dtype=torch.long)
-            eps[attacked] = threat.budget(clean_in[attacked]) if attacked.numel() else eps[attacked]
-            todo = attacked[~fooled_before[attacked]]
-            if todo.numel():
-                result = pgd(model, audio[todo], labels[todo], threat, steps=steps, restarts=restarts,
-                             eps=eps[todo], generator=generator, clean_logits=clean_logits[todo])
-                adversarial[todo] = result.adversarial
-                adv_logits[todo] = result.logits
-                success[todo] = result.success
-                forwards[todo.cpu()] = result.forwards.cpu()
-                backwards[todo.cpu()] = result.backwards.cpu()
-            reused = fooled_before.clone()
-            if carried is not None and reused.any():
-                adversarial[reused] = carried[reused]
-                success[reused] = True
-                with torch.no_grad():
-                    adv_logits[reused] = logits_fn(adversarial[reused])
-            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+        start = time.perf_counter()
+        results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
+                             restarts=restarts, generator=generator,
+                             clean_logits=clean_logits[attacked]) if attacked.numel() else None)
+        seconds = (time.perf_counter() - start) / max(n * len(curve), 1)
+        for position, threat in enumerate(curve):
+            clean_in, _ = threat.view(model, audio)
+            adversarial, adv_logits = clean_in.detach().clone(), clean_logits.clone()
+            success = torch.zeros(n, dtype=torch.bool, device=device)
+            reused = torch.zeros(n, dtype=torch.bool, device=device)
+            eps = torch.full((n,), float("nan"), device=device)
+            forwards = torch.zeros(n, dtype=torch.long, device=device)
+            backwards = torch.zeros(n, dtype=torch.long, device=device)
+            if results is not None:
+                result = results[position]
+                adversarial[attacked] = result.adversarial
+                adv_logits[attacked] = result.logits
+                success[attacked] = result.success
+                reused[attacked] = result.carried
+                eps[attacked] = result.eps
+                forwards[attacked] = result.forwards
+                backwards[attacked] = result.backwards
             delta = adversarial - clean_in
             adv_ok = is_correct(model, adv_logits, labels) & clean_ok
             adv_pred = _label_names(model, model.predict(adv_logits))
@@ -141,8 +131,6 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                     "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
                     "seed": seed,
                 })
-            fooled_before |= success
-            carried = adversarial
     return rows
 
 

@@ -28,6 +28,8 @@ class AttackResult:
         logits: ``[B, K]`` logits at ``adversarial``.
         eps: ``[B]`` the budget each clip had.
         forwards, backwards: ``[B]`` int, passes each clip took part in.
+        carried: ``[B]`` bool, clips not attacked at this budget because the outcome follows from
+            another budget of the same ε curve (see :func:`~robustaudio.attacks.curve.pgd_curve`).
     """
 
     adversarial: torch.Tensor
@@ -37,6 +39,11 @@ class AttackResult:
     eps: torch.Tensor
     forwards: torch.Tensor
     backwards: torch.Tensor
+    carried: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.carried is None:
+            self.carried = torch.zeros_like(self.success)
 
     @property
     def perturbation(self) -> torch.Tensor:
@@ -47,7 +54,8 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
         steps: int = 10, restarts: int = 1, rel_step_size: float | None = None,
         targeted: bool = False, random_start: bool = True, eps: torch.Tensor | None = None,
         video: torch.Tensor | None = None, generator: torch.Generator | None = None,
-        early_stop: bool = True, clean_logits: torch.Tensor | None = None) -> AttackResult:
+        early_stop: bool = True, clean_logits: torch.Tensor | None = None,
+        init_delta: torch.Tensor | None = None) -> AttackResult:
     """Run PGD on a batch.
 
     Args:
@@ -64,6 +72,9 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
         early_stop: drop fooled clips from the batch (set False only to time a fixed amount of work).
         clean_logits: ``[B, K]`` logits of the clean clips if the caller has them already (they
             are the same in either domain); saves one forward pass.
+        init_delta: optional warm start ``[B, ...]`` for the first restart (projected onto this
+            threat model first), e.g. the adversarial perturbation found at a larger budget;
+            later restarts start at random.
     """
     if steps < 0 or restarts < 1:
         raise ValueError(f"steps must be >= 0 and restarts >= 1, got steps={steps}, restarts={restarts}.")
@@ -87,13 +98,17 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
         best = clean.clone()
         best_loss = torch.full((batch,), -float("inf"), device=device)
 
-        for _ in range(restarts):
+        for restart in range(restarts):
             active = torch.nonzero(~success & (eps > 0)).flatten()
             if active.numel() == 0:
                 break
             x0 = clean[active]
-            delta = (threat.random_start(x0, eps[active], generator) if random_start
-                     else torch.zeros_like(x0))
+            if restart == 0 and init_delta is not None:
+                delta = threat.project(init_delta[active].to(x0), x0, eps[active])
+            elif random_start:
+                delta = threat.random_start(x0, eps[active], generator)
+            else:
+                delta = torch.zeros_like(x0)
             for step in range(steps + 1):
                 x = threat.apply(x0, delta).requires_grad_(step < steps)
                 with torch.enable_grad():

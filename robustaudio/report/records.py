@@ -42,7 +42,7 @@ FIELDS: dict[str, str] = {
     "adv_score": "score of the true label under attack",
     "adv_correct": "prediction under attack correct (False for clean errors)",
     "success": "the attack reached its goal (attacked clips only)",
-    "reused": "success carried over from a smaller budget of the same norm and domain",
+    "reused": "not attacked at this budget: it resisted a larger budget of the same ε curve",
     "linf": "L∞ norm of the perturbation (domain units)",
     "l2": "L2 norm of the perturbation",
     "snr_db": "20 log10(||x|| / ||δ||) in dB; None when δ = 0",

@@ -1,0 +1,467 @@
+"""Foolbox and ART attacks on robustaudio models, with the house's projection, criteria and counts.
+
+:func:`to_foolbox` and :func:`to_art` wrap any :class:`~robustaudio.models.Classifier` for the two
+libraries, in the waveform or the feature domain. :func:`backend_attack` runs one of their attacks
+and returns the same :class:`~robustaudio.attacks.AttackResult` as the native attacks: whatever the
+library returns is projected with :meth:`ThreatModel.project` (the one place that owns projection)
+and scored with :func:`~robustaudio.attacks.is_fooled` on our own forward pass, so a library's own
+clipping and success bookkeeping are never trusted. :func:`foolbox_minimal_norms` gives the raw
+per-clip minimal norms of FMN.
+
+Bounds: audio lives in [-1, 1]. Both libraries take the model's box, except foolbox's
+HopSkipJump, which clips to [0, 1] whatever the model's bounds; it is run on the affine
+reparametrisation ``u -> model(lo + (hi - lo) u)`` in [0, 1], with ε scaled by ``1 / (hi - lo)``
+(every Lp norm is homogeneous), and the result mapped back. Nothing is ever clamped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.base import frozen
+from .blackbox import PassCounter
+from .criteria import attack_loss, is_fooled
+from .pgd import AttackResult
+from .threat import ThreatModel, ThreatModelError, lp_norm
+
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+
+ALL_NORMS = ("linf", "l2", "l1")
+# Attack name -> the threat norms it can serve. Minimal-norm attacks serve the norm they minimise.
+FOOLBOX_ATTACKS: dict[str, tuple[str, ...]] = {
+    "pgd": ALL_NORMS, "fmn": ALL_NORMS, "deepfool": ("linf", "l2"), "cw": ("l2",),
+    "hsj": ("linf", "l2"), "boundary": ("l2",),
+}
+ART_ATTACKS: dict[str, tuple[str, ...]] = {
+    "pgd": ALL_NORMS, "apgd": ALL_NORMS, "cw": ("linf", "l2"), "deepfool": ("l2",),
+    "hsj": ("linf", "l2"), "square": ("linf", "l2"),
+}
+BACKENDS: dict[str, dict[str, tuple[str, ...]]] = {"foolbox": FOOLBOX_ATTACKS, "art": ART_ATTACKS}
+FIXED_EPS_ATTACKS = {("foolbox", "pgd"), ("art", "pgd"), ("art", "apgd")}  # take ε; the rest minimise
+NEEDS_BOX = {"cw", "hsj", "boundary"}  # attacks that need finite bounds to work at all
+UNTARGETED_ONLY = {"deepfool"}
+ART_NORM = {"linf": np.inf, "l2": 2, "l1": 1}
+
+
+class BackendError(ValueError):
+    """A backend, attack or setting that cannot be used; the message lists what can."""
+
+
+def _valid_names() -> str:
+    return "; ".join(f"{backend}: {', '.join(attacks)}" for backend, attacks in BACKENDS.items())
+
+
+def check_backend_attack(backend: str, attack: str, norm: str, *, multilabel: bool = False,
+                         targeted: bool = False) -> None:
+    """Raise a clear error unless ``backend`` can run ``attack`` for this norm and model kind."""
+    if backend not in BACKENDS:
+        raise BackendError(f"Unknown backend {backend!r}. Valid backends and attacks: {_valid_names()}.")
+    attacks = BACKENDS[backend]
+    if attack not in attacks:
+        raise BackendError(f"Unknown attack {attack!r} for backend {backend!r}; valid: {', '.join(attacks)} "
+                           f"(all backends: {_valid_names()}).")
+    if norm not in attacks[attack]:
+        raise BackendError(f"{backend} {attack} serves the norms {', '.join(attacks[attack])}, not {norm}.")
+    if backend == "art" and attack == "square":
+        raise BackendError("ART's SquareAttack only takes 4-D image batches and samples square windows from "
+                           "the image height, so it fails on [B, T] audio (also as [B, 1, 1, T]). Use the "
+                           "native robustaudio.attacks.blackbox.square_attack instead.")
+    if targeted and attack in UNTARGETED_ONLY:
+        raise BackendError(f"{backend} {attack} is untargeted only; use pgd or cw for targeted attacks.")
+    if multilabel and backend == "foolbox":
+        raise NotImplementedError("foolbox's criteria assume single-label models (top-1 misclassification). "
+                                  "For a multi-label model use the native pgd or square_attack, or "
+                                  "backend='art' with attack='pgd' (BCE-based loss).")
+    if multilabel and backend == "art" and attack != "pgd":
+        raise NotImplementedError(f"ART's {attack} decides success by argmax, which is meaningless for a "
+                                  f"multi-label model. Use backend='art' with attack='pgd', or the native "
+                                  f"pgd or square_attack.")
+
+
+# -- adapters ----------------------------------------------------------------------------------
+
+class FeatureForward(nn.Module):
+    """``features [B, F, frames] -> logits``: a classifier's feature-domain entry point as a module."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(features)
+
+
+class UnitBox(nn.Module):
+    """``u in [0, 1] -> model(lo + (hi - lo) u)``: for attacks that assume the [0, 1] box."""
+
+    def __init__(self, model: nn.Module, bounds: tuple[float, float]):
+        super().__init__()
+        self.model = model
+        self.low, self.span = float(bounds[0]), float(bounds[1] - bounds[0])
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.low) / self.span
+
+    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
+        return self.low + self.span * u
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.model(self.from_unit(u))
+
+
+class Float32Input(nn.Module):
+    """Casts inputs to float32: ART's HopSkipJump hands the model float64 arrays."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.to(torch.float32))
+
+
+class ArtAttackLoss(nn.Module):
+    """:func:`attack_loss` as an ART loss, for multi-label models.
+
+    ART ascends the estimator's loss (untargeted) or descends it (targeted), and feeds it labels
+    unchanged only for losses that are not its known CE/BCE classes (it would argmax multi-hot
+    labels for ``BCEWithLogitsLoss``). ``reduction`` is set by ART's ``compute_loss``.
+    """
+
+    def __init__(self, model: nn.Module, targeted: bool, reduction: str = "sum"):
+        super().__init__()
+        self.multilabel = model.multilabel
+        self.targeted = targeted
+        self.reduction = reduction
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        loss = attack_loss(self, logits, labels, self.targeted)
+        loss = -loss if self.targeted else loss  # attack_loss is ascended; ART descends targeted losses
+        return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[self.reduction]
+
+
+def _domain_module(model: nn.Module, domain: str) -> nn.Module:
+    if domain not in ("waveform", "feature"):
+        raise ThreatModelError(f"Unknown domain {domain!r}; use waveform or feature.")
+    return model if domain == "waveform" else FeatureForward(model)
+
+
+def _feature_shape(model: nn.Module) -> tuple[int, ...]:
+    with torch.no_grad():
+        probe = torch.zeros(1, model.clip_samples, device=next(model.parameters(), torch.zeros(0)).device)
+        return tuple(model.features(probe).shape[1:])
+
+
+def _foolbox_model(module: nn.Module, bounds: tuple[float, float], device: torch.device):
+    import foolbox as fb
+
+    return fb.PyTorchModel(module.eval(), bounds=bounds, device=device)
+
+
+def to_foolbox(model: nn.Module, domain: str = "waveform", bounds: tuple[float, float] | None = None):
+    """A ``foolbox.PyTorchModel`` for a robustaudio classifier.
+
+    Waveform domain: inputs ``[B, T]``, bounds ``model.bounds`` (``(-1, 1)``) unless given. Feature
+    domain: inputs ``model.features(audio)`` ``[B, F, frames]``, bounds as given (the threat model's
+    feature bounds) or unbounded ``(-inf, inf)``. Do not run foolbox's HopSkipJump on it directly
+    (it clips to [0, 1]); :func:`backend_attack` reparametrises for it.
+    """
+    if bounds is None:
+        bounds = tuple(model.bounds) if domain == "waveform" else (-math.inf, math.inf)
+    device = next(model.parameters(), torch.zeros(0)).device
+    return _foolbox_model(_domain_module(model, domain), bounds, device)
+
+
+def _art_classifier(module: nn.Module, *, multilabel_model: nn.Module | None, nb_classes: int,
+                    input_shape: tuple[int, ...], clip_values: tuple[float, float] | None,
+                    targeted: bool, device: torch.device):
+    from art.estimators.classification import PyTorchClassifier
+
+    loss = (ArtAttackLoss(multilabel_model, targeted) if multilabel_model is not None
+            else nn.CrossEntropyLoss(reduction="sum"))
+    return PyTorchClassifier(Float32Input(module).eval(), loss=loss, input_shape=input_shape,
+                             nb_classes=nb_classes, clip_values=clip_values,
+                             device_type="gpu" if device.type == "cuda" else "cpu")
+
+
+def to_art(model: nn.Module, domain: str = "waveform", *, clip_values: tuple[float, float] | None = None,
+           input_shape: tuple[int, ...] | None = None, targeted: bool = False):
+    """An ART ``PyTorchClassifier`` for a robustaudio classifier.
+
+    Waveform domain: inputs ``[B, T]`` (``input_shape`` default ``(model.clip_samples,)``),
+    ``clip_values`` = ``model.bounds`` unless given. Feature domain: inputs ``[B, F, frames]`` from
+    ``model.features`` (shape probed on a silent clip unless given), ``clip_values`` as given
+    (the threat model's feature bounds) or ``None``. Loss: cross-entropy for single-label models;
+    for multi-label models :class:`ArtAttackLoss` (BCE-based, set ``targeted`` to match the attack).
+    """
+    if domain == "waveform":
+        clip_values = tuple(model.bounds) if clip_values is None else clip_values
+        input_shape = input_shape or (model.clip_samples,)
+    else:
+        input_shape = input_shape or _feature_shape(model)
+    device = next(model.parameters(), torch.zeros(0)).device
+    return _art_classifier(_domain_module(model, domain), multilabel_model=model if model.multilabel else None,
+                           nb_classes=model.num_classes, input_shape=tuple(input_shape), clip_values=clip_values,
+                           targeted=targeted, device=device)
+
+
+# -- running a library attack ------------------------------------------------------------------
+
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's and numpy's global generators (the libraries draw from them), restored on exit."""
+    devices = [device] if device.type == "cuda" else []
+    numpy_state = np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+
+
+def _eps_groups(eps: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
+    """Clips sharing one ε value: the libraries take a scalar ε (one group per clip for SNR budgets)."""
+    values, group = torch.unique(eps.cpu(), return_inverse=True)
+    return [(float(value), torch.nonzero(group == k).flatten()) for k, value in enumerate(values)]
+
+
+def _box(model: nn.Module, threat: ThreatModel, attack: str) -> tuple[float, float]:
+    """The box the library must respect: the threat's bounds, else the model's (waveform) or none."""
+    bounds = threat.bounds if threat.bounds is not None else (
+        tuple(model.bounds) if threat.domain == "waveform" else (-math.inf, math.inf))
+    if attack in NEEDS_BOX and not all(math.isfinite(b) for b in bounds):
+        raise BackendError(f"{attack} needs a finite box; give the feature-domain threat model bounds "
+                           f"(e.g. ThreatModel(..., domain='feature', bounds=(lo, hi))).")
+    return bounds
+
+
+def _foolbox_starting_points(fmodel, x: torch.Tensor, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adversarial starting points for decision-based attacks and a ``[n]`` mask of where one was found.
+
+    foolbox's HopSkipJump and Boundary raise if their initialisation fails for any clip; running it
+    here lets the clips that have a starting point go on and the others count as failures.
+    """
+    import foolbox as fb
+
+    points = fb.attacks.LinearSearchBlendedUniformNoiseAttack(steps=50).run(fmodel, x, criterion)
+    with torch.no_grad():
+        found = criterion(points, fmodel(points)).bool()  # the attack's own check, which it asserts
+    return points, found
+
+
+def _run_foolbox(attack: str, module: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
+                 eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int, targeted: bool,
+                 nb_classes: int, options: dict) -> torch.Tensor:
+    """Raw foolbox output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
+    import foolbox as fb
+
+    fa = fb.attacks
+    criterion_for = (fb.criteria.TargetedMisclassification if targeted else fb.criteria.Misclassification)
+    if attack == "hsj":  # clips to [0, 1] internally: attack the reparametrised model
+        unit = UnitBox(module, bounds)
+        fmodel = _foolbox_model(unit, (0.0, 1.0), clean.device)
+        x = unit.to_unit(clean)
+        result = _run_foolbox_decision(fa.HopSkipJumpAttack(steps=steps, constraint=norm, **options),
+                                       fmodel, x, labels, criterion_for)
+        return unit.from_unit(result)
+    fmodel = _foolbox_model(module, bounds, clean.device)
+    if attack == "pgd":
+        cls = {"linf": fa.LinfPGD, "l2": fa.L2PGD, "l1": fa.L1PGD}[norm]
+        settings = dict(steps=steps, rel_stepsize=2.5 / max(steps, 1), random_start=True) | options
+        result = clean.clone()
+        for value, index in _eps_groups(eps):
+            result[index] = cls(**settings).run(fmodel, clean[index], criterion_for(labels[index]), epsilon=value)
+        return result
+    if attack == "boundary":
+        return _run_foolbox_decision(fa.BoundaryAttack(steps=steps, **options), fmodel, clean, labels, criterion_for)
+    if attack == "fmn":
+        instance = {"linf": fa.LInfFMNAttack, "l2": fa.L2FMNAttack, "l1": fa.L1FMNAttack}[norm](steps=steps, **options)
+    elif attack == "deepfool":
+        cls = {"linf": fa.LinfDeepFoolAttack, "l2": fa.L2DeepFoolAttack}[norm]
+        instance = cls(**(dict(steps=steps, candidates=min(10, nb_classes)) | options))
+    else:  # cw
+        instance = fa.L2CarliniWagnerAttack(steps=steps, **options)
+    return instance.run(fmodel, clean, criterion_for(labels))
+
+
+def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tensor, criterion_for) -> torch.Tensor:
+    """A decision-based foolbox attack on the clips for which a starting point exists; the rest stay clean."""
+    points, found = _foolbox_starting_points(fmodel, x, criterion_for(labels))
+    result = x.clone()
+    if found.any():
+        result[found] = instance.run(fmodel, x[found], criterion_for(labels[found]), starting_points=points[found])
+    return result
+
+
+def _run_art(attack: str, counter: PassCounter, model: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
+             eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int, targeted: bool,
+             options: dict) -> torch.Tensor:
+    """Raw ART output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
+    from art.attacks import evasion
+
+    clip_values = bounds if all(math.isfinite(b) for b in bounds) else None
+    classifier = _art_classifier(counter, multilabel_model=model if model.multilabel else None,
+                                 nb_classes=model.num_classes, input_shape=tuple(clean.shape[1:]),
+                                 clip_values=clip_values, targeted=targeted, device=clean.device)
+    x = clean.detach().cpu().numpy()
+    y = labels.detach().cpu().numpy()
+    common = dict(targeted=targeted, verbose=False)
+
+    def generate(instance, rows=slice(None)) -> torch.Tensor:
+        return torch.from_numpy(instance.generate(x[rows], y[rows])).to(clean.device, torch.float32)
+
+    if attack in ("pgd", "apgd"):
+        result = clean.clone()
+        for value, index in _eps_groups(eps):
+            if attack == "pgd":
+                settings = dict(norm=ART_NORM[norm], eps=value, eps_step=2.5 / max(steps, 1) * value,
+                                max_iter=steps, num_random_init=1, batch_size=len(index)) | common | options
+                cls = evasion.ProjectedGradientDescent
+            else:  # APGD's own schedule starts at a step of 2ε
+                settings = dict(norm=ART_NORM[norm], eps=value, eps_step=2 * value, max_iter=steps,
+                                nb_random_init=1, batch_size=len(index)) | common | options
+                cls = evasion.AutoProjectedGradientDescent
+            counter.counting = False  # APGD probes the model on a dummy input when built
+            instance = cls(classifier, **settings)
+            counter.counting = True
+            result[index] = generate(instance, index.numpy())
+        return result
+    batch = dict(batch_size=len(clean))
+    if attack == "cw":
+        cls = evasion.CarliniL2Method if norm == "l2" else evasion.CarliniLInfMethod
+        instance = cls(classifier, **(dict(max_iter=steps) | batch | common | options))
+    elif attack == "deepfool":
+        instance = evasion.DeepFool(classifier, **(dict(max_iter=steps, nb_grads=min(10, model.num_classes),
+                                                        verbose=False) | batch | options))
+    else:  # hsj
+        instance = evasion.HopSkipJump(classifier, **(dict(norm=ART_NORM[norm], max_iter=steps) | common | options))
+    return generate(instance)
+
+
+def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
+                 attack: str, steps: int, generator: torch.Generator | None, targeted: bool,
+                 eps: torch.Tensor | None, options: dict):
+    """Shared by :func:`backend_attack` and :func:`foolbox_minimal_norms`.
+
+    Returns ``clean``, ``logits_fn``, ``eps``, clean ``logits``, clean ``success`` and, for the
+    clips not fooled already (``active``), the raw library output and the passes they took.
+    """
+    check_backend_attack(backend, attack, threat.norm, multilabel=model.multilabel, targeted=targeted)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}.")
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    clean, logits_fn = threat.view(model, audio)
+    clean = clean.detach()
+    eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
+    with torch.no_grad():
+        logits = logits_fn(clean, None)
+    success = is_fooled(model, logits, labels, targeted)
+    active = torch.nonzero(~success & (eps > 0)).flatten()
+    raw = clean[active].clone()
+    counter = PassCounter(_domain_module(model, threat.domain), reference=clean[active])
+    if active.numel() > 0:
+        bounds = _box(model, threat, attack)
+        run_settings = dict(steps=steps, targeted=targeted, options=options)
+        with _seeded(seed, clean.device):
+            if backend == "foolbox":
+                raw = _run_foolbox(attack, counter, clean[active], labels[active], eps[active], threat.norm,
+                                   bounds, nb_classes=model.num_classes, **run_settings)
+            else:
+                raw = _run_art(attack, counter, model, clean[active], labels[active], eps[active], threat.norm,
+                               bounds, **run_settings)
+        raw = torch.where(torch.isfinite(raw), raw.detach(), clean[active])  # a library's NaN is a failure
+    return clean, logits_fn, eps, logits, success, active, raw, counter
+
+
+def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
+                   attack: str, steps: int, generator: torch.Generator | None = None, targeted: bool = False,
+                   eps: torch.Tensor | None = None, **options) -> AttackResult:
+    """Run a foolbox or ART attack on a batch; the result is projected and scored by robustaudio.
+
+    Attacks (``check_backend_attack`` says which norms each serves):
+
+    * foolbox: ``pgd`` (Linf/L2/L1 PGD), ``fmn`` (fast minimum-norm, L∞/L2/L1), ``deepfool``,
+      ``cw`` (L2 Carlini-Wagner), ``hsj`` (HopSkipJump, run in [0, 1] through :class:`UnitBox`),
+      ``boundary``. Single-label only.
+    * art: ``pgd``, ``apgd`` (AutoPGD), ``cw`` (CarliniL2Method / CarliniLInfMethod), ``deepfool``
+      (L2), ``hsj`` (HopSkipJump). ``square`` raises: ART's SquareAttack takes images only; use
+      :func:`~robustaudio.attacks.blackbox.square_attack`. Multi-label: ``pgd`` only.
+
+    Minimal-norm attacks (fmn, deepfool, cw, hsj, boundary) ignore ε while running; their output
+    is then projected onto the threat's ε-ball, so ``success`` means success at ε. The threat's
+    mask is applied by that projection only (the libraries do not know it).
+
+    Args:
+        model: a :class:`~robustaudio.models.Classifier`.
+        audio: waveforms ``[B, T]`` in the model's bounds.
+        labels: ``[B]`` class indices (``[B, K]`` 0/1 for multi-label); the targets if ``targeted``.
+        threat: norm, ε (in that norm, in the threat's domain: sample units for waveforms),
+            domain, bounds, mask.
+        backend: ``"foolbox"`` or ``"art"``.
+        attack: the attack's name, see above.
+        steps: iterations, in the library's own sense (PGD/APGD/FMN/DeepFool steps; CW steps per
+            binary-search step; HSJ/Boundary iterations, each of many queries).
+        generator: torch generator; one draw from it seeds the libraries' global torch and numpy
+            generators for the call (restored after).
+        eps: optional per-sample budget ``[B]`` overriding ``threat.budget``; the libraries take a
+            scalar ε, so clips are attacked in groups of equal ε.
+        options: passed to the library attack's constructor, overriding the defaults chosen here.
+
+    Returns:
+        :class:`AttackResult`. ``forwards``/``backwards`` ``[B]`` count the passes each clip took
+        part in: one clean and one final scoring forward of ours, plus the library's calls through
+        a :class:`PassCounter` (rows attributed to the nearest clean clip; see there). For the
+        decision-based attacks (hsj, boundary) the forwards are queries, for the others gradient
+        passes plus their forwards.
+    """
+    with frozen(model):
+        clean, logits_fn, eps, logits, success, active, raw, counter = _library_run(
+            model, audio, labels, threat, backend=backend, attack=attack, steps=steps, generator=generator,
+            targeted=targeted, eps=eps, options=options)
+        forwards = torch.ones(clean.shape[0], dtype=torch.long, device=clean.device)
+        backwards = torch.zeros_like(forwards)
+        adversarial = clean.clone()
+        if active.numel() > 0:
+            x = threat.apply(clean[active], threat.project(raw - clean[active], clean[active], eps[active]))
+            with torch.no_grad():
+                out = logits_fn(x, active)
+            adversarial[active] = x
+            logits[active] = out
+            success[active] = is_fooled(model, out, labels[active], targeted)
+            forwards[active] += 1 + counter.forwards.to(forwards.device)
+            backwards[active] += counter.backwards.to(forwards.device)
+    return AttackResult(adversarial=adversarial, clean=clean, success=success, logits=logits, eps=eps,
+                        forwards=forwards, backwards=backwards)
+
+
+def foolbox_minimal_norms(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                          steps: int = 100, generator: torch.Generator | None = None, targeted: bool = False,
+                          **options) -> torch.Tensor:
+    """Per-clip minimal adversarial norms ``[B]`` found by foolbox's FMN, unclipped.
+
+    In ``threat.norm`` and ``threat.domain`` (sample units for waveforms); ``threat``'s ε and mask
+    are not used, its bounds are. ``0`` for clips fooled already, ``inf`` where FMN found no
+    adversarial input (checked with :func:`is_fooled` on our own forward pass).
+    """
+    with frozen(model):
+        clean, logits_fn, _, _, success, active, raw, _ = _library_run(
+            model, audio, labels, threat, backend="foolbox", attack="fmn", steps=steps, generator=generator,
+            targeted=targeted, eps=None, options=options)
+        norms = torch.zeros(clean.shape[0], device=clean.device)
+        if active.numel() > 0:
+            if threat.bounds is not None:  # rounding only: FMN clips to the bounds itself
+                raw = raw.clamp(*threat.bounds)
+            with torch.no_grad():
+                fooled = is_fooled(model, logits_fn(raw, active), labels[active], targeted)
+            norms[active] = torch.where(fooled, lp_norm(raw - clean[active], threat.norm),
+                                        torch.full_like(norms[active], math.inf))
+    return norms
