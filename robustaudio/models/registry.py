@@ -18,12 +18,14 @@ import torch
 from .ast import SmallAST
 from .base import Classifier
 from .cnn import LogMelCNN
+from .zoo import ZOO
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 
 ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
     "logmel-cnn": LogMelCNN,
     "small-ast": SmallAST,
+    **ZOO,  # the thesis architectures (untrained; give --weights)
 }
 
 
