@@ -34,6 +34,19 @@ class LinearClassifier(Classifier):
         return self.linear(embeddings["audio"])
 
 
+def binary_linear(dim=100, seed=0):
+    """Two classes, logit margin f(x) = w·x + b; minimal flips: |f|/||w||_2 (L2), |f|/||w||_1 (L∞),
+    |f|/||w||_∞ (L1), as long as the box [-1, 1] does not bind."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(dim, generator=g)
+    model = LinearClassifier(torch.stack([w, torch.zeros(dim)]), torch.tensor([0.0, 0.0]))
+    audio = torch.rand(16, dim, generator=g) * 0.2 - 0.1
+    labels = (audio @ w < 0).long()  # class 0 when w·x > 0
+    margin = (audio @ w).abs()
+    dual = {"l2": w.norm(p=2), "linf": w.norm(p=1), "l1": w.abs().max()}
+    return model, audio, labels, {norm: margin / d for norm, d in dual.items()}
+
+
 @pytest.fixture
 def write_dataset(tmp_path):
     """Write a folder-of-labels dataset of tones; returns its root."""

@@ -1,0 +1,136 @@
+"""Minimal ε per clip ("how much does it take?"): bisection over PGD budgets, warm-started.
+
+Thesis ch. 10 calls the budget needed to deactivate a model its *potency*. For each clip this
+finds, per sample and in parallel over the batch, the smallest budget at which PGD fools it:
+
+1. bracket: PGD at ε₀, then 4·ε₀, 16·ε₀ ... until the clip is fooled or ``eps_max`` is passed;
+2. bisect: PGD at the geometric mean of the bracket (the arithmetic mean while the lower end is
+   0), warm-started from the adversarial found at the upper end projected into the smaller ball,
+   until the bracket is within ``rel_tol`` or ``search_steps`` bisections are done.
+
+The result per clip is the norm of the smallest successful perturbation found: an upper bound
+on the true minimal ε (PGD is a heuristic), tight to ``rel_tol`` relative to the bracket.
+Fooled clips leave PGD at once, so a warm-started bisection step that succeeds costs one or
+two forward passes; a failing one costs ``steps``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..models.base import frozen
+from .criteria import is_fooled
+from .pgd import pgd
+from .threat import ThreatModel, lp_norm
+
+DEFAULT_START = {"linf": 1e-3, "l2": 0.1, "l1": 1.0}  # waveform units, full scale 1
+
+
+@dataclass
+class MinimalResult:
+    """Per-sample outcome of a minimal-ε search on ``B`` clips.
+
+    Attributes:
+        eps: ``[B]`` norm of the smallest successful perturbation (domain units); ``inf`` where
+            none was found up to ``eps_max``; 0 for clips misclassified when clean.
+        adversarial: ``[B, ...]`` that perturbed input (the clean input where none was found).
+        clean: ``[B, ...]`` the clean inputs in the attacked domain.
+        success: ``[B]`` bool, a perturbation was found.
+        upper, lower: ``[B]`` the final bracket: fooled at ``upper``, PGD failed at ``lower``.
+        forwards, backwards: ``[B]`` passes each clip took part in, over the whole search.
+    """
+
+    eps: torch.Tensor
+    adversarial: torch.Tensor
+    clean: torch.Tensor
+    success: torch.Tensor
+    upper: torch.Tensor
+    lower: torch.Tensor
+    forwards: torch.Tensor
+    backwards: torch.Tensor
+
+
+def default_eps_max(threat: ThreatModel, clean: torch.Tensor) -> float:
+    """The largest budget worth searching: half the box range in the clip's norm."""
+    if threat.bounds is None:
+        return float("inf")
+    half = (threat.bounds[1] - threat.bounds[0]) / 2
+    n = clean[0].numel()
+    return half * {"linf": 1.0, "l2": n ** 0.5, "l1": float(n)}[threat.norm]
+
+
+def minimal_eps(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                steps: int = 10, search_steps: int = 10, rel_tol: float = 0.01,
+                eps_start: float | None = None, eps_max: float | None = None,
+                generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,
+                video: torch.Tensor | None = None, **pgd_options) -> MinimalResult:
+    """Smallest budget per clip at which PGD fools the model, in ``threat``'s norm and domain.
+
+    Args:
+        audio: waveforms ``[B, T]``; labels ``[B]`` or ``[B, K]`` (as for :func:`pgd`).
+        threat: norm, domain, bounds and mask; its budget (absolute, or per clip from its SNR)
+            is the starting guess unless ``eps_start`` is given.
+        steps: PGD steps at each tried budget.
+        search_steps: bisection steps after the bracket is found.
+        rel_tol: stop bisecting a clip once ``upper / lower - 1 <= rel_tol``.
+        eps_max: give up above this budget (default: half the box range, in the norm).
+    """
+    with frozen(model):
+        clean, logits_fn = threat.view(model, audio, video)
+        clean = clean.detach()
+        batch, device = clean.shape[0], clean.device
+        if clean_logits is None:
+            with torch.no_grad():
+                clean_logits = logits_fn(clean, None)
+        start = threat.budget(clean) if eps_start is None else torch.full((batch,), float(eps_start), device=device)
+        eps_max = default_eps_max(threat, clean) if eps_max is None else eps_max
+        fooled_clean = is_fooled(model, clean_logits, labels, pgd_options.get("targeted", False))
+
+        lower = torch.zeros(batch, device=device)
+        upper = torch.full((batch,), float("inf"), device=device)
+        upper[fooled_clean] = 0.0
+        best = clean.clone()
+        forwards = torch.zeros(batch, dtype=torch.long, device=device)
+        backwards = torch.zeros(batch, dtype=torch.long, device=device)
+
+        def attempt(rows: torch.Tensor, eps: torch.Tensor, warm: bool) -> None:
+            result = pgd(model, audio[rows], labels[rows], threat, steps=steps, eps=eps,
+                         generator=generator, clean_logits=clean_logits[rows],
+                         video=None if video is None else video[rows],
+                         init_delta=(best[rows] - clean[rows]) if warm else None, **pgd_options)
+            forwards[rows] += result.forwards
+            backwards[rows] += result.backwards
+            won = result.success
+            # Record the realised norm: it can be below the budget tried (L2/L1 PGD, warm starts).
+            realised = lp_norm(result.perturbation, threat.norm)
+            upper[rows[won]] = torch.minimum(realised[won], eps[won])
+            best[rows[won]] = result.adversarial[won]
+            lower[rows[~won]] = eps[~won]
+
+        # 1. bracket
+        trying = start.clone()
+        for _ in range(16):  # 4**16 x the start: a finite stop also where eps_max is infinite
+            rows = torch.nonzero(torch.isinf(upper) & (trying <= eps_max)).flatten()
+            if rows.numel() == 0:
+                break
+            attempt(rows, trying[rows], warm=False)
+            trying[rows] = trying[rows] * 4
+        capped = torch.isinf(upper) & (lower < eps_max)  # try the cap itself once
+        rows = torch.nonzero(capped).flatten()
+        if rows.numel() and eps_max < float("inf"):
+            attempt(rows, torch.full((rows.numel(),), eps_max, device=device), warm=False)
+
+        # 2. bisect
+        for _ in range(search_steps):
+            open_ = torch.isfinite(upper) & (upper > 0) & (upper > lower * (1 + rel_tol))
+            rows = torch.nonzero(open_).flatten()
+            if rows.numel() == 0:
+                break
+            lo, hi = lower[rows], upper[rows]
+            middle = torch.where(lo > 0, (lo * hi).sqrt(), hi / 2)
+            attempt(rows, middle, warm=True)
+
+    return MinimalResult(eps=upper, adversarial=best, clean=clean, success=torch.isfinite(upper),
+                         upper=upper, lower=lower, forwards=forwards, backwards=backwards)
