@@ -10,6 +10,7 @@ import click
 import torch
 
 from .attacks import ThreatModel, ThreatModelError
+from .attacks.minimal import DEFAULT_START
 from .data import AudioDataset, DatasetError
 from .models import DEFAULT_MODEL, MODELS, ModelError, load_model
 from .report import build_report
@@ -25,7 +26,38 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-@click.group()
+LIST_OPTIONS = ("--eps", "--snr-db")
+
+
+def expand_value_lists(args: list[str]) -> list[str]:
+    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (same for --snr-db)."""
+    out: list[str] = []
+    option = None  # the list option whose values are being read
+    for arg in args:
+        if option is not None and _is_number(arg):
+            if out[-1] != option:
+                out.append(option)
+            out.append(arg)
+            continue
+        option = arg if arg in LIST_OPTIONS else None
+        out.append(arg)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class Main(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_value_lists(args))
+
+
+@click.group(cls=Main)
 @click.version_option(package_name="robustaudio")
 def main() -> None:
     """Attack, measure, defend and certify audio event classifiers."""
@@ -47,8 +79,9 @@ def models() -> None:
 @click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file).")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
-@click.option("--eps", type=float, multiple=True, help="Absolute budget; repeat for an ε curve.")
-@click.option("--snr-db", type=float, multiple=True, help="Relative budget in dB below the clip; repeatable.")
+@click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
+@click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
+@click.option("--minimal", is_flag=True, help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders). Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
@@ -60,14 +93,18 @@ def models() -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
-def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, domain, data, split, steps, restarts,
-           batch_size, limit, seed, device, out, restart) -> None:
+def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, domain, data, split, steps,
+           restarts, batch_size, limit, seed, device, out, restart) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
-    Example: robustaudio attack --model cnn --norm linf --eps 0.001 --eps 0.002 --eps 0.005
+    Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
+    robustaudio attack --norm l2 --minimal
     """
+    if minimal and not eps and not snr_db:
+        eps = (DEFAULT_START[norm],)
     if not eps and not snr_db:
-        raise click.UsageError("Give a budget: --eps VALUE (absolute) and/or --snr-db VALUE (relative).")
+        raise click.UsageError("Give a budget: --eps VALUE (absolute) and/or --snr-db VALUE (relative), "
+                               "or --minimal to search the smallest one per clip.")
     try:
         model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
         bounds = model.bounds if domain == "waveform" else None
@@ -79,16 +116,17 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, domain, dat
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
-                              batch_size, limit, seed], default=str)
+                              batch_size, limit, seed, minimal], default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
-            out = Path("robustaudio-runs") / (f"{model_name}-pgd-{norm}-{domain}-{budget}-"
+            attack_name = "minimal" if minimal else "pgd"
+            out = Path("robustaudio-runs") / (f"{model_name}-{attack_name}-{norm}-{domain}-{budget}-"
                                               f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
         with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
-                                 extra_settings=extra, restart=restart,
+                                 extra_settings=extra, restart=restart, minimal=minimal,
                                  on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:
@@ -103,6 +141,11 @@ def _print_summary(card: dict, run_dir: Path) -> None:
         click.echo(f"{c['condition']}: robust accuracy {c['robust_accuracy']['value']:.3f} "
                    f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
                    f"success rate {c['success_rate']['value']:.3f}")
+    for m in card.get("minimal", []):
+        median = m["median_eps"]
+        click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
+                   f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
+                   f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}")
     if card["skipped_clips"]:
         click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
     click.echo(f"report: {run_dir / 'report.html'}")

@@ -19,7 +19,8 @@ from typing import Callable
 import torch
 
 from . import versions
-from .attacks import ThreatModel, curve_key, is_correct, lp_norm, pgd_curve, snr_db
+from .attacks import ThreatModel, budget_order, curve_key, is_correct, lp_norm, pgd_curve, snr_db
+from .attacks.minimal import minimal_eps
 from .data import AudioDataset, Batch
 from .report.records import RECORDS_FILE, WARNINGS_FILE, RecordWriter, append_warnings
 
@@ -64,80 +65,112 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 
 def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
-                 restarts: int, seed: int, device: str | torch.device = "cpu") -> list[dict]:
+                 restarts: int, seed: int, device: str | torch.device = "cpu",
+                 minimal: bool = False) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
     :func:`~robustaudio.attacks.pgd_curve` (largest budget first; clips that resist a budget are
-    not attacked at smaller ones, recorded with ``reused``).
+    not attacked at smaller ones, recorded with ``reused``). With ``minimal``, each curve is
+    replaced by one minimal-ε search (:func:`~robustaudio.attacks.minimal_eps`) started from its
+    smallest budget; its rows hold the minimal ε found in ``eps``.
     """
     audio = batch.audio.to(device)
     labels = batch.labels.to(device)
     with torch.no_grad():
         clean_logits = model(audio)
     clean_ok = is_correct(model, clean_logits, labels)
-    clean_pred = _label_names(model, model.predict(clean_logits))
-    clean_score = _true_scores(model, clean_logits, labels)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
-
     curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
     for threat in threats:
         curves[curve_key(threat)].append(threat)
-
-    rows: list[dict] = []
     attacked = torch.nonzero(clean_ok).flatten()
-    n = len(batch.ids)
+    rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=steps,
+                         restarts=restarts, seed=seed)
     for curve in curves.values():
         start = time.perf_counter()
+        if minimal:
+            threat = min(curve, key=budget_order)
+            result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
+                                  generator=generator, clean_logits=clean_logits[attacked])
+                      if attacked.numel() else None)
+            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+            rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.domain}", attacked, result, seconds)
+            continue
         results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
                              restarts=restarts, generator=generator,
                              clean_logits=clean_logits[attacked]) if attacked.numel() else None)
-        seconds = (time.perf_counter() - start) / max(n * len(curve), 1)
+        seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
         for position, threat in enumerate(curve):
-            clean_in, _ = threat.view(model, audio)
-            adversarial, adv_logits = clean_in.detach().clone(), clean_logits.clone()
-            success = torch.zeros(n, dtype=torch.bool, device=device)
-            reused = torch.zeros(n, dtype=torch.bool, device=device)
-            eps = torch.full((n,), float("nan"), device=device)
-            forwards = torch.zeros(n, dtype=torch.long, device=device)
-            backwards = torch.zeros(n, dtype=torch.long, device=device)
-            if results is not None:
-                result = results[position]
-                adversarial[attacked] = result.adversarial
+            rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
+                     None if results is None else results[position], seconds)
+    return rows.rows
+
+
+class ConditionRows:
+    """Turns one batch's attack results into records, one row per clip and condition."""
+
+    def __init__(self, model, model_name: str, batch: Batch, labels: torch.Tensor,
+                 clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
+                 seed: int):
+        self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
+        self.clean_logits, self.clean_ok = clean_logits, clean_ok
+        self.clean_pred = _label_names(model, model.predict(clean_logits))
+        self.clean_score = _true_scores(model, clean_logits, labels)
+        self.settings = {"steps": steps, "restarts": restarts, "seed": seed}
+        self.rows: list[dict] = []
+
+    def add(self, threat: ThreatModel, attack: str, condition: str, attacked: torch.Tensor,
+            result, seconds: float) -> None:
+        """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None."""
+        model, batch, n = self.model, self.batch, len(self.batch.ids)
+        device = self.clean_logits.device
+        clean_in, logits_fn = threat.view(model, batch.audio.to(device))
+        adversarial, adv_logits = clean_in.detach().clone(), self.clean_logits.clone()
+        success = torch.zeros(n, dtype=torch.bool, device=device)
+        reused = torch.zeros(n, dtype=torch.bool, device=device)
+        eps = torch.full((n,), float("nan"), device=device)
+        forwards = torch.zeros(n, dtype=torch.long, device=device)
+        backwards = torch.zeros(n, dtype=torch.long, device=device)
+        if result is not None:
+            adversarial[attacked] = result.adversarial
+            success[attacked] = result.success
+            eps[attacked] = result.eps
+            forwards[attacked] = result.forwards
+            backwards[attacked] = result.backwards
+            if hasattr(result, "logits"):
                 adv_logits[attacked] = result.logits
-                success[attacked] = result.success
                 reused[attacked] = result.carried
-                eps[attacked] = result.eps
-                forwards[attacked] = result.forwards
-                backwards[attacked] = result.backwards
-            delta = adversarial - clean_in
-            adv_ok = is_correct(model, adv_logits, labels) & clean_ok
-            adv_pred = _label_names(model, model.predict(adv_logits))
-            adv_score = _true_scores(model, adv_logits, labels)
-            linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
-            for i, clip_id in enumerate(batch.ids):
-                was_attacked = bool(clean_ok[i])
-                rows.append({
-                    "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
-                    "model": model_name, "condition": f"pgd-{threat.describe()}", "attack": "pgd",
-                    "norm": threat.norm, "domain": threat.domain, "eps_setting": threat.eps,
-                    "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
-                    "targeted": False, "steps": steps, "restarts": restarts,
-                    "clean_pred": clean_pred[i], "clean_score": clean_score[i],
-                    "clean_correct": was_attacked, "attacked": was_attacked,
-                    "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
-                    "success": bool(success[i]) if was_attacked else None,
-                    "reused": bool(reused[i]), "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
-                    "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
-                    "seed": seed,
-                })
-    return rows
+            else:  # a minimal-ε search keeps no logits: score its adversarial inputs once
+                with torch.no_grad():
+                    adv_logits[attacked] = logits_fn(result.adversarial)
+        delta = adversarial - clean_in
+        adv_ok = is_correct(model, adv_logits, self.labels) & self.clean_ok
+        adv_pred = _label_names(model, model.predict(adv_logits))
+        adv_score = _true_scores(model, adv_logits, self.labels)
+        linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
+        for i, clip_id in enumerate(batch.ids):
+            was_attacked = bool(self.clean_ok[i])
+            self.rows.append({
+                "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
+                "model": self.model_name, "condition": condition, "attack": attack,
+                "norm": threat.norm, "domain": threat.domain, "eps_setting": threat.eps,
+                "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
+                "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
+                "clean_pred": self.clean_pred[i], "clean_score": self.clean_score[i],
+                "clean_correct": was_attacked, "attacked": was_attacked,
+                "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
+                "success": bool(success[i]) if was_attacked else None,
+                "reused": bool(reused[i]), "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
+                "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
+                "seed": self.settings["seed"],
+            })
 
 
 def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[ThreatModel],
                run_dir: str | Path, *, steps: int = 10, restarts: int = 1, batch_size: int = 16,
                seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
-               extra_settings: dict | None = None, restart: bool = False,
+               extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
@@ -146,8 +179,9 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     """
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
-        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "pgd",
+        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "minimal" if minimal else "pgd",
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
+        "labels": list(model.labels), "multilabel": bool(model.multilabel),
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
@@ -161,7 +195,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
             append_warnings(run_dir, batch.warnings)
             if batch.ids:
                 writer.append(attack_batch(model, model_name, batch, threats, steps=steps,
-                                           restarts=restarts, seed=seed, device=device))
+                                           restarts=restarts, seed=seed, device=device,
+                                           minimal=minimal))
         if on_batch is not None:
             on_batch(batch, n_clips)
     return run_dir

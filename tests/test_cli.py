@@ -35,6 +35,30 @@ def test_attack_writes_records_card_and_reports(tmp_path):
     assert json.loads((out / "card.json").read_text()) == card
 
 
+def test_eps_values_after_one_flag_form_a_curve_and_minimal_writes_its_distribution(tmp_path):
+    out = tmp_path / "curve"
+    result = CliRunner().invoke(main, ["attack", "--norm", "l2", "--eps", "0.05", "0.2", "1", "--limit", "6",
+                                       "--steps", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert [c["eps"] for c in card["conditions"]] == [0.05, 0.2, 1.0]
+    assert (out / "figures" / "accuracy_vs_budget.png").is_file()
+
+    out = tmp_path / "minimal"
+    result = CliRunner().invoke(main, ["attack", "--norm", "linf", "--minimal", "--limit", "6", "--steps", "3",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    (search,) = card["minimal"]
+    assert card["conditions"] == [] and search["norm"] == "linf"
+    assert search["found"] == search["attacked"] > 0
+    assert 0 < search["median_eps"]["value"] < 0.05
+    curve = search["accuracy_curve"]
+    assert all(a >= b for (_, a), (_, b) in zip(curve, curve[1:])) and curve[-1][1] == 0
+    assert (out / "figures" / "minimal_eps.png").is_file()
+    assert "median minimal ε" in result.output and "minimal ε" in (out / "report.md").read_text()
+
+
 def test_models_lists_the_bundled_models():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0 and "cnn" in result.output and "ast" in result.output

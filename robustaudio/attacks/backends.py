@@ -8,10 +8,12 @@ and scored with :func:`~robustaudio.attacks.is_fooled` on our own forward pass, 
 clipping and success bookkeeping are never trusted. :func:`foolbox_minimal_norms` gives the raw
 per-clip minimal norms of FMN.
 
-Bounds: audio lives in [-1, 1]. Both libraries take the model's box, except foolbox's
-HopSkipJump, which clips to [0, 1] whatever the model's bounds; it is run on the affine
-reparametrisation ``u -> model(lo + (hi - lo) u)`` in [0, 1], with ε scaled by ``1 / (hi - lo)``
-(every Lp norm is homogeneous), and the result mapped back. Nothing is ever clamped to [0, 1].
+Bounds: audio lives in [-1, 1]. Both libraries take the model's box, but two attacks assume
+[0, 1]: foolbox's HopSkipJump clips to [0, 1] whatever the model's bounds, and ART's DeepFool
+multiplies its step by ``hi - lo`` (a 2x overshoot on [-1, 1]). These run on the affine
+reparametrisation ``u -> model(lo + (hi - lo) u)`` in [0, 1] (:class:`UnitBox`), with ε scaled by
+``1 / (hi - lo)`` (every Lp norm is homogeneous), and the result is mapped back. Nothing is ever
+clamped to [0, 1].
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ ART_ATTACKS: dict[str, tuple[str, ...]] = {
     "hsj": ("linf", "l2"), "square": ("linf", "l2"),
 }
 BACKENDS: dict[str, dict[str, tuple[str, ...]]] = {"foolbox": FOOLBOX_ATTACKS, "art": ART_ATTACKS}
-FIXED_EPS_ATTACKS = {("foolbox", "pgd"), ("art", "pgd"), ("art", "apgd")}  # take ε; the rest minimise
+# Attacks that assume the [0, 1] box: foolbox's HopSkipJump clips to [0, 1]; ART's DeepFool scales
+# its step by (hi - lo), i.e. doubles it on [-1, 1]. Both run on the UnitBox reparametrisation.
+UNIT_BOX_ATTACKS = {("foolbox", "hsj"), ("art", "deepfool")}
 NEEDS_BOX = {"cw", "hsj", "boundary"}  # attacks that need finite bounds to work at all
 UNTARGETED_ONLY = {"deepfool"}
 ART_NORM = {"linf": np.inf, "l2": 2, "l1": 1}
@@ -171,7 +175,7 @@ def to_foolbox(model: nn.Module, domain: str = "waveform", bounds: tuple[float, 
     Waveform domain: inputs ``[B, T]``, bounds ``model.bounds`` (``(-1, 1)``) unless given. Feature
     domain: inputs ``model.features(audio)`` ``[B, F, frames]``, bounds as given (the threat model's
     feature bounds) or unbounded ``(-inf, inf)``. Do not run foolbox's HopSkipJump on it directly
-    (it clips to [0, 1]); :func:`backend_attack` reparametrises for it.
+    (it clips to [0, 1]); :func:`backend_attack` reparametrises for it (:class:`UnitBox`).
     """
     if bounds is None:
         bounds = tuple(model.bounds) if domain == "waveform" else (-math.inf, math.inf)
@@ -200,6 +204,8 @@ def to_art(model: nn.Module, domain: str = "waveform", *, clip_values: tuple[flo
     ``model.features`` (shape probed on a silent clip unless given), ``clip_values`` as given
     (the threat model's feature bounds) or ``None``. Loss: cross-entropy for single-label models;
     for multi-label models :class:`ArtAttackLoss` (BCE-based, set ``targeted`` to match the attack).
+    ART's DeepFool scales its steps by ``hi - lo`` (2x too large on [-1, 1]); :func:`backend_attack`
+    reparametrises for it (:class:`UnitBox`).
     """
     if domain == "waveform":
         clip_values = tuple(model.bounds) if clip_values is None else clip_values
@@ -226,6 +232,19 @@ def _seeded(seed: int, device: torch.device) -> Iterator[None]:
             yield
         finally:
             np.random.set_state(numpy_state)
+
+
+@contextmanager
+def _uncounted(module: nn.Module) -> Iterator[None]:
+    """Leave library set-up calls through ``module`` (a PassCounter, possibly wrapped) uncounted."""
+    counters = [m for m in module.modules() if isinstance(m, PassCounter)]
+    for counter in counters:
+        counter.counting = False
+    try:
+        yield
+    finally:
+        for counter in counters:
+            counter.counting = True
 
 
 def _eps_groups(eps: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
@@ -266,14 +285,10 @@ def _run_foolbox(attack: str, module: nn.Module, clean: torch.Tensor, labels: to
 
     fa = fb.attacks
     criterion_for = (fb.criteria.TargetedMisclassification if targeted else fb.criteria.Misclassification)
-    if attack == "hsj":  # clips to [0, 1] internally: attack the reparametrised model
-        unit = UnitBox(module, bounds)
-        fmodel = _foolbox_model(unit, (0.0, 1.0), clean.device)
-        x = unit.to_unit(clean)
-        result = _run_foolbox_decision(fa.HopSkipJumpAttack(steps=steps, constraint=norm, **options),
-                                       fmodel, x, labels, criterion_for)
-        return unit.from_unit(result)
     fmodel = _foolbox_model(module, bounds, clean.device)
+    if attack == "hsj":
+        return _run_foolbox_decision(fa.HopSkipJumpAttack(steps=steps, constraint=norm, **options), fmodel, clean,
+                                     labels, criterion_for)
     if attack == "pgd":
         cls = {"linf": fa.LinfPGD, "l2": fa.L2PGD, "l1": fa.L1PGD}[norm]
         settings = dict(steps=steps, rel_stepsize=2.5 / max(steps, 1), random_start=True) | options
@@ -302,14 +317,14 @@ def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tenso
     return result
 
 
-def _run_art(attack: str, counter: PassCounter, model: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
+def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
              eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int, targeted: bool,
              options: dict) -> torch.Tensor:
     """Raw ART output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
     from art.attacks import evasion
 
     clip_values = bounds if all(math.isfinite(b) for b in bounds) else None
-    classifier = _art_classifier(counter, multilabel_model=model if model.multilabel else None,
+    classifier = _art_classifier(module, multilabel_model=model if model.multilabel else None,
                                  nb_classes=model.num_classes, input_shape=tuple(clean.shape[1:]),
                                  clip_values=clip_values, targeted=targeted, device=clean.device)
     x = clean.detach().cpu().numpy()
@@ -330,9 +345,8 @@ def _run_art(attack: str, counter: PassCounter, model: nn.Module, clean: torch.T
                 settings = dict(norm=ART_NORM[norm], eps=value, eps_step=2 * value, max_iter=steps,
                                 nb_random_init=1, batch_size=len(index)) | common | options
                 cls = evasion.AutoProjectedGradientDescent
-            counter.counting = False  # APGD probes the model on a dummy input when built
-            instance = cls(classifier, **settings)
-            counter.counting = True
+            with _uncounted(module):  # APGD probes the model on a dummy input when built
+                instance = cls(classifier, **settings)
             result[index] = generate(instance, index.numpy())
         return result
     batch = dict(batch_size=len(clean))
@@ -340,8 +354,9 @@ def _run_art(attack: str, counter: PassCounter, model: nn.Module, clean: torch.T
         cls = evasion.CarliniL2Method if norm == "l2" else evasion.CarliniLInfMethod
         instance = cls(classifier, **(dict(max_iter=steps) | batch | common | options))
     elif attack == "deepfool":
+        # Overshoot 0.02 as in the DeepFool paper and foolbox; ART's 1e-6 stops on the boundary itself.
         instance = evasion.DeepFool(classifier, **(dict(max_iter=steps, nb_grads=min(10, model.num_classes),
-                                                        verbose=False) | batch | options))
+                                                        epsilon=0.02, verbose=False) | batch | options))
     else:  # hsj
         instance = evasion.HopSkipJump(classifier, **(dict(norm=ART_NORM[norm], max_iter=steps) | common | options))
     return generate(instance)
@@ -370,15 +385,21 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
     counter = PassCounter(_domain_module(model, threat.domain), reference=clean[active])
     if active.numel() > 0:
         bounds = _box(model, threat, attack)
+        module, x, eps_lib = counter, clean[active], eps[active]
+        unit = None
+        if (backend, attack) in UNIT_BOX_ATTACKS and all(math.isfinite(b) for b in bounds):
+            unit = UnitBox(counter, bounds)
+            module, x, eps_lib, bounds = unit, unit.to_unit(x), eps_lib / unit.span, (0.0, 1.0)
         run_settings = dict(steps=steps, targeted=targeted, options=options)
         with _seeded(seed, clean.device):
             if backend == "foolbox":
-                raw = _run_foolbox(attack, counter, clean[active], labels[active], eps[active], threat.norm,
-                                   bounds, nb_classes=model.num_classes, **run_settings)
+                raw = _run_foolbox(attack, module, x, labels[active], eps_lib, threat.norm, bounds,
+                                   nb_classes=model.num_classes, **run_settings)
             else:
-                raw = _run_art(attack, counter, model, clean[active], labels[active], eps[active], threat.norm,
-                               bounds, **run_settings)
-        raw = torch.where(torch.isfinite(raw), raw.detach(), clean[active])  # a library's NaN is a failure
+                raw = _run_art(attack, module, model, x, labels[active], eps_lib, threat.norm, bounds,
+                               **run_settings)
+        raw = raw.detach() if unit is None else unit.from_unit(raw.detach())
+        raw = torch.where(torch.isfinite(raw), raw, clean[active])  # a library's NaN is a failure
     return clean, logits_fn, eps, logits, success, active, raw, counter
 
 
@@ -393,7 +414,7 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
       ``cw`` (L2 Carlini-Wagner), ``hsj`` (HopSkipJump, run in [0, 1] through :class:`UnitBox`),
       ``boundary``. Single-label only.
     * art: ``pgd``, ``apgd`` (AutoPGD), ``cw`` (CarliniL2Method / CarliniLInfMethod), ``deepfool``
-      (L2), ``hsj`` (HopSkipJump). ``square`` raises: ART's SquareAttack takes images only; use
+      (L2, overshoot 0.02, run in [0, 1] through :class:`UnitBox`), ``hsj`` (HopSkipJump). ``square`` raises: ART's SquareAttack takes images only; use
       :func:`~robustaudio.attacks.blackbox.square_attack`. Multi-label: ``pgd`` only.
 
     Minimal-norm attacks (fmn, deepfool, cw, hsj, boundary) ignore ε while running; their output

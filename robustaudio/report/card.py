@@ -8,10 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..metrics import mean_with_ci, per_class_mean
+from ..metrics import accuracy_from_minimal_eps, eps_at_chance, mean_with_ci, median_with_ci, per_class_mean
 from .records import read_records, read_warnings
 
 CARD_FILE = "card.json"
+
+
+def json_safe(value):
+    """The card as strict JSON: non-finite floats (a minimal ε never found) become None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _median(series: pd.Series) -> float | None:
@@ -49,6 +60,31 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
     }
 
 
+def summarize_minimal(rows: pd.DataFrame, seed: int, chance: float | None) -> dict:
+    """Minimal-ε search rows: distribution of the minimal ε and the accuracy curve it implies."""
+    attacked = rows[rows["attacked"] == True]  # noqa: E712
+    minimal = pd.to_numeric(attacked["eps"], errors="coerce").to_numpy(dtype=float, copy=True)
+    minimal[~attacked["success"].astype(bool).to_numpy()] = np.inf  # not found up to the cap
+    median, low, high = median_with_ci(minimal, seed=seed)
+    eps, accuracy = accuracy_from_minimal_eps(minimal, len(rows))
+    first = rows.iloc[0]
+    finite = minimal[np.isfinite(minimal)]
+    return {
+        "condition": first["condition"], "attack": "minimal", "norm": first["norm"],
+        "domain": first["domain"], "steps": int(first["steps"]), "clips": int(len(rows)),
+        "attacked": int(len(attacked)), "found": int(len(finite)),
+        "median_eps": {"value": median, "ci95": [low, high], "n": int(len(minimal))},
+        "quartiles_eps": [float(np.quantile(minimal, q)) if len(minimal) else None for q in (0.25, 0.5, 0.75)],
+        "chance": chance,
+        "eps_at_chance": None if chance is None else eps_at_chance(minimal, len(rows), chance),
+        "accuracy_curve": [[float(e), float(a)] for e, a in zip(eps, accuracy)],
+        "clean_accuracy": len(attacked) / max(len(rows), 1),
+        "median_snr_db": _median(attacked[attacked["success"] == True]["snr_db"]),  # noqa: E712
+        "forwards": int(rows["forwards"].sum()), "backwards": int(rows["backwards"].sum()),
+        "seconds": float(rows["seconds"].sum()),
+    }
+
+
 def build_card(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     meta = json.loads((run_dir / "run.json").read_text())
@@ -70,10 +106,14 @@ def build_card(run_dir: str | Path) -> dict:
         return card
     clean = records.drop_duplicates("clip_id")
     card["clean_accuracy"] = _estimate(clean["clean_correct"].astype(float), seed)
-    card["conditions"] = [summarize_condition(records[records["condition"] == c], seed)
-                          for c in condition_order(records)]
+    fixed = [c for c in condition_order(records) if not c.startswith("minimal-")]
+    searches = [c for c in condition_order(records) if c.startswith("minimal-")]
+    card["conditions"] = [summarize_condition(records[records["condition"] == c], seed) for c in fixed]
+    labels = settings.get("labels")
+    chance = None if settings.get("multilabel") or not labels else 1.0 / len(labels)
+    card["minimal"] = [summarize_minimal(records[records["condition"] == c], seed, chance) for c in searches]
     card["per_class_accuracy"] = {"clean": per_class_mean(clean["clean_correct"].astype(float), clean["label"])}
-    for c in condition_order(records):
+    for c in fixed:
         rows = records[records["condition"] == c]
         card["per_class_accuracy"][c] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])
     card["wall_seconds"] = float(records["seconds"].sum())

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .card import CARD_FILE, build_card, condition_order  # noqa: E402
+from .card import CARD_FILE, build_card, condition_order, json_safe  # noqa: E402
 from .records import read_records, read_warnings  # noqa: E402
 
 FIGURES_DIR = "figures"
@@ -64,6 +64,30 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
     return fig
 
 
+def figure_minimal_eps(card: dict) -> plt.Figure | None:
+    """Robust accuracy implied by the per-clip minimal ε (a step curve), one panel per norm/domain."""
+    searches = [m for m in card.get("minimal", []) if m["accuracy_curve"]]
+    if not searches:
+        return None
+    fig, axes = plt.subplots(1, len(searches), figsize=(5 * len(searches), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], searches):
+        eps, accuracy = np.array(m["accuracy_curve"]).T
+        ax.step(np.concatenate([[eps[0] / 2], eps]), np.concatenate([[m["clean_accuracy"]], accuracy]),
+                where="post", label="robust accuracy")
+        if m["chance"] is not None:
+            ax.axhline(m["chance"], color="grey", linestyle=":", label="chance")
+        if m["median_eps"]["value"] is not None and np.isfinite(m["median_eps"]["value"]):
+            ax.axvline(m["median_eps"]["value"], color="C1", linestyle="--", label="median minimal ε")
+        ax.set_xscale("log")
+        ax.set_xlabel(f"ε ({m['norm']}, {m['domain']})")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"minimal ε: {m['found']} of {m['attacked']} clips broken")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def figure_per_class(card: dict) -> plt.Figure:
     """Clean and robust accuracy per class, one bar group per class."""
     series = card["per_class_accuracy"]
@@ -99,23 +123,42 @@ def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Fi
     return fig
 
 
-def _table(card: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
-              "median SNR dB", "fwd", "bwd", "seconds"]
-    rows = [[c["condition"], _estimate_text(c["robust_accuracy"]), _estimate_text(c["success_rate"])
-             if c["success_rate"]["n"] else "–", _fmt(c["median_linf"]), _fmt(c["median_l2"]),
-             _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
-            for c in card["conditions"]]
-    return header, rows
+NOTE_FIXED = ("Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
+              "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
+              "bootstrap over clips.")
+NOTE_MINIMAL = ("Minimal ε: per clean-correct clip, the smallest budget at which PGD fooled it (bisection "
+                "over warm-started PGD runs; an upper bound on the true minimum). '–' where none was "
+                "found up to half the input range. ε at chance: the smallest budget at which robust "
+                "accuracy is at or below chance (1 / number of classes).")
 
 
-def _per_class_table(card: dict) -> tuple[list[str], list[list[str]]]:
+def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """The report's tables as (title, header, rows, note), rendered alike in Markdown and HTML."""
+    sections = []
+    if card["conditions"]:
+        header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
+                  "median SNR dB", "fwd", "bwd", "seconds"]
+        rows = [[c["condition"], _estimate_text(c["robust_accuracy"]), _estimate_text(c["success_rate"])
+                 if c["success_rate"]["n"] else "–", _fmt(c["median_linf"]), _fmt(c["median_l2"]),
+                 _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
+                for c in card["conditions"]]
+        sections.append(("Attacks at fixed budgets", header, rows, NOTE_FIXED))
+    if card.get("minimal"):
+        header = ["search", "broken / attacked", "median minimal ε [95% CI]", "quartiles", "ε at chance",
+                  "median SNR dB", "fwd", "bwd", "seconds"]
+        rows = [[m["condition"], f"{m['found']} / {m['attacked']}",
+                 f"{_fmt(m['median_eps']['value'], 4)} [{_fmt(m['median_eps']['ci95'][0], 4)}, "
+                 f"{_fmt(m['median_eps']['ci95'][1], 4)}]",
+                 " / ".join(_fmt(q, 3) for q in m["quartiles_eps"]), _fmt(m["eps_at_chance"], 4),
+                 _fmt(m["median_snr_db"]), str(m["forwards"]), str(m["backwards"]), f"{m['seconds']:.1f}"]
+                for m in card["minimal"]]
+        sections.append(("How much does it take: minimal ε", header, rows, NOTE_MINIMAL))
     series = card.get("per_class_accuracy", {})
-    if not series:
-        return [], []
-    header = ["class", *series]
-    rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
-    return header, rows
+    if series:
+        header = ["class", *series]
+        rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
+        sections.append(("Accuracy per class", header, rows, ""))
+    return sections
 
 
 def _save(fig: plt.Figure, path: Path) -> bytes:
@@ -130,7 +173,7 @@ def build_report(run_dir: str | Path) -> dict:
     """Write ``card.json``, ``report.md``, ``report.html`` and ``figures/*.png`` from the records."""
     run_dir = Path(run_dir)
     card = build_card(run_dir)
-    (run_dir / CARD_FILE).write_text(json.dumps(card, indent=2))
+    (run_dir / CARD_FILE).write_text(json.dumps(json_safe(card), indent=2, allow_nan=False))
     records = read_records(run_dir)
     warnings = read_warnings(run_dir)
     (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
@@ -139,6 +182,7 @@ def build_report(run_dir: str | Path) -> dict:
         conditions = condition_order(records)
         for title, name, fig in [
             ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card)),
+            ("Robust accuracy from the minimal ε per clip", "minimal_eps.png", figure_minimal_eps(card)),
             ("Accuracy per class", "per_class.png", figure_per_class(card)),
             ("SNR of successful perturbations", "snr_histogram.png", figure_snr_histogram(records, conditions)),
         ]:
@@ -164,16 +208,10 @@ def _summary_lines(card: dict) -> list[str]:
 def _markdown(card: dict, figures, warnings: list[dict]) -> str:
     out = [f"# Robustness report: {card['model']}", ""]
     out += [f"- {line}" for line in _summary_lines(card)] + [""]
-    header, rows = _table(card)
-    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-    out += ["Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
-            "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
-            "bootstrap over clips.", ""]
-    header, rows = _per_class_table(card)
-    if rows:
-        out += ["## Accuracy per class", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for title, header, rows, note in _sections(card):
+        out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+        out += [note, ""] if note else []
     for title, name, _ in figures:
         out += [f"## {title}", "", f"![{title}]({FIGURES_DIR}/{name})", ""]
     if warnings:
@@ -183,7 +221,6 @@ def _markdown(card: dict, figures, warnings: list[dict]) -> str:
 
 def _html(card: dict, figures, warnings: list[dict]) -> str:
     e = html.escape
-    header, rows = _table(card)
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>Robustness report: {e(card['model'])}</title>",
@@ -192,16 +229,11 @@ def _html(card: dict, figures, warnings: list[dict]) -> str:
         "img{max-width:100%;}</style></head><body>",
         f"<h1>Robustness report: {e(card['model'])}</h1><ul>",
         *[f"<li>{e(line)}</li>" for line in _summary_lines(card)], "</ul>",
-        "<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>",
-        *["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows], "</table>",
-        "<p>Robust accuracy counts clean errors as errors; the success rate is over clean-correct clips; "
-        "perturbation medians are over successful attacks. Intervals: 95% percentile bootstrap over clips.</p>",
     ]
-    header, rows = _per_class_table(card)
-    if rows:
-        parts.append("<h2>Accuracy per class</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+    for title, header, rows, note in _sections(card):
+        parts.append(f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows]
-        parts.append("</table>")
+        parts.append("</table>" + (f"<p>{e(note)}</p>" if note else ""))
     for title, _, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{data}'>")
