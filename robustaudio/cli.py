@@ -93,8 +93,9 @@ def models() -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
+@click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, domain, data, split, steps,
-           restarts, batch_size, limit, seed, device, out, restart) -> None:
+           restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -127,6 +128,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, do
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
+                                 sanity=not no_sanity,
                                  on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:
@@ -146,6 +148,8 @@ def _print_summary(card: dict, run_dir: Path) -> None:
         click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
                    f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
                    f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}")
+    if card.get("flags"):
+        click.echo(f"sanity flags: {', '.join(card['flags'])} (see the report's Sanity checks)", err=True)
     if card["skipped_clips"]:
         click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
     click.echo(f"report: {run_dir / 'report.html'}")

@@ -21,10 +21,12 @@ import torch
 from . import versions
 from .attacks import ThreatModel, budget_order, curve_key, is_correct, lp_norm, pgd_curve, snr_db
 from .attacks.minimal import minimal_eps
+from .metrics.sanity import probe_model
 from .data import AudioDataset, Batch
-from .report.records import RECORDS_FILE, WARNINGS_FILE, RecordWriter, append_warnings
+from .report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, RecordWriter, append_warnings
 
 RUN_FILE = "run.json"
+SANITY_CLIPS = 16
 
 
 class RunSettingsError(ValueError):
@@ -43,7 +45,7 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
                 f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
                 f"Use another --out, or pass --restart to discard it and start over.")
     elif meta_path.exists() and restart:
-        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE):
+        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not meta_path.exists():
@@ -167,10 +169,33 @@ class ConditionRows:
             })
 
 
+def probe_batch(model, batch: Batch, threats: list[ThreatModel], run_dir: Path, *, steps: int,
+                restarts: int, seed: int, device: str | torch.device = "cpu") -> None:
+    """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch`` at the
+    largest budget of each ε curve; write ``sanity.json`` (once per run)."""
+    audio, labels = batch.audio.to(device), batch.labels.to(device)
+    with torch.no_grad():
+        correct = torch.nonzero(is_correct(model, model(audio), labels)).flatten()[:SANITY_CLIPS]
+    if correct.numel() == 0:
+        return  # try the next batch
+    curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
+    for threat in threats:
+        curves[curve_key(threat)].append(threat)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 - 1)
+    found = []
+    for curve in curves.values():
+        threat = max(curve, key=budget_order)
+        for check in probe_model(model, audio[correct], labels[correct], threat, steps=steps,
+                                 restarts=restarts, generator=generator):
+            found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
+    (run_dir / SANITY_FILE).write_text(json.dumps(found, indent=2))
+
+
 def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[ThreatModel],
                run_dir: str | Path, *, steps: int = 10, restarts: int = 1, batch_size: int = 16,
                seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
+               sanity: bool = True,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
@@ -181,7 +206,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
         else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "minimal" if minimal else "pgd",
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
-        "labels": list(model.labels), "multilabel": bool(model.multilabel),
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
@@ -190,6 +215,9 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     torch.manual_seed(seed)
     model = model.to(device).eval()
     for batch in dataset.batches(model, batch_size, limit=limit):
+        if sanity and not (run_dir / SANITY_FILE).exists():
+            probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
+                        device=device)
         n_clips = len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings)
         if batch.index not in done:
             append_warnings(run_dir, batch.warnings)

@@ -10,6 +10,7 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.report import FIELDS, build_report, read_records
 from robustaudio.report.records import RECORDS_FILE
+from robustaudio.report.card import json_safe
 from robustaudio.runner import RunSettingsError, run_attack
 
 from conftest import LinearClassifier
@@ -100,7 +101,7 @@ def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset
     assert "<img src=x" not in html and "&lt;img src=x" in html
     assert html.count("data:image/png;base64,") == 3  # accuracy vs ε, per class, SNR histogram
     on_disk = json.loads((out / "card.json").read_text())
-    assert on_disk == json.loads(json.dumps(card))
+    assert on_disk == json_safe(card)  # strict JSON: NaN and inf written as null
     records = read_records(out)
     clean = records.drop_duplicates("clip_id")["clean_correct"].mean()
     assert card["clean_accuracy"]["value"] == pytest.approx(clean)

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from ..metrics import accuracy_from_minimal_eps, eps_at_chance, mean_with_ci, median_with_ci, per_class_mean
-from .records import read_records, read_warnings
+from ..metrics.sanity import record_checks
+from .records import SANITY_FILE, read_records, read_warnings
 
 CARD_FILE = "card.json"
 
@@ -117,4 +118,7 @@ def build_card(run_dir: str | Path) -> dict:
         rows = records[records["condition"] == c]
         card["per_class_accuracy"][c] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])
     card["wall_seconds"] = float(records["seconds"].sum())
+    probes = json.loads((run_dir / SANITY_FILE).read_text()) if (run_dir / SANITY_FILE).exists() else []
+    card["checks"] = probes + [c.as_dict() for c in record_checks(card)]
+    card["flags"] = [c["name"] for c in card["checks"] if c["flagged"]]
     return card

@@ -17,6 +17,7 @@ import pandas as pd
 
 RECORDS_FILE = "records.jsonl"
 WARNINGS_FILE = "warnings.jsonl"
+SANITY_FILE = "sanity.json"  # the sanity probes' checks (robustaudio.metrics.sanity)
 
 # Column -> meaning. The single source of truth for what a record holds.
 FIELDS: dict[str, str] = {

@@ -153,6 +153,15 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                  _fmt(m["median_snr_db"]), str(m["forwards"]), str(m["backwards"]), f"{m['seconds']:.1f}"]
                 for m in card["minimal"]]
         sections.append(("How much does it take: minimal ε", header, rows, NOTE_MINIMAL))
+    if card.get("checks"):
+        header = ["check", "status", "seen", "why it matters, and the fix"]
+        rows = [[c["name"] + (f" ({c['threat']})" if "threat" in c else ""), "FLAG" if c["flagged"] else "ok",
+                 c["seen"], f"{c['reason']} Fix: {c['fix']}" if c["flagged"] else ""]
+                for c in sorted(card["checks"], key=lambda c: not c["flagged"])]
+        flagged = len(card["flags"])
+        note = (f"{flagged} check(s) flagged: read the fixes before trusting the numbers above."
+                if flagged else "No check flagged.")
+        sections.append(("Sanity checks", header, rows, note))
     series = card.get("per_class_accuracy", {})
     if series:
         header = ["class", *series]
