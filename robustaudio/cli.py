@@ -82,6 +82,11 @@ def models() -> None:
 @click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
 @click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
 @click.option("--minimal", is_flag=True, help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
+@click.option("--universal", is_flag=True, help="Learn one perturbation on --learn-split and add it to every clip of --split.")
+@click.option("--learn-split", default="train", show_default=True, help="Split the universal perturbation is learned on.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Universal: passes over --learn-split.")
+@click.option("--projection", type=click.Choice(["ball", "per-frame"]), default="ball", show_default=True,
+              help="Universal L2: the L2 ball, or the thesis code's per-frame rescaling.")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders). Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
@@ -94,13 +99,19 @@ def models() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
-def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, domain, data, split, steps,
+def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, universal, learn_split, epochs,
+           projection, domain, data, split, steps,
            restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
     robustaudio attack --norm l2 --minimal
     """
+    if universal and (snr_db or not eps):
+        raise click.UsageError("--universal needs absolute budgets (--eps): one perturbation is shared by "
+                               "all clips, so a per-clip SNR budget does not apply.")
+    if universal and minimal:
+        raise click.UsageError("Choose one of --universal and --minimal.")
     if minimal and not eps and not snr_db:
         eps = (DEFAULT_START[norm],)
     if not eps and not snr_db:
@@ -114,12 +125,21 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, do
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
+        learn = None
+        if universal:
+            learn = AudioDataset.from_path(data, split=learn_split)
+            learn.check_labels(model.labels)
+            if learn_split == split:
+                click.echo(f"warning: the universal perturbation is learned and evaluated on the same "
+                           f"split ({split!r}); use --learn-split train --split test for held-out numbers.",
+                           err=True)
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
-                              batch_size, limit, seed, minimal], default=str)
+                              batch_size, limit, seed, minimal, universal, learn_split, epochs, projection],
+                             default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
-            attack_name = "minimal" if minimal else "pgd"
+            attack_name = "universal" if universal else "minimal" if minimal else "pgd"
             out = Path("robustaudio-runs") / (f"{model_name}-{attack_name}-{norm}-{domain}-{budget}-"
                                               f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
@@ -128,7 +148,10 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, do
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
-                                 sanity=not no_sanity,
+                                 sanity=not no_sanity, universal_from=learn,
+                                 universal_options={"epochs": epochs, "projection": projection,
+                                                    "frame_length": model.sample_rate // 100}
+                                 if universal else None,
                                  on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:

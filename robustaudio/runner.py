@@ -19,14 +19,18 @@ from typing import Callable
 import torch
 
 from . import versions
-from .attacks import ThreatModel, budget_order, curve_key, is_correct, lp_norm, pgd_curve, snr_db
+from .attacks import (AttackResult, ThreatModel, budget_order, curve_key, is_correct, is_fooled, lp_norm,
+                      pgd_curve, snr_db)
+from .attacks.universal import universal_perturbation
 from .attacks.minimal import minimal_eps
 from .metrics.sanity import probe_model
 from .data import AudioDataset, Batch
+from .data.audio import write_audio
 from .report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, RecordWriter, append_warnings
 
 RUN_FILE = "run.json"
 SANITY_CLIPS = 16
+UNIVERSAL_FILE = "universal.pt"
 
 
 class RunSettingsError(ValueError):
@@ -45,7 +49,7 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
                 f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
                 f"Use another --out, or pass --restart to discard it and start over.")
     elif meta_path.exists() and restart:
-        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE):
+        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE, UNIVERSAL_FILE):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not meta_path.exists():
@@ -68,14 +72,15 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
                  restarts: int, seed: int, device: str | torch.device = "cpu",
-                 minimal: bool = False) -> list[dict]:
+                 minimal: bool = False, universal: dict | None = None) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
     :func:`~robustaudio.attacks.pgd_curve` (largest budget first; clips that resist a budget are
     not attacked at smaller ones, recorded with ``reused``). With ``minimal``, each curve is
     replaced by one minimal-ε search (:func:`~robustaudio.attacks.minimal_eps`) started from its
-    smallest budget; its rows hold the minimal ε found in ``eps``.
+    smallest budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
+    description -> learned δ), each threat model's δ is added to every clip instead.
     """
     audio = batch.audio.to(device)
     labels = batch.labels.to(device)
@@ -91,6 +96,13 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                          restarts=restarts, seed=seed)
     for curve in curves.values():
         start = time.perf_counter()
+        if universal is not None:
+            for threat in curve:
+                result = apply_universal(model, audio[attacked], labels[attacked], threat,
+                                         universal[threat.describe()].to(device))
+                seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
+                rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result, seconds)
+            continue
         if minimal:
             threat = min(curve, key=budget_order)
             result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
@@ -107,6 +119,42 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
             rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
                      None if results is None else results[position], seconds)
     return rows.rows
+
+
+def apply_universal(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+                    delta: torch.Tensor) -> AttackResult:
+    """Add one learned perturbation ``delta`` to every clip ``audio`` ``[B, T]``; score once."""
+    clean, logits_fn = threat.view(model, audio)
+    clean = clean.detach()
+    adversarial = threat.apply(clean, delta.expand_as(clean))
+    with torch.no_grad():
+        logits = logits_fn(adversarial)
+    ones = torch.ones(len(audio), dtype=torch.long, device=clean.device)
+    return AttackResult(adversarial=adversarial, clean=clean, success=is_fooled(model, logits, labels),
+                        logits=logits, eps=torch.full((len(audio),), float(threat.eps), device=clean.device),
+                        forwards=ones, backwards=torch.zeros_like(ones))
+
+
+def learn_universal(model, dataset: AudioDataset, threats: list[ThreatModel], run_dir: Path, *,
+                    batch_size: int, device: str | torch.device, options: dict) -> dict[str, torch.Tensor]:
+    """Learn (or, on resume, load) one δ per threat model from ``dataset``; saved in ``universal.pt``
+    (and as WAV files for waveform perturbations, to listen to)."""
+    path = run_dir / UNIVERSAL_FILE
+    if path.exists():
+        return torch.load(path, weights_only=True)
+    batches = [(b.audio, b.labels) for b in dataset.batches(model, batch_size) if b.ids]
+    deltas, history = {}, {}
+    for threat in threats:
+        result = universal_perturbation(model, batches, threat, device=device, **options)
+        deltas[threat.describe()] = result.delta.cpu()
+        history[threat.describe()] = result.history
+        if threat.domain == "waveform":
+            peak = float(result.delta.abs().max()) or 1.0
+            write_audio(run_dir / f"universal-{threat.describe()}.wav", (result.delta / peak).cpu(),
+                        model.sample_rate)
+    (run_dir / "universal_history.json").write_text(json.dumps(history, indent=2))
+    torch.save(deltas, path)
+    return deltas
 
 
 class ConditionRows:
@@ -195,18 +243,25 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                run_dir: str | Path, *, steps: int = 10, restarts: int = 1, batch_size: int = 16,
                seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
-               sanity: bool = True,
+               sanity: bool = True, universal_from: AudioDataset | None = None,
+               universal_options: dict | None = None,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
+    ``minimal``: search the minimal ε per clip instead of attacking at fixed budgets.
+    ``universal_from``: learn one perturbation per threat model on that dataset (options in
+    ``universal_options``, see :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it
+    on ``dataset``.
     ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
     Returns the run directory.
     """
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
-        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "minimal" if minimal else "pgd",
+        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else "pgd",
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
+        **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
+            "universal_options": universal_options or {}} if universal_from is not None else {}),
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
@@ -214,6 +269,11 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     done = writer.done_batches()
     torch.manual_seed(seed)
     model = model.to(device).eval()
+    deltas = None
+    if universal_from is not None:
+        deltas = learn_universal(model, universal_from, threats, run_dir, batch_size=batch_size,
+                                 device=device, options=universal_options or {})
+        sanity = False  # the probes are about per-clip PGD
     for batch in dataset.batches(model, batch_size, limit=limit):
         if sanity and not (run_dir / SANITY_FILE).exists():
             probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
@@ -224,7 +284,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
             if batch.ids:
                 writer.append(attack_batch(model, model_name, batch, threats, steps=steps,
                                            restarts=restarts, seed=seed, device=device,
-                                           minimal=minimal))
+                                           minimal=minimal, universal=deltas))
         if on_batch is not None:
             on_batch(batch, n_clips)
     return run_dir

@@ -6,9 +6,12 @@ A new attack goes in its own module here and is exported below.
 
 from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
+from .minimal import MinimalResult, minimal_eps
 from .pgd import AttackResult, pgd
+from .universal import UniversalResult, project_universal, universal_perturbation
 from .threat import (NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball,
                      snr_db)
 
 __all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "project_lp_ball",
-           "ascent_direction", "pgd", "pgd_curve", "budget_order", "curve_key", "same_curve", "AttackResult", "attack_loss", "is_correct", "is_fooled"]
+           "ascent_direction", "pgd", "pgd_curve", "budget_order", "curve_key", "same_curve", "AttackResult", "attack_loss", "is_correct", "is_fooled",
+           "minimal_eps", "MinimalResult", "universal_perturbation", "project_universal", "UniversalResult"]

@@ -74,3 +74,10 @@ def load_audio(path: str | Path, sample_rate: int, clip_samples: int | None = No
         audio = fit_length(audio, clip_samples)
         check_waveform(audio, f"{path} (first {clip_samples} samples)")
     return audio.float().contiguous(), notes
+
+
+def write_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
+    """Write a mono waveform ``[T]`` in [-1, 1] as 16-bit PCM (WAV/FLAC by the file suffix)."""
+    if not torch.isfinite(audio).all():
+        raise AudioError(f"{path}: refusing to write NaN/Inf samples.")
+    soundfile.write(str(path), audio.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
