@@ -10,13 +10,15 @@ import click
 import torch
 
 from .attacks import ThreatModel, ThreatModelError
+from .attacks.backends import BackendError, check_backend_attack
+from .attacks.blackbox import GradientUnavailableError
 from .attacks.minimal import DEFAULT_START
 from .data import AudioDataset, DatasetError
 from .models import DEFAULT_MODEL, MODELS, ModelError, load_model
 from .report import build_report
 from .runner import RUN_FILE, RunSettingsError, run_attack
 
-USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError)
+USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
 
 
 def _device(name: str) -> torch.device:
@@ -82,6 +84,13 @@ def models() -> None:
 @click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
 @click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
 @click.option("--minimal", is_flag=True, help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
+@click.option("--backend", type=click.Choice(["native", "art", "foolbox"]), default="native", show_default=True,
+              help="Whose attack implementation runs.")
+@click.option("--attack", "attack_name", default="pgd", show_default=True,
+              help="native: pgd, square (black-box); art: pgd, apgd, cw, deepfool, hsj; foolbox: pgd, fmn, "
+                   "deepfool, cw, hsj, boundary.")
+@click.option("--queries", type=click.IntRange(min=2), default=1000, show_default=True,
+              help="Query budget per clip of black-box attacks (square).")
 @click.option("--universal", is_flag=True, help="Learn one perturbation on --learn-split and add it to every clip of --split.")
 @click.option("--learn-split", default="train", show_default=True, help="Split the universal perturbation is learned on.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Universal: passes over --learn-split.")
@@ -99,7 +108,8 @@ def models() -> None:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
-def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, universal, learn_split, epochs,
+def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
+           universal, learn_split, epochs,
            projection, domain, data, split, steps,
            restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
@@ -112,6 +122,12 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, un
                                "all clips, so a per-clip SNR budget does not apply.")
     if universal and minimal:
         raise click.UsageError("Choose one of --universal and --minimal.")
+    if (backend, attack_name) != ("native", "pgd") and (universal or minimal):
+        raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
+                               "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
+    if backend == "native" and attack_name not in ("pgd", "square"):
+        raise click.UsageError(f"Unknown native attack {attack_name!r}: use pgd or square, or --backend art / "
+                               f"foolbox for {attack_name}.")
     if minimal and not eps and not snr_db:
         eps = (DEFAULT_START[norm],)
     if not eps and not snr_db:
@@ -122,6 +138,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, un
         bounds = model.bounds if domain == "waveform" else None
         threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds) for e in eps]
         threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds) for s in snr_db]
+        if backend != "native":
+            check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
@@ -136,11 +154,13 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, un
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
-                              batch_size, limit, seed, minimal, universal, learn_split, epochs, projection],
+                              batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
+                              backend, attack_name, queries],
                              default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
-            attack_name = "universal" if universal else "minimal" if minimal else "pgd"
-            out = Path("robustaudio-runs") / (f"{model_name}-{attack_name}-{norm}-{domain}-{budget}-"
+            label = "universal" if universal else "minimal" if minimal else (
+                attack_name if backend == "native" else f"{backend}-{attack_name}")
+            out = Path("robustaudio-runs") / (f"{model_name.replace(':', '-').replace('/', '-')}-{label}-{norm}-{domain}-{budget}-"
                                               f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
@@ -148,7 +168,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, un
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
-                                 sanity=not no_sanity, universal_from=learn,
+                                 sanity=not no_sanity, universal_from=learn, backend=backend,
+                                 attack=attack_name, queries=queries,
                                  universal_options={"epochs": epochs, "projection": projection,
                                                     "frame_length": model.sample_rate // 100}
                                  if universal else None,

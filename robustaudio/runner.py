@@ -21,6 +21,8 @@ import torch
 from . import versions
 from .attacks import (AttackResult, ThreatModel, budget_order, curve_key, is_correct, is_fooled, lp_norm,
                       pgd_curve, snr_db)
+from .attacks.backends import backend_attack
+from .attacks.blackbox import square_attack
 from .attacks.universal import universal_perturbation
 from .attacks.minimal import minimal_eps
 from .metrics.sanity import probe_model
@@ -72,7 +74,8 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 
 def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
                  restarts: int, seed: int, device: str | torch.device = "cpu",
-                 minimal: bool = False, universal: dict | None = None) -> list[dict]:
+                 minimal: bool = False, universal: dict | None = None, backend: str = "native",
+                 attack: str = "pgd", queries: int = 1000) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
@@ -80,7 +83,9 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     not attacked at smaller ones, recorded with ``reused``). With ``minimal``, each curve is
     replaced by one minimal-ε search (:func:`~robustaudio.attacks.minimal_eps`) started from its
     smallest budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
-    description -> learned δ), each threat model's δ is added to every clip instead.
+    description -> learned δ), each threat model's δ is added to every clip instead. Any other
+    ``backend`` / ``attack`` (ART or foolbox attacks, the native black-box ``square``) runs once per
+    threat model.
     """
     audio = batch.audio.to(device)
     labels = batch.labels.to(device)
@@ -103,6 +108,17 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                 seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
                 rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result, seconds)
             continue
+        if (backend, attack) != ("native", "pgd"):
+            label = attack if backend == "native" else f"{backend}-{attack}"
+            for threat in curve:
+                start = time.perf_counter()
+                result = (run_other_attack(model, audio[attacked], labels[attacked], threat, backend=backend,
+                                           attack=attack, steps=steps, queries=queries, generator=generator,
+                                           clean_logits=clean_logits[attacked]) if attacked.numel() else None)
+                seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+                rows.add(threat, attack, f"{label}-{threat.describe()}", attacked, result, seconds,
+                         backend=backend)
+            continue
         if minimal:
             threat = min(curve, key=budget_order)
             result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
@@ -119,6 +135,17 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
             rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
                      None if results is None else results[position], seconds)
     return rows.rows
+
+
+def run_other_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
+                     attack: str, steps: int, queries: int, generator: torch.Generator,
+                     clean_logits: torch.Tensor) -> AttackResult:
+    """The native black-box square attack, or an ART / foolbox attack through the adapters."""
+    if backend == "native" and attack == "square":
+        return square_attack(model, audio, labels, threat, queries=queries, generator=generator,
+                             clean_logits=clean_logits)
+    return backend_attack(model, audio, labels, threat, backend=backend, attack=attack, steps=steps,
+                          generator=generator)
 
 
 def apply_universal(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
@@ -171,7 +198,7 @@ class ConditionRows:
         self.rows: list[dict] = []
 
     def add(self, threat: ThreatModel, attack: str, condition: str, attacked: torch.Tensor,
-            result, seconds: float) -> None:
+            result, seconds: float, backend: str = "native") -> None:
         """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None."""
         model, batch, n = self.model, self.batch, len(self.batch.ids)
         device = self.clean_logits.device
@@ -203,7 +230,7 @@ class ConditionRows:
             was_attacked = bool(self.clean_ok[i])
             self.rows.append({
                 "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
-                "model": self.model_name, "condition": condition, "attack": attack,
+                "model": self.model_name, "condition": condition, "attack": attack, "backend": backend,
                 "norm": threat.norm, "domain": threat.domain, "eps_setting": threat.eps,
                 "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
                 "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
@@ -244,7 +271,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
                sanity: bool = True, universal_from: AudioDataset | None = None,
-               universal_options: dict | None = None,
+               universal_options: dict | None = None, backend: str = "native", attack: str = "pgd",
+               queries: int = 1000,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
@@ -257,7 +285,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     """
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
-        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else "pgd",
+        else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else attack,
+        "backend": backend, **({"queries": queries} if attack == "square" else {}),
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
@@ -274,6 +303,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         deltas = learn_universal(model, universal_from, threats, run_dir, batch_size=batch_size,
                                  device=device, options=universal_options or {})
         sanity = False  # the probes are about per-clip PGD
+    if (backend, attack) != ("native", "pgd"):
+        sanity = False  # the probes need gradients and run native PGD; compare runs instead
     for batch in dataset.batches(model, batch_size, limit=limit):
         if sanity and not (run_dir / SANITY_FILE).exists():
             probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
@@ -284,7 +315,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
             if batch.ids:
                 writer.append(attack_batch(model, model_name, batch, threats, steps=steps,
                                            restarts=restarts, seed=seed, device=device,
-                                           minimal=minimal, universal=deltas))
+                                           minimal=minimal, universal=deltas, backend=backend,
+                                           attack=attack, queries=queries))
         if on_batch is not None:
             on_batch(batch, n_clips)
     return run_dir

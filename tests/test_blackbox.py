@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustaudio.attacks import ThreatModel, ThreatModelError, pgd
+from robustaudio.attacks import ThreatModel, ThreatModelError, is_fooled, pgd
 from robustaudio.attacks.blackbox import (GradientUnavailableError, OnnxClassifier, QueryCounter, margin_loss,
                                           square_attack)
 from robustaudio.models import ModelError
@@ -56,6 +56,16 @@ def test_targeted_square_attack_reaches_its_targets():
                            generator=g)
     assert (model(result.adversarial).argmax(1) == targets)[result.success].all()
     assert result.success.float().mean() >= 0.75
+
+
+def test_square_attack_deactivates_multilabel_tags():
+    model, audio, _, g = linear_problem()
+    model.multilabel = True
+    tags = (model(audio) > 0).float().detach()
+    result = square_attack(model, audio, tags, ThreatModel("linf", eps=0.1), queries=300, generator=g)
+    assert torch.equal(result.success, is_fooled(model, model(result.adversarial), tags))
+    assert result.success.float().mean() >= 0.6
+    assert result.forwards[tags.sum(1) == 0].eq(1).all()  # no tag on: fooled already, the clean query only
 
 
 def test_square_attack_refuses_l1():

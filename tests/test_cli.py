@@ -59,6 +59,21 @@ def test_eps_values_after_one_flag_form_a_curve_and_minimal_writes_its_distribut
     assert "median minimal ε" in result.output and "minimal ε" in (out / "report.md").read_text()
 
 
+def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
+    for extra, condition in [(["--backend", "foolbox", "--attack", "fmn"], "foolbox-fmn-linf-waveform-eps=0.005"),
+                             (["--attack", "square", "--queries", "20"], "square-linf-waveform-eps=0.005")]:
+        out = tmp_path / condition
+        result = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--limit", "4", "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        card = json.loads((out / "card.json").read_text())
+        assert [c["condition"] for c in card["conditions"]] == [condition]
+        records = read_records(out)
+        assert (records["linf"] <= 0.005 * (1 + 1e-5)).all()
+    assert records["backwards"].max() == 0 and records[records["attacked"]]["forwards"].max() <= 20
+    result = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--backend", "art", "--attack", "fmn"])
+    assert result.exit_code != 0 and "Unknown attack 'fmn' for backend 'art'" in result.output
+
+
 def test_models_lists_the_bundled_models():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0 and "cnn" in result.output and "ast" in result.output

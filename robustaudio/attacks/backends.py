@@ -43,8 +43,8 @@ FOOLBOX_ATTACKS: dict[str, tuple[str, ...]] = {
 }
 ART_ATTACKS: dict[str, tuple[str, ...]] = {
     "pgd": ALL_NORMS, "apgd": ALL_NORMS, "cw": ("linf", "l2"), "deepfool": ("l2",),
-    "hsj": ("linf", "l2"), "square": ("linf", "l2"),
-}
+    "hsj": ("linf", "l2"),
+}  # no "square": ART's SquareAttack cannot run on audio (see check_backend_attack)
 BACKENDS: dict[str, dict[str, tuple[str, ...]]] = {"foolbox": FOOLBOX_ATTACKS, "art": ART_ATTACKS}
 # Attacks that assume the [0, 1] box: foolbox's HopSkipJump clips to [0, 1]; ART's DeepFool scales
 # its step by (hi - lo), i.e. doubles it on [-1, 1]. Both run on the UnitBox reparametrisation.
@@ -68,15 +68,15 @@ def check_backend_attack(backend: str, attack: str, norm: str, *, multilabel: bo
     if backend not in BACKENDS:
         raise BackendError(f"Unknown backend {backend!r}. Valid backends and attacks: {_valid_names()}.")
     attacks = BACKENDS[backend]
+    if backend == "art" and attack == "square":
+        raise BackendError("ART's SquareAttack only takes 4-D image batches and samples square windows from "
+                           "the image height, so it fails on [B, T] audio (also as [B, 1, 1, T]). Use the "
+                           "native robustaudio.attacks.blackbox.square_attack instead.")
     if attack not in attacks:
         raise BackendError(f"Unknown attack {attack!r} for backend {backend!r}; valid: {', '.join(attacks)} "
                            f"(all backends: {_valid_names()}).")
     if norm not in attacks[attack]:
         raise BackendError(f"{backend} {attack} serves the norms {', '.join(attacks[attack])}, not {norm}.")
-    if backend == "art" and attack == "square":
-        raise BackendError("ART's SquareAttack only takes 4-D image batches and samples square windows from "
-                           "the image height, so it fails on [B, T] audio (also as [B, 1, 1, T]). Use the "
-                           "native robustaudio.attacks.blackbox.square_attack instead.")
     if targeted and attack in UNTARGETED_ONLY:
         raise BackendError(f"{backend} {attack} is untargeted only; use pgd or cw for targeted attacks.")
     if multilabel and backend == "foolbox":
@@ -414,7 +414,8 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
       ``cw`` (L2 Carlini-Wagner), ``hsj`` (HopSkipJump, run in [0, 1] through :class:`UnitBox`),
       ``boundary``. Single-label only.
     * art: ``pgd``, ``apgd`` (AutoPGD), ``cw`` (CarliniL2Method / CarliniLInfMethod), ``deepfool``
-      (L2, overshoot 0.02, run in [0, 1] through :class:`UnitBox`), ``hsj`` (HopSkipJump). ``square`` raises: ART's SquareAttack takes images only; use
+      (L2, overshoot 0.02, run in [0, 1] through :class:`UnitBox`), ``hsj`` (HopSkipJump).
+      ``square`` raises: ART's SquareAttack takes images only; use
       :func:`~robustaudio.attacks.blackbox.square_attack`. Multi-label: ``pgd`` only.
 
     Minimal-norm attacks (fmn, deepfool, cw, hsj, boundary) ignore ε while running; their output

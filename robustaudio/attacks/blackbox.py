@@ -46,10 +46,13 @@ class PassCounter(nn.Module):
     """Wraps a model; counts the forward and backward passes each clip of a batch took part in.
 
     Libraries call the model with batches of their own making (subsets of the clips, many noisy
-    copies of one clip, ...), so a row is attributed to the clip of ``reference`` it is nearest to
-    in L2. That is exact whenever every queried row lies closer to its own clip than to any other
-    (e.g. iterates inside ε-balls of clips more than 2ε apart), and a guess for rows far from all
-    clips (random-noise initialisations of decision-based attacks); ``total_forwards`` and
+    copies of one clip, ...), so rows are attributed to clips: a call with exactly one row per
+    clip counts one pass for each clip, in order (how foolbox and batched gradient attacks call
+    it); any other row goes to the clip of ``reference`` it is nearest to in L2. That is exact
+    whenever such rows lie closer to their own clip than to any other (e.g. iterates inside the
+    ε-balls of clips more than 2ε apart), and a guess for rows far from all clips (random-noise
+    starts of decision-based attacks) or for a call of B rows that are not one per clip (ART's
+    HopSkipJump estimating one clip's gradient from exactly B queries). ``total_forwards`` and
     ``total_backwards`` (rows) are always exact.
 
     Args:
@@ -79,12 +82,12 @@ class PassCounter(nn.Module):
         self.total_backwards = 0
 
     def attribute(self, rows: torch.Tensor) -> torch.Tensor | None:
-        """``[n]`` index of the reference clip nearest (L2) to each row of ``rows`` ``[n, ...]``."""
+        """``[n]`` index of the reference clip each row of ``rows`` ``[n, ...]`` is counted for."""
         if self.reference is None:
             return None
+        if rows.shape[0] == self.reference.shape[0]:
+            return torch.arange(rows.shape[0])
         flat = rows.detach().reshape(rows.shape[0], -1).to(self.reference)
-        if flat.shape[0] == self.reference.shape[0] and torch.equal(flat, self.reference):
-            return torch.arange(flat.shape[0])
         return torch.cdist(flat, self.reference).argmin(dim=1).cpu()
 
     def _count(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

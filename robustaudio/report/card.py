@@ -49,7 +49,8 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
     fooled = attacked[attacked["success"] == True]  # noqa: E712
     first = rows.iloc[0]
     return {
-        "condition": first["condition"], "attack": first["attack"], "norm": first["norm"],
+        "condition": first["condition"], "attack": first["attack"], "backend": first.get("backend", "native"),
+        "norm": first["norm"],
         "domain": first["domain"], "eps": first["eps_setting"], "snr_db": first["snr_db_setting"],
         "steps": int(first["steps"]), "restarts": int(first["restarts"]),
         "robust_accuracy": _estimate(rows["adv_correct"].astype(float), seed),
