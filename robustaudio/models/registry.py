@@ -60,10 +60,11 @@ class ModelError(ValueError):
 
 
 def unknown_model_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.4)
+    close = difflib.get_close_matches(name, list(MODELS) + list(ARCHITECTURES), n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return (f"Unknown model {name!r}.{hint} Known models: {', '.join(MODELS)} "
-            f"(run `robustaudio models` to list them).")
+    return (f"Unknown model {name!r}.{hint} Known models: {', '.join(MODELS)}; architectures (with --weights): "
+            f"{', '.join(ARCHITECTURES)}; or a prefix: hf:DIR, torchscript:FILE, onnx:FILE, "
+            f"python:MODULE:FACTORY, openwakeword:NAME (run `robustaudio models` to list them).")
 
 
 def save_checkpoint(path: str | Path, arch: str, config: dict, model: torch.nn.Module) -> None:
@@ -104,17 +105,78 @@ def build_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> Class
     return model
 
 
-def load_model(name: str, weights: str | Path | None = None, device: str | torch.device = "cpu",
-               trust_checkpoint: bool = False) -> Classifier:
+def checkpoint_state_dict(checkpoint: dict) -> dict:
+    """The state dict in a published checkpoint: unwraps ``{"model": ...}`` (PANNs) or ``{"state_dict": ...}``
+    and strips the ``module.`` prefix of ``nn.DataParallel`` saves (AST)."""
+    for key in ("model", "state_dict"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    prefix = "module."
+    if checkpoint and all(isinstance(key, str) and key.startswith(prefix) for key in checkpoint):
+        checkpoint = {key[len(prefix):]: value for key, value in checkpoint.items()}
+    return checkpoint
+
+
+def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = False, **config) -> Classifier:
+    """A zoo architecture with weights from a robustaudio checkpoint or a published state dict.
+
+    ``config`` (e.g. ``labels=[...]`` for a fine-tuned class count) goes to the constructor for
+    published state dicts; a robustaudio checkpoint carries its own config.
+    """
+    source = f"Weights file {str(weights)!r}"
+    checkpoint = load_checkpoint(weights, trust_checkpoint)
+    if not isinstance(checkpoint, dict):
+        raise ModelError(f"{source} holds a {type(checkpoint).__name__}, not a state dict or checkpoint dict.")
+    if {"arch", "config", "state_dict"} <= set(checkpoint):
+        model = build_from_checkpoint(checkpoint, source)
+        if model.__class__ is not ARCHITECTURES[arch]:
+            raise ModelError(f"{source} holds a {checkpoint['arch']!r} model, not {arch!r}.")
+        return model
+    state_dict = checkpoint_state_dict(checkpoint)
+    if not state_dict or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise ModelError(f"{source} is neither a robustaudio checkpoint nor a state dict of tensors "
+                         f"(top-level keys: {', '.join(map(str, list(checkpoint)[:8]))}).")
+    model = ARCHITECTURES[arch](**config)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise ModelError(f"{source} does not fit architecture {arch!r}: {str(error)[:600]} (a different class "
+                         f"count needs labels=[...] with one name per class).") from error
+    return model
+
+
+def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint: bool = False,
+               device: str | torch.device = "cpu", **options) -> Classifier:
     """A Classifier in eval mode on ``device``.
 
     Args:
-        name: a registered name (``robustaudio models`` lists them).
-        weights: a checkpoint file replacing the bundled weights.
+        name: a registered name (``robustaudio models`` lists them); a zoo architecture
+            (``cnn14``, ``ast-base``, ...) with ``weights``; or a prefixed external model
+            (``hf:DIR``, ``torchscript:FILE``, ``onnx:FILE``, ``python:MODULE:FACTORY``,
+            ``openwakeword:NAME``; see :mod:`robustaudio.models.loaders`).
+        weights: a checkpoint file replacing the bundled weights; for an architecture, a robustaudio
+            checkpoint or the published layout (PANNs ``{"model": ...}``, AST with ``module.`` keys).
         trust_checkpoint: allow pickled checkpoints (only for files from a trusted source).
+        options: for prefixed models, ``labels`` / ``sample_rate`` / ``multilabel`` / ``clip_seconds``
+            (overriding a sidecar JSON) or loader settings; for an architecture, constructor config.
     """
+    from .loaders import load_prefixed, split_prefix  # lazily: loaders imports this module
+
+    if split_prefix(name) is not None:
+        if weights is not None:
+            raise ModelError(f"--weights does not apply to {name!r}, which loads its own weights; use it with "
+                             f"a model or architecture name.")
+        return load_prefixed(name, **options).to(device).eval()
     if name not in MODELS:
+        if name in ARCHITECTURES:
+            if weights is None:
+                raise ModelError(f"Architecture {name!r} has no bundled weights: pass --weights FILE (a "
+                                 f"robustaudio checkpoint or the published state dict).")
+            return load_architecture(name, weights, trust_checkpoint, **options).to(device).eval()
         raise ModelError(unknown_model_message(name))
+    if options:
+        raise ModelError(f"Model {name!r} takes no options ({', '.join(options)}).")
     entry = MODELS[name]
     if weights is not None:
         path, source = Path(weights), f"Weights file {str(weights)!r}"

@@ -46,7 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import Classifier
-from .onnx_sequential import ClampMin, Reshape, chain_from_nodes, graph_values
+from .onnx_sequential import Reshape, chain_from_nodes, graph_values
 
 SAMPLE_RATE = 16000
 CHUNK = 1280            # openWakeWord's streaming step: 80 ms
@@ -133,7 +133,10 @@ class StreamingMel(nn.Module):
 
 
 def embedding_network(path: Path) -> nn.Sequential:
-    """``embedding_model.onnx`` without its NHWC reshapes: ``[B, 1, frames, 32]`` -> ``[B, 96, (frames - 76) / 8 + 1, 1]``."""
+    """``embedding_model.onnx`` without its NHWC reshapes.
+
+    ``[B, 1, frames, 32]`` -> ``[B, 96, (frames - 76) / 8 + 1, 1]``: one 96-d embedding every 8 frames.
+    """
     model = _load(path)
     chain = chain_from_nodes(model.graph.node, graph_values(model.graph))
     layers = list(chain.layers)
@@ -178,7 +181,8 @@ class OpenWakeWord(Classifier):
         self.window = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
         chain = chain_from_nodes(model.graph.node, values)
         if chain.terminal not in ("Sigmoid", "Softmax") or not self.window:
-            raise WakeWordError(f"{head_path}: expected an MLP over [1, L, 96] embeddings ending in a sigmoid or softmax.")
+            raise WakeWordError(f"{head_path}: expected an MLP over [1, L, 96] embeddings ending in a sigmoid "
+                                f"or softmax.")
         self.mlp = chain.layers
         self.verifier = self._verifier(model, values)
         outputs = self.mlp[-1].out_features if isinstance(self.mlp[-1], nn.Linear) else self.mlp[-2].out_features

@@ -1,0 +1,180 @@
+"""Local Hugging Face audio classifiers (``hf:DIR``) behind the :class:`Classifier` interface.
+
+``DIR`` holds what ``save_pretrained`` writes for a model and its feature extractor (``config.json``,
+weights, ``preprocessor_config.json``). transformers is imported lazily (``pip install transformers``);
+nothing is downloaded and no remote code is run. The feature extractor, which works in numpy
+outside the graph, is replaced by an equivalent torch front end so that gradients reach the waveform:
+
+- ``ASTFeatureExtractor``: Kaldi fbank (torchaudio, 25 ms Hanning frames, 10 ms shift, no dither)
+  with the extractor's ``num_mel_bins``; normalised ``(x - mean) / (2 std)`` when ``do_normalize``;
+  cropped or padded to ``max_length`` frames (padding with a raw 0, as the extractor pads before
+  normalising). ``clip_seconds`` is what ``max_length`` frames cover (10.255 s for 1024).
+- ``Wav2Vec2FeatureExtractor`` (wav2vec2, HuBERT, WavLM ...): per-clip zero mean, unit variance
+  ``(x - mean) / sqrt(var + 1e-7)`` when ``do_normalize``; ``clip_seconds`` defaults to 1 s.
+
+Stages: ``features`` is the front end's output; ``embeddings`` runs the model and returns the input of
+its ``classifier`` module (AST: the mean of the [CLS] and distillation tokens; wav2vec2: the pooled
+projection), captured with a forward pre-hook; ``head`` is ``classifier``. Labels come from
+``config.id2label``; ``multilabel`` is True when ``config.problem_type`` is
+``"multi_label_classification"`` or the model has a single logit, else False (transformers'
+audio-classification pipeline then applies a softmax too). ``labels``, ``multilabel`` and
+``clip_seconds`` can be overridden by ``load_model`` arguments or a sidecar ``DIR.json`` (e.g.
+``{"multilabel": true}`` for an AudioSet AST saved without ``problem_type``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .base import Classifier
+from .frontends import KaldiFbank
+from .registry import ModelError
+
+FBANK_SHIFT_S = 0.010   # Kaldi fbank as the AST extractor calls it: 25 ms frames every 10 ms
+FBANK_LENGTH_S = 0.025
+VARIANCE_FLOOR = 1e-7   # transformers' zero_mean_unit_var_norm
+
+
+class FixedFrames(nn.Module):
+    """Crop or pad ``[B, F, frames]`` to ``frames`` along the last axis, padding with ``value``."""
+
+    def __init__(self, frames: int, value: float):
+        super().__init__()
+        self.frames = frames
+        self.value = value
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        missing = self.frames - features.shape[-1]
+        return features[..., : self.frames] if missing <= 0 else F.pad(features, (0, missing), value=self.value)
+
+
+class ZeroMeanUnitVariance(nn.Module):
+    """Per-clip ``(x - mean) / sqrt(var + 1e-7)`` (population variance): ``[B, T]`` -> ``[B, 1, T]``."""
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        mean = audio.mean(dim=-1, keepdim=True)
+        variance = audio.var(dim=-1, unbiased=False, keepdim=True)
+        return ((audio - mean) / torch.sqrt(variance + VARIANCE_FLOOR)).unsqueeze(1)
+
+
+class HuggingFaceClassifier(Classifier):
+    """A transformers ``*ForAudioClassification`` model with a torch front end (see the module docstring).
+
+    Args:
+        model: the transformers model (eval mode); must have a ``classifier`` submodule.
+        front_end: waveform ``[B, T]`` -> features ``[B, F, frames]``.
+        model_input: features -> the model's ``input_values`` (AST: fixed frames, ``[B, frames, F]``).
+    """
+
+    def __init__(self, model: nn.Module, front_end: nn.Module, model_input: nn.Module, labels: tuple[str, ...],
+                 sample_rate: int, multilabel: bool, clip_seconds: float):
+        super().__init__()
+        if not isinstance(getattr(model, "classifier", None), nn.Module):
+            raise ModelError(f"{type(model).__name__} has no `classifier` module: only *ForAudioClassification "
+                             f"and *ForSequenceClassification audio models are supported.")
+        self.model = model
+        self.front_end = front_end
+        self.model_input = model_input
+        self.labels = labels
+        self.sample_rate = sample_rate
+        self.multilabel = multilabel
+        self.clip_seconds = clip_seconds
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.front_end(audio)
+
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+        hook = self.model.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            self.model(input_values=self.model_input(features))
+        finally:
+            hook.remove()
+        return {"audio": captured[0]}
+
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.model.classifier(embeddings["audio"])
+
+
+class ToASTInput(nn.Module):
+    """``[B, F, frames]`` -> AST's ``input_values`` ``[B, max_length, F]``."""
+
+    def __init__(self, frames: int, padding_value: float):
+        super().__init__()
+        self.fit = FixedFrames(frames, padding_value)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fit(features).transpose(1, 2)
+
+
+class Squeeze(nn.Module):
+    """``[B, 1, T]`` -> ``[B, T]``."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.squeeze(1)
+
+
+def front_end_for(extractor, clip_seconds: float | None) -> tuple[nn.Module, nn.Module, float]:
+    """(front end, model input, clip_seconds) equivalent to a transformers feature extractor."""
+    from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor
+
+    if isinstance(extractor, ASTFeatureExtractor):
+        mean, scale = (extractor.mean, 2 * extractor.std) if extractor.do_normalize else (0.0, 1.0)
+        front_end = KaldiFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins, mean=mean, std=scale,
+                               frame_shift_ms=1000 * FBANK_SHIFT_S, frame_length_ms=1000 * FBANK_LENGTH_S)
+        covered = (extractor.max_length - 1) * FBANK_SHIFT_S + FBANK_LENGTH_S
+        return front_end, ToASTInput(extractor.max_length, (0.0 - mean) / scale), clip_seconds or covered
+    if isinstance(extractor, Wav2Vec2FeatureExtractor):
+        front_end = ZeroMeanUnitVariance() if extractor.do_normalize else nn.Unflatten(1, (1, -1))
+        return front_end, Squeeze(), clip_seconds or 1.0
+    raise ModelError(f"Feature extractor {type(extractor).__name__} is not supported yet: hf: handles "
+                     f"ASTFeatureExtractor and Wav2Vec2FeatureExtractor (wav2vec2, HuBERT, WavLM).")
+
+
+def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None = None,
+                     multilabel: bool | None = None, clip_seconds: float | None = None,
+                     **unknown) -> HuggingFaceClassifier:
+    """``hf:DIR``: a saved transformers audio classifier and its feature extractor, read offline.
+
+    ``labels`` / ``multilabel`` / ``clip_seconds`` override what the directory says.
+    """
+    if unknown:
+        raise ModelError(f"hf: takes labels, multilabel and clip_seconds, not {', '.join(unknown)}.")
+    path = Path(directory)
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{str(path)!r} is not a Hugging Face model directory (no config.json): give the folder "
+                         f"that model.save_pretrained() and feature_extractor.save_pretrained() wrote.")
+    try:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+    except ImportError as error:
+        raise ModelError("hf: models need transformers: pip install transformers (or robustaudio[hf]).") from error
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
+    try:
+        model = AutoModelForAudioClassification.from_pretrained(str(path), local_files_only=True).eval()
+        extractor = AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelError(f"transformers could not load {str(path)!r} ({type(error).__name__}: "
+                         f"{str(error).strip()[:300]}). It needs config.json, the weights and "
+                         f"preprocessor_config.json of an audio-classification model.") from error
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    config = model.config
+    if config.problem_type == "regression":
+        raise ModelError(f"{str(path)!r} is a regression model; robustaudio attacks classifiers.")
+    front_end, model_input, clip_seconds = front_end_for(extractor, clip_seconds)
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    found_labels = tuple(id2label[k] for k in sorted(id2label))
+    if labels is not None and len(labels) != len(found_labels):
+        raise ModelError(f"{len(labels)} labels given for a model with {len(found_labels)} outputs.")
+    if multilabel is None:
+        multilabel = config.problem_type == "multi_label_classification" or len(found_labels) == 1
+    return HuggingFaceClassifier(model, front_end, model_input, tuple(labels or found_labels),
+                                 int(extractor.sampling_rate), bool(multilabel), float(clip_seconds)).eval()

@@ -1,0 +1,368 @@
+"""Models from outside robustaudio, chosen by a prefix on ``--model`` (``load_model("onnx:kws.onnx")``).
+
+===========================  =========================================================================
+``hf:DIR``                   a local Hugging Face audio classifier (AST, wav2vec2 / HuBERT heads) via
+                             transformers; the feature extractor becomes an in-graph torch front end
+``torchscript:FILE``         a TorchScript module mapping waveform ``[B, T]`` -> logits ``[B, K]``
+``onnx:FILE``                an ONNX model of the same signature, converted to torch with onnx2torch
+                             (gradients); run by onnxruntime without gradients if that fails
+``python:MODULE:FACTORY``    ``FACTORY()`` from an importable module (or a ``.py`` file): a Classifier,
+                             or an ``nn.Module`` of the same signature
+``openwakeword:NAME``        an openWakeWord 0.5.1 detector (alexa, hey_jarvis, ...) in pure torch
+===========================  =========================================================================
+
+**What a wrapped module must declare.** A TorchScript, ONNX or plain ``nn.Module`` model is only a
+function from waveforms to logits; robustaudio also needs its ``sample_rate``, ``labels``,
+``multilabel`` and ``clip_seconds``. They come, first found wins, from keyword arguments to
+:func:`~robustaudio.models.load_model`, a **sidecar JSON** next to the file (``FILE.json``, e.g.
+``kws.onnx.json``, or the file name with its suffix replaced, ``kws.json``; for ``python:`` the
+module's source file; for ``hf:DIR``, ``DIR.json`` beside the folder), the model itself (ONNX
+``metadata_props``, or attributes of the module), and defaults (16 kHz, ``class0..`` sized by the
+output, single-label, 1 s)::
+
+    {"sample_rate": 16000, "labels": ["yes", "no"], "multilabel": false, "clip_seconds": 1.0}
+
+Such models expose no internal stages: ``features`` is the identity on the waveform and
+``embeddings`` / ``head`` raise, so feature-domain attacks and latent metrics need a Classifier.
+
+Security: checkpoints are read with ``torch.load(weights_only=True)`` only (see the registry);
+TorchScript archives hold TorchScript code and ONNX files a graph, neither unpickles Python objects;
+``python:`` imports and runs your code by design, so only name modules you trust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .base import Classifier
+from .registry import ModelError
+
+SPEC_KEYS = {"sample_rate": int, "labels": list, "multilabel": bool, "clip_seconds": float}
+DEFAULT_SPEC = {"sample_rate": 16000, "multilabel": False, "clip_seconds": 1.0}
+PROBE_SEED = 0
+ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5 converts whole (torch >= 2.5 exports 18-20)
+CONVERSION_TOLERANCE = 1e-4  # converted vs onnxruntime logits, relative to max(1, |logits|)
+
+
+class LoaderWarning(UserWarning):
+    """A model loaded in a weaker form than asked (e.g. ONNX without gradients)."""
+
+
+# -- the spec of a wrapped module ---------------------------------------------------------------
+
+def sidecar_path(path: Path) -> Path | None:
+    """``FILE.json`` or, failing that, ``FILE`` with its suffix replaced by ``.json``; None if neither exists."""
+    for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
+        if candidate.is_file() and candidate != path:
+            return candidate
+    return None
+
+
+def read_sidecar(path: Path) -> dict:
+    """The sidecar's settings for model file ``path`` ({} if there is none), checked for known keys and types."""
+    sidecar = sidecar_path(path)
+    if sidecar is None:
+        return {}
+    try:
+        spec = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ModelError(f"Sidecar {sidecar} is not valid JSON ({error}); it should look like "
+                         f'{{"sample_rate": 16000, "labels": ["yes", "no"], "multilabel": false}}.') from error
+    if not isinstance(spec, dict):
+        raise ModelError(f"Sidecar {sidecar} must hold a JSON object with keys {', '.join(SPEC_KEYS)}.")
+    return check_spec(spec, f"Sidecar {sidecar}")
+
+
+def check_spec(spec: dict, source: str) -> dict:
+    """Coerce and check spec values (``labels`` a list of strings, ``sample_rate`` > 0, ...)."""
+    unknown = set(spec) - set(SPEC_KEYS)
+    if unknown:
+        raise ModelError(f"{source} has unknown key(s) {sorted(unknown)}; known: {', '.join(SPEC_KEYS)}.")
+    checked = {}
+    for key, value in spec.items():
+        if value is None:
+            continue
+        kind = SPEC_KEYS[key]
+        if kind is list:
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise ModelError(f"{source}: labels must be a list of names, got {value!r}.")
+            checked[key] = tuple(value)
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise ModelError(f"{source}: multilabel must be true or false, got {value!r}.")
+            checked[key] = value
+        else:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ModelError(f"{source}: {key} must be a positive number, got {value!r}.")
+            checked[key] = kind(value)
+    return checked
+
+
+def resolve_spec(*sources: dict) -> dict:
+    """Merge spec dicts, earlier sources winning; missing keys take :data:`DEFAULT_SPEC` (labels stay unset)."""
+    spec = dict(DEFAULT_SPEC)
+    for source in reversed(sources):
+        spec.update({key: value for key, value in source.items() if value is not None})
+    return spec
+
+
+def module_spec(module: nn.Module) -> dict:
+    """Spec values a module declares as attributes (``labels``, ``sample_rate``, ...)."""
+    found = {key: getattr(module, key) for key in SPEC_KEYS
+             if isinstance(getattr(module, key, None), (int, float, bool, list, tuple))}
+    if "labels" in found:
+        found["labels"] = list(found["labels"])
+    try:
+        return check_spec(found, type(module).__name__)
+    except ModelError:
+        return {}  # attributes that merely share a name: ignore them
+
+
+# -- a Classifier around an opaque waveform -> logits module ------------------------------------
+
+class WrappedModule(Classifier):
+    """A :class:`Classifier` around a module mapping waveform ``[B, T]`` in [-1, 1] to logits ``[B, K]``.
+
+    The module's internal stages are not reachable: ``features`` is the identity (``[B, T]``),
+    ``forward_features`` runs the whole module, ``embeddings`` / ``head`` raise.
+    """
+
+    def __init__(self, module: nn.Module, source: str, labels: tuple[str, ...], sample_rate: int,
+                 multilabel: bool, clip_seconds: float):
+        super().__init__()
+        self.module = module
+        self.source = source
+        self.labels = tuple(labels)
+        self.sample_rate = sample_rate
+        self.multilabel = multilabel
+        self.clip_seconds = clip_seconds
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        return audio
+
+    def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
+        if video is not None:
+            raise ModelError(f"{self.source} takes audio only.")
+        return self.module(features)
+
+    def _no_stages(self, stage: str):
+        raise NotImplementedError(f"{self.source} is run whole, so it has no {stage}(): attack the waveform "
+                                  f"domain, or wrap the model as a robustaudio Classifier (python:MODULE:FACTORY) "
+                                  f"for feature-domain attacks and latent metrics.")
+
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self._no_stages("embeddings")
+
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._no_stages("head")
+
+
+def probe_audio(samples: int, batch: int = 2) -> torch.Tensor:
+    """A fixed quiet noise batch ``[batch, samples]`` for checking a model's output."""
+    generator = torch.Generator().manual_seed(PROBE_SEED)
+    return 0.05 * torch.randn(batch, samples, generator=generator)
+
+
+def wrap(module: nn.Module, source: str, spec: dict) -> WrappedModule:
+    """Wrap ``module`` with the resolved ``spec``, checking on a probe batch that it returns ``[B, K]`` logits."""
+    module.eval()
+    samples = int(round(spec["clip_seconds"] * spec["sample_rate"]))
+    try:
+        with torch.no_grad():
+            logits = module(probe_audio(samples))
+    except Exception as error:  # any failure inside user code: report it with the input we gave
+        raise ModelError(f"{source} fails on a batch of 2 waveforms [2, {samples}] ({type(error).__name__}: "
+                         f"{str(error).strip()[:300]}). It must map float32 audio [B, T] in [-1, 1] to "
+                         f"logits [B, K], with a dynamic batch size.") from error
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != 2:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelError(f"{source} returned {shape} for audio [2, {samples}]; expected logits [2, K]. "
+                         f"Wrap it so that it returns one logit row per clip.")
+    labels = spec.get("labels") or tuple(f"class{k}" for k in range(logits.shape[1]))
+    if len(labels) != logits.shape[1]:
+        raise ModelError(f"{source} returns {logits.shape[1]} logits but {len(labels)} labels were given "
+                         f"({', '.join(labels[:5])}...): fix the labels in the sidecar JSON or the arguments.")
+    return WrappedModule(module, source, labels, spec["sample_rate"], spec["multilabel"], spec["clip_seconds"])
+
+
+def require_file(path: Path, kind: str, hint: str) -> Path:
+    if not path.is_file():
+        raise ModelError(f"{kind} file {str(path)!r} does not exist: check the path after the prefix. {hint}")
+    return path
+
+
+# -- the loaders --------------------------------------------------------------------------------
+
+def load_torchscript(target: str, **options) -> Classifier:
+    """``torchscript:FILE``: ``torch.jit.load`` of a module mapping waveform ``[B, T]`` to logits ``[B, K]``."""
+    path = require_file(Path(target), "TorchScript", "Save one with torch.jit.script(model).save(FILE).")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
+        raise ModelError(f"TorchScript file {str(path)!r} could not be loaded ({type(error).__name__}: "
+                         f"{str(error).strip()[:200]}). Is it a torch.jit.save archive? A torch.save "
+                         f"checkpoint loads with --weights and an architecture name instead.") from error
+    spec = resolve_spec(check_spec(options, "load_model arguments"), read_sidecar(path), module_spec(module))
+    return wrap(module, f"TorchScript model {path.name}", spec)
+
+
+def load_onnx(target: str, **options) -> Classifier:
+    """``onnx:FILE``: converted with onnx2torch and checked against onnxruntime on a probe batch.
+
+    If onnx2torch is missing, fails, or disagrees with onnxruntime, the model is returned as the
+    gradient-free :class:`~robustaudio.attacks.blackbox.OnnxClassifier` with a :class:`LoaderWarning`.
+    """
+    from ..attacks.blackbox import OnnxClassifier  # lazily: the attacks package imports the models
+
+    path = require_file(Path(target), "ONNX model", "Export one with torch.onnx.export(model, audio, FILE).")
+    spec = {**read_sidecar(path), **check_spec(options, "load_model arguments")}
+    reference = OnnxClassifier(path, **spec)  # checks the file with onnxruntime; reads metadata_props
+    spec = {key: getattr(reference, key) for key in SPEC_KEYS}
+    try:
+        return wrap(_convert_onnx(path, reference), f"ONNX model {path.name} (onnx2torch)", spec)
+    except (RuntimeError, ModelError) as error:  # e.g. a converted graph that only takes a batch of one
+        warnings.warn(f"{path.name}: {str(error).strip()[:300]} Running it through onnxruntime instead: no "
+                      f"gradients, so use a black-box attack (e.g. --attack square).", LoaderWarning, stacklevel=3)
+        return reference
+
+
+def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
+    """onnx2torch's module for ``path``, if its logits match onnxruntime's on a probe batch."""
+    try:
+        from onnx2torch import convert
+    except ImportError as error:
+        raise RuntimeError("gradients need onnx2torch (pip install onnx2torch).") from error
+    try:
+        module = _onnx2torch(convert, path).eval()
+        audio = probe_audio(reference.clip_samples, batch=reference.fixed_batch or 2)
+        with torch.no_grad():
+            ours, theirs = module(audio), reference(audio)
+    except Exception as error:
+        raise RuntimeError(f"onnx2torch could not convert it ({type(error).__name__}: {error}).") from error
+    difference = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("inf")
+    if not difference <= CONVERSION_TOLERANCE * max(1.0, float(theirs.abs().max())):
+        raise RuntimeError(f"onnx2torch's conversion disagrees with onnxruntime (max logit difference "
+                           f"{difference:.3g}).")
+    return module
+
+
+def _onnx2torch(convert: Callable, path: Path) -> nn.Module:
+    """onnx2torch's conversion; files of a newer opset than it knows are first converted to opset 17."""
+    import onnx
+
+    model = onnx.load(str(path))
+    try:
+        return convert(model)
+    except NotImplementedError as error:  # e.g. "Converter is not implemented (... Constant, version=19)"
+        try:
+            return convert(onnx.version_converter.convert_version(model, ONNX2TORCH_OPSET))
+        except Exception:
+            raise error from None
+
+
+def load_python(target: str, **options) -> Classifier:
+    """``python:MODULE:FACTORY`` (MODULE dotted and importable, or a path to a ``.py`` file)."""
+    module_name, _, factory_name = target.rpartition(":")
+    if not module_name or not factory_name:
+        raise ModelError(f"python:{target} should be python:MODULE:FACTORY, e.g. python:mypackage.models:build "
+                         f"or python:./kws.py:build.")
+    module = _import(module_name)
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        found = sorted(name for name, value in vars(module).items() if callable(value) and not name.startswith("_"))
+        raise ModelError(f"Module {module_name!r} has no callable {factory_name!r}; it has: {', '.join(found[:15])}.")
+    model = factory()
+    source = f"python:{target}"
+    if isinstance(model, Classifier):
+        return model.eval()
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"{source} returned a {type(model).__name__}; the factory must return a robustaudio "
+                         f"Classifier or a torch nn.Module mapping audio [B, T] to logits [B, K].")
+    file = Path(module.__file__) if getattr(module, "__file__", None) else None
+    spec = resolve_spec(check_spec(options, "load_model arguments"), read_sidecar(file) if file else {},
+                        module_spec(model))
+    return wrap(model, source, spec)
+
+
+def _import(name: str):
+    """Import a dotted module name, or a ``.py`` file by path."""
+    try:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise ModelError(f"Python file {name!r} does not exist.")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules.setdefault(path.stem, module)
+            spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(name)
+    except ModelError:
+        raise
+    except Exception as error:  # ImportError, or whatever the module raises at import
+        raise ModelError(f"Could not import {name!r} ({type(error).__name__}: {error}). Is it on PYTHONPATH "
+                         f"(or give a path ending in .py)?") from error
+
+
+def load_hf(target: str, **options) -> Classifier:
+    """``hf:DIR``; a sidecar ``DIR.json`` next to the folder may set labels, multilabel, clip_seconds."""
+    from .huggingface import load_huggingface
+
+    return load_huggingface(target, **{**read_sidecar(Path(target.rstrip("/"))), **options})
+
+
+def load_wakeword(target: str, **options) -> Classifier:
+    from .wakeword import OpenWakeWord, WakeWordError, load_openwakeword
+
+    settings = list(inspect.signature(OpenWakeWord).parameters)[1:]  # after head_path
+    unknown = set(options) - set(settings)
+    if unknown:
+        raise ModelError(f"openwakeword: takes {', '.join(settings)}, not {', '.join(sorted(unknown))}.")
+    try:
+        return load_openwakeword(target, **options)
+    except WakeWordError as error:
+        raise ModelError(str(error)) from error
+
+
+LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
+    "hf": (load_hf, "hf:DIR                  local Hugging Face audio classifier (AST, wav2vec2, HuBERT), "
+                    "front end in the graph"),
+    "torchscript": (load_torchscript, "torchscript:FILE        TorchScript module, waveform [B, T] -> logits; "
+                                      "spec in FILE.json"),
+    "onnx": (load_onnx, "onnx:FILE               ONNX model via onnx2torch (gradients), else onnxruntime "
+                        "(black-box); spec in FILE.json"),
+    "python": (load_python, "python:MODULE:FACTORY   FACTORY() -> Classifier or nn.Module; MODULE may be a .py path"),
+    "openwakeword": (load_wakeword, "openwakeword:NAME       openWakeWord 0.5.1 detector in torch: alexa, hey_jarvis, "
+                                    "hey_mycroft, hey_rhasspy, weather, timer"),
+}
+
+
+def split_prefix(name: str) -> tuple[str, str] | None:
+    """``("onnx", "kws.onnx")`` for ``"onnx:kws.onnx"``; None if ``name`` has no known prefix."""
+    prefix, colon, target = name.partition(":")
+    return (prefix, target) if colon and prefix in LOADERS else None
+
+
+def load_prefixed(name: str, **options) -> Classifier:
+    """The model for a prefixed name (in eval mode, on the CPU); ``options`` override the spec."""
+    prefix, target = split_prefix(name)
+    if not target:
+        raise ModelError(f"{name!r} names no model after the prefix: {LOADERS[prefix][1].split()[0]}.")
+    return LOADERS[prefix][0](target, **options).eval()
+
+
+def describe_loaders() -> list[str]:
+    """One line per ``--model`` prefix (for ``robustaudio models``), plus the zoo-with-weights form."""
+    return [line for _, line in LOADERS.values()] + [
+        "ARCH --weights FILE     a zoo architecture (cnn14, ast-base, ...) with a robustaudio or "
+        "published checkpoint"]
