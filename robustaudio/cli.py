@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import click
@@ -13,8 +14,10 @@ from .attacks import ThreatModel, ThreatModelError
 from .attacks.backends import BackendError, check_backend_attack
 from .attacks.blackbox import GradientUnavailableError
 from .attacks.minimal import DEFAULT_START
+from .attacks.restrict import band_mask, check_band, time_mask
 from .data import AudioDataset, DatasetError
-from .models import DEFAULT_MODEL, MODELS, ModelError, load_model
+from .models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
+from .models.loaders import describe_loaders
 from .report import build_report
 from .runner import RUN_FILE, RunSettingsError, run_attack
 
@@ -74,6 +77,10 @@ def models() -> None:
         extra = f"  (clean test accuracy {accuracy:.3f} on {card.get('data', '?')})" if accuracy is not None else ""
         default = " [default]" if name == DEFAULT_MODEL else ""
         click.echo(f"{name:8s} {entry.arch:12s} {entry.description}{default}{extra}")
+    click.echo("\nBy prefix, or an architecture with --weights:")
+    for line in describe_loaders():
+        click.echo(f"  {line}")
+    click.echo(f"  architectures: {', '.join(ARCHITECTURES)}")
 
 
 @main.command()
@@ -96,6 +103,10 @@ def models() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Universal: passes over --learn-split.")
 @click.option("--projection", type=click.Choice(["ball", "per-frame"]), default="ball", show_default=True,
               help="Universal L2: the L2 ball, or the thesis code's per-frame rescaling.")
+@click.option("--time-window", type=float, nargs=2, metavar="START END",
+              help="Perturb only this window of the clip, in seconds.")
+@click.option("--freq-band", type=float, nargs=2, metavar="LOW HIGH",
+              help="Perturb only this band, in Hz (waveform: band-pass of δ; feature: those mel bins).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders). Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
@@ -110,7 +121,7 @@ def models() -> None:
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
-           projection, domain, data, split, steps,
+           projection, time_window, freq_band, domain, data, split, steps,
            restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
@@ -136,8 +147,9 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     try:
         model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
         bounds = model.bounds if domain == "waveform" else None
-        threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds) for e in eps]
-        threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds) for s in snr_db]
+        restriction = restrict_options(model, domain, time_window, freq_band)
+        threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds, **restriction) for e in eps]
+        threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds, **restriction) for s in snr_db]
         if backend != "native":
             check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
         dataset = AudioDataset.from_path(data, split=split)
@@ -155,12 +167,13 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
                               batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                              backend, attack_name, queries],
+                              backend, attack_name, queries, time_window, freq_band],
                              default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
             label = "universal" if universal else "minimal" if minimal else (
                 attack_name if backend == "native" else f"{backend}-{attack_name}")
-            out = Path("robustaudio-runs") / (f"{model_name.replace(':', '-').replace('/', '-')}-{label}-{norm}-{domain}-{budget}-"
+            safe_name = re.sub(r"[^\w.+-]+", "_", model_name)  # hf:/a/dir -> hf_a_dir
+            out = Path("robustaudio-runs") / (f"{safe_name}-{label}-{norm}-{domain}-{budget}-"
                                               f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
@@ -178,6 +191,27 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     _print_summary(card, run_dir)
+
+
+def restrict_options(model, domain: str, time_window, freq_band) -> dict:
+    """ThreatModel keyword arguments for --time-window and --freq-band."""
+    mask, labels, options = None, [], {}
+    try:
+        if time_window:
+            mask = time_mask(model, domain, *time_window)
+            labels.append(f"t={time_window[0]:g}-{time_window[1]:g}s")
+        if freq_band and domain == "feature":
+            band = band_mask(model, *freq_band)
+            mask = band if mask is None else mask * band
+            labels.append(f"f={freq_band[0]:g}-{freq_band[1]:g}Hz")
+        elif freq_band:
+            check_band(*freq_band, model.sample_rate)
+            options = {"band_hz": tuple(freq_band), "sample_rate": model.sample_rate}
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--time-window / --freq-band") from error
+    if mask is not None:
+        options.update(mask=mask, restriction="-".join(labels))
+    return options
 
 
 def _print_summary(card: dict, run_dir: Path) -> None:

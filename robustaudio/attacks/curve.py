@@ -31,7 +31,7 @@ def budget_order(threat: ThreatModel) -> float:
 def curve_key(threat: ThreatModel) -> tuple:
     """What threat models of one ε curve share: everything but the budget's value."""
     mask = None if threat.mask is None else hash(threat.mask.detach().cpu().numpy().tobytes())
-    return (threat.norm, threat.domain, threat.eps is None, threat.bounds, mask)
+    return (threat.norm, threat.domain, threat.eps is None, threat.bounds, mask, threat.band_hz, threat.modality)
 
 
 def same_curve(threats: list[ThreatModel]) -> bool:

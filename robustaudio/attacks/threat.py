@@ -18,6 +18,7 @@ import torch
 
 NORMS = ("linf", "l2", "l1")
 DOMAINS = ("waveform", "feature")
+MODALITIES = ("audio", "video")
 SNR_DB_RANGE = (-20.0, 100.0)  # outside this a relative budget is a typo, not a threat model
 
 
@@ -122,7 +123,15 @@ class ThreatModel:
         bounds: box the perturbed input must stay in, ``(-1, 1)`` for waveforms; ``None`` = unbounded
             (the usual choice in the feature domain).
         mask: optional 0/1 tensor broadcastable to one input (``[T]`` or ``[F, frames]``); only
-            entries where it is 1 may change (time windows, frequency bands).
+            entries where it is 1 may change (time windows, frequency bands; see ``restrict``).
+        band_hz: waveform domain only: ``(low, high)`` Hz; the perturbation is band-passed (FFT
+            bins outside zeroed) before the Lp projection. Exact for L2 when the box does not
+            bind; for L∞ / L1 the ball and box are enforced exactly and the band approximately.
+        sample_rate: Hz of the waveform, needed with ``band_hz``.
+        modality: ``"audio"`` or ``"video"`` (multi-modal models): the input that is perturbed;
+            the other is held fixed. For video, ``domain`` is ignored and ``bounds`` are the
+            video's (e.g. (0, 1) pixels, None for embeddings).
+        restriction: short description of the mask (e.g. ``"t=0.2-0.5s"``) for names and reports.
     """
 
     norm: str
@@ -131,8 +140,21 @@ class ThreatModel:
     domain: str = "waveform"
     bounds: tuple[float, float] | None = (-1.0, 1.0)
     mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    band_hz: tuple[float, float] | None = None
+    sample_rate: int | None = None
+    modality: str = "audio"
+    restriction: str | None = None
 
     def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ThreatModelError(f"Unknown modality {self.modality!r}; use one of {', '.join(MODALITIES)}.")
+        if self.band_hz is not None:
+            if self.domain != "waveform" or self.modality != "audio":
+                raise ThreatModelError("band_hz restricts waveform perturbations; in the feature domain "
+                                       "use a mask on the mel bins (restrict.band_mask).")
+            if self.sample_rate is None or not 0 <= self.band_hz[0] < self.band_hz[1] <= self.sample_rate / 2:
+                raise ThreatModelError(f"band_hz={self.band_hz} needs the sample_rate and 0 <= LOW < HIGH <= "
+                                       f"Nyquist.")
         if self.norm not in NORMS:
             raise ThreatModelError(f"Unknown norm {self.norm!r}; use one of {', '.join(NORMS)}.")
         if self.domain not in DOMAINS:
@@ -188,6 +210,9 @@ class ThreatModel:
         mask = self._mask(delta)
         if mask is not None:
             delta = delta * mask
+        if self.band_hz is not None:
+            from .restrict import bandpass  # restrict imports nothing from here; keeps threat standalone
+            delta = bandpass(delta, self.sample_rate, *self.band_hz)
         delta = project_lp_ball(delta, eps, self.norm)
         if self.bounds is not None:
             delta = (clean + delta).clamp(self.bounds[0], self.bounds[1]) - clean
@@ -229,6 +254,10 @@ class ThreatModel:
         def pick(index):
             return video if video is None or index is None else video[index]
 
+        if self.modality == "video":
+            if video is None:
+                raise ThreatModelError("modality='video' needs the video input; this model or batch has none.")
+            return video, lambda x, index=None: model(audio if index is None else audio[index], x)
         if self.domain == "waveform":
             return audio, lambda x, index=None: model(x, pick(index))
         with torch.no_grad():
@@ -238,10 +267,18 @@ class ThreatModel:
     # -- description ----------------------------------------------------------------------
     def describe(self) -> str:
         budget = f"eps={self.eps:g}" if self.eps is not None else f"snr={self.snr_db:g}dB"
-        masked = "-masked" if self.mask is not None else ""
-        return f"{self.norm}-{self.domain}-{budget}{masked}"
+        where = "video" if self.modality == "video" else self.domain
+        restricted = ""
+        if self.restriction:
+            restricted = f"-{self.restriction}"
+        elif self.mask is not None:
+            restricted = "-masked"
+        if self.band_hz is not None:
+            restricted += f"-band={self.band_hz[0]:g}-{self.band_hz[1]:g}Hz"
+        return f"{self.norm}-{where}-{budget}{restricted}"
 
     def as_dict(self) -> dict:
         return {"norm": self.norm, "eps": self.eps, "snr_db": self.snr_db, "domain": self.domain,
                 "bounds": list(self.bounds) if self.bounds is not None else None,
-                "masked": self.mask is not None}
+                "masked": self.mask is not None, "restriction": self.restriction,
+                "band_hz": list(self.band_hz) if self.band_hz is not None else None, "modality": self.modality}

@@ -33,6 +33,12 @@ class LogMel(nn.Module):
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
+    def centre_frequencies(self) -> torch.Tensor:
+        """``[n_mels]`` Hz at which each mel filter peaks (for frequency-band threat models)."""
+        filters = self.mel.mel_scale.fb  # [n_fft // 2 + 1, n_mels]
+        n_fft = 2 * (filters.shape[0] - 1)
+        return filters.argmax(dim=0).float() * self.sample_rate / n_fft
+
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         """Un-normalised log-mel ``[B, n_mels, frames]`` (used to fit ``mean`` / ``std``)."""
         return torch.log(self.mel(audio) + LOG_OFFSET)
@@ -59,6 +65,14 @@ class KaldiFbank(nn.Module):
         self.frame_length_ms = frame_length_ms
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
+
+    def centre_frequencies(self) -> torch.Tensor:
+        """``[n_mels]`` Hz at the centre of each Kaldi mel bin (20 Hz to Nyquist, as ``fbank``)."""
+        window = int(self.sample_rate * self.frame_length_ms / 1000)
+        padded = 1 << (window - 1).bit_length()
+        _, centres = torchaudio.compliance.kaldi.get_mel_banks(self.n_mels, padded, float(self.sample_rate),
+                                                               20.0, 0.0, 100.0, -500.0, 1.0)
+        return centres.flatten()
 
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         frames = [
