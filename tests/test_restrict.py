@@ -106,3 +106,31 @@ def test_one_modality_is_attacked_and_the_other_held(modality):
     with torch.no_grad():
         assert torch.allclose(model(other_audio, other_video), result.logits, atol=1e-5)
     assert "video" in threat.describe() if modality == "video" else "waveform" in threat.describe()
+
+
+def test_both_modalities_with_separate_budgets_beat_either_alone():
+    from robustaudio.attacks.joint import pgd_joint
+
+    model = TinyAudioVisual()
+    g = torch.Generator().manual_seed(1)
+    audio, video = torch.rand(32, 200, generator=g) * 0.2 - 0.1, torch.rand(32, 16, generator=g)
+    with torch.no_grad():
+        labels = model(audio, video).argmax(-1)
+    with torch.no_grad():  # linear model: audio alone flips clips with margin <= ε_a·|a|, jointly ε_a·|a| + ε_v·|v|
+        logits = model(audio, video)
+        margin = (logits.max(-1).values - logits.min(-1).values).median()
+        a = (model.audio_head.weight[0] - model.audio_head.weight[1]).norm()
+        v = (model.video_head.weight[0] - model.video_head.weight[1]).norm()
+    eps_a, eps_v = float(0.6 * margin / a), float(0.6 * margin / v)
+    audio_threat = ThreatModel("l2", eps=eps_a)
+    video_threat = ThreatModel("l2", eps=eps_v, modality="video", bounds=(0.0, 1.0))
+    seed = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    alone_a = pgd(model, audio, labels, audio_threat, video=video, steps=20, generator=seed()).success
+    alone_v = pgd(model, audio, labels, video_threat, video=video, steps=20, generator=seed()).success
+    both = pgd_joint(model, audio, video, labels, audio_threat, video_threat, steps=20, generator=seed())
+    assert int(both.success.sum()) > int((alone_a | alone_v).sum())
+    assert torch.all((both.audio - audio).norm(dim=1) <= eps_a * (1 + 1e-5))
+    assert torch.all((both.video - video).norm(dim=1) <= eps_v * (1 + 1e-5) + 1e-6)
+    assert both.video.min() >= 0 and both.video.max() <= 1
+    with torch.no_grad():
+        assert torch.allclose(model(both.audio, both.video), both.logits, atol=1e-5)

@@ -6,6 +6,7 @@ A new attack goes in its own module here and is exported below.
 
 from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
+from .joint import JointResult, pgd_joint
 from .minimal import MinimalResult, minimal_eps
 from .pgd import AttackResult, pgd
 from .universal import UniversalResult, project_universal, universal_perturbation
@@ -14,4 +15,4 @@ from .threat import (NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_
 
 __all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "project_lp_ball",
            "ascent_direction", "pgd", "pgd_curve", "budget_order", "curve_key", "same_curve", "AttackResult", "attack_loss", "is_correct", "is_fooled",
-           "minimal_eps", "MinimalResult", "universal_perturbation", "project_universal", "UniversalResult"]
+           "minimal_eps", "MinimalResult", "pgd_joint", "JointResult", "universal_perturbation", "project_universal", "UniversalResult"]
