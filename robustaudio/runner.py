@@ -10,7 +10,6 @@ unless ``restart=True``. Each batch draws its random starts from a generator see
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import defaultdict
 from pathlib import Path

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from robustaudio.cli import main
-from robustaudio.data import AudioError, DatasetError, load_audio
+from robustaudio.data import AudioError, load_audio
 from robustaudio.models import ModelError, load_model, save_checkpoint
 from robustaudio.models.cnn import LogMelCNN
 from robustaudio.report import read_warnings

@@ -1,7 +1,6 @@
 """Native PGD agrees with foolbox's LinfPGD and L2PGD on the bundled model and clips."""
 
 import pytest
-import torch
 
 from robustaudio.attacks import ThreatModel, is_correct, pgd
 from robustaudio.data import AudioDataset

@@ -56,12 +56,16 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(x)
         ax.set_xticklabels([f"{v:g}" for v in x])
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{norm} {domain}")
-        ax.legend(fontsize=8)
+        _accuracy_axes(ax, f"{norm} {domain}")
     fig.tight_layout()
     return fig
+
+
+def _accuracy_axes(ax, title: str) -> None:
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
 
 
 def figure_minimal_eps(card: dict) -> plt.Figure | None:
@@ -80,10 +84,7 @@ def figure_minimal_eps(card: dict) -> plt.Figure | None:
             ax.axvline(m["median_eps"]["value"], color="C1", linestyle="--", label="median minimal ε")
         ax.set_xscale("log")
         ax.set_xlabel(f"ε ({m['norm']}, {m['domain']})")
-        ax.set_ylabel("accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"minimal ε: {m['found']} of {m['attacked']} clips broken")
-        ax.legend(fontsize=8)
+        _accuracy_axes(ax, f"minimal ε: {m['found']} of {m['attacked']} clips broken")
     fig.tight_layout()
     return fig
 

@@ -104,6 +104,19 @@ class FrameMILClassifier(Classifier):
     front_end: nn.Module
     mil_head: MILHead
     frame_embed_dim: int
+    sample_rate = 16000
+    multilabel = True
+
+    def __init__(self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float):
+        """The plumbing every thesis tagger shares: AudioSet-style multi-label, 16 kHz, TALNet log-mel."""
+        super().__init__()
+        self.labels = tuple(labels)
+        self.clip_seconds = clip_seconds
+        self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
+
+    def attach_head(self, frame_embed_dim: int, pooling: str) -> None:
+        self.frame_embed_dim = frame_embed_dim
+        self.mil_head = MILHead(frame_embed_dim, len(self.labels), pooling)
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return self.front_end(audio)
@@ -137,17 +150,11 @@ class CRNN(FrameMILClassifier):
                  pooling: str = "attention", n_mels: int = 64, embedding_size: int = 1024,
                  conv_layers: int = 10, pool_layers: int = 5, dropout: float = 0.0,
                  clip_seconds: float = 10.0, feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__()
-        self.labels = tuple(labels)
-        self.sample_rate = 16000
-        self.clip_seconds = clip_seconds
-        self.multilabel = True
-        self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.cnn = TALNetCNN(n_mels, embedding_size, conv_layers, pool_layers, dropout=dropout)
         self.gru = nn.GRU(self.cnn.embedding_size, embedding_size // 2, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
-        self.frame_embed_dim = embedding_size
-        self.mil_head = MILHead(embedding_size, len(self.labels), pooling)
+        self.attach_head(embedding_size, pooling)
 
     def frame_embeddings(self, features: torch.Tensor) -> torch.Tensor:
         x, _ = self.gru(self.dropout(self.cnn(features)))
@@ -181,19 +188,13 @@ class TALTrans(FrameMILClassifier):
                  model_dim: int = 512, layers: int = 2, heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, clip_seconds: float = 10.0,
                  feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__()
-        self.labels = tuple(labels)
-        self.sample_rate = 16000
-        self.clip_seconds = clip_seconds
-        self.multilabel = True
-        self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.cnn = TALNetCNN(n_mels, embedding_size)
         self.projection = nn.Linear(self.cnn.embedding_size, model_dim)
         layer = nn.TransformerEncoderLayer(model_dim, heads, dim_feedforward=ffn_dim, dropout=dropout,
                                            batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.frame_embed_dim = model_dim
-        self.mil_head = MILHead(model_dim, len(self.labels), pooling)
+        self.attach_head(model_dim, pooling)
 
     def frame_embeddings(self, features: torch.Tensor) -> torch.Tensor:
         x = self.projection(self.cnn(features))

@@ -15,8 +15,7 @@ import torch
 from torch import nn
 from torchaudio.models import Conformer as TorchaudioConformer
 
-from .crnn import AUDIOSET_PLACEHOLDER_LABELS, FrameMILClassifier, talnet_logmel
-from .pooling import MILHead
+from .crnn import AUDIOSET_PLACEHOLDER_LABELS, FrameMILClassifier
 
 
 class Bottleneck(nn.Module):
@@ -59,12 +58,7 @@ class ResNet50Attention(FrameMILClassifier):
                  pooling: str = "attention", n_mels: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3),
                  base_width: int = 64, clip_seconds: float = 10.0,
                  feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__()
-        self.labels = tuple(labels)
-        self.sample_rate = 16000
-        self.clip_seconds = clip_seconds
-        self.multilabel = True
-        self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.conv1 = nn.Conv2d(1, base_width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
         self.relu = nn.ReLU(inplace=True)
@@ -78,8 +72,7 @@ class ResNet50Attention(FrameMILClassifier):
                 c_in = width * Bottleneck.expansion
             self.add_module(f"layer{index + 1}", nn.Sequential(*stage))
         self.stages = len(blocks)
-        self.frame_embed_dim = c_in
-        self.mil_head = MILHead(c_in, len(self.labels), pooling)
+        self.attach_head(c_in, pooling)
 
     def frame_embeddings(self, features: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(features.unsqueeze(1)))))
@@ -123,16 +116,10 @@ class ConformerAttention(FrameMILClassifier):
                  heads: int = 12, ffn_dim: int = 1024, kernel_size: int = 31, dropout: float = 0.1,
                  subsampling_channels: int = 32, clip_seconds: float = 10.0,
                  feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__()
-        self.labels = tuple(labels)
-        self.sample_rate = 16000
-        self.clip_seconds = clip_seconds
-        self.multilabel = True
-        self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.subsampling = ConvSubsampling(n_mels, model_dim, subsampling_channels)
         self.conformer = TorchaudioConformer(model_dim, heads, ffn_dim, layers, kernel_size, dropout=dropout)
-        self.frame_embed_dim = model_dim
-        self.mil_head = MILHead(model_dim, len(self.labels), pooling)
+        self.attach_head(model_dim, pooling)
 
     def frame_embeddings(self, features: torch.Tensor) -> torch.Tensor:
         x = self.subsampling(features)
