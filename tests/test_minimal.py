@@ -22,7 +22,7 @@ def test_minimal_eps_is_within_5_percent_of_the_true_one(norm):
     assert torch.all(ratio <= 1.05), ratio
     realised = lp_norm(result.adversarial - result.clean, norm)
     assert torch.allclose(realised, result.eps, rtol=1e-4)
-    assert torch.all(result.lower <= minimal[norm] * (1 + 1e-4))  # PGD failed only below it
+    assert torch.all(result.lower <= minimal[norm] * 1.01)  # PGD failed only below it (or within 1%)
 
 
 def test_clean_errors_cost_nothing_and_unbreakable_clips_are_inf():

@@ -6,7 +6,9 @@ finds, per sample and in parallel over the batch, the smallest budget at which P
 1. bracket: PGD at ε₀, then 4·ε₀, 16·ε₀ ... until the clip is fooled or ``eps_max`` is passed;
 2. bisect: PGD at the geometric mean of the bracket (the arithmetic mean while the lower end is
    0), warm-started from the adversarial found at the upper end projected into the smaller ball,
-   until the bracket is within ``rel_tol`` or ``search_steps`` bisections are done.
+   until the bracket is within ``rel_tol`` or ``search_steps`` bisections are done. The bracket's
+   lower end comes from cold-start failures, which warm starts often beat, so the bisection starts
+   from half of it.
 
 The result per clip is the norm of the smallest successful perturbation found: an upper bound
 on the true minimal ε (PGD is a heuristic), tight to ``rel_tol`` relative to the bracket.
@@ -121,6 +123,11 @@ def minimal_eps(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
         rows = torch.nonzero(capped).flatten()
         if rows.numel() and eps_max < float("inf"):
             attempt(rows, torch.full((rows.numel(),), eps_max, device=device), warm=False)
+
+        # A failure from a cold (random) start is weaker evidence than one from a warm start: PGD
+        # warm-started from a larger budget's adversarial often succeeds where a cold start failed.
+        # So the bisection reopens below the bracket's cold failures by a factor of 2.
+        lower = lower / 2
 
         # 2. bisect
         for _ in range(search_steps):
