@@ -30,6 +30,15 @@ from robustaudio.models.registry import BUNDLED_DIR, MODELS
 RECIPES = {
     "cnn": {"epochs": 40, "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 32, "config": {}},
     "ast": {"epochs": 80, "lr": 5e-4, "weight_decay": 5e-2, "batch_size": 32, "config": {}},
+    # Thesis taggers (ch. 4 and 6) shrunk for 1 s clips and 205 training clips; their MIL clip
+    # logits are trained as single-label logits (multilabel=False, see FrameMILClassifier).
+    "crnn-mini": {"epochs": 40, "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 32,
+                  "config": {"embedding_size": 256, "pooling": "linear_softmax", "clip_seconds": 1.0,
+                             "multilabel": False}},
+    "taltrans-mini": {"epochs": 60, "lr": 1e-3, "weight_decay": 1e-2, "batch_size": 32,
+                      "config": {"embedding_size": 256, "model_dim": 128, "layers": 2, "heads": 4,
+                                 "ffn_dim": 256, "pooling": "linear_softmax", "clip_seconds": 1.0,
+                                 "multilabel": False}},
 }
 
 

@@ -197,7 +197,8 @@ class ConditionRows:
         self.rows: list[dict] = []
 
     def add(self, threat: ThreatModel, attack: str, condition: str, attacked: torch.Tensor,
-            result, seconds: float, backend: str = "native") -> None:
+            result, seconds: float, backend: str = "native", severity: float | None = None,
+            severity_unit: str | None = None) -> None:
         """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None."""
         model, batch, n = self.model, self.batch, len(self.batch.ids)
         device = self.clean_logits.device
@@ -221,12 +222,14 @@ class ConditionRows:
                 with torch.no_grad():
                     adv_logits[attacked] = logits_fn(result.adversarial)
         delta = adversarial - clean_in
-        adv_ok = is_correct(model, adv_logits, self.labels) & self.clean_ok
+        adv_ok = is_correct(model, adv_logits, self.labels)
+        if severity is None:  # attacks leave clean errors alone: they stay errors
+            adv_ok = adv_ok & self.clean_ok
         adv_pred = _label_names(model, model.predict(adv_logits))
         adv_score = _true_scores(model, adv_logits, self.labels)
         linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
         for i, clip_id in enumerate(batch.ids):
-            was_attacked = bool(self.clean_ok[i])
+            was_attacked = bool(self.clean_ok[i]) or severity is not None
             self.rows.append({
                 "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
                 "model": self.model_name, "condition": condition, "attack": attack, "backend": backend,
@@ -234,12 +237,12 @@ class ConditionRows:
                 "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
                 "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
                 "clean_pred": self.clean_pred[i], "clean_score": self.clean_score[i],
-                "clean_correct": was_attacked, "attacked": was_attacked,
+                "clean_correct": bool(self.clean_ok[i]), "attacked": was_attacked,
                 "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
                 "success": bool(success[i]) if was_attacked else None,
                 "reused": bool(reused[i]), "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
                 "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
-                "seed": self.settings["seed"],
+                "seed": self.settings["seed"], "severity": severity, "severity_unit": severity_unit,
             })
 
 
@@ -293,8 +296,6 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
-    writer = RecordWriter(run_dir)
-    done = writer.done_batches()
     torch.manual_seed(seed)
     model = model.to(device).eval()
     deltas = None
@@ -304,18 +305,87 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         sanity = False  # the probes are about per-clip PGD
     if (backend, attack) != ("native", "pgd"):
         sanity = False  # the probes need gradients and run native PGD; compare runs instead
-    for batch in dataset.batches(model, batch_size, limit=limit):
+    def rows(batch: Batch) -> list[dict]:
         if sanity and not (run_dir / SANITY_FILE).exists():
             probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
                         device=device)
+        return attack_batch(model, model_name, batch, threats, steps=steps, restarts=restarts, seed=seed,
+                            device=device, minimal=minimal, universal=deltas, backend=backend,
+                            attack=attack, queries=queries)
+
+    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch)
+
+
+def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
+                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None) -> Path:
+    """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch."""
+    writer = RecordWriter(run_dir)
+    done = writer.done_batches()
+    for batch in dataset.batches(model, batch_size, limit=limit):
         n_clips = len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings)
         if batch.index not in done:
             append_warnings(run_dir, batch.warnings)
             if batch.ids:
-                writer.append(attack_batch(model, model_name, batch, threats, steps=steps,
-                                           restarts=restarts, seed=seed, device=device,
-                                           minimal=minimal, universal=deltas, backend=backend,
-                                           attack=attack, queries=queries))
+                writer.append(rows(batch))
         if on_batch is not None:
             on_batch(batch, n_clips)
     return run_dir
+
+
+def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, tuple], *, seed: int,
+                device: str | torch.device = "cpu") -> list[dict]:
+    """Rows for every clip of ``batch`` under every corruption and severity.
+
+    ``corruptions``: name -> (Corruption, severities). Every clip is corrupted (clean errors
+    included): ``adv_correct`` is the accuracy under noise, ``success`` whether a clean-correct clip
+    was turned wrong.
+    """
+    audio, labels = batch.audio.to(device), batch.labels.to(device)
+    with torch.no_grad():
+        clean_logits = model(audio)
+    clean_ok = is_correct(model, clean_logits, labels)
+    rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=0, restarts=0,
+                         seed=seed)
+    everything = torch.arange(len(batch.ids), device=device)
+    for name, (corruption, severities) in corruptions.items():
+        for severity in severities:
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index * 7919 + hash_name(name))
+            start = time.perf_counter()
+            threat = ThreatModel("l2", eps=1.0, domain=corruption.domain, bounds=None)  # the domain only
+            clean_in, logits_fn = threat.view(model, audio)
+            with torch.no_grad():
+                corrupted = corruption.function(clean_in.detach(), severity, generator)
+                logits = logits_fn(corrupted)
+            ones = torch.ones(len(audio), dtype=torch.long, device=device)
+            result = AttackResult(adversarial=corrupted, clean=clean_in, success=~is_correct(model, logits, labels) & clean_ok,
+                                  logits=logits, eps=torch.full((len(audio),), float("nan"), device=device),
+                                  forwards=ones, backwards=torch.zeros_like(ones))
+            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+            rows.add(threat, f"noise:{name}", f"noise-{name}-{severity:g}", everything, result, seconds,
+                     severity=float(severity), severity_unit=corruption.unit)
+    return rows.rows
+
+
+def hash_name(name: str) -> int:
+    """A stable small integer per corruption name (Python's hash() is salted per process)."""
+    return int.from_bytes(name.encode()[:4].ljust(4, b"\0"), "little") % 100_003
+
+
+def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[str, tuple],
+              run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
+              limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
+              on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+    """Every clip of ``dataset`` under every corruption (name -> (Corruption, severities)); records in
+    ``run_dir``, the same schema as attacks, resumable."""
+    settings = {
+        "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
+        else min(limit, len(dataset)), "attack": "noise", "batch_size": batch_size, "seed": seed,
+        "corruptions": {name: [float(v) for v in severities] for name, (_, severities) in corruptions.items()},
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "threats": [],
+        **(extra_settings or {}),
+    }
+    run_dir = open_run(run_dir, settings, restart=restart)
+    model = model.to(device).eval()
+    return run_batches(run_dir, model, dataset,
+                       lambda batch: noise_batch(model, model_name, batch, corruptions, seed=seed, device=device),
+                       batch_size=batch_size, limit=limit, on_batch=on_batch)

@@ -51,6 +51,12 @@ MODELS: dict[str, ModelEntry] = {
     "ast": ModelEntry("ast", "small-ast",
                       "small AST (fbank patches, ViT) trained on the bundled minievents set",
                       "minievents-ast.pt"),
+    "crnn-mini": ModelEntry("crnn-mini", "crnn",
+                            "small CRNN/TALNet (thesis ch. 4, linear-softmax MIL pooling) trained on minievents",
+                            "minievents-crnn-mini.pt"),
+    "taltrans-mini": ModelEntry("taltrans-mini", "tal-trans",
+                                "small CNN+Transformer (TAL-trans, thesis 6.3) trained on minievents",
+                                "minievents-taltrans-mini.pt"),
 }
 DEFAULT_MODEL = "cnn"
 

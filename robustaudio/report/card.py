@@ -45,10 +45,15 @@ def condition_order(records: pd.DataFrame) -> list[str]:
 
 
 def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
-    attacked = rows[rows["attacked"] == True]  # noqa: E712 (None for clean errors)
+    """One attack or noise condition. The success rate is over clean-correct clips."""
+    attacked = rows[rows["clean_correct"] == True]  # noqa: E712
     fooled = attacked[attacked["success"] == True]  # noqa: E712
     first = rows.iloc[0]
+    severity = first.get("severity")
     return {
+        "kind": "noise" if str(first["attack"]).startswith("noise:") else "attack",
+        "severity": None if severity is None or pd.isna(severity) else float(severity),
+        "severity_unit": first.get("severity_unit") if severity is not None and not pd.isna(severity) else None,
         "condition": first["condition"], "attack": first["attack"], "backend": first.get("backend", "native"),
         "norm": first["norm"],
         "domain": first["domain"], "eps": first["eps_setting"], "snr_db": first["snr_db_setting"],

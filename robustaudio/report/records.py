@@ -39,10 +39,10 @@ FIELDS: dict[str, str] = {
     "clean_pred": "clean prediction (label name(s))",
     "clean_score": "clean score of the true label (softmax or sigmoid)",
     "clean_correct": "clean prediction correct",
-    "attacked": "the clip was attacked (clean-correct clips only)",
+    "attacked": "the clip was attacked (clean-correct clips only; every clip for noise)",
     "adv_pred": "prediction under attack",
     "adv_score": "score of the true label under attack",
-    "adv_correct": "prediction under attack correct (False for clean errors)",
+    "adv_correct": "prediction under attack correct (False for clean errors); under noise, correct at all",
     "success": "the attack reached its goal (attacked clips only)",
     "reused": "not attacked at this budget: it resisted a larger budget of the same ε curve",
     "linf": "L∞ norm of the perturbation (domain units)",
@@ -52,6 +52,8 @@ FIELDS: dict[str, str] = {
     "backwards": "backward passes this clip took part in",
     "seconds": "wall time of the clip's batch and condition, divided over its clips",
     "seed": "run seed",
+    "severity": "natural-noise conditions: the corruption's severity (None for attacks)",
+    "severity_unit": "its unit, e.g. 'SNR dB', 'RT60 s', 'chunk s'",
 }
 
 

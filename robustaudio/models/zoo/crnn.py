@@ -107,10 +107,17 @@ class FrameMILClassifier(Classifier):
     sample_rate = 16000
     multilabel = True
 
-    def __init__(self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float):
-        """The plumbing every thesis tagger shares: AudioSet-style multi-label, 16 kHz, TALNet log-mel."""
+    def __init__(self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float,
+                 multilabel: bool = True):
+        """The plumbing every thesis tagger shares: 16 kHz, TALNet log-mel, multi-label by default.
+
+        ``multilabel=False`` treats the clip logits ``logit(p_k)`` as single-label logits (softmax
+        and CE; the decision is the class with the highest pooled probability), for training and
+        attacking a MIL tagger on a single-label set such as the bundled one.
+        """
         super().__init__()
         self.labels = tuple(labels)
+        self.multilabel = multilabel
         self.clip_seconds = clip_seconds
         self.front_end = talnet_logmel(n_mels, feature_mean, feature_std)
 
@@ -149,8 +156,9 @@ class CRNN(FrameMILClassifier):
     def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
                  pooling: str = "attention", n_mels: int = 64, embedding_size: int = 1024,
                  conv_layers: int = 10, pool_layers: int = 5, dropout: float = 0.0,
-                 clip_seconds: float = 10.0, feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
+                 clip_seconds: float = 10.0, feature_mean: float = 0.0, feature_std: float = 1.0,
+                 multilabel: bool = True):
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std, multilabel)
         self.cnn = TALNetCNN(n_mels, embedding_size, conv_layers, pool_layers, dropout=dropout)
         self.gru = nn.GRU(self.cnn.embedding_size, embedding_size // 2, batch_first=True, bidirectional=True)
         self.dropout = nn.Dropout(dropout)
@@ -187,8 +195,8 @@ class TALTrans(FrameMILClassifier):
                  pooling: str = "attention", n_mels: int = 64, embedding_size: int = 1024,
                  model_dim: int = 512, layers: int = 2, heads: int = 8, ffn_dim: int = 2048,
                  dropout: float = 0.1, clip_seconds: float = 10.0,
-                 feature_mean: float = 0.0, feature_std: float = 1.0):
-        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
+                 feature_mean: float = 0.0, feature_std: float = 1.0, multilabel: bool = True):
+        super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std, multilabel)
         self.cnn = TALNetCNN(n_mels, embedding_size)
         self.projection = nn.Linear(self.cnn.embedding_size, model_dim)
         layer = nn.TransformerEncoderLayer(model_dim, heads, dim_feedforward=ffn_dim, dropout=dropout,
