@@ -216,37 +216,52 @@ def _summary_lines(card: dict) -> list[str]:
 
 
 def _markdown(card: dict, figures, warnings: list[dict]) -> str:
-    out = [f"# Robustness report: {card['model']}", ""]
-    out += [f"- {line}" for line in _summary_lines(card)] + [""]
-    for title, header, rows, note in _sections(card):
-        out += [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return document_markdown(f"Robustness report: {card['model']}", _summary_lines(card), _sections(card),
+                             figures, warnings)
+
+
+def _html(card: dict, figures, warnings: list[dict]) -> str:
+    return document_html(f"Robustness report: {card['model']}", _summary_lines(card), _sections(card),
+                         figures, warnings)
+
+
+Section = tuple[str, list[str], list[list[str]], str]  # (title, header, rows, note)
+
+
+def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict]) -> str:
+    """A report as Markdown: summary bullets, tables, figures (files under figures/), warnings."""
+    out = [f"# {title}", ""]
+    out += [f"- {line}" for line in lines] + [""]
+    for heading, header, rows, note in sections:
+        out += [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
         out += [note, ""] if note else []
-    for title, name, _ in figures:
-        out += [f"## {title}", "", f"![{title}]({FIGURES_DIR}/{name})", ""]
+    for heading, name, _ in figures:
+        out += [f"## {heading}", "", f"![{heading}]({FIGURES_DIR}/{name})", ""]
     if warnings:
         out += ["## Warnings", ""] + [f"- [{w['kind']}] {w['message']}" for w in warnings] + [""]
     return "\n".join(out)
 
 
-def _html(card: dict, figures, warnings: list[dict]) -> str:
+def document_html(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict]) -> str:
+    """The same report as one self-contained HTML file (figures inline); every text escaped."""
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>Robustness report: {e(card['model'])}</title>",
+        f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
         "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:4px 8px;}"
         "img{max-width:100%;}</style></head><body>",
-        f"<h1>Robustness report: {e(card['model'])}</h1><ul>",
-        *[f"<li>{e(line)}</li>" for line in _summary_lines(card)], "</ul>",
+        f"<h1>{e(title)}</h1><ul>",
+        *[f"<li>{e(line)}</li>" for line in lines], "</ul>",
     ]
-    for title, header, rows, note in _sections(card):
-        parts.append(f"<h2>{e(title)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
+    for heading, header, rows, note in sections:
+        parts.append(f"<h2>{e(heading)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows]
         parts.append("</table>" + (f"<p>{e(note)}</p>" if note else ""))
-    for title, _, png in figures:
+    for heading, _, png in figures:
         data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h2>{e(title)}</h2><img alt='{e(title)}' src='data:image/png;base64,{data}'>")
+        parts.append(f"<h2>{e(heading)}</h2><img alt='{e(heading)}' src='data:image/png;base64,{data}'>")
     if warnings:
         parts.append("<h2>Warnings</h2><ul>")
         parts += [f"<li>[{e(w['kind'])}] {e(w['message'])}</li>" for w in warnings]

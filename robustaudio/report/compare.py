@@ -1,0 +1,166 @@
+"""The comparison report across models, built from each model's run directories only.
+
+Reads ``OUT/<model>/attack/card.json``, ``OUT/<model>/noise/card.json`` and
+``OUT/<model>/metrics.json``; writes ``OUT/compare.json``, ``compare.md``, ``compare.html`` and
+figures: per model, the natural-noise curves and the adversarial ε curve on one axis; across
+models, robust accuracy against noise accuracy. Rank correlations (Spearman and Kendall, scipy)
+across models relate noise robustness, the latent metrics and sharpness to adversarial robustness.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import stats
+
+from .card import json_safe
+from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
+
+
+def _read(path: Path) -> dict:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: rerun the comparison (finished parts are kept).")
+    return json.loads(path.read_text())
+
+
+def _noise_curves(noise_card: dict) -> dict[str, list[tuple[float, float]]]:
+    """corruption -> [(severity, accuracy)] in the suite's severity order (mildest first)."""
+    order = noise_card["settings"]["corruptions"]
+    by_condition = {c["condition"]: c for c in noise_card["conditions"]}
+    curves = {}
+    for name, severities in order.items():
+        curves[name] = [(s, by_condition[f"noise-{name}-{s:g}"]["robust_accuracy"]["value"])
+                        for s in severities if f"noise-{name}-{s:g}" in by_condition]
+    return curves
+
+
+def _correlation(x: list[float], y: list[float]) -> dict:
+    """Spearman and Kendall rank correlations; None where fewer than 3 models or a constant column."""
+    pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)]
+    if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
+        return {"spearman": None, "spearman_p": None, "kendall": None, "kendall_p": None, "n": len(pairs)}
+    a, b = zip(*pairs)
+    spearman, kendall = stats.spearmanr(a, b), stats.kendalltau(a, b)
+    return {"spearman": float(spearman.statistic), "spearman_p": float(spearman.pvalue),
+            "kendall": float(kendall.statistic), "kendall_p": float(kendall.pvalue), "n": len(pairs)}
+
+
+def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) -> dict:
+    attack, noise = _read(model_dir / "attack" / "card.json"), _read(model_dir / "noise" / "card.json")
+    metrics = _read(model_dir / "metrics.json")
+    robust = {c["eps"]: c["robust_accuracy"]["value"] for c in attack["conditions"]}
+    if table_eps not in robust:
+        raise ValueError(f"ε = {table_eps} was not attacked in {model_dir}; attacked: {sorted(robust)}.")
+    curves = _noise_curves(noise)
+    at_level = {}
+    for name, curve in curves.items():
+        level = len(curve) // 2 if table_level is None else min(table_level, len(curve) - 1)
+        at_level[name] = {"severity": curve[level][0], "accuracy": curve[level][1]}
+    latent = metrics["latent"]
+    return {
+        "parameters": metrics.get("parameters"),
+        "clean_accuracy": attack["clean_accuracy"]["value"],
+        "robust_accuracy": robust[table_eps], "robust_curve": sorted(robust.items()),
+        "noise_at_level": at_level,
+        "noise_mean": float(np.mean([v["accuracy"] for v in at_level.values()])) if at_level else None,
+        "noise_curves": curves,
+        "density": {m: v["density"]["overall"] for m, v in latent.items()},
+        "convexity": {m: v["convexity"]["overall"] for m, v in latent.items()},
+        "sharpness": metrics["sharpness"]["sharpness"],
+        "adaptive_sharpness": metrics["adaptive_sharpness"]["sharpness"],
+        "flags": attack.get("flags", []),
+    }
+
+
+def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> plt.Figure:
+    """One model: accuracy against severity level for each corruption and for the ε curve."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for corruption, curve in summary["noise_curves"].items():
+        ax.plot(range(1, len(curve) + 1), [a for _, a in curve], marker="o", alpha=0.8,
+                label=f"{corruption} ({', '.join(f'{s:g}' for s, _ in curve)})")
+    eps, accuracy = zip(*summary["robust_curve"])
+    ax.plot(range(1, len(eps) + 1), accuracy, marker="s", color="black", linewidth=2.2,
+            label=f"PGD {norm_label} ε ({', '.join(f'{e:g}' for e in eps)})")
+    ax.axhline(summary["clean_accuracy"], color="grey", linestyle="--", label="clean")
+    ax.set_xlabel("severity level (mildest first; values in the legend)")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(name)
+    ax.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def figure_noise_against_adversarial(summaries: dict[str, dict], table_eps: float) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for name, s in summaries.items():
+        ax.scatter(s["noise_mean"], s["robust_accuracy"])
+        ax.annotate(name, (s["noise_mean"], s["robust_accuracy"]), fontsize=8, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("mean accuracy under natural noise (table severities)")
+    ax.set_ylabel(f"robust accuracy at ε = {table_eps:g}")
+    fig.tight_layout()
+    return fig
+
+
+def build_comparison(out: str | Path, names: list[str], *, table_eps: float, table_level: int | None = None) -> dict:
+    """Write ``compare.json`` / ``.md`` / ``.html`` and figures in ``out``; return the comparison."""
+    out = Path(out)
+    dirs = {name: out / name.replace("/", "_").replace(":", "_") for name in names}
+    summaries = {name: summarize_model(d, table_eps, table_level) for name, d in dirs.items()}
+    attack_settings = _read(next(iter(dirs.values())) / "attack" / "run.json")["settings"]
+    norm = attack_settings["threats"][0]["norm"]
+    robust = [s["robust_accuracy"] for s in summaries.values()]
+    corruptions = list(next(iter(summaries.values()))["noise_at_level"])
+    correlations = {"noise (mean) vs adversarial": _correlation([s["noise_mean"] for s in summaries.values()], robust)}
+    for corruption in corruptions:
+        correlations[f"{corruption} vs adversarial"] = _correlation(
+            [s["noise_at_level"][corruption]["accuracy"] for s in summaries.values()], robust)
+    for metric in ("density", "convexity"):
+        correlations[f"{metric} (audio) vs adversarial"] = _correlation(
+            [s[metric].get("audio") for s in summaries.values()], robust)
+    for metric in ("sharpness", "adaptive_sharpness"):
+        correlations[f"{metric} vs adversarial"] = _correlation([s[metric] for s in summaries.values()], robust)
+    comparison = {"models": summaries, "table_eps": table_eps, "norm": norm, "correlations": correlations,
+                  "data": attack_settings["data"], "clips": attack_settings["clips"], "seed": attack_settings["seed"]}
+    (out / "compare.json").write_text(json.dumps(json_safe(comparison), indent=2))
+
+    first = next(iter(summaries.values()))
+    header = ["model", "params", "clean", *[f"{c} @ {first['noise_at_level'][c]['severity']:g}" for c in corruptions],
+              "noise mean", f"PGD {norm} ε={table_eps:g}", "density", "convexity", "sharpness", "adaptive sharpness",
+              "flags"]
+    rows = [[name, _fmt(s["parameters"]), _fmt(s["clean_accuracy"]),
+             *[_fmt(s["noise_at_level"][c]["accuracy"]) for c in corruptions], _fmt(s["noise_mean"]),
+             _fmt(s["robust_accuracy"]), _fmt(s["density"].get("audio")), _fmt(s["convexity"].get("audio")),
+             _fmt(s["sharpness"]), _fmt(s["adaptive_sharpness"]), ", ".join(s["flags"]) or "–"]
+            for name, s in summaries.items()]
+    corr_rows = [[pair, _fmt(c["spearman"]), _fmt(c["spearman_p"]), _fmt(c["kendall"]), _fmt(c["kendall_p"]),
+                  str(c["n"])] for pair, c in correlations.items()]
+    sections = [
+        ("Models side by side", header, rows,
+         "Accuracies on the same clips. Noise columns at one severity per corruption (unit in the noise "
+         "reports); density and convexity of the audio embedding are our re-implementation of the thesis's "
+         "definitions; sharpness in nats of loss increase (m-sharpness ρ = 0.05, adaptive ρ = 0.5)."),
+        ("Rank correlations across models", ["pair", "Spearman", "p", "Kendall", "p", "models"], corr_rows,
+         "Positive: the models that are more robust to noise (or have the higher metric) are also more robust "
+         "to the attack. With a handful of models these are descriptive; the p-values say how little they "
+         "prove."),
+    ]
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    figures = []
+    for name, s in summaries.items():
+        file = f"noise_vs_adversarial_{name.replace('/', '_').replace(':', '_')}.png"
+        figures.append((f"Noise and adversarial curves: {name}", file,
+                        _save(figure_noise_vs_adversarial(name, s, norm), out / FIGURES_DIR / file)))
+    figures.append(("Noise robustness against adversarial robustness", "noise_against_adversarial.png",
+                    _save(figure_noise_against_adversarial(summaries, table_eps), out / FIGURES_DIR /
+                          "noise_against_adversarial.png")))
+    lines = [f"models: {', '.join(names)}", f"data: {comparison['data']} ({comparison['clips']} clips)",
+             f"attack: PGD {norm}, ε curve {[e for e, _ in first['robust_curve']]}", f"seed: {comparison['seed']}",
+             "per-model reports: <model>/attack/report.html and <model>/noise/report.html"]
+    (out / "compare.md").write_text(document_markdown("Model comparison", lines, sections, figures, []), encoding="utf-8")
+    (out / "compare.html").write_text(document_html("Model comparison", lines, sections, figures, []), encoding="utf-8")
+    return comparison
