@@ -17,9 +17,10 @@ from .attacks.minimal import DEFAULT_START
 from .attacks.restrict import band_mask, check_band, time_mask
 from .data import AudioDataset, DatasetError
 from .models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
+from .models.registry import unknown_model_message
 from .models.loaders import describe_loaders
 from .report import build_report
-from .runner import RUN_FILE, RunSettingsError, run_attack
+from .runner import RUN_FILE, RunSettingsError, run_attack, run_noise
 
 USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
 
@@ -31,15 +32,13 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-LIST_OPTIONS = ("--eps", "--snr-db")
-
-
 def expand_value_lists(args: list[str]) -> list[str]:
-    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (same for --snr-db)."""
+    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (also --snr-db, --models,
+    --corruption)."""
     out: list[str] = []
     option = None  # the list option whose values are being read
     for arg in args:
-        if option is not None and _is_number(arg):
+        if option is not None and LIST_OPTIONS[option](arg):
             if out[-1] != option:
                 out.append(option)
             out.append(arg)
@@ -55,6 +54,13 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_name(text: str) -> bool:
+    return not text.startswith("-")
+
+
+LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name}
 
 
 class Main(click.Group):
@@ -231,6 +237,110 @@ def _print_summary(card: dict, run_dir: Path) -> None:
     if card["skipped_clips"]:
         click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
     click.echo(f"report: {run_dir / 'report.html'}")
+
+
+def _corruptions(names: tuple[str, ...]) -> dict[str, tuple]:
+    from .metrics.corruptions import CORRUPTIONS, default_corruptions
+
+    suite = default_corruptions()
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        raise click.BadParameter(f"unknown corruption(s) {', '.join(unknown)}; known: {', '.join(CORRUPTIONS)}.",
+                                 param_hint="--corruption")
+    return {n: suite[n] for n in names} if names else suite
+
+
+def _default_out(kind: str, parts: list) -> Path:
+    key = json.dumps(parts, default=str)
+    return Path("robustaudio-runs") / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+@main.command()
+@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Model name (see `robustaudio models`).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file).")
+@click.option("--corruption", multiple=True, help="Corruption(s) to run (default: the whole suite); see the noise report.")
+@click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/noise-<hash>).")
+@click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
+def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_size, limit, seed, device, out,
+          restart) -> None:
+    """Natural-noise suite: accuracy under each corruption at each severity, as records and a report.
+
+    Example: robustaudio noise --model cnn --corruption gaussian_snr --corruption reverb
+    """
+    try:
+        model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
+        corruptions = _corruptions(corruption)
+        dataset = AudioDataset.from_path(data, split=split)
+        dataset.check_labels(model.labels)
+        out = Path(out) if out else _default_out(f"{model_name}-noise", [model_name, weights, data, split, corruption,
+                                                                         batch_size, limit, seed])
+        n_clips = min(limit, len(dataset)) if limit else len(dataset)
+        click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out}")
+        with click.progressbar(length=n_clips, label="noise", show_eta=True, show_pos=True) as bar:
+            run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
+                                device=_device(device), limit=limit, restart=restart,
+                                on_batch=lambda batch, n: bar.update(n))
+        card = build_report(run_dir)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+    _print_summary(card, run_dir)
+
+
+@main.command()
+@click.option("--models", "model_names", multiple=True, required=True,
+              help="Models to compare: --models cnn ast crnn-mini taltrans-mini")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
+@click.option("--eps", type=float, multiple=True, help="ε curve (default 0.0005 0.001 0.002 0.005 for L∞).")
+@click.option("--table-eps", type=float, help="The ε of the table's robust-accuracy column (default: middle of --eps).")
+@click.option("--corruption", multiple=True, help="Corruptions (default: the whole suite).")
+@click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
+@click.option("--split", default="test", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/compare-<hash>).")
+def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, batch_size, limit, seed, device,
+            out) -> None:
+    """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
+
+    Example: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005
+    """
+    from .compare import run_comparison
+
+    eps = eps or {"linf": (0.0005, 0.001, 0.002, 0.005), "l2": (0.05, 0.1, 0.2, 0.5), "l1": (1.0, 2.0, 5.0, 10.0)}[norm]
+    if table_eps is not None and table_eps not in eps:
+        raise click.BadParameter(f"--table-eps {table_eps} is not one of --eps {list(eps)}.", param_hint="--table-eps")
+    try:
+        for name in model_names:  # fail on a bad name before hours of work on the others
+            if name not in MODELS and ":" not in name:
+                raise ModelError(unknown_model_message(name))
+        dataset = AudioDataset.from_path(data, split=split)
+        out = Path(out) if out else _default_out("compare", [model_names, norm, eps, corruption, data, split, steps,
+                                                             batch_size, limit, seed])
+        loaders = {name: (lambda name=name: load_model(name, device=_device(device))) for name in model_names}
+        comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
+                                    corruptions=_corruptions(corruption), steps=steps, batch_size=batch_size,
+                                    seed=seed, device=_device(device), limit=limit, table_eps=table_eps,
+                                    progress=click.echo)
+    except USER_ERRORS as error:
+        raise click.ClickException(str(error)) from error
+    for name, s in comparison["models"].items():
+        click.echo(f"{name}: clean {s['clean_accuracy']:.3f}, noise mean {s['noise_mean']:.3f}, "
+                   f"robust {s['robust_accuracy']:.3f} at ε={comparison['table_eps']:g}")
+    c = comparison["correlations"]["noise (mean) vs adversarial"]
+    if c["spearman"] is not None:
+        click.echo(f"noise vs adversarial across models: Spearman {c['spearman']:.2f} (p {c['spearman_p']:.2f}), "
+                   f"Kendall {c['kendall']:.2f}")
+    click.echo(f"report: {out / 'compare.html'}")
 
 
 @main.command()
