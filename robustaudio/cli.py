@@ -20,7 +20,7 @@ from .models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
 from .models.registry import unknown_model_message
 from .models.loaders import describe_loaders
 from .report import build_report
-from .runner import RUN_FILE, RunSettingsError, run_attack, run_noise
+from .runner import RUN_FILE, RunSettingsError, noise_suite, run_attack, run_noise
 
 USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
 
@@ -224,7 +224,8 @@ def _print_summary(card: dict, run_dir: Path) -> None:
     if "clean_accuracy" in card:
         click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
     for c in card["conditions"]:
-        click.echo(f"{c['condition']}: robust accuracy {c['robust_accuracy']['value']:.3f} "
+        what = "accuracy" if c.get("kind") == "noise" else "robust accuracy"
+        click.echo(f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
                    f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
                    f"success rate {c['success_rate']['value']:.3f}")
     for m in card.get("minimal", []):
@@ -239,15 +240,11 @@ def _print_summary(card: dict, run_dir: Path) -> None:
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
-def _corruptions(names: tuple[str, ...]) -> dict[str, tuple]:
-    from .metrics.corruptions import CORRUPTIONS, default_corruptions
-
-    suite = default_corruptions()
-    unknown = [n for n in names if n not in CORRUPTIONS]
-    if unknown:
-        raise click.BadParameter(f"unknown corruption(s) {', '.join(unknown)}; known: {', '.join(CORRUPTIONS)}.",
-                                 param_hint="--corruption")
-    return {n: suite[n] for n in names} if names else suite
+def _corruptions(names: tuple[str, ...]) -> dict:
+    try:
+        return noise_suite(names)
+    except KeyError as error:  # UnknownCorruption: its message lists the valid names
+        raise click.BadParameter(str(error.args[0]), param_hint="--corruption") from error
 
 
 def _default_out(kind: str, parts: list) -> Path:

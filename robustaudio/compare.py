@@ -22,7 +22,8 @@ from .metrics.sharpness import sharpness
 from .report.card import json_safe
 from .report.compare import build_comparison
 from .report.render import build_report
-from .runner import run_attack, run_noise
+from .metrics.corruptions import Corruption
+from .runner import noise_suite, run_attack, run_noise
 
 METRICS_FILE = "metrics.json"
 
@@ -42,21 +43,19 @@ def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
 
 def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: AudioDataset, out: str | Path, *,
                    norm: str = "linf", eps: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005),
-                   corruptions: dict[str, tuple] | None = None, steps: int = 10, batch_size: int = 16,
+                   corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
                    seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                    table_eps: float | None = None, table_level: int | None = None,
                    progress: Callable[[str], None] = print) -> dict:
     """Run every part for every model (``name -> loader``) and build the comparison in ``out``.
 
     Args:
-        corruptions: name -> (Corruption, severities); default every registered corruption.
+        corruptions: name -> Corruption (:func:`~robustaudio.runner.noise_suite`); default: all.
         table_eps: the ε of the table's robust-accuracy column (default: the middle of ``eps``).
         table_level: the index into each corruption's severities for the table (default: middle).
     """
-    from .metrics.corruptions import default_corruptions  # the suite's defaults live with it
-
     out = Path(out)
-    corruptions = corruptions if corruptions is not None else default_corruptions()
+    corruptions = corruptions if corruptions is not None else noise_suite()
     for name, load in models.items():
         progress(f"[{name}] loading")
         model = load().to(device).eval()

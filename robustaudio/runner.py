@@ -24,6 +24,7 @@ from .attacks.backends import backend_attack
 from .attacks.blackbox import square_attack
 from .attacks.universal import universal_perturbation
 from .attacks.minimal import minimal_eps
+from .metrics.corruptions import CORRUPTIONS, Corruption
 from .metrics.sanity import probe_model
 from .data import AudioDataset, Batch
 from .data.audio import write_audio
@@ -233,7 +234,8 @@ class ConditionRows:
             self.rows.append({
                 "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
                 "model": self.model_name, "condition": condition, "attack": attack, "backend": backend,
-                "norm": threat.norm, "domain": threat.domain, "eps_setting": threat.eps,
+                "norm": threat.norm if severity is None else None, "domain": threat.domain,
+                "eps_setting": threat.eps if severity is None else None,
                 "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
                 "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
                 "clean_pred": self.clean_pred[i], "clean_score": self.clean_score[i],
@@ -332,11 +334,11 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
     return run_dir
 
 
-def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, tuple], *, seed: int,
+def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
                 device: str | torch.device = "cpu") -> list[dict]:
-    """Rows for every clip of ``batch`` under every corruption and severity.
+    """Rows for every clip of ``batch`` under every corruption at each of its severities.
 
-    ``corruptions``: name -> (Corruption, severities). Every clip is corrupted (clean errors
+    ``corruptions``: name -> :class:`~robustaudio.metrics.corruptions.Corruption`. Every clip is corrupted (clean errors
     included): ``adv_correct`` is the accuracy under noise, ``success`` whether a clean-correct clip
     was turned wrong.
     """
@@ -347,14 +349,14 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, tup
     rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=0, restarts=0,
                          seed=seed)
     everything = torch.arange(len(batch.ids), device=device)
-    for name, (corruption, severities) in corruptions.items():
-        for severity in severities:
+    for name, corruption in corruptions.items():
+        for severity in corruption.severities:
             generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index * 7919 + hash_name(name))
             start = time.perf_counter()
             threat = ThreatModel("l2", eps=1.0, domain=corruption.domain, bounds=None)  # the domain only
             clean_in, logits_fn = threat.view(model, audio)
             with torch.no_grad():
-                corrupted = corruption.function(clean_in.detach(), severity, generator)
+                corrupted = corruption(clean_in.detach(), severity, generator, sample_rate=model.sample_rate)
                 logits = logits_fn(corrupted)
             ones = torch.ones(len(audio), dtype=torch.long, device=device)
             result = AttackResult(adversarial=corrupted, clean=clean_in, success=~is_correct(model, logits, labels) & clean_ok,
@@ -371,16 +373,21 @@ def hash_name(name: str) -> int:
     return int.from_bytes(name.encode()[:4].ljust(4, b"\0"), "little") % 100_003
 
 
-def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[str, tuple],
+def noise_suite(names: tuple[str, ...] | list[str] = ()) -> dict[str, Corruption]:
+    """The registered corruptions called ``names`` (all of them by default), in registry order."""
+    return {name: CORRUPTIONS[name] for name in (names or CORRUPTIONS)}
+
+
+def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
               run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
               limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
-    """Every clip of ``dataset`` under every corruption (name -> (Corruption, severities)); records in
+    """Every clip of ``dataset`` under every corruption (see :func:`noise_suite`); records in
     ``run_dir``, the same schema as attacks, resumable."""
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
         else min(limit, len(dataset)), "attack": "noise", "batch_size": batch_size, "seed": seed,
-        "corruptions": {name: [float(v) for v in severities] for name, (_, severities) in corruptions.items()},
+        "corruptions": {name: [float(v) for v in c.severities] for name, c in corruptions.items()},
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "threats": [],
         **(extra_settings or {}),
     }

@@ -169,7 +169,8 @@ def record_checks(card: dict) -> list[Check]:
     checks = []
     groups: dict[tuple, list[dict]] = {}
     for c in card.get("conditions", []):
-        groups.setdefault((c["norm"], c["domain"], c["eps"] is None, c["attack"]), []).append(c)
+        if c.get("kind") != "noise":
+            groups.setdefault((c["norm"], c["domain"], c["eps"] is None, c["attack"]), []).append(c)
     rising = []
     for (norm, domain, relative, attack), conditions in groups.items():
         ordered = sorted(conditions, key=lambda c: -c["snr_db"] if relative else c["eps"])

@@ -36,7 +36,8 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
     """Robust accuracy against ε (or SNR) for each norm/domain with at least two budgets."""
     groups: dict[tuple, list[dict]] = {}
     for c in card["conditions"]:
-        groups.setdefault((c["norm"], c["domain"], c["eps"] is None), []).append(c)
+        if c.get("kind") != "noise":
+            groups.setdefault((c["norm"], c["domain"], c["eps"] is None), []).append(c)
     groups = {k: v for k, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
@@ -66,6 +67,30 @@ def _accuracy_axes(ax, title: str) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title)
     ax.legend(fontsize=8)
+
+
+def figure_noise(card: dict) -> plt.Figure | None:
+    """Accuracy under each natural corruption against its severity (mildest first)."""
+    curves: dict[str, list[dict]] = {}
+    for c in card["conditions"]:
+        if c.get("kind") == "noise":
+            curves.setdefault(c["attack"].removeprefix("noise:"), []).append(c)
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for name, conditions in curves.items():
+        order = card["settings"].get("corruptions", {}).get(name)
+        if order:
+            conditions = sorted(conditions, key=lambda c: order.index(c["severity"]))
+        severities = ", ".join(f"{c['severity']:g}" for c in conditions)
+        ax.plot(range(1, len(conditions) + 1), [c["robust_accuracy"]["value"] for c in conditions], marker="o",
+                label=f"{name} ({severities} {conditions[0]['severity_unit']})")
+    ax.axhline(card["clean_accuracy"]["value"], color="grey", linestyle="--", label="clean")
+    ax.set_xlabel("severity level (mildest first; values in the legend)")
+    _accuracy_axes(ax, "natural noise")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
 
 
 def figure_minimal_eps(card: dict) -> plt.Figure | None:
@@ -193,6 +218,7 @@ def build_report(run_dir: str | Path) -> dict:
         for title, name, fig in [
             ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card)),
             ("Robust accuracy from the minimal ε per clip", "minimal_eps.png", figure_minimal_eps(card)),
+            ("Accuracy under natural noise", "noise.png", figure_noise(card)),
             ("Accuracy per class", "per_class.png", figure_per_class(card)),
             ("SNR of successful perturbations", "snr_histogram.png", figure_snr_histogram(records, conditions)),
         ]:
