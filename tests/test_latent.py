@@ -169,3 +169,37 @@ def test_collect_embeddings_reads_data_batches_and_skips_empty_ones():
     assert torch.equal(embeddings["audio"], audio) and torch.equal(got, labels)
     with pytest.raises(ValueError, match="not among"):
         collect_embeddings(AudioVisualLinear(10, 6), [(audio, labels, torch.randn(3, 6))], modalities=["text"])
+
+
+def test_a_tight_cluster_is_denser_than_a_spread_one():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.zeros(60, 8)
+    centres[30:, 0] = 4.0  # two classes, centres 4 apart
+    labels = torch.arange(60) // 30
+    tight = centres + 0.2 * torch.randn(60, 8, generator=g)
+    spread = centres + 2.0 * torch.randn(60, 8, generator=g)
+    assert density(tight, labels, k=5, normalize=False)["overall"] > 2 * density(spread, labels, k=5, normalize=False)["overall"]
+
+
+def test_convexity_is_one_for_separable_convex_classes_and_lower_for_a_ring_around_a_blob():
+    g = torch.Generator().manual_seed(1)
+    angle = torch.rand(80, generator=g) * 2 * torch.pi
+    ring = torch.stack([angle.cos(), angle.sin()], 1) * (3 + 0.1 * torch.randn(80, 1, generator=g))
+    blob = 0.5 * torch.randn(80, 2, generator=g)
+    points, labels = torch.cat([blob, ring]), torch.cat([torch.zeros(80), torch.ones(80)]).long()
+
+    def by_radius(embeddings):  # the optimal head: class 1 outside radius 1.75
+        r = embeddings["audio"].norm(dim=1)
+        return torch.stack([1.75 - r, r - 1.75], 1)
+
+    result = convexity(points, labels, by_radius)
+    # chords between ring points more than ~108° apart cross the blob's region
+    assert result["per_class"][0] == 1.0 and result["per_class"][1] < 0.9
+
+    shifted = torch.cat([blob - 3, blob + 3])  # two blobs split by a line: both classes convex
+
+    def by_side(embeddings):
+        x = embeddings["audio"][:, 0]
+        return torch.stack([-x, x], 1)
+
+    assert convexity(shifted, labels, by_side)["overall"] == 1.0

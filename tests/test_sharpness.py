@@ -154,3 +154,31 @@ def test_m_rebatches_across_incoming_batches():
     assert by_m["per_batch"] == pytest.approx(as_given["per_batch"]) and by_m["m"] == 4
     weighted = (4 * by_m["per_batch"][0] + 4 * by_m["per_batch"][1] + 2 * by_m["per_batch"][2]) / 10
     assert by_m["sharpness"] == pytest.approx(weighted)
+
+
+class BiasFreeLinear(Classifier):
+    """logits = s · W x: the loss's gradient in W scales with s and its curvature with s²."""
+
+    labels = ("a", "b", "c")
+
+    def __init__(self, scale: float, dim: int = 12):
+        super().__init__()
+        self.scale = scale
+        self.weight = nn.Parameter(torch.randn(3, dim, generator=torch.Generator().manual_seed(0)))
+
+    def features(self, audio):
+        return audio
+
+    def embeddings(self, features, video=None):
+        return {"audio": features}
+
+    def head(self, embeddings):
+        return self.scale * embeddings["audio"] @ self.weight.T
+
+
+def test_sharpness_is_near_zero_when_flat_and_grows_with_curvature():
+    audio, labels = data()
+    values = [sharpness(BiasFreeLinear(scale), [(audio, labels)], rho=0.05)["sharpness"]
+              for scale in (1e-4, 0.5, 1.0, 2.0)]
+    assert abs(values[0]) < 1e-4
+    assert values[0] < values[1] < values[2] < values[3]
