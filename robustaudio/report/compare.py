@@ -77,7 +77,7 @@ def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) 
 
 def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> plt.Figure:
     """One model: accuracy against severity level for each corruption and for the ε curve."""
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for corruption, curve in summary["noise_curves"].items():
         ax.plot(range(1, len(curve) + 1), [a for _, a in curve], marker="o", alpha=0.8,
                 label=f"{corruption} ({', '.join(f'{s:g}' for s, _ in curve)})")
@@ -89,7 +89,7 @@ def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> pl
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(name)
-    ax.legend(fontsize=6, loc="lower left")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 

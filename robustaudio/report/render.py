@@ -77,7 +77,7 @@ def figure_noise(card: dict) -> plt.Figure | None:
             curves.setdefault(c["attack"].removeprefix("noise:"), []).append(c)
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for name, conditions in curves.items():
         order = card["settings"].get("corruptions", {}).get(name)
         if order:
@@ -88,7 +88,7 @@ def figure_noise(card: dict) -> plt.Figure | None:
     ax.axhline(card["clean_accuracy"]["value"], color="grey", linestyle="--", label="clean")
     ax.set_xlabel("severity level (mildest first; values in the legend)")
     _accuracy_axes(ax, "natural noise")
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     return fig
 
