@@ -68,6 +68,27 @@ class Main(click.Group):
         return super().parse_args(ctx, expand_value_lists(args))
 
 
+def _compose(*decorators):
+    """Several click options as one decorator: the options that commands share, defined once."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+model_options = _compose(
+    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
+                 help="Model name (see `robustaudio models`)."),
+    click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
+    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
+run_options = _compose(
+    click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
+    click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="cpu", show_default=True))
+
+
 @click.group(cls=Main)
 @click.version_option(package_name="robustaudio")
 def main() -> None:
@@ -90,9 +111,7 @@ def models() -> None:
 
 
 @main.command()
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Model name (see `robustaudio models`).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file).")
+@model_options
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
 @click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
@@ -118,10 +137,7 @@ def models() -> None:
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
@@ -253,16 +269,11 @@ def _default_out(kind: str, parts: list) -> Path:
 
 
 @main.command()
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="Model name (see `robustaudio models`).")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file).")
+@model_options
 @click.option("--corruption", multiple=True, help="Corruption(s) to run (default: the whole suite); see the noise report.")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/noise-<hash>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_size, limit, seed, device, out,
@@ -300,10 +311,7 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/compare-<hash>).")
 def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, batch_size, limit, seed, device,
             out) -> None:
