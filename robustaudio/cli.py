@@ -83,6 +83,9 @@ model_options = _compose(
     click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
     click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
 run_options = _compose(
+    click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                 help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),
+    click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
     click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
     click.option("--seed", type=int, default=0, show_default=True),
@@ -143,7 +146,7 @@ def models() -> None:
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
-           projection, time_window, freq_band, domain, data, split, steps,
+           projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
            restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
@@ -204,7 +207,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
                                  sanity=not no_sanity, universal_from=learn, backend=backend,
-                                 attack=attack_name, queries=queries,
+                                 attack=attack_name, queries=queries, ray_address=ray_address, workers=workers,
                                  universal_options={"epochs": epochs, "projection": projection,
                                                     "frame_length": model.sample_rate // 100}
                                  if universal else None,
@@ -277,7 +280,7 @@ def _default_out(kind: str, parts: list) -> Path:
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/noise-<hash>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_size, limit, seed, device, out,
-          restart) -> None:
+          restart, ray_address, workers) -> None:
     """Natural-noise suite: accuracy under each corruption at each severity, as records and a report.
 
     Example: robustaudio noise --model cnn --corruption gaussian_snr --corruption reverb
@@ -293,8 +296,8 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
         click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out}")
         with click.progressbar(length=n_clips, label="noise", show_eta=True, show_pos=True) as bar:
             run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
-                                device=_device(device), limit=limit, restart=restart,
-                                on_batch=lambda batch, n: bar.update(n))
+                                device=_device(device), limit=limit, restart=restart, ray_address=ray_address,
+                                workers=workers, on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
@@ -314,7 +317,7 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/compare-<hash>).")
 def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, batch_size, limit, seed, device,
-            out) -> None:
+            out, ray_address, workers) -> None:
     """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
 
     Example: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005
@@ -335,7 +338,7 @@ def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, b
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=_corruptions(corruption), steps=steps, batch_size=batch_size,
                                     seed=seed, device=_device(device), limit=limit, table_eps=table_eps,
-                                    progress=click.echo)
+                                    ray_address=ray_address, workers=workers, progress=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     for name, s in comparison["models"].items():

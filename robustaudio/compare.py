@@ -46,6 +46,7 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
                    corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
                    seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                    table_eps: float | None = None, table_level: int | None = None,
+                   ray_address: str | None = None, workers: int | None = None,
                    progress: Callable[[str], None] = print) -> dict:
     """Run every part for every model (``name -> loader``) and build the comparison in ``out``.
 
@@ -63,11 +64,12 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
         progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
         threats = [ThreatModel(norm, eps=e) for e in eps]
         attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", steps=steps,
-                                batch_size=batch_size, seed=seed, device=device, limit=limit)
+                                batch_size=batch_size, seed=seed, device=device, limit=limit,
+                                ray_address=ray_address, workers=workers)
         build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
         noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", batch_size=batch_size,
-                              seed=seed, device=device, limit=limit)
+                              seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers)
         build_report(noise_dir)
         metrics_path = model_dir / METRICS_FILE
         if not metrics_path.exists():

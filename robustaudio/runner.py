@@ -276,10 +276,12 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
                sanity: bool = True, universal_from: AudioDataset | None = None,
                universal_options: dict | None = None, backend: str = "native", attack: str = "pgd",
-               queries: int = 1000,
+               queries: int = 1000, ray_address: str | None = None, workers: int | None = None,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
+    ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
+    ``workers`` CPUs); the records are the same as a single-process run's (see :func:`run_batches`).
     ``minimal``: search the minimal ε per clip instead of attacking at fixed budgets.
     ``universal_from``: learn one perturbation per threat model on that dataset (options in
     ``universal_options``, see :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it
@@ -307,31 +309,93 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         sanity = False  # the probes are about per-clip PGD
     if (backend, attack) != ("native", "pgd"):
         sanity = False  # the probes need gradients and run native PGD; compare runs instead
+    if sanity and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.ids:
+                probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
+                            device=device)
+            if (run_dir / SANITY_FILE).exists():
+                break
+
     def rows(batch: Batch) -> list[dict]:
-        if sanity and not (run_dir / SANITY_FILE).exists():
-            probe_batch(model, batch, threats, run_dir, steps=steps, restarts=restarts, seed=seed,
-                        device=device)
         return attack_batch(model, model_name, batch, threats, steps=steps, restarts=restarts, seed=seed,
                             device=device, minimal=minimal, universal=deltas, backend=backend,
                             attack=attack, queries=queries)
 
-    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch)
+    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
+                       ray_address=ray_address, workers=workers)
 
 
 def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
-                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None) -> Path:
-    """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch."""
+                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None,
+                ray_address: str | None = None, workers: int | None = None) -> Path:
+    """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch.
+
+    With ``ray_address`` the batches run as Ray tasks (retried if a worker dies), at most two per
+    worker in flight so memory stays flat; rows are still appended in batch order as soon as the
+    oldest pending batch is done, so the records file is the one a single process writes (every
+    batch seeds its own generator from the run seed and its index).
+    """
     writer = RecordWriter(run_dir)
     done = writer.done_batches()
-    for batch in dataset.batches(model, batch_size, limit=limit):
-        n_clips = len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings)
-        if batch.index not in done:
-            append_warnings(run_dir, batch.warnings)
-            if batch.ids:
-                writer.append(rows(batch))
+
+    def finish(batch: Batch, batch_rows: list[dict] | None) -> None:
+        append_warnings(run_dir, batch.warnings)
+        if batch_rows:
+            writer.append(batch_rows)
+
+    def report(batch: Batch) -> None:
         if on_batch is not None:
-            on_batch(batch, n_clips)
+            on_batch(batch, len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings))
+
+    if ray_address is None:
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.index not in done:
+                finish(batch, rows(batch) if batch.ids else None)
+            report(batch)
+        return run_dir
+
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if ray_address == "local" else ray_address, num_cpus=workers,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(max_retries=3)(_rows_on_worker)
+        rows_ref = ray.put(rows)  # the model and settings, shipped once
+        window = 2 * max(1, int(ray.available_resources().get("CPU", 1)))
+        pending: list[tuple[Batch, object]] = []
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.index in done or not batch.ids:
+                pending.append((batch, None))
+            else:
+                pending.append((batch, task.remote(rows_ref, batch)))
+            while len([ref for _, ref in pending if ref is not None]) > window or (pending and pending[0][1] is None):
+                oldest, ref = pending.pop(0)
+                if oldest.index not in done:
+                    finish(oldest, ray.get(ref) if ref is not None else None)
+                report(oldest)
+        for batch, ref in pending:
+            if batch.index not in done:
+                finish(batch, ray.get(ref) if ref is not None else None)
+            report(batch)
+    finally:
+        if started:
+            ray.shutdown()
     return run_dir
+
+
+def _rows_on_worker(rows: Callable[[Batch], list[dict]], batch: Batch) -> list[dict]:
+    torch.set_num_threads(1)  # one CPU per Ray task; more would oversubscribe the node
+    return rows(batch)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError("--ray needs Ray: pip install 'robustaudio[scale]'") from error
+    return ray
 
 
 def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
@@ -381,6 +445,7 @@ def noise_suite(names: tuple[str, ...] | list[str] = ()) -> dict[str, Corruption
 def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
               run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
               limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
+              ray_address: str | None = None, workers: int | None = None,
               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Every clip of ``dataset`` under every corruption (see :func:`noise_suite`); records in
     ``run_dir``, the same schema as attacks, resumable."""
@@ -395,4 +460,5 @@ def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[s
     model = model.to(device).eval()
     return run_batches(run_dir, model, dataset,
                        lambda batch: noise_batch(model, model_name, batch, corruptions, seed=seed, device=device),
-                       batch_size=batch_size, limit=limit, on_batch=on_batch)
+                       batch_size=batch_size, limit=limit, on_batch=on_batch, ray_address=ray_address,
+                       workers=workers)
