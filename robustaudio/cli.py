@@ -143,11 +143,13 @@ def models() -> None:
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: attack passes under bfloat16 autocast (faster on GPUs); compare with fp32 on a subset.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
            projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
-           restarts, batch_size, limit, seed, device, out, restart, no_sanity) -> None:
+           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -192,7 +194,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
                               batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                              backend, attack_name, queries, time_window, freq_band],
+                              backend, attack_name, queries, time_window, freq_band, precision],
                              default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
             label = "universal" if universal else "minimal" if minimal else (
@@ -206,7 +208,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
                                  batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
-                                 sanity=not no_sanity, universal_from=learn, backend=backend,
+                                 sanity=not no_sanity, universal_from=learn, backend=backend, precision=precision,
                                  attack=attack_name, queries=queries, ray_address=ray_address, workers=workers,
                                  universal_options={"epochs": epochs, "projection": projection,
                                                     "frame_length": model.sample_rate // 100}

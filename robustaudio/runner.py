@@ -10,7 +10,9 @@ unless ``restart=True``. Each batch draws its random starts from a generator see
 from __future__ import annotations
 
 import json
+import sys
 import time
+from contextlib import nullcontext
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -33,6 +35,7 @@ from .report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, RecordWrit
 RUN_FILE = "run.json"
 SANITY_CLIPS = 16
 UNIVERSAL_FILE = "universal.pt"
+PRECISIONS = ("fp32", "bf16")
 
 
 class RunSettingsError(ValueError):
@@ -55,8 +58,27 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not meta_path.exists():
-        meta_path.write_text(json.dumps({"settings": settings, "versions": versions()}, indent=2))
+        meta_path.write_text(json.dumps({"settings": settings, "versions": versions(), "command": sys.argv,
+                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
     return run_dir
+
+
+def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Host-to-device copy; through pinned memory and asynchronously when the device is a GPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def precision_context(precision: str, device: str | torch.device):
+    """``bf16``: attack passes under torch.autocast in bfloat16 (inputs, projections, the clean
+    decision and the records stay float32); ``fp32``: nothing changes."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}.")
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def _label_names(model, decisions: torch.Tensor) -> list[str]:
@@ -75,7 +97,7 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
                  restarts: int, seed: int, device: str | torch.device = "cpu",
                  minimal: bool = False, universal: dict | None = None, backend: str = "native",
-                 attack: str = "pgd", queries: int = 1000) -> list[dict]:
+                 attack: str = "pgd", queries: int = 1000, precision: str = "fp32") -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
@@ -87,8 +109,8 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     ``backend`` / ``attack`` (ART or foolbox attacks, the native black-box ``square``) runs once per
     threat model.
     """
-    audio = batch.audio.to(device)
-    labels = batch.labels.to(device)
+    audio = to_device(batch.audio, device)
+    labels = to_device(batch.labels, device)
     with torch.no_grad():
         clean_logits = model(audio)
     clean_ok = is_correct(model, clean_logits, labels)
@@ -99,42 +121,52 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     attacked = torch.nonzero(clean_ok).flatten()
     rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=steps,
                          restarts=restarts, seed=seed)
-    for curve in curves.values():
-        start = time.perf_counter()
-        if universal is not None:
-            for threat in curve:
-                result = apply_universal(model, audio[attacked], labels[attacked], threat,
-                                         universal[threat.describe()].to(device))
-                seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
-                rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result, seconds)
-            continue
-        if (backend, attack) != ("native", "pgd"):
-            label = attack if backend == "native" else f"{backend}-{attack}"
-            for threat in curve:
-                start = time.perf_counter()
-                result = (run_other_attack(model, audio[attacked], labels[attacked], threat, backend=backend,
-                                           attack=attack, steps=steps, queries=queries, generator=generator,
-                                           clean_logits=clean_logits[attacked]) if attacked.numel() else None)
-                seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-                rows.add(threat, attack, f"{label}-{threat.describe()}", attacked, result, seconds,
-                         backend=backend)
-            continue
-        if minimal:
-            threat = min(curve, key=budget_order)
-            result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
-                                  generator=generator, clean_logits=clean_logits[attacked])
-                      if attacked.numel() else None)
-            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-            rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.domain}", attacked, result, seconds)
-            continue
-        results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
-                             restarts=restarts, generator=generator,
-                             clean_logits=clean_logits[attacked]) if attacked.numel() else None)
-        seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
-        for position, threat in enumerate(curve):
-            rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
-                     None if results is None else results[position], seconds)
+    with precision_context(precision, device):
+        for curve in curves.values():
+            _attack_curve(model, batch, rows, curve, audio, labels, attacked, clean_logits, generator, steps=steps,
+                          restarts=restarts, minimal=minimal, universal=universal, backend=backend, attack=attack,
+                          queries=queries, device=device)
     return rows.rows
+
+
+def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[ThreatModel], audio, labels, attacked,
+              clean_logits, generator, *, steps, restarts, minimal, universal, backend, attack, queries,
+              device) -> None:
+    """The rows of one ε curve (threat models that differ in their budget only)."""
+    start = time.perf_counter()
+    if universal is not None:
+        for threat in curve:
+            result = apply_universal(model, audio[attacked], labels[attacked], threat,
+                                     universal[threat.describe()].to(device))
+            seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
+            rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result, seconds)
+        return
+    if (backend, attack) != ("native", "pgd"):
+        label = attack if backend == "native" else f"{backend}-{attack}"
+        for threat in curve:
+            start = time.perf_counter()
+            result = (run_other_attack(model, audio[attacked], labels[attacked], threat, backend=backend,
+                                       attack=attack, steps=steps, queries=queries, generator=generator,
+                                       clean_logits=clean_logits[attacked]) if attacked.numel() else None)
+            seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+            rows.add(threat, attack, f"{label}-{threat.describe()}", attacked, result, seconds,
+                     backend=backend)
+        return
+    if minimal:
+        threat = min(curve, key=budget_order)
+        result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
+                              generator=generator, clean_logits=clean_logits[attacked])
+                  if attacked.numel() else None)
+        seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+        rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.domain}", attacked, result, seconds)
+        return
+    results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
+                         restarts=restarts, generator=generator,
+                         clean_logits=clean_logits[attacked]) if attacked.numel() else None)
+    seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
+    for position, threat in enumerate(curve):
+        rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
+                 None if results is None else results[position], seconds)
 
 
 def run_other_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
@@ -217,7 +249,7 @@ class ConditionRows:
             forwards[attacked] = result.forwards
             backwards[attacked] = result.backwards
             if hasattr(result, "logits"):
-                adv_logits[attacked] = result.logits
+                adv_logits[attacked] = result.logits.float()
                 reused[attacked] = result.carried
             else:  # a minimal-ε search keeps no logits: score its adversarial inputs once
                 with torch.no_grad():
@@ -252,7 +284,7 @@ def probe_batch(model, batch: Batch, threats: list[ThreatModel], run_dir: Path, 
                 restarts: int, seed: int, device: str | torch.device = "cpu") -> None:
     """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch`` at the
     largest budget of each ε curve; write ``sanity.json`` (once per run)."""
-    audio, labels = batch.audio.to(device), batch.labels.to(device)
+    audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
     with torch.no_grad():
         correct = torch.nonzero(is_correct(model, model(audio), labels)).flatten()[:SANITY_CLIPS]
     if correct.numel() == 0:
@@ -277,9 +309,11 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                sanity: bool = True, universal_from: AudioDataset | None = None,
                universal_options: dict | None = None, backend: str = "native", attack: str = "pgd",
                queries: int = 1000, ray_address: str | None = None, workers: int | None = None,
-               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+               precision: str = "fp32", on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
+    ``precision``: ``"bf16"`` runs the attack's passes under bfloat16 autocast (see
+    :func:`precision_context`); check it against fp32 on a subset before trusting it.
     ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
     ``workers`` CPUs); the records are the same as a single-process run's (see :func:`run_batches`).
     ``minimal``: search the minimal ε per clip instead of attacking at fixed budgets.
@@ -293,6 +327,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
         else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else attack,
         "backend": backend, **({"queries": queries} if attack == "square" else {}),
+        **({"precision": precision} if precision != "fp32" else {}),
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
@@ -320,7 +355,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     def rows(batch: Batch) -> list[dict]:
         return attack_batch(model, model_name, batch, threats, steps=steps, restarts=restarts, seed=seed,
                             device=device, minimal=minimal, universal=deltas, backend=backend,
-                            attack=attack, queries=queries)
+                            attack=attack, queries=queries, precision=precision)
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
                        ray_address=ray_address, workers=workers)
@@ -406,7 +441,7 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Cor
     included): ``adv_correct`` is the accuracy under noise, ``success`` whether a clean-correct clip
     was turned wrong.
     """
-    audio, labels = batch.audio.to(device), batch.labels.to(device)
+    audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
     with torch.no_grad():
         clean_logits = model(audio)
     clean_ok = is_correct(model, clean_logits, labels)

@@ -27,3 +27,33 @@ def test_a_two_worker_ray_run_equals_the_single_process_run(tmp_path):
     sharded = records(tmp_path / "ray", ray_address="local", workers=2)
     assert sharded.equals(single)
     assert (tmp_path / "ray" / "sanity.json").read_text() == (tmp_path / "single" / "sanity.json").read_text()
+
+
+def test_bf16_autocast_stays_within_tolerance_of_fp32(tmp_path):
+    fp32 = records(tmp_path / "fp32")
+    bf16 = records(tmp_path / "bf16", precision="bf16")
+    assert (bf16["clean_correct"] == fp32["clean_correct"]).all()  # clean decisions stay in float32
+    for condition in fp32["condition"].unique():
+        a = fp32[fp32["condition"] == condition]["adv_correct"].sum()
+        b = bf16[bf16["condition"] == condition]["adv_correct"].sum()
+        assert abs(int(a) - int(b)) <= 2, (condition, a, b)  # of 12 clips
+    eps = bf16["eps_setting"]
+    linf = bf16[eps.notna()]
+    ulp = 1.2e-7  # float32 rounding of clean + δ at full scale
+    assert (linf["linf"] <= linf["eps_setting"] * (1 + 1e-5) + ulp).all()  # projections stay in float32
+
+
+def test_resuming_with_another_eps_is_refused(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = tmp_path / "run"
+    first = CliRunner().invoke(main, ["attack", "--eps", "0.002", "--limit", "4", "--steps", "1", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert isinstance(json.loads((out / "run.json").read_text())["command"], list)  # argv, for the record
+    second = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--limit", "4", "--steps", "1", "--out", str(out)])
+    assert second.exit_code != 0
+    assert "other settings (differs in: threats)" in second.output and "--restart" in second.output

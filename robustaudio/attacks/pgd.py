@@ -119,7 +119,7 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
                 improved = fooled | (loss.detach() > best_loss[active])
                 if improved.all():  # the usual case: whole-row copies, no boolean gathers
                     best.index_copy_(0, active, x.detach())
-                    logits.index_copy_(0, active, out.detach())
+                    logits.index_copy_(0, active, out.detach().to(logits.dtype))  # autocast: bf16
                     best_loss.index_copy_(0, active, torch.where(fooled, torch.inf, loss.detach()))
                 elif improved.any():
                     rows = active[improved]
