@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.base import Classifier, frozen
+from ..models.base import WholeModel, frozen
 from ..models.registry import ModelError
 from .criteria import is_fooled
 from .pgd import AttackResult
@@ -171,7 +171,7 @@ def _parse_labels(text: str) -> tuple[str, ...]:
     return tuple(label.strip() for label in text.split(",") if label.strip())
 
 
-class OnnxClassifier(Classifier):
+class OnnxClassifier(WholeModel):
     """A robustaudio :class:`Classifier` around an ONNX file, run by onnxruntime on the CPU.
 
     Input: waveform ``[B, T]`` float32 in [-1, 1] at ``sample_rate`` Hz; output: logits ``[B, K]``.
@@ -253,23 +253,14 @@ class OnnxClassifier(Classifier):
                              f"{batch.shape[0]}: re-export with dynamic_axes={{'{self.input_name}': {{0: 'batch'}}}}.")
         return torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)).to(audio.device)
 
-    def features(self, audio: torch.Tensor) -> torch.Tensor:
-        """The identity: the ONNX graph's own front end is not reachable from outside."""
-        return audio
+    stage_hint = ("only forward(audio) is available: attack the waveform domain, or load the torch model "
+                  "for feature-domain attacks and latent metrics")
+
+    def describe_source(self) -> str:
+        return f"OnnxClassifier({self.path.name})"
 
     def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward(features, video)
-
-    def _no_stages(self, stage: str):
-        raise NotImplementedError(f"OnnxClassifier({self.path.name}) has no {stage}(): an ONNX model is run "
-                                  f"whole, so only forward(audio) is available. Attack the waveform domain, "
-                                  f"or load the torch model for feature-domain attacks and latent metrics.")
-
-    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        self._no_stages("embeddings")
-
-    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        self._no_stages("head")
 
 
 # -- Square Attack -----------------------------------------------------------------------------

@@ -73,6 +73,33 @@ class Classifier(nn.Module):
         return logits.argmax(dim=-1)
 
 
+class WholeModel(Classifier):
+    """A model that is run whole (ONNX, TorchScript, a plain module): waveform in, logits out.
+
+    Its internal stages are not reachable: ``features`` is the identity (``[B, T]``),
+    ``forward_features`` runs the whole model, ``embeddings`` / ``head`` raise with ``stage_hint``
+    as the fix. Subclasses implement :meth:`forward_features`.
+    """
+
+    stage_hint = "attack the waveform domain"
+
+    def describe_source(self) -> str:
+        return type(self).__name__
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor:
+        return audio
+
+    def _no_stages(self, stage: str):
+        raise NotImplementedError(f"{self.describe_source()} is run whole, so it has no {stage}(): "
+                                  f"{self.stage_hint}.")
+
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        self._no_stages("embeddings")
+
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        self._no_stages("head")
+
+
 class frozen:
     """Context manager: the model in eval mode with parameter gradients off, restored on exit.
 

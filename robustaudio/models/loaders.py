@@ -44,7 +44,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .base import Classifier
+from .base import Classifier, WholeModel
 from .registry import ModelError
 
 SPEC_KEYS = {"sample_rate": int, "labels": list, "multilabel": bool, "clip_seconds": float}
@@ -130,7 +130,7 @@ def module_spec(module: nn.Module) -> dict:
 
 # -- a Classifier around an opaque waveform -> logits module ------------------------------------
 
-class WrappedModule(Classifier):
+class WrappedModule(WholeModel):
     """A :class:`Classifier` around a module mapping waveform ``[B, T]`` in [-1, 1] to logits ``[B, K]``.
 
     The module's internal stages are not reachable: ``features`` is the identity (``[B, T]``),
@@ -147,24 +147,16 @@ class WrappedModule(Classifier):
         self.multilabel = multilabel
         self.clip_seconds = clip_seconds
 
-    def features(self, audio: torch.Tensor) -> torch.Tensor:
-        return audio
+    stage_hint = ("attack the waveform domain, or wrap the model as a robustaudio Classifier "
+                  "(python:MODULE:FACTORY) for feature-domain attacks and latent metrics")
+
+    def describe_source(self) -> str:
+        return self.source
 
     def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
         if video is not None:
             raise ModelError(f"{self.source} takes audio only.")
         return self.module(features)
-
-    def _no_stages(self, stage: str):
-        raise NotImplementedError(f"{self.source} is run whole, so it has no {stage}(): attack the waveform "
-                                  f"domain, or wrap the model as a robustaudio Classifier (python:MODULE:FACTORY) "
-                                  f"for feature-domain attacks and latent metrics.")
-
-    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        self._no_stages("embeddings")
-
-    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        self._no_stages("head")
 
 
 def probe_audio(samples: int, batch: int = 2) -> torch.Tensor:
