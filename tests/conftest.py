@@ -47,6 +47,32 @@ def binary_linear(dim=100, seed=0):
     return model, audio, labels, {norm: margin / d for norm, d in dual.items()}
 
 
+
+class AudioVisualLinear(Classifier):
+    """logits = A·audio + V·video; the embeddings are the raw inputs, one per modality, so each
+    modality alone can move the decision. ``A`` ``[K, T]``, ``V`` ``[K, D]``."""
+
+    modalities = ("audio", "video")
+
+    def __init__(self, audio_weight: torch.Tensor, video_weight: torch.Tensor):
+        super().__init__()
+        self.labels = tuple(f"c{k}" for k in range(audio_weight.shape[0]))
+        self.A = nn.Linear(audio_weight.shape[1], audio_weight.shape[0], bias=False)
+        self.V = nn.Linear(video_weight.shape[1], video_weight.shape[0], bias=False)
+        with torch.no_grad():
+            self.A.weight.copy_(audio_weight)
+            self.V.weight.copy_(video_weight)
+
+    def features(self, audio):
+        return audio
+
+    def embeddings(self, features, video=None):
+        return {"audio": features, "video": video}
+
+    def head(self, embeddings):
+        return self.A(embeddings["audio"]) + self.V(embeddings["video"])
+
+
 @pytest.fixture
 def write_dataset(tmp_path):
     """Write a folder-of-labels dataset of tones; returns its root."""

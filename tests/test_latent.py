@@ -3,39 +3,20 @@ and an audio-visual model with two embeddings."""
 
 import pytest
 import torch
-from conftest import LinearClassifier
+from conftest import AudioVisualLinear, LinearClassifier
 from torch import nn
 
 from robustaudio.data.datasets import Batch
 from robustaudio.metrics.latent import (collect_embeddings, convexity, density, interpolate, knn_mean_distance,
                                         latent_metrics)
-from robustaudio.models import Classifier
 
 
-class AudioVisualLinear(Classifier):
-    """logits = A·audio + V·video; the embeddings are the raw inputs, one per modality."""
-
-    modalities = ("audio", "video")
-
-    def __init__(self, audio_dim: int, video_dim: int, classes: int = 2, seed: int = 0):
-        super().__init__()
-        self.labels = tuple(f"c{k}" for k in range(classes))
-        self.A = nn.Linear(audio_dim, classes, bias=False)
-        self.V = nn.Linear(video_dim, classes, bias=False)
-        g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            self.A.weight.copy_(0.1 * torch.randn(classes, audio_dim, generator=g))
-            self.V.weight.zero_()
-            self.V.weight[:, 0] = torch.linspace(1, -1, classes)  # video dim 0 carries the class
-
-    def features(self, audio):
-        return audio
-
-    def embeddings(self, features, video=None):
-        return {"audio": features, "video": video}
-
-    def head(self, embeddings):
-        return self.A(embeddings["audio"]) + self.V(embeddings["video"])
+def av_linear(audio_dim: int, video_dim: int, classes: int = 2, seed: int = 0) -> AudioVisualLinear:
+    """Audio weights small and random; video dim 0 carries the class."""
+    g = torch.Generator().manual_seed(seed)
+    video = torch.zeros(classes, video_dim)
+    video[:, 0] = torch.linspace(1, -1, classes)
+    return AudioVisualLinear(0.1 * torch.randn(classes, audio_dim, generator=g), video)
 
 
 def two_clusters(separated: bool, n: int = 150, dim: int = 8, seed: int = 0):
@@ -145,7 +126,7 @@ def test_latent_metrics_audio_visual():
     video = torch.randn(2 * n, 6, generator=g) * 0.2
     video[:, 0] += torch.where(labels == 0, 2.0, -2.0)  # the class lives in the video
     audio = torch.randn(2 * n, 10, generator=g)         # the audio is noise
-    model = AudioVisualLinear(10, 6).train()
+    model = av_linear(10, 6).train()
     batches = [(audio[s:s + 16], labels[s:s + 16], video[s:s + 16]) for s in range(0, 2 * n, 16)]
     result = latent_metrics(model, batches, k=5)
     assert set(result) == {"audio", "video"} and model.training
@@ -168,7 +149,7 @@ def test_collect_embeddings_reads_data_batches_and_skips_empty_ones():
     embeddings, got = collect_embeddings(unimodal, batches)
     assert torch.equal(embeddings["audio"], audio) and torch.equal(got, labels)
     with pytest.raises(ValueError, match="not among"):
-        collect_embeddings(AudioVisualLinear(10, 6), [(audio, labels, torch.randn(3, 6))], modalities=["text"])
+        collect_embeddings(av_linear(10, 6), [(audio, labels, torch.randn(3, 6))], modalities=["text"])
 
 
 def test_a_tight_cluster_is_denser_than_a_spread_one():

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from torch import nn
 
 from robustaudio.attacks import ThreatModel, ThreatModelError, lp_norm, pgd
 from robustaudio.attacks.restrict import band_mask, bandpass, time_mask
 from robustaudio.models import load_model
-from robustaudio.models.base import Classifier
+
+from conftest import AudioVisualLinear
 
 
 @pytest.fixture(scope="module")
@@ -64,34 +64,14 @@ def test_bad_restrictions_are_refused(cnn_batch):
         ThreatModel("l2", eps=1.0, domain="feature", band_hz=(0, 100), sample_rate=16000)
 
 
-class TinyAudioVisual(Classifier):
-    """logits = A·audio + V·video: each modality alone can flip it."""
-
-    labels = ("a", "b")
-    modalities = ("audio", "video")
-
-    def __init__(self, samples=200, video_dim=16):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.audio_head = nn.Linear(samples, 2)
-        self.video_head = nn.Linear(video_dim, 2)
-        with torch.no_grad():
-            self.audio_head.weight.copy_(torch.randn(2, samples, generator=g))
-            self.video_head.weight.copy_(torch.randn(2, video_dim, generator=g))
-
-    def features(self, audio):
-        return audio
-
-    def embeddings(self, features, video=None):
-        return {"audio": features, "video": video}
-
-    def head(self, embeddings):
-        return self.audio_head(embeddings["audio"]) + self.video_head(embeddings["video"])
+def tiny_audio_visual(samples: int = 200, video_dim: int = 16) -> AudioVisualLinear:
+    g = torch.Generator().manual_seed(0)
+    return AudioVisualLinear(torch.randn(2, samples, generator=g), torch.randn(2, video_dim, generator=g))
 
 
 @pytest.mark.parametrize("modality", ["audio", "video"])
 def test_one_modality_is_attacked_and_the_other_held(modality):
-    model = TinyAudioVisual()
+    model = tiny_audio_visual()
     g = torch.Generator().manual_seed(1)
     audio, video = torch.rand(8, 200, generator=g) * 0.2 - 0.1, torch.rand(8, 16, generator=g)
     with torch.no_grad():
@@ -111,7 +91,7 @@ def test_one_modality_is_attacked_and_the_other_held(modality):
 def test_both_modalities_with_separate_budgets_beat_either_alone():
     from robustaudio.attacks.joint import pgd_joint
 
-    model = TinyAudioVisual()
+    model = tiny_audio_visual()
     g = torch.Generator().manual_seed(1)
     audio, video = torch.rand(32, 200, generator=g) * 0.2 - 0.1, torch.rand(32, 16, generator=g)
     with torch.no_grad():
@@ -119,8 +99,8 @@ def test_both_modalities_with_separate_budgets_beat_either_alone():
     with torch.no_grad():  # linear model: audio alone flips clips with margin <= ε_a·|a|, jointly ε_a·|a| + ε_v·|v|
         logits = model(audio, video)
         margin = (logits.max(-1).values - logits.min(-1).values).median()
-        a = (model.audio_head.weight[0] - model.audio_head.weight[1]).norm()
-        v = (model.video_head.weight[0] - model.video_head.weight[1]).norm()
+        a = (model.A.weight[0] - model.A.weight[1]).norm()
+        v = (model.V.weight[0] - model.V.weight[1]).norm()
     eps_a, eps_v = float(0.6 * margin / a), float(0.6 * margin / v)
     audio_threat = ThreatModel("l2", eps=eps_a)
     video_threat = ThreatModel("l2", eps=eps_v, modality="video", bounds=(0.0, 1.0))
