@@ -31,7 +31,7 @@ warnings.filterwarnings("ignore")
 
 from robustaudio.attacks import ThreatModel, minimal_eps, pgd, pgd_curve  # noqa: E402
 from robustaudio.attacks.backends import foolbox_minimal_norms  # noqa: E402
-from robustaudio.data import AudioDataset  # noqa: E402
+from clips import clean_correct_clips  # noqa: E402
 from robustaudio.models import load_model  # noqa: E402
 
 CURVE = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -62,13 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     model = load_model(args.model, device=device)
-    batch = next(AudioDataset.from_path(split="test").batches(model, 10_000))
-    with torch.no_grad():
-        correct = model(batch.audio.to(device)).argmax(-1).cpu() == batch.labels
-    audio = batch.audio[correct][: args.clips].to(device)
-    labels = batch.labels[correct][: args.clips].to(device)
-    with torch.no_grad():
-        clean_logits = model(audio)
+    audio, labels, clean_logits = clean_correct_clips(model, args.clips, device)  # as the runner hands pgd()
     seed = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     print(f"model {args.model}, {len(audio)} clean-correct clips, {args.steps} PGD steps, device {device}, "
           f"{torch.get_num_threads()} threads")

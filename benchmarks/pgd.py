@@ -29,7 +29,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 warnings.filterwarnings("ignore")
 
 from robustaudio.attacks import ThreatModel, pgd  # noqa: E402
-from robustaudio.data import AudioDataset  # noqa: E402
+from clips import clean_correct_clips  # noqa: E402
 from robustaudio.models import frozen, load_model  # noqa: E402
 
 
@@ -59,12 +59,7 @@ def main() -> None:
     model = load_model(args.model, device=device)
     # Clean-correct clips only: PGD does not attack clips that are wrong already, the bare loop
     # would, and the comparison must be of the same work.
-    batch = next(AudioDataset.from_path(split="test").batches(model, 10_000))
-    with torch.no_grad():
-        correct = model(batch.audio.to(device)).argmax(-1).cpu() == batch.labels
-    audio, labels = batch.audio[correct][: args.clips].to(device), batch.labels[correct][: args.clips].to(device)
-    with torch.no_grad():  # the runner has the clean logits already and hands them to pgd()
-        clean_logits = model(audio)
+    audio, labels, clean_logits = clean_correct_clips(model, args.clips, device)  # as the runner hands pgd()
     threat = ThreatModel("linf", eps=args.eps)
     rel = 2.5 / args.steps
 
