@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from . import versions
+from .attacks.threat import domain_view
 from .attacks import (AttackResult, ThreatModel, budget_order, curve_key, is_correct, is_fooled, lp_norm,
                       pgd_curve, snr_db)
 from .attacks.backends import backend_attack
@@ -119,7 +120,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     for threat in threats:
         curves[curve_key(threat)].append(threat)
     attacked = torch.nonzero(clean_ok).flatten()
-    rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=steps,
+    rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=steps,
                          restarts=restarts, seed=seed)
     with precision_context(precision, device):
         for curve in curves.values():
@@ -219,23 +220,32 @@ def learn_universal(model, dataset: AudioDataset, threats: list[ThreatModel], ru
 class ConditionRows:
     """Turns one batch's attack results into records, one row per clip and condition."""
 
-    def __init__(self, model, model_name: str, batch: Batch, labels: torch.Tensor,
+    def __init__(self, model, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
                  clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
                  seed: int):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
+        self.audio, self.views = audio, {}
         self.clean_logits, self.clean_ok = clean_logits, clean_ok
         self.clean_pred = _label_names(model, model.predict(clean_logits))
         self.clean_score = _true_scores(model, clean_logits, labels)
         self.settings = {"steps": steps, "restarts": restarts, "seed": seed}
         self.rows: list[dict] = []
 
-    def add(self, threat: ThreatModel, attack: str, condition: str, attacked: torch.Tensor,
+    def view(self, domain: str):
+        """The batch's clean input in ``domain`` and its logits function, computed once per domain."""
+        if domain not in self.views:
+            self.views[domain] = domain_view(self.model, self.audio, domain)
+        return self.views[domain]
+
+    def add(self, threat: ThreatModel | None, attack: str, condition: str, attacked: torch.Tensor,
             result, seconds: float, backend: str = "native", severity: float | None = None,
-            severity_unit: str | None = None) -> None:
-        """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None."""
+            severity_unit: str | None = None, domain: str | None = None) -> None:
+        """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None.
+        Natural-noise conditions have no threat model: they give ``domain`` and ``severity``."""
         model, batch, n = self.model, self.batch, len(self.batch.ids)
         device = self.clean_logits.device
-        clean_in, logits_fn = threat.view(model, batch.audio.to(device))
+        domain = threat.domain if threat is not None else domain
+        clean_in, logits_fn = self.view(domain)
         adversarial, adv_logits = clean_in.detach().clone(), self.clean_logits.clone()
         success = torch.zeros(n, dtype=torch.bool, device=device)
         reused = torch.zeros(n, dtype=torch.bool, device=device)
@@ -266,9 +276,9 @@ class ConditionRows:
             self.rows.append({
                 "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
                 "model": self.model_name, "condition": condition, "attack": attack, "backend": backend,
-                "norm": threat.norm if severity is None else None, "domain": threat.domain,
-                "eps_setting": threat.eps if severity is None else None,
-                "snr_db_setting": threat.snr_db, "eps": eps[i] if was_attacked else None,
+                "norm": threat.norm if threat else None, "domain": domain,
+                "eps_setting": threat.eps if threat else None,
+                "snr_db_setting": threat.snr_db if threat else None, "eps": eps[i] if was_attacked else None,
                 "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
                 "clean_pred": self.clean_pred[i], "clean_score": self.clean_score[i],
                 "clean_correct": bool(self.clean_ok[i]), "attacked": was_attacked,
@@ -445,15 +455,14 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Cor
     with torch.no_grad():
         clean_logits = model(audio)
     clean_ok = is_correct(model, clean_logits, labels)
-    rows = ConditionRows(model, model_name, batch, labels, clean_logits, clean_ok, steps=0, restarts=0,
+    rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=0, restarts=0,
                          seed=seed)
     everything = torch.arange(len(batch.ids), device=device)
     for name, corruption in corruptions.items():
         for severity in corruption.severities:
             generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index * 7919 + hash_name(name))
             start = time.perf_counter()
-            threat = ThreatModel("l2", eps=1.0, domain=corruption.domain, bounds=None)  # the domain only
-            clean_in, logits_fn = threat.view(model, audio)
+            clean_in, logits_fn = rows.view(corruption.domain)
             with torch.no_grad():
                 corrupted = corruption(clean_in.detach(), severity, generator, sample_rate=model.sample_rate)
                 logits = logits_fn(corrupted)
@@ -462,8 +471,8 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Cor
                                   logits=logits, eps=torch.full((len(audio),), float("nan"), device=device),
                                   forwards=ones, backwards=torch.zeros_like(ones))
             seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-            rows.add(threat, f"noise:{name}", f"noise-{name}-{severity:g}", everything, result, seconds,
-                     severity=float(severity), severity_unit=corruption.unit)
+            rows.add(None, f"noise:{name}", f"noise-{name}-{severity:g}", everything, result, seconds,
+                     severity=float(severity), severity_unit=corruption.unit, domain=corruption.domain)
     return rows.rows
 
 

@@ -111,6 +111,20 @@ def ascent_direction(grad: torch.Tensor, norm: str, l1_sparsity: float = 0.99) -
     raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
 
 
+def domain_view(model, audio: torch.Tensor, domain: str, video: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]]:
+    """The clean audio input in ``domain`` (waveform ``[B, T]`` or features ``[B, F, frames]``) and
+    ``logits_fn(x, index)``, where ``index`` selects the rows of ``video`` that go with ``x``."""
+    def pick(index):
+        return video if video is None or index is None else video[index]
+
+    if domain == "waveform":
+        return audio, lambda x, index=None: model(x, pick(index))
+    with torch.no_grad():
+        feats = model.features(audio)
+    return feats, lambda x, index=None: model.forward_features(x, pick(index))
+
+
 @dataclass(frozen=True)
 class ThreatModel:
     """Where and how much an attacker may change the input.
@@ -251,18 +265,11 @@ class ThreatModel:
 
         ``index`` selects the rows of ``video`` (and any other fixed input) that go with ``x``.
         """
-        def pick(index):
-            return video if video is None or index is None else video[index]
-
         if self.modality == "video":
             if video is None:
                 raise ThreatModelError("modality='video' needs the video input; this model or batch has none.")
             return video, lambda x, index=None: model(audio if index is None else audio[index], x)
-        if self.domain == "waveform":
-            return audio, lambda x, index=None: model(x, pick(index))
-        with torch.no_grad():
-            feats = model.features(audio)
-        return feats, lambda x, index=None: model.forward_features(x, pick(index))
+        return domain_view(model, audio, self.domain, video)
 
     # -- description ----------------------------------------------------------------------
     def describe(self) -> str:
