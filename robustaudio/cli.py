@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 
 import click
@@ -20,6 +19,7 @@ from .models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
 from .models.registry import unknown_model_message
 from .models.loaders import describe_loaders
 from .report import build_report
+from .report.records import file_safe
 from .runner import RUN_FILE, RunSettingsError, noise_suite, run_attack, run_noise
 
 USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
@@ -199,8 +199,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
             label = "universal" if universal else "minimal" if minimal else (
                 attack_name if backend == "native" else f"{backend}-{attack_name}")
-            safe_name = re.sub(r"[^\w.+-]+", "_", model_name)  # hf:/a/dir -> hf_a_dir
-            out = Path("robustaudio-runs") / (f"{safe_name}-{label}-{norm}-{domain}-{budget}-"
+            out = Path("robustaudio-runs") / (f"{file_safe(model_name)}-{label}-{norm}-{domain}-{budget}-"
                                               f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")

@@ -20,6 +20,7 @@ from .data import AudioDataset
 from .metrics.latent import latent_metrics
 from .metrics.sharpness import sharpness
 from .report.card import json_safe
+from .report.records import file_safe
 from .report.compare import build_comparison
 from .report.render import build_report
 from .metrics.corruptions import Corruption
@@ -60,7 +61,7 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
     for name, load in models.items():
         progress(f"[{name}] loading")
         model = load().to(device).eval()
-        model_dir = out / name.replace("/", "_").replace(":", "_")
+        model_dir = out / file_safe(name)
         progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
         threats = [ThreatModel(norm, eps=e) for e in eps]
         attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", steps=steps,

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import stats
 
 from .card import json_safe
+from .records import file_safe
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 
@@ -109,7 +110,7 @@ def figure_noise_against_adversarial(summaries: dict[str, dict], table_eps: floa
 def build_comparison(out: str | Path, names: list[str], *, table_eps: float, table_level: int | None = None) -> dict:
     """Write ``compare.json`` / ``.md`` / ``.html`` and figures in ``out``; return the comparison."""
     out = Path(out)
-    dirs = {name: out / name.replace("/", "_").replace(":", "_") for name in names}
+    dirs = {name: out / file_safe(name) for name in names}
     summaries = {name: summarize_model(d, table_eps, table_level) for name, d in dirs.items()}
     attack_settings = _read(next(iter(dirs.values())) / "attack" / "run.json")["settings"]
     norm = attack_settings["threats"][0]["norm"]
@@ -152,7 +153,7 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     figures = []
     for name, s in summaries.items():
-        file = f"noise_vs_adversarial_{name.replace('/', '_').replace(':', '_')}.png"
+        file = f"noise_vs_adversarial_{file_safe(name)}.png"
         figures.append((f"Noise and adversarial curves: {name}", file,
                         _save(figure_noise_vs_adversarial(name, s, norm), out / FIGURES_DIR / file)))
     figures.append(("Noise robustness against adversarial robustness", "noise_against_adversarial.png",

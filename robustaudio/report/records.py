@@ -9,6 +9,7 @@ truncates before appending again.
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 from pathlib import Path
@@ -55,6 +56,11 @@ FIELDS: dict[str, str] = {
     "severity": "natural-noise conditions: the corruption's severity (None for attacks)",
     "severity_unit": "its unit, e.g. 'SNR dB', 'RT60 s', 'chunk s'",
 }
+
+
+def file_safe(name: str) -> str:
+    """A model or condition name as one path component: ``hf:/a/dir`` -> ``hf_a_dir``."""
+    return re.sub(r"[^\w.+-]+", "_", name)
 
 
 def _clean(value):
