@@ -1,4 +1,4 @@
-"""The ``robustaudio`` command: thin wrappers over the library; every command is a few calls."""
+"""Evaluation commands: models, attack, noise, compare, report. Each is a few library calls."""
 
 from __future__ import annotations
 
@@ -7,98 +7,23 @@ import json
 from pathlib import Path
 
 import click
-import torch
 
-from .attacks import ThreatModel, ThreatModelError
-from .attacks.backends import BackendError, check_backend_attack
-from .attacks.blackbox import GradientUnavailableError
-from .attacks.minimal import DEFAULT_START
-from .attacks.restrict import band_mask, check_band, time_mask
-from .data import AudioDataset, DatasetError
-from .models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
-from .models.registry import unknown_model_message
-from .models.loaders import describe_loaders
-from .report import build_report
-from .report.records import file_safe
-from .runner import RUN_FILE, RunSettingsError, noise_suite, run_attack, run_noise
-
-USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
+from ..attacks import ThreatModel
+from ..attacks.backends import check_backend_attack
+from ..attacks.minimal import DEFAULT_START
+from ..attacks.restrict import band_mask, check_band, time_mask
+from ..data import AudioDataset
+from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
+from ..models.loaders import describe_loaders
+from ..models.registry import unknown_model_message
+from ..report import build_report
+from ..report.records import file_safe
+from ..runner import RUN_FILE, run_attack, run_noise
+from .common import (USER_ERRORS, default_out, model_options, parse_corruptions, parse_device, print_summary,
+                     run_options)
 
 
-def _device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
-                                 param_hint="--device")
-    return torch.device(name)
-
-
-def expand_value_lists(args: list[str]) -> list[str]:
-    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (also --snr-db, --models,
-    --corruption)."""
-    out: list[str] = []
-    option = None  # the list option whose values are being read
-    for arg in args:
-        if option is not None and LIST_OPTIONS[option](arg):
-            if out[-1] != option:
-                out.append(option)
-            out.append(arg)
-            continue
-        option = arg if arg in LIST_OPTIONS else None
-        out.append(arg)
-    return out
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_name(text: str) -> bool:
-    return not text.startswith("-")
-
-
-LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name}
-
-
-class Main(click.Group):
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, expand_value_lists(args))
-
-
-def _compose(*decorators):
-    """Several click options as one decorator: the options that commands share, defined once."""
-    def apply(function):
-        for decorator in reversed(decorators):
-            function = decorator(function)
-        return function
-    return apply
-
-
-model_options = _compose(
-    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
-                 help="Model name (see `robustaudio models`)."),
-    click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
-    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
-run_options = _compose(
-    click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-                 help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),
-    click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
-    click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True))
-
-
-@click.group(cls=Main)
-@click.version_option(package_name="robustaudio")
-def main() -> None:
-    """Attack, measure, defend and certify audio event classifiers."""
-
-
-@main.command()
+@click.command()
 def models() -> None:
     """List the models that --model accepts."""
     for name, entry in MODELS.items():
@@ -113,7 +38,7 @@ def models() -> None:
     click.echo(f"  architectures: {', '.join(ARCHITECTURES)}")
 
 
-@main.command()
+@click.command()
 @model_options
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
@@ -172,7 +97,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         raise click.UsageError("Give a budget: --eps VALUE (absolute) and/or --snr-db VALUE (relative), "
                                "or --minimal to search the smallest one per clip.")
     try:
-        model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
+        model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         bounds = model.bounds if domain == "waveform" else None
         restriction = restrict_options(model, domain, time_window, freq_band)
         threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds, **restriction) for e in eps]
@@ -205,7 +130,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
         with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
             run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
-                                 batch_size=batch_size, seed=seed, device=_device(device), limit=limit,
+                                 batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
                                  extra_settings=extra, restart=restart, minimal=minimal,
                                  sanity=not no_sanity, universal_from=learn, backend=backend, precision=precision,
                                  attack=attack_name, queries=queries, ray_address=ray_address, workers=workers,
@@ -216,7 +141,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         card = build_report(run_dir)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
-    _print_summary(card, run_dir)
+    print_summary(card, run_dir)
 
 
 def restrict_options(model, domain: str, time_window, freq_band) -> dict:
@@ -240,39 +165,7 @@ def restrict_options(model, domain: str, time_window, freq_band) -> dict:
     return options
 
 
-def _print_summary(card: dict, run_dir: Path) -> None:
-    if "clean_accuracy" in card:
-        click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
-    for c in card["conditions"]:
-        what = "accuracy" if c.get("kind") == "noise" else "robust accuracy"
-        click.echo(f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
-                   f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
-                   f"success rate {c['success_rate']['value']:.3f}")
-    for m in card.get("minimal", []):
-        median = m["median_eps"]
-        click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
-                   f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
-                   f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}")
-    if card.get("flags"):
-        click.echo(f"sanity flags: {', '.join(card['flags'])} (see the report's Sanity checks)", err=True)
-    if card["skipped_clips"]:
-        click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
-    click.echo(f"report: {run_dir / 'report.html'}")
-
-
-def _corruptions(names: tuple[str, ...]) -> dict:
-    try:
-        return noise_suite(names)
-    except KeyError as error:  # UnknownCorruption: its message lists the valid names
-        raise click.BadParameter(str(error.args[0]), param_hint="--corruption") from error
-
-
-def _default_out(kind: str, parts: list) -> Path:
-    key = json.dumps(parts, default=str)
-    return Path("robustaudio-runs") / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-
-
-@main.command()
+@click.command()
 @model_options
 @click.option("--corruption", multiple=True, help="Corruption(s) to run (default: the whole suite); see the noise report.")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
@@ -287,25 +180,25 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
     Example: robustaudio noise --model cnn --corruption gaussian_snr --corruption reverb
     """
     try:
-        model = load_model(model_name, weights=weights, device=_device(device), trust_checkpoint=trust_checkpoint)
-        corruptions = _corruptions(corruption)
+        model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
+        corruptions = parse_corruptions(corruption)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
-        out = Path(out) if out else _default_out(f"{model_name}-noise", [model_name, weights, data, split, corruption,
+        out = Path(out) if out else default_out(f"{model_name}-noise", [model_name, weights, data, split, corruption,
                                                                          batch_size, limit, seed])
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
         click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out}")
         with click.progressbar(length=n_clips, label="noise", show_eta=True, show_pos=True) as bar:
             run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
-                                device=_device(device), limit=limit, restart=restart, ray_address=ray_address,
+                                device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
                                 workers=workers, on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
-    _print_summary(card, run_dir)
+    print_summary(card, run_dir)
 
 
-@main.command()
+@click.command()
 @click.option("--models", "model_names", multiple=True, required=True,
               help="Models to compare: --models cnn ast crnn-mini taltrans-mini")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
@@ -323,7 +216,7 @@ def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, b
 
     Example: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005
     """
-    from .compare import run_comparison
+    from ..compare import run_comparison
 
     eps = eps or {"linf": (0.0005, 0.001, 0.002, 0.005), "l2": (0.05, 0.1, 0.2, 0.5), "l1": (1.0, 2.0, 5.0, 10.0)}[norm]
     if table_eps is not None and table_eps not in eps:
@@ -333,12 +226,12 @@ def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, b
             if name not in MODELS and ":" not in name:
                 raise ModelError(unknown_model_message(name))
         dataset = AudioDataset.from_path(data, split=split)
-        out = Path(out) if out else _default_out("compare", [model_names, norm, eps, corruption, data, split, steps,
+        out = Path(out) if out else default_out("compare", [model_names, norm, eps, corruption, data, split, steps,
                                                              batch_size, limit, seed])
-        loaders = {name: (lambda name=name: load_model(name, device=_device(device))) for name in model_names}
+        loaders = {name: (lambda name=name: load_model(name, device=parse_device(device))) for name in model_names}
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
-                                    corruptions=_corruptions(corruption), steps=steps, batch_size=batch_size,
-                                    seed=seed, device=_device(device), limit=limit, table_eps=table_eps,
+                                    corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
+                                    seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,
                                     ray_address=ray_address, workers=workers, progress=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
@@ -352,15 +245,13 @@ def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, b
     click.echo(f"report: {out / 'compare.html'}")
 
 
-@main.command()
+@click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def report(run_dir) -> None:
     """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
     if not (Path(run_dir) / RUN_FILE).is_file():
         raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
                                    f"of an earlier `robustaudio attack`.")
-    _print_summary(build_report(run_dir), Path(run_dir))
+    print_summary(build_report(run_dir), Path(run_dir))
 
 
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,120 @@
+"""What the commands share: option groups, the list-valued option parser, device parsing, the user
+errors that become one-line messages, and the run summary printed after a report."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from ..attacks import ThreatModelError
+from ..attacks.backends import BackendError
+from ..attacks.blackbox import GradientUnavailableError
+from ..data import DatasetError
+from ..models import DEFAULT_MODEL, ModelError
+from ..runner import RunSettingsError, noise_suite
+
+USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
+
+
+def parse_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
+                                 param_hint="--device")
+    return torch.device(name)
+
+
+def expand_value_lists(args: list[str]) -> list[str]:
+    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (also --snr-db, --models,
+    --corruption)."""
+    out: list[str] = []
+    option = None  # the list option whose values are being read
+    for arg in args:
+        if option is not None and LIST_OPTIONS[option](arg):
+            if out[-1] != option:
+                out.append(option)
+            out.append(arg)
+            continue
+        option = arg if arg in LIST_OPTIONS else None
+        out.append(arg)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_name(text: str) -> bool:
+    return not text.startswith("-")
+
+
+LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name}
+
+
+class Main(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_value_lists(args))
+
+
+def compose(*decorators):
+    """Several click options as one decorator: the options that commands share, defined once."""
+    def apply(function):
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+    return apply
+
+
+model_options = compose(
+    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
+                 help="Model name (see `robustaudio models`)."),
+    click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
+    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
+run_options = compose(
+    click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                 help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),
+    click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
+    click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="cpu", show_default=True))
+
+
+
+def print_summary(card: dict, run_dir: Path) -> None:
+    if "clean_accuracy" in card:
+        click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
+    for c in card["conditions"]:
+        what = "accuracy" if c.get("kind") == "noise" else "robust accuracy"
+        click.echo(f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
+                   f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
+                   f"success rate {c['success_rate']['value']:.3f}")
+    for m in card.get("minimal", []):
+        median = m["median_eps"]
+        click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
+                   f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
+                   f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}")
+    if card.get("flags"):
+        click.echo(f"sanity flags: {', '.join(card['flags'])} (see the report's Sanity checks)", err=True)
+    if card["skipped_clips"]:
+        click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
+    click.echo(f"report: {run_dir / 'report.html'}")
+
+
+def parse_corruptions(names: tuple[str, ...]) -> dict:
+    try:
+        return noise_suite(names)
+    except KeyError as error:  # UnknownCorruption: its message lists the valid names
+        raise click.BadParameter(str(error.args[0]), param_hint="--corruption") from error
+
+
+def default_out(kind: str, parts: list) -> Path:
+    key = json.dumps(parts, default=str)
+    return Path("robustaudio-runs") / f"{kind}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
