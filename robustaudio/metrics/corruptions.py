@@ -194,12 +194,23 @@ def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Genera
     """
     _check_waveform(audio, "background_noise")
     snr_db = _check_severity(snr_db, "background_noise", -30.0, 120.0, "dB")
+    segments = noise_segments(*audio.shape, generator, sample_rate=sample_rate, noise=noise)
+    return mix_at_snr(audio, segments.to(audio.device, audio.dtype), snr_db)
+
+
+def noise_segments(batch: int, length: int, generator: torch.Generator | None = None, *,
+                   sample_rate: int = 16000, noise: str | None = None) -> torch.Tensor:
+    """``[batch, length]`` segments of the bundled recordings, at their recorded level (not scaled).
+
+    Per row: the recording drawn uniformly unless ``noise`` names one, then the segment start
+    drawn uniformly; a recording shorter than ``length`` is repeated. :func:`background_noise`
+    mixes these at an SNR.
+    """
     bank = _noise_bank(int(sample_rate))
     if noise is not None and noise not in bank:
         raise CorruptionError(f"Unknown background noise {noise!r}; use one of {', '.join(bank)} "
                               f"or None for a random one per clip.")
     names = list(bank) if noise is None else [noise]
-    batch, length = audio.shape
     choice = torch.randint(len(names), (batch,), generator=generator)
     start = torch.rand(batch, generator=generator, dtype=torch.float64)
     segments = []
@@ -209,7 +220,7 @@ def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Genera
             recording = recording.repeat(math.ceil(length / len(recording)))
         offset = int(u * (len(recording) - length + 1))
         segments.append(recording[offset:offset + length])
-    return mix_at_snr(audio, torch.stack(segments).to(audio.device, audio.dtype), snr_db)
+    return torch.stack(segments) if segments else torch.zeros(0, length)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,35 +340,67 @@ def _pyroomacoustics():
     return pyroomacoustics
 
 
-def room_impulse_response(rt60: float, generator: torch.Generator | None = None, *,
-                          sample_rate: int = 16000) -> torch.Tensor:
-    """The impulse response ``[L]`` of a random shoebox room with reverberation time ``rt60`` s.
+@dataclass(frozen=True)
+class SimulatedRoom:
+    """One simulated shoebox room: geometry (metres), wall absorption and one impulse response per source.
+
+    ``rirs`` ``[S, L]``: the response from source ``s`` to the microphone, zero-padded to a common length.
+    """
+
+    size: tuple[float, float, float]
+    rt60: float                          # the design RT60 (s) that set the absorption
+    absorption: float                    # uniform energy absorption of the walls (Sabine)
+    sources: tuple[tuple[float, float, float], ...]
+    mic: tuple[float, float, float]
+    rirs: torch.Tensor = field(compare=False, repr=False)
+
+
+def simulate_room(rt60: float, generator: torch.Generator | None = None, *, sources: int = 1,
+                  sample_rate: int = 16000) -> SimulatedRoom:
+    """A random shoebox room of reverberation time ``rt60`` s with ``sources`` sources and one microphone.
 
     Room size, source and microphone positions are drawn from ``generator`` (sizes between
-    ``ROOM_MIN`` and ``ROOM_MAX`` m, both points ``WALL_MARGIN`` from the walls and at least
-    ``MIN_DISTANCE`` apart); the uniform wall absorption and the image-source order come from
-    Sabine's formula (``pyroomacoustics.inverse_sabine``). The image-source method is
-    deterministic, so the response is a function of the generator's draws. Sabine is only an
-    approximation for a shoebox: the realised decay (:func:`decay_time`, T20) is about
-    0.7-1.35x ``rt60`` for 0.2-1 s, shorter for short RT60s and longer for long ones (see
-    ``ROOM_MIN``); in a given room it grows monotonically with ``rt60``.
+    ``ROOM_MIN`` and ``ROOM_MAX`` m, every point ``WALL_MARGIN`` from the walls, each source at
+    least ``MIN_DISTANCE`` from the microphone); the uniform wall absorption and the image-source
+    order come from Sabine's formula (``pyroomacoustics.inverse_sabine``). The image-source method
+    is deterministic, so the room is a function of the generator's draws (with one source, the
+    same draws as :func:`room_impulse_response`).
     """
     rt60 = _check_severity(rt60, "reverb", *RT60_RANGE, "s (RT60)")
+    if sources < 1:
+        raise CorruptionError(f"A room needs at least one source; got sources={sources}.")
     pra = _pyroomacoustics()
     low, high = torch.tensor(ROOM_MIN, dtype=torch.float64), torch.tensor(ROOM_MAX, dtype=torch.float64)
     dims = low + torch.rand(3, generator=generator, dtype=torch.float64) * (high - low)
     inner = dims - 2 * WALL_MARGIN
-    while True:  # rejection keeps both points uniform; in rooms >= 3.5 x 2.7 m it accepts quickly
-        source, mic = (WALL_MARGIN + torch.rand(2, 3, generator=generator, dtype=torch.float64) * inner)
-        if float((source - mic).norm()) >= MIN_DISTANCE:
+    while True:  # rejection keeps the points uniform; in rooms >= 3.5 x 2.7 m it accepts quickly
+        points = WALL_MARGIN + torch.rand(sources + 1, 3, generator=generator, dtype=torch.float64) * inner
+        emitters, mic = points[:sources], points[sources]
+        if float((emitters - mic).norm(dim=1).min()) >= MIN_DISTANCE:
             break
     absorption, max_order = pra.inverse_sabine(rt60, dims.numpy())
     room = pra.ShoeBox(dims.numpy(), fs=int(sample_rate), materials=pra.Material(absorption),
                        max_order=max_order, air_absorption=False)
-    room.add_source(source.numpy())
+    for emitter in emitters:
+        room.add_source(emitter.numpy())
     room.add_microphone(mic.numpy())
     room.compute_rir()
-    return torch.as_tensor(room.rir[0][0], dtype=torch.float32)
+    rirs = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(h, dtype=torch.float32) for h in room.rir[0]],
+                                           batch_first=True)
+    return SimulatedRoom(size=tuple(dims.tolist()), rt60=rt60, absorption=float(absorption),
+                         sources=tuple(tuple(e.tolist()) for e in emitters), mic=tuple(mic.tolist()), rirs=rirs)
+
+
+def room_impulse_response(rt60: float, generator: torch.Generator | None = None, *,
+                          sample_rate: int = 16000) -> torch.Tensor:
+    """The impulse response ``[L]`` of a random shoebox room with reverberation time ``rt60`` s.
+
+    The room of :func:`simulate_room` with one source. Sabine is only an approximation for a
+    shoebox: the realised decay (:func:`decay_time`, T20) is about 0.7-1.35x ``rt60`` for 0.2-1 s,
+    shorter for short RT60s and longer for long ones (see ``ROOM_MIN``); in a given room it grows
+    monotonically with ``rt60``.
+    """
+    return simulate_room(rt60, generator, sample_rate=sample_rate).rirs[0]  # one source: no padding
 
 
 def decay_time(rir: torch.Tensor, sample_rate: int, decay_db: float = 20.0) -> float:
@@ -498,4 +541,5 @@ CORRUPTIONS: dict[str, Corruption] = _Registry({c.name: c for c in [
 __all__ = ["CORRUPTIONS", "Corruption", "CorruptionError", "UnknownCorruption", "get_corruption",
            "gaussian_snr", "gaussian_feature", "background_noise", "noise_names", "mix_at_snr",
            "occlusion_contiguous", "occlusion_periodic", "occlusion_concat", "contiguous_mask",
-           "periodic_mask", "reverb", "room_impulse_response", "decay_time"]
+           "periodic_mask", "reverb", "room_impulse_response", "decay_time", "noise_segments", "simulate_room",
+           "SimulatedRoom"]
