@@ -61,8 +61,10 @@ class PassCounter(nn.Module):
             ``None`` counts totals only (``forwards``/``backwards`` stay empty).
 
     Attributes:
-        forwards, backwards: ``[B]`` long, passes per clip.
-        total_forwards, total_backwards: rows forwarded / backpropagated, all clips together.
+        forwards: ``[B]`` long, forward passes per clip.
+        backwards: ``[B]`` long, backward passes per clip.
+        total_forwards: rows forwarded, all clips together.
+        total_backwards: rows backpropagated, all clips together.
         counting: set False to leave library set-up calls (e.g. a probe on a dummy input) uncounted.
     """
 

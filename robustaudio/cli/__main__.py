@@ -1,3 +1,4 @@
 from . import main
 
-main(prog_name="robustaudio")
+if __name__ == "__main__":
+    main(prog_name="robustaudio")

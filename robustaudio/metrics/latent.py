@@ -168,9 +168,9 @@ def density(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 10, *, norm
         device: where distances are computed (``None``: where ``embeddings`` are).
         names: class names for the ``per_class`` keys (``None``: class indices).
     Returns:
-        ``{"overall": D, "per_class": {class: D(c)}, "n": (point, class) pairs used, "k": k,
-        "same_class": 1 / mean d̄_same, "other_class": 1 / mean d̄_other}``; ``D`` is unitless,
-        the two densities are in inverse latent-distance units.
+        A dict: ``overall`` (D), ``per_class`` ({class: D(c)}), ``n`` ((point, class) pairs used),
+        ``k``, ``same_class`` (1 / mean d̄_same) and ``other_class`` (1 / mean d̄_other). ``D`` is
+        unitless; the two densities are in inverse latent-distance units.
     """
     z = embeddings.to(device if device is not None else embeddings.device).float()
     z = F.normalize(z, dim=1) if normalize else z
@@ -252,8 +252,9 @@ def convexity(embeddings: dict[str, torch.Tensor] | torch.Tensor, labels: torch.
         batch_size: head rows per call; device: where the head runs (``None``: where embeddings are).
         names: class names for the ``per_class`` keys.
     Returns:
-        ``{"overall": C, "per_class": {class: C(c)}, "n": pairs, "lambdas": the λ grid,
-        "anchor_accuracy": fraction of anchors z_i the head assigns to their class}``; all in [0, 1].
+        A dict: ``overall`` (C), ``per_class`` ({class: C(c)}), ``n`` (pairs), ``lambdas`` (the λ
+        grid) and ``anchor_accuracy`` (fraction of anchors z_i the head assigns to their class);
+        all in [0, 1].
     """
     if isinstance(embeddings, torch.Tensor):
         embeddings = {modality: embeddings}

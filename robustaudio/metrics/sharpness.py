@@ -158,8 +158,9 @@ def sharpness(model, batches: Iterable, *, rho: float | None = None, m: int | No
         eta: ASAM's offset for zero weights; steps: ascent steps per batch (1 = SAM's estimate).
         device: where the batches are moved (``None``: where the model is; the model is not moved).
     Returns:
-        ``{"sharpness": mean S_B (nats), "loss": mean L_B(w), "perturbed_loss": mean L_B(w + ε),
-        "per_batch": [S_B], "rho", "m", "adaptive", "eta", "steps", "batches", "n": clips}``.
+        A dict: ``sharpness`` (mean S_B, nats), ``loss`` (mean L_B(w)), ``perturbed_loss`` (mean
+        L_B(w + ε)), ``per_batch`` ([S_B]), the settings ``rho``, ``m``, ``adaptive``, ``eta``,
+        ``steps``, ``batches``, and ``n`` (clips).
     """
     rho = DEFAULT_RHO[adaptive] if rho is None else rho
     if rho < 0 or steps < 1:
