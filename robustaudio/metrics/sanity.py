@@ -47,16 +47,18 @@ def _accuracy(model, logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int,
                 restarts: int, generator: torch.Generator | None = None, noise_draws: int = 8,
-                **pgd_options) -> list[Check]:
+                video: torch.Tensor | None = None, **pgd_options) -> list[Check]:
     """Probe ``model`` on clean-correct clips ``audio`` ``[N, T]`` under ``threat`` (its largest budget).
 
-    ``steps``, ``restarts`` and ``pgd_options`` (e.g. ``rel_step_size``) are the run's PGD settings.
+    ``steps``, ``restarts`` and ``pgd_options`` (e.g. ``rel_step_size``) are the run's PGD settings;
+    ``video`` ``[N, ...]``: the clips' video for audio-visual models (held fixed, or attacked when
+    ``threat.modality == "video"``).
 
     Costs about ``(2 + 5·steps·(restarts + 1) + noise_draws)`` passes over the N clips.
     """
     checks: list[Check] = []
     with frozen(model):
-        clean, logits_fn = threat.view(model, audio)
+        clean, logits_fn = threat.view(model, audio, video)
         eps = threat.budget(clean.detach())
         n = len(audio)
 
@@ -108,7 +110,7 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
         # 4. PGD at a budget that should break anything
         large = min(default_eps_max(threat, clean) * 0.5, float(eps.max()) * 100)
         at_large = pgd(model, audio, labels, threat, steps=steps, restarts=restarts,
-                       eps=torch.full_like(eps, large), generator=generator, **pgd_options)
+                       eps=torch.full_like(eps, large), generator=generator, video=video, **pgd_options)
         large_accuracy = _accuracy(model, at_large.logits, labels)
         checks.append(Check(
             "broken at a very large budget", large_accuracy > 0.1,
@@ -120,9 +122,9 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
 
         # 5. stronger PGD at the run's budget
         weak = pgd(model, audio, labels, threat, steps=steps, restarts=restarts, eps=eps, generator=generator,
-                   **pgd_options)
+                   video=video, **pgd_options)
         strong = pgd(model, audio, labels, threat, steps=4 * steps, restarts=restarts + 1, eps=eps,
-                     generator=generator, **pgd_options)
+                     generator=generator, video=video, **pgd_options)
         weak_accuracy = _accuracy(model, weak.logits, labels)
         strong_accuracy = _accuracy(model, strong.logits, labels)
         one_clip = 1.0 / n
