@@ -5,6 +5,11 @@ per clip and condition, see :mod:`robustaudio.report.records`) and ``warnings.js
 clips, resampling). Rerunning the same settings into the same directory skips finished batches; different settings are refused
 unless ``restart=True``. Each batch draws its random starts from a generator seeded by
 ``(seed, batch number)``, so a resumed run writes the same rows as an uninterrupted one.
+
+Audio-visual models get each batch's ``video`` with the audio. A :class:`ThreatModel` with
+``modality="video"`` attacks the video with the audio held fixed; a :class:`JointThreat` attacks
+both at once, each within its own threat model (:func:`~robustaudio.attacks.pgd_joint`). Rows say
+which in ``domain``: ``waveform`` / ``feature`` (audio), ``video``, or ``waveform+video``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import sys
 import time
 from contextlib import nullcontext
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +28,7 @@ import torch
 from . import versions
 from .attacks.threat import domain_view
 from .attacks import (AttackResult, ThreatModel, budget_order, curve_key, is_correct, is_fooled, lp_norm,
-                      pgd_curve, snr_db)
+                      pgd_curve, pgd_joint, snr_db)
 from .attacks.backends import backend_attack
 from .attacks.blackbox import square_attack
 from .attacks.universal import universal_perturbation
@@ -41,6 +47,52 @@ PRECISIONS = ("fp32", "bf16")
 
 class RunSettingsError(ValueError):
     """The run directory holds a run with other settings."""
+
+
+@dataclass(frozen=True)
+class JointThreat:
+    """Audio (waveform) and video perturbed together, each within its own threat model.
+
+    Run by :func:`~robustaudio.attacks.pgd_joint`; rows record ``domain="waveform+video"``, the
+    audio budget in ``eps_setting`` and the audio perturbation's norms (the video's stays within
+    ``video.eps``; the condition name holds both budgets).
+    """
+
+    audio: ThreatModel
+    video: ThreatModel
+    modality = "audio+video"
+
+    def __post_init__(self) -> None:
+        if self.audio.modality != "audio" or self.audio.domain != "waveform" or self.video.modality != "video":
+            raise ValueError("JointThreat takes a waveform audio threat model and a modality='video' one.")
+        if self.audio.eps is None or self.video.eps is None:
+            raise ValueError("JointThreat needs absolute budgets (eps) for both modalities.")
+
+    @property
+    def norm(self) -> str:
+        return self.audio.norm if self.audio.norm == self.video.norm else f"{self.audio.norm}+{self.video.norm}"
+
+    domain = "waveform+video"
+    snr_db = None
+
+    @property
+    def eps(self) -> float:
+        return self.audio.eps
+
+    def describe(self) -> str:
+        return f"{self.audio.describe()}+{self.video.describe()}"
+
+    def as_dict(self) -> dict:
+        return {"modality": self.modality, "audio": self.audio.as_dict(), "video": self.video.as_dict()}
+
+
+def where(threat) -> str:
+    """The ``domain`` a row records: the audio domain, ``video``, or ``waveform+video``."""
+    return "video" if threat.modality == "video" else threat.domain
+
+
+def uses_video(model) -> bool:
+    return "video" in getattr(model, "modalities", ("audio",))
 
 
 def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path:
@@ -95,7 +147,7 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return scores.gather(1, labels.view(-1, 1)).squeeze(1)
 
 
-def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel], *, steps: int,
+def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel | JointThreat], *, steps: int,
                  restarts: int, seed: int, device: str | torch.device = "cpu",
                  minimal: bool = False, universal: dict | None = None, backend: str = "native",
                  attack: str = "pgd", queries: int = 1000, precision: str = "fp32") -> list[dict]:
@@ -108,37 +160,59 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     smallest budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
     description -> learned δ), each threat model's δ is added to every clip instead. Any other
     ``backend`` / ``attack`` (ART or foolbox attacks, the native black-box ``square``) runs once per
-    threat model.
+    threat model. A :class:`JointThreat` runs :func:`~robustaudio.attacks.pgd_joint` on its own.
     """
     audio = to_device(batch.audio, device)
     labels = to_device(batch.labels, device)
+    video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
-        clean_logits = model(audio)
+        clean_logits = model(audio, video)
     clean_ok = is_correct(model, clean_logits, labels)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
     curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
     for threat in threats:
-        curves[curve_key(threat)].append(threat)
+        curves[("joint", threat) if isinstance(threat, JointThreat) else curve_key(threat)].append(threat)
     attacked = torch.nonzero(clean_ok).flatten()
     rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=steps,
-                         restarts=restarts, seed=seed)
+                         restarts=restarts, seed=seed, video=video)
     with precision_context(precision, device):
         for curve in curves.values():
+            if isinstance(curve[0], JointThreat):
+                _attack_joint(model, batch, rows, curve[0], audio, video, labels, attacked, generator, steps=steps)
+                continue
             _attack_curve(model, batch, rows, curve, audio, labels, attacked, clean_logits, generator, steps=steps,
                           restarts=restarts, minimal=minimal, universal=universal, backend=backend, attack=attack,
-                          queries=queries, device=device)
+                          queries=queries, device=device, video=video)
     return rows.rows
+
+
+def _attack_joint(model, batch: Batch, rows: "ConditionRows", threat: JointThreat, audio, video, labels, attacked,
+                  generator, *, steps: int) -> None:
+    """The rows of one joint (audio and video) condition."""
+    start = time.perf_counter()
+    result = None
+    if attacked.numel():
+        joint = pgd_joint(model, audio[attacked], video[attacked], labels[attacked], threat.audio, threat.video,
+                          steps=steps, generator=generator)
+        device = audio.device
+        result = AttackResult(adversarial=joint.audio, clean=audio[attacked], success=joint.success.to(device),
+                              logits=joint.logits, eps=torch.full((attacked.numel(),), float(threat.audio.eps),
+                                                                  device=device),
+                              forwards=joint.forwards.to(device), backwards=joint.backwards.to(device))
+    seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
+    rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked, result, seconds)
 
 
 def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[ThreatModel], audio, labels, attacked,
               clean_logits, generator, *, steps, restarts, minimal, universal, backend, attack, queries,
-              device) -> None:
+              device, video=None) -> None:
     """The rows of one ε curve (threat models that differ in their budget only)."""
     start = time.perf_counter()
+    some_video = None if video is None else video[attacked]
     if universal is not None:
         for threat in curve:
             result = apply_universal(model, audio[attacked], labels[attacked], threat,
-                                     universal[threat.describe()].to(device))
+                                     universal[threat.describe()].to(device), video=some_video)
             seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
             rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result, seconds)
         return
@@ -156,14 +230,14 @@ def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[Threat
     if minimal:
         threat = min(curve, key=budget_order)
         result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
-                              generator=generator, clean_logits=clean_logits[attacked])
+                              generator=generator, clean_logits=clean_logits[attacked], video=some_video)
                   if attacked.numel() else None)
         seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-        rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.domain}", attacked, result, seconds)
+        rows.add(threat, "minimal", f"minimal-{threat.norm}-{where(threat)}", attacked, result, seconds)
         return
     results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
                          restarts=restarts, generator=generator,
-                         clean_logits=clean_logits[attacked]) if attacked.numel() else None)
+                         clean_logits=clean_logits[attacked], video=some_video) if attacked.numel() else None)
     seconds = (time.perf_counter() - start) / max(len(batch.ids) * len(curve), 1)
     for position, threat in enumerate(curve):
         rows.add(threat, "pgd", f"pgd-{threat.describe()}", attacked,
@@ -182,9 +256,9 @@ def run_other_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: T
 
 
 def apply_universal(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
-                    delta: torch.Tensor) -> AttackResult:
+                    delta: torch.Tensor, video: torch.Tensor | None = None) -> AttackResult:
     """Add one learned perturbation ``delta`` to every clip ``audio`` ``[B, T]``; score once."""
-    clean, logits_fn = threat.view(model, audio)
+    clean, logits_fn = threat.view(model, audio, video)
     clean = clean.detach()
     adversarial = threat.apply(clean, delta.expand_as(clean))
     with torch.no_grad():
@@ -222,9 +296,9 @@ class ConditionRows:
 
     def __init__(self, model, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
                  clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
-                 seed: int):
+                 seed: int, video: torch.Tensor | None = None):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
-        self.audio, self.views = audio, {}
+        self.audio, self.video, self.views = audio, video, {}
         self.clean_logits, self.clean_ok = clean_logits, clean_ok
         self.clean_pred = _label_names(model, model.predict(clean_logits))
         self.clean_score = _true_scores(model, clean_logits, labels)
@@ -232,9 +306,14 @@ class ConditionRows:
         self.rows: list[dict] = []
 
     def view(self, domain: str):
-        """The batch's clean input in ``domain`` and its logits function, computed once per domain."""
+        """The batch's clean input in ``domain`` (``waveform``, ``feature``, ``video``; ``waveform+video``
+        is viewed as its audio) and its logits function, computed once per domain."""
         if domain not in self.views:
-            self.views[domain] = domain_view(self.model, self.audio, domain)
+            if domain == "video":  # as ThreatModel.view for modality="video"
+                self.views[domain] = (self.video, lambda x, index=None: self.model(
+                    self.audio if index is None else self.audio[index], x))
+            else:
+                self.views[domain] = domain_view(self.model, self.audio, domain.split("+")[0], self.video)
         return self.views[domain]
 
     def add(self, threat: ThreatModel | None, attack: str, condition: str, attacked: torch.Tensor,
@@ -244,7 +323,7 @@ class ConditionRows:
         Natural-noise conditions have no threat model: they give ``domain`` and ``severity``."""
         model, batch, n = self.model, self.batch, len(self.batch.ids)
         device = self.clean_logits.device
-        domain = threat.domain if threat is not None else domain
+        domain = where(threat) if threat is not None else domain
         clean_in, logits_fn = self.view(domain)
         adversarial, adv_logits = clean_in.detach().clone(), self.clean_logits.clone()
         success = torch.zeros(n, dtype=torch.bool, device=device)
@@ -263,7 +342,7 @@ class ConditionRows:
                 reused[attacked] = result.carried
             else:  # a minimal-ε search keeps no logits: score its adversarial inputs once
                 with torch.no_grad():
-                    adv_logits[attacked] = logits_fn(result.adversarial)
+                    adv_logits[attacked] = logits_fn(result.adversarial, attacked)
         delta = adversarial - clean_in
         adv_ok = is_correct(model, adv_logits, self.labels)
         if severity is None:  # attacks leave clean errors alone: they stay errors
@@ -290,29 +369,33 @@ class ConditionRows:
             })
 
 
-def probe_batch(model, batch: Batch, threats: list[ThreatModel], run_dir: Path, *, steps: int,
+def probe_batch(model, batch: Batch, threats: list[ThreatModel | JointThreat], run_dir: Path, *, steps: int,
                 restarts: int, seed: int, device: str | torch.device = "cpu") -> None:
     """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch`` at the
-    largest budget of each ε curve; write ``sanity.json`` (once per run)."""
+    largest budget of each ε curve (of each modality's part of a joint threat); write ``sanity.json``
+    (once per run)."""
     audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
+    video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
-        correct = torch.nonzero(is_correct(model, model(audio), labels)).flatten()[:SANITY_CLIPS]
+        correct = torch.nonzero(is_correct(model, model(audio, video), labels)).flatten()[:SANITY_CLIPS]
     if correct.numel() == 0:
         return  # try the next batch
     curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
     for threat in threats:
-        curves[curve_key(threat)].append(threat)
+        for single in (threat.audio, threat.video) if isinstance(threat, JointThreat) else (threat,):
+            curves[curve_key(single)].append(single)
     generator = torch.Generator().manual_seed(seed * 1_000_003 - 1)
     found = []
     for curve in curves.values():
         threat = max(curve, key=budget_order)
         for check in probe_model(model, audio[correct], labels[correct], threat, steps=steps,
-                                 restarts=restarts, generator=generator):
+                                 restarts=restarts, generator=generator,
+                                 video=None if video is None else video[correct]):
             found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
     (run_dir / SANITY_FILE).write_text(json.dumps(found, indent=2))
 
 
-def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[ThreatModel],
+def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[ThreatModel | JointThreat],
                run_dir: str | Path, *, steps: int = 10, restarts: int = 1, batch_size: int = 16,
                seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                extra_settings: dict | None = None, restart: bool = False, minimal: bool = False,
@@ -331,8 +414,11 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     ``universal_options``, see :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it
     on ``dataset``.
     ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
+    Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively
+    (PGD, ε curves, minimal ε); universal perturbations and other backends are audio-only.
     Returns the run directory.
     """
+    check_modalities(model, threats, universal=universal_from is not None, backend=backend, attack=attack)
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
         else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else attack,
@@ -369,6 +455,25 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
                        ray_address=ray_address, workers=workers)
+
+
+def check_modalities(model, threats: list, *, universal: bool = False, backend: str = "native",
+                     attack: str = "pgd") -> None:
+    """Refuse threat models on an input the model does not use, and audio-only machinery on video.
+
+    An attack on an unused input cannot change anything (and has no gradient to follow).
+    """
+    modalities = getattr(model, "modalities", ("audio",))
+    for threat in threats:
+        needed = {"audio+video": {"audio", "video"}}.get(threat.modality, {threat.modality})
+        missing = sorted(needed - set(modalities))
+        if missing:
+            raise RunSettingsError(f"{threat.describe()} perturbs {' and '.join(missing)}, which this model "
+                                   f"({', '.join(modalities)}) does not use: attack its "
+                                   f"{' / '.join(modalities)} instead.")
+    if uses_video(model) and (universal or (backend, attack) != ("native", "pgd")):
+        raise RunSettingsError("Universal perturbations and --backend/--attack other than native PGD take audio "
+                               "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal).")
 
 
 def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
@@ -452,11 +557,12 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Cor
     was turned wrong.
     """
     audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
+    video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
-        clean_logits = model(audio)
+        clean_logits = model(audio, video)
     clean_ok = is_correct(model, clean_logits, labels)
     rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=0, restarts=0,
-                         seed=seed)
+                         seed=seed, video=video)
     everything = torch.arange(len(batch.ids), device=device)
     for name, corruption in corruptions.items():
         for severity in corruption.severities:

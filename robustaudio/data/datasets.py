@@ -6,8 +6,12 @@ Two layouts are read:
   ``label`` (several labels separated by ``;`` for multi-label data), optionally ``split``;
 - a directory of class folders, ``DIR/<label>/<file>.wav|flac|ogg``.
 
-The bundled set, ``minievents``, lives in ``robustaudio/data/bundled/minievents`` (see its
-ATTRIBUTION.md); ``bundled_path()`` finds it.
+Audio-visual data add a ``video`` column to ``metadata.csv`` (a frame strip per clip, see
+:mod:`robustaudio.data.av`) and may give an ``id`` column (clips sharing an audio file need
+distinct ids); batches then carry ``video`` ``[B, F, 3, H, W]`` for models that use it.
+
+The bundled sets live in ``robustaudio/data/bundled/``: ``minievents`` (audio, see its
+ATTRIBUTION.md) and ``avmini`` (audio-visual, see its README.md); ``bundled_path(name)`` finds them.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import pandas as pd
 import torch
 
 from .audio import AudioError, load_audio
+from .av import VideoError, load_frames
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 BUNDLED_ROOT = Path(__file__).parent / "bundled"
 DEFAULT_DATASET = "minievents"
+BUILD_SCRIPTS = {"minievents": "experiments/build_minievents.py", "avmini": "experiments/build_avmini.py"}
 
 
 class DatasetError(ValueError):
@@ -33,8 +39,9 @@ class DatasetError(ValueError):
 def bundled_path(name: str = DEFAULT_DATASET) -> Path:
     path = BUNDLED_ROOT / name
     if not (path / "metadata.csv").is_file():
-        raise DatasetError(f"The bundled dataset {name!r} is missing at {path}; rebuild it with "
-                           f"`python experiments/build_minievents.py` or pass --data PATH.")
+        build = BUILD_SCRIPTS.get(name)
+        fix = f"rebuild it with `python {build}`" if build else f"bundled sets: {', '.join(BUILD_SCRIPTS)}"
+        raise DatasetError(f"The bundled dataset {name!r} is missing at {path}; {fix}, or pass --data PATH.")
     return path
 
 
@@ -44,11 +51,13 @@ class Clip:
     path: Path
     labels: tuple[str, ...]
     split: str | None = None
+    video: Path | None = None  # frame strip of an audio-visual clip
 
 
 @dataclass
 class Batch:
-    """``audio`` ``[B, T]`` float32 in [-1, 1]; ``labels`` ``[B]`` (single-label) or ``[B, K]`` 0/1."""
+    """``audio`` ``[B, T]`` float32 in [-1, 1]; ``labels`` ``[B]`` (single-label) or ``[B, K]`` 0/1;
+    ``video`` ``[B, F, 3, H, W]`` in [0, 1] for audio-visual data and a model that uses video, else None."""
 
     ids: list[str]
     audio: torch.Tensor
@@ -57,6 +66,7 @@ class Batch:
     index: int                           # batch number in the dataset order
     # {"clip_id", "kind": "skipped" | "note", "message"}: unusable clips, and changes such as resampling
     warnings: list[dict] = field(default_factory=list)
+    video: torch.Tensor | None = None
 
 
 class AudioDataset:
@@ -68,8 +78,11 @@ class AudioDataset:
 
     @classmethod
     def from_path(cls, root: str | Path | None = None, split: str | None = None) -> "AudioDataset":
-        """Read a dataset directory (``None``: the bundled default); ``split`` filters the rows."""
-        root = bundled_path() if root is None else Path(root)
+        """Read a dataset directory (``None``: the bundled default; the name of a bundled set, e.g.
+        ``"avmini"``, that set); ``split`` filters the rows."""
+        if root is None or (isinstance(root, str) and root in BUILD_SCRIPTS and not Path(root).exists()):
+            root = bundled_path(root or DEFAULT_DATASET)
+        root = Path(root)
         if not root.exists():
             raise DatasetError(f"Data path {str(root)!r} does not exist. Pass --data with a directory "
                                f"holding metadata.csv or one folder per label, or omit --data for "
@@ -93,10 +106,20 @@ class AudioDataset:
         missing = {"path", "label"} - set(table.columns)
         if missing:
             raise DatasetError(f"{csv} lacks column(s) {sorted(missing)}; it needs path,label[,split].")
-        return [Clip(id=row.path, path=root / row.path,
-                     labels=tuple(l.strip() for l in row.label.split(";") if l.strip()),
-                     split=getattr(row, "split", None) or None)
-                for row in table.itertuples(index=False)]
+        clips = [Clip(id=getattr(row, "id", None) or row.path, path=root / row.path,
+                      labels=tuple(l.strip() for l in row.label.split(";") if l.strip()),
+                      split=getattr(row, "split", None) or None,
+                      video=root / row.video if getattr(row, "video", None) else None)
+                 for row in table.itertuples(index=False)]
+        if "video" in table.columns and any(c.video is None for c in clips):
+            missing = [c.id for c in clips if c.video is None]
+            raise DatasetError(f"{csv} has a video column but {len(missing)} row(s) without a video (e.g. "
+                               f"{missing[0]!r}); give every clip a frame strip or drop the column.")
+        duplicated = pd.Series([c.id for c in clips]).duplicated()
+        if duplicated.any():
+            raise DatasetError(f"{csv} lists clip {clips[int(duplicated.idxmax())].id!r} twice; clips that share "
+                               f"an audio file need an id column with distinct ids.")
+        return clips
 
     @staticmethod
     def _read_folders(root: Path) -> list[Clip]:
@@ -105,6 +128,10 @@ class AudioDataset:
 
     def __len__(self) -> int:
         return len(self.clips)
+
+    @property
+    def has_video(self) -> bool:
+        return bool(self.clips) and self.clips[0].video is not None
 
     @property
     def label_names(self) -> list[str]:
@@ -126,15 +153,21 @@ class AudioDataset:
         the batch index depends only on the dataset order, so runs resume batch by batch.
         """
         self.check_labels(model.labels)
+        with_video = "video" in getattr(model, "modalities", ("audio",))
+        if with_video and not self.has_video:
+            raise DatasetError(f"The model uses video but the data under {self.root} has none: use an "
+                               f"audio-visual dataset (metadata.csv with a video column), e.g. --data avmini.")
         index_of = {name: i for i, name in enumerate(model.labels)}
         clips = self.clips[:limit] if limit else self.clips
         for start in range(0, len(clips), batch_size):
             chunk = clips[start:start + batch_size]
-            audio, labels, ids, names, warnings = [], [], [], [], []
+            audio, labels, ids, names, warnings, videos = [], [], [], [], [], []
             for clip in chunk:
                 try:
                     waveform, notes = load_audio(clip.path, model.sample_rate, model.clip_samples)
-                except AudioError as error:
+                    if with_video:
+                        videos.append(load_frames(clip.video, getattr(model, "frames", None)))
+                except (AudioError, VideoError) as error:
                     warnings.append({"clip_id": clip.id, "kind": "skipped", "message": str(error)})
                     continue
                 audio.append(waveform)
@@ -149,4 +182,5 @@ class AudioDataset:
                     labels.append(torch.tensor(index_of[clip.labels[0]]))
             yield Batch(ids=ids, audio=torch.stack(audio) if audio else torch.empty(0, model.clip_samples),
                         labels=torch.stack(labels) if labels else torch.empty(0, dtype=torch.long),
-                        label_names=names, index=start // batch_size, warnings=warnings)
+                        label_names=names, index=start // batch_size, warnings=warnings,
+                        video=(torch.stack(videos) if videos else None) if with_video else None)

