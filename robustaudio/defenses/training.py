@@ -38,7 +38,8 @@ from ..data import AudioDataset, DatasetError
 from ..data.datasets import BUNDLED_ROOT
 from ..metrics import mean_with_ci, per_class_mean
 from ..metrics.latent import latent_metrics, unpack_batch
-from ..models import ARCHITECTURES, save_checkpoint
+from ..models import ARCHITECTURES, MODELS, save_checkpoint
+from ..models.registry import ModelError, unknown_model_message
 from ..models.base import Classifier
 from .mixup import SPACES, WEIGHTINGS, class_weights, draw_plan
 
@@ -114,6 +115,18 @@ class TrainSettings:
         if self.method == "noise":
             return f"Gaussian noise σ={self.noise_sigma:g} ({self.noise_domain})"
         return "plain"
+
+
+def recipe_for(name: str) -> tuple[str, dict, TrainSettings]:
+    """``(architecture, constructor config, settings)`` to train ``name``: a registered model's recipe
+    (from its bundled card), or an architecture with the default settings."""
+    if name in MODELS:
+        recipe = MODELS[name].card().get("recipe", {})
+        settings = TrainSettings(**{k: recipe[k] for k in ("epochs", "lr", "weight_decay", "batch_size") if k in recipe})
+        return MODELS[name].arch, dict(recipe.get("config", {})), settings
+    if name in ARCHITECTURES:
+        return name, {}, TrainSettings()
+    raise ModelError(unknown_model_message(name))
 
 
 @dataclass

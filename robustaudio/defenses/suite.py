@@ -1,0 +1,202 @@
+"""The defenses study behind ``robustaudio defend``: train or load each defense, attack it, certify.
+
+Rows of the table (one model, one dataset, one threat model):
+
+- ``none``: the model as trained by its recipe (the bundled checkpoint, or retrained here);
+- ``mixup``: Beta(0.2, 0.2) mixup of the waveforms, same recipe otherwise;
+- ``mixup-latent``: mixup of the embeddings before the head, partners weighted towards classes
+  of low latent convexity (thesis ch. 11);
+- ``adversarial``: PGD adversarial training at the table's threat model (5 steps);
+- ``purification``: ``none`` behind diffusion purification (:class:`~.purification.Purified`).
+
+Every row is attacked by :func:`robustaudio.runner.run_attack` (records, card and report per
+row). The purification row is attacked adaptively: PGD on :class:`~.purification.EOT` of the
+purified model (gradients through the UNet and every sampler step, averaged over the sampler's
+noise), and its clean and robust accuracies are those of that EOT average. Training cost is the
+wall time of the training loop from each checkpoint's card (for purification, the denoiser's).
+
+The certification part runs CERTIFY (:mod:`~.smoothing`) on the ``none`` model in the denoiser's
+domain at each σ, with and without the denoiser (denoised smoothing, Carlini et al. 2023).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Callable
+
+from ..attacks import ThreatModel
+from ..data import AudioDataset
+from ..models import MODELS, load_model
+from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
+from ..report import build_report
+from ..report.records import file_safe
+from ..runner import run_attack
+from .denoiser import BUNDLED_DENOISERS, load_denoiser
+from .purification import EOT, Purified
+from .smoothing import Smooth, certify_clips
+from .training import TrainSettings, recipe_for, train_classifier
+
+TRAINED_DEFENSES = ("mixup", "mixup-latent", "adversarial")
+ROWS = ("none", *TRAINED_DEFENSES, "purification")
+
+
+def defense_settings(defense: str, base: TrainSettings, threat: ThreatModel) -> TrainSettings:
+    """The training settings of each trained row: the model's recipe ``base`` plus the defense."""
+    if defense == "none":
+        return replace(base, method="plain")
+    if defense == "mixup":
+        return replace(base, method="mixup", mixup_alpha=0.2, mixup_space="input")
+    if defense == "mixup-latent":
+        return replace(base, method="mixup", mixup_alpha=0.2, mixup_space="latent", mixup_weighting="convexity")
+    if defense == "adversarial":
+        if threat.eps is None:
+            raise ValueError("Adversarial training needs an absolute budget (--eps), not an SNR.")
+        return replace(base, method="adversarial", adv_norm=threat.norm, adv_eps=threat.eps, adv_domain=threat.domain,
+                       adv_steps=5)
+    raise ValueError(f"Unknown defense {defense!r}; trained defenses: none, {', '.join(TRAINED_DEFENSES)}.")
+
+
+def bundled_defended(model_name: str, defense: str) -> Path:
+    """Where a bundled defended checkpoint of ``model_name`` lives: ``minievents-<model>-<defense>.pt``."""
+    return BUNDLED_DIR / f"minievents-{file_safe(model_name)}-{defense}.pt"
+
+
+def _card(path: Path) -> dict:
+    card_path = path.with_suffix(".json")
+    return json.loads(card_path.read_text()) if card_path.exists() else {}
+
+
+def obtain_checkpoint(model_name: str, defense: str, settings: TrainSettings, dataset: AudioDataset, out: Path, *,
+                      retrain: bool, device, log: Callable[[str], None]) -> tuple[str | None, dict]:
+    """``(weights path or None for the bundled model, card)`` of one trained row.
+
+    Without ``retrain``: the bundled model (``none``) or a bundled defended checkpoint whose card has
+    exactly these settings; otherwise (or with ``retrain``) train into ``out/train/<defense>.pt``,
+    reusing a checkpoint there whose card has these settings.
+    """
+    wanted = asdict(settings)
+    if not retrain and defense == "none" and model_name in MODELS:
+        return None, MODELS[model_name].card()
+    bundled = bundled_defended(model_name, defense)
+    if not retrain and bundled.is_file() and _card(bundled).get("settings") == wanted:
+        return str(bundled), _card(bundled)
+    path = out / "train" / f"{defense}.pt"
+    if path.is_file() and _card(path).get("settings") == wanted:
+        log(f"{defense}: reusing {path}")
+        return str(path), _card(path)
+    arch, config, _ = recipe_for(model_name)
+    log(f"{defense}: training {model_name} with {settings.describe()} -> {path}")
+    result = train_classifier(arch, config, dataset, settings, name=model_name, device=device, log=log)
+    card = result.save(path, defense=defense)
+    return str(path), card
+
+
+def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data: str | None = None,
+                 split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
+                 limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
+                 rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel", purify_sigma: float = 0.25,
+                 purify_steps: int = 2, eot: int = 8, sigmas: tuple[float, ...] = (0.25, 0.5), n0: int = 100,
+                 n: int = 500, alpha: float = 0.001, certify_limit: int | None = None, certify_batch: int = 250,
+                 log: Callable[[str], None] = print) -> dict:
+    """Run the whole study into ``out``; returns the summary that :func:`robustaudio.report.defenses` renders.
+
+    Finished parts are kept: trained checkpoints, attack run directories (resumed batch by batch)
+    and certification rows (resumed clip by clip).
+    """
+    if model_name not in MODELS:
+        raise ModelError(unknown_model_message(model_name) + " `robustaudio defend` trains with a registered "
+                         "model's recipe.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dataset = AudioDataset.from_path(data)
+    test = AudioDataset.from_path(data, split=split)
+    _, _, base = recipe_for(model_name)
+    base = replace(base, seed=seed)
+    summary = {"model": model_name, "data": str(dataset.root), "split": split, "threat": threat.as_dict(),
+               "threat_name": threat.describe(), "steps": steps, "restarts": restarts, "limit": limit, "seed": seed,
+               "rows": [], "certification": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    weights: dict[str, str | None] = {}
+    attack_name = f"PGD-{steps} ({restarts} restart{'s' if restarts > 1 else ''}), {threat.describe()}"
+    for row in rows:
+        if row == "purification":
+            continue
+        settings = defense_settings(row, base, threat)
+        path, card = obtain_checkpoint(model_name, row, settings, dataset, out, retrain=retrain, device=device, log=log)
+        weights[row] = path
+        model = load_model(model_name, weights=path, device=device)
+        run_dir = run_attack(model, model_name, test, [threat], out / "attacks" / row, steps=steps, restarts=restarts,
+                             batch_size=batch_size, seed=seed, device=device, limit=limit,
+                             extra_settings={"defense": row, "weights": path})
+        summary["rows"].append(_row(row, settings.describe() if row != "none" else "none (plain training)",
+                                    build_report(run_dir), card, attack_name, run_dir, path))
+        log(_row_line(summary["rows"][-1]))
+    if "purification" in rows:
+        den = load_denoiser(denoiser, device=device)
+        base_model = load_model(model_name, weights=weights.get("none"), device=device)
+        purified = Purified(base_model, den, sigma=purify_sigma, steps=purify_steps)
+        defended = EOT(purified, samples=eot)
+        run_dir = run_attack(defended, model_name, test, [threat], out / "attacks" / "purification", steps=steps,
+                             restarts=restarts, batch_size=batch_size, seed=seed, device=device, limit=limit,
+                             sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
+                                                           "eot": eot, "denoiser": denoiser})
+        adaptive = (f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "
+                    f"noise), exact gradients through the UNet and all {purify_steps} sampler steps (no BPDA needed)")
+        card = {"training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
+                "training_note": f"denoiser training ({denoiser}); the classifier is the undefended one"}
+        summary["rows"].append(_row("purification", purified.describe() + f", deployed as the mean of {eot} draws",
+                                    build_report(run_dir), card, adaptive, run_dir, weights.get("none")))
+        log(_row_line(summary["rows"][-1]))
+    if sigmas:
+        summary["certification"] = certify_study(model_name, weights.get("none"), test, out / "certify",
+                                                 denoiser=denoiser, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
+                                                 limit=certify_limit if certify_limit is not None else limit,
+                                                 batch_size=certify_batch, seed=seed, device=device, log=log)
+    summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return summary
+
+
+def _denoiser_path(denoiser: str) -> Path:
+    return BUNDLED_DIR / BUNDLED_DENOISERS[denoiser] if denoiser in BUNDLED_DENOISERS else Path(denoiser)
+
+
+def _row(defense: str, description: str, attack_card: dict, train_card: dict, attack: str, run_dir: Path,
+         weights) -> dict:
+    condition = attack_card["conditions"][0]
+    return {"defense": defense, "description": description, "clean_accuracy": attack_card["clean_accuracy"],
+            "robust_accuracy": condition["robust_accuracy"], "attack": attack,
+            "training_seconds": train_card.get("training_seconds"), "training_note": train_card.get("training_note"),
+            "attack_seconds": condition["seconds"], "clips": attack_card["clips"], "run_dir": str(run_dir),
+            "weights": weights, "flags": attack_card.get("flags", [])}
+
+
+def _row_line(row: dict) -> str:
+    return (f"{row['defense']}: clean {row['clean_accuracy']['value']:.3f}, robust {row['robust_accuracy']['value']:.3f}"
+            f" ({row['attack']})")
+
+
+def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, *, denoiser: str,
+                  sigmas: tuple[float, ...], n0: int, n: int, alpha: float, limit: int | None, batch_size: int,
+                  seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
+    """CERTIFY every test clip at each σ, with and without ``denoiser``, in the denoiser's domain."""
+    model = load_model(model_name, weights=weights, device=device)
+    den = load_denoiser(denoiser, device=device)
+    clips = []
+    for batch in test.batches(model, batch_size=64, limit=limit):
+        for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist()):
+            clips.append((clip_id, audio.to(device), label))
+    out.mkdir(parents=True, exist_ok=True)
+    curves = []
+    for sigma in sigmas:
+        for use in (None, den):
+            smooth = Smooth(model, sigma, domain=den.domain, denoiser=use)
+            name = f"sigma-{sigma:g}-{'denoised' if use is not None else 'plain'}"
+            rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
+                                 rows_file=out / f"{name}.jsonl")
+            curves.append({"name": name, "sigma": sigma, "domain": den.domain, "denoiser": den.name if use else None,
+                           "description": smooth.describe(), "n0": n0, "n": n, "alpha": alpha, "rows": rows,
+                           "seconds": sum(r["seconds"] for r in rows)})
+            log(f"certified {name}: {sum(r['correct'] for r in rows)} of {len(rows)} clips correct at radius 0")
+    return curves

@@ -1,0 +1,144 @@
+"""The defenses report: the table (clean / robust accuracy, attack, training cost), certified-accuracy
+curves, and a closing note, as ``defenses.json``, ``defenses.md`` and ``defenses.html``.
+
+Built from the summary of :func:`robustaudio.defenses.suite.run_defenses` (and, for
+``robustaudio certify`` alone, from certification curves only).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..defenses.smoothing import certified_accuracy, snr_of_radius
+from .card import json_safe
+from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
+
+RADII = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+COMPARABLE = 0.05  # mixup "comparable" to adversarial training: robust accuracy at most this much lower
+
+
+def curve_summary(curve: dict, radii=RADII) -> dict:
+    """Certified accuracy at ``radii``, abstentions and the radii as SNR (median over clips) for one curve."""
+    rows = curve["rows"]
+    norms = np.array([r["norm"] for r in rows]) if rows else np.array([])
+    return {"name": curve["name"], "description": curve["description"], "sigma": curve["sigma"],
+            "domain": curve["domain"], "denoiser": curve["denoiser"], "clips": len(rows), "n0": curve["n0"],
+            "n": curve["n"], "alpha": curve["alpha"], "radii": list(radii),
+            "certified_accuracy": certified_accuracy(rows, radii),
+            "abstain_rate": float(np.mean([r["prediction"] is None for r in rows])) if rows else None,
+            "median_radius_correct": float(np.median([r["radius"] for r in rows if r["correct"]]))
+            if any(r["correct"] for r in rows) else None,
+            "median_snr_db_at_radius": [None if r == 0 or not len(norms) else float(np.median(
+                [snr_of_radius(x, r) for x in norms])) for r in radii],
+            "seconds": curve["seconds"]}
+
+
+def figure_certified(curves: list[dict]) -> plt.Figure:
+    """Certified accuracy against the L2 radius: one colour per σ, solid with the denoiser, dashed without."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    sigmas = sorted({c["sigma"] for c in curves})
+    for curve in curves:
+        rows = curve["rows"]
+        top = max([r["radius"] for r in rows] + [curve["sigma"]]) * 1.05
+        grid = np.linspace(0, top, 200)
+        color = f"C{sigmas.index(curve['sigma'])}"
+        label = f"σ={curve['sigma']:g}, " + ("denoised" if curve["denoiser"] else "no denoiser")
+        ax.plot(grid, certified_accuracy(rows, grid), color=color, linestyle="-" if curve["denoiser"] else "--",
+                label=label)
+    domain = curves[0]["domain"] if curves else "feature"
+    ax.set_xlabel(f"L2 radius ({'normalised log-mel' if domain == 'feature' else 'waveform samples'})")
+    ax.set_ylabel("certified accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Randomized smoothing: certified accuracy")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def certification_section(summaries: list[dict]) -> tuple[str, list[str], list[list[str]], str]:
+    radii = summaries[0]["radii"]
+    header = ["smoothing", "clips", *[f"r={r:g}" for r in radii], "abstain", "median SNR dB at r"]
+    rows = [[s["description"], str(s["clips"]), *[_fmt(a) for a in s["certified_accuracy"]], _fmt(s["abstain_rate"]),
+             " / ".join(_fmt(v, 3) for v in s["median_snr_db_at_radius"][1:])] for s in summaries]
+    first = summaries[0]
+    unit = "normalised log-mel units" if first["domain"] == "feature" else "waveform sample units (full scale 1)"
+    note = (f"Certified accuracy: fraction of clips that CERTIFY (Cohen et al. 2019; n0 = {first['n0']}, "
+            f"n = {first['n']}, α = {first['alpha']:g}, one-sided Clopper–Pearson) labels correctly with an L2 radius "
+            f"≥ r, r in {unit}. With n = {first['n']} the largest certifiable radius is "
+            f"σ·Φ⁻¹(α^(1/n)) = {_max_radius_factor(first['n'], first['alpha']):.2f}σ. 'denoised': one-shot diffusion "
+            f"denoising at the step matched to σ before the classifier (Carlini et al. 2023). The SNR column states "
+            f"each radius r > 0 as 20·log10(‖x‖₂ / r), median over the clips.")
+    return "Certified accuracy (randomized smoothing)", header, rows, note
+
+
+def _max_radius_factor(n: int, alpha: float) -> float:
+    from scipy import stats
+    return float(stats.norm.ppf(alpha ** (1 / n)))
+
+
+def closing_note(rows: list[dict]) -> str:
+    """Whether mixup gave protection comparable to adversarial training at lower cost, from the table."""
+    by = {r["defense"]: r for r in rows}
+    if "adversarial" not in by or not any(k.startswith("mixup") for k in by):
+        return ""
+    adv = by["adversarial"]
+    parts = []
+    for name in [k for k in by if k.startswith("mixup")]:
+        mix = by[name]
+        gap = adv["robust_accuracy"]["value"] - mix["robust_accuracy"]["value"]
+        comparable = gap <= COMPARABLE
+        cost = (f"{mix['training_seconds']:.0f} s vs {adv['training_seconds']:.0f} s of training "
+                f"({adv['training_seconds'] / mix['training_seconds']:.1f}× cheaper)"
+                if mix.get("training_seconds") and adv.get("training_seconds") else "training cost unknown")
+        parts.append(f"{name}: robust accuracy {mix['robust_accuracy']['value']:.3f} vs {adv['robust_accuracy']['value']:.3f} "
+                     f"for adversarial training, {cost}: "
+                     + ("comparable protection at lower cost." if comparable and mix.get("training_seconds", 0)
+                        < (adv.get("training_seconds") or 0) else "not comparable protection here."
+                        if not comparable else "comparable protection, but not cheaper."))
+    if "none" in by:
+        parts.append(f"Undefended: {by['none']['robust_accuracy']['value']:.3f}.")
+    return (f"Does mixup protect like adversarial training at lower cost? (comparable = robust accuracy at most "
+            f"{COMPARABLE:g} below adversarial training's) " + " ".join(parts))
+
+
+def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
+    header = ["defense", "what", "clean acc. [95% CI]", "robust acc. [95% CI]", "attack", "training s", "attack s"]
+    rows = [[r["defense"], r["description"], _estimate_text(r["clean_accuracy"]), _estimate_text(r["robust_accuracy"]),
+             r["attack"], _fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
+             f"{r['attack_seconds']:.0f}"] for r in summary["rows"]]
+    note = (f"{summary['model']} on {summary['data']} ({summary['split']} split, {summary['rows'][0]['clips']} clips), "
+            f"threat model {summary['threat_name']}. Robust accuracy counts clean errors as errors; intervals are 95% "
+            f"percentile bootstrap over clips. Training s: wall time of the training loop from each checkpoint's card. "
+            f"Each row's records and full report are in its run directory (attacks/<defense>/).")
+    return "Defenses at a fixed budget", header, rows, note
+
+
+def build_defenses_report(out: str | Path, summary: dict) -> dict:
+    """Write ``defenses.json`` / ``.md`` / ``.html`` and ``figures/certified.png`` into ``out``; returns the
+    JSON document (table rows, certification summaries, closing note)."""
+    out = Path(out)
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    curves = summary.get("certification", [])
+    certification = [curve_summary(c) for c in curves]
+    document = {**{k: v for k, v in summary.items() if k != "certification"}, "certification": certification,
+                "closing_note": closing_note(summary.get("rows", []))}
+    (out / "defenses.json").write_text(json.dumps(json_safe(document), indent=2))
+    sections, figures = [], []
+    if summary.get("rows"):
+        sections.append(table_section(summary))
+    if certification:
+        sections.append(certification_section(certification))
+        figures.append(("Certified accuracy against the radius", "certified.png",
+                        _save(figure_certified(curves), out / FIGURES_DIR / "certified.png")))
+    lines = [f"model: {summary['model']}", f"data: {summary['data']} ({summary.get('split', 'test')})",
+             f"seed: {summary.get('seed', 0)}"]
+    if document["closing_note"]:
+        lines.append(document["closing_note"])
+    title = f"Defenses: {summary['model']}"
+    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, []), encoding="utf-8")
+    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, []), encoding="utf-8")
+    return document
