@@ -18,3 +18,6 @@ def main() -> None:
 for command in (models, attack, noise, compare, report):
     main.add_command(command)
 # Commands of the other capabilities (one import and one add_command line each):
+from .defend import certify, defend, train, train_denoiser_command  # noqa: E402
+for command in (train, train_denoiser_command, certify, defend):
+    main.add_command(command)
