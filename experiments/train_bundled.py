@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from robustaudio.data import AudioDataset
-from robustaudio.defenses.training import TrainSettings, train_classifier
+from robustaudio.defenses.training import TrainSettings, augment, train_classifier  # noqa: F401  augment: for train_fusion.py
 from robustaudio.models.registry import BUNDLED_DIR, MODELS
 
 RECIPES = {
