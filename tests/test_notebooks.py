@@ -1,20 +1,39 @@
-"""Every notebook in notebooks/ runs top to bottom without an error (on a copy; the saved outputs stay)."""
+"""Every notebook runs top to bottom without an error, and each saved .ipynb is built from its
+current source (notebooks/NN_name.py, jupytext percent format)."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
+pytest.importorskip("jupytext")
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
+spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build.py")
+build = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build)
+SOURCES = build.sources()
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path):
-    notebook = nbformat.read(path, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}}).execute()
+def cell_sources(notebook) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in notebook.cells]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_saved_notebook_is_built_from_its_source(source):
+    saved = source.with_suffix(".ipynb")
+    assert saved.is_file(), f"{saved.name} is missing: python notebooks/build.py {source.name}"
+    assert cell_sources(nbformat.read(saved, as_version=4)) == cell_sources(build.load(source)), \
+        f"{saved.name} is stale: python notebooks/build.py {source.name}"
+    outputs = [o for c in nbformat.read(saved, as_version=4).cells if c.cell_type == "code" for o in c.outputs]
+    assert outputs and not [o for o in outputs if o.get("output_type") == "error"]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=[p.stem for p in SOURCES])
+def test_notebook_runs(source):
+    notebook = build.execute(build.load(source))
     errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
