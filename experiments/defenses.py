@@ -5,6 +5,12 @@ the defenses table and the certified-accuracy curves.
     python experiments/defenses.py                    # retrain every row, attack, certify -> runs/defenses/
     python experiments/defenses.py --bundle           # ... and copy the defended cnn checkpoints into the package
 
+On a shared machine the table and the certification can run side by side (finished parts are
+reused, so a final plain run only assembles the report):
+
+    python experiments/defenses.py --part table &  python experiments/defenses.py --part certify
+    python experiments/defenses.py --bundle
+
 Settings (all on one CPU thread, seed 0, the bundled ``minievents`` data; train split for training,
 the 105 test clips for every number):
 
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -36,13 +43,14 @@ import torch
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
-from robustaudio.defenses.suite import TRAINED_DEFENSES, bundled_defended, run_defenses
+from robustaudio.defenses.suite import TRAINED_DEFENSES, bundled_defended, certify_study, run_defenses
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report.defenses import build_defenses_report
 
 DENOISER = DenoiserSettings(domain="feature", epochs=20, batch_size=32, lr=3e-3, sigma_max=1.0, channels=(8, 16, 32),
                             ema_decay=0.995, seed=0)
+SIGMAS = (0.25, 0.5)
 
 
 def bundle_denoiser() -> None:
@@ -59,21 +67,32 @@ def main() -> None:
     parser.add_argument("--bundle", action="store_true", help="Copy the defended checkpoints into the package.")
     parser.add_argument("--out", type=Path, default=Path("runs/defenses"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N test clips (smoke runs).")
+    parser.add_argument("--part", choices=["all", "table", "certify"], default="all",
+                        help="table: train and attack only; certify: certification only (after the table part "
+                             "has trained the undefended row); all: everything, reusing finished parts.")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    if args.denoiser_only or not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
+    if args.denoiser_only or args.part == "all" and not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
         bundle_denoiser()
         if args.denoiser_only:
             return
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    if args.part == "certify":
+        none = args.out / "train" / "none.pt"
+        while not none.with_suffix(".json").is_file():  # written by the table part after training
+            time.sleep(30)
+        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), args.out / "certify",
+                      denoiser="minievents-logmel", sigmas=SIGMAS, n0=100, n=500, alpha=0.001, limit=args.limit,
+                      batch_size=250, seed=0, device="cpu", log=log)
+        return
     summary = run_defenses("cnn", ThreatModel("linf", eps=0.002), args.out, steps=10, restarts=1, batch_size=16,
                            limit=args.limit, seed=0, retrain=True, purify_sigma=0.25, purify_steps=2, eot=8,
-                           sigmas=(0.25, 0.5), n0=100, n=500, alpha=0.001,
-                           log=lambda line: print(line, flush=True))
+                           sigmas=SIGMAS if args.part == "all" else (), n0=100, n=500, alpha=0.001, log=log)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     document = build_defenses_report(args.out, summary)
     print(json.dumps({"rows": document["rows"], "certification": document["certification"],
                       "closing_note": document["closing_note"]}, indent=1, default=str))
-    if args.bundle:
+    if args.bundle and args.part == "all":
         for defense in TRAINED_DEFENSES:
             source = args.out / "train" / f"{defense}.pt"
             shutil.copyfile(source, bundled_defended("cnn", defense))

@@ -90,6 +90,8 @@ def test_certify_clips_rows_resume_and_certified_accuracy(tmp_path):
         [2 / 3, 2 / 3, 0.0])
     again = certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, batch_size=1000, rows_file=rows_file)
     assert again == rows and len(rows_file.read_text().splitlines()) == 3
+    with pytest.raises(SmoothingError, match="other settings"):
+        certify_clips(Smooth(model, 0.25, domain="waveform"), clips, n0=50, n=2000, alpha=0.001, rows_file=rows_file)
 
 
 @pytest.mark.parametrize("kwargs, message", [

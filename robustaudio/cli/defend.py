@@ -45,6 +45,8 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--mixup-weighting", type=click.Choice(WEIGHTINGS), default="none", show_default=True,
               help="Draw partners more often from classes of low latent density / convexity.")
 @click.option("--mixup-modality", default="audio", show_default=True, help="Whose latent metrics weight the classes.")
+@click.option("--mixup-refresh", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Epochs between class-weight updates (the first epochs are unweighted).")
 @click.option("--adv-norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--adv-eps", type=float, default=0.002, show_default=True, help="PGD budget of adversarial training.")
 @click.option("--adv-domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
@@ -57,7 +59,7 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it, .json). "
               "Default: robustaudio-runs/train/<model>-<method>.pt")
 def train(model_name, method, data, train_split, test_split, epochs, lr, weight_decay, batch_size, no_augment,
-          mixup_alpha, mixup_space, mixup_weighting, mixup_modality, adv_norm, adv_eps, adv_domain, adv_steps,
+          mixup_alpha, mixup_space, mixup_weighting, mixup_modality, mixup_refresh, adv_norm, adv_eps, adv_domain, adv_steps,
           noise_sigma, noise_domain, seed, device, out) -> None:
     """Train a model: plain, mixup, PGD adversarial training or Gaussian noise; writes a checkpoint and its card.
 
@@ -69,7 +71,8 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
         given = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
         settings = replace(settings, **{k: v for k, v in given.items() if v is not None}, method=method,
                            augment=not no_augment, mixup_alpha=mixup_alpha, mixup_space=mixup_space,
-                           mixup_weighting=mixup_weighting, mixup_modality=mixup_modality, adv_norm=adv_norm,
+                           mixup_weighting=mixup_weighting, mixup_modality=mixup_modality, mixup_refresh=mixup_refresh,
+                           adv_norm=adv_norm,
                            adv_eps=adv_eps, adv_domain=adv_domain, adv_steps=adv_steps, noise_sigma=noise_sigma,
                            noise_domain=noise_domain, seed=seed)
         settings.check()

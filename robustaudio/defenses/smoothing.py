@@ -186,11 +186,16 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
     (the radius as SNR), seconds.
     """
     check_settings(smooth.sigma, n0, n, alpha)
+    settings = {"n": n, "n0": n0, "alpha": alpha, "sigma": smooth.sigma, "domain": smooth.domain,
+                "denoiser": smooth.denoiser.name if smooth.denoiser is not None else None}
     done: dict[str, dict] = {}
     if rows_file is not None and Path(rows_file).exists():
         for line in Path(rows_file).read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
+                if {k: row.get(k) for k in settings} != settings:
+                    raise SmoothingError(f"{rows_file} holds certificates with other settings "
+                                         f"({ {k: row.get(k) for k in settings} } vs {settings}): use another --out.")
                 done[row["clip_id"]] = row
     rows = []
     labels = smooth.model.labels
@@ -205,9 +210,7 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
         row = {"clip_id": clip_id, "label": labels[label],
                "prediction": None if certificate.prediction == ABSTAIN else labels[certificate.prediction],
                "correct": certificate.prediction == label, "radius": certificate.radius,
-               "p_lower": certificate.p_lower, "count": certificate.count, "n": n, "n0": n0, "alpha": alpha,
-               "sigma": smooth.sigma, "domain": smooth.domain,
-               "denoiser": smooth.denoiser.name if smooth.denoiser is not None else None, "norm": norm,
+               "p_lower": certificate.p_lower, "count": certificate.count, **settings, "norm": norm,
                "snr_db": snr_of_radius(norm, certificate.radius), "seconds": time.perf_counter() - start}
         rows.append(row)
         if rows_file is not None:
