@@ -1,0 +1,344 @@
+"""Expectation over transforms for played-back audio: an utterance and a music loop in a simulated room.
+
+A **scene** is ``scene_seconds`` of what one microphone hears (``[B, T]`` at ``sample_rate`` Hz):
+
+- the utterance (dry speech, trimmed of silence) ends at a random point of the scene
+  (``speech_end``, a fraction of the scene) and reaches the microphone through the room's
+  impulse response from the talker's position; it is rescaled to its dry RMS over its span, so the
+  room changes the sound, not the speech level;
+- the music loop plays throughout, from a random offset in the loop, through the response from
+  the loudspeaker's position (the loop is convolved with ``L`` samples of history, so the scene
+  starts with the reverberant tail of the music already there); its level is set relative to the
+  speech at the microphone: ``20 log10(RMS music / RMS speech) = music_db`` over the utterance's
+  span (:func:`robustaudio.attacks.threat.snr_db` on the two, masked to the span);
+- a real recorded background (``robustaudio/data/bundled/noises``) at a random SNR relative to the
+  speech, over the same span;
+- the sum is clamped to [-1, 1] (only where it would clip).
+
+Rooms are shoeboxes simulated with pyroomacoustics (:func:`robustaudio.metrics.corruptions.simulate_room`:
+random size, RT60 and so wall absorption, talker, loudspeaker and microphone positions). Each room
+set is drawn from its own seeded stream, named by its split: the ``optimisation`` rooms that
+:func:`robustaudio.attacks.jamming.jam` samples from and the ``held-out`` rooms that only evaluation
+sees (:func:`room_split` checks that no room is in both).
+
+Every random draw comes from a ``torch.Generator``: the same seed gives the same rooms, transforms
+and scenes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import zlib
+from dataclasses import dataclass, replace
+
+import torch
+import torchaudio
+
+from ..metrics.corruptions import SimulatedRoom, noise_segments, simulate_room
+from .threat import snr_db
+
+SPLITS = ("optimisation", "held-out")
+MUSIC_DB_RANGE = (-40.0, 10.0)   # music relative to speech; beyond +10 dB the speech is drowned
+NOISE_SNR_RANGE = (-10.0, 60.0)
+RT60_LIMITS = (0.15, 1.5)        # what the room simulation accepts
+TRIM_DB = -40.0                  # silence = below this many dB re the clip's peak
+TRIM_MARGIN = 0.05               # seconds kept on each side of the speech when trimming
+RIR_FLOOR_DB = -60.0             # room responses are cut where their remaining energy is this far down
+
+
+class JamError(ValueError):
+    """Settings or inputs the jamming attack cannot use; the message names the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class EOTConfig:
+    """The transform distribution.
+
+    Args:
+        music_db: music level relative to speech at the microphone (dB), the loudness constraint.
+        jitter_db: optimisation draws the music level uniformly in ``music_db ± jitter_db``;
+            evaluation plays it at exactly ``music_db`` (:meth:`fixed_level`).
+        noise_snr_db: background SNR (dB) relative to the speech, drawn uniformly in this range.
+        scene_seconds: length of a scene (s).
+        speech_end: where the utterance ends, as a fraction of the scene, drawn uniformly.
+        rt60: design reverberation time of the rooms (s), drawn uniformly per room.
+        sample_rate: Hz.
+    """
+
+    music_db: float = -10.0
+    jitter_db: float = 10.0
+    noise_snr_db: tuple[float, float] = (10.0, 30.0)
+    scene_seconds: float = 3.0
+    speech_end: tuple[float, float] = (0.75, 0.9)
+    rt60: tuple[float, float] = (0.2, 0.6)
+    sample_rate: int = 16000
+
+    def __post_init__(self) -> None:
+        low, high = MUSIC_DB_RANGE
+        if not (math.isfinite(self.music_db) and low <= self.music_db <= high):
+            raise JamError(f"Music level {self.music_db} dB relative to speech is outside [{low:g}, {high:g}] dB: "
+                           f"below that it is inaudible under the speech, above it the speech is drowned. "
+                           f"Typical: --music-db -10.")
+        if not (math.isfinite(self.jitter_db) and 0 <= self.jitter_db <= 20):
+            raise JamError(f"jitter_db must be in [0, 20] dB; got {self.jitter_db}.")
+        if not (NOISE_SNR_RANGE[0] <= self.noise_snr_db[0] <= self.noise_snr_db[1] <= NOISE_SNR_RANGE[1]):
+            raise JamError(f"noise_snr_db {self.noise_snr_db} must be (low, high) within "
+                           f"[{NOISE_SNR_RANGE[0]:g}, {NOISE_SNR_RANGE[1]:g}] dB.")
+        if not (0 < self.speech_end[0] <= self.speech_end[1] <= 1):
+            raise JamError(f"speech_end {self.speech_end} must be fractions of the scene, 0 < low <= high <= 1.")
+        if not (RT60_LIMITS[0] <= self.rt60[0] <= self.rt60[1] <= RT60_LIMITS[1]):
+            raise JamError(f"rt60 {self.rt60} s must be (low, high) within [{RT60_LIMITS[0]:g}, {RT60_LIMITS[1]:g}] s.")
+        if not (math.isfinite(self.scene_seconds) and self.scene_seconds > 0):
+            raise JamError(f"scene_seconds must be > 0; got {self.scene_seconds}.")
+
+    @property
+    def scene_samples(self) -> int:
+        return int(round(self.scene_seconds * self.sample_rate))
+
+    def fixed_level(self) -> "EOTConfig":
+        """The same distribution with the music at exactly ``music_db`` (evaluation)."""
+        return replace(self, jitter_db=0.0)
+
+    def as_dict(self) -> dict:
+        return {"music_db": self.music_db, "jitter_db": self.jitter_db, "noise_snr_db": list(self.noise_snr_db),
+                "scene_seconds": self.scene_seconds, "speech_end": list(self.speech_end), "rt60": list(self.rt60),
+                "sample_rate": self.sample_rate}
+
+
+# ---------------------------------------------------------------------------------------------
+# Utterances
+# ---------------------------------------------------------------------------------------------
+
+
+def trim_silence(audio: torch.Tensor, sample_rate: int, name: str = "clip") -> torch.Tensor:
+    """``[T]`` -> the stretch from the first to the last sample above ``TRIM_DB`` re peak, ± ``TRIM_MARGIN`` s."""
+    peak = float(audio.abs().max()) if audio.numel() else 0.0
+    if not math.isfinite(peak) or peak <= 1e-5:
+        raise JamError(f"{name} is silent (peak {peak:.2e}): it has no speech to play. Remove it from the data.")
+    loud = torch.nonzero(audio.abs() >= peak * 10 ** (TRIM_DB / 20)).flatten()
+    margin = int(TRIM_MARGIN * sample_rate)
+    return audio[max(0, int(loud[0]) - margin):int(loud[-1]) + 1 + margin]
+
+
+@dataclass(frozen=True)
+class Utterances:
+    """Dry speech clips, trimmed: ``audio`` ``[N, S]`` zero-padded, ``lengths`` ``[N]`` (samples),
+    ``labels`` ``[N]`` (1: the target word, 0: anything else), ``ids`` one name per clip."""
+
+    ids: tuple[str, ...]
+    audio: torch.Tensor
+    lengths: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def from_waveforms(cls, ids, waveforms, labels, sample_rate: int, trim: bool = True) -> "Utterances":
+        """From 1-D waveforms ``[T_i]`` in [-1, 1] at ``sample_rate`` (trimmed unless ``trim=False``)."""
+        ids, labels = tuple(ids), [int(l) for l in labels]
+        if not ids or len(ids) != len(waveforms) or len(ids) != len(labels):
+            raise JamError(f"Give one id and one label per waveform (got {len(ids)} ids, {len(waveforms)} "
+                           f"waveforms, {len(labels)} labels), and at least one.")
+        clips = [trim_silence(w, sample_rate, i) if trim else w for i, w in zip(ids, waveforms)]
+        for name, clip in zip(ids, clips):
+            if not trim and float(clip.abs().max()) <= 1e-5:
+                raise JamError(f"{name} is silent: it has no speech to play. Remove it from the data.")
+        audio = torch.nn.utils.rnn.pad_sequence([c.float() for c in clips], batch_first=True)
+        return cls(ids, audio, torch.tensor([len(c) for c in clips]), torch.tensor(labels))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, keep: torch.Tensor) -> "Utterances":
+        """The clips where the bool mask ``keep`` ``[N]`` is True (or at the given indices)."""
+        index = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep
+        lengths = self.lengths[index]
+        width = int(lengths.max()) if len(index) else 0
+        return Utterances(tuple(self.ids[i] for i in index.tolist()), self.audio[index, :width], lengths,
+                          self.labels[index])
+
+    def positives(self) -> "Utterances":
+        return self.subset(self.labels == 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rooms
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoomSet:
+    """Rooms of one split, each with a talker (source 0) and a loudspeaker (source 1).
+
+    ``speech_rirs``, ``music_rirs``: ``[N, L]`` the responses from each source to the microphone,
+    zero-padded to the longest.
+    """
+
+    split: str
+    seed: int
+    rooms: tuple[SimulatedRoom, ...]
+    speech_rirs: torch.Tensor
+    music_rirs: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.rooms)
+
+    def describe(self) -> list[dict]:
+        return [{"split": self.split, "index": i, "size_m": [round(v, 3) for v in r.size], "rt60": round(r.rt60, 3),
+                 "absorption": round(r.absorption, 4), "talker": [round(v, 3) for v in r.sources[0]],
+                 "loudspeaker": [round(v, 3) for v in r.sources[1]], "mic": [round(v, 3) for v in r.mic]}
+                for i, r in enumerate(self.rooms)]
+
+
+def split_seed(split: str, seed: int) -> int:
+    """The generator seed of a split's room stream: distinct per split and seed, stable across processes."""
+    if split not in SPLITS:
+        raise JamError(f"Unknown room split {split!r}; use one of {', '.join(SPLITS)}.")
+    return zlib.crc32(f"rooms:{split}:{seed}".encode())
+
+
+def decay_length(rir: torch.Tensor, floor_db: float = RIR_FLOOR_DB) -> int:
+    """Samples of ``rir`` ``[L]`` until what is left of its energy falls ``floor_db`` below the total."""
+    remaining = rir.double().flip(0).pow(2).cumsum(0).flip(0)
+    return int((remaining >= remaining[0] * 10 ** (floor_db / 10)).sum())
+
+
+@functools.lru_cache(maxsize=16)
+def make_rooms(split: str, count: int, seed: int = 0, rt60: tuple[float, float] = (0.2, 0.6),
+               sample_rate: int = 16000) -> RoomSet:
+    """``count`` rooms of ``split``, drawn from that split's own stream (cached per process).
+
+    Each room: RT60 uniform in ``rt60`` s, then :func:`simulate_room` with two sources. The
+    responses are cut to the longest decay to ``RIR_FLOOR_DB`` (pyroomacoustics pads them far past
+    it, and every scene convolves with them). Simulation costs about 0.05-0.5 s per room at RT60
+    0.2-0.6 s.
+    """
+    if count < 1:
+        raise JamError(f"A room set needs at least one room; got {count}.")
+    generator = torch.Generator().manual_seed(split_seed(split, seed))
+    rooms = []
+    for _ in range(count):
+        value = rt60[0] + (rt60[1] - rt60[0]) * float(torch.rand(1, generator=generator, dtype=torch.float64))
+        rooms.append(simulate_room(value, generator, sources=2, sample_rate=sample_rate))
+    width = max(decay_length(h) for r in rooms for h in r.rirs)
+    rirs = torch.stack([torch.nn.functional.pad(r.rirs, (0, max(0, width - r.rirs.shape[1])))[:, :width]
+                        for r in rooms])
+    return RoomSet(split, seed, tuple(rooms), rirs[:, 0].contiguous(), rirs[:, 1].contiguous())
+
+
+def room_split(config: EOTConfig, optimisation: int = 16, held_out: int = 16, seed: int = 0
+               ) -> tuple[RoomSet, RoomSet]:
+    """The optimisation rooms and the held-out rooms; raises if any room were in both."""
+    train = make_rooms("optimisation", optimisation, seed, tuple(config.rt60), config.sample_rate)
+    test = make_rooms("held-out", held_out, seed, tuple(config.rt60), config.sample_rate)
+    shared = set(train.rooms) & set(test.rooms)
+    if shared:
+        raise JamError(f"{len(shared)} room(s) drawn in both splits: change the seed.")
+    return train, test
+
+
+# ---------------------------------------------------------------------------------------------
+# Transforms and scenes
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transforms:
+    """One draw per scene, ``B`` scenes.
+
+    ``room`` ``[B]`` index into the room set; ``music_db`` ``[B]`` music level re speech (dB);
+    ``music_offset`` ``[B]`` where in the loop the scene starts (samples); ``speech_end`` ``[B]`` the
+    sample at which the utterance ends; ``noise_snr_db`` ``[B]``; ``noise`` ``[B, T]`` background
+    segments at their recorded level (scaled when rendered).
+    """
+
+    room: torch.Tensor
+    music_db: torch.Tensor
+    music_offset: torch.Tensor
+    speech_end: torch.Tensor
+    noise_snr_db: torch.Tensor
+    noise: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.room)
+
+    def take(self, index: torch.Tensor) -> "Transforms":
+        """The transforms of the scenes at ``index`` ``[b]``."""
+        return Transforms(self.room[index], self.music_db[index], self.music_offset[index], self.speech_end[index],
+                          self.noise_snr_db[index], self.noise[index])
+
+    def rows(self) -> list[dict]:
+        """Per scene, the scalar draws (for records)."""
+        return [{"room": int(r), "music_db": float(m), "music_offset": int(o), "speech_end": int(e),
+                 "noise_snr_db": float(n)}
+                for r, m, o, e, n in zip(self.room, self.music_db, self.music_offset, self.speech_end,
+                                         self.noise_snr_db)]
+
+
+def sample_transforms(count: int, rooms: RoomSet, config: EOTConfig, generator: torch.Generator, *,
+                      loop_samples: int) -> Transforms:
+    """Draw ``count`` transforms (rooms from ``rooms`` only) for a music loop of ``loop_samples``."""
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return low + (high - low) * torch.rand(count, generator=generator, dtype=torch.float64)
+
+    room = torch.randint(len(rooms), (count,), generator=generator)
+    music_db = uniform(config.music_db - config.jitter_db, config.music_db + config.jitter_db)
+    offset = torch.randint(loop_samples, (count,), generator=generator)
+    end = (uniform(*config.speech_end) * config.scene_samples).round().long().clamp(1, config.scene_samples)
+    snr = uniform(*config.noise_snr_db)
+    noise = noise_segments(count, config.scene_samples, generator, sample_rate=config.sample_rate)
+    return Transforms(room, music_db.float(), offset, end, snr.float(), noise)
+
+
+def _gain_to_level(reference: torch.Tensor, signal: torch.Tensor, level_db: torch.Tensor) -> torch.Tensor:
+    """Per-row gain ``[B, 1]`` that sets ``20 log10(||g signal|| / ||reference||)`` to ``level_db`` ``[B]``."""
+    return (10 ** ((level_db + snr_db(reference, signal)) / 20)).unsqueeze(1)
+
+
+def render_parts(speech: Utterances, music: torch.Tensor | None, transforms: Transforms, rooms: RoomSet,
+                 config: EOTConfig) -> dict[str, torch.Tensor]:
+    """The three components of each scene at the microphone, at their final levels, ``[B, T]`` each.
+
+    Args:
+        speech: ``B`` utterances (row ``b`` goes with transform ``b``).
+        music: the loop ``[Tm]`` (every scene) or ``[B, Tm]`` (one per scene), or ``None`` (no music:
+            the ``music`` part is zeros). Gradients flow to it.
+        transforms, rooms, config: as drawn by :func:`sample_transforms` from ``rooms``.
+    Returns: ``{"speech", "music", "noise", "span"}``; ``span`` is the 0/1 mask of the utterance's samples.
+    """
+    if len(speech) != len(transforms):
+        raise JamError(f"{len(speech)} utterances for {len(transforms)} transforms: give one per scene.")
+    batch, length = len(transforms), config.scene_samples
+    dry = torch.zeros(batch, length)
+    span = torch.zeros(batch, length)
+    for b in range(batch):
+        end, size = int(transforms.speech_end[b]), int(speech.lengths[b])
+        start = max(0, end - size)
+        dry[b, start:end] = speech.audio[b, size - (end - start):size]
+        span[b, start:end] = 1.0
+    speech_rirs = rooms.speech_rirs[transforms.room]
+    wet = torchaudio.functional.fftconvolve(dry, speech_rirs)[:, :length]
+    wet = wet * _gain_to_level(dry * span, wet * span, torch.zeros(batch))  # the dry speech level
+    noise = transforms.noise * _gain_to_level(wet * span, transforms.noise * span, -transforms.noise_snr_db)
+    parts = {"speech": wet, "noise": noise, "span": span}
+    if music is None:
+        parts["music"] = torch.zeros_like(wet)
+        return parts
+    music_rirs = rooms.music_rirs[transforms.room]
+    history = music_rirs.shape[1]
+    loop = music.shape[-1]
+    index = (transforms.music_offset.unsqueeze(1) - history + torch.arange(length + history)) % loop
+    played = music[index] if music.dim() == 1 else torch.gather(music, 1, index)
+    heard = torchaudio.functional.fftconvolve(played, music_rirs)[:, history:history + length]
+    parts["music"] = heard * _gain_to_level(wet * span, heard * span, transforms.music_db)
+    return parts
+
+
+def render(speech: Utterances, music: torch.Tensor | None, transforms: Transforms, rooms: RoomSet,
+           config: EOTConfig) -> torch.Tensor:
+    """Scenes ``[B, T]`` in [-1, 1]: speech + music + background (see :func:`render_parts`)."""
+    parts = render_parts(speech, music, transforms, rooms, config)
+    return (parts["speech"] + parts["music"] + parts["noise"]).clamp(-1.0, 1.0)
+
+
+__all__ = ["EOTConfig", "JamError", "RoomSet", "SPLITS", "Transforms", "Utterances", "make_rooms", "render",
+           "render_parts", "room_split", "sample_transforms", "split_seed", "trim_silence"]

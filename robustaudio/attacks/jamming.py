@@ -1,0 +1,405 @@
+"""Jamming a detector with music: the objective, the optimisation over transforms, and the evaluation.
+
+The attack (thesis ch. 8, "adversarial music"; our protocol in ``robustness_methods.md`` §2) looks
+for one music loop that, played in the background at a fixed level relative to the speech, stops a
+detector from firing on its target word, in rooms it was never optimised in.
+
+- :class:`Detector`: a classifier seen as a detector of one target class, with differentiable
+  per-window margins (``> 0`` = fires). For openWakeWord models the windows are the 80 ms streaming
+  scores (the margin is the head's pre-sigmoid logit); any other classifier has one window and the
+  margin of the target logit over the best other (single-label) or over the decision threshold
+  (multi-label).
+- :func:`jam_loss`: ``softplus(logsumexp_w margin_w + confidence)``, averaged over scenes: the
+  thesis minimises E[log P(wake)]; ``softplus(z) = −log(1 − P(wake))`` (for one window) is the same
+  goal without its unbounded tail, so scenes that no longer fire stop pulling on the music, and the
+  log-sum-exp over windows is a smooth maximum that reaches every window that could fire.
+- :func:`jam`: Adam on the synthesiser's parameters, each step on a fresh batch of
+  utterances × transforms from the optimisation rooms only.
+- :func:`evaluate`: scenes drawn once per room set and utterance (seeded), rendered with each music
+  condition (paired: the same rooms, offsets, noise for clean, random and adversarial music) and
+  scored by every detector given (a mapping, so a black-box transfer target is one more entry);
+  one row per detector × condition × scene. :func:`summarize` turns rows into TPR / FPR / F1 with
+  95% bootstrap intervals per detector × room set × condition.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..data import AudioDataset
+from ..data.audio import AudioError, load_audio
+from ..metrics.classification import mean_with_ci
+from ..models.base import Classifier, frozen
+from .eot import EOTConfig, JamError, RoomSet, Utterances, render, room_split, sample_transforms
+from .music import KarplusStrong
+
+CONDITIONS = ("clean", "random", "adversarial")
+
+
+class ScoringDetector(Protocol):
+    """Anything that scores scenes ``[B, T]`` -> ``[B]`` and fires at ``score >= threshold``."""
+
+    threshold: float
+
+    def scores(self, audio: torch.Tensor) -> torch.Tensor: ...
+
+
+class Detector:
+    """``model`` as a detector of the class ``target``; scores are in [0, 1], firing at 0.5.
+
+    ``margins(audio)`` ``[B, W]`` (differentiable): openWakeWord models give one margin per scored
+    80 ms window, the head's pre-sigmoid logit (the hey_jarvis verifier included); other classifiers
+    give ``W = 1``: ``logit_target − max_other logit`` (single-label: fires iff the target is the
+    top class) or ``logit_target − logit(threshold)`` (multi-label). ``scores(audio)`` ``[B]`` is
+    ``sigmoid(max_w margin)``: for openWakeWord exactly its wake-word score.
+    """
+
+    threshold = 0.5
+
+    def __init__(self, model: Classifier, target: str):
+        if target not in model.labels:
+            shown = ", ".join(model.labels[:20]) + (" ..." if len(model.labels) > 20 else "")
+            raise JamError(f"The model has no class {target!r} to jam; its classes are: {shown}. "
+                           f"Pass --target with one of them.")
+        self.model = model
+        self.target = target
+        self.index = model.labels.index(target)
+        self.windowed = hasattr(model, "window_logits")
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.model.sample_rate)
+
+    def margins(self, audio: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if self.windowed:
+            logits = model.window_logits(model.embeddings(model.features(audio)))   # [B, W, K]
+        else:
+            logits = model(audio).unsqueeze(1)                                        # [B, 1, K]
+        target = logits[..., self.index]
+        if model.multilabel:
+            threshold = torch.tensor(float(model.threshold))
+            return target - torch.log(threshold / (1 - threshold))
+        others = torch.cat([logits[..., :self.index], logits[..., self.index + 1:]], dim=-1)
+        return target - others.amax(dim=-1)
+
+    @torch.no_grad()
+    def scores(self, audio: torch.Tensor) -> torch.Tensor:
+        with frozen(self.model):
+            return torch.sigmoid(self.margins(audio).amax(dim=1))
+
+
+def jam_loss(margins: torch.Tensor, confidence: float = 0.0) -> torch.Tensor:
+    """``mean_b softplus(logsumexp_w margins[b, w] + confidence)`` for margins ``[B, W]`` (scalar)."""
+    return F.softplus(torch.logsumexp(margins, dim=1) + confidence).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Utterances from a dataset
+# ---------------------------------------------------------------------------------------------
+
+
+def load_utterances(root: str | Path | None, target: str, sample_rate: int, split: str | None = None
+                    ) -> tuple[Utterances, list[str]]:
+    """Clips of a dataset (``AudioDataset`` layouts) as utterances: label 1 where the clip's label is
+    ``target``, 0 otherwise. Unusable clips are skipped; returns the utterances and one note per skip."""
+    dataset = AudioDataset.from_path(root, split)
+    ids, waves, labels, notes = [], [], [], []
+    for clip in dataset.clips:
+        try:
+            audio, _ = load_audio(clip.path, sample_rate)
+            ids.append(clip.id)
+            waves.append(audio)
+            labels.append(int(target in clip.labels))
+        except (AudioError, JamError) as error:
+            notes.append(f"skipped {clip.id}: {error}")
+    if not any(labels):
+        raise JamError(f"No clip labelled {target!r} under {dataset.root}{f' in split {split!r}' if split else ''}: "
+                       f"the jammer needs utterances of the target word (a folder or metadata label named "
+                       f"{target!r}).")
+    return Utterances.from_waveforms(ids, waves, labels, sample_rate), notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JamResult:
+    """``music`` and ``initial`` ``[Tm]``: the loop after and before optimisation; ``history``: one
+    dict per logged step (loss, fraction of the batch still firing); ``rooms_seen``: indices of the
+    optimisation rooms drawn; ``seconds``: wall time."""
+
+    music: torch.Tensor
+    initial: torch.Tensor
+    history: list[dict] = field(default_factory=list)
+    rooms_seen: set[int] = field(default_factory=set)
+    seconds: float = 0.0
+
+
+def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
+        steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0, seed: int = 0,
+        log_every: int = 10, callback: Callable[[dict], None] | None = None) -> JamResult:
+    """Optimise ``synth``'s parameters in place so that ``detector`` stops firing on ``utterances``.
+
+    Each step draws ``batch_size`` utterances (uniformly, with replacement) and transforms from
+    ``rooms`` (:func:`~.eot.sample_transforms`, music level jittered by ``config.jitter_db``),
+    renders the scenes with the current loop and takes one Adam step on :func:`jam_loss` (learning
+    rate ``lr`` annealed to ``lr / 10`` on a cosine over the steps). The
+    synthesiser normalises its loop and the scene sets its level, so the loudness constraint holds
+    at every step whatever the parameters.
+
+    Args:
+        synth: the synthesiser (its ``sample_rate`` must be the detector's).
+        detector: the detector to silence.
+        utterances: the target word's utterances (labels are ignored: every scene is a positive).
+        rooms: the optimisation rooms (the only rooms this function sees).
+        config: the transform distribution.
+        steps, batch_size, lr: Adam steps, scenes per step, learning rate.
+        confidence: margin pushed below the threshold (logit units).
+        seed: seeds the draws.
+        log_every: a history entry every this many steps (and the last).
+        callback: called with each history entry.
+    """
+    if synth.sample_rate != detector.sample_rate or config.sample_rate != detector.sample_rate:
+        raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
+                       f"detector ({detector.sample_rate} Hz) must share one sample rate.")
+    if steps < 1 or batch_size < 1:
+        raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
+    generator = torch.Generator().manual_seed(seed)
+    started = time.perf_counter()
+    with torch.no_grad():
+        initial = synth().detach().clone()
+    optimiser = torch.optim.Adam(synth.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr / 10)
+    result = JamResult(music=initial, initial=initial)
+    with frozen(detector.model):
+        for step in range(1, steps + 1):
+            pick = torch.randint(len(utterances), (batch_size,), generator=generator)
+            transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
+            result.rooms_seen.update(transforms.room.tolist())
+            scenes = render(utterances.subset(pick), synth(), transforms, rooms, config)
+            margins = detector.margins(scenes)
+            loss = jam_loss(margins, confidence)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            if step % log_every == 0 or step == steps or step == 1:
+                entry = {"step": step, "loss": float(loss.detach()),
+                         "firing": float((margins.detach().amax(dim=1) > 0).float().mean()),
+                         "seconds": time.perf_counter() - started}
+                result.history.append(entry)
+                if callback is not None:
+                    callback(entry)
+    with torch.no_grad():
+        result.music = synth().detach().clone()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def clean_correct(detector: ScoringDetector, utterances: Utterances, config: EOTConfig,
+                  batch_size: int = 32) -> torch.Tensor:
+    """Bool ``[N]``: the clips the detector gets right dry (no room, music or noise; the utterance
+    ending in the middle of ``config.speech_end``): positives it fires on, negatives it does not.
+    Attacks are evaluated on the clips the detector handles when clean."""
+    length = config.scene_samples
+    end = int(round(sum(config.speech_end) / 2 * length))
+    fired = []
+    for start in range(0, len(utterances), batch_size):
+        chunk = utterances.subset(torch.arange(start, min(start + batch_size, len(utterances))))
+        scenes = torch.zeros(len(chunk), length)
+        for b in range(len(chunk)):
+            size = min(int(chunk.lengths[b]), end)
+            scenes[b, end - size:end] = chunk.audio[b, int(chunk.lengths[b]) - size:int(chunk.lengths[b])]
+        fired.append(detector.scores(scenes) >= detector.threshold)
+    return torch.cat(fired) == (utterances.labels == 1)
+
+
+@torch.no_grad()
+def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, room_sets: Mapping[str, RoomSet],
+             config: EOTConfig, musics: Mapping[str, torch.Tensor | None], *, draws: int = 4, seed: int = 0,
+             batch_size: int = 32) -> list[dict]:
+    """Score every utterance × ``draws`` transforms per room set under each music condition.
+
+    Args:
+        detectors: name -> detector (``scores`` and ``threshold``); each scores the same audio.
+        utterances: positives (label 1) and negatives (label 0).
+        room_sets: name (e.g. ``"optimisation"``, ``"held-out"``) -> rooms.
+        config: the transform distribution; evaluation plays music at exactly ``config.music_db``.
+        musics: condition -> loop ``[Tm]``, several loops ``[P, Tm]`` (scene ``k`` of a clip plays
+            loop ``k mod P``), or ``None`` for no music. All loops share one length.
+        draws: transforms per utterance and room set.
+        seed: the scenes of room set ``r`` come from ``seed`` and ``r``'s name only, so every
+            condition and detector sees the same scenes.
+    Returns: one dict per detector × room set × condition × scene: ``detector, rooms, condition,
+        clip_id, label, draw, score, fired`` and the transform's draws (``room``, ``music_db``, ...).
+    """
+    config = config.fixed_level()
+    lengths = {m.shape[-1] for m in musics.values() if m is not None}
+    if len(lengths) > 1:
+        raise JamError(f"The music conditions have loops of different lengths ({sorted(lengths)} samples).")
+    loop = lengths.pop() if lengths else config.scene_samples
+    rows = []
+    for rooms_name, rooms in room_sets.items():
+        generator = torch.Generator().manual_seed(seed * 7919 + sum(map(ord, rooms_name)))
+        clip = torch.arange(len(utterances)).repeat_interleave(draws)
+        draw = torch.arange(draws).repeat(len(utterances))
+        transforms = sample_transforms(len(clip), rooms, config, generator, loop_samples=loop)
+        described = transforms.rows()
+        for condition, music in musics.items():
+            for start in range(0, len(clip), batch_size):
+                index = torch.arange(start, min(start + batch_size, len(clip)))
+                piece = None
+                if music is not None:
+                    piece = music if music.dim() == 1 else music[draw[index] % music.shape[0]]
+                scenes = render(utterances.subset(clip[index]), piece, transforms.take(index), rooms, config)
+                for name, detector in detectors.items():
+                    scores = detector.scores(scenes)
+                    for i, score in zip(index.tolist(), scores.tolist()):
+                        c = int(clip[i])
+                        rows.append({"detector": name, "rooms": rooms_name, "condition": condition,
+                                     "clip_id": utterances.ids[c], "label": int(utterances.labels[c]),
+                                     "draw": int(draw[i]), "score": float(score),
+                                     "fired": bool(score >= detector.threshold), **described[i]})
+    return rows
+
+
+def _f1(labels: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN) along the last axis (NaN where there is no positive and no detection)."""
+    tp = np.sum(fired & labels, axis=-1)
+    denominator = 2 * tp + np.sum(fired != labels, axis=-1)
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), np.nan)
+
+
+def detection_metrics(labels, fired, seed: int = 0, n_resamples: int = 2000) -> dict:
+    """TPR, FPR, precision and F1 of binary decisions, with 95% percentile-bootstrap intervals.
+
+    Args:
+        labels, fired: ``[N]`` 0/1 truth and decisions (scenes).
+    Returns: ``{"tpr", "fpr", "f1": {"value", "ci95", "n"}, "precision", "tp", "fp", "fn", "tn"}``;
+        the F1 interval resamples scenes (pairs of label and decision), ignoring resamples where F1
+        is undefined.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    fired = np.asarray(fired, dtype=bool)
+
+    def estimate(values) -> dict:
+        mean, low, high = mean_with_ci(np.asarray(values, dtype=float), seed=seed, n_resamples=n_resamples)
+        return {"value": mean, "ci95": [low, high], "n": int(len(values))}
+
+    f1 = float(_f1(labels, fired)) if len(labels) else float("nan")
+    low = high = f1
+    if len(labels) > 1 and np.isfinite(f1):
+        index = np.random.default_rng(seed).integers(0, len(labels), (n_resamples, len(labels)))
+        low, high = (float(v) for v in np.nanpercentile(_f1(labels[index], fired[index]), [2.5, 97.5]))
+    tp, fp = int(np.sum(fired & labels)), int(np.sum(fired & ~labels))
+    return {"tpr": estimate(fired[labels]), "fpr": estimate(fired[~labels]),
+            "f1": {"value": f1, "ci95": [low, high], "n": int(len(labels))},
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "tp": tp, "fp": fp, "fn": int(np.sum(~fired & labels)), "tn": int(np.sum(~fired & ~labels))}
+
+
+def summarize(rows: list[dict], seed: int = 0) -> list[dict]:
+    """Per detector × room set × condition (in :data:`CONDITIONS` order): :func:`detection_metrics`
+    plus the mean score of positives."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["detector"], row["rooms"], row["condition"]), []).append(row)
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    out = []
+    for (name, rooms, condition), group in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][2])):
+        labels = np.array([r["label"] for r in group], dtype=bool)
+        fired = np.array([r["fired"] for r in group], dtype=bool)
+        positive_scores = [r["score"] for r in group if r["label"]]
+        out.append({"detector": name, "rooms": rooms, "condition": condition, "scenes": len(group),
+                    **detection_metrics(labels, fired, seed),
+                    "mean_positive_score": float(np.mean(positive_scores)) if positive_scores else None})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole protocol
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JamRun:
+    """Everything a report needs: the attack, the random baseline, the scenes' rows and their summary."""
+
+    result: JamResult
+    random_music: torch.Tensor        # [P, Tm] random loops from the same synthesiser, same loudness
+    rows: list[dict]
+    summary: list[dict]
+    rooms: dict[str, RoomSet]
+    selected: dict[str, int]          # clips used: positives found clean / given, negatives
+    synth: dict                       # the synthesiser's settings
+    settings: dict
+
+
+def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
+                     steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0,
+                     loop_seconds: float = 4.0, optimisation_rooms: int = 16, held_out_rooms: int = 16,
+                     draws: int = 4, random_pieces: int = 4, seed: int = 0,
+                     extra_detectors: Mapping[str, ScoringDetector] | None = None,
+                     callback: Callable[[dict], None] | None = None) -> JamRun:
+    """The issue's protocol: rooms split by seed, the jam on ``learn``'s positives found clean in the
+    optimisation rooms, then :func:`evaluate` on ``test``'s positives found clean and its negatives, in
+    both room sets, clean / random music / adversarial music, by ``detector`` and any
+    ``extra_detectors`` (e.g. a black-box transfer target).
+
+    ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
+    first is where the attack started) at the same level are the random-music condition.
+    """
+    started = time.perf_counter()
+    optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
+    learn_found = clean_correct(detector, learn.positives(), config)
+    test_found = clean_correct(detector, test, config)
+    if not bool(learn_found.any()):
+        raise JamError(f"The detector fires on none of the {len(learn.positives())} clean '{detector.target}' "
+                       f"clips to optimise on: check the data (or the target class).")
+    if not bool((test_found & (test.labels == 1)).any()):
+        raise JamError(f"The detector fires on none of the {int(test.labels.sum())} clean '{detector.target}' "
+                       f"test clips: nothing to jam.")
+    positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
+    sample_rate = detector.sample_rate
+    synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
+    result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
+                 confidence=confidence, seed=seed, callback=callback)
+    with torch.no_grad():
+        random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
+                                    for k in range(random_pieces)])
+    rooms = {"optimisation": optimisation, "held-out": held_out}
+    detectors = {"target": detector, **(extra_detectors or {})}
+    rows = evaluate(detectors, evaluated, rooms, config,
+                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed)
+    settings = {"target": detector.target, "eot": config.as_dict(), "steps": steps, "batch_size": batch_size,
+                "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
+                "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
+                "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started}
+    selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
+                "test_positives": int((evaluated.labels == 1).sum()),
+                "test_positives_given": int((test.labels == 1).sum()),
+                "test_negatives": int((evaluated.labels == 0).sum()),
+                "test_negatives_given": int((test.labels == 0).sum())}
+    return JamRun(result, random_music, rows, summarize(rows, seed), rooms, selected, synth.describe(), settings)
+
+
+__all__ = ["CONDITIONS", "Detector", "JamResult", "JamRun", "ScoringDetector", "detection_metrics", "evaluate",
+           "jam", "jam_and_evaluate", "jam_loss", "load_utterances", "clean_correct", "summarize"]

@@ -1,0 +1,101 @@
+"""``robustaudio jam``: adversarial music that stops a detector from firing, evaluated in held-out rooms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import torch
+
+from ..attacks.eot import EOTConfig, JamError
+from ..attacks.jamming import Detector, jam_and_evaluate, load_utterances
+from ..attacks.music import MusicError
+from ..data.datasets import BUNDLED_ROOT
+from ..models import load_model
+from ..report.jam import headline, write_jam_report
+from .common import USER_ERRORS, default_out, model_options
+
+WAKEWORD_DATA = BUNDLED_ROOT / "wakeword"
+STREAMING_SCENE_SECONDS = 3.0   # a streaming detector's ~2 s context plus the utterance's end and a tail
+
+
+def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str | None):
+    """The model (openWakeWord without its silence padding: scenes are continuous audio) and its detector."""
+    streaming = model_name.startswith("openwakeword:")
+    options = {"pad_before": 0.0, "pad_after": 0.0} if streaming else {}
+    model = load_model(model_name, weights, trust_checkpoint=trust_checkpoint, **options)
+    if target is None:
+        if len(model.labels) == 2 and model.labels[0] == f"not-{model.labels[1]}":
+            target = model.labels[1]
+        else:
+            raise JamError(f"{model_name} has {len(model.labels)} classes: pass --target with the one to jam "
+                           f"({', '.join(model.labels[:20])}{' ...' if len(model.labels) > 20 else ''}).")
+    return Detector(model, target)
+
+
+@click.command()
+@model_options
+@click.option("--target", help="Class to stop detecting (default: the wake word of a wake-word model).")
+@click.option("--data", type=click.Path(exists=True, file_okay=False),
+              help="Clips (metadata.csv or one folder per label); the target's label marks positives. "
+                   "Default: the bundled wake-word set for openwakeword:, else the bundled minievents.")
+@click.option("--learn-split", default="train", show_default=True, help="Split of the clips to optimise on.")
+@click.option("--split", default="test", show_default=True, help="Split of the clips to evaluate on.")
+@click.option("--music-db", type=float, default=-15.0, show_default=True,
+              help="Music level relative to the speech at the microphone (dB): the loudness constraint.")
+@click.option("--jitter-db", type=float, default=5.0, show_default=True,
+              help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
+@click.option("--noise-snr-db", type=float, nargs=2, default=(20.0, 40.0), show_default=True,
+              help="Background noise SNR range (dB re speech).")
+@click.option("--rt60", type=float, nargs=2, default=(0.15, 0.3), show_default=True,
+              help="Design reverberation time range of the simulated rooms (s).")
+@click.option("--scene-seconds", type=click.FloatRange(min=0.1), help="Scene length (default: 3 s for "
+              "streaming detectors, the model's clip length otherwise).")
+@click.option("--loop-seconds", type=click.FloatRange(min=0.5, max=60), default=4.0, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--rooms", "optimisation_rooms", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Simulated rooms to optimise in.")
+@click.option("--held-out-rooms", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Simulated rooms only the evaluation sees.")
+@click.option("--draws", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Scenes per clip and room set in the evaluation.")
+@click.option("--random-pieces", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Random loops of the synthesiser for the random-music condition.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
+def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, jitter_db, noise_snr_db,
+        rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
+        random_pieces, seed, out) -> None:
+    """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
+    firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
+    in the optimisation rooms and in held-out rooms."""
+    torch.manual_seed(seed)
+    try:
+        detector = _load_detector(model_name, weights, trust_checkpoint, target)
+        if scene_seconds is None:
+            scene_seconds = STREAMING_SCENE_SECONDS if detector.windowed else float(detector.model.clip_seconds)
+        config = EOTConfig(music_db=music_db, jitter_db=jitter_db, noise_snr_db=tuple(noise_snr_db),
+                           rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
+        root = Path(data) if data else (WAKEWORD_DATA if model_name.startswith("openwakeword:") else None)
+        learn, notes = load_utterances(root, detector.target, detector.sample_rate, learn_split)
+        test, more = load_utterances(root, detector.target, detector.sample_rate, split)
+        notes += more
+        if learn.ids == test.ids:
+            notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
+                         f"evaluated (the rooms are still held out).")
+        out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed])
+        click.echo(f"jamming {model_name} ({detector.target!r}) at {music_db:g} dB re speech; writing {out}")
+        run = jam_and_evaluate(
+            detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
+            optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
+            random_pieces=random_pieces, seed=seed,
+            callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
+            if e["step"] % 50 == 0 or e["step"] == steps else None)
+    except USER_ERRORS + (JamError, MusicError) as error:
+        raise click.ClickException(str(error)) from error
+    write_jam_report(out, run, model_name, notes)
+    for rooms, values in headline(run.summary).items():
+        click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
+    click.echo(f"report: {out / 'report.html'}")

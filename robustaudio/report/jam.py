@@ -1,0 +1,213 @@
+"""The jamming report: ``card.json``, ``scenes.jsonl``, the music as WAV, figures, ``report.md`` and ``report.html``.
+
+Built from a :class:`robustaudio.attacks.jamming.JamRun` only. Files written under ``out``:
+
+- ``card.json``: settings, rooms, clips used, the detection table (F1 / TPR / FPR with 95% intervals
+  per detector × room set × condition), the headline (F1 per room set and condition), the
+  optimisation history, wall time and versions;
+- ``scenes.jsonl``: one row per detector × room set × condition × scene (score, decision, draws);
+- ``music_adversarial.wav`` (the optimised loop) and ``music_random.wav`` (the first random loop,
+  where the optimisation started), 16-bit PCM at the detector's rate, at the synthesiser's level;
+- ``figures/``: the two loops' waveforms, their spectrograms, the optimisation curve, F1 by
+  condition; ``report.md`` links them and ``report.html`` holds them inline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .. import versions
+from ..attacks.jamming import CONDITIONS, JamRun
+from ..data.audio import write_audio
+from .card import json_safe
+from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
+
+CARD_FILE = "card.json"
+SCENES_FILE = "scenes.jsonl"
+MUSIC_FILES = {"adversarial": "music_adversarial.wav", "random": "music_random.wav"}
+ZOOM_SECONDS = 0.5
+
+
+def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Figure:
+    """Each loop ``[Tm]``: the whole loop and its first ``ZOOM_SECONDS``."""
+    fig, axes = plt.subplots(len(music), 2, figsize=(11, 2.2 * len(music)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for row, (name, loop) in zip(axes, music.items()):
+        t = np.arange(loop.shape[-1]) / sample_rate
+        zoom = t < ZOOM_SECONDS
+        for ax, keep, title in ((row[0], slice(None), f"{name} music (whole loop)"),
+                                (row[1], zoom, f"first {ZOOM_SECONDS:g} s")):
+            ax.plot(t[keep], loop.numpy()[keep], linewidth=0.4)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("time (s)")
+            ax.set_ylim(-1, 1)
+        row[0].set_ylabel("sample")
+    fig.tight_layout()
+    return fig
+
+
+def figure_spectrograms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Figure:
+    """Log-power spectrograms (dB re full scale; 32 ms Hann windows, 8 ms hop) of each loop, one colour scale."""
+    n_fft, hop = 512, 128
+    window = torch.hann_window(n_fft)
+    power = {name: 10 * torch.log10(torch.stft(loop, n_fft, hop, window=window, return_complex=True).abs().pow(2)
+                                     / window.sum() ** 2 + 1e-12)
+             for name, loop in music.items()}
+    top = max(float(p.max()) for p in power.values())
+    fig, axes = plt.subplots(1, len(music), figsize=(5.5 * len(music), 3.4), squeeze=False)
+    for ax, (name, p) in zip(axes[0], power.items()):
+        extent = (0, music[name].shape[-1] / sample_rate, 0, sample_rate / 2 / 1000)
+        image = ax.imshow(p.numpy(), origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
+                          cmap="magma")
+        ax.set_title(f"{name} music")
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel("frequency (kHz)")
+    fig.colorbar(image, ax=axes[0].tolist(), label="dB")
+    return fig
+
+
+def figure_history(history: list[dict]) -> plt.Figure:
+    """The jamming loss and the fraction of the batch's scenes still firing, against the step."""
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    twin = ax.twinx()
+    twin.plot(steps, [h["firing"] for h in history], color="C1", marker=".", label="batch scenes firing")
+    twin.set_ylim(-0.02, 1.02)
+    twin.set_ylabel("fraction firing")
+    fig.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def figure_f1(summary: list[dict]) -> plt.Figure:
+    """F1 with its 95% interval per room set (groups) and condition (bars), one panel per detector."""
+    detectors = sorted({s["detector"] for s in summary})
+    fig, axes = plt.subplots(1, len(detectors), figsize=(5.5 * len(detectors), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], detectors):
+        rows = [s for s in summary if s["detector"] == name]
+        room_sets = list(dict.fromkeys(s["rooms"] for s in rows))
+        conditions = [c for c in CONDITIONS if any(s["condition"] == c for s in rows)]
+        width = 0.8 / len(conditions)
+        for k, condition in enumerate(conditions):
+            picked = [next((s for s in rows if s["rooms"] == r and s["condition"] == condition), None)
+                      for r in room_sets]
+            values = [s["f1"]["value"] if s else np.nan for s in picked]
+            low = [s["f1"]["value"] - s["f1"]["ci95"][0] if s else 0 for s in picked]
+            high = [s["f1"]["ci95"][1] - s["f1"]["value"] if s else 0 for s in picked]
+            ax.bar(np.arange(len(room_sets)) + k * width, values, width, yerr=[low, high], capsize=3, label=condition)
+        ax.set_xticks(np.arange(len(room_sets)) + 0.4 - width / 2)
+        ax.set_xticklabels([f"{r} rooms" for r in room_sets])
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel("F1")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _interval(estimate: dict) -> str:
+    return f"{_fmt(estimate['value'])} [{_fmt(estimate['ci95'][0])}, {_fmt(estimate['ci95'][1])}]"
+
+
+def headline(summary: list[dict], detector: str = "target") -> dict:
+    """``{rooms: {condition: F1}}`` for one detector."""
+    out: dict[str, dict[str, float]] = {}
+    for s in summary:
+        if s["detector"] == detector:
+            out.setdefault(s["rooms"], {})[s["condition"]] = s["f1"]["value"]
+    return out
+
+
+def build_jam_card(run: JamRun, model: str, notes: list[str] | tuple[str, ...] = ()) -> dict:
+    """The card as a JSON-ready dict (non-finite floats left in; :func:`json_safe` makes them None)."""
+    return {
+        "model": model, "target": run.settings["target"], "music_db": run.settings["eot"]["music_db"],
+        "settings": run.settings, "synthesiser": run.synth, "clips": run.selected,
+        "rooms": {name: rooms.describe() for name, rooms in run.rooms.items()},
+        "headline_f1": headline(run.summary), "detection": run.summary,
+        "history": run.result.history, "optimisation_seconds": run.result.seconds,
+        "wall_seconds": run.settings["seconds"], "files": {**MUSIC_FILES, "scenes": SCENES_FILE},
+        "notes": list(notes), "versions": versions(),
+    }
+
+
+def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
+    header = ["detector", "rooms", "condition", "scenes", "F1 [95% CI]", "TPR [95% CI]", "FPR [95% CI]",
+              "precision", "mean positive score"]
+    rows = [[s["detector"], s["rooms"], s["condition"], str(s["scenes"]), _interval(s["f1"]), _interval(s["tpr"]),
+             _interval(s["fpr"]), _fmt(s["precision"]), _fmt(s["mean_positive_score"])] for s in card["detection"]]
+    eot = card["settings"]["eot"]
+    note = (f"Music at {card['music_db']:g} dB relative to the speech at the microphone (RMS over the utterance). "
+            f"random: {card['settings']['random_pieces']} loops of the same synthesiser from random starts at the "
+            f"same level; adversarial: the optimised loop. Scenes are paired across conditions (same rooms, "
+            f"offsets, noise). Background noise at {eot['noise_snr_db'][0]:g}-{eot['noise_snr_db'][1]:g} dB SNR; "
+            f"rooms of design RT60 {eot['rt60'][0]:g}-{eot['rt60'][1]:g} s. Intervals: 95% percentile bootstrap "
+            f"over scenes.")
+    room_header = ["split", "room", "size (m)", "RT60 (s)", "absorption", "talker", "loudspeaker", "mic"]
+    room_rows = [[r["split"], str(r["index"]), " × ".join(f"{v:.2f}" for v in r["size_m"]), f"{r['rt60']:.2f}",
+                  f"{r['absorption']:.3f}", *(", ".join(f"{v:.2f}" for v in r[key])
+                                              for key in ("talker", "loudspeaker", "mic"))]
+                 for rooms in card["rooms"].values() for r in rooms]
+    return [("Detection", header, rows, note),
+            ("Rooms", room_header, room_rows, "Optimisation and held-out rooms come from separate seeded streams; "
+                                              "the optimisation never draws a held-out room.")]
+
+
+def _summary_lines(card: dict) -> list[str]:
+    s, clips, synth = card["settings"], card["clips"], card["synthesiser"]
+    lines = [f"model: {card['model']} (target class {card['target']!r})",
+             f"music level: {card['music_db']:g} dB relative to speech (optimised with ±{s['eot']['jitter_db']:g} dB)",
+             f"synthesiser: Karplus-Strong, {len(synth['strings_hz'])} strings on the {synth['scale']} scale from "
+             f"{synth['root_hz']:g} Hz, {synth['notes']} notes in a {synth['loop_seconds']:g} s loop",
+             f"clips: optimised on {clips['learn_positives']} of {clips['learn_positives_given']} positives "
+             f"(those found clean); evaluated on {clips['test_positives']} of {clips['test_positives_given']} "
+             f"positives and {clips['test_negatives']} of {clips['test_negatives_given']} negatives "
+             f"(those handled correctly clean)",
+             f"rooms: {s['optimisation_rooms']} for optimisation, {s['held_out_rooms']} held out; "
+             f"{s['draws']} scenes per clip and room set",
+             f"optimisation: {s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
+             f"{card['optimisation_seconds']:.0f} s; whole run {card['wall_seconds']:.0f} s",
+             f"music: {card['files']['adversarial']} (adversarial), {card['files']['random']} (random start)",
+             f"seed: {s['seed']}; versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
+    for rooms, values in card["headline_f1"].items():
+        lines.append(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {_fmt(v)}" for c, v in values.items()))
+    return lines
+
+
+def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] | tuple[str, ...] = ()) -> dict:
+    """Write every file listed in the module docstring under ``out``; returns the card."""
+    out = Path(out)
+    (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+    sample_rate = run.settings["eot"]["sample_rate"]
+    card = build_jam_card(run, model, notes)
+    (out / CARD_FILE).write_text(json.dumps(json_safe(card), indent=2, allow_nan=False))
+    with open(out / SCENES_FILE, "w") as handle:
+        for row in run.rows:
+            handle.write(json.dumps(json_safe(row)) + "\n")
+    music = {"adversarial": run.result.music, "random": run.random_music[0]}
+    for name, loop in music.items():
+        write_audio(out / MUSIC_FILES[name], loop, sample_rate)
+    figures = [(title, name, _save(fig, out / FIGURES_DIR / name)) for title, name, fig in [
+        ("F1 by condition", "f1.png", figure_f1(run.summary)),
+        ("The music: waveforms", "waveforms.png", figure_waveforms(music, sample_rate)),
+        ("The music: spectrograms", "spectrograms.png", figure_spectrograms(music, sample_rate)),
+        ("Optimisation", "optimisation.png", figure_history(run.result.history)),
+    ]]
+    warnings = [{"kind": "note", "message": n} for n in notes]
+    title = f"Adversarial music against {model}"
+    (out / "report.md").write_text(document_markdown(title, _summary_lines(card), _sections(card), figures, warnings),
+                                   encoding="utf-8")
+    (out / "report.html").write_text(document_html(title, _summary_lines(card), _sections(card), figures, warnings),
+                                     encoding="utf-8")
+    return card
+
+
+__all__ = ["build_jam_card", "headline", "write_jam_report", "CARD_FILE", "SCENES_FILE", "MUSIC_FILES"]

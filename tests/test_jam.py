@@ -1,0 +1,289 @@
+"""Adversarial music (issue 5): the synthesiser, the transforms, the room split, the jam and its report."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from click.testing import CliRunner
+
+from robustaudio.attacks import jamming
+from robustaudio.attacks.eot import (EOTConfig, JamError, Utterances, make_rooms, render, render_parts, room_split,
+                                     sample_transforms)
+from robustaudio.attacks.jamming import Detector, detection_metrics, evaluate, jam, jam_loss, load_utterances
+from robustaudio.attacks.music import PEAK, KarplusStrong, MusicError, pluck
+from robustaudio.attacks.threat import snr_db
+from robustaudio.data.datasets import BUNDLED_ROOT
+from robustaudio.models import load_model
+
+pytest.importorskip("pyroomacoustics")
+
+FAST = EOTConfig(music_db=-10.0, jitter_db=5.0, scene_seconds=1.0, rt60=(0.15, 0.2))
+
+
+def tone_utterances(count: int = 4, seconds: float = 0.4, rate: int = 16000) -> Utterances:
+    t = torch.arange(int(seconds * rate)) / rate
+    waves = [0.5 * torch.sin(2 * math.pi * (300 + 100 * k) * t) * torch.hann_window(len(t)) for k in range(count)]
+    return Utterances.from_waveforms([f"tone{k}" for k in range(count)], waves, [k % 2 for k in range(count)], rate)
+
+
+# ---- the synthesiser ------------------------------------------------------------------------------
+
+
+def test_pluck_is_the_karplus_strong_recursion_played_in_a_loop():
+    """The frequency-domain loop equals the time-domain recursion y[n] = e[n] + ρ/2 (y[n-P] + y[n-P-1])
+    run over many repetitions of the plucks (its periodic steady state)."""
+    g = torch.Generator().manual_seed(0)
+    length, periods, onsets = 300, torch.tensor([17, 29]), torch.tensor([0, 140])
+    excitation = torch.randn(2, 29, generator=g, dtype=torch.float64)
+    damping = torch.tensor([0.9, 0.95], dtype=torch.float64)
+    gains = torch.tensor([[1.0, 0.4], [0.0, 0.8]], dtype=torch.float64)
+    expected = np.zeros(length)
+    for k in range(2):
+        e = np.zeros(length)
+        for m in range(2):
+            for j in range(int(periods[k])):
+                e[(int(onsets[m]) + j) % length] += float(gains[m, k] * excitation[k, j])
+        x = np.tile(e, 80)
+        y = np.zeros_like(x)
+        p, rho = int(periods[k]), float(damping[k])
+        for n in range(len(x)):
+            y[n] = x[n] + rho / 2 * ((y[n - p] if n >= p else 0.0) + (y[n - p - 1] if n > p else 0.0))
+        expected += y[-length:]
+    loop = pluck(excitation, damping, gains, periods, onsets, length)
+    np.testing.assert_allclose(loop.numpy(), expected, atol=1e-9)
+
+
+def test_synthesiser_is_differentiable_gradcheck_on_a_short_note():
+    excitation = torch.randn(1, 12, dtype=torch.float64, requires_grad=True)
+    damping = torch.tensor([0.93], dtype=torch.float64, requires_grad=True)
+    gains = torch.tensor([[0.7]], dtype=torch.float64, requires_grad=True)
+    periods, onsets = torch.tensor([12]), torch.tensor([5])
+    assert torch.autograd.gradcheck(lambda e, d, a: pluck(e, d, a, periods, onsets, 64), (excitation, damping, gains))
+
+
+def test_synthesiser_loudness_and_gradients_reach_every_parameter():
+    synth = KarplusStrong(seconds=1.0, level_db=-20.0, seed=3)
+    music = synth()
+    assert music.shape == (16000,)
+    assert float(20 * torch.log10(music.detach().pow(2).mean().sqrt())) == pytest.approx(-20.0, abs=1e-3)
+    assert float(music.detach().abs().max()) <= PEAK + 1e-6
+    # the total energy is fixed by the normalisation; how it is spread over the loop is not
+    (music[:4000].pow(2).sum() - music[4000:].pow(2).sum()).backward()
+    for name, parameter in synth.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    loud = KarplusStrong(seconds=1.0, level_db=0.0, seed=3)()  # a 0 dBFS RMS would clip: the peak sets the gain
+    assert float(loud.detach().abs().max()) == pytest.approx(PEAK, abs=1e-5)
+    assert float(20 * torch.log10(loud.detach().pow(2).mean().sqrt())) < 0.0
+    with pytest.raises(MusicError, match="outside"):
+        KarplusStrong(level_db=6.0)
+    with pytest.raises(MusicError, match="scale"):
+        KarplusStrong(scale="dorian-ish")
+
+
+# ---- transforms and rooms -------------------------------------------------------------------------
+
+
+def test_scene_levels_follow_the_transforms():
+    rooms = make_rooms("optimisation", 2, 0, FAST.rt60)
+    speech = tone_utterances(4)
+    transforms = sample_transforms(4, rooms, FAST, torch.Generator().manual_seed(1), loop_samples=8000)
+    music = KarplusStrong(seconds=0.5, seed=0)()
+    parts = render_parts(speech, music, transforms, rooms, FAST)
+    span = parts["span"]
+    music_level = -snr_db(parts["speech"] * span, parts["music"] * span)
+    noise_snr = snr_db(parts["speech"] * span, parts["noise"] * span)
+    torch.testing.assert_close(music_level, transforms.music_db, atol=1e-3, rtol=0)
+    torch.testing.assert_close(noise_snr, transforms.noise_snr_db, atol=1e-3, rtol=0)
+    assert ((transforms.music_db >= -15) & (transforms.music_db <= -5)).all()
+    clean = render_parts(speech, None, transforms, rooms, FAST)
+    assert clean["music"].abs().max() == 0
+    torch.testing.assert_close(clean["speech"], parts["speech"])
+
+
+def test_transforms_and_scenes_are_reproducible_by_seed():
+    rooms = make_rooms("optimisation", 2, 0, FAST.rt60)
+    again = make_rooms.__wrapped__("optimisation", 2, 0, FAST.rt60)  # simulated anew, not from the cache
+    torch.testing.assert_close(rooms.speech_rirs, again.speech_rirs)
+    torch.testing.assert_close(rooms.music_rirs, again.music_rirs)
+    speech, music = tone_utterances(3), KarplusStrong(seconds=0.5, seed=0)().detach()
+
+    def scenes(seed):
+        transforms = sample_transforms(3, rooms, FAST, torch.Generator().manual_seed(seed), loop_samples=8000)
+        return transforms, render(speech, music, transforms, rooms, FAST)
+
+    (first, a), (second, b), (_, c) = scenes(5), scenes(5), scenes(6)
+    assert first.rows() == second.rows()
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_held_out_rooms_are_disjoint_and_never_seen_in_optimisation(monkeypatch):
+    optimisation, held_out = room_split(FAST, optimisation=2, held_out=2, seed=0)
+    assert not set(optimisation.rooms) & set(held_out.rooms)
+    assert all(not torch.equal(a, b) for a in optimisation.speech_rirs for b in held_out.speech_rirs)
+    seen = []
+    real_sample = jamming.sample_transforms
+
+    def spy(count, rooms, *args, **kwargs):
+        seen.append(rooms)
+        return real_sample(count, rooms, *args, **kwargs)
+
+    monkeypatch.setattr(jamming, "sample_transforms", spy)
+    detector = Detector(BandEnergy(), "tone")
+    result = jam(KarplusStrong(seconds=0.5, seed=0), detector, tone_utterances(2), optimisation, FAST, steps=3,
+                 batch_size=2, seed=0)
+    assert seen and all(rooms is optimisation for rooms in seen)
+    assert result.rooms_seen <= set(range(len(optimisation)))
+
+
+# ---- detectors, the objective, the jam ------------------------------------------------------------
+
+
+class BandEnergy(torch.nn.Module):
+    """A tiny detector of class "tone": its logit falls with the energy above 1 kHz relative to below."""
+
+    sample_rate, labels, multilabel, clip_seconds, threshold = 16000, ("other", "tone"), False, 1.0, 0.5
+
+    def forward(self, audio, video=None):
+        spectrum = torch.fft.rfft(audio).abs().pow(2)
+        low, high = spectrum[:, :1000].sum(1), spectrum[:, 1000:].sum(1)
+        z = torch.log(low + 1e-6) - torch.log(high + 1e-6)
+        return torch.stack([-z / 2, z / 2], dim=1)
+
+
+def test_detector_margins_for_single_label_classifiers_and_errors():
+    model = BandEnergy()
+    detector = Detector(model, "tone")
+    audio = torch.randn(3, 16000) * 0.1
+    margins = detector.margins(audio)
+    assert margins.shape == (3, 1)
+    torch.testing.assert_close(detector.scores(audio), torch.softmax(model(audio), -1)[:, 1])
+    with pytest.raises(JamError, match="no class 'siren'.*other, tone"):
+        Detector(model, "siren")
+    assert jam_loss(torch.tensor([[-50.0, -60.0]])) < 1e-10 < float(jam_loss(torch.tensor([[2.0, -3.0]])))
+
+
+def test_openwakeword_detector_scores_are_the_models_wake_word_scores():
+    pytest.importorskip("onnx")
+    model = load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0)
+    detector = Detector(model, "alexa")
+    audio = torch.randn(2, 48000) * 0.01
+    torch.testing.assert_close(detector.scores(audio), torch.softmax(model(audio), -1)[:, 1])
+    assert detector.margins(audio).shape == (2, 13)  # one per 80 ms window with a full 2 s context
+
+
+def _short_jam(detector, speech, steps: int, batch_size: int):
+    """Loss on fixed scenes of the optimisation rooms before and after a short jam, and the result."""
+    rooms = make_rooms("optimisation", 2, 0, FAST.rt60)
+    config = FAST
+    synth = KarplusStrong(seconds=1.0, seed=0)
+    transforms = sample_transforms(len(speech), rooms, config.fixed_level(), torch.Generator().manual_seed(9),
+                                   loop_samples=synth.length)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(jam_loss(detector.margins(render(speech, synth(), transforms, rooms, config))))
+
+    before = loss()
+    result = jam(synth, detector, speech, rooms, config, steps=steps, batch_size=batch_size, lr=0.05, seed=0)
+    return before, loss(), result, synth
+
+
+def test_a_short_jam_on_a_small_model_lowers_its_score():
+    """A tiny detector (low-band vs high-band energy): a few Adam steps on the music lower its loss on
+    fixed scenes, and the loop keeps the synthesiser's level."""
+    before, after, result, synth = _short_jam(Detector(BandEnergy(), "tone"), tone_utterances(4), 8, 4)
+    assert after < 0.8 * before
+    rms_db = float(20 * torch.log10(result.music.pow(2).mean().sqrt()))  # the level, or less where the peak binds
+    assert rms_db == pytest.approx(synth.level_db, abs=1e-3) or (
+        rms_db < synth.level_db and float(result.music.abs().max()) == pytest.approx(PEAK, abs=1e-5))
+    assert result.history[-1]["step"] == 8
+
+
+@pytest.mark.slow
+def test_a_short_jam_lowers_the_bundled_cnn_speech_score():
+    detector = Detector(load_model("cnn"), "speech")
+    clips, _ = load_utterances(None, "speech", 16000, "train")
+    before, after, _, _ = _short_jam(detector, clips.positives().subset(torch.arange(6)), 12, 6)
+    assert after < 0.8 * before
+
+
+def test_detection_metrics_count_f1_tpr_fpr():
+    labels = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    fired = [1, 1, 1, 0, 1, 0, 0, 0, 0, 0]
+    metrics = detection_metrics(labels, fired, n_resamples=200)
+    assert (metrics["tp"], metrics["fp"], metrics["fn"], metrics["tn"]) == (3, 1, 1, 5)
+    assert metrics["tpr"]["value"] == pytest.approx(0.75)
+    assert metrics["fpr"]["value"] == pytest.approx(1 / 6)
+    assert metrics["f1"]["value"] == pytest.approx(6 / 8)
+    assert metrics["f1"]["ci95"][0] <= 0.75 <= metrics["f1"]["ci95"][1]
+
+
+def test_evaluation_pairs_scenes_across_conditions_and_detectors():
+    rooms = {"optimisation": make_rooms("optimisation", 2, 0, FAST.rt60),
+             "held-out": make_rooms("held-out", 2, 0, FAST.rt60)}
+    loops = torch.stack([KarplusStrong(seconds=0.5, seed=k)() for k in range(2)]).detach()
+    detector = Detector(BandEnergy(), "tone")
+    rows = evaluate({"a": detector, "b": detector}, tone_utterances(2), rooms, FAST,
+                    {"clean": None, "random": loops}, draws=2, seed=0)
+    assert len(rows) == 2 * 2 * 2 * 2 * 2  # detectors x room sets x conditions x clips x draws
+    keyed = {(r["detector"], r["rooms"], r["condition"], r["clip_id"], r["draw"]): r for r in rows}
+    for (name, rooms_name, condition, clip, draw), row in keyed.items():
+        other = keyed[("a", rooms_name, "clean", clip, draw)]
+        assert (row["room"], row["noise_snr_db"], row["music_offset"]) == (other["room"], other["noise_snr_db"],
+                                                                            other["music_offset"])
+        assert row["music_db"] == FAST.music_db  # evaluation plays the music at exactly the set level
+        assert keyed[("b", rooms_name, condition, clip, draw)]["score"] == row["score"] if name == "a" else True
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(JamError, match="Music level 40"):
+        EOTConfig(music_db=40.0)
+    with pytest.raises(JamError, match="silent"):
+        Utterances.from_waveforms(["quiet"], [torch.zeros(8000)], [1], 16000)
+    with pytest.raises(JamError, match="No clip labelled 'alexa'"):
+        load_utterances(None, "alexa", 16000, "train")
+
+
+# ---- the command ----------------------------------------------------------------------------------
+
+
+def test_cli_jam_writes_card_music_and_report(tmp_path):
+    from robustaudio.cli import main
+
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
+                                       "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1",
+                                       "--rt60", "0.15", "0.2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["music_db"] == -10 and card["target"] == "speech"
+    assert {(s["rooms"], s["condition"]) for s in card["detection"]} == {
+        (r, c) for r in ("optimisation", "held-out") for c in ("clean", "random", "adversarial")}
+    music, rate = soundfile.read(out / "music_adversarial.wav")
+    assert rate == 16000 and len(music) == 16000
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64" in html and "spectrograms" in html.lower()
+    assert (out / "scenes.jsonl").read_text().count("\n") == len(card["detection"]) * 0 + sum(
+        s["scenes"] for s in card["detection"])
+
+
+def test_cli_jam_refuses_bad_settings(tmp_path):
+    from robustaudio.cli import main
+
+    runner = CliRunner()
+    result = runner.invoke(main, ["jam", "--model", "cnn", "--target", "siren", "--out", str(tmp_path / "a")])
+    assert result.exit_code != 0 and "no class 'siren'" in result.output
+    result = runner.invoke(main, ["jam", "--model", "cnn", "--out", str(tmp_path / "b")])
+    assert result.exit_code != 0 and "--target" in result.output
+    result = runner.invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "60",
+                                  "--out", str(tmp_path / "c")])
+    assert result.exit_code != 0 and "Music level 60" in result.output
+    result = runner.invoke(main, ["jam", "--model", "no-such-model", "--out", str(tmp_path / "d")])
+    assert result.exit_code != 0 and "Unknown model" in result.output
