@@ -21,3 +21,5 @@ for command in (models, attack, noise, compare, report):
 from .defend import certify, defend, train, train_denoiser_command  # noqa: E402
 for command in (train, train_denoiser_command, certify, defend):
     main.add_command(command)
+from .jam import jam  # noqa: E402
+main.add_command(jam)
