@@ -21,6 +21,8 @@ Parts, each resumable (finished runs are read back):
 3. ``compare/``: ``robustaudio compare`` (natural-noise suite, PGD L∞ ε curve, latent density and
    convexity, sharpness, rank correlations) for every model.
 4. ``summary.json`` / ``summary.md``: the numbers above in one table.
+5. ``silence.json`` (``--silence-check``, run separately): PGD on the first test clips with the
+   perturbation anywhere vs only where the clip has sound, at three budgets.
 
 Runs single-threaded by default (``--threads``): the machines this was measured on are shared.
 """
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustaudio.attacks import ThreatModel
+from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.minimal import DEFAULT_START
 from robustaudio.compare import run_comparison
 from robustaudio.data import AudioDataset
@@ -129,6 +131,38 @@ def minimal_runs(models: list[str], dataset: AudioDataset, out: Path, *, steps: 
     return results
 
 
+def silence_check(out: Path, dataset: AudioDataset, *, clips: int = 8, steps: int = 20,
+                  budgets: tuple[float, ...] = (5e-5, 2e-4, 1e-3)) -> dict:
+    """How much of YAMNet's fragility lives in digital silence: PGD on the first ``clips`` test clips, the
+    perturbation allowed anywhere vs only where the clip has sound (|x| >= 1e-4 within ±200 samples).
+
+    log(mel + 0.001) is steepest where the mel energy is 0: a tiny perturbation in silence moves it a lot.
+    """
+    path = out / "silence.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    model = load_model(YAMNET)
+    batch = next(dataset.batches(model, clips))
+    envelope = torch.nn.functional.max_pool1d(batch.audio.abs()[:, None], 401, 1, 200)[:, 0]
+    sound = (envelope >= 1e-4).float()
+    result = {"clips": batch.ids, "labels": batch.label_names,
+              "silent_fraction": (1 - sound).mean(dim=1).tolist(), "steps": steps, "fooled": {}}
+    for eps in budgets:
+        anywhere, with_sound = 0, 0
+        for i in range(len(batch.ids)):
+            x, y = batch.audio[i:i + 1], batch.labels[i:i + 1]
+            for mask, counter in ((None, "anywhere"), (sound[i], "sound")):
+                attack = pgd(model, x, y, ThreatModel("linf", eps=eps, mask=mask), steps=steps,
+                             generator=torch.Generator().manual_seed(0))
+                if counter == "anywhere":
+                    anywhere += int(attack.success)
+                else:
+                    with_sound += int(attack.success)
+        result["fooled"][f"{eps:g}"] = {"anywhere": anywhere, "only_where_sound": with_sound, "of": len(batch.ids)}
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -164,6 +198,12 @@ def summary_markdown(summary: dict) -> str:
         lines += ["", "## YAMNet under natural noise (middle severity of each corruption)", "",
                   "| corruption | severity | accuracy |", "|---|---|---|"]
         lines += [f"| {k} | {fmt(v.get('severity'))} | {fmt(v.get('accuracy'))} |" for k, v in yam["noise_at_level"].items()]
+    if "silence" in summary:
+        lines += ["", "## Where YAMNet's fragility lives (PGD on the first test clips)", "",
+                  "| L∞ ε | fooled, δ anywhere | fooled, δ only where the clip has sound |", "|---|---|---|"]
+        lines += [f"| {eps} | {r['anywhere']}/{r['of']} | {r['only_where_sound']}/{r['of']} |"
+                  for eps, r in summary["silence"]["fooled"].items()]
+        lines += ["", "log(mel + 0.001) is steepest on digital silence (about half of these TTS clips)."]
     lines += ["", "Full comparison (ε curves, noise curves, latent metrics, rank correlations): `compare/compare.md`."]
     return "\n".join(lines) + "\n"
 
@@ -177,11 +217,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", nargs="+", default=[YAMNET, *ZOO])
     parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument("--silence-check", action="store_true",
+                        help="only the check of how much of YAMNet's fragility is in digital silence")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = AudioDataset.from_path(split=args.split)
+    if args.silence_check:
+        print(json.dumps(silence_check(out, dataset), indent=2))
+        return
     print("fidelity", flush=True)
     summary = {"split": args.split, "clips": min(args.limit or len(dataset), len(dataset)), "steps": args.steps,
                "fidelity": fidelity(out), "models": {name: {} for name in args.models}}
@@ -197,6 +242,8 @@ def main() -> None:
                 "sharpness", "adaptive_sharpness", "parameters")}
         summary["correlations"] = comparison["correlations"]
     summary.setdefault("table_eps", None)
+    if (out / "silence.json").exists():
+        summary["silence"] = json.loads((out / "silence.json").read_text())
     summary["note"] = ("YAMNet is zero-shot on minievents (trained on AudioSet); the zoo models were trained on the "
                        "minievents train split. Minimal ε: PGD bisection, an upper bound per clip (ε of the smallest "
                        "successful perturbation found); clips misclassified when clean count as ε = 0.")
