@@ -8,7 +8,10 @@ the defenses table and the certified-accuracy curves.
 On a shared machine the table and the certification can run side by side (finished parts are
 reused, so a final plain run only assembles the report):
 
-    python experiments/defenses.py --part table &  python experiments/defenses.py --part certify
+    python experiments/defenses.py --part table --rows none mixup mixup-latent purification &
+    python experiments/defenses.py --part table --rows adversarial &
+    python experiments/defenses.py --part certify
+    python experiments/defenses.py --part check       # PGD-20 × EOT-16 on 16 clips: is the purification row converged?
     python experiments/defenses.py --bundle
 
 Settings (all on one CPU thread, seed 0, the bundled ``minievents`` data; train split for training,
@@ -42,15 +45,38 @@ import torch
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
-from robustaudio.defenses.suite import TRAINED_DEFENSES, bundled_defended, certify_study, run_defenses
+from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, load_denoiser, train_denoiser
+from robustaudio.defenses.purification import EOT, Purified
+from robustaudio.defenses.suite import ROWS, TRAINED_DEFENSES, bundled_defended, certify_study, run_defenses
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
+from robustaudio.report import read_records
 from robustaudio.report.defenses import build_defenses_report
+from robustaudio.runner import run_attack
 
 DENOISER = DenoiserSettings(domain="feature", epochs=20, batch_size=32, lr=3e-3, sigma_max=1.0, channels=(8, 16, 32),
                             ema_decay=0.995, seed=0)
 SIGMAS = (0.25, 0.5)
+THREAT = ThreatModel("linf", eps=0.002)
+STRONG = "purification-strong"
+
+
+def attack_check(out: Path, clips: int = 16) -> dict:
+    """Has the adaptive attack on purification converged? PGD-20 with EOT over 16 draws on the first
+    ``clips`` test clips, against the table's PGD-10 with EOT-8 on the same clips."""
+    model = load_model("cnn", weights=str(out / "train" / "none.pt"))
+    defended = EOT(Purified(model, load_denoiser("minievents-logmel"), sigma=0.25, steps=2), samples=16)
+    run_dir = run_attack(defended, "cnn", AudioDataset.from_path(None, split="test"), [THREAT], out / "attacks" / STRONG,
+                         steps=20, restarts=1, batch_size=16, seed=0, limit=clips, sanity=False)
+    strong = read_records(run_dir)
+    table = read_records(out / "attacks" / "purification")
+    table = table[table["clip_id"].isin(strong["clip_id"])]
+    result = {"clips": len(strong), "table_attack": float(table["adv_correct"].mean()),
+              "strong_attack": float(strong["adv_correct"].mean())}
+    result["note"] = (f"Convergence of the adaptive attack on purification, first {result['clips']} test clips: robust "
+                      f"accuracy {result['table_attack']:.3f} under the table's PGD-10 with EOT-8, "
+                      f"{result['strong_attack']:.3f} under PGD-20 with EOT-16.")
+    return result
 
 
 def bundle_denoiser() -> None:
@@ -67,9 +93,11 @@ def main() -> None:
     parser.add_argument("--bundle", action="store_true", help="Copy the defended checkpoints into the package.")
     parser.add_argument("--out", type=Path, default=Path("runs/defenses"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N test clips (smoke runs).")
-    parser.add_argument("--part", choices=["all", "table", "certify"], default="all",
+    parser.add_argument("--part", choices=["all", "table", "certify", "check"], default="all",
                         help="table: train and attack only; certify: certification only (after the table part "
-                             "has trained the undefended row); all: everything, reusing finished parts.")
+                             "has trained the undefended row); check: a stronger adaptive attack on the first "
+                             "16 clips of the purification row; all: everything, reusing finished parts.")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="Table rows of this run.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.denoiser_only or args.part == "all" and not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
@@ -85,9 +113,14 @@ def main() -> None:
                       denoiser="minievents-logmel", sigmas=SIGMAS, n0=100, n=500, alpha=0.001, limit=args.limit,
                       batch_size=250, seed=0, device="cpu", log=log)
         return
-    summary = run_defenses("cnn", ThreatModel("linf", eps=0.002), args.out, steps=10, restarts=1, batch_size=16,
-                           limit=args.limit, seed=0, retrain=True, purify_sigma=0.25, purify_steps=2, eot=8,
+    if args.part == "check":
+        print(json.dumps(attack_check(args.out), indent=1))
+        return
+    summary = run_defenses("cnn", THREAT, args.out, steps=10, restarts=1, batch_size=16, limit=args.limit, seed=0,
+                           retrain=True, rows=tuple(args.rows), purify_sigma=0.25, purify_steps=2, eot=8,
                            sigmas=SIGMAS if args.part == "all" else (), n0=100, n=500, alpha=0.001, log=log)
+    if (args.out / "attacks" / STRONG).is_dir():
+        summary["notes"] = [attack_check(args.out)["note"]]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     document = build_defenses_report(args.out, summary)
     print(json.dumps({"rows": document["rows"], "certification": document["certification"],

@@ -136,6 +136,7 @@ def build_defenses_report(out: str | Path, summary: dict) -> dict:
                         _save(figure_certified(curves), out / FIGURES_DIR / "certified.png")))
     lines = [f"model: {summary['model']}", f"data: {summary['data']} ({summary.get('split', 'test')})",
              f"seed: {summary.get('seed', 0)}"]
+    lines += summary.get("notes", [])
     if document["closing_note"]:
         lines.append(document["closing_note"])
     title = f"Defenses: {summary['model']}"
