@@ -1,7 +1,7 @@
 """The one training loop: plain, mixup, PGD adversarial training and Gaussian-noise training.
 
-Every robustaudio checkpoint is trained here (``robustaudio train``, the bundled models through
-``experiments/train_bundled.py``, the defended models of ``robustaudio defend``). Methods:
+Used by ``robustaudio train``, ``experiments/train_bundled.py`` (the bundled minievents models) and
+``robustaudio defend`` (the defended models). Methods:
 
 - ``plain``: cross-entropy (label smoothing) on augmented clips;
 - ``mixup``: :mod:`~robustaudio.defenses.mixup` on the waveform (``input``) or on every modality's
@@ -169,7 +169,7 @@ def load_split(dataset: AudioDataset, model: Classifier, split: str) -> Split:
 
 
 def augment(audio: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000) -> torch.Tensor:
-    """Random gain (±6 dB), circular-free time shift (±0.15 s, zero fill), white noise at 20–50 dB SNR; ``[B, T]``."""
+    """Random gain (±6 dB), time shift (±0.15 s, zero fill), white noise at 20–50 dB SNR; ``[B, T]`` in and out."""
     batch, length = audio.shape
     gain = 10 ** ((torch.rand(batch, 1, generator=generator) * 12 - 6) / 20)
     shifts = ((torch.rand(batch, generator=generator) * 2 - 1) * 0.15 * sample_rate).long().tolist()
