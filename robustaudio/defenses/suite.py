@@ -98,8 +98,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
                  split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
                  limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
                  rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel", purify_sigma: float = 0.25,
-                 purify_steps: int = 2, eot: int = 8, sigmas: tuple[float, ...] = (0.25, 0.5), n0: int = 100,
-                 n: int = 500, alpha: float = 0.001, certify_limit: int | None = None, certify_batch: int = 250,
+                 purify_steps: int = 2, eot: int = 8, sigmas: tuple[float, ...] = (0.25, 0.5), n0: int = 50,
+                 n: int = 250, alpha: float = 0.001, certify_limit: int | None = None, certify_batch: int = 250,
                  log: Callable[[str], None] = print) -> dict:
     """Run the whole study into ``out``; returns the summary that :func:`robustaudio.report.defenses` renders.
 
