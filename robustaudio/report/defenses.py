@@ -60,18 +60,21 @@ def figure_certified(curves: list[dict]) -> plt.Figure:
 
 
 def certification_section(summaries: list[dict]) -> tuple[str, list[str], list[list[str]], str]:
-    radii = summaries[0]["radii"]
-    header = ["smoothing", "clips", *[f"r={r:g}" for r in radii], "abstain", "median SNR dB at r"]
-    rows = [[s["description"], str(s["clips"]), *[_fmt(a) for a in s["certified_accuracy"]], _fmt(s["abstain_rate"]),
-             " / ".join(_fmt(v, 3) for v in s["median_snr_db_at_radius"][1:])] for s in summaries]
+    """One row per curve: certified accuracy at each radius (the header also states each radius as SNR)."""
     first = summaries[0]
+    snrs = first["median_snr_db_at_radius"]
+    header = ["smoothing", "clips", *[f"r={r:g}" + (f" ({snr:.0f} dB)" if snr is not None else "")
+                                      for r, snr in zip(first["radii"], snrs)], "abstain"]
+    rows = [[s["description"], str(s["clips"]), *[_fmt(a) for a in s["certified_accuracy"]], _fmt(s["abstain_rate"])]
+            for s in summaries]
     unit = "normalised log-mel units" if first["domain"] == "feature" else "waveform sample units (full scale 1)"
     note = (f"Certified accuracy: fraction of clips that CERTIFY (Cohen et al. 2019; n0 = {first['n0']}, "
             f"n = {first['n']}, α = {first['alpha']:g}, one-sided Clopper–Pearson) labels correctly with an L2 radius "
-            f"≥ r, r in {unit}. With n = {first['n']} the largest certifiable radius is "
-            f"σ·Φ⁻¹(α^(1/n)) = {_max_radius_factor(first['n'], first['alpha']):.2f}σ. 'denoised': one-shot diffusion "
-            f"denoising at the step matched to σ before the classifier (Carlini et al. 2023). The SNR column states "
-            f"each radius r > 0 as 20·log10(‖x‖₂ / r), median over the clips.")
+            f"≥ r, r in {unit}; in brackets, r as an SNR, 20·log10(‖x‖₂ / r) dB, median over the clips. With "
+            f"n = {first['n']} the largest certifiable radius is σ·Φ⁻¹(α^(1/n)) = "
+            f"{_max_radius_factor(first['n'], first['alpha']):.2f}σ. 'denoised': one-shot diffusion denoising at the "
+            f"step matched to σ before the classifier (Carlini et al. 2023). 'abstain': CERTIFY's lower bound on the "
+            f"top class stayed below 1/2.")
     return "Certified accuracy (randomized smoothing)", header, rows, note
 
 
