@@ -5,11 +5,18 @@ a noise run (every corruption at every severity) and ``metrics.json`` (density, 
 modality, m-sharpness and adaptive sharpness). Every part is resumable: finished runs are read
 back, not recomputed. The comparison itself (table, rank correlations, figures) is built from
 those files only, by :func:`robustaudio.report.compare.build_comparison`.
+
+On audio-visual data (a dataset with video) each model also gets the **modality-wise attacks** of
+a :class:`FusionPlan` in ``OUT/<model>/fusion/``: per norm, PGD ε curves on the audio and on the
+video, both at once (each within its own budget), and minimal ε per modality; only on the inputs
+the model uses. The plan is written to ``OUT/fusion.json``; the fusion table and the check of the
+thesis theorem are built from the runs by :mod:`robustaudio.report.fusion`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -22,11 +29,57 @@ from .metrics.sharpness import sharpness
 from .report.card import json_safe
 from .report.records import file_safe
 from .report.compare import build_comparison
+from .report.fusion import FUSION_FILE, fusion_run
 from .report.render import build_report
 from .metrics.corruptions import Corruption
-from .runner import noise_suite, run_attack, run_noise
+from .runner import JointThreat, noise_suite, run_attack, run_noise
 
 METRICS_FILE = "metrics.json"
+# Default ε curves. Audio: waveform samples (full scale 1); video: pixels in [0, 1] (16/255 = 0.063),
+# chosen so that the bundled avmini models go from clean to mostly broken along each curve.
+AUDIO_EPS = {"linf": (0.0005, 0.001, 0.002, 0.005), "l2": (0.05, 0.1, 0.2, 0.5), "l1": (1.0, 2.0, 5.0, 10.0)}
+VIDEO_EPS = {"linf": (4 / 255, 8 / 255, 16 / 255, 32 / 255), "l2": (0.5, 1.0, 2.0, 4.0), "l1": (20.0, 50.0, 100.0, 200.0)}
+
+
+def middle_budget(curve: tuple[float, ...]) -> float:
+    """The budget of a curve that the tables show: its middle one (upper middle for even lengths)."""
+    return sorted(curve)[len(curve) // 2]
+
+
+@dataclass(frozen=True)
+class FusionPlan:
+    """The modality-wise attacks on audio-visual data.
+
+    Per norm in ``norms``: the audio ε curve ``audio_eps[norm]`` (waveform), the video ε curve
+    ``video_eps[norm]`` (pixels, bounds [0, 1]), the joint attack at the two table budgets
+    (:func:`middle_budget`), and, for norms in ``minimal_norms``, the minimal ε per modality, searched
+    up to ``minimal_cap`` × the curve's largest budget (a clip not flipped by then counts as not
+    found) with ``search_steps`` bisections to ``rel_tol``.
+    """
+
+    norms: tuple[str, ...] = ("linf", "l2")
+    audio_eps: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(AUDIO_EPS))
+    video_eps: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(VIDEO_EPS))
+    minimal_norms: tuple[str, ...] = ("linf",)
+    minimal_cap: float = 16.0
+    search_steps: int = 6
+    rel_tol: float = 0.05
+
+    def threats(self, modality: str, norm: str, video_bounds=(0.0, 1.0)) -> list[ThreatModel]:
+        """The ε curve of one modality and norm."""
+        if modality == "audio":
+            return [ThreatModel(norm, eps=e) for e in sorted(self.audio_eps[norm])]
+        return [ThreatModel(norm, eps=e, modality="video", bounds=video_bounds) for e in sorted(self.video_eps[norm])]
+
+    def joint(self, norm: str, video_bounds=(0.0, 1.0)) -> JointThreat:
+        return JointThreat(ThreatModel(norm, eps=middle_budget(self.audio_eps[norm])),
+                           ThreatModel(norm, eps=middle_budget(self.video_eps[norm]), modality="video", bounds=video_bounds))
+
+    def as_dict(self) -> dict:
+        plan = asdict(self)
+        plan["table_eps"] = {norm: {"audio": middle_budget(self.audio_eps[norm]), "video": middle_budget(self.video_eps[norm])}
+                             for norm in self.norms}
+        return plan
 
 
 def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
@@ -42,36 +95,87 @@ def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
     }
 
 
+def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path, plan: FusionPlan, *,
+                       main_norm: str, steps: int, batch_size: int, seed: int, device: str | torch.device, limit: int | None,
+                       ray_address: str | None, workers: int | None, progress: Callable[[str], None]) -> None:
+    """The plan's runs for one model, on the inputs it uses (see :func:`robustaudio.report.fusion.fusion_run`).
+
+    The audio curve of ``main_norm`` is the comparison's own attack run (``OUT/<model>/attack``).
+    Sanity probes run with the PGD curves only (the joint and minimal runs repeat their threats).
+    """
+    modalities = model.modalities
+    bounds = getattr(model, "video_bounds", (0.0, 1.0))
+    common = dict(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
+                  workers=workers, steps=steps)
+    for norm in plan.norms:
+        for modality in ("audio", "video"):
+            if modality not in modalities or (modality == "audio" and norm == main_norm):
+                continue
+            progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in plan.threats(modality, norm, bounds)]}")
+            build_report(run_attack(model, name, dataset, plan.threats(modality, norm, bounds),
+                                    fusion_run(model_dir, "pgd", modality, norm), **common))
+        if {"audio", "video"} <= set(modalities):
+            joint = plan.joint(norm, bounds)
+            progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
+            build_report(run_attack(model, name, dataset, [joint], fusion_run(model_dir, "pgd", "both", norm),
+                                    sanity=False, **common))
+        if norm in plan.minimal_norms:
+            for modality in ("audio", "video"):
+                if modality in modalities:
+                    progress(f"[{name}] minimal {norm} ε on the {modality}")
+                    curve = plan.threats(modality, norm, bounds)
+                    options = {"eps_max": plan.minimal_cap * curve[-1].eps, "search_steps": plan.search_steps,
+                               "rel_tol": plan.rel_tol}
+                    build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality, norm),
+                                            minimal=True, sanity=False, minimal_options=options, **common))
+
+
 def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: AudioDataset, out: str | Path, *,
-                   norm: str = "linf", eps: tuple[float, ...] = (0.0005, 0.001, 0.002, 0.005),
+                   norm: str = "linf", eps: tuple[float, ...] = AUDIO_EPS["linf"],
                    corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
                    seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
                    table_eps: float | None = None, table_level: int | None = None,
                    ray_address: str | None = None, workers: int | None = None,
-                   progress: Callable[[str], None] = print) -> dict:
+                   fusion: FusionPlan | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run every part for every model (``name -> loader``) and build the comparison in ``out``.
 
     Args:
         corruptions: name -> Corruption (:func:`~robustaudio.runner.noise_suite`); default: all.
         table_eps: the ε of the table's robust-accuracy column (default: the middle of ``eps``).
         table_level: the index into each corruption's severities for the table (default: middle).
+        fusion: the modality-wise attacks on audio-visual data (default: ``FusionPlan`` with minimal ε
+            in ``norm``); ``norm`` is always among its norms, with ``eps`` as its audio curve. Ignored
+            without video.
     """
     out = Path(out)
     corruptions = corruptions if corruptions is not None else noise_suite()
+    out.mkdir(parents=True, exist_ok=True)
+    if dataset.has_video:
+        plan = fusion or FusionPlan(minimal_norms=(norm,))
+        plan = FusionPlan(**{**asdict(plan), "norms": tuple(dict.fromkeys((norm, *plan.norms))),
+                             "audio_eps": {**plan.audio_eps, norm: tuple(sorted(eps))}})
+        (out / FUSION_FILE).write_text(json.dumps({**plan.as_dict(), "main_norm": norm}, indent=2))
+    else:
+        (out / FUSION_FILE).unlink(missing_ok=True)
     for name, load in models.items():
         progress(f"[{name}] loading")
         model = load().to(device).eval()
         model_dir = out / file_safe(name)
-        progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
-        threats = [ThreatModel(norm, eps=e) for e in eps]
-        attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", steps=steps,
-                                batch_size=batch_size, seed=seed, device=device, limit=limit,
-                                ray_address=ray_address, workers=workers)
-        build_report(attack_dir)
+        if "audio" in model.modalities:
+            progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
+            threats = [ThreatModel(norm, eps=e) for e in eps]
+            attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", steps=steps,
+                                    batch_size=batch_size, seed=seed, device=device, limit=limit,
+                                    ray_address=ray_address, workers=workers)
+            build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
         noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", batch_size=batch_size,
                               seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers)
         build_report(noise_dir)
+        if dataset.has_video:
+            run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps, batch_size=batch_size,
+                               seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers,
+                               progress=progress)
         metrics_path = model_dir / METRICS_FILE
         if not metrics_path.exists():
             progress(f"[{name}] density, convexity, sharpness")

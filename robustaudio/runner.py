@@ -150,14 +150,16 @@ def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
 def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel | JointThreat], *, steps: int,
                  restarts: int, seed: int, device: str | torch.device = "cpu",
                  minimal: bool = False, universal: dict | None = None, backend: str = "native",
-                 attack: str = "pgd", queries: int = 1000, precision: str = "fp32") -> list[dict]:
+                 attack: str = "pgd", queries: int = 1000, precision: str = "fp32",
+                 minimal_options: dict | None = None) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
     :func:`~robustaudio.attacks.pgd_curve` (largest budget first; clips that resist a budget are
     not attacked at smaller ones, recorded with ``reused``). With ``minimal``, each curve is
-    replaced by one minimal-ε search (:func:`~robustaudio.attacks.minimal_eps`) started from its
-    smallest budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
+    replaced by one minimal-ε search (:func:`~robustaudio.attacks.minimal_eps`, settings such as
+    ``eps_max``, ``search_steps``, ``rel_tol`` in ``minimal_options``) started from its smallest
+    budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
     description -> learned δ), each threat model's δ is added to every clip instead. Any other
     ``backend`` / ``attack`` (ART or foolbox attacks, the native black-box ``square``) runs once per
     threat model. A :class:`JointThreat` runs :func:`~robustaudio.attacks.pgd_joint` on its own.
@@ -182,7 +184,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                 continue
             _attack_curve(model, batch, rows, curve, audio, labels, attacked, clean_logits, generator, steps=steps,
                           restarts=restarts, minimal=minimal, universal=universal, backend=backend, attack=attack,
-                          queries=queries, device=device, video=video)
+                          queries=queries, device=device, video=video, minimal_options=minimal_options or {})
     return rows.rows
 
 
@@ -205,7 +207,7 @@ def _attack_joint(model, batch: Batch, rows: "ConditionRows", threat: JointThrea
 
 def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[ThreatModel], audio, labels, attacked,
               clean_logits, generator, *, steps, restarts, minimal, universal, backend, attack, queries,
-              device, video=None) -> None:
+              device, video=None, minimal_options: dict | None = None) -> None:
     """The rows of one ε curve (threat models that differ in their budget only)."""
     start = time.perf_counter()
     some_video = None if video is None else video[attacked]
@@ -230,7 +232,8 @@ def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[Threat
     if minimal:
         threat = min(curve, key=budget_order)
         result = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=steps,
-                              generator=generator, clean_logits=clean_logits[attacked], video=some_video)
+                              generator=generator, clean_logits=clean_logits[attacked], video=some_video,
+                              **(minimal_options or {}))
                   if attacked.numel() else None)
         seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
         rows.add(threat, "minimal", f"minimal-{threat.norm}-{where(threat)}", attacked, result, seconds)
@@ -402,14 +405,16 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                sanity: bool = True, universal_from: AudioDataset | None = None,
                universal_options: dict | None = None, backend: str = "native", attack: str = "pgd",
                queries: int = 1000, ray_address: str | None = None, workers: int | None = None,
-               precision: str = "fp32", on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+               precision: str = "fp32", minimal_options: dict | None = None,
+               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
     ``precision``: ``"bf16"`` runs the attack's passes under bfloat16 autocast (see
     :func:`precision_context`); check it against fp32 on a subset before trusting it.
     ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
     ``workers`` CPUs); the records are the same as a single-process run's (see :func:`run_batches`).
-    ``minimal``: search the minimal ε per clip instead of attacking at fixed budgets.
+    ``minimal``: search the minimal ε per clip instead of attacking at fixed budgets (``minimal_options``:
+    ``eps_max``, ``search_steps``, ``rel_tol`` of :func:`~robustaudio.attacks.minimal_eps`).
     ``universal_from``: learn one perturbation per threat model on that dataset (options in
     ``universal_options``, see :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it
     on ``dataset``.
@@ -424,6 +429,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         else min(limit, len(dataset)), "threats": [t.as_dict() for t in threats], "attack": "universal" if universal_from is not None else "minimal" if minimal else attack,
         "backend": backend, **({"queries": queries} if attack == "square" else {}),
         **({"precision": precision} if precision != "fp32" else {}),
+        **({"minimal_options": minimal_options} if minimal and minimal_options else {}),
         "steps": steps, "restarts": restarts, "batch_size": batch_size, "seed": seed,
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
@@ -451,7 +457,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     def rows(batch: Batch) -> list[dict]:
         return attack_batch(model, model_name, batch, threats, steps=steps, restarts=restarts, seed=seed,
                             device=device, minimal=minimal, universal=deltas, backend=backend,
-                            attack=attack, queries=queries, precision=precision)
+                            attack=attack, queries=queries, precision=precision, minimal_options=minimal_options)
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
                        ray_address=ray_address, workers=workers)

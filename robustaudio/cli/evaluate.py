@@ -204,40 +204,60 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--eps", type=float, multiple=True, help="ε curve (default 0.0005 0.001 0.002 0.005 for L∞).")
 @click.option("--table-eps", type=float, help="The ε of the table's robust-accuracy column (default: middle of --eps).")
+@click.option("--video-eps", type=float, multiple=True,
+              help="Audio-visual data: the video ε curve for --norm, pixels in [0, 1] (repeat the option; default "
+                   "4/255 8/255 16/255 32/255 for L∞).")
 @click.option("--corruption", multiple=True, help="Corruptions (default: the whole suite).")
-@click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
+@click.option("--data", type=click.Path(), help="Dataset directory or bundled set (minievents, avmini). Default: the "
+                                                 "set the models were trained on.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/compare-<hash>).")
-def compare(model_names, norm, eps, table_eps, corruption, data, split, steps, batch_size, limit, seed, device,
-            out, ray_address, workers) -> None:
+def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, split, steps, batch_size, limit, seed,
+            device, out, ray_address, workers) -> None:
     """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
 
-    Example: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005
-    """
-    from ..compare import run_comparison
+    On audio-visual data (e.g. the av-* models on avmini) also modality-wise attacks: audio only, video
+    only and both (separate budgets), per norm, minimal ε per modality, and the fusion-theorem check.
 
-    eps = eps or {"linf": (0.0005, 0.001, 0.002, 0.005), "l2": (0.05, 0.1, 0.2, 0.5), "l1": (1.0, 2.0, 5.0, 10.0)}[norm]
+    Examples: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005;
+    robustaudio compare --models av-early av-mid av-late av-superlate audio-only video-only
+    """
+    from ..compare import AUDIO_EPS, FusionPlan, VIDEO_EPS, run_comparison
+
+    eps = eps or AUDIO_EPS[norm]
     if table_eps is not None and table_eps not in eps:
         raise click.BadParameter(f"--table-eps {table_eps} is not one of --eps {list(eps)}.", param_hint="--table-eps")
     try:
         for name in model_names:  # fail on a bad name before hours of work on the others
             if name not in MODELS and ":" not in name:
                 raise ModelError(unknown_model_message(name))
+        if data is None:
+            trained_on = sorted({MODELS[name].data for name in model_names if name in MODELS})
+            if len(trained_on) > 1:
+                raise click.UsageError(f"The models were trained on different data ({', '.join(trained_on)}): pick "
+                                       f"one with --data.")
+            data = trained_on[0] if trained_on else None
         dataset = AudioDataset.from_path(data, split=split)
-        out = Path(out) if out else default_out("compare", [model_names, norm, eps, corruption, data, split, steps,
-                                                             batch_size, limit, seed])
+        out = Path(out) if out else default_out("compare", [model_names, norm, eps, video_eps, corruption, data, split,
+                                                             steps, batch_size, limit, seed])
+        plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS, **({norm: tuple(sorted(video_eps))} if video_eps else {})})
         loaders = {name: (lambda name=name: load_model(name, device=parse_device(device))) for name in model_names}
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
                                     seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,
-                                    ray_address=ray_address, workers=workers, progress=click.echo)
+                                    ray_address=ray_address, workers=workers, fusion=plan, progress=click.echo)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
     for name, s in comparison["models"].items():
+        robust = "–" if s["robust_accuracy"] is None else f"{s['robust_accuracy']:.3f}"
         click.echo(f"{name}: clean {s['clean_accuracy']:.3f}, noise mean {s['noise_mean']:.3f}, "
-                   f"robust {s['robust_accuracy']:.3f} at ε={comparison['table_eps']:g}")
+                   f"robust {robust} at ε={comparison['table_eps']:g}")
+    for norm_name, check in comparison.get("fusion", {}).get("theorem", {}).items():
+        for name, r in check["models"].items():
+            click.echo(f"theorem check ({norm_name}): {name} flipped by an audio-only attack below {check['reference']}'s "
+                       f"minimal ε on {r['cases']} of {r['clips_correct_for_both']} clips")
     c = comparison["correlations"]["noise (mean) vs adversarial"]
     if c["spearman"] is not None:
         click.echo(f"noise vs adversarial across models: Spearman {c['spearman']:.2f} (p {c['spearman_p']:.2f}), "

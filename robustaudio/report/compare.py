@@ -5,6 +5,9 @@ Reads ``OUT/<model>/attack/card.json``, ``OUT/<model>/noise/card.json`` and
 figures: per model, the natural-noise curves and the adversarial ε curve on one axis; across
 models, robust accuracy against noise accuracy. Rank correlations (Spearman and Kendall, scipy)
 across models relate noise robustness, the latent metrics and sharpness to adversarial robustness.
+On audio-visual data (``OUT/fusion.json`` present) the fusion tables and the theorem check of
+:mod:`robustaudio.report.fusion` are added. A model that does not use audio has no audio attack
+run: its PGD column is empty and it is left out of the correlations with adversarial robustness.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from scipy import stats
 
 from .card import json_safe
+from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
 from .records import file_safe
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
@@ -50,10 +54,11 @@ def _correlation(x: list[float], y: list[float]) -> dict:
 
 
 def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) -> dict:
-    attack, noise = _read(model_dir / "attack" / "card.json"), _read(model_dir / "noise" / "card.json")
+    noise = _read(model_dir / "noise" / "card.json")
+    attack = _read(model_dir / "attack" / "card.json") if (model_dir / "attack").exists() else None  # None: no audio
     metrics = _read(model_dir / "metrics.json")
-    robust = {c["eps"]: c["robust_accuracy"]["value"] for c in attack["conditions"]}
-    if table_eps not in robust:
+    robust = {c["eps"]: c["robust_accuracy"]["value"] for c in attack["conditions"]} if attack else {}
+    if attack and table_eps not in robust:
         raise ValueError(f"ε = {table_eps} was not attacked in {model_dir}; attacked: {sorted(robust)}.")
     curves = _noise_curves(noise)
     at_level = {}
@@ -63,8 +68,8 @@ def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) 
     latent = metrics["latent"]
     return {
         "parameters": metrics.get("parameters"),
-        "clean_accuracy": attack["clean_accuracy"]["value"],
-        "robust_accuracy": robust[table_eps], "robust_curve": sorted(robust.items()),
+        "clean_accuracy": (attack or noise)["clean_accuracy"]["value"],
+        "robust_accuracy": robust.get(table_eps), "robust_curve": sorted(robust.items()),
         "noise_at_level": at_level,
         "noise_mean": float(np.mean([v["accuracy"] for v in at_level.values()])) if at_level else None,
         "noise_curves": curves,
@@ -72,7 +77,7 @@ def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) 
         "convexity": {m: v["convexity"]["overall"] for m, v in latent.items()},
         "sharpness": metrics["sharpness"]["sharpness"],
         "adaptive_sharpness": metrics["adaptive_sharpness"]["sharpness"],
-        "flags": attack.get("flags", []),
+        "flags": attack.get("flags", []) if attack else [],
     }
 
 
@@ -82,9 +87,10 @@ def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> pl
     for corruption, curve in summary["noise_curves"].items():
         ax.plot(range(1, len(curve) + 1), [a for _, a in curve], marker="o", alpha=0.8,
                 label=f"{corruption} ({', '.join(f'{s:g}' for s, _ in curve)})")
-    eps, accuracy = zip(*summary["robust_curve"])
-    ax.plot(range(1, len(eps) + 1), accuracy, marker="s", color="black", linewidth=2.2,
-            label=f"PGD {norm_label} ε ({', '.join(f'{e:g}' for e in eps)})")
+    if summary["robust_curve"]:
+        eps, accuracy = zip(*summary["robust_curve"])
+        ax.plot(range(1, len(eps) + 1), accuracy, marker="s", color="black", linewidth=2.2,
+                label=f"PGD {norm_label} ε ({', '.join(f'{e:g}' for e in eps)})")
     ax.axhline(summary["clean_accuracy"], color="grey", linestyle="--", label="clean")
     ax.set_xlabel("severity level (mildest first; values in the legend)")
     ax.set_ylabel("accuracy")
@@ -98,6 +104,8 @@ def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> pl
 def figure_noise_against_adversarial(summaries: dict[str, dict], table_eps: float) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5, 4))
     for name, s in summaries.items():
+        if s["robust_accuracy"] is None:
+            continue
         ax.scatter(s["noise_mean"], s["robust_accuracy"])
         ax.annotate(name, (s["noise_mean"], s["robust_accuracy"]), fontsize=8, xytext=(3, 3),
                     textcoords="offset points")
@@ -112,7 +120,10 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     out = Path(out)
     dirs = {name: out / file_safe(name) for name in names}
     summaries = {name: summarize_model(d, table_eps, table_level) for name, d in dirs.items()}
-    attack_settings = _read(next(iter(dirs.values())) / "attack" / "run.json")["settings"]
+    with_attack = [d for d in dirs.values() if (d / "attack").exists()]
+    if not with_attack:
+        raise FileNotFoundError(f"No model in {out} has an audio attack run: compare at least one model that uses audio.")
+    attack_settings = _read(with_attack[0] / "attack" / "run.json")["settings"]
     norm = attack_settings["threats"][0]["norm"]
     robust = [s["robust_accuracy"] for s in summaries.values()]
     corruptions = list(next(iter(summaries.values()))["noise_at_level"])
@@ -127,6 +138,9 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
         correlations[f"{metric} vs adversarial"] = _correlation([s[metric] for s in summaries.values()], robust)
     comparison = {"models": summaries, "table_eps": table_eps, "norm": norm, "correlations": correlations,
                   "data": attack_settings["data"], "clips": attack_settings["clips"], "seed": attack_settings["seed"]}
+    fusion = summarize_fusion(out, names) if (out / FUSION_FILE).exists() else None
+    if fusion is not None:
+        comparison["fusion"] = fusion
     (out / "compare.json").write_text(json.dumps(json_safe(comparison), indent=2))
 
     first = next(iter(summaries.values()))
@@ -150,8 +164,14 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
          "to the attack. With a handful of models these are descriptive; the p-values say how little they "
          "prove."),
     ]
+    if fusion is not None:
+        sections = fusion_sections(fusion) + sections
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     figures = []
+    for fusion_norm in (fusion or {}).get("plan", {}).get("norms", []):
+        file = f"fusion_{fusion_norm}.png"
+        figures.append((f"Audio-visual fusion under attack ({fusion_norm})", file,
+                        _save(figure_fusion(fusion, fusion_norm), out / FIGURES_DIR / file)))
     for name, s in summaries.items():
         file = f"noise_vs_adversarial_{file_safe(name)}.png"
         figures.append((f"Noise and adversarial curves: {name}", file,
