@@ -23,3 +23,5 @@ for command in (train, train_denoiser_command, certify, defend):
     main.add_command(command)
 from .jam import jam  # noqa: E402
 main.add_command(jam)
+from .sticker import sticker  # noqa: E402
+main.add_command(sticker)
