@@ -37,8 +37,8 @@ def test_bundled_checkpoint_reproduces_its_card(name):
     assert model.labels == tuple(card["labels"])
     correct = []
     with torch.no_grad():
-        for batch in AudioDataset.from_path(split="test").batches(model, 64):
-            correct.append(model(batch.audio).argmax(-1) == batch.labels)
+        for batch in AudioDataset.from_path(MODELS[name].data, split="test").batches(model, 64):
+            correct.append(model(batch.audio, batch.video).argmax(-1) == batch.labels)
     accuracy = float(torch.cat(correct).float().mean())
     assert accuracy == pytest.approx(card["test_accuracy"], abs=1e-6)
     assert accuracy > 2.0 / len(model.labels), "the bundled model must be far above chance"
