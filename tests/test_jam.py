@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile
 import torch
@@ -17,7 +19,7 @@ from robustaudio.attacks.eot import (EOTConfig, JamError, Utterances, make_rooms
 from robustaudio.attacks.jamming import Detector, detection_metrics, evaluate, jam, jam_loss, load_utterances
 from robustaudio.attacks.music import PEAK, KarplusStrong, MusicError, pluck
 from robustaudio.attacks.threat import snr_db
-from robustaudio.data.datasets import BUNDLED_ROOT
+from robustaudio.data.datasets import bundled_path
 from robustaudio.models import load_model
 
 pytest.importorskip("pyroomacoustics")
@@ -213,6 +215,27 @@ def test_a_short_jam_lowers_the_bundled_cnn_speech_score():
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
+def test_a_short_jam_lowers_openwakeword_alexa_scores():
+    pytest.importorskip("onnx")
+    detector = Detector(load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0), "alexa")
+    clips, _ = load_utterances(bundled_path("wakeword"), "alexa", 16000, "train")
+    config = replace(FAST, scene_seconds=3.0)
+    rooms = make_rooms("optimisation", 2, 0, config.rt60)
+    speech = clips.positives().subset(torch.arange(8))
+    synth = KarplusStrong(seconds=2.0, seed=0)
+    transforms = sample_transforms(8, rooms, config.fixed_level(), torch.Generator().manual_seed(9),
+                                   loop_samples=synth.length)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(jam_loss(detector.margins(render(speech, synth(), transforms, rooms, config))))
+
+    before = loss()
+    jam(synth, detector, speech, rooms, config, steps=20, batch_size=8, lr=0.05, seed=0)
+    assert loss() < 0.8 * before
+
+
 def test_detection_metrics_count_f1_tpr_fpr():
     labels = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
     fired = [1, 1, 1, 0, 1, 0, 0, 0, 0, 0]
@@ -253,11 +276,24 @@ def test_bad_inputs_name_the_problem():
 # ---- the command ----------------------------------------------------------------------------------
 
 
-def test_cli_jam_writes_card_music_and_report(tmp_path):
+@pytest.fixture
+def few_minievents(tmp_path):
+    """Six bundled minievents clips: 2 speech to optimise on; 2 speech and 2 others to evaluate."""
+    table = pd.read_csv(bundled_path() / "metadata.csv")
+    speech = table["label"] == "speech"
+    rows = pd.concat([table[speech & (table["split"] == "train")].head(2), table[speech & (table["split"] == "test")].head(2),
+                      table[~speech & (table["split"] == "test")].head(2)])
+    rows = rows.assign(path=[str(bundled_path() / p) for p in rows["path"]])[["path", "label", "split"]]
+    rows.to_csv(tmp_path / "metadata.csv", index=False)
+    return tmp_path
+
+
+def test_cli_jam_writes_card_music_and_report(tmp_path, few_minievents):
     from robustaudio.cli import main
 
     out = tmp_path / "jam"
     result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--data", str(few_minievents),
                                        "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
                                        "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1",
                                        "--rt60", "0.15", "0.2", "--out", str(out)])
@@ -270,8 +306,8 @@ def test_cli_jam_writes_card_music_and_report(tmp_path):
     assert rate == 16000 and len(music) == 16000
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "spectrograms" in html.lower()
-    assert (out / "scenes.jsonl").read_text().count("\n") == len(card["detection"]) * 0 + sum(
-        s["scenes"] for s in card["detection"])
+    assert card["clips"]["test_positives"] == 2 and card["clips"]["test_negatives"] == 2
+    assert (out / "scenes.jsonl").read_text().count("\n") == sum(s["scenes"] for s in card["detection"])
 
 
 def test_cli_jam_refuses_bad_settings(tmp_path):

@@ -359,10 +359,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      draws: int = 4, random_pieces: int = 4, seed: int = 0,
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      callback: Callable[[dict], None] | None = None) -> JamRun:
-    """The issue's protocol: rooms split by seed, the jam on ``learn``'s positives found clean in the
-    optimisation rooms, then :func:`evaluate` on ``test``'s positives found clean and its negatives, in
-    both room sets, clean / random music / adversarial music, by ``detector`` and any
-    ``extra_detectors`` (e.g. a black-box transfer target).
+    """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
+    finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
+    clips it handles correctly clean (positives it fires on, negatives it does not), in both room
+    sets, clean / random music / adversarial music, by ``detector`` and any ``extra_detectors``
+    (e.g. a black-box transfer target, scored on the same audio).
 
     ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
     first is where the attack started) at the same level are the random-music condition.

@@ -30,7 +30,7 @@ from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 CARD_FILE = "card.json"
 SCENES_FILE = "scenes.jsonl"
 MUSIC_FILES = {"adversarial": "music_adversarial.wav", "random": "music_random.wav"}
-ZOOM_SECONDS = 0.5
+ZOOM_SECONDS = 0.05
 
 
 def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Figure:
@@ -41,7 +41,7 @@ def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Fi
         t = np.arange(loop.shape[-1]) / sample_rate
         zoom = t < ZOOM_SECONDS
         for ax, keep, title in ((row[0], slice(None), f"{name} music (whole loop)"),
-                                (row[1], zoom, f"first {ZOOM_SECONDS:g} s")):
+                                (row[1], zoom, f"first {ZOOM_SECONDS * 1000:g} ms")):
             ax.plot(t[keep], loop.numpy()[keep], linewidth=0.4)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("time (s)")
@@ -82,8 +82,8 @@ def figure_history(history: list[dict]) -> plt.Figure:
     twin.plot(steps, [h["firing"] for h in history], color="C1", marker=".", label="batch scenes firing")
     twin.set_ylim(-0.02, 1.02)
     twin.set_ylabel("fraction firing")
-    fig.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
+    fig.legend(fontsize=7, loc="upper center", ncol=2)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
 
 

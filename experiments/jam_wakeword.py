@@ -1,0 +1,112 @@
+"""Adversarial music against openWakeWord ``alexa`` and ``hey_jarvis``: the issue-5 headline numbers.
+
+Usage::
+
+    python experiments/jam_wakeword.py --out runs/jam_wakeword          # both words, CPU
+    python experiments/jam_wakeword.py --words alexa --steps 100        # quicker, weaker
+
+Per word: the detector (pure-torch openWakeWord, scored as a stream without silence padding), the
+bundled two-engine wake-word set (``robustaudio/data/bundled/wakeword``: optimise on the ``train``
+voices, evaluate on the ``test`` voices plus negatives), 16 optimisation rooms and 16 held-out rooms
+(RT60 0.15-0.3 s), background noise at 20-40 dB SNR, music at a level per word relative to the speech (``LEVELS``, or ``--music-db``).
+Writes ``OUT/<word>/`` (the ``robustaudio jam`` report: card.json, report.html, the music as WAV)
+and ``OUT/summary.md`` / ``summary.json`` (F1 / TPR / FPR per word, room set and condition, and
+the wall time). Same numbers as ``robustaudio jam --model openwakeword:<word> --music-db ...``
+with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from robustaudio.attacks.eot import EOTConfig
+from robustaudio.attacks.jamming import Detector, jam_and_evaluate, load_utterances
+from robustaudio.data.datasets import BUNDLED_ROOT
+from robustaudio.models import load_model
+from robustaudio.report.card import json_safe
+from robustaudio.report.jam import write_jam_report
+
+DATA = BUNDLED_ROOT / "wakeword"
+# Music level (dB re speech) per word: about the loudest level at which random music from the same
+# synthesiser still leaves F1 >= 0.7 (measured: hey_jarvis random-music F1 0.58-0.66 at -12 dB).
+LEVELS = {"alexa": -10.0, "hey_jarvis": -15.0}
+
+
+def run_word(word: str, args: argparse.Namespace) -> dict:
+    model = load_model(f"openwakeword:{word}", pad_before=0.0, pad_after=0.0)
+    detector = Detector(model, word)
+    music_db = args.music_db if args.music_db is not None else LEVELS.get(word, -12.0)
+    config = EOTConfig(music_db=music_db, jitter_db=args.jitter_db, noise_snr_db=(20.0, 40.0),
+                       rt60=(0.15, 0.3), scene_seconds=3.0)
+    learn, notes = load_utterances(DATA, word, detector.sample_rate, "train")
+    test, more = load_utterances(DATA, word, detector.sample_rate, "test")
+
+    def progress(entry: dict) -> None:
+        if entry["step"] % 25 == 0:
+            print(f"  {word} step {entry['step']}: loss {entry['loss']:.3f}, batch firing {entry['firing']:.2f}, "
+                  f"{entry['seconds']:.0f} s", flush=True)
+
+    print(f"{word}: jamming at {music_db:g} dB re speech", flush=True)
+    run = jam_and_evaluate(detector, learn, test, config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           draws=args.draws, seed=args.seed, callback=progress)
+    card = write_jam_report(args.out / word, run, f"openwakeword:{word}", notes + more)
+    return card
+
+
+def summary_markdown(cards: dict[str, dict], wall: float, args: argparse.Namespace) -> str:
+    levels = ", ".join(f"{w} {c['music_db']:g} dB" for w, c in cards.items())
+    lines = [f"# Adversarial music against openWakeWord (music re speech: {levels})", "",
+             f"Wall time {wall / 60:.1f} min on CPU ({torch.get_num_threads()} thread(s)); {args.steps} steps × "
+             f"{args.batch_size} scenes; {args.draws} scenes per clip and room set; seed {args.seed}.", "",
+             "| word | rooms | condition | scenes | F1 [95% CI] | TPR | FPR |", "|---|---|---|---|---|---|---|"]
+    for word, card in cards.items():
+        for s in card["detection"]:
+            f1 = s["f1"]
+            lines.append(f"| {word} | {s['rooms']} | {s['condition']} | {s['scenes']} | {f1['value']:.3f} "
+                         f"[{f1['ci95'][0]:.3f}, {f1['ci95'][1]:.3f}] | {s['tpr']['value']:.3f} | "
+                         f"{s['fpr']['value']:.3f} |")
+    for word, card in cards.items():
+        c = card["clips"]
+        lines.append(f"\n{word}: optimised on {c['learn_positives']} positives; evaluated on {c['test_positives']} "
+                     f"positives and {c['test_negatives']} negatives; {card['wall_seconds']:.0f} s.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/jam_wakeword"))
+    parser.add_argument("--words", nargs="+", default=["alexa", "hey_jarvis"])
+    parser.add_argument("--music-db", type=float, help="music level re speech (dB) for every word "
+                        f"(default per word: {LEVELS})")
+    parser.add_argument("--jitter-db", type=float, default=3.0)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--draws", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    cards = {}
+    for word in args.words:
+        cards[word] = run_word(word, args)
+        for rooms, values in cards[word]["headline_f1"].items():
+            print(f"  F1 {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()), flush=True)
+    wall = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.md").write_text(summary_markdown(cards, wall, args))
+    (args.out / "summary.json").write_text(json.dumps(json_safe(
+        {"music_db": {w: c["music_db"] for w, c in cards.items()}, "wall_seconds": wall, "settings": {k: str(v) for k, v in vars(args).items()},
+         "words": {w: {"headline_f1": c["headline_f1"], "detection": c["detection"], "clips": c["clips"]}
+                   for w, c in cards.items()}}), indent=2, allow_nan=False))
+    print(f"wall time {wall / 60:.1f} min; summary: {args.out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()
