@@ -11,7 +11,7 @@ reused, so a final plain run only assembles the report):
     python experiments/defenses.py --part table --rows none mixup mixup-latent purification &
     python experiments/defenses.py --part table --rows adversarial &
     python experiments/defenses.py --part certify
-    python experiments/defenses.py --part check       # PGD-20 × EOT-16 on 16 clips: is the purification row converged?
+    python experiments/defenses.py --part check       # 2× steps, EOT-16 on 16 clips: is the purification row converged?
     python experiments/defenses.py --bundle
 
 Settings (all on one CPU thread, seed 0, the bundled ``minievents`` data; train split for training,
@@ -48,7 +48,8 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, load_denoiser, train_denoiser
 from robustaudio.defenses.purification import EOT, Purified
-from robustaudio.defenses.suite import ROWS, TRAINED_DEFENSES, bundled_defended, certify_study, run_defenses
+from robustaudio.defenses.suite import (ROWS, TRAINED_DEFENSES, attack_dir, bundled_defended, certify_dir, certify_study,
+                                       run_defenses)
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report import read_records
@@ -60,24 +61,26 @@ DENOISER = DenoiserSettings(domain="feature", epochs=20, batch_size=32, lr=3e-3,
 SIGMAS = (0.25, 0.5)
 N0, N = 50, 250  # CERTIFY samples per clip: cheap enough for a shared 2-core machine
 THREAT = ThreatModel("linf", eps=0.002)
-STRONG = "purification-strong"
+STEPS, RESTARTS = 10, 1  # the table's PGD
+STRONG = "purification-eot16-2x-steps"
 
 
 def attack_check(out: Path, clips: int = 16) -> dict:
-    """Has the adaptive attack on purification converged? PGD-20 with EOT over 16 draws on the first
-    ``clips`` test clips, against the table's PGD-10 with EOT-8 on the same clips."""
+    """Has the adaptive attack on purification converged? Twice the steps with EOT over 16 draws on the
+    first ``clips`` test clips, against the table's attack (EOT-8) on the same clips."""
     model = load_model("cnn", weights=str(out / "train" / "none.pt"))
     defended = EOT(Purified(model, load_denoiser("minievents-logmel"), sigma=0.25, steps=2), samples=16)
-    run_dir = run_attack(defended, "cnn", AudioDataset.from_path(None, split="test"), [THREAT], out / "attacks" / STRONG,
-                         steps=20, restarts=1, batch_size=16, seed=0, limit=clips, sanity=False)
+    run_dir = run_attack(defended, "cnn", AudioDataset.from_path(None, split="test"), [THREAT],
+                         attack_dir(out, THREAT, STEPS, RESTARTS) / STRONG, steps=2 * STEPS, restarts=RESTARTS,
+                         batch_size=16, seed=0, limit=clips, sanity=False)
     strong = read_records(run_dir)
-    table = read_records(out / "attacks" / "purification")
+    table = read_records(attack_dir(out, THREAT, STEPS, RESTARTS) / "purification-eot8")
     table = table[table["clip_id"].isin(strong["clip_id"])]
     result = {"clips": len(strong), "table_attack": float(table["adv_correct"].mean()),
               "strong_attack": float(strong["adv_correct"].mean())}
     result["note"] = (f"Convergence of the adaptive attack on purification, first {result['clips']} test clips: robust "
-                      f"accuracy {result['table_attack']:.3f} under the table's PGD-10 with EOT-8, "
-                      f"{result['strong_attack']:.3f} under PGD-20 with EOT-16.")
+                      f"accuracy {result['table_attack']:.3f} under the table's PGD-{STEPS} with EOT-8, "
+                      f"{result['strong_attack']:.3f} under PGD-{2 * STEPS} with EOT-16.")
     return result
 
 
@@ -111,17 +114,17 @@ def main() -> None:
         none = args.out / "train" / "none.pt"
         while not none.with_suffix(".json").is_file():  # written by the table part after training
             time.sleep(30)
-        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), args.out / "certify",
+        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), certify_dir(args.out, N0, N, 0.001),
                       denoiser="minievents-logmel", sigmas=SIGMAS, n0=N0, n=N, alpha=0.001, limit=args.limit,
                       batch_size=250, seed=0, device="cpu", log=log)
         return
     if args.part == "check":
         print(json.dumps(attack_check(args.out), indent=1))
         return
-    summary = run_defenses("cnn", THREAT, args.out, steps=10, restarts=1, batch_size=16, limit=args.limit, seed=0,
+    summary = run_defenses("cnn", THREAT, args.out, steps=STEPS, restarts=RESTARTS, batch_size=16, limit=args.limit, seed=0,
                            retrain=True, rows=tuple(args.rows), purify_sigma=0.25, purify_steps=2, eot=8,
                            sigmas=SIGMAS if args.part == "all" else (), n0=N0, n=N, alpha=0.001, log=log)
-    if (args.out / "attacks" / STRONG).is_dir():
+    if (attack_dir(args.out, THREAT, STEPS, RESTARTS) / STRONG).is_dir():
         summary["notes"] = [attack_check(args.out)["note"]]
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     document = build_defenses_report(args.out, summary)

@@ -94,6 +94,16 @@ def obtain_checkpoint(model_name: str, defense: str, settings: TrainSettings, da
     return str(path), card
 
 
+def attack_dir(out: Path, threat: ThreatModel, steps: int, restarts: int) -> Path:
+    """Where the rows' attack runs go: one folder per attack setting, one run directory per row inside."""
+    return Path(out) / "attacks" / f"pgd{steps}x{restarts}-{file_safe(threat.describe())}"
+
+
+def certify_dir(out: Path, n0: int, n: int, alpha: float) -> Path:
+    """Where the certification rows go: one folder per CERTIFY setting, one file per curve inside."""
+    return Path(out) / "certify" / f"n0-{n0}-n-{n}-alpha-{alpha:g}"
+
+
 def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data: str | None = None,
                  split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
                  limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
@@ -118,27 +128,31 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
     summary = {"model": model_name, "data": str(dataset.root), "split": split, "threat": threat.as_dict(),
                "threat_name": threat.describe(), "steps": steps, "restarts": restarts, "limit": limit, "seed": seed,
                "rows": [], "certification": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    weights: dict[str, str | None] = {}
     attack_name = f"PGD-{steps} ({restarts} restart{'s' if restarts > 1 else ''}), {threat.describe()}"
+    attacks = attack_dir(out, threat, steps, restarts)
+
+    def checkpoint(row: str) -> tuple[str | None, dict]:
+        settings = defense_settings(row, base, threat)
+        return obtain_checkpoint(model_name, row, settings, dataset, out, retrain=retrain, device=device, log=log)
+
+    undefended, _ = checkpoint("none")  # purification and certification wrap it
     for row in rows:
         if row == "purification":
             continue
-        settings = defense_settings(row, base, threat)
-        path, card = obtain_checkpoint(model_name, row, settings, dataset, out, retrain=retrain, device=device, log=log)
-        weights[row] = path
+        path, card = checkpoint(row)
         model = load_model(model_name, weights=path, device=device)
-        run_dir = run_attack(model, model_name, test, [threat], out / "attacks" / row, steps=steps, restarts=restarts,
+        run_dir = run_attack(model, model_name, test, [threat], attacks / row, steps=steps, restarts=restarts,
                              batch_size=batch_size, seed=seed, device=device, limit=limit,
                              extra_settings={"defense": row, "weights": path})
-        summary["rows"].append(_row(row, settings.describe() if row != "none" else "none (plain training)",
-                                    build_report(run_dir), card, attack_name, run_dir, path))
+        what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
+        summary["rows"].append(_row(row, what, build_report(run_dir), card, attack_name, run_dir, path))
         log(_row_line(summary["rows"][-1]))
     if "purification" in rows:
         den = load_denoiser(denoiser, device=device)
-        base_model = load_model(model_name, weights=weights.get("none"), device=device)
+        base_model = load_model(model_name, weights=undefended, device=device)
         purified = Purified(base_model, den, sigma=purify_sigma, steps=purify_steps)
         defended = EOT(purified, samples=eot)
-        run_dir = run_attack(defended, model_name, test, [threat], out / "attacks" / "purification", steps=steps,
+        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}", steps=steps,
                              restarts=restarts, batch_size=batch_size, seed=seed, device=device, limit=limit,
                              sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
                                                            "eot": eot, "denoiser": denoiser})
@@ -147,10 +161,10 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         card = {"training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
                 "training_note": f"denoiser training ({denoiser}); the classifier is the undefended one"}
         summary["rows"].append(_row("purification", purified.describe() + f", deployed as the mean of {eot} draws",
-                                    build_report(run_dir), card, adaptive, run_dir, weights.get("none")))
+                                    build_report(run_dir), card, adaptive, run_dir, undefended))
         log(_row_line(summary["rows"][-1]))
     if sigmas:
-        summary["certification"] = certify_study(model_name, weights.get("none"), test, out / "certify",
+        summary["certification"] = certify_study(model_name, undefended, test, certify_dir(out, n0, n, alpha),
                                                  denoiser=denoiser, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
                                                  limit=certify_limit if certify_limit is not None else limit,
                                                  batch_size=certify_batch, seed=seed, device=device, log=log)
