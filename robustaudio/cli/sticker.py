@@ -23,7 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def read_images(paths: list[Path], size: int | None) -> torch.Tensor:
-    """``[N, 3, H, W]`` float32 in [0, 1] from image files (RGB; resized to ``size``² if given)."""
+    """``[N, 3, H, W]`` float32 in [0, 1] from image files (RGB; resized to ``size × size`` if given)."""
     from PIL import Image
 
     images = []
@@ -55,7 +55,10 @@ def load_image_model(name: str, labels: str | None):
     """An AV Classifier or a plain image module with its class names, for ``--model``."""
     prefix = split_prefix(name)
     if prefix is None or prefix[0] not in ("python", "torchscript"):
-        return visual_classifier(load_model(name), name)  # a registered name: its errors name the fix
+        model = load_model(name)  # a registered name or image:NAME; its errors name the fix
+        if isinstance(model, Classifier) or not getattr(model, "labels", None):
+            return visual_classifier(model, name)
+        return model.eval(), list(labels.split(",") if labels else model.labels)  # an image classifier (image:NAME)
     kind, target = prefix
     if kind == "torchscript":
         path = Path(target)
@@ -84,7 +87,7 @@ def visual_classifier(model: Classifier, name: str):
         visual = ", ".join(n for n, e in MODELS.items() if e.data == "avmini" and n != "audio-only")
         raise StickerError(f"{name!r} has no visual branch (modalities: {', '.join(model.modalities)}). Use an "
                            f"audio-visual model fed raw frames ({visual}) or an image classifier: "
-                           f"python:MODULE:FACTORY or torchscript:FILE with --images DIR.")
+                           f"image:NAME, python:MODULE:FACTORY or torchscript:FILE with --images DIR.")
     return model.eval(), list(model.labels)
 
 
@@ -116,7 +119,8 @@ def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 @click.command()
 @click.option("--model", "model_name", required=True,
               help="An audio-visual model fed raw frames (av-early, av-mid, av-late, av-superlate, video-only), or an "
-                   "image classifier: python:MODULE:FACTORY or torchscript:FILE (nn.Module [B, 3, H, W] in [0, 1] -> logits).")
+                   "image classifier: image:NAME (e.g. image:mtcnn-onet), python:MODULE:FACTORY or torchscript:FILE "
+                   "(nn.Module [B, 3, H, W] in [0, 1] -> logits).")
 @click.option("--source", required=True, help="The class whose images the sticker is made for.")
 @click.option("--target", "goal", required=True, help="The class the sticker should make the model predict.")
 @click.option("--images", type=click.Path(file_okay=False), help="Image classifiers: DIR/<class>/*.png|jpg; sorted by "
