@@ -41,8 +41,7 @@ def run_word(word: str, args: argparse.Namespace) -> dict:
     model = load_model(f"openwakeword:{word}", pad_before=0.0, pad_after=0.0)
     detector = Detector(model, word)
     music_db = args.music_db if args.music_db is not None else LEVELS.get(word, -12.0)
-    config = EOTConfig(music_db=music_db, jitter_db=args.jitter_db, noise_snr_db=(20.0, 40.0),
-                       rt60=(0.15, 0.3), scene_seconds=3.0)
+    config = EOTConfig(music_db=music_db, jitter_db=args.jitter_db, scene_seconds=3.0)  # rooms, noise: defaults
     learn, notes = load_utterances(DATA, word, detector.sample_rate, "train")
     test, more = load_utterances(DATA, word, detector.sample_rate, "test")
 
@@ -83,7 +82,7 @@ def main() -> None:
     parser.add_argument("--words", nargs="+", default=["alexa", "hey_jarvis"])
     parser.add_argument("--music-db", type=float, help="music level re speech (dB) for every word "
                         f"(default per word: {LEVELS})")
-    parser.add_argument("--jitter-db", type=float, default=3.0)
+    parser.add_argument("--jitter-db", type=float, default=EOTConfig.jitter_db)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.05)

@@ -183,7 +183,7 @@ def _short_jam(detector, speech, steps: int, batch_size: int):
     """Loss on fixed scenes of the optimisation rooms before and after a short jam, and the result."""
     rooms = make_rooms("optimisation", 2, 0, FAST.rt60)
     config = FAST
-    synth = KarplusStrong(seconds=1.0, seed=0)
+    synth = KarplusStrong(seconds=0.5, seed=0)
     transforms = sample_transforms(len(speech), rooms, config.fixed_level(), torch.Generator().manual_seed(9),
                                    loop_samples=synth.length)
 

@@ -64,14 +64,21 @@ class EOTConfig:
         speech_end: where the utterance ends, as a fraction of the scene, drawn uniformly.
         rt60: design reverberation time of the rooms (s), drawn uniformly per room.
         sample_rate: Hz.
+
+    The defaults are the measured protocol of ``experiments/jam_wakeword.py``. They are milder than
+    the spec's suggestion (±10 dB, noise 10-30 dB, living-room reverberation) because the clean
+    detectors are not robust to more, music or not: on the bundled clips, background noise at
+    10-30 dB SNR lowers openWakeWord alexa's clean TPR from 0.96 to 0.83, and rooms of RT60
+    0.6-0.8 s lower hey_jarvis's to about 0.3; with RT60 0.15-0.3 s and 20-40 dB SNR both keep a
+    clean F1 >= 0.9, so what the music does is not hidden by what the room does.
     """
 
     music_db: float = -10.0
-    jitter_db: float = 10.0
-    noise_snr_db: tuple[float, float] = (10.0, 30.0)
+    jitter_db: float = 3.0
+    noise_snr_db: tuple[float, float] = (20.0, 40.0)
     scene_seconds: float = 3.0
     speech_end: tuple[float, float] = (0.75, 0.9)
-    rt60: tuple[float, float] = (0.2, 0.6)
+    rt60: tuple[float, float] = (0.15, 0.3)
     sample_rate: int = 16000
 
     def __post_init__(self) -> None:

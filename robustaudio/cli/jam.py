@@ -41,13 +41,13 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
                    "Default: the bundled wake-word set for openwakeword:, else the bundled minievents.")
 @click.option("--learn-split", default="train", show_default=True, help="Split of the clips to optimise on.")
 @click.option("--split", default="test", show_default=True, help="Split of the clips to evaluate on.")
-@click.option("--music-db", type=float, default=-15.0, show_default=True,
+@click.option("--music-db", type=float, default=EOTConfig.music_db, show_default=True,
               help="Music level relative to the speech at the microphone (dB): the loudness constraint.")
-@click.option("--jitter-db", type=float, default=5.0, show_default=True,
+@click.option("--jitter-db", type=float, default=EOTConfig.jitter_db, show_default=True,
               help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
-@click.option("--noise-snr-db", type=float, nargs=2, default=(20.0, 40.0), show_default=True,
+@click.option("--noise-snr-db", type=float, nargs=2, default=EOTConfig.noise_snr_db, show_default=True,
               help="Background noise SNR range (dB re speech).")
-@click.option("--rt60", type=float, nargs=2, default=(0.15, 0.3), show_default=True,
+@click.option("--rt60", type=float, nargs=2, default=EOTConfig.rt60, show_default=True,
               help="Design reverberation time range of the simulated rooms (s).")
 @click.option("--scene-seconds", type=click.FloatRange(min=0.1), help="Scene length (default: 3 s for "
               "streaming detectors, the model's clip length otherwise).")
