@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 
 from . import versions
+from .attacks.criteria import decision_names
 from .attacks.threat import domain_view
 from .attacks import (AttackResult, ThreatModel, budget_order, curve_key, is_correct, is_fooled, lp_norm,
                       pgd_curve, pgd_joint, snr_db)
@@ -35,6 +36,7 @@ from .attacks.universal import universal_perturbation
 from .attacks.minimal import minimal_eps
 from .metrics.corruptions import CORRUPTIONS, Corruption
 from .metrics.sanity import probe_model
+from .metrics.transfer import TransferTarget
 from .data import AudioDataset, Batch
 from .data.audio import write_audio
 from .report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, RecordWriter, append_warnings
@@ -134,12 +136,6 @@ def precision_context(precision: str, device: str | torch.device):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def _label_names(model, decisions: torch.Tensor) -> list[str]:
-    if model.multilabel:
-        return [";".join(model.labels[k] for k in torch.nonzero(row).flatten().tolist()) for row in decisions]
-    return [model.labels[k] for k in decisions.tolist()]
-
-
 def _true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     scores = model.scores(logits)
     if model.multilabel:  # mean score of the true labels
@@ -151,7 +147,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                  restarts: int, seed: int, device: str | torch.device = "cpu",
                  minimal: bool = False, universal: dict | None = None, backend: str = "native",
                  attack: str = "pgd", queries: int = 1000, precision: str = "fp32",
-                 minimal_options: dict | None = None) -> list[dict]:
+                 minimal_options: dict | None = None, transfer: TransferTarget | None = None) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     Threat models that differ only in their budget form an ε curve and are run together by
@@ -162,7 +158,8 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
     budget; its rows hold the minimal ε found in ``eps``. With ``universal`` (threat
     description -> learned δ), each threat model's δ is added to every clip instead. Any other
     ``backend`` / ``attack`` (ART or foolbox attacks, the native black-box ``square``) runs once per
-    threat model. A :class:`JointThreat` runs :func:`~robustaudio.attacks.pgd_joint` on its own.
+    threat model. A :class:`JointThreat` runs :func:`~robustaudio.attacks.pgd_joint` on its own. With
+    ``transfer``, a second model also scores every waveform-domain adversarial clip (``transfer_*`` fields).
     """
     audio = to_device(batch.audio, device)
     labels = to_device(batch.labels, device)
@@ -176,7 +173,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
         curves[("joint", threat) if isinstance(threat, JointThreat) else curve_key(threat)].append(threat)
     attacked = torch.nonzero(clean_ok).flatten()
     rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=steps,
-                         restarts=restarts, seed=seed, video=video)
+                         restarts=restarts, seed=seed, video=video, transfer=transfer)
     with precision_context(precision, device):
         for curve in curves.values():
             if isinstance(curve[0], JointThreat):
@@ -299,11 +296,13 @@ class ConditionRows:
 
     def __init__(self, model, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
                  clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
-                 seed: int, video: torch.Tensor | None = None):
+                 seed: int, video: torch.Tensor | None = None, transfer: TransferTarget | None = None):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
+        self.transfer = transfer
+        self.transfer_clean = None if transfer is None else transfer.score(audio, labels)[1]
         self.audio, self.video, self.views = audio, video, {}
         self.clean_logits, self.clean_ok = clean_logits, clean_ok
-        self.clean_pred = _label_names(model, model.predict(clean_logits))
+        self.clean_pred = decision_names(model, model.predict(clean_logits))
         self.clean_score = _true_scores(model, clean_logits, labels)
         self.settings = {"steps": steps, "restarts": restarts, "seed": seed}
         self.rows: list[dict] = []
@@ -350,9 +349,14 @@ class ConditionRows:
         adv_ok = is_correct(model, adv_logits, self.labels)
         if severity is None:  # attacks leave clean errors alone: they stay errors
             adv_ok = adv_ok & self.clean_ok
-        adv_pred = _label_names(model, model.predict(adv_logits))
+        adv_pred = decision_names(model, model.predict(adv_logits))
         adv_score = _true_scores(model, adv_logits, self.labels)
         linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
+        # Transfer: the target scores the same adversarial waveform (features are the surrogate's own).
+        transfer_pred, transfer_ok = ([None] * n, [None] * n)
+        if self.transfer is not None and domain == "waveform":
+            transfer_pred, transfer_ok = self.transfer.score(adversarial, self.labels)
+            transfer_ok = transfer_ok.tolist()
         for i, clip_id in enumerate(batch.ids):
             was_attacked = bool(self.clean_ok[i]) or severity is not None
             self.rows.append({
@@ -369,6 +373,9 @@ class ConditionRows:
                 "reused": bool(reused[i]), "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
                 "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
                 "seed": self.settings["seed"], "severity": severity, "severity_unit": severity_unit,
+                "transfer_model": self.transfer.name if self.transfer is not None else None,
+                "transfer_clean_correct": bool(self.transfer_clean[i]) if self.transfer is not None else None,
+                "transfer_adv_pred": transfer_pred[i], "transfer_adv_correct": transfer_ok[i],
             })
 
 
@@ -406,6 +413,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
                universal_options: dict | None = None, backend: str = "native", attack: str = "pgd",
                queries: int = 1000, ray_address: str | None = None, workers: int | None = None,
                precision: str = "fp32", minimal_options: dict | None = None,
+               transfer: TransferTarget | None = None,
                on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model; rows go to ``run_dir``.
 
@@ -418,6 +426,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     ``universal_from``: learn one perturbation per threat model on that dataset (options in
     ``universal_options``, see :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it
     on ``dataset``.
+    ``transfer``: a second model that scores the same adversarial waveforms (black-box transfer;
+    :class:`~robustaudio.metrics.transfer.TransferTarget`).
     ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
     Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively
     (PGD, ε curves, minimal ε); universal perturbations and other backends are audio-only.
@@ -434,6 +444,7 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
             "universal_options": universal_options or {}} if universal_from is not None else {}),
+        **({"transfer_to": transfer.name} if transfer is not None else {}),
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
@@ -457,7 +468,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     def rows(batch: Batch) -> list[dict]:
         return attack_batch(model, model_name, batch, threats, steps=steps, restarts=restarts, seed=seed,
                             device=device, minimal=minimal, universal=deltas, backend=backend,
-                            attack=attack, queries=queries, precision=precision, minimal_options=minimal_options)
+                            attack=attack, queries=queries, precision=precision, minimal_options=minimal_options,
+                            transfer=transfer)
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
                        ray_address=ray_address, workers=workers)

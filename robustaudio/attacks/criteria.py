@@ -17,6 +17,13 @@ def is_correct(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return prediction == labels
 
 
+def decision_names(model, decisions: torch.Tensor) -> list[str]:
+    """Label names of decisions (``model.predict``): one name per clip, ``;``-joined for multi-label."""
+    if model.multilabel:
+        return [";".join(model.labels[k] for k in torch.nonzero(row).flatten().tolist()) for row in decisions]
+    return [model.labels[k] for k in decisions.tolist()]
+
+
 def is_fooled(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
     """``[B]`` bool: the attack's goal is reached.
 

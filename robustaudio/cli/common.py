@@ -96,6 +96,11 @@ def print_summary(card: dict, run_dir: Path) -> None:
         click.echo(f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
                    f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
                    f"success rate {c['success_rate']['value']:.3f}")
+        if c.get("transfer"):
+            t = c["transfer"]
+            click.echo(f"  transferred to {t['model']}: accuracy {t['clean_accuracy']['value']:.3f} clean, "
+                       f"{t['robust_accuracy']['value']:.3f} on the adversarial audio; transfer rate "
+                       f"{t['transfer_rate']['value']:.3f}")
     for m in card.get("minimal", []):
         median = m["median_eps"]
         click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "

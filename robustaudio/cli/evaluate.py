@@ -13,6 +13,7 @@ from ..attacks.backends import check_backend_attack
 from ..attacks.minimal import DEFAULT_START
 from ..attacks.restrict import band_mask, check_band, time_mask
 from ..data import AudioDataset
+from ..metrics.transfer import TransferTarget
 from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
 from ..models.loaders import describe_loaders
 from ..models.registry import unknown_model_message
@@ -71,10 +72,12 @@ def models() -> None:
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: attack passes under bfloat16 autocast (faster on GPUs); compare with fp32 on a subset.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
+@click.option("--transfer-to", "transfer_to", metavar="MODEL",
+              help="Also score the adversarial audio with this model (black-box transfer, e.g. microwakeword:alexa).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
            projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
-           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision) -> None:
+           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -96,6 +99,9 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     if not eps and not snr_db:
         raise click.UsageError("Give a budget: --eps VALUE (absolute) and/or --snr-db VALUE (relative), "
                                "or --minimal to search the smallest one per clip.")
+    if transfer_to and domain != "waveform":
+        raise click.UsageError("--transfer-to scores adversarial waveforms; a --domain feature perturbation lives "
+                               "in the attacked model's own features and cannot be played to another model.")
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         bounds = model.bounds if domain == "waveform" else None
@@ -116,10 +122,12 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                            f"split ({split!r}); use --learn-split train --split test for held-out numbers.",
                            err=True)
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
+        transfer = None if not transfer_to else TransferTarget(
+            load_model(transfer_to, device=parse_device(device)), transfer_to, model)
         if out is None:
             key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
                               batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                              backend, attack_name, queries, time_window, freq_band, precision],
+                              backend, attack_name, queries, time_window, freq_band, precision, transfer_to],
                              default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
             label = "universal" if universal else "minimal" if minimal else (
@@ -134,7 +142,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                  extra_settings=extra, restart=restart, minimal=minimal,
                                  sanity=not no_sanity, universal_from=learn, backend=backend, precision=precision,
                                  attack=attack_name, queries=queries, ray_address=ray_address, workers=workers,
-                                 universal_options={"epochs": epochs, "projection": projection,
+                                 transfer=transfer, universal_options={"epochs": epochs, "projection": projection,
                                                     "frame_length": model.sample_rate // 100}
                                  if universal else None,
                                  on_batch=lambda batch, n: bar.update(n))

@@ -64,7 +64,23 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
         "median_snr_db": _median(fooled["snr_db"]),
         "forwards": int(rows["forwards"].sum()), "backwards": int(rows["backwards"].sum()),
         "reused": int(rows["reused"].sum()), "seconds": float(rows["seconds"].sum()),
+        **summarize_transfer(rows, seed),
     }
+
+
+def summarize_transfer(rows: pd.DataFrame, seed: int) -> dict:
+    """``{"transfer": ...}`` when a second model scored the adversarial waveforms (else ``{}``):
+    its clean accuracy, its accuracy on the adversarial audio, and the transfer rate: of the clips
+    the attack fooled and the target got right when clean, the fraction the target now gets wrong."""
+    if "transfer_adv_correct" not in rows or rows["transfer_adv_correct"].isna().all():
+        return {}
+    fooled = rows[(rows["success"] == True) & (rows["transfer_clean_correct"] == True)]  # noqa: E712
+    return {"transfer": {
+        "model": rows["transfer_model"].iloc[0],
+        "clean_accuracy": _estimate(rows["transfer_clean_correct"].astype(float), seed),
+        "robust_accuracy": _estimate(rows["transfer_adv_correct"].astype(float), seed),
+        "transfer_rate": _estimate(1.0 - fooled["transfer_adv_correct"].astype(float), seed),
+    }}
 
 
 def summarize_minimal(rows: pd.DataFrame, seed: int, chance: float | None) -> dict:

@@ -55,6 +55,10 @@ FIELDS: dict[str, str] = {
     "seed": "run seed",
     "severity": "natural-noise conditions: the corruption's severity (None for attacks)",
     "severity_unit": "its unit, e.g. 'SNR dB', 'RT60 s', 'chunk s'",
+    "transfer_model": "--transfer-to: the second model scoring the same adversarial waveform (else None)",
+    "transfer_clean_correct": "that model's clean prediction correct",
+    "transfer_adv_pred": "its prediction on the adversarial waveform (None for feature/video perturbations)",
+    "transfer_adv_correct": "that prediction correct",
 }
 
 

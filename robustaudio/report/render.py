@@ -165,6 +165,9 @@ def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Fi
 NOTE_FIXED = ("Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
               "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
               "bootstrap over clips.")
+NOTE_TRANSFER = ("The adversarial waveforms made against the attacked model, scored by a second model that the "
+                 "attack never queried. Transfer rate: of the clips the attack fooled and the second model got "
+                 "right when clean, the fraction it now gets wrong.")
 NOTE_MINIMAL = ("Minimal ε: per clean-correct clip, the smallest budget at which PGD fooled it (bisection "
                 "over warm-started PGD runs; an upper bound on the true minimum). '–' where none was "
                 "found up to half the input range. ε at chance: the smallest budget at which robust "
@@ -182,6 +185,15 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                  _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
                 for c in card["conditions"]]
         sections.append(("Attacks at fixed budgets", header, rows, NOTE_FIXED))
+    transfers = [c for c in card["conditions"] if c.get("transfer")]
+    if transfers:
+        target = transfers[0]["transfer"]["model"]
+        header = ["condition", f"{target}: clean acc.", f"{target}: acc. on adversarial audio", "transfer rate"]
+        rows = [[c["condition"], _estimate_text(c["transfer"]["clean_accuracy"]),
+                 _estimate_text(c["transfer"]["robust_accuracy"]),
+                 _estimate_text(c["transfer"]["transfer_rate"]) if c["transfer"]["transfer_rate"]["n"] else "–"]
+                for c in transfers]
+        sections.append((f"Transfer to {target}", header, rows, NOTE_TRANSFER))
     if card.get("minimal"):
         header = ["search", "broken / attacked", "median minimal ε [95% CI]", "quartiles", "ε at chance",
                   "median SNR dB", "fwd", "bwd", "seconds"]
