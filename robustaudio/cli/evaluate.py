@@ -15,7 +15,7 @@ from ..attacks.restrict import band_mask, check_band, time_mask
 from ..data import AudioDataset
 from ..metrics.transfer import TransferTarget
 from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
-from ..models.loaders import describe_loaders
+from ..models.loaders import describe_loaders, split_prefix
 from ..models.registry import unknown_model_message
 from ..report import build_report
 from ..report.records import file_safe
@@ -239,7 +239,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
         raise click.BadParameter(f"--table-eps {table_eps} is not one of --eps {list(eps)}.", param_hint="--table-eps")
     try:
         for name in model_names:  # fail on a bad name before hours of work on the others
-            if name not in MODELS and ":" not in name:
+            if name not in MODELS and split_prefix(name) is None:
                 raise ModelError(unknown_model_message(name))
         if data is None:
             trained_on = sorted({MODELS[name].data for name in model_names if name in MODELS})
