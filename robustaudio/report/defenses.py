@@ -17,11 +17,17 @@ from ..defenses.smoothing import certified_accuracy, snr_of_radius
 from .card import json_safe
 from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
-RADII = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+RADII_IN_SIGMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # the table's radii, in units of the largest σ
 COMPARABLE = 0.05  # mixup "comparable" to adversarial training: robust accuracy at most this much lower
 
 
-def curve_summary(curve: dict, radii=RADII) -> dict:
+def radii_for(curves: list[dict]) -> list[float]:
+    """The certified table's radii: multiples of the largest σ among ``curves`` (units of the smoothed space)."""
+    sigma = max(c["sigma"] for c in curves)
+    return [float(f"{f * sigma:.4g}") for f in RADII_IN_SIGMAS]
+
+
+def curve_summary(curve: dict, radii: list[float]) -> dict:
     """Certified accuracy at ``radii``, abstentions and the radii as SNR (median over clips) for one curve."""
     rows = curve["rows"]
     norms = np.array([r["norm"] for r in rows]) if rows else np.array([])
@@ -126,7 +132,7 @@ def build_defenses_report(out: str | Path, summary: dict) -> dict:
     out = Path(out)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     curves = summary.get("certification", [])
-    certification = [curve_summary(c) for c in curves]
+    certification = [curve_summary(c, radii_for(curves)) for c in curves]
     document = {**{k: v for k, v in summary.items() if k != "certification"}, "certification": certification,
                 "closing_note": closing_note(summary.get("rows", []))}
     (out / "defenses.json").write_text(json.dumps(json_safe(document), indent=2))
