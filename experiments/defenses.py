@@ -10,7 +10,8 @@ reused, so a final plain run only assembles the report):
 
     python experiments/defenses.py --part table --rows none mixup mixup-latent purification &
     python experiments/defenses.py --part table --rows adversarial &
-    python experiments/defenses.py --part certify
+    python experiments/defenses.py --part certify --sigmas 0.25 &
+    python experiments/defenses.py --part certify --sigmas 0.5
     python experiments/defenses.py --part check       # 2× steps, EOT-16 on 16 clips: is the purification row converged?
     python experiments/defenses.py --bundle
 
@@ -103,6 +104,7 @@ def main() -> None:
                              "has trained the undefended row); check: a stronger adaptive attack on the first "
                              "16 clips of the purification row; all: everything, reusing finished parts.")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="Table rows of this run.")
+    parser.add_argument("--sigmas", nargs="+", type=float, default=list(SIGMAS), help="σ of this certify part.")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.denoiser_only or args.part == "all" and not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
@@ -115,7 +117,7 @@ def main() -> None:
         while not none.with_suffix(".json").is_file():  # written by the table part after training
             time.sleep(30)
         certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), certify_dir(args.out, N0, N, 0.001),
-                      denoiser="minievents-logmel", sigmas=SIGMAS, n0=N0, n=N, alpha=0.001, limit=args.limit,
+                      denoiser="minievents-logmel", sigmas=tuple(args.sigmas), n0=N0, n=N, alpha=0.001, limit=args.limit,
                       batch_size=250, seed=0, device="cpu", log=log)
         return
     if args.part == "check":
