@@ -247,8 +247,9 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
         draws: transforms per utterance and room set.
         seed: the scenes of room set ``r`` come from ``seed`` and ``r``'s name only, so every
             condition and detector sees the same scenes.
-    Returns: one dict per detector × room set × condition × scene: ``detector, rooms, condition,
-        clip_id, label, draw, score, fired`` and the transform's draws (``room``, ``music_db``, ...).
+    Returns: one dict per detector × room set × condition × scene, with the keys ``detector``,
+        ``rooms``, ``condition``, ``clip_id``, ``label``, ``draw``, ``score``, ``fired`` and the
+        transform's draws (``room``, ``music_db``, ...).
     """
     config = config.fixed_level()
     lengths = {m.shape[-1] for m in musics.values() if m is not None}
