@@ -74,6 +74,15 @@ class AudioVisualLinear(Classifier):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models: one thread (a second only waits at barriers, badly so on a shared machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def write_dataset(tmp_path):
     """Write a folder-of-labels dataset of tones; returns its root."""
 

@@ -14,13 +14,7 @@ from robustaudio.defenses.mixup import class_weights, draw_plan
 from robustaudio.defenses.training import Split, TrainingError, TrainSettings, fit
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread (a second only waits at barriers, badly so on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_mixup_targets_sum_to_one_and_mix_inputs_with_the_same_lambda_and_partner():

@@ -20,13 +20,7 @@ from robustaudio.report import build_report, read_records
 from robustaudio.runner import run_attack
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread (a second only waits at barriers, badly so on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_classifier(labels=("bird", "dog"), n_mels=16, sample_rate=16000, seed=0):

@@ -18,13 +18,7 @@ from robustaudio.defenses.smoothing import (ABSTAIN, Smooth, SmoothingError, cer
 DIM = 64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread (a second only waits at barriers, badly so on a shared machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_pair(margin_in_sigmas: float, sigma: float):
