@@ -23,10 +23,12 @@ optimisation rooms; alexa: 18 test positives found clean of 28, hey_jarvis 26 of
 | alexa | -12 | 0.972 / 0.941 | 0.850 / 0.780 | 0.200 / 0.200 |
 | hey_jarvis | -12 | 0.905 / 0.917 | 0.575 / 0.658 | 0.073 / 0.159 |
 | hey_jarvis | -15 | 0.905 / 0.917 | 0.658 / 0.724 | 0.143 / 0.191 |
+| hey_jarvis | -16 | 0.905 / 0.917 | 0.700 / 0.724 | 0.281 / 0.237 |
 
-hey_jarvis is hurt by any music: at the level where the adversarial loop reaches F1 <= 0.15 in
-held-out rooms, random loops already bring it below 0.7. Each word took 27-40 min on a 2-core
-machine shared with other jobs (load average 9-14, one thread); the optimisation is about 90% of it.
+hey_jarvis is hurt by any music: at -15 dB the adversarial loop reaches F1 0.14 in held-out rooms
+but random loops already bring it to 0.66; at -16 dB random loops leave 0.70 and the adversarial
+loop 0.28. One word took 14-40 min on a 2-core machine shared with other jobs (load average 9-14,
+one thread); the optimisation is about 85-90% of it.
 """
 
 from __future__ import annotations
