@@ -13,6 +13,7 @@ reused, so a final plain run only assembles the report):
     python experiments/defenses.py --part certify --sigmas 0.25 &
     python experiments/defenses.py --part certify --sigmas 0.5
     python experiments/defenses.py --part check       # 2× steps, EOT-16 on 16 clips: is the purification row converged?
+    python experiments/defenses.py --part cost        # CPU seconds per epoch of each training method
     python experiments/defenses.py --bundle
 
 Settings (all on one CPU thread, seed 0, the bundled ``minievents`` data; train split for training,
@@ -41,6 +42,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -50,7 +52,8 @@ from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, load_denoiser, train_denoiser
 from robustaudio.defenses.purification import EOT, Purified
 from robustaudio.defenses.suite import (ROWS, TRAINED_DEFENSES, attack_dir, bundled_defended, certify_dir, certify_study,
-                                       run_defenses)
+                                       defense_settings, run_defenses)
+from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report import read_records
@@ -93,16 +96,34 @@ def bundle_denoiser() -> None:
     print(json.dumps({k: card[k] for k in ("parameters", "training_seconds", "test_denoising")}, indent=1))
 
 
+def training_cost(out: Path, epochs: int = 2) -> dict:
+    """CPU seconds per training epoch of each trained row, measured back to back in one process on one
+    thread: wall times of runs made hours apart on a shared machine mostly measure its load."""
+    dataset = AudioDataset.from_path(None)
+    arch, config, base = recipe_for("cnn")
+    cost = {}
+    for defense in ("none", *ROWS[:-1]):  # the first run warms up (lazy initialisation), the second counts
+        settings = replace(defense_settings(defense, base, THREAT), epochs=epochs)
+        cost[defense] = round(train_classifier(arch, config, dataset, settings).log.cpu_seconds / epochs, 2)
+    cost["note"] = (f"CPU seconds per training epoch (one thread, {epochs} epochs each, measured back to back; the "
+                    f"latent mixup's class-weight refresh, 7 passes over the training clips per run, not included): "
+                    + ", ".join(f"{d} {cost[d]:.1f}" for d in ROWS[:-1])
+                    + f"; adversarial / mixup = {cost['adversarial'] / cost['mixup']:.1f}×.")
+    (out / "training_cost.json").write_text(json.dumps(cost, indent=1))
+    return cost
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--denoiser-only", action="store_true", help="Only train the bundled denoiser.")
     parser.add_argument("--bundle", action="store_true", help="Copy the defended checkpoints into the package.")
     parser.add_argument("--out", type=Path, default=Path("runs/defenses"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N test clips (smoke runs).")
-    parser.add_argument("--part", choices=["all", "table", "certify", "check"], default="all",
+    parser.add_argument("--part", choices=["all", "table", "certify", "check", "cost"], default="all",
                         help="table: train and attack only; certify: certification only (after the table part "
                              "has trained the undefended row); check: a stronger adaptive attack on the first "
-                             "16 clips of the purification row; all: everything, reusing finished parts.")
+                             "16 clips of the purification row; cost: CPU seconds per epoch of each training "
+                             "method; all: everything, reusing finished parts.")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="Table rows of this run.")
     parser.add_argument("--sigmas", nargs="+", type=float, default=list(SIGMAS), help="σ of this certify part.")
     args = parser.parse_args()
@@ -123,11 +144,17 @@ def main() -> None:
     if args.part == "check":
         print(json.dumps(attack_check(args.out), indent=1))
         return
+    if args.part == "cost":
+        print(json.dumps(training_cost(args.out), indent=1))
+        return
     summary = run_defenses("cnn", THREAT, args.out, steps=STEPS, restarts=RESTARTS, batch_size=16, limit=args.limit, seed=0,
                            retrain=True, rows=tuple(args.rows), purify_sigma=0.25, purify_steps=2, eot=8,
                            sigmas=SIGMAS if args.part == "all" else (), n0=N0, n=N, alpha=0.001, log=log)
+    summary["notes"] = []
     if (attack_dir(args.out, THREAT, STEPS, RESTARTS) / STRONG).is_dir():
-        summary["notes"] = [attack_check(args.out)["note"]]
+        summary["notes"].append(attack_check(args.out)["note"])
+    if (args.out / "training_cost.json").is_file():
+        summary["notes"].append(json.loads((args.out / "training_cost.json").read_text())["note"])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     document = build_defenses_report(args.out, summary)
     print(json.dumps({"rows": document["rows"], "certification": document["certification"],

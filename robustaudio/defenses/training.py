@@ -255,7 +255,8 @@ def batch_logits(model: Classifier, audio: torch.Tensor, labels: torch.Tensor, v
 
 @dataclass
 class FitLog:
-    seconds: float
+    seconds: float                 # wall time of the loop
+    cpu_seconds: float = 0.0       # CPU time of this process over the loop (all threads; less load-dependent)
     history: list[dict] = field(default_factory=list)
     class_weights: list[float] | None = None
 
@@ -279,6 +280,7 @@ def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
                                                    total_steps=settings.epochs * steps_per_epoch)
     fit_log = FitLog(seconds=0.0)
+    cpu_start = time.process_time()
     weights = None
     start = time.perf_counter()
     for epoch in range(settings.epochs):
@@ -309,6 +311,7 @@ def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split
             if log is not None:
                 log(f"{name} epoch {epoch + 1}: train loss {total / len(train):.3f}, test acc {test_accuracy:.3f}")
     fit_log.seconds = time.perf_counter() - start
+    fit_log.cpu_seconds = time.process_time() - cpu_start
     model.eval()
     return fit_log
 
@@ -340,7 +343,8 @@ class TrainResult:
             "per_class_test_accuracy": per_class_mean(self.test_correct.numpy(), self.test_labels),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "settings": asdict(self.settings), "seed": self.settings.seed,
-            "training_seconds": round(self.log.seconds, 1), "history": self.log.history,
+            "training_seconds": round(self.log.seconds, 1), "training_cpu_seconds": round(self.log.cpu_seconds, 1),
+            "torch_threads": torch.get_num_threads(), "history": self.log.history,
             "versions": versions(),
         }
         if self.log.class_weights is not None:
