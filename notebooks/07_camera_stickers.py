@@ -7,7 +7,7 @@
 # make the classifier say a chosen class). Each dot is out of focus: a soft disc of peak opacity α_max,
 # radius r (fraction of the image side) and edge exponent β, whose printed colour γ reaches the sensor as
 # A γ + b. This notebook renders dots, recovers known optics from synthetic photos, and learns a small sticker
-# against a real face classifier (MTCNN's O-Net), compared with random dots. About two minutes on a 2-core CPU;
+# against a real face classifier (MTCNN's O-Net), compared with random dots. A few minutes on a 2-core CPU;
 # `python experiments/camera_sticker.py` runs the full experiment.
 
 # %%

@@ -247,7 +247,11 @@ def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
         with torch.no_grad():
             ours, theirs = module(audio), reference(audio)
     except Exception as error:
-        raise RuntimeError(f"onnx2torch could not convert it ({type(error).__name__}: {error}).") from error
+        # Measured: a BatchNorm folded into a Conv by torch.onnx.export's constant folding names an
+        # initialiser (e.g. 'onnx::Conv_71') that onnx2torch 1.5 fails to resolve.
+        hint = (" Re-exporting with torch.onnx.export(..., do_constant_folding=False) avoids it."
+                if isinstance(error, KeyError) else "")
+        raise RuntimeError(f"onnx2torch could not convert it ({type(error).__name__}: {error}).{hint}") from error
     difference = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("inf")
     if not difference <= CONVERSION_TOLERANCE * max(1.0, float(theirs.abs().max())):
         raise RuntimeError(f"onnx2torch's conversion disagrees with onnxruntime (max logit difference "
