@@ -64,10 +64,13 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
 @click.option("--random-pieces", type=click.IntRange(min=1), default=4, show_default=True,
               help="Random loops of the synthesiser for the random-music condition.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--transfer-to", "transfer_to", metavar="MODEL",
+              help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
+                   "the music is optimised on --model only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
-        random_pieces, seed, out) -> None:
+        random_pieces, seed, transfer_to, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms."""
@@ -85,12 +88,14 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         if learn.ids == test.ids:
             notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
                          f"evaluated (the rooms are still held out).")
-        out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed])
+        extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
+        out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed,
+                                                        transfer_to])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {music_db:g} dB re speech; writing {out}")
         run = jam_and_evaluate(
             detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
-            random_pieces=random_pieces, seed=seed,
+            random_pieces=random_pieces, seed=seed, extra_detectors=extra,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
     except USER_ERRORS + (JamError, MusicError) as error:
@@ -98,4 +103,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     write_jam_report(out, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
+    if transfer_to:
+        for rooms, values in headline(run.summary, transfer_to).items():
+            click.echo(f"{transfer_to}, F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
     click.echo(f"report: {out / 'report.html'}")
