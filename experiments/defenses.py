@@ -165,7 +165,10 @@ def main() -> None:
     if (attack_dir(args.out, THREAT, STEPS, RESTARTS) / STRONG).is_dir():
         summary["notes"].append(attack_check(args.out)["note"])
     if (args.out / "training_cost.json").is_file():
-        summary["notes"].append(json.loads((args.out / "training_cost.json").read_text())["note"])
+        cost = json.loads((args.out / "training_cost.json").read_text())
+        summary["notes"].append(cost["note"])
+        for row in summary["rows"]:
+            row["cpu_per_epoch"] = cost.get(row["defense"])
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     document = build_defenses_report(args.out, summary)
     print(json.dumps({"rows": document["rows"], "certification": document["certification"],

@@ -89,6 +89,14 @@ def _max_radius_factor(n: int, alpha: float) -> float:
     return float(stats.norm.ppf(alpha ** (1 / n)))
 
 
+def _cost(mix: dict, adv: dict) -> tuple[float, float, str] | None:
+    """The two rows' training costs in one measure: CPU seconds per epoch when both have it, else wall seconds."""
+    for key, unit in (("cpu_per_epoch", "CPU s per epoch"), ("training_seconds", "s of training (wall)")):
+        if mix.get(key) and adv.get(key):
+            return mix[key], adv[key], unit
+    return None
+
+
 def closing_note(rows: list[dict]) -> str:
     """Whether mixup gave protection comparable to adversarial training at lower cost, from the table."""
     by: dict[str, dict] = {}  # per defense, the row of its strongest attack (lowest robust accuracy)
@@ -101,32 +109,36 @@ def closing_note(rows: list[dict]) -> str:
     parts = []
     for name in [k for k in by if k.startswith("mixup")]:
         mix = by[name]
-        gap = adv["robust_accuracy"]["value"] - mix["robust_accuracy"]["value"]
-        comparable = gap <= COMPARABLE
-        cost = (f"{mix['training_seconds']:.0f} s vs {adv['training_seconds']:.0f} s of training "
-                f"({adv['training_seconds'] / mix['training_seconds']:.1f}× cheaper)"
-                if mix.get("training_seconds") and adv.get("training_seconds") else "training cost unknown")
-        parts.append(f"{name}: robust accuracy {mix['robust_accuracy']['value']:.3f} vs {adv['robust_accuracy']['value']:.3f} "
-                     f"for adversarial training, {cost}: "
-                     + ("comparable protection at lower cost." if comparable and mix.get("training_seconds", 0)
-                        < (adv.get("training_seconds") or 0) else "not comparable protection here."
-                        if not comparable else "comparable protection, but not cheaper."))
+        comparable = adv["robust_accuracy"]["value"] - mix["robust_accuracy"]["value"] <= COMPARABLE
+        cost = _cost(mix, adv)
+        cheaper = cost is not None and cost[0] < cost[1]
+        cost_text = (f"{cost[0]:.3g} vs {cost[1]:.3g} {cost[2]} ({cost[1] / cost[0]:.1f}× cheaper)" if cost
+                     else "training cost unknown")
+        verdict = ("comparable protection at lower cost" if comparable and cheaper else
+                   "comparable protection, but not cheaper" if comparable else "not comparable protection here")
+        parts.append(f"{name}: robust accuracy {mix['robust_accuracy']['value']:.3f} ({mix['attack']}) vs "
+                     f"{adv['robust_accuracy']['value']:.3f} for adversarial training ({adv['attack']}), {cost_text}: "
+                     f"{verdict}.")
     if "none" in by:
-        parts.append(f"Undefended: {by['none']['robust_accuracy']['value']:.3f}.")
+        parts.append(f"Undefended: {by['none']['robust_accuracy']['value']:.3f} ({by['none']['attack']}).")
     return (f"Does mixup protect like adversarial training at lower cost? (each defense at its strongest attack in "
             f"the table; comparable = robust accuracy at most {COMPARABLE:g} below adversarial training's) "
             + " ".join(parts))
 
 
 def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
-    header = ["defense", "what", "clean acc. [95% CI]", "robust acc. [95% CI]", "attack", "training s", "attack s"]
+    cpu = any(r.get("cpu_per_epoch") for r in summary["rows"])
+    header = ["defense", "what", "clean acc. [95% CI]", "robust acc. [95% CI]", "attack", "training s (wall)",
+              *(["training CPU s / epoch"] if cpu else []), "attack s"]
     rows = [[r["defense"], r["description"], _estimate_text(r["clean_accuracy"]), _estimate_text(r["robust_accuracy"]),
              r["attack"], _fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
-             f"{r['attack_seconds']:.0f}"] for r in summary["rows"]]
+             *([_fmt(r.get("cpu_per_epoch"), 3)] if cpu else []), f"{r['attack_seconds']:.0f}"] for r in summary["rows"]]
     note = (f"{summary['model']} on {summary['data']} ({summary['split']} split, {summary['rows'][0]['clips']} clips), "
             f"threat model {summary['threat_name']}. Robust accuracy counts clean errors as errors; intervals are 95% "
-            f"percentile bootstrap over clips. Training s: wall time of the training loop from each checkpoint's card. "
-            f"Each row's records and full report are in its run directory (attacks/<defense>/).")
+            f"percentile bootstrap over clips. Training s (wall): wall time of the training loop from each checkpoint's "
+            "card" + ("; CPU s / epoch: measured back to back on one thread (wall times on a loaded machine mostly "
+                       "measure the load)" if cpu else "") + ". Each row's records and full report are in its run "
+            "directory (attacks/<attack>/<defense>/).")
     return "Defenses at a fixed budget", header, rows, note
 
 
