@@ -16,7 +16,7 @@ from robustaudio.compare import FusionPlan, run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.data.av import load_frames, save_frames
 from robustaudio.models import load_model
-from robustaudio.models.fusion import FUSION_MODELS, AudioOnly, LateFusion, SuperLateFusion, VideoOnly
+from robustaudio.models.fusion import FUSION_MODELS, SuperLateFusion
 from robustaudio.models.registry import MODELS
 from robustaudio.report import build_report, read_records
 from robustaudio.runner import JointThreat, RunSettingsError, run_attack

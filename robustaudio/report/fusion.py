@@ -33,7 +33,6 @@ from .records import file_safe, read_records
 from .render import _fmt
 
 FUSION_FILE = "fusion.json"
-KINDS = ("pgd", "minimal")
 ATTACKED = ("audio", "video", "both")
 EXPECTED_FLAG = "broken at a very large budget"  # metrics.sanity's name for that probe
 
