@@ -98,6 +98,23 @@ def test_purified_classifier_is_differentiable_end_to_end_through_the_sampler():
     assert float(numeric) == pytest.approx(float(x.grad.norm()), rel=0.1)
 
 
+def test_wrappers_and_frozen_leave_every_wrapped_module_in_eval_mode():
+    """A metric that freezes a fresh wrapper must not switch the wrapped model's BatchNorm to training."""
+    from robustaudio.models.base import frozen
+    model = tiny_classifier()
+    denoiser = tiny_denoiser(model)
+    for wrapper in (Purified(model, denoiser), EOT(model, samples=2)):
+        assert not any(module.training for module in wrapper.modules())
+        with frozen(wrapper):
+            pass
+        assert not any(module.training for module in wrapper.modules())
+    head_training = torch.nn.Sequential(model, torch.nn.Dropout()).train()
+    model.eval()
+    with frozen(head_training):
+        assert not any(module.training for module in head_training.modules())
+    assert head_training.training and head_training[1].training and not model.training
+
+
 class NoisyLogits(LogMelCNN):
     """The tiny CNN with N(0, 1) noise on its logits: a random classifier with known draws."""
 

@@ -46,6 +46,7 @@ class Purified(Classifier):
         self.t_star = denoiser.timestep(sigma)
         self.model, self.denoiser, self.sigma, self.steps = model, denoiser, float(sigma), int(steps)
         _copy_attributes(self, model)
+        self.eval()  # an inference-time defense: never BatchNorm statistics or dropout of training
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return audio if self.denoiser.domain == "waveform" else self.model.features(audio)
@@ -81,6 +82,7 @@ class EOT(Classifier):
             raise ValueError(f"EOT needs at least one sample per input, got {samples}.")
         self.model, self.samples = model, int(samples)
         _copy_attributes(self, model)
+        self.eval()
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return self.model.features(audio)

@@ -104,14 +104,16 @@ class frozen:
     """Context manager: the model in eval mode with parameter gradients off, restored on exit.
 
     Attacks differentiate with respect to inputs only; leaving ``requires_grad`` on for the
-    weights costs about 1.3x in time for nothing.
+    weights costs about 1.3x in time for nothing. Each submodule gets back its own mode on exit
+    (not the root's), so a wrapper built in training mode around an eval-mode model leaves it in
+    eval mode.
     """
 
     def __init__(self, model: nn.Module):
         self.model = model
 
     def __enter__(self) -> nn.Module:
-        self.was_training = self.model.training
+        self.modes = [(module, module.training) for module in self.model.modules()]
         self.grad_flags = [p.requires_grad for p in self.model.parameters()]
         self.model.eval()
         for p in self.model.parameters():
@@ -121,4 +123,5 @@ class frozen:
     def __exit__(self, *exc) -> None:
         for p, flag in zip(self.model.parameters(), self.grad_flags):
             p.requires_grad_(flag)
-        self.model.train(self.was_training)
+        for module, training in self.modes:
+            module.training = training

@@ -9,14 +9,12 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: reports are written on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .card import CARD_FILE, build_card, condition_order, json_safe  # noqa: E402
-from .records import read_records, read_warnings  # noqa: E402
+from .card import CARD_FILE, build_card, condition_order, json_safe
+from .records import read_records, read_warnings
 
 FIGURES_DIR = "figures"
 

@@ -8,13 +8,10 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..attacks.sticker import (DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control,  # noqa: E402
+from ..attacks.sticker import (DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control,
                                sticker_success)
 
 STICKER_FILE, FIGURE_FILE = "sticker.json", "sticker.png"
