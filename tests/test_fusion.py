@@ -205,3 +205,13 @@ def test_comparison_writes_the_fusion_table_and_the_theorem_check(tmp_path):
     assert "Audio-visual fusion under attack (linf)" in markdown and "(unused)" in markdown and "Theorem check" in markdown
     assert comparison["models"]["video"]["robust_accuracy"] is None  # no audio attack on a model without audio
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["fusion"]["models"].keys() == models.keys()
+
+
+def test_attack_command_defaults_to_the_data_a_bundled_model_was_trained_on(tmp_path):
+    """`robustaudio attack --model av-late` needs no --data: the av-* models read the bundled avmini set."""
+    from click.testing import CliRunner
+    from robustaudio.cli import main
+    result = CliRunner().invoke(main, ["attack", "--model", "av-late", "--eps", "0.002", "--steps", "1", "--limit", "2",
+                                       "--no-sanity", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["settings"]["data"].endswith("avmini")

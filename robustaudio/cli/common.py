@@ -14,7 +14,7 @@ from ..attacks import ThreatModelError
 from ..attacks.backends import BackendError
 from ..attacks.blackbox import GradientUnavailableError
 from ..data import DatasetError
-from ..models import DEFAULT_MODEL, ModelError
+from ..models import DEFAULT_MODEL, MODELS, ModelError
 from ..runner import RunSettingsError, noise_suite
 
 USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
@@ -25,6 +25,14 @@ def parse_device(name: str) -> torch.device:
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
                                  param_hint="--device")
     return torch.device(name)
+
+
+def data_for(model_name: str, data: str | None) -> str | None:
+    """``--data``, or when it is not given the bundled set a bundled model was trained on (avmini for
+    the av-* models; ``None``, the bundled minievents, for everything else)."""
+    if data is None and model_name in MODELS:
+        return MODELS[model_name].data
+    return data
 
 
 def expand_value_lists(args: list[str]) -> list[str]:

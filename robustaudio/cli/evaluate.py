@@ -20,7 +20,7 @@ from ..models.registry import unknown_model_message
 from ..report import build_report
 from ..report.records import file_safe
 from ..runner import RUN_FILE, run_attack, run_noise
-from .common import (USER_ERRORS, default_out, model_options, parse_corruptions, parse_device, print_summary,
+from .common import (USER_ERRORS, data_for, default_out, model_options, parse_corruptions, parse_device, print_summary,
                      run_options)
 
 
@@ -62,7 +62,8 @@ def models() -> None:
 @click.option("--freq-band", type=float, nargs=2, metavar="LOW HIGH",
               help="Perturb only this band, in Hz (waveform: band-pass of δ; feature: those mel bins).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
-@click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders). Default: bundled minievents.")
+@click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders) or bundled set (minievents, avmini). "
+              "Default: the set a bundled model was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
 @click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
@@ -110,6 +111,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds, **restriction) for s in snr_db]
         if backend != "native":
             check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
+        data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
@@ -176,7 +178,8 @@ def restrict_options(model, domain: str, time_window, freq_band) -> dict:
 @click.command()
 @model_options
 @click.option("--corruption", multiple=True, help="Corruption(s) to run (default: the whole suite); see the noise report.")
-@click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
+@click.option("--data", type=click.Path(), help="Dataset directory or bundled set. Default: the set a bundled model "
+              "was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True)
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/noise-<hash>).")
@@ -190,6 +193,7 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         corruptions = parse_corruptions(corruption)
+        data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
         out = Path(out) if out else default_out(f"{model_name}-noise", [model_name, weights, data, split, corruption,
