@@ -233,7 +233,8 @@ def _attack_curve(model, batch: Batch, rows: "ConditionRows", curve: list[Threat
                               **(minimal_options or {}))
                   if attacked.numel() else None)
         seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-        rows.add(threat, "minimal", f"minimal-{threat.norm}-{where(threat)}", attacked, result, seconds)
+        rows.add(threat, "minimal", f"minimal-{threat.norm}-{where(threat)}", attacked, result, seconds,
+                 kind="minimal")
         return
     results = (pgd_curve(model, audio[attacked], labels[attacked], curve, steps=steps,
                          restarts=restarts, generator=generator,
@@ -320,8 +321,9 @@ class ConditionRows:
 
     def add(self, threat: ThreatModel | None, attack: str, condition: str, attacked: torch.Tensor,
             result, seconds: float, backend: str = "native", severity: float | None = None,
-            severity_unit: str | None = None, domain: str | None = None) -> None:
+            severity_unit: str | None = None, domain: str | None = None, kind: str = "attack") -> None:
         """``result``: an AttackResult or MinimalResult over the ``attacked`` clips, or None.
+        ``kind``: the records' ``kind`` (attack, minimal or noise).
         Natural-noise conditions have no threat model: they give ``domain`` and ``severity``."""
         model, batch, n = self.model, self.batch, len(self.batch.ids)
         device = self.clean_logits.device
@@ -361,7 +363,8 @@ class ConditionRows:
             was_attacked = bool(self.clean_ok[i]) or severity is not None
             self.rows.append({
                 "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
-                "model": self.model_name, "condition": condition, "attack": attack, "backend": backend,
+                "model": self.model_name, "condition": condition, "kind": kind, "attack": attack,
+                "backend": backend,
                 "norm": threat.norm if threat else None, "domain": domain,
                 "eps_setting": threat.eps if threat else None,
                 "snr_db_setting": threat.snr_db if threat else None, "eps": eps[i] if was_attacked else None,
@@ -596,7 +599,7 @@ def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Cor
                                   forwards=ones, backwards=torch.zeros_like(ones))
             seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
             rows.add(None, f"noise:{name}", f"noise-{name}-{severity:g}", everything, result, seconds,
-                     severity=float(severity), severity_unit=corruption.unit, domain=corruption.domain)
+                     severity=float(severity), severity_unit=corruption.unit, domain=corruption.domain, kind="noise")
     return rows.rows
 
 

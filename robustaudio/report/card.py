@@ -51,7 +51,7 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
     first = rows.iloc[0]
     severity = first.get("severity")
     return {
-        "kind": "noise" if str(first["attack"]).startswith("noise:") else "attack",
+        "kind": first["kind"],
         "severity": None if severity is None or pd.isna(severity) else float(severity),
         "severity_unit": first.get("severity_unit") if severity is not None and not pd.isna(severity) else None,
         "condition": first["condition"], "attack": first["attack"], "backend": first.get("backend", "native"),
@@ -129,8 +129,9 @@ def build_card(run_dir: str | Path) -> dict:
         return card
     clean = records.drop_duplicates("clip_id")
     card["clean_accuracy"] = _estimate(clean["clean_correct"].astype(float), seed)
-    fixed = [c for c in condition_order(records) if not c.startswith("minimal-")]
-    searches = [c for c in condition_order(records) if c.startswith("minimal-")]
+    searches = set(records.loc[records["kind"] == "minimal", "condition"])
+    fixed = [c for c in condition_order(records) if c not in searches]
+    searches = [c for c in condition_order(records) if c in searches]
     card["conditions"] = [summarize_condition(records[records["condition"] == c], seed) for c in fixed]
     labels = settings.get("labels")
     chance = None if settings.get("multilabel") or not labels else 1.0 / len(labels)

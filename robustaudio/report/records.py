@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 RECORDS_FILE = "records.jsonl"
@@ -27,6 +28,7 @@ FIELDS: dict[str, str] = {
     "batch": "batch number in dataset order (the unit of resume)",
     "model": "model name",
     "condition": "short name of the condition (attack, norm, domain, budget)",
+    "kind": "attack (a fixed budget) | minimal (a minimal-ε search) | noise (a natural corruption)",
     "attack": "attack name, e.g. 'pgd', 'minimal', 'universal', 'square', 'fmn'",
     "backend": "native | art | foolbox: whose implementation ran",
     "norm": "linf | l2 | l1",
@@ -116,7 +118,12 @@ def read_records(run_dir: str | Path) -> pd.DataFrame:
         for line in f:
             if line.endswith("\n"):
                 rows.append(json.loads(line))
-    return pd.DataFrame(rows, columns=list(rows[0]) if rows else list(FIELDS))
+    records = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(FIELDS))
+    if "kind" not in records.columns:  # written before records had a kind: infer it as those versions did
+        noise = records["severity"].notna() if "severity" in records.columns else False
+        records.insert(records.columns.get_loc("condition") + 1, "kind",
+                       np.where(noise, "noise", np.where(records["attack"] == "minimal", "minimal", "attack")))
+    return records
 
 
 def append_warnings(run_dir: str | Path, entries: list[dict]) -> None:
