@@ -1,6 +1,7 @@
 """Training defenses: mixup plans, latent mixup on an audio-visual toy, adversarial training on a synthetic task."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 import torch
@@ -11,7 +12,10 @@ from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.cli import main
 from robustaudio.defenses import training
 from robustaudio.defenses.mixup import class_weights, draw_plan
-from robustaudio.defenses.training import Split, TrainingError, TrainSettings, fit
+from robustaudio.data import AudioDataset
+from robustaudio.defenses.suite import bundled_defended, defense_settings
+from robustaudio.defenses.training import Split, TrainingError, TrainSettings, fit, recipe_for
+from robustaudio.models import load_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -181,3 +185,19 @@ def test_train_command_writes_a_checkpoint_and_card_and_refuses_bad_input(tmp_pa
     assert result.exit_code != 0 and "split" in result.output
     with pytest.raises(TrainingError, match="Unknown architecture"):
         training.train_classifier("nope", {}, None, TrainSettings())
+
+
+@pytest.mark.parametrize("defense", ["mixup", "mixup-latent", "adversarial"])
+def test_bundled_defended_checkpoints_reproduce_their_cards(defense):
+    """`robustaudio defend` reuses these instead of retraining, so they must be what their cards say."""
+    path = bundled_defended("cnn", defense)
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["defense"] == defense
+    _, _, base = recipe_for("cnn")
+    assert card["settings"] == asdict(defense_settings(defense, base, ThreatModel("linf", eps=0.002)))
+    model = load_model("cnn", weights=str(path))
+    correct = []
+    with torch.no_grad():
+        for batch in AudioDataset.from_path(None, split="test").batches(model, 64):
+            correct.append(model(batch.audio).argmax(-1) == batch.labels)
+    assert float(torch.cat(correct).float().mean()) == pytest.approx(card["test_accuracy"], abs=1e-6)
