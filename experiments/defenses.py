@@ -12,8 +12,7 @@ reused, so a final plain run only assembles the report):
     python experiments/defenses.py --part table --rows adversarial &
     python experiments/defenses.py --part certify --sigmas 0.25 &
     python experiments/defenses.py --part certify --sigmas 0.5
-    python experiments/defenses.py --part strong      # PGD-40 × 2 restarts on the rows without randomness
-    python experiments/defenses.py --part check       # 2× steps, EOT-16 on 16 clips: is the purification row converged?
+    python experiments/defenses.py --part strong      # PGD-40 × 2 restarts on the trained rows, PGD-20 with EOT-16 on purification
     python experiments/defenses.py --part cost        # CPU seconds per epoch of each training method
     python experiments/defenses.py --bundle
 
@@ -29,7 +28,9 @@ the 105 test clips for every number):
   σ = 0.25 → t* = 73, 2 DDPM reverse steps, deployed as the mean of 8 draws) — every training row
   retrained here so that their wall times are measured under the same conditions;
 - attack: PGD-10, 1 restart, L∞ ε = 0.002 on the waveform; purification attacked through EOT-8
-  with exact gradients through the sampler;
+  with exact gradients through the sampler; then a stronger attack on every row to see whether the
+  table's has converged: PGD-40 with 2 restarts on the trained rows, PGD-20 through EOT-16 on
+  purification (deployed then as the mean of 16 draws);
 - certification of the cnn in the normalised log-mel domain at σ = 0.25 and 0.5, with and without
   the denoiser: CERTIFY with n0 = 50, n = 250, α = 0.001 (largest certifiable radius 1.92σ; Cohen et
   al. use n = 100,000 on ImageNet, which this machine could not afford for 105 clips × 4 curves).
@@ -51,16 +52,13 @@ import torch
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, load_denoiser, train_denoiser
-from robustaudio.defenses.purification import EOT, Purified
-from robustaudio.defenses.suite import (ROWS, TRAINED_DEFENSES, attack_dir, bundled_defended, certify_dir, certify_study,
+from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
+from robustaudio.defenses.suite import (ROWS, TRAINED_DEFENSES, bundled_defended, certify_dir, certify_study,
                                        defense_settings, run_defenses)
 from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
-from robustaudio.report import read_records
 from robustaudio.report.defenses import build_defenses_report
-from robustaudio.runner import run_attack
 
 DENOISER = DenoiserSettings(domain="feature", epochs=20, batch_size=32, lr=3e-3, sigma_max=1.0, channels=(8, 16, 32),
                             ema_decay=0.995, seed=0)
@@ -69,26 +67,7 @@ N0, N = 50, 250  # CERTIFY samples per clip: cheap enough for a shared 2-core ma
 THREAT = ThreatModel("linf", eps=0.002)
 STEPS, RESTARTS = 10, 1  # the table's PGD, on every row (through EOT-8 for purification)
 STRONG_STEPS, STRONG_RESTARTS = 40, 2  # a stronger PGD on the rows without randomness
-STRONG = "purification-eot16-2x-steps"
-
-
-def attack_check(out: Path, clips: int = 16) -> dict:
-    """Has the adaptive attack on purification converged? Twice the steps with EOT over 16 draws on the
-    first ``clips`` test clips, against the table's attack (EOT-8) on the same clips."""
-    model = load_model("cnn", weights=str(out / "train" / "none.pt"))
-    defended = EOT(Purified(model, load_denoiser("minievents-logmel"), sigma=0.25, steps=2), samples=16)
-    run_dir = run_attack(defended, "cnn", AudioDataset.from_path(None, split="test"), [THREAT],
-                         attack_dir(out, THREAT, STEPS, RESTARTS) / STRONG, steps=2 * STEPS, restarts=RESTARTS,
-                         batch_size=16, seed=0, limit=clips, sanity=False)
-    strong = read_records(run_dir)
-    table = read_records(attack_dir(out, THREAT, STEPS, RESTARTS) / "purification-eot8")
-    table = table[table["clip_id"].isin(strong["clip_id"])]
-    result = {"clips": len(strong), "table_attack": float(table["adv_correct"].mean()),
-              "strong_attack": float(strong["adv_correct"].mean())}
-    result["note"] = (f"Convergence of the adaptive attack on purification, first {result['clips']} test clips: robust "
-                      f"accuracy {result['table_attack']:.3f} under the table's PGD-{STEPS} with EOT-8, "
-                      f"{result['strong_attack']:.3f} under PGD-{2 * STEPS} with EOT-16.")
-    return result
+STRONG_PURIFY_STEPS, STRONG_EOT = 20, 16  # ... and on purification: twice the steps, twice the EOT draws
 
 
 def bundle_denoiser() -> None:
@@ -122,15 +101,15 @@ def main() -> None:
     parser.add_argument("--bundle", action="store_true", help="Copy the defended checkpoints into the package.")
     parser.add_argument("--out", type=Path, default=Path("runs/defenses"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N test clips (smoke runs).")
-    parser.add_argument("--part", choices=["all", "table", "strong", "certify", "check", "cost"], default="all",
+    parser.add_argument("--part", choices=["all", "table", "strong", "certify", "cost"], default="all",
                         help="table: train and attack only; strong: PGD-40 with 2 restarts on the trained rows; certify: certification only (after the table part "
-                             "has trained the undefended row); check: a stronger adaptive attack on the first "
-                             "16 clips of the purification row; cost: CPU seconds per epoch of each training "
+                             "has trained the undefended row); cost: CPU seconds per epoch of each training "
                              "method; all: everything, reusing finished parts.")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="Table rows of this run.")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: what the docstring's times used).")
     parser.add_argument("--sigmas", nargs="+", type=float, default=list(SIGMAS), help="σ of this certify part.")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     if args.denoiser_only or args.part == "all" and not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
         bundle_denoiser()
         if args.denoiser_only:
@@ -144,15 +123,16 @@ def main() -> None:
                       denoiser="minievents-logmel", sigmas=tuple(args.sigmas), n0=N0, n=N, alpha=0.001, limit=args.limit,
                       batch_size=250, seed=0, device="cpu", log=log)
         return
-    if args.part == "check":
-        print(json.dumps(attack_check(args.out), indent=1))
-        return
     if args.part == "cost":
         print(json.dumps(training_cost(args.out), indent=1))
         return
-    def strong() -> dict:  # the rows without randomness, attacked harder (purification: see attack_check)
-        return run_defenses("cnn", THREAT, args.out, steps=STRONG_STEPS, restarts=STRONG_RESTARTS, batch_size=16,
-                            limit=args.limit, seed=0, retrain=True, rows=ROWS[:-1], sigmas=(), log=log)
+    def strong() -> dict:  # every row attacked harder: has the table's attack converged?
+        summary = run_defenses("cnn", THREAT, args.out, steps=STRONG_STEPS, restarts=STRONG_RESTARTS, batch_size=16,
+                               limit=args.limit, seed=0, retrain=True, rows=ROWS[:-1], sigmas=(), log=log)
+        summary["rows"] += run_defenses("cnn", THREAT, args.out, steps=STRONG_PURIFY_STEPS, restarts=RESTARTS,
+                                        batch_size=16, limit=args.limit, seed=0, retrain=True, rows=("purification",),
+                                        purify_sigma=0.25, purify_steps=2, eot=STRONG_EOT, sigmas=(), log=log)["rows"]
+        return summary
 
     if args.part == "strong":
         strong()
@@ -163,8 +143,6 @@ def main() -> None:
     if args.part == "all":
         summary["rows"] += strong()["rows"]
     summary["notes"] = []
-    if (attack_dir(args.out, THREAT, STEPS, RESTARTS) / STRONG).is_dir():
-        summary["notes"].append(attack_check(args.out)["note"])
     if (args.out / "training_cost.json").is_file():
         cost = json.loads((args.out / "training_cost.json").read_text())
         summary["notes"].append(cost["note"])
