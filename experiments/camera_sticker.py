@@ -31,12 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from skimage import data as skdata
-from skimage.transform import resize
 
 from robustaudio.attacks.sticker import DotOptics, fit_dot_optics, grid_centres, image_target, synthetic_photos
 from robustaudio.cli.sticker import av_split
+from robustaudio.data.images import lfw_faces, photo_crops
 from robustaudio.models import load_model
 from robustaudio.report.sticker import run_sticker
 
@@ -55,22 +53,9 @@ RECOVERY_CASES = {
 }
 
 
-def scenes(count: int = 8, size: int = 64) -> torch.Tensor:
-    """``[count, 3, size, size]`` crops of scikit-image's colour photos."""
-    photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
-    crops = []
-    for i in range(count):
-        photo = photos[i % len(photos)].astype(np.float32) / 255
-        h, w = photo.shape[:2]
-        side = min(h, w) // 2
-        y, x = (i // len(photos)) * (h - side), (i // len(photos)) * (w - side)
-        crops.append(torch.from_numpy(resize(photo[y:y + side, x:x + side], (size, size), anti_aliasing=True)).permute(2, 0, 1))
-    return torch.stack(crops).float()
-
-
 def recovery(steps: int) -> dict:
     """Fit each known optics from synthetic photos at two noise levels; absolute errors."""
-    clean = scenes()
+    clean = photo_crops(count=8, size=64)
     results = {}
     for case, true in RECOVERY_CASES.items():
         for noise in (0.01, 0.03):
@@ -91,13 +76,6 @@ def recovery(steps: int) -> dict:
                               "centres_max": float((fit.centres - placed).abs().max())}}
             print(f"recovery {case}, noise {noise}: {results[f'{case}, noise {noise}']['abs_error']}", flush=True)
     return results
-
-
-def faces(size: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
-    """lfw_subset faces as RGB ``[size, size]``: (even-numbered, odd-numbered)."""
-    grey = torch.from_numpy(skdata.lfw_subset()[:100]).float()[:, None]            # the first 100 are faces
-    rgb = F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
-    return rgb[0::2], rgb[1::2]
 
 
 def main() -> None:
@@ -122,7 +100,7 @@ def main() -> None:
 
     try:
         onet = load_model("image:mtcnn-onet")
-        learn_faces, held_faces = faces()
+        learn_faces, held_faces = lfw_faces(size=48)
         case("mtcnn-onet_face-to-not-face", image_target(onet, learn_faces, onet.labels),
              image_target(onet, held_faces, onet.labels), "face", "not-face",
              {"model": "image:mtcnn-onet", "images": "skimage lfw_subset faces, 48x48 RGB, even/odd split"})

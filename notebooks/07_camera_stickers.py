@@ -16,28 +16,13 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
-from skimage import data as skdata
-from skimage.transform import resize
 
 from robustaudio.attacks.sticker import (DotOptics, Sticker, fit_dot_optics, grid_centres, image_target,
                                          optimise_sticker, random_dot_control, sticker_success, synthetic_photos)
+from robustaudio.data.images import lfw_faces, photo_crops
 from robustaudio.models import load_model
 
 torch.set_num_threads(2)
-
-
-def crops(count: int = 8, size: int = 48) -> torch.Tensor:
-    """[count, 3, size, size] crops of scikit-image's colour photos, in [0, 1]."""
-    photos = [skdata.astronaut(), skdata.coffee(), skdata.chelsea(), skdata.rocket()]
-    out = []
-    for i in range(count):
-        photo = photos[i % len(photos)].astype(np.float32) / 255
-        h, w = photo.shape[:2]
-        side = min(h, w) // 2
-        y, x = (i // len(photos)) * (h - side), (i // len(photos)) * (w - side)
-        out.append(torch.from_numpy(resize(photo[y:y + side, x:x + side], (size, size), anti_aliasing=True)).permute(2, 0, 1))
-    return torch.stack(out).float()
 
 
 def show(images: torch.Tensor, titles: list[str], row_label: str | None = None, axes=None) -> None:
@@ -53,7 +38,7 @@ def show(images: torch.Tensor, titles: list[str], row_label: str | None = None, 
 # r = 25/256, β = 2) and with fainter, wider, softer dots (α_max 0.5, r 0.15, β 1).
 
 # %%
-scenes = crops()
+scenes = photo_crops(count=8, size=48)  # scikit-image's colour photos, in [0, 1]
 g = torch.Generator().manual_seed(0)
 colours = torch.rand(9, 3, generator=g)
 paper = DotOptics()
@@ -102,9 +87,8 @@ print(f"{'dot centres':<18}{'':>16}{float((fit.centres - placed).abs().max()):>9
 
 # %%
 onet = load_model("image:mtcnn-onet")
-grey = torch.from_numpy(skdata.lfw_subset()[:100]).float()[:, None]            # the first 100 are faces
-faces = F.interpolate(grey, size=(48, 48), mode="bilinear", align_corners=False).clamp(0, 1).repeat(1, 3, 1, 1)
-learn, held = image_target(onet, faces[0::2], onet.labels), image_target(onet, faces[1::2], onet.labels)
+even_faces, odd_faces = lfw_faces(size=48)
+learn, held = image_target(onet, even_faces, onet.labels), image_target(onet, odd_faces, onet.labels)
 print("classes:", onet.labels, f"; {len(learn.images)} faces to learn on, {len(held.images)} held out")
 
 start = time.perf_counter()

@@ -169,3 +169,14 @@ def test_av_model_sticker_covers_every_frame(tmp_path):
     changed = (stuck - video).abs().amax(dim=(2, 3, 4))  # [clips, frames]
     assert (changed > 0.3).all()  # the lens sticker is on every frame of every clip
     save_frames(tmp_path / "s.png", stuck[0])  # and renders as a frame strip
+
+
+def test_sample_images_are_real_photos_and_a_disjoint_face_split():
+    from robustaudio.data.images import lfw_faces, photo_crops
+    crops = photo_crops(count=6, size=32)
+    assert crops.shape == (6, 3, 32, 32) and crops.min() >= 0 and crops.max() <= 1
+    assert not torch.allclose(crops[0], crops[4])  # the same photo, the other corner
+    learn, held = lfw_faces(size=24)
+    assert learn.shape == held.shape == (50, 3, 24, 24)
+    assert torch.equal(learn[:, 0], learn[:, 2])  # grey faces repeated over RGB
+    assert not any(torch.equal(a, b) for a in learn[:5] for b in held)
