@@ -16,7 +16,7 @@ thesis theorem are built from the runs by :mod:`robustaudio.report.fusion`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -111,9 +111,9 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
         for modality in ("audio", "video"):
             if modality not in modalities or (modality == "audio" and norm == main_norm):
                 continue
-            progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in plan.threats(modality, norm, bounds)]}")
-            build_report(run_attack(model, name, dataset, plan.threats(modality, norm, bounds),
-                                    fusion_run(model_dir, "pgd", modality, norm), **common))
+            curve = plan.threats(modality, norm, bounds)
+            progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in curve]}")
+            build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), **common))
         if {"audio", "video"} <= set(modalities):
             joint = plan.joint(norm, bounds)
             progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
@@ -152,8 +152,8 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
     out.mkdir(parents=True, exist_ok=True)
     if dataset.has_video:
         plan = fusion or FusionPlan(minimal_norms=(norm,))
-        plan = FusionPlan(**{**asdict(plan), "norms": tuple(dict.fromkeys((norm, *plan.norms))),
-                             "audio_eps": {**plan.audio_eps, norm: tuple(sorted(eps))}})
+        plan = replace(plan, norms=tuple(dict.fromkeys((norm, *plan.norms))),
+                       audio_eps={**plan.audio_eps, norm: tuple(sorted(eps))})
         (out / FUSION_FILE).write_text(json.dumps({**plan.as_dict(), "main_norm": norm}, indent=2))
     else:
         (out / FUSION_FILE).unlink(missing_ok=True)

@@ -181,7 +181,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[ThreatModel
                 continue
             _attack_curve(model, batch, rows, curve, audio, labels, attacked, clean_logits, generator, steps=steps,
                           restarts=restarts, minimal=minimal, universal=universal, backend=backend, attack=attack,
-                          queries=queries, device=device, video=video, minimal_options=minimal_options or {})
+                          queries=queries, device=device, video=video, minimal_options=minimal_options)
     return rows.rows
 
 
