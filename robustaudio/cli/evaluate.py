@@ -246,7 +246,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
             if name not in MODELS and split_prefix(name) is None:
                 raise ModelError(unknown_model_message(name))
         if data is None:
-            trained_on = sorted({MODELS[name].data for name in model_names if name in MODELS})
+            trained_on = sorted({data_for(name, None) for name in model_names} - {None})
             if len(trained_on) > 1:
                 raise click.UsageError(f"The models were trained on different data ({', '.join(trained_on)}): pick "
                                        f"one with --data.")
