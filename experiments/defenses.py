@@ -53,7 +53,7 @@ import torch
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
-from robustaudio.defenses.suite import (ROWS, TRAINED_DEFENSES, bundled_defended, certify_dir, certify_study,
+from robustaudio.studies.defenses import (ROWS, TRAINED_DEFENSES, bundled_defended, certify_dir, certify_study,
                                        defense_settings, run_defenses)
 from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model

@@ -26,7 +26,7 @@ import torch
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.criteria import is_correct
-from robustaudio.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
+from robustaudio.studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report.fusion import fusion_sections

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from robustaudio.compare import run_comparison
+from robustaudio.studies.compare import run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.runner import noise_suite

@@ -7,7 +7,7 @@
 # minutes on a 2-core CPU: one-epoch fine-tunings instead of full trainings, 30 test clips for the attacks, 10 for
 # purification (EOT over 4 draws) and for certification (100 noise samples per certificate, one σ). Every number
 # below comes from these settings. `robustaudio defend --model cnn` (the study behind it:
-# `robustaudio/defenses/suite.py`) and `experiments/defenses.py` run the full protocol: every row trained for 40
+# `robustaudio/studies/defenses.py`) and `experiments/defenses.py` run the full protocol: every row trained for 40
 # epochs, all 105 test clips, EOT over 8 draws, CERTIFY with n = 250 at two σ.
 
 # %%

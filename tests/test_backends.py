@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from robustaudio.attacks import ThreatModel, lp_norm
 from robustaudio.attacks.backends import (BackendError, backend_attack, foolbox_minimal_norms, to_art,
                                           to_foolbox)
-from robustaudio.attacks.blackbox import square_attack
+from robustaudio.attacks.square import square_attack
 
 from conftest import LinearClassifier
 from test_threat import assert_inside  # ε up to float32 rounding (relative 1e-5 + one ulp per sample); box exact
@@ -50,7 +50,7 @@ def test_eps_and_bounds_are_never_exceeded(combo, norm, budget, near_edge, seed)
     audio[:, :8] = torch.sign(audio[:, :8]) * (1 - near_edge)  # samples at or next to ±1
     threat = ThreatModel(norm, eps=budget * {"linf": 1, "l2": 5}[norm])
     result = run(backend, attack, model, audio, labels, threat, g)
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
     # About half the samples are negative; a [0, 1] clamp anywhere would leave none.
     assert (result.adversarial < 0).float().mean() > 0.3
     assert torch.equal(result.success, model.predict(model(result.adversarial)) != labels)
@@ -128,8 +128,8 @@ def test_per_clip_budgets_from_an_snr():
     threat = ThreatModel("l2", snr_db=20.0)
     for backend in ("foolbox", "art"):
         result = backend_attack(model, audio, labels, threat, backend=backend, attack="pgd", steps=3, generator=g)
-        assert_inside(threat, audio, result.adversarial, result.eps)
-        assert len(set(result.eps.tolist())) == 4
+        assert_inside(threat, audio, result.adversarial, result.budget)
+        assert len(set(result.budget.tolist())) == 4
 
 
 def test_multilabel_art_pgd_deactivates_and_foolbox_refuses():
@@ -138,7 +138,7 @@ def test_multilabel_art_pgd_deactivates_and_foolbox_refuses():
     labels = (model(audio) > 0).float().detach()
     threat = ThreatModel("linf", eps=0.1)
     result = backend_attack(model, audio, labels, threat, backend="art", attack="pgd", steps=10, generator=g)
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
     assert result.success.all()  # every true label switched off
     with pytest.raises(NotImplementedError, match="native pgd or square_attack"):
         backend_attack(model, audio, labels, threat, backend="foolbox", attack="pgd", steps=3)
@@ -159,7 +159,7 @@ def test_feature_domain_without_bounds():
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(backend="cleverhans", attack="pgd"), BackendError, "foolbox: pgd, fmn, deepfool, cw, hsj, boundary"),
     (dict(backend="foolbox", attack="apgd"), BackendError, "valid: pgd, fmn"),
-    (dict(backend="art", attack="square"), BackendError, "native robustaudio.attacks.blackbox.square_attack"),
+    (dict(backend="art", attack="square"), BackendError, "native robustaudio.attacks.square.square_attack"),
     (dict(backend="foolbox", attack="cw"), BackendError, "serves the norms l2, not linf"),
     (dict(backend="art", attack="deepfool", targeted=True), BackendError, "untargeted only"),
 ])
@@ -196,5 +196,5 @@ def test_remaining_attacks_run_inside_the_threat_model(backend, attack, norm):
     model, audio, labels, g = linear_problem(0)
     threat = ThreatModel(norm, eps={"linf": 0.05, "l2": 1.0, "l1": 10.0}[norm])
     result = backend_attack(model, audio, labels, threat, backend=backend, attack=attack, steps=20, generator=g)
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
     assert (result.adversarial < 0).float().mean() > 0.3

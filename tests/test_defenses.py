@@ -13,7 +13,7 @@ from robustaudio.cli import main
 from robustaudio.defenses import training
 from robustaudio.defenses.mixup import class_weights, draw_plan
 from robustaudio.data import AudioDataset
-from robustaudio.defenses.suite import bundled_defended, defense_settings
+from robustaudio.studies.defenses import bundled_defended, defense_settings
 from robustaudio.defenses.training import Split, TrainingError, TrainSettings, fit, recipe_for
 from robustaudio.models import load_model
 

@@ -12,14 +12,14 @@ import soundfile
 import torch
 
 from robustaudio.attacks import ThreatModel, minimal_eps
-from robustaudio.compare import FusionPlan, run_comparison
+from robustaudio.studies.compare import FusionPlan, run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.data.av import load_frames, save_frames
 from robustaudio.models import load_model
 from robustaudio.models.fusion import FUSION_MODELS, SuperLateFusion
 from robustaudio.models.registry import MODELS
 from robustaudio.report import build_report, read_records
-from robustaudio.runner import JointThreat, RunSettingsError, run_attack
+from robustaudio.runner import AttackSpec, JointThreat, RunSettingsError, run_attack
 
 from conftest import AudioVisualLinear, LinearClassifier
 
@@ -166,7 +166,7 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     model = tiny("fusion-late")
     video_threat = ThreatModel("linf", eps=0.05, modality="video", bounds=(0.0, 1.0))
     threats = [ThreatModel("linf", eps=0.01), video_threat, JointThreat(ThreatModel("linf", eps=0.01), video_threat)]
-    run = run_attack(model, "late", data, threats, tmp_path / "run", steps=2, batch_size=4, sanity=False)
+    run = run_attack(model, "late", data, threats, tmp_path / "run", AttackSpec("pgd", steps=2), batch_size=4, sanity=False)
     records = read_records(run)
     assert set(records["domain"]) == {"waveform", "video", "waveform+video"}
     attacked = records[records["attacked"] == True]  # noqa: E712
@@ -175,9 +175,8 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     card = build_report(run)
     assert {c["domain"] for c in card["conditions"]} == {"waveform", "video", "waveform+video"}
     with pytest.raises(RunSettingsError, match="does not use"):
-        run_attack(tiny("fusion-audio"), "audio", data, [video_threat], tmp_path / "bad", steps=1)
-    minimal = run_attack(model, "late", data, [video_threat], tmp_path / "minimal", steps=2, minimal=True, sanity=False,
-                         minimal_options={"eps_max": 0.5, "search_steps": 2})
+        run_attack(tiny("fusion-audio"), "audio", data, [video_threat], tmp_path / "bad", AttackSpec("pgd", steps=1))
+    minimal = run_attack(model, "late", data, [video_threat], tmp_path / "minimal", AttackSpec("minimal", steps=2, options={"eps_max": 0.5, "search_steps": 2}), sanity=False)
     assert build_report(minimal)["minimal"][0]["condition"] == "minimal-linf-video"
 
 

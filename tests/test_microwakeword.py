@@ -9,7 +9,9 @@ import soundfile
 import torch
 
 from robustaudio.attacks import ThreatModel, pgd
-from robustaudio.attacks.blackbox import GradientUnavailableError, QueryCounter, square_attack
+from robustaudio.attacks.counting import QueryCounter
+from robustaudio.attacks.square import square_attack
+from robustaudio.models.base import GradientUnavailableError
 from robustaudio.models import ModelError, load_model
 
 pytest.importorskip("pymicro_wakeword", reason="microWakeWord needs pip install pymicro-wakeword==2.5.0")

@@ -11,7 +11,7 @@ from robustaudio.data import AudioDataset
 from robustaudio.report import FIELDS, build_report, read_records
 from robustaudio.report.records import RECORDS_FILE
 from robustaudio.report.card import json_safe
-from robustaudio.runner import RunSettingsError, run_attack
+from robustaudio.runner import AttackSpec, RunSettingsError, run_attack
 
 from conftest import LinearClassifier
 
@@ -32,7 +32,7 @@ class Interrupt(Exception):
 
 
 def run(root, out, on_batch=None, **kw):
-    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
                       batch_size=2, seed=7, on_batch=on_batch, **kw)
 
 
@@ -68,9 +68,9 @@ def test_other_settings_are_refused_unless_restart(tmp_path, write_dataset):
     root = write_dataset()
     out = run(root, tmp_path / "run")
     with pytest.raises(RunSettingsError, match="seed"):
-        run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+        run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
                    batch_size=2, seed=8)
-    run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, steps=3,
+    run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
                batch_size=2, seed=8, restart=True)
     assert set(read_records(out)["seed"]) == {8}
 
@@ -83,9 +83,9 @@ def test_eps_curve_does_not_reattack_clips_that_resisted_a_larger_budget(tmp_pat
     large = linf[linf["eps_setting"] == 0.002].set_index("clip_id")
     resisted = large.index[large["success"] == False]  # noqa: E712
     assert len(resisted) > 0
-    assert small.loc[resisted, "reused"].all() and not small.loc[resisted, "success"].any()
+    assert small.loc[resisted, "carried"].all() and not small.loc[resisted, "success"].any()
     assert (small.loc[resisted, "backwards"] == 0).all()
-    assert not large["reused"].any()
+    assert not large["carried"].any()
     # robust accuracy can only fall as ε grows
     assert large["adv_correct"].sum() <= small["adv_correct"].sum()
     assert (linf["linf"] <= linf["eps_setting"] * (1 + 1e-5)).all()
@@ -94,7 +94,7 @@ def test_eps_curve_does_not_reattack_clips_that_resisted_a_larger_budget(tmp_pat
 def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset):
     root = write_dataset(labels=("<img src=x onerror=alert(1)>", "dog"), per_label=2)
     model = LinearClassifier(torch.randn(2, 16000) * 0.05, torch.zeros(2), labels=["<img src=x onerror=alert(1)>", "dog"])
-    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", steps=2,
+    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", AttackSpec("pgd", steps=2),
                      batch_size=4)
     card = build_report(out)
     html = (out / "report.html").read_text()

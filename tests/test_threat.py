@@ -66,7 +66,7 @@ def test_pgd_output_stays_inside(norm, budget, seed):
     eps = budget * {"linf": 1, "l2": 5, "l1": 20}[norm]
     threat = ThreatModel(norm, eps=eps)
     result = pgd(model, audio, labels, threat, steps=5, generator=g)
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
 
 
 def test_l1_projection_is_the_euclidean_projection():

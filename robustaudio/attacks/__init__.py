@@ -10,7 +10,8 @@ from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
 from .joint import JointResult, pgd_joint
 from .minimal import MinimalResult, minimal_eps
-from .pgd import AttackResult, pgd
+from .pgd import pgd
+from .result import AttackResult
 from .jamming import Detector, JamResult, jam, jam_and_evaluate
 from .music import KarplusStrong
 from .sticker import DotOptics, Sticker, StickerResult, optimise_sticker, random_dot_control

@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from ..models.base import frozen
-from .blackbox import PassCounter
+from .counting import PassCounter
 from .criteria import attack_loss, is_fooled
-from .pgd import AttackResult
+from .result import AttackResult
 from .threat import ThreatModel, ThreatModelError, lp_norm
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
@@ -71,7 +71,7 @@ def check_backend_attack(backend: str, attack: str, norm: str, *, multilabel: bo
     if backend == "art" and attack == "square":
         raise BackendError("ART's SquareAttack only takes 4-D image batches and samples square windows from "
                            "the image height, so it fails on [B, T] audio (also as [B, 1, 1, T]). Use the "
-                           "native robustaudio.attacks.blackbox.square_attack instead.")
+                           "native robustaudio.attacks.square.square_attack instead.")
     if attack not in attacks:
         raise BackendError(f"Unknown attack {attack!r} for backend {backend!r}; valid: {', '.join(attacks)} "
                            f"(all backends: {_valid_names()}).")
@@ -416,7 +416,7 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
     * art: ``pgd``, ``apgd`` (AutoPGD), ``cw`` (CarliniL2Method / CarliniLInfMethod), ``deepfool``
       (L2, overshoot 0.02, run in [0, 1] through :class:`UnitBox`), ``hsj`` (HopSkipJump).
       ``square`` raises: ART's SquareAttack takes images only; use
-      :func:`~robustaudio.attacks.blackbox.square_attack`. Multi-label: ``pgd`` only.
+      :func:`~robustaudio.attacks.square.square_attack`. Multi-label: ``pgd`` only.
 
     Minimal-norm attacks (fmn, deepfool, cw, hsj, boundary) ignore ε while running; their output
     is then projected onto the threat's ε-ball, so ``success`` means success at ε. The threat's
@@ -461,7 +461,7 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
             success[active] = is_fooled(model, out, labels[active], targeted)
             forwards[active] += 1 + counter.forwards.to(forwards.device)
             backwards[active] += counter.backwards.to(forwards.device)
-    return AttackResult(adversarial=adversarial, clean=clean, success=success, logits=logits, eps=eps,
+    return AttackResult(adversarial=adversarial, clean=clean, success=success, logits=logits, budget=eps,
                         forwards=forwards, backwards=backwards)
 
 

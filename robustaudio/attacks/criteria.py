@@ -5,6 +5,8 @@ Labels: single-label ``[B]`` class indices; multi-label ``[B, K]`` 0/1 (targets 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -58,3 +60,22 @@ def attack_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: boo
     else:
         loss = F.cross_entropy(logits, labels, reduction="none")
     return -loss if targeted else loss
+
+
+def margin_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+    """``[B]`` margin the attack minimises: > 0 while the goal is not reached, < 0 once it is.
+
+    Single-label: ``z_label - max_{k≠label} z_k`` (untargeted) or ``max_{k≠target} z_k - z_target``.
+    Multi-label, on logits shifted by the decision threshold's logit ``t``: untargeted
+    ("deactivate"), the largest ``z_k - t`` over the true labels; targeted, the largest violation
+    ``±(t - z_k)`` over all labels (on for targets, off for the rest).
+    """
+    if model.multilabel:
+        shifted = logits - math.log(model.threshold / (1 - model.threshold))
+        if targeted:
+            sign = 2 * (labels > 0.5).to(logits.dtype) - 1
+            return (-sign * shifted).amax(dim=-1)
+        return shifted.masked_fill(labels <= 0.5, -torch.inf).amax(dim=-1)
+    own = logits.gather(1, labels[:, None]).squeeze(1)
+    best_other = logits.scatter(1, labels[:, None], -torch.inf).amax(dim=1)
+    return best_other - own if targeted else own - best_other

@@ -17,6 +17,47 @@ from .criteria import attack_loss, is_fooled
 from .threat import ThreatModel, ascent_direction
 
 
+@dataclass(frozen=True)
+class JointThreat:
+    """Audio (waveform) and video perturbed together, each within its own threat model.
+
+    Run by :func:`pgd_joint`; rows record ``domain="waveform+video"``, the audio budget in
+    ``eps_setting`` and the audio perturbation's norms (the video's stays within ``video.eps``; the
+    condition name holds both budgets).
+    """
+
+    audio: ThreatModel
+    video: ThreatModel
+    modality = "audio+video"
+    domain = "waveform+video"
+    snr_db = None
+
+    def __post_init__(self) -> None:
+        if self.audio.modality != "audio" or self.audio.domain != "waveform" or self.video.modality != "video":
+            raise ValueError("JointThreat takes a waveform audio threat model and a modality='video' one.")
+        if self.audio.eps is None or self.video.eps is None:
+            raise ValueError("JointThreat needs absolute budgets (eps) for both modalities.")
+
+    @property
+    def norm(self) -> str:
+        return self.audio.norm if self.audio.norm == self.video.norm else f"{self.audio.norm}+{self.video.norm}"
+
+    @property
+    def eps(self) -> float:
+        assert self.audio.eps is not None  # checked in __post_init__
+        return self.audio.eps
+
+    @property
+    def row_domain(self) -> str:
+        return self.domain
+
+    def describe(self) -> str:
+        return f"{self.audio.describe()}+{self.video.describe()}"
+
+    def as_dict(self) -> dict:
+        return {"modality": self.modality, "audio": self.audio.as_dict(), "video": self.video.as_dict()}
+
+
 @dataclass
 class JointResult:
     """``audio`` ``[B, T]`` and ``video`` ``[B, ...]`` adversarial inputs (best iterate per clip),

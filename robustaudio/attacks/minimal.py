@@ -35,7 +35,7 @@ class MinimalResult:
     """Per-sample outcome of a minimal-ε search on ``B`` clips.
 
     Attributes:
-        eps: ``[B]`` norm of the smallest successful perturbation (domain units); ``inf`` where
+        found_norm: ``[B]`` norm of the smallest successful perturbation (domain units); ``inf`` where
             none was found up to ``eps_max``; 0 for clips misclassified when clean.
         adversarial: ``[B, ...]`` that perturbed input (the clean input where none was found).
         clean: ``[B, ...]`` the clean inputs in the attacked domain.
@@ -44,7 +44,7 @@ class MinimalResult:
         forwards, backwards: ``[B]`` passes each clip took part in, over the whole search.
     """
 
-    eps: torch.Tensor
+    found_norm: torch.Tensor
     adversarial: torch.Tensor
     clean: torch.Tensor
     success: torch.Tensor
@@ -139,5 +139,5 @@ def minimal_eps(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
             middle = torch.where(lo > 0, (lo * hi).sqrt(), hi / 2)
             attempt(rows, middle, warm=True)
 
-    return MinimalResult(eps=upper, adversarial=best, clean=clean, success=torch.isfinite(upper),
+    return MinimalResult(found_norm=upper, adversarial=best, clean=clean, success=torch.isfinite(upper),
                          upper=upper, lower=lower, forwards=forwards, backwards=backwards)

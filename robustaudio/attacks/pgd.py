@@ -7,47 +7,12 @@ the work shrinks as the attack succeeds. The model's parameters are frozen durin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..models.base import frozen
 from .criteria import attack_loss, is_fooled
+from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
-
-
-@dataclass
-class AttackResult:
-    """Per-sample outcome of an attack on a batch of ``B`` clips.
-
-    Attributes:
-        adversarial: perturbed inputs ``[B, ...]`` in the attacked domain (waveform or features);
-            for clips the attack did not fool, the highest-loss iterate found.
-        clean: the clean inputs in the same domain.
-        success: ``[B]`` bool, the goal reached (clips already fooled when clean count, with δ = 0).
-        logits: ``[B, K]`` logits at ``adversarial``.
-        eps: ``[B]`` the budget each clip had.
-        forwards, backwards: ``[B]`` int, passes each clip took part in.
-        carried: ``[B]`` bool, clips not attacked at this budget because the outcome follows from
-            another budget of the same ε curve (see :func:`~robustaudio.attacks.curve.pgd_curve`).
-    """
-
-    adversarial: torch.Tensor
-    clean: torch.Tensor
-    success: torch.Tensor
-    logits: torch.Tensor
-    eps: torch.Tensor
-    forwards: torch.Tensor
-    backwards: torch.Tensor
-    carried: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        if self.carried is None:
-            self.carried = torch.zeros_like(self.success)
-
-    @property
-    def perturbation(self) -> torch.Tensor:
-        return self.adversarial - self.clean
 
 
 def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
@@ -139,5 +104,5 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
                 step_size = (alpha_rel * eps[active]).reshape(-1, *([1] * (x0.dim() - 1)))
                 delta = delta.detach() + step_size * ascent_direction(grad, threat.norm)
                 delta = threat.project(delta, x0, eps[active])
-    return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, eps=eps,
+    return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, budget=eps,
                         forwards=forwards, backwards=backwards)

@@ -57,14 +57,20 @@ def _expand(eps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def project_l1_ball(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Euclidean projection of each sample onto the L1 ball of radius ``eps`` (Duchi et al. 2008)."""
+    """Euclidean projection of each sample onto the L1 ball of radius ``eps`` (Duchi et al. 2008).
+
+    The soft threshold is found in float64: in float32 the cumulative sums of a point far outside
+    the ball (max|d|/ε ~ 1e4 and beyond) lose the digits that separate the threshold from the
+    coordinates. A last rescaling absorbs the remaining rounding, so ``||result||_1 <= eps`` holds
+    to float32 rounding (~1e-7 relative) whatever the starting point.
+    """
     flat = _flat(delta)
     norms = flat.abs().sum(dim=1)
     outside = norms > eps
     if not outside.any():
         return delta
-    v = flat[outside].abs()
-    radius = eps[outside].unsqueeze(1)
+    v = flat[outside].abs().double()
+    radius = eps[outside].double().unsqueeze(1)
     sorted_v, _ = v.sort(dim=1, descending=True)
     cumsum = sorted_v.cumsum(dim=1)
     ranks = torch.arange(1, v.shape[1] + 1, device=v.device, dtype=v.dtype)
@@ -72,8 +78,12 @@ def project_l1_ball(delta: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     condition = sorted_v * ranks > (cumsum - radius)
     rho = condition.to(v.dtype).cumsum(dim=1).argmax(dim=1, keepdim=True)
     theta = ((cumsum.gather(1, rho) - radius) / (rho + 1).to(v.dtype)).clamp_min(0)
+    shrunk = (v - theta).clamp_min(0)
+    shrunk = shrunk * (radius / shrunk.sum(dim=1, keepdim=True).clamp_min(1e-300)).clamp(max=1.0)
     projected = flat.clone()
-    projected[outside] = flat[outside].sign() * (v - theta).clamp_min(0)
+    projected[outside] = flat[outside].sign() * shrunk.to(flat.dtype)
+    excess = projected.abs().sum(dim=1) / eps.clamp_min(1e-30)  # float32 rounding of the cast back
+    projected = projected / excess.clamp_min(1.0).unsqueeze(1)
     return projected.reshape(delta.shape)
 
 
@@ -111,18 +121,32 @@ def ascent_direction(grad: torch.Tensor, norm: str, l1_sparsity: float = 0.99) -
     raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
 
 
-def domain_view(model, audio: torch.Tensor, domain: str, video: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]]:
-    """The clean audio input in ``domain`` (waveform ``[B, T]`` or features ``[B, F, frames]``) and
-    ``logits_fn(x, index)``, where ``index`` selects the rows of ``video`` that go with ``x``."""
+def input_view(model, audio: torch.Tensor, where: str, video: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+    """The clean input that a perturbation lives in and ``logits_fn(x, index=None)`` from it.
+
+    ``where``: ``"waveform"`` (``[B, T]``), ``"feature"`` (the model's normalised features
+    ``[B, F, frames]``), or ``"video"`` (the audio held fixed); ``"waveform+video"`` is viewed as its
+    audio. ``index`` selects the rows of the fixed inputs (``video``, or ``audio`` for a video
+    view) that go with ``x`` when ``x`` holds a subset of the batch.
+    """
+    if where == "video":
+        if video is None:
+            raise ThreatModelError("modality='video' needs the video input; this model or batch has none.")
+        return video, lambda x, index=None: model(audio if index is None else audio[index], x)
+
     def pick(index):
         return video if video is None or index is None else video[index]
 
-    if domain == "waveform":
+    if where.split("+")[0] == "waveform":
         return audio, lambda x, index=None: model(x, pick(index))
+    if where != "feature":
+        raise ThreatModelError(f"Unknown domain {where!r}; use one of {', '.join(DOMAINS)} or video.")
     with torch.no_grad():
         feats = model.features(audio)
     return feats, lambda x, index=None: model.forward_features(x, pick(index))
+
+
 
 
 @dataclass(frozen=True)
@@ -134,8 +158,9 @@ class ThreatModel:
         eps: absolute budget in the domain's units (exactly one of ``eps`` / ``snr_db``).
         snr_db: relative budget, dB below the clean clip's own ``norm`` (see module docstring).
         domain: ``"waveform"`` (perturb samples) or ``"feature"`` (perturb the normalised features).
-        bounds: box the perturbed input must stay in, ``(-1, 1)`` for waveforms; ``None`` = unbounded
-            (the usual choice in the feature domain).
+        bounds: box the perturbed input must stay in; ``None`` = unbounded. The default ``"auto"``
+            is ``(-1, 1)`` for waveforms (and video, whose callers usually pass their own box) and
+            ``None`` in the feature domain, where normalised log-mels lie far outside [-1, 1].
         mask: optional 0/1 tensor broadcastable to one input (``[T]`` or ``[F, frames]``); only
             entries where it is 1 may change (time windows, frequency bands; see ``restrict``).
         band_hz: waveform domain only: ``(low, high)`` Hz; the perturbation is band-passed (FFT
@@ -152,7 +177,7 @@ class ThreatModel:
     eps: float | None = None
     snr_db: float | None = None
     domain: str = "waveform"
-    bounds: tuple[float, float] | None = (-1.0, 1.0)
+    bounds: tuple[float, float] | None | str = "auto"
     mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
     band_hz: tuple[float, float] | None = None
     sample_rate: int | None = None
@@ -160,6 +185,11 @@ class ThreatModel:
     restriction: str | None = None
 
     def __post_init__(self) -> None:
+        if self.bounds == "auto":  # the box of the domain: samples in [-1, 1]; features unbounded
+            auto = None if self.domain == "feature" and self.modality == "audio" else (-1.0, 1.0)
+            object.__setattr__(self, "bounds", auto)
+        elif self.bounds is not None:
+            object.__setattr__(self, "bounds", (float(self.bounds[0]), float(self.bounds[1])))
         if self.modality not in MODALITIES:
             raise ThreatModelError(f"Unknown modality {self.modality!r}; use one of {', '.join(MODALITIES)}.")
         if self.band_hz is not None:
@@ -212,8 +242,22 @@ class ThreatModel:
     def _mask(self, like: torch.Tensor) -> torch.Tensor | None:
         return None if self.mask is None else self.mask.to(device=like.device, dtype=like.dtype)
 
-    def project(self, delta: torch.Tensor, clean: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        """Project ``delta`` onto mask ∩ Lp ball(eps) ∩ {clean + delta in bounds}.
+    def restrict(self, delta: torch.Tensor) -> torch.Tensor:
+        """``delta`` with the mask applied and, for ``band_hz``, band-passed (no norm, no box)."""
+        mask = self._mask(delta)
+        if mask is not None:
+            delta = delta * mask
+        if self.band_hz is not None:
+            from .restrict import bandpass  # restrict imports nothing from here; keeps threat standalone
+            assert self.sample_rate is not None  # checked in __post_init__
+            delta = bandpass(delta, self.sample_rate, *self.band_hz)
+        return delta
+
+    def project(self, delta: torch.Tensor, clean: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:
+        """Project ``delta`` onto mask ∩ band ∩ Lp ball(eps) ∩ {clean + delta in bounds}.
+
+        ``clean=None`` leaves out the box: a perturbation shared by many clips (universal) meets
+        each clip's box when :meth:`apply` adds it.
 
         Clipping into the box only shrinks each coordinate of ``delta`` towards 0 (the clean input
         lies inside the box), so the result stays inside the ball: both constraints hold (the norm
@@ -221,14 +265,8 @@ class ThreatModel:
         differ from ``delta`` by the float32 rounding of the sum, at most one ulp of ``|clean|`` per
         sample (~6e-8 at full scale).
         """
-        mask = self._mask(delta)
-        if mask is not None:
-            delta = delta * mask
-        if self.band_hz is not None:
-            from .restrict import bandpass  # restrict imports nothing from here; keeps threat standalone
-            delta = bandpass(delta, self.sample_rate, *self.band_hz)
-        delta = project_lp_ball(delta, eps, self.norm)
-        if self.bounds is not None:
+        delta = project_lp_ball(self.restrict(delta), eps, self.norm)
+        if self.bounds is not None and clean is not None:
             delta = (clean + delta).clamp(self.bounds[0], self.bounds[1]) - clean
         return delta
 
@@ -260,16 +298,14 @@ class ThreatModel:
 
     # -- domain ---------------------------------------------------------------------------
     def view(self, model, audio: torch.Tensor, video: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]]:
-        """The clean input in the attacked domain and ``logits_fn(x, index)``.
+             ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+        """The clean input in the attacked domain and ``logits_fn(x, index)`` (see :func:`input_view`)."""
+        return input_view(model, audio, self.row_domain, video)
 
-        ``index`` selects the rows of ``video`` (and any other fixed input) that go with ``x``.
-        """
-        if self.modality == "video":
-            if video is None:
-                raise ThreatModelError("modality='video' needs the video input; this model or batch has none.")
-            return video, lambda x, index=None: model(audio if index is None else audio[index], x)
-        return domain_view(model, audio, self.domain, video)
+    @property
+    def row_domain(self) -> str:
+        """Where the perturbation lives, as records say: ``waveform``, ``feature`` or ``video``."""
+        return "video" if self.modality == "video" else self.domain
 
     # -- description ----------------------------------------------------------------------
     def describe(self) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from ..models.base import frozen
 from .criteria import attack_loss, is_fooled
-from .threat import ThreatModel, ascent_direction, lp_norm, project_lp_ball
+from .threat import ThreatModel, ascent_direction, lp_norm
 
 PROJECTIONS = ("ball", "per-frame")
 
@@ -34,15 +34,15 @@ def project_universal(delta: torch.Tensor, threat: ThreatModel, eps: float, proj
                       frame_length: int | None = None) -> torch.Tensor:
     """Project one perturbation ``delta`` (a single input's shape) onto the universal budget.
 
-    ``per-frame`` (L2 only): if ``‖δ‖₂ > ε``, every frame (feature column, or ``frame_length``
+    ``ball``: :meth:`ThreatModel.project` without the box (mask, band, Lp ball); each clip's box
+    is met when δ is added to it. ``per-frame`` (L2 only): the mask and band, then if ``‖δ‖₂ > ε``, every frame (feature column, or ``frame_length``
     waveform samples) is rescaled to norm ε, as in the thesis author's code.
     """
     if projection not in PROJECTIONS:
         raise ValueError(f"Unknown projection {projection!r}; use one of {', '.join(PROJECTIONS)}.")
-    if threat.mask is not None:
-        delta = delta * threat.mask.to(delta)
-    if projection == "ball" or threat.norm != "l2":
-        return project_lp_ball(delta[None], torch.tensor([eps], device=delta.device), threat.norm)[0]
+    if projection == "ball" or threat.norm != "l2":  # mask, band and ball, as for every attack
+        return threat.project(delta[None], None, torch.tensor([eps], device=delta.device))[0]
+    delta = threat.restrict(delta[None])[0]
     if float(lp_norm(delta[None], "l2")) <= eps:
         return delta
     if delta.dim() == 1:  # waveform: frames of frame_length samples

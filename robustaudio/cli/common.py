@@ -12,7 +12,7 @@ import torch
 
 from ..attacks import ThreatModelError
 from ..attacks.backends import BackendError
-from ..attacks.blackbox import GradientUnavailableError
+from ..models.base import GradientUnavailableError
 from ..data import DatasetError
 from ..models import DEFAULT_MODEL, MODELS, ModelError
 from ..runner import RunSettingsError, noise_suite

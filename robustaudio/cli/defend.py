@@ -13,7 +13,7 @@ from ..data import AudioDataset
 from ..defenses.denoiser import DenoiserError, DenoiserSettings, load_denoiser, train_denoiser
 from ..defenses.mixup import SPACES, WEIGHTINGS
 from ..defenses.smoothing import Smooth, SmoothingError, certify_clips
-from ..defenses.suite import ROWS, run_defenses
+from ..studies.defenses import ROWS, run_defenses
 from ..defenses.training import METHODS, NOISE_DOMAINS, TrainingError, recipe_for, train_classifier
 from ..models import DEFAULT_MODEL, load_model
 from ..report.defenses import build_defenses_report

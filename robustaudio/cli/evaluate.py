@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import click
@@ -19,7 +17,7 @@ from ..models.loaders import describe_loaders, split_prefix
 from ..models.registry import unknown_model_message
 from ..report import build_report
 from ..report.records import file_safe
-from ..runner import RUN_FILE, run_attack, run_noise
+from ..runner import RUN_FILE, AttackSpec, run_attack, run_noise
 from .common import (USER_ERRORS, data_for, default_out, model_options, parse_corruptions, parse_device, print_summary,
                      run_options)
 
@@ -126,28 +124,24 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
         transfer = None if not transfer_to else TransferTarget(
             load_model(transfer_to, device=parse_device(device)), transfer_to, model)
+        name = "universal" if universal else "minimal" if minimal else attack_name
+        options = ({"epochs": epochs, "projection": projection, "frame_length": model.sample_rate // 100}
+                   if universal else {})
+        spec = AttackSpec(name, backend=backend, steps=steps, restarts=restarts, queries=queries,
+                          precision=precision, options=options)
         if out is None:
-            key = json.dumps([model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
-                              batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                              backend, attack_name, queries, time_window, freq_band, precision, transfer_to],
-                             default=str)
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
-            label = "universal" if universal else "minimal" if minimal else (
-                attack_name if backend == "native" else f"{backend}-{attack_name}")
-            out = Path("robustaudio-runs") / (f"{file_safe(model_name)}-{label}-{norm}-{domain}-{budget}-"
-                                              f"{hashlib.sha1(key.encode()).hexdigest()[:8]}")
+            out = default_out(f"{file_safe(model_name)}-{spec.label}-{norm}-{domain}-{budget}",
+                              [model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
+                               batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
+                               backend, attack_name, queries, time_window, freq_band, precision, transfer_to])
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
         with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
-            run_dir = run_attack(model, model_name, dataset, threats, out, steps=steps, restarts=restarts,
-                                 batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
-                                 extra_settings=extra, restart=restart, minimal=minimal,
-                                 sanity=not no_sanity, universal_from=learn, backend=backend, precision=precision,
-                                 attack=attack_name, queries=queries, ray_address=ray_address, workers=workers,
-                                 transfer=transfer, universal_options={"epochs": epochs, "projection": projection,
-                                                    "frame_length": model.sample_rate // 100}
-                                 if universal else None,
-                                 on_batch=lambda batch, n: bar.update(n))
+            run_dir = run_attack(model, model_name, dataset, threats, out, spec, batch_size=batch_size, seed=seed,
+                                 device=parse_device(device), limit=limit, restart=restart, sanity=not no_sanity,
+                                 extra_settings=extra, universal_from=learn, transfer=transfer,
+                                 ray_address=ray_address, workers=workers, on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except USER_ERRORS as error:
         raise click.ClickException(str(error)) from error
@@ -236,7 +230,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
     Examples: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005;
     robustaudio compare --models av-early av-mid av-late av-superlate audio-only video-only
     """
-    from ..compare import AUDIO_EPS, FusionPlan, VIDEO_EPS, run_comparison
+    from ..studies.compare import AUDIO_EPS, FusionPlan, VIDEO_EPS, run_comparison
 
     eps = eps or AUDIO_EPS[norm]
     if table_eps is not None and table_eps not in eps:

@@ -5,7 +5,6 @@
 - :mod:`.smoothing`: randomized smoothing, CERTIFY and PREDICT (Cohen et al. 2019), optionally denoised;
 - :mod:`.denoiser`: a diffusers UNet + DDPM scheduler for log-mel or waveform inputs;
 - :mod:`.purification`: diffusion purification as a Classifier, and EOT to attack random defenses;
-- :mod:`.suite`: the defenses study behind ``robustaudio defend``.
 
 Modules import diffusers only when a denoiser is built (``pip install 'robustaudio[diffusion]'``).
 """

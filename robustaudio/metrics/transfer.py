@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks.criteria import decision_names, is_correct
-from ..models.registry import ModelError
+from ..models.base import ModelError
 
 
 class TransferTarget:

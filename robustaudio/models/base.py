@@ -18,6 +18,23 @@ import torch
 from torch import nn
 
 
+class ModelError(ValueError):
+    """A model that cannot be loaded or used as asked; the message says what to change."""
+
+
+NO_GRADIENTS = "this model gives no gradients: use a black-box attack, e.g. --attack square"
+
+
+class GradientUnavailableError(RuntimeError):
+    """A gradient was asked of a model that only answers queries."""
+
+
+def refuse_gradients(x: torch.Tensor, model_name: str) -> None:
+    """Raise :class:`GradientUnavailableError` if an input gradient is being asked for."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        raise GradientUnavailableError(f"{model_name}: {NO_GRADIENTS}.")
+
+
 class Classifier(nn.Module):
     """Base class: subclasses set the attributes and implement the three stages.
 

@@ -32,7 +32,7 @@ from torch.nn import functional as F
 
 from .base import Classifier
 from .frontends import KaldiFbank
-from .registry import ModelError
+from .base import ModelError
 
 FBANK_SHIFT_S = 0.010   # Kaldi fbank as the AST extractor calls it: 25 ms frames every 10 ms
 FBANK_LENGTH_S = 0.025

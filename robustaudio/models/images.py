@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import ModelError
+from .base import ModelError
 
 FACENET_HINT = ("pip install --no-deps facenet-pytorch==2.6.0 (robustaudio reads only its weight files; the "
                 "package itself pins torch < 2.3)")

@@ -43,8 +43,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .base import Classifier
-from .registry import ModelError
+from .base import Classifier, ModelError
 
 _MUSIC_INSTRUMENTS = (
     "Musical instrument", "Plucked string instrument", "Guitar", "Electric guitar", "Bass guitar", "Acoustic guitar",

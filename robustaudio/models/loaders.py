@@ -51,8 +51,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .base import Classifier, WholeModel
-from .registry import ModelError
+from .base import Classifier, ModelError, WholeModel
 
 SPEC_KEYS = {"sample_rate": int, "labels": list, "multilabel": bool, "clip_seconds": float}
 DEFAULT_SPEC = {"sample_rate": 16000, "multilabel": False, "clip_seconds": 1.0}
@@ -219,9 +218,9 @@ def load_onnx(target: str, **options) -> Classifier:
     """``onnx:FILE``: converted with onnx2torch and checked against onnxruntime on a probe batch.
 
     If onnx2torch is missing, fails, or disagrees with onnxruntime, the model is returned as the
-    gradient-free :class:`~robustaudio.attacks.blackbox.OnnxClassifier` with a :class:`LoaderWarning`.
+    gradient-free :class:`~robustaudio.models.onnx.OnnxClassifier` with a :class:`LoaderWarning`.
     """
-    from ..attacks.blackbox import OnnxClassifier  # lazily: the attacks package imports the models
+    from .onnx import OnnxClassifier  # lazily: onnxruntime is an optional extra
 
     path = require_file(Path(target), "ONNX model", "Export one with torch.onnx.export(model, audio, FILE).")
     spec = {**read_sidecar(path), **check_spec(options, "load_model arguments")}

@@ -24,10 +24,10 @@ logits ``[-z/2, z/2]``, ``z = logit(p) - logit(cutoff)`` (``p`` clipped to [1e-6
 ``<name>`` is the "deactivate" goal. :meth:`MicroWakeWord.probabilities` gives ``p`` itself.
 
 **Black box.** Forward only: asking for an input gradient raises
-:class:`~robustaudio.attacks.blackbox.GradientUnavailableError` (name the ``--attack square``
+:class:`~robustaudio.models.base.GradientUnavailableError` (name the ``--attack square``
 alternative), and there are no internal stages (``features`` is the identity). ``queries``
 counts every clip scored since construction (or :meth:`MicroWakeWord.reset_queries`); wrap the
-model in :class:`~robustaudio.attacks.blackbox.QueryCounter` for per-clip counts in an attack.
+model in :class:`~robustaudio.attacks.counting.QueryCounter` for per-clip counts in an attack.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..attacks.blackbox import refuse_gradients
+from .base import refuse_gradients
 from .base import WholeModel
-from .registry import ModelError
+from .base import ModelError
 
 SAMPLE_RATE = 16000
 INT16_SCALE = 32768.0

@@ -16,9 +16,10 @@ from typing import Callable
 import torch
 
 from .ast import SmallAST
-from .base import Classifier
+from .base import Classifier, ModelError
 from .cnn import LogMelCNN
 from .fusion import FUSION_MODELS
+from .loaders import load_prefixed, split_prefix
 from .zoo import ZOO
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -72,10 +73,6 @@ MODELS: dict[str, ModelEntry] = {
     )},
 }
 DEFAULT_MODEL = "cnn"
-
-
-class ModelError(ValueError):
-    """A model name, checkpoint or weights file that cannot be used; the message says the fix."""
 
 
 def unknown_model_message(name: str) -> str:
@@ -181,7 +178,6 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
         options: for prefixed models, ``labels`` / ``sample_rate`` / ``multilabel`` / ``clip_seconds``
             (overriding a sidecar JSON) or loader settings; for an architecture, constructor config.
     """
-    from .loaders import load_prefixed, split_prefix  # lazily: loaders imports this module
 
     if split_prefix(name) is not None:
         if weights is not None:

@@ -57,7 +57,7 @@ from torch.nn import functional as F
 from .base import Classifier
 from .frontends import LogMel
 from .onnx_sequential import OnnxGraphError, chain_from_nodes, graph_values
-from .registry import ModelError
+from .base import ModelError
 
 SAMPLE_RATE = 16000
 WINDOW = 400             # samples: 25 ms

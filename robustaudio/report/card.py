@@ -63,7 +63,7 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
         "median_linf": _median(fooled["linf"]), "median_l2": _median(fooled["l2"]),
         "median_snr_db": _median(fooled["snr_db"]),
         "forwards": int(rows["forwards"].sum()), "backwards": int(rows["backwards"].sum()),
-        "reused": int(rows["reused"].sum()), "seconds": float(rows["seconds"].sum()),
+        "carried": int(rows["carried"].sum()), "seconds": float(rows["seconds"].sum()),
         **summarize_transfer(rows, seed),
     }
 

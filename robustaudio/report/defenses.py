@@ -1,7 +1,7 @@
 """The defenses report: the table (clean / robust accuracy, attack, training cost), certified-accuracy
 curves, and a closing note, as ``defenses.json``, ``defenses.md`` and ``defenses.html``.
 
-Built from the summary of :func:`robustaudio.defenses.suite.run_defenses` (and, for
+Built from the summary of :func:`robustaudio.studies.defenses.run_defenses` (and, for
 ``robustaudio certify`` alone, from certification curves only).
 """
 

@@ -1,7 +1,7 @@
 """The audio-visual part of a comparison: the fusion table and the check of the thesis theorem.
 
 Built from run directories only (``OUT/<model>/attack`` and ``OUT/<model>/fusion/<kind>-<modality>-<norm>``,
-written by :func:`robustaudio.compare.run_fusion_attacks`) and the plan in ``OUT/fusion.json``.
+written by :func:`robustaudio.studies.compare.run_fusion_attacks`) and the plan in ``OUT/fusion.json``.
 
 **Fusion table** (thesis ch. 10-11 shape): per norm and model, clean accuracy and robust accuracy
 with the audio attacked, the video attacked, and both (each within its own budget), at the plan's

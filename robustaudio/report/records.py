@@ -1,17 +1,26 @@
 """The records schema and its file: one JSON line per (clip, model, condition).
 
 Everything downstream (tables, figures, the card, resume) reads these rows and nothing else.
-A batch's rows are appended in one ``write`` followed by ``fsync``; a run killed mid-write leaves
-at most one partial last line, which :func:`read_records` ignores and :class:`RecordWriter`
-truncates before appending again.
+A batch's rows are appended in one write followed by ``fsync``, and each row carries
+``batch_rows``, the number of rows of its batch: a batch counts as done only when all its rows are
+there. A write that fails (a full disk) is rolled back to the file's size before it; a run killed
+mid-write (power loss) leaves complete lines of an unfinished batch and at most one partial last
+line, which :func:`read_records` ignores and :class:`RecordWriter` drops before appending again.
+A full disk or an unwritable folder raises :class:`RunDirectoryError`, whose one-line message names
+the folder and the fix.
 """
 
 from __future__ import annotations
 
+import errno
 import json
-import re
 import math
 import os
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +29,10 @@ import pandas as pd
 RECORDS_FILE = "records.jsonl"
 WARNINGS_FILE = "warnings.jsonl"
 SANITY_FILE = "sanity.json"  # the sanity probes' checks (robustaudio.metrics.sanity)
+BATCH_ROWS = "batch_rows"  # on every written row: how many rows its batch has (not a column of read_records)
+
+NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 # Column -> meaning. The single source of truth for what a record holds.
 FIELDS: dict[str, str] = {
@@ -29,13 +42,16 @@ FIELDS: dict[str, str] = {
     "model": "model name",
     "condition": "short name of the condition (attack, norm, domain, budget)",
     "kind": "attack (a fixed budget) | minimal (a minimal-ε search) | noise (a natural corruption)",
-    "attack": "attack name, e.g. 'pgd', 'minimal', 'universal', 'square', 'fmn'",
+    "attack": "attack name: an attack of robustaudio.runner.ATTACKS ('pgd', 'square', ...), a library attack "
+              "('apgd', 'fmn', ... with backend art / foolbox), 'minimal', 'universal', or 'noise:<corruption>'",
     "backend": "native | art | foolbox: whose implementation ran",
     "norm": "linf | l2 | l1",
-    "domain": "waveform | feature",
+    "domain": "where the perturbation lives: waveform | feature (the model's normalised features) | video | "
+              "waveform+video (both, norms of the audio part)",
     "eps_setting": "absolute budget asked for (None if relative)",
     "snr_db_setting": "relative budget asked for, dB (None if absolute)",
-    "eps": "effective per-clip budget in the domain's units",
+    "eps": "kind attack: the budget this clip had, in the norm and the domain's units (from the SNR for relative "
+           "budgets); kind minimal: the smallest norm found to fool it (inf if none); kind noise: None",
     "targeted": "whether the attack aimed at a target class",
     "steps": "gradient steps per restart",
     "restarts": "random restarts",
@@ -47,7 +63,8 @@ FIELDS: dict[str, str] = {
     "adv_score": "score of the true label under attack",
     "adv_correct": "prediction under attack correct (False for clean errors); under noise, correct at all",
     "success": "the attack reached its goal (attacked clips only)",
-    "reused": "not attacked at this budget: it resisted a larger budget of the same ε curve",
+    "carried": "not attacked at this budget: it resisted a larger budget of the same ε curve, so it resists this one",
+    "broken_by": "ensemble attacks: the member that fooled this clip (None if none did, or a single attack)",
     "linf": "L∞ norm of the perturbation (domain units)",
     "l2": "L2 norm of the perturbation",
     "snr_db": "20 log10(||x|| / ||δ||) in dB; None when δ = 0",
@@ -78,61 +95,160 @@ def _clean(value):
     return value
 
 
+class RunDirectoryError(OSError):
+    """A run directory that cannot be written (full disk, no permission, read-only file system) or
+    the one-line message names the folder and the fix. ``errno`` is the underlying error's."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.errno = code
+
+
+@contextmanager
+def _writing(folder: Path, name: str) -> Iterator[None]:
+    """Turn a full disk or an unwritable folder met while writing ``folder/name`` into a
+    :class:`RunDirectoryError`; other errors pass unchanged."""
+    try:
+        yield
+    except RunDirectoryError:
+        raise
+    except OSError as error:
+        if error.errno in NO_SPACE:
+            raise RunDirectoryError(f"No space left to write {name} in {folder}: free space and rerun the same "
+                                    f"command: finished batches are kept.", error.errno) from error
+        if error.errno in NOT_WRITABLE:
+            raise RunDirectoryError(f"Cannot write {name} in {folder} ({os.strerror(error.errno)}): choose a "
+                                    f"writable --out.", error.errno) from error
+        raise
+
+
+def _append_bytes(path: Path, data: bytes) -> None:
+    """Append ``data`` and ``fsync``, or on any error (a full disk, an interrupt) truncate the file
+    back to its size before and re-raise: an append lands whole or not at all."""
+    with _writing(path.parent, path.name), open(path, "ab", buffering=0) as f:
+        start = os.fstat(f.fileno()).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view):]
+            os.fsync(f.fileno())
+        except BaseException:
+            try:
+                f.truncate(start)
+                os.fsync(f.fileno())
+            except OSError:
+                pass  # what is left is an unfinished batch, which readers ignore and the writer drops
+            raise
+
+
+def _replace_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically: a temporary file in the same folder, ``fsync``, ``os.replace``."""
+    with _writing(path.parent, path.name):
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        try:
+            with open(temporary, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        try:  # make the rename itself durable
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except OSError:
+            pass
+
+
+def _complete_lines(data: bytes) -> tuple[list[bytes], list[dict]]:
+    """The lines of a records file that belong to complete batches, and their rows (``batch_rows``
+    removed). A partial last line, unreadable lines and the rows of batches with fewer rows than
+    their ``batch_rows`` are left out; rows written before the marker existed count as complete."""
+    lines, rows = [], []
+    for line in data.splitlines(keepends=True):
+        try:
+            row = json.loads(line) if line.endswith(b"\n") else None
+        except ValueError:  # garbage a power loss left (e.g. zeros): its batch then lacks a row
+            row = None
+        if isinstance(row, dict):
+            lines.append(line)
+            rows.append(row)
+    found = Counter(row.get("batch") for row in rows)
+    complete = [BATCH_ROWS not in row or found[row.get("batch")] == row[BATCH_ROWS] for row in rows]
+    for row in rows:
+        row.pop(BATCH_ROWS, None)
+    return ([line for line, keep in zip(lines, complete, strict=True) if keep],
+            [row for row, keep in zip(rows, complete, strict=True) if keep])
+
+
 class RecordWriter:
-    """Appends rows to ``RUN_DIR/records.jsonl`` a batch at a time, crash-safely."""
+    """Appends rows to ``RUN_DIR/records.jsonl`` a batch at a time, crash-safely (see the module)."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / RECORDS_FILE
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_partial_line()
+        with _writing(self.path.parent, RECORDS_FILE):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_incomplete()
 
-    def _drop_partial_line(self) -> None:
+    def _drop_incomplete(self) -> None:
+        """Remove a partial last line and the rows of unfinished batches before appending again."""
         if not self.path.exists():
             return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        kept = b"".join(_complete_lines(data)[0])
+        if kept == data:
+            return
+        if data.startswith(kept):  # the usual case: the unfinished batch is the last one
+            with _writing(self.path.parent, RECORDS_FILE), open(self.path, "r+b") as f:
+                f.truncate(len(kept))
+                os.fsync(f.fileno())
+        else:
+            _replace_bytes(self.path, kept)
 
     def done_batches(self) -> set[int]:
-        """Batch numbers already written (a batch's rows are written together or not at all)."""
+        """Batch numbers whose rows are all written."""
         return set(read_records(self.path.parent)["batch"].unique().tolist()) if self.path.exists() else set()
 
     def append(self, rows: list[dict]) -> None:
+        """Append the rows of one or more batches whole (each row records its batch's row count);
+        a failed write is rolled back."""
         if not rows:
             return
-        text = "".join(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n" for row in rows)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        sizes = Counter(row.get("batch") for row in rows)
+        text = "".join(json.dumps({**{k: _clean(v) for k, v in row.items()}, BATCH_ROWS: sizes[row.get("batch")]})
+                       + "\n" for row in rows)
+        _append_bytes(self.path, text.encode("utf-8"))
 
 
 def read_records(run_dir: str | Path) -> pd.DataFrame:
-    """All complete rows of a run as a DataFrame (a trailing partial line is ignored)."""
+    """All rows of a run's complete batches as a DataFrame (rows of an unfinished batch and a
+    trailing partial line are ignored)."""
     path = Path(run_dir) / RECORDS_FILE
     if not path.exists():
         return pd.DataFrame(columns=list(FIELDS))
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.endswith("\n"):
-                rows.append(json.loads(line))
+    rows = _complete_lines(path.read_bytes())[1]
     records = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(FIELDS))
     if "kind" not in records.columns:  # written before records had a kind: infer it as those versions did
         noise = records["severity"].notna() if "severity" in records.columns else False
         records.insert(records.columns.get_loc("condition") + 1, "kind",
                        np.where(noise, "noise", np.where(records["attack"] == "minimal", "minimal", "attack")))
+    if "reused" in records.columns:  # written before the field was named carried, as in AttackResult
+        records = records.rename(columns={"reused": "carried"})
     return records
 
 
 def append_warnings(run_dir: str | Path, entries: list[dict]) -> None:
-    """Record skipped clips and notes (``{"clip_id", "kind", "message"}``), once each."""
+    """Record skipped clips and notes (``{"clip_id", "kind", "message"}``), once each; a failed write
+    is rolled back."""
     seen = {(e["clip_id"], e["kind"], e["message"]) for e in read_warnings(run_dir)}
     new = [e for e in entries if (e["clip_id"], e["kind"], e["message"]) not in seen]
     if new:
-        with open(Path(run_dir) / WARNINGS_FILE, "a", encoding="utf-8") as f:
-            f.write("".join(json.dumps(e) + "\n" for e in new))
+        _append_bytes(Path(run_dir) / WARNINGS_FILE, "".join(json.dumps(e) + "\n" for e in new).encode("utf-8"))
 
 
 def read_warnings(run_dir: str | Path) -> list[dict]:

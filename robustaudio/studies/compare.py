@@ -22,17 +22,17 @@ from typing import Callable
 
 import torch
 
-from .attacks import ThreatModel
-from .data import AudioDataset
-from .metrics.latent import latent_metrics
-from .metrics.sharpness import sharpness
-from .report.card import json_safe
-from .report.records import file_safe
-from .report.compare import build_comparison
-from .report.fusion import FUSION_FILE, fusion_run
-from .report.render import build_report
-from .metrics.corruptions import Corruption
-from .runner import JointThreat, noise_suite, run_attack, run_noise
+from ..attacks import ThreatModel
+from ..data import AudioDataset
+from ..metrics.latent import latent_metrics
+from ..metrics.sharpness import sharpness
+from ..report.card import json_safe
+from ..report.records import file_safe
+from ..report.compare import build_comparison
+from ..report.fusion import FUSION_FILE, fusion_run
+from ..report.render import build_report
+from ..metrics.corruptions import Corruption
+from ..runner import AttackSpec, JointThreat, noise_suite, run_attack, run_noise
 
 METRICS_FILE = "metrics.json"
 # Default ε curves. Audio: waveform samples (full scale 1); video: pixels in [0, 1] (16/255 = 0.063),
@@ -106,18 +106,20 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
     modalities = model.modalities
     bounds = getattr(model, "video_bounds", (0.0, 1.0))
     common = dict(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
-                  workers=workers, steps=steps)
+                  workers=workers)
+    pgd = AttackSpec("pgd", steps=steps)
     for norm in plan.norms:
         for modality in ("audio", "video"):
             if modality not in modalities or (modality == "audio" and norm == main_norm):
                 continue
             curve = plan.threats(modality, norm, bounds)
             progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in curve]}")
-            build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), **common))
+            build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd,
+                                    **common))
         if {"audio", "video"} <= set(modalities):
             joint = plan.joint(norm, bounds)
             progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
-            build_report(run_attack(model, name, dataset, [joint], fusion_run(model_dir, "pgd", "both", norm),
+            build_report(run_attack(model, name, dataset, [joint], fusion_run(model_dir, "pgd", "both", norm), pgd,
                                     sanity=False, **common))
         if norm in plan.minimal_norms:
             for modality in ("audio", "video"):
@@ -126,8 +128,9 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
                     curve = plan.threats(modality, norm, bounds)
                     options = {"eps_max": plan.minimal_cap * curve[-1].eps, "search_steps": plan.search_steps,
                                "rel_tol": plan.rel_tol}
+                    minimal = AttackSpec("minimal", steps=steps, options=options)
                     build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality, norm),
-                                            minimal=True, sanity=False, minimal_options=options, **common))
+                                            minimal, sanity=False, **common))
 
 
 def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: AudioDataset, out: str | Path, *,
@@ -164,7 +167,7 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
         if "audio" in model.modalities:
             progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
             threats = [ThreatModel(norm, eps=e) for e in eps]
-            attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", steps=steps,
+            attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", AttackSpec("pgd", steps=steps),
                                     batch_size=batch_size, seed=seed, device=device, limit=limit,
                                     ray_address=ray_address, workers=workers)
             build_report(attack_dir)

@@ -5,8 +5,11 @@ import torch
 from torch import nn
 
 from robustaudio.attacks import ThreatModel, ThreatModelError, is_fooled, pgd
-from robustaudio.attacks.blackbox import (GradientUnavailableError, OnnxClassifier, QueryCounter, margin_loss,
-                                          square_attack)
+from robustaudio.attacks.counting import QueryCounter
+from robustaudio.attacks.criteria import margin_loss
+from robustaudio.attacks.square import square_attack
+from robustaudio.models.base import GradientUnavailableError
+from robustaudio.models.onnx import OnnxClassifier
 from robustaudio.models import ModelError
 
 from conftest import LinearClassifier
@@ -28,7 +31,7 @@ def test_square_attack_fools_the_linear_model_and_counts_its_queries(norm, eps):
     threat = ThreatModel(norm, eps=eps)
     result = square_attack(counter, audio, labels, threat, queries=300, generator=g)
     assert result.success.float().mean() >= 0.75
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
     assert torch.equal(result.forwards, counter.counts)
     assert counter.total == int(result.forwards.sum())
     assert result.forwards[0] == 1 and result.forwards.max() <= 300
@@ -147,7 +150,7 @@ def test_square_attack_runs_on_an_onnx_model(onnx_file):
     counter = QueryCounter(model, reference=audio)
     threat = ThreatModel("linf", eps=0.05)
     result = square_attack(counter, audio, labels, threat, queries=40, generator=torch.Generator().manual_seed(0))
-    assert_inside(threat, audio, result.adversarial, result.eps)
+    assert_inside(threat, audio, result.adversarial, result.budget)
     assert torch.equal(result.forwards, counter.counts)
     assert torch.equal(result.success, model(result.adversarial).argmax(1) != labels)
 

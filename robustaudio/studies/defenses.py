@@ -33,11 +33,11 @@ from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
 from ..report import build_report
 from ..report.records import file_safe
-from ..runner import run_attack
-from .denoiser import BUNDLED_DENOISERS, load_denoiser
-from .purification import EOT, Purified
-from .smoothing import Smooth, certify_clips
-from .training import TrainSettings, recipe_for, train_classifier
+from ..runner import AttackSpec, run_attack
+from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
+from ..defenses.purification import EOT, Purified
+from ..defenses.smoothing import Smooth, certify_clips
+from ..defenses.training import TrainSettings, recipe_for, train_classifier
 
 TRAINED_DEFENSES = ("mixup", "mixup-latent", "adversarial")
 ROWS = ("none", *TRAINED_DEFENSES, "purification")
@@ -141,8 +141,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
             continue
         path, card = checkpoint(row)
         model = load_model(model_name, weights=path, device=device)
-        run_dir = run_attack(model, model_name, test, [threat], attacks / row, steps=steps, restarts=restarts,
-                             batch_size=batch_size, seed=seed, device=device, limit=limit,
+        run_dir = run_attack(model, model_name, test, [threat], attacks / row,
+                             AttackSpec("pgd", steps=steps, restarts=restarts), batch_size=batch_size, seed=seed, device=device, limit=limit,
                              extra_settings={"defense": row, "weights": path})
         what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
         summary["rows"].append(_row(row, what, build_report(run_dir), card, attack_name, run_dir, path))
@@ -152,8 +152,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         base_model = load_model(model_name, weights=undefended, device=device)
         purified = Purified(base_model, den, sigma=purify_sigma, steps=purify_steps)
         defended = EOT(purified, samples=eot)
-        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}", steps=steps,
-                             restarts=restarts, batch_size=batch_size, seed=seed, device=device, limit=limit,
+        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}",
+                             AttackSpec("pgd", steps=steps, restarts=restarts), batch_size=batch_size, seed=seed, device=device, limit=limit,
                              sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
                                                            "eot": eot, "denoiser": denoiser})
         adaptive = (f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "

@@ -1,0 +1,250 @@
+"""Attack runs: a dataset × threat models × one :class:`AttackSpec` -> records, batch by batch.
+
+Each batch draws its random starts from a generator seeded by ``(seed, batch number)``, so a
+resumed run writes the same rows as an uninterrupted one. Threat models that differ only in their
+budget form an ε curve, run together by :func:`~robustaudio.attacks.curve.eps_curve`.
+Audio-visual models get each batch's ``video`` with the audio; a ``ThreatModel(modality="video")``
+attacks the video with the audio held fixed, a :class:`~robustaudio.attacks.joint.JointThreat`
+both at once. Rows say which in ``domain``.
+
+How ``--eps`` travels: the CLI makes one ``ThreatModel(eps=...)`` per value; :func:`attack_batch`
+groups them into curves (:func:`~robustaudio.attacks.curve.curve_key`); the curve attack gets each
+threat model's per-clip ``budget`` ``[B]``; :class:`~robustaudio.runner.rows.ConditionRows` writes the
+setting (``eps_setting``) and the budget each clip had (``eps``) into its rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..attacks.criteria import is_correct
+from ..attacks.curve import budget_order, curve_key, eps_curve
+from ..attacks.joint import JointThreat, pgd_joint
+from ..attacks.minimal import minimal_eps
+from ..attacks.result import AttackResult
+from ..attacks.threat import ThreatModel
+from ..data import AudioDataset, Batch
+from ..metrics.sanity import probe_model
+from ..metrics.transfer import TransferTarget
+from ..report.records import SANITY_FILE
+from .devices import precision_context, to_device
+from .files import RunSettingsError, open_run
+from .registry import budget_attack
+from .rows import ConditionRows
+from .scale import run_batches
+from .spec import AttackSpec
+from .universal import apply_universal, learn_universal
+
+SANITY_CLIPS = 16
+Threat = ThreatModel | JointThreat
+
+
+def uses_video(model) -> bool:
+    return "video" in getattr(model, "modalities", ("audio",))
+
+
+def attack_batch(model, model_name: str, batch: Batch, threats: list[Threat], spec: AttackSpec, *, seed: int,
+                 device: str | torch.device = "cpu", universal: dict[str, torch.Tensor] | None = None,
+                 transfer: TransferTarget | None = None) -> list[dict]:
+    """Rows for every clip of ``batch`` under every threat model.
+
+    ``spec.name``: an attack of the registry, run over each ε curve (clips that resist a budget are
+    not attacked at smaller ones, recorded with ``carried``); ``minimal``: one minimal-ε search per
+    curve, started from its smallest budget, whose rows hold the norm found in ``eps``;
+    ``universal``: ``universal`` (threat description -> learned δ) added to every clip. A
+    :class:`JointThreat` runs :func:`~robustaudio.attacks.joint.pgd_joint`. With ``transfer``, a
+    second model also scores every waveform-domain adversarial clip (``transfer_*`` fields).
+    """
+    audio = to_device(batch.audio, device)
+    labels = to_device(batch.labels, device)
+    video = None if batch.video is None else to_device(batch.video, device)
+    with torch.no_grad():
+        clean_logits = model(audio, video)
+    clean_ok = is_correct(model, clean_logits, labels)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
+    curves: dict[tuple, list] = defaultdict(list)
+    for threat in threats:
+        curves[("joint", threat) if isinstance(threat, JointThreat) else curve_key(threat)].append(threat)
+    attacked = torch.nonzero(clean_ok).flatten()
+    rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=spec.steps,
+                         restarts=spec.restarts, seed=seed, video=video, transfer=transfer)
+    some_video = None if video is None else video[attacked]
+    per_clip = max(len(batch.ids), 1)
+    with precision_context(spec.precision, device):
+        for curve in curves.values():
+            start = time.perf_counter()
+            if isinstance(curve[0], JointThreat):
+                result = _joint(model, audio, video, labels, attacked, curve[0], spec, generator)
+                rows.add(curve[0], "pgd", f"pgd-{curve[0].describe()}", attacked, result,
+                         (time.perf_counter() - start) / per_clip)
+            elif spec.name == "universal":
+                assert universal is not None
+                for threat in curve:
+                    start = time.perf_counter()
+                    result = apply_universal(model, audio[attacked], labels[attacked], threat,
+                                             universal[threat.describe()].to(device), video=some_video)
+                    rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result,
+                             (time.perf_counter() - start) / per_clip)
+            elif spec.name == "minimal":
+                threat = min(curve, key=budget_order)
+                found = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=spec.steps,
+                                     generator=generator, clean_logits=clean_logits[attacked], video=some_video,
+                                     **spec.options) if attacked.numel() else None)
+                rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.row_domain}", attacked, found,
+                         (time.perf_counter() - start) / per_clip, kind="minimal")
+            else:
+                _attack_curve(model, rows, curve, spec, audio, labels, attacked, clean_logits, some_video,
+                              generator, per_clip)
+    return rows.rows
+
+
+def _attack_curve(model, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels, attacked,
+                  clean_logits, video, generator, per_clip: int) -> None:
+    """Rows of one ε curve under the spec's attack (as one curve, or budget by budget)."""
+    attack, as_curve = budget_attack(spec)
+    if as_curve:
+        start = time.perf_counter()
+        results: list[AttackResult | None] = (
+            list(eps_curve(attack, model, audio[attacked], labels[attacked], curve, generator=generator,
+                           clean_logits=clean_logits[attacked], video=video))
+            if attacked.numel() else [None] * len(curve))
+        seconds = (time.perf_counter() - start) / (per_clip * len(curve))
+        for threat, result in zip(curve, results):
+            rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result, seconds,
+                     backend=spec.backend)
+        return
+    for threat in curve:
+        start = time.perf_counter()
+        result = None
+        if attacked.numel():
+            clean, _ = threat.view(model, audio[attacked], video)
+            result = attack(model, audio[attacked], labels[attacked], threat, eps=threat.budget(clean.detach()),
+                            clean_logits=clean_logits[attacked], video=video, init_delta=None, generator=generator)
+        rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result,
+                 (time.perf_counter() - start) / per_clip, backend=spec.backend)
+
+
+def _joint(model, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec,
+           generator) -> AttackResult | None:
+    """One joint (audio and video) condition, as an AttackResult on the audio."""
+    if not attacked.numel():
+        return None
+    joint = pgd_joint(model, audio[attacked], video[attacked], labels[attacked], threat.audio, threat.video,
+                      steps=spec.steps, generator=generator)
+    device = audio.device
+    return AttackResult(adversarial=joint.audio, clean=audio[attacked], success=joint.success.to(device),
+                        logits=joint.logits, budget=torch.full((attacked.numel(),), float(threat.eps), device=device),
+                        forwards=joint.forwards.to(device), backwards=joint.backwards.to(device))
+
+
+def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, *, steps: int,
+                restarts: int, seed: int, device: str | torch.device = "cpu") -> None:
+    """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch`` at the
+    largest budget of each ε curve (of each modality's part of a joint threat); write ``sanity.json``
+    (once per run)."""
+    audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
+    video = None if batch.video is None else to_device(batch.video, device)
+    with torch.no_grad():
+        correct = torch.nonzero(is_correct(model, model(audio, video), labels)).flatten()[:SANITY_CLIPS]
+    if correct.numel() == 0:
+        return  # try the next batch
+    curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
+    for threat in threats:
+        for single in (threat.audio, threat.video) if isinstance(threat, JointThreat) else (threat,):
+            curves[curve_key(single)].append(single)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 - 1)
+    found = []
+    for curve in curves.values():
+        threat = max(curve, key=budget_order)
+        for check in probe_model(model, audio[correct], labels[correct], threat, steps=steps,
+                                 restarts=restarts, generator=generator,
+                                 video=None if video is None else video[correct]):
+            found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
+    (run_dir / SANITY_FILE).write_text(json.dumps(found, indent=2))
+
+
+def check_modalities(model, threats: list, spec: AttackSpec) -> None:
+    """Refuse threat models on an input the model does not use, and audio-only machinery on video.
+
+    An attack on an unused input cannot change anything (and has no gradient to follow).
+    """
+    modalities = getattr(model, "modalities", ("audio",))
+    for threat in threats:
+        needed = {"audio+video": {"audio", "video"}}.get(threat.modality, {threat.modality})
+        missing = sorted(needed - set(modalities))
+        if missing:
+            raise RunSettingsError(f"{threat.describe()} perturbs {' and '.join(missing)}, which this model "
+                                   f"({', '.join(modalities)}) does not use: attack its "
+                                   f"{' / '.join(modalities)} instead.")
+    if uses_video(model) and (spec.name == "universal" or spec.backend != "native" or spec.name == "square"):
+        raise RunSettingsError("Universal perturbations and --backend/--attack other than native PGD take audio "
+                               "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal).")
+
+
+def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Threat], run_dir: str | Path,
+               spec: AttackSpec | None = None, *, batch_size: int = 16, seed: int = 0,
+               device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
+               sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
+               transfer: TransferTarget | None = None, ray_address: str | None = None, workers: int | None = None,
+               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+    """Attack every clip of ``dataset`` under every threat model with ``spec``; rows go to ``run_dir``.
+
+    ``spec``: the attack and its settings (:class:`AttackSpec`; default PGD, 10 steps).
+    ``spec.precision == "bf16"`` runs the attack's passes under bfloat16 autocast; check it against
+    fp32 on a subset before trusting it. ``universal_from`` (with ``spec.name == "universal"``):
+    learn one perturbation per threat model on that dataset (``spec.options``, see
+    :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it on ``dataset``.
+    ``transfer``: a second model that scores the same adversarial waveforms (black-box transfer).
+    ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
+    ``workers`` CPUs); the records are the same as a single-process run's.
+    ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
+    Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively
+    (PGD, ε curves, minimal ε); universal perturbations and other backends are audio-only.
+    Returns the run directory.
+    """
+    spec = spec or AttackSpec()
+    if (spec.name == "universal") != (universal_from is not None):
+        raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
+                               "a universal run takes one.")
+    check_modalities(model, threats, spec)
+    budget_attack(spec) if spec.name not in ("minimal", "universal") else None  # unknown names fail here
+    settings = {
+        "model": model_name, "data": str(dataset.root),
+        "clips": len(dataset) if limit is None else min(limit, len(dataset)),
+        "threats": [t.as_dict() for t in threats], **spec.settings(),
+        "batch_size": batch_size, "seed": seed,
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
+        **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
+            "universal_options": dict(spec.options)} if universal_from is not None else {}),
+        **({"transfer_to": transfer.name} if transfer is not None else {}),
+        **(extra_settings or {}),
+    }
+    run_dir = open_run(run_dir, settings, restart=restart)
+    torch.manual_seed(seed)
+    model = model.to(device).eval()
+    deltas = None
+    if universal_from is not None:
+        deltas = learn_universal(model, universal_from, threats, run_dir, batch_size=batch_size,
+                                 device=device, options=dict(spec.options))
+    # The probes need gradients and compare against native PGD; other attacks are compared by runs.
+    probe = sanity and spec.backend == "native" and spec.name in ("pgd", "minimal")
+    if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.ids:
+                probe_batch(model, batch, threats, run_dir, steps=spec.steps, restarts=spec.restarts, seed=seed,
+                            device=device)
+            if (run_dir / SANITY_FILE).exists():
+                break
+
+    def rows(batch: Batch) -> list[dict]:
+        return attack_batch(model, model_name, batch, threats, spec, seed=seed, device=device, universal=deltas,
+                            transfer=transfer)
+
+    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
+                       ray_address=ray_address, workers=workers)

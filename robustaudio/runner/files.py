@@ -1,0 +1,39 @@
+"""The run directory: ``run.json`` (settings, seed, versions, command), opened or re-opened for resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .. import versions
+from ..report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE
+
+RUN_FILE = "run.json"
+UNIVERSAL_FILE = "universal.pt"
+
+
+class RunSettingsError(ValueError):
+    """The run directory holds a run with other settings, or the settings cannot run together."""
+
+
+def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path:
+    """Create or re-open ``run_dir`` for ``settings``; refuse a mismatch unless ``restart``."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / RUN_FILE
+    if meta_path.exists() and not restart:
+        previous = json.loads(meta_path.read_text())["settings"]
+        if previous != settings:
+            changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
+            raise RunSettingsError(
+                f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
+                f"Use another --out, or pass --restart to discard it and start over.")
+    elif meta_path.exists() and restart:
+        for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE, UNIVERSAL_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not meta_path.exists():
+        meta_path.write_text(json.dumps({"settings": settings, "versions": versions(), "command": sys.argv,
+                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+    return run_dir

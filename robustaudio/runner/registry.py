@@ -1,0 +1,57 @@
+"""Attacks by name: ``name -> builder(spec) -> attack at one budget``, all with one signature.
+
+Every entry returns a :class:`~robustaudio.attacks.curve.BudgetAttack`: ``(model, audio, labels,
+threat, *, eps, clean_logits, video, init_delta, generator) -> AttackResult``, so the runner runs any
+of them over an ε curve (:func:`~robustaudio.attacks.curve.eps_curve`) and writes the same rows.
+Adding an attack: its function in ``robustaudio/attacks/<name>.py``, one line in :data:`ATTACKS`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..attacks.backends import backend_attack
+from ..attacks.curve import BudgetAttack
+from ..attacks.pgd import pgd
+from ..attacks.square import square_attack
+from .spec import AttackSpec
+
+
+def _pgd(spec: AttackSpec) -> BudgetAttack:
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        return pgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, eps=eps,
+                   generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+    return attack
+
+
+def _square(spec: AttackSpec) -> BudgetAttack:
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        return square_attack(model, audio, labels, threat, queries=spec.queries, eps=eps, generator=generator,
+                             clean_logits=clean_logits, video=video)
+    return attack
+
+
+def _library(spec: AttackSpec) -> BudgetAttack:
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        return backend_attack(model, audio, labels, threat, backend=spec.backend, attack=spec.name,
+                              steps=spec.steps, generator=generator)
+    return attack
+
+
+# name -> (builder, runs as one ε curve with carry-over). Library attacks run once per budget: their
+# settings and starts are their authors', not ours to warm-start.
+ATTACKS: dict[str, Callable[[AttackSpec], BudgetAttack]] = {
+    "pgd": _pgd,
+    "square": _square,
+}
+GRADIENT_FREE = ("square",)
+
+
+def budget_attack(spec: AttackSpec) -> tuple[BudgetAttack, bool]:
+    """The attack ``spec`` names, at one budget, and whether it runs as an ε curve."""
+    if spec.backend != "native":
+        return _library(spec), False
+    if spec.name not in ATTACKS:
+        raise KeyError(f"Unknown attack {spec.name!r}; native attacks: {', '.join(ATTACKS)} "
+                       f"(or --backend art / foolbox for library attacks).")
+    return ATTACKS[spec.name](spec), spec.name != "square"

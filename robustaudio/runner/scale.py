@@ -1,0 +1,83 @@
+"""The resumable batch loop, in one process or sharded over Ray workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..data import AudioDataset, Batch
+from ..report.records import RecordWriter, append_warnings
+
+
+def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
+                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None,
+                ray_address: str | None = None, workers: int | None = None) -> Path:
+    """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch.
+
+    With ``ray_address`` the batches run as Ray tasks (retried if a worker dies), at most two per
+    worker in flight so memory stays flat; rows are still appended in batch order as soon as the
+    oldest pending batch is done, so the records file is the one a single process writes (every
+    batch seeds its own generator from the run seed and its index).
+    """
+    writer = RecordWriter(run_dir)
+    done = writer.done_batches()
+
+    def finish(batch: Batch, batch_rows: list[dict] | None) -> None:
+        append_warnings(run_dir, batch.warnings)
+        if batch_rows:
+            writer.append(batch_rows)
+
+    def report(batch: Batch) -> None:
+        if on_batch is not None:
+            on_batch(batch, len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings))
+
+    if ray_address is None:
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.index not in done:
+                finish(batch, rows(batch) if batch.ids else None)
+            report(batch)
+        return run_dir
+
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=None if ray_address == "local" else ray_address, num_cpus=workers,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(max_retries=3)(_rows_on_worker)
+        rows_ref = ray.put(rows)  # the model and settings, shipped once
+        window = 2 * max(1, int(ray.available_resources().get("CPU", 1)))
+        pending: list[tuple[Batch, object]] = []
+        for batch in dataset.batches(model, batch_size, limit=limit):
+            if batch.index in done or not batch.ids:
+                pending.append((batch, None))
+            else:
+                pending.append((batch, task.remote(rows_ref, batch)))
+            while len([ref for _, ref in pending if ref is not None]) > window or (pending and pending[0][1] is None):
+                oldest, ref = pending.pop(0)
+                if oldest.index not in done:
+                    finish(oldest, ray.get(ref) if ref is not None else None)
+                report(oldest)
+        for batch, ref in pending:
+            if batch.index not in done:
+                finish(batch, ray.get(ref) if ref is not None else None)
+            report(batch)
+    finally:
+        if started:
+            ray.shutdown()
+    return run_dir
+
+
+def _rows_on_worker(rows: Callable[[Batch], list[dict]], batch: Batch) -> list[dict]:
+    torch.set_num_threads(1)  # one CPU per Ray task; more would oversubscribe the node
+    return rows(batch)
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as error:
+        raise RuntimeError("--ray needs Ray: pip install 'robustaudio[scale]'") from error
+    return ray

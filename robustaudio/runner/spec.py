@@ -1,0 +1,71 @@
+"""What attack a run makes, in one small value: :class:`AttackSpec`.
+
+The CLI and the library build one and hand it to :func:`~robustaudio.runner.run_attack`; its
+:meth:`AttackSpec.settings` go into ``run.json`` (resume refuses other settings) and its fields into
+every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .devices import PRECISIONS
+
+MODES = ("minimal", "universal")  # not attacks at a budget: a search per clip, one δ for all clips
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """The attack of a run and its settings.
+
+    Args:
+        name: an attack of :data:`~robustaudio.runner.registry.ATTACKS` (``pgd``, ``square``, ...),
+            a library attack with ``backend`` ``art`` / ``foolbox``, or a mode: ``minimal`` (the
+            minimal ε per clip, by PGD bisection) or ``universal`` (one δ learned for all clips).
+        backend: ``native`` (robustaudio's own), ``art`` or ``foolbox``.
+        steps: gradient steps per restart (per budget tried, for ``minimal``).
+        restarts: random restarts.
+        queries: query budget per clip of score-based attacks (square).
+        precision: ``fp32``, or ``bf16`` autocast for the attack's passes.
+        options: mode settings: ``minimal`` takes ``eps_max``, ``search_steps``, ``rel_tol``;
+            ``universal`` takes ``epochs``, ``projection``, ``frame_length``.
+    """
+
+    name: str = "pgd"
+    backend: str = "native"
+    steps: int = 10
+    restarts: int = 1
+    queries: int = 1000
+    precision: str = "fp32"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.restarts < 1 or self.queries < 1:
+            raise ValueError(f"steps must be >= 0, restarts >= 1 and queries >= 1, got steps={self.steps}, "
+                             f"restarts={self.restarts}, queries={self.queries}.")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {self.precision!r}; use one of {', '.join(PRECISIONS)}.")
+        if self.backend != "native" and self.name in MODES:
+            raise ValueError(f"--{self.name} runs native attacks; leave --backend native "
+                             f"(foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
+
+    @property
+    def label(self) -> str:
+        """The attack's name in condition names and default run folders (``art-apgd``, ``pgd``)."""
+        return self.name if self.backend == "native" else f"{self.backend}-{self.name}"
+
+    @property
+    def kind(self) -> str:
+        """The records' ``kind``: ``minimal`` for the minimal-ε search, else ``attack``."""
+        return "minimal" if self.name == "minimal" else "attack"
+
+    def settings(self) -> dict[str, Any]:
+        """The fields of ``run.json``'s settings that this spec decides."""
+        return {
+            "attack": self.name, "backend": self.backend,
+            **({"queries": self.queries} if self.name == "square" else {}),
+            **({"precision": self.precision} if self.precision != "fp32" else {}),
+            **({"minimal_options": dict(self.options)} if self.name == "minimal" and self.options else {}),
+            "steps": self.steps, "restarts": self.restarts,
+        }

@@ -1,0 +1,35 @@
+"""The runner's reshaping changed no number: the README's main job (PGD) and an L2 ε curve write the same
+records, field by field (all but timings), as before it (golden records written by commit fb6a8a3)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from robustaudio.cli import main
+from robustaudio.report import read_records
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+NEW_FIELDS = ["broken_by"]  # added since; None for single attacks
+
+
+@pytest.mark.parametrize("name, args", [
+    ("main_job", ["--norm", "linf", "--eps", "0.002", "--seed", "0"]),
+    ("l2_curve", ["--norm", "l2", "--eps", "0.05", "0.2", "0.5", "--seed", "1"]),
+])
+def test_records_are_unchanged(tmp_path, name, args):
+    out = tmp_path / name
+    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "10", "--limit", "12",
+                                       "--no-sanity", "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    before_dir = tmp_path / "before"
+    before_dir.mkdir()
+    shutil.copy(GOLDEN / f"{name}.jsonl", before_dir / "records.jsonl")
+    before, after = read_records(before_dir), read_records(out)
+    assert after[NEW_FIELDS].isna().all().all()
+    pd.testing.assert_frame_equal(before.drop(columns=["seconds"]), after.drop(columns=["seconds", *NEW_FIELDS]))
+    assert len(after) == {"main_job": 12, "l2_curve": 36}[name]
+    assert json.loads((out / "run.json").read_text())["settings"]["attack"] == "pgd"
