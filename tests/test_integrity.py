@@ -1,0 +1,130 @@
+"""Run directories survive a full disk, a read-only folder and power loss."""
+
+import errno
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+from conftest import LinearClassifier
+
+from robustaudio.attacks import ThreatModel
+from robustaudio.data import AudioDataset
+from robustaudio.report import read_records
+from robustaudio.report import records as records_module
+from robustaudio.report.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
+from robustaudio.runner import run_attack
+
+TIMING = ["seconds"]
+
+
+def tone_model(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=["bird", "dog"])
+
+
+def run(root, out):
+    threats = [ThreatModel("linf", eps=e) for e in (0.0005, 0.002)] + [ThreatModel("l2", snr_db=30.0)]
+    try:
+        from robustaudio.runner import AttackSpec
+    except ImportError:  # the runner before it took an AttackSpec
+        attack = {"steps": 2}
+    else:
+        attack = {"spec": AttackSpec("pgd", steps=2)}
+    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats, out, batch_size=2, seed=7,
+                      **attack)
+
+
+class FailingFile:
+    """A file whose writes stop after ``budget`` bytes (what fits is written, then the error), as a
+    full disk does."""
+
+    def __init__(self, file, budget, error):
+        self.file, self.budget, self.error = file, budget, error
+
+    def write(self, data):
+        if len(data) > self.budget[0]:
+            self.file.write(data[:self.budget[0]])
+            self.file.flush()
+            self.budget[0] = 0
+            raise self.error
+        self.budget[0] -= len(data)
+        return self.file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+
+def fail_writes(monkeypatch, name, budget, error):
+    """Writes to ``name`` files of a run directory fail after ``budget`` bytes in all."""
+    left = [budget]
+
+    def failing_open(path, *args, **kwargs):
+        file = open(path, *args, **kwargs)
+        return FailingFile(file, left, error) if str(path).endswith(name) else file
+
+    monkeypatch.setattr(records_module, "open", failing_open, raising=False)
+
+
+def no_space():
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_mid_batch_loses_no_rows_on_resume(tmp_path, write_dataset, monkeypatch):
+    root = write_dataset(per_label=4)
+    full = read_records(run(root, tmp_path / "full"))
+    lines = (tmp_path / "full" / RECORDS_FILE).read_bytes().splitlines(keepends=True)
+    per_batch = len(full) // full["batch"].nunique()
+    budget = sum(map(len, lines[:per_batch])) + sum(map(len, lines[per_batch:2 * per_batch - 1]))
+    fail_writes(monkeypatch, RECORDS_FILE, budget, no_space())  # all of batch 0, all but one row of batch 1
+    with pytest.raises(OSError) as info:
+        run(root, tmp_path / "resumed")
+    monkeypatch.undo()
+    assert sorted(read_records(tmp_path / "resumed")["batch"].unique()) == [0]
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "resumed") in message
+    assert "free space and rerun the same command" in message
+    resumed = read_records(run(root, tmp_path / "resumed"))
+    assert len(resumed) == len(full) and not resumed.duplicated(["clip_id", "condition"]).any()
+    pd.testing.assert_frame_equal(full.drop(columns=TIMING), resumed.drop(columns=TIMING))
+
+
+def test_power_loss_after_part_of_a_batch_redoes_that_batch(tmp_path, write_dataset):
+    """Complete lines of an incomplete batch (no rollback ran) are ignored and replaced."""
+    root = write_dataset(per_label=4)
+    full = read_records(run(root, tmp_path / "full"))
+    per_batch = len(full) // full["batch"].nunique()
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    shutil.copy(tmp_path / "full" / "run.json", lost / "run.json")
+    lines = (tmp_path / "full" / RECORDS_FILE).read_bytes().splitlines(keepends=True)
+    (lost / RECORDS_FILE).write_bytes(b"".join(lines[:2 * per_batch - 2]) + lines[2 * per_batch - 2][:40])
+    partial = read_records(lost)
+    assert sorted(partial["batch"].unique()) == [0] and len(partial) == per_batch
+    assert list(partial.columns) == list(full.columns)
+    resumed = read_records(run(root, lost))
+    assert not resumed.duplicated(["clip_id", "condition"]).any()
+    pd.testing.assert_frame_equal(full.drop(columns=TIMING), resumed.drop(columns=TIMING))
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_unwritable_run_directory_is_one_line(tmp_path, write_dataset, monkeypatch, code):
+    root = write_dataset()
+    fail_writes(monkeypatch, RECORDS_FILE, 0, OSError(code, "nope"))
+    with pytest.raises(RunDirectoryError) as info:
+        run(root, tmp_path / "run")
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "run") in message and "choose a writable --out" in message
+    assert isinstance(info.value, OSError) and info.value.errno == code
+
+
+def test_disk_full_while_writing_warnings_is_one_line(tmp_path, monkeypatch):
+    fail_writes(monkeypatch, WARNINGS_FILE, 10, no_space())
+    with pytest.raises(RunDirectoryError, match="free space and rerun the same command"):
+        records_module.append_warnings(tmp_path, [{"clip_id": "a.wav", "kind": "note", "message": "m"}])
