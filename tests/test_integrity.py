@@ -1,6 +1,8 @@
-"""Run directories survive a full disk, a read-only folder and power loss."""
+"""Run directories survive a full disk, a read-only folder and power loss; loaders never run a
+folder's code; bad metadata, checkpoints and labels get one-line errors."""
 
 import errno
+import json
 import shutil
 
 import pandas as pd
@@ -10,7 +12,7 @@ from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.report import read_records
+from robustaudio.report import build_report, read_records, read_warnings
 from robustaudio.report import records as records_module
 from robustaudio.report.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
 from robustaudio.runner import run_attack
@@ -128,3 +130,44 @@ def test_disk_full_while_writing_warnings_is_one_line(tmp_path, monkeypatch):
     fail_writes(monkeypatch, WARNINGS_FILE, 10, no_space())
     with pytest.raises(RunDirectoryError, match="free space and rerun the same command"):
         records_module.append_warnings(tmp_path, [{"clip_id": "a.wav", "kind": "note", "message": "m"}])
+
+
+def test_partial_last_line_of_warnings_is_ignored_and_replaced(tmp_path, write_dataset):
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(), tmp_path / "run")
+    with open(out / WARNINGS_FILE, "a") as f:
+        f.write('{"clip_id": "bird/bird0.wav", "kind": "skip')
+    assert read_warnings(out) == []
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    entry = {"clip_id": "dog/dog0.wav", "kind": "note", "message": "resampled"}
+    records_module.append_warnings(out, [entry])
+    assert read_warnings(out) == [entry]
+
+
+def test_run_json_is_replaced_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "run.json"
+    records_module.write_json_atomic(path, {"settings": {"seed": 1}})
+    before = path.read_text()
+    assert json.loads(before) == {"settings": {"seed": 1}}
+    fail_writes(monkeypatch, ".tmp", 5, no_space())
+    with pytest.raises(RunDirectoryError, match="free space"):
+        records_module.write_json_atomic(path, {"settings": {"seed": 2, "more": "x" * 100}})
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["run.json"]
+    monkeypatch.undo()
+    records_module.write_json_atomic(path, {"settings": {"seed": 2}})
+    assert records_module.read_run_json(tmp_path) == {"settings": {"seed": 2}}
+
+
+def test_corrupt_run_json_is_a_one_line_error(tmp_path, write_dataset):
+    out = run(write_dataset(), tmp_path / "run")
+    (out / "run.json").write_text((out / "run.json").read_text()[:30])
+    with pytest.raises(RunDirectoryError) as info:
+        build_report(out)
+    message = str(info.value)
+    assert "\n" not in message and f"run.json in {out} is unreadable" in message and "--restart" in message
+    with pytest.raises(RunDirectoryError, match="not a run directory"):
+        records_module.read_run_json(tmp_path)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..metrics import accuracy_from_minimal_eps, eps_at_chance, mean_with_ci, median_with_ci, per_class_mean
 from ..metrics.sanity import record_checks
-from .records import SANITY_FILE, read_records, read_warnings
+from .records import SANITY_FILE, read_records, read_run_json, read_warnings
 
 CARD_FILE = "card.json"
 
@@ -110,7 +110,7 @@ def summarize_minimal(rows: pd.DataFrame, seed: int, chance: float | None) -> di
 
 def build_card(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
-    meta = json.loads((run_dir / "run.json").read_text())
+    meta = read_run_json(run_dir)
     settings = meta["settings"]
     records = read_records(run_dir)
     warnings = read_warnings(run_dir)

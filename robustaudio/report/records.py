@@ -6,8 +6,9 @@ A batch's rows are appended in one write followed by ``fsync``, and each row car
 there. A write that fails (a full disk) is rolled back to the file's size before it; a run killed
 mid-write (power loss) leaves complete lines of an unfinished batch and at most one partial last
 line, which :func:`read_records` ignores and :class:`RecordWriter` drops before appending again.
-A full disk or an unwritable folder raises :class:`RunDirectoryError`, whose one-line message names
-the folder and the fix.
+``warnings.jsonl`` tolerates a partial last line the same way; ``run.json`` is replaced atomically
+(:func:`write_json_atomic`) and read by :func:`read_run_json`. A full disk or an unwritable folder
+raises :class:`RunDirectoryError`, whose one-line message names the folder and the fix.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pandas as pd
 RECORDS_FILE = "records.jsonl"
 WARNINGS_FILE = "warnings.jsonl"
 SANITY_FILE = "sanity.json"  # the sanity probes' checks (robustaudio.metrics.sanity)
+RUN_FILE = "run.json"  # settings, seed, versions, command
 BATCH_ROWS = "batch_rows"  # on every written row: how many rows its batch has (not a column of read_records)
 
 NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
@@ -97,7 +99,8 @@ def _clean(value):
 
 class RunDirectoryError(OSError):
     """A run directory that cannot be written (full disk, no permission, read-only file system) or
-    the one-line message names the folder and the fix. ``errno`` is the underlying error's."""
+    whose ``run.json`` is unreadable; the one-line message names the folder and the fix. ``errno``
+    is the underlying error's (``None`` for an unreadable run.json)."""
 
     def __init__(self, message: str, code: int | None = None):
         super().__init__(message)
@@ -163,6 +166,31 @@ def _replace_bytes(path: Path, data: bytes) -> None:
                 os.close(folder)
         except OSError:
             pass
+
+
+def write_json_atomic(path: str | Path, obj, **dump_options) -> None:
+    """Write ``obj`` as JSON (``indent=2`` unless given) so that ``path`` holds the old or the new
+    content, never a partial one; a full disk or unwritable folder raises :class:`RunDirectoryError`."""
+    path = Path(path)
+    _replace_bytes(path, json.dumps(obj, **{"indent": 2, **dump_options}).encode("utf-8"))
+
+
+def read_run_json(run_dir: str | Path) -> dict:
+    """A run's ``run.json`` (a dict with its ``settings``); one-line :class:`RunDirectoryError` if it
+    is missing or unreadable."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no {RUN_FILE}): pass the --out folder of a "
+                                f"run.", errno.ENOENT)
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
+        meta = None
+    if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
+        raise RunDirectoryError(f"{RUN_FILE} in {run_dir} is unreadable (partial write?): rerun with --restart "
+                                f"to start over.")
+    return meta
 
 
 def _complete_lines(data: bytes) -> tuple[list[bytes], list[dict]]:
@@ -243,16 +271,34 @@ def read_records(run_dir: str | Path) -> pd.DataFrame:
 
 
 def append_warnings(run_dir: str | Path, entries: list[dict]) -> None:
-    """Record skipped clips and notes (``{"clip_id", "kind", "message"}``), once each; a failed write
-    is rolled back."""
+    """Record skipped clips and notes (``{"clip_id", "kind", "message"}``), once each. A partial last
+    line left by a crash is dropped first; a failed write is rolled back."""
+    path = Path(run_dir) / WARNINGS_FILE
     seen = {(e["clip_id"], e["kind"], e["message"]) for e in read_warnings(run_dir)}
     new = [e for e in entries if (e["clip_id"], e["kind"], e["message"]) not in seen]
-    if new:
-        _append_bytes(Path(run_dir) / WARNINGS_FILE, "".join(json.dumps(e) + "\n" for e in new).encode("utf-8"))
+    if not new:
+        return
+    if path.exists():
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with _writing(path.parent, WARNINGS_FILE), open(path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+    _append_bytes(path, "".join(json.dumps(e) + "\n" for e in new).encode("utf-8"))
 
 
 def read_warnings(run_dir: str | Path) -> list[dict]:
+    """The warnings of a run; a partial last line (a crash mid-write) and unreadable lines are ignored."""
     path = Path(run_dir) / WARNINGS_FILE
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    warnings = []
+    for line in path.read_bytes().splitlines(keepends=True):
+        if not line.endswith(b"\n") or not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line an older version appended after a partial one
+            continue
+        if isinstance(entry, dict) and {"clip_id", "kind", "message"} <= set(entry):
+            warnings.append(entry)
+    return warnings
