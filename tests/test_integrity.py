@@ -171,3 +171,56 @@ def test_corrupt_run_json_is_a_one_line_error(tmp_path, write_dataset):
     assert "\n" not in message and f"run.json in {out} is unreadable" in message and "--restart" in message
     with pytest.raises(RunDirectoryError, match="not a run directory"):
         records_module.read_run_json(tmp_path)
+
+
+# ---- hf: never runs a folder's code ----------------------------------------------------------------
+
+def save_tiny_wav2vec2(directory):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4),
+                                         conv_kernel=(10, 4), num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=2, classifier_proj_size=8, num_labels=2)
+    model = transformers.Wav2Vec2ForSequenceClassification(config).eval()
+    model.save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(directory)
+    return model
+
+
+@pytest.mark.parametrize("config_file, auto_class", [("config.json", "AutoModelForAudioClassification"),
+                                                      ("preprocessor_config.json", "AutoFeatureExtractor")])
+def test_hf_folder_with_custom_code_is_refused_and_never_run(tmp_path, config_file, auto_class):
+    from robustaudio.models import ModelError, load_model
+
+    directory = tmp_path / "custom"
+    save_tiny_wav2vec2(directory)
+    ran = tmp_path / "ran"
+    (directory / "custom_code.py").write_text(f"open({str(ran)!r}, 'w').write('ran')\n")
+    config = json.loads((directory / config_file).read_text())
+    config["auto_map"] = {auto_class: "custom_code.Custom", "AutoConfig": "custom_code.CustomConfig"}
+    (directory / config_file).write_text(json.dumps(config))
+    with pytest.raises(ModelError) as info:
+        load_model(f"hf:{directory}")
+    message = str(info.value)
+    assert "\n" not in message and "auto_map" in message and config_file in message and "python:" in message
+    assert not ran.exists()
+
+
+def test_hf_weights_needing_pickle_are_refused_unless_trusted(tmp_path):
+    from pathlib import Path
+
+    from robustaudio.models import ModelError, load_model
+
+    directory = tmp_path / "bin"
+    model = save_tiny_wav2vec2(directory)
+    (directory / "model.safetensors").unlink()
+    torch.save(model.state_dict(), directory / "pytorch_model.bin")
+    assert load_model(f"hf:{directory}").labels == ("LABEL_0", "LABEL_1")  # tensors only: read weights-only
+    torch.save({**model.state_dict(), "note": Path("not/a/tensor")}, directory / "pytorch_model.bin")
+    with pytest.raises(ModelError) as info:
+        load_model(f"hf:{directory}")
+    message = str(info.value)
+    assert "\n" not in message and "pytorch_model.bin" in message
+    assert "safetensors" in message and "--trust-checkpoint" in message
+    assert load_model(f"hf:{directory}", trust_checkpoint=True).labels == ("LABEL_0", "LABEL_1")

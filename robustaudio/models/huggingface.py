@@ -2,7 +2,10 @@
 
 ``DIR`` holds what ``save_pretrained`` writes for a model and its feature extractor (``config.json``,
 weights, ``preprocessor_config.json``). transformers is imported lazily (``pip install transformers``);
-nothing is downloaded and no remote code is run. The feature extractor, which works in numpy
+nothing is downloaded and the folder's code is never run: every transformers call passes
+``trust_remote_code=False``, a folder whose ``config.json`` or ``preprocessor_config.json`` has an
+``auto_map`` (custom code) is refused, and ``.bin`` weights are read with ``weights_only=True``
+unless ``trust_checkpoint`` (``--trust-checkpoint``). The feature extractor, which works in numpy
 outside the graph, is replaced by an equivalent torch front end so that gradients reach the waveform:
 
 - ``ASTFeatureExtractor``: Kaldi fbank (torchaudio, 25 ms Hanning frames, 10 ms shift, no dither)
@@ -24,15 +27,16 @@ audio-classification pipeline then applies a softmax too). ``labels``, ``multila
 
 from __future__ import annotations
 
+import json
+import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Classifier
+from .base import Classifier, ModelError
 from .frontends import KaldiFbank
-from .base import ModelError
 
 FBANK_SHIFT_S = 0.010   # Kaldi fbank as the AST extractor calls it: 25 ms frames every 10 ms
 FBANK_LENGTH_S = 0.025
@@ -135,12 +139,46 @@ def front_end_for(extractor, clip_seconds: float | None) -> tuple[nn.Module, nn.
                      f"ASTFeatureExtractor and Wav2Vec2FeatureExtractor (wav2vec2, HuBERT, WavLM).")
 
 
+CODE_CONFIGS = ("config.json", "preprocessor_config.json")  # the files transformers reads an auto_map from
+
+
+def refuse_custom_code(path: Path) -> None:
+    """Raise :class:`ModelError` if the folder asks transformers to import its own code (``auto_map``)."""
+    for name in CODE_CONFIGS:
+        try:
+            config = json.loads((path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # missing or unreadable: transformers says so when it loads
+            continue
+        if isinstance(config, dict) and config.get("auto_map"):
+            raise ModelError(f"{str(path)!r} contains custom code (auto_map in {name}); robustaudio does not run a "
+                             f"model folder's code. Wrap the model yourself and load it with python:FILE.py:FACTORY "
+                             f"(which runs the code you name), or save it as a built-in transformers architecture.")
+
+
+def _trusted_bin_weights(path: Path) -> dict | None:
+    """The tensors of the folder's ``.bin`` weights, fully unpickled (``--trust-checkpoint``), when it
+    has no safetensors; else None."""
+    files = sorted(path.glob("pytorch_model*.bin"))
+    if not files or any(path.glob("*.safetensors")):
+        return None
+    state_dict = {}
+    for file in files:
+        state_dict.update(torch.load(file, map_location="cpu", weights_only=False))
+    return {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+    return " ".join(str(error).split())[:limit]
+
+
 def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None = None,
                      multilabel: bool | None = None, clip_seconds: float | None = None,
-                     **unknown) -> HuggingFaceClassifier:
+                     trust_checkpoint: bool = False, **unknown) -> HuggingFaceClassifier:
     """``hf:DIR``: a saved transformers audio classifier and its feature extractor, read offline.
 
     ``labels`` / ``multilabel`` / ``clip_seconds`` override what the directory says.
+    ``trust_checkpoint`` lets ``.bin`` weights that hold pickled Python objects be unpickled
+    (safetensors and tensor-only ``.bin`` files never need it); custom code is refused regardless.
     """
     if unknown:
         raise ModelError(f"hf: takes labels, multilabel and clip_seconds, not {', '.join(unknown)}.")
@@ -148,20 +186,38 @@ def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None 
     if not (path / "config.json").is_file():
         raise ModelError(f"{str(path)!r} is not a Hugging Face model directory (no config.json): give the folder "
                          f"that model.save_pretrained() and feature_extractor.save_pretrained() wrote.")
+    refuse_custom_code(path)
     try:
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+        from transformers import (
+            MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING,
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoModelForAudioClassification,
+        )
     except ImportError as error:
         raise ModelError("hf: models need transformers: pip install transformers (or robustaudio[hf]).") from error
     from transformers.utils import logging as hf_logging
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
+    offline = dict(local_files_only=True, trust_remote_code=False)
     try:
-        model = AutoModelForAudioClassification.from_pretrained(str(path), local_files_only=True).eval()
-        extractor = AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
+        trusted = _trusted_bin_weights(path) if trust_checkpoint else None
+        if trusted is None:
+            model = AutoModelForAudioClassification.from_pretrained(str(path), **offline).eval()
+        else:  # transformers refuses state_dict with a folder and reads .bin files weights-only
+            config = AutoConfig.from_pretrained(str(path), **offline)
+            model_class = MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING[type(config)]
+            model = model_class.from_pretrained(None, config=config, state_dict=trusted).eval()
+        extractor = AutoFeatureExtractor.from_pretrained(str(path), **offline)
+    except pickle.UnpicklingError as error:  # weights_only refused what the .bin holds
+        weights = ", ".join(sorted(p.name for p in path.glob("*.bin"))) or "its .bin weights"
+        raise ModelError(f"{str(path)!r}: {weights} holds pickled Python objects, which can run code when "
+                         f"loaded. Convert the weights to safetensors (model.save_pretrained(DIR) writes "
+                         f"model.safetensors), or pass --trust-checkpoint if you trust their source.") from error
+    except (OSError, ValueError, KeyError, RuntimeError, EOFError) as error:  # e.g. a truncated .bin
         raise ModelError(f"transformers could not load {str(path)!r} ({type(error).__name__}: "
-                         f"{str(error).strip()[:300]}). It needs config.json, the weights and "
+                         f"{_one_line(error)}). It needs config.json, the weights and "
                          f"preprocessor_config.json of an audio-classification model.") from error
     finally:
         if bars:

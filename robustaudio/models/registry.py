@@ -174,7 +174,8 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
             ``openwakeword:NAME``; see :mod:`robustaudio.models.loaders`).
         weights: a checkpoint file replacing the bundled weights; for an architecture, a robustaudio
             checkpoint or the published layout (PANNs ``{"model": ...}``, AST with ``module.`` keys).
-        trust_checkpoint: allow pickled checkpoints (only for files from a trusted source).
+        trust_checkpoint: allow pickled checkpoints (only for files from a trusted source); for ``hf:DIR``,
+            ``.bin`` weights that hold pickled objects (the folder's code is never run).
         options: for prefixed models, ``labels`` / ``sample_rate`` / ``multilabel`` / ``clip_seconds``
             (overriding a sidecar JSON) or loader settings; for an architecture, constructor config.
     """
@@ -183,6 +184,8 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
         if weights is not None:
             raise ModelError(f"--weights does not apply to {name!r}, which loads its own weights; use it with "
                              f"a model or architecture name.")
+        if trust_checkpoint and split_prefix(name)[0] == "hf":  # .bin weights that hold pickled objects
+            options = {**options, "trust_checkpoint": True}
         return load_prefixed(name, **options).to(device).eval()
     if name not in MODELS:
         if name in ARCHITECTURES:
