@@ -224,3 +224,36 @@ def test_hf_weights_needing_pickle_are_refused_unless_trusted(tmp_path):
     assert "\n" not in message and "pytorch_model.bin" in message
     assert "safetensors" in message and "--trust-checkpoint" in message
     assert load_model(f"hf:{directory}", trust_checkpoint=True).labels == ("LABEL_0", "LABEL_1")
+
+
+# ---- metadata.csv ---------------------------------------------------------------------------------
+
+def write_metadata(root, rows, write_dataset):
+    write_dataset(root=root)
+    (root / "metadata.csv").write_text("path,label,split\n" + "".join(f"{p},{label},{split}\n" for p, label, split in rows))
+    return root
+
+
+def test_empty_label_in_metadata_names_the_file_and_line(tmp_path, write_dataset):
+    from robustaudio.data import DatasetError
+
+    root = write_metadata(tmp_path / "data", [("bird/bird0.wav", "bird", "test"), ("dog/dog0.wav", "", "test"),
+                                              ("dog/dog1.wav", "dog", "test")], write_dataset)
+    with pytest.raises(DatasetError) as info:
+        AudioDataset.from_path(root)
+    message = str(info.value)
+    assert "\n" not in message and str(root / "metadata.csv") in message
+    assert "line 3" in message and "dog/dog0.wav" in message and "empty label" in message
+
+
+def test_missing_split_lists_the_splits_there_are(tmp_path, write_dataset):
+    from robustaudio.data import DatasetError
+
+    root = write_metadata(tmp_path / "data", [("bird/bird0.wav", "bird", "eval"), ("dog/dog0.wav", "dog", "train")],
+                          write_dataset)
+    with pytest.raises(DatasetError) as info:
+        AudioDataset.from_path(root, split="test")
+    message = str(info.value)
+    assert "\n" not in message and "split 'test' not in" in message and "it has: eval, train" in message
+    assert "use --split eval" in message
+    assert len(AudioDataset.from_path(root, split="eval")) == 1

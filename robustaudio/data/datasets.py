@@ -16,6 +16,7 @@ ATTRIBUTION.md) and ``avmini`` (audio-visual, see its README.md); ``bundled_path
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -43,6 +44,16 @@ def bundled_path(name: str = DEFAULT_DATASET) -> Path:
         fix = f"rebuild it with `python {build}`" if build else f"bundled sets: {', '.join(BUILD_SCRIPTS)}"
         raise DatasetError(f"The bundled dataset {name!r} is missing at {path}; {fix}, or pass --data PATH.")
     return path
+
+
+HELD_OUT_SPLITS = ("test", "eval", "evaluation", "val", "valid", "validation", "dev", "testing")
+
+
+def suggest_split(asked: str, found: list[str]) -> str:
+    """The split to propose instead of ``asked``: a close spelling, else a held-out one, else the first."""
+    close = difflib.get_close_matches(asked, found, n=1, cutoff=0.6)
+    held_out = [name for name in found if name.lower() in HELD_OUT_SPLITS]
+    return (close or held_out or found)[0]
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,10 @@ class AudioDataset:
         csv = root / "metadata.csv"
         clips = cls._read_csv(root, csv) if csv.is_file() else cls._read_folders(root)
         if split is not None and any(c.split is not None for c in clips):
+            found = sorted({c.split for c in clips if c.split is not None})
+            if split not in found:
+                raise DatasetError(f"Data split {split!r} not in {csv}; it has: {', '.join(found)}; use --split "
+                                   f"{suggest_split(split, found)}.")
             clips = [c for c in clips if c.split == split]
         if not clips:
             where = f" in split {split!r}" if split else ""
@@ -111,6 +126,12 @@ class AudioDataset:
                       split=getattr(row, "split", None) or None,
                       video=root / row.video if getattr(row, "video", None) else None)
                  for row in table.itertuples(index=False)]
+        unlabelled = [i for i, c in enumerate(clips) if not c.labels]
+        if unlabelled:  # line numbers as an editor shows them: the header is line 1
+            first = unlabelled[0]
+            more = f" (and {len(unlabelled) - 1} more)" if len(unlabelled) > 1 else ""
+            raise DatasetError(f"{csv} line {first + 2} ({clips[first].id}) has an empty label{more}: give each "
+                               f"clip its label (several separated by ';'), or remove the line.")
         if "video" in table.columns and any(c.video is None for c in clips):
             missing = [c.id for c in clips if c.video is None]
             raise DatasetError(f"{csv} has a video column but {len(missing)} row(s) without a video (e.g. "
