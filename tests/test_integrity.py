@@ -257,3 +257,42 @@ def test_missing_split_lists_the_splits_there_are(tmp_path, write_dataset):
     assert "\n" not in message and "split 'test' not in" in message and "it has: eval, train" in message
     assert "use --split eval" in message
     assert len(AudioDataset.from_path(root, split="eval")) == 1
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+
+def one_line_model_error(*args, **kwargs):
+    from robustaudio.models import ModelError, load_model
+
+    with pytest.raises(ModelError) as info:
+        load_model(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_checkpoint_config_that_does_not_fit_is_a_one_line_error(tmp_path):
+    from robustaudio.models.cnn import LogMelCNN
+
+    state = LogMelCNN(labels=["bird", "dog"]).state_dict()
+    torch.save({"arch": "logmel-cnn", "config": {"labels": ["bird", "dog"], "n_mel": 64}, "state_dict": state},
+               tmp_path / "unknown.pt")
+    for name in ("cnn", "logmel-cnn"):
+        message = one_line_model_error(name, weights=tmp_path / "unknown.pt")
+        assert "'n_mel'" in message and "n_mels" in message and "labels" in message
+    torch.save({"arch": "logmel-cnn", "config": ["bird", "dog"], "state_dict": state}, tmp_path / "list.pt")
+    message = one_line_model_error("cnn", weights=tmp_path / "list.pt")
+    assert "config" in message and "dict" in message and "list" in message and "save_checkpoint" in message
+
+
+def test_bare_state_dict_for_an_architecture_says_what_it_needs(tmp_path):
+    from robustaudio.models import load_model
+    from robustaudio.models.cnn import LogMelCNN
+
+    torch.save(LogMelCNN(labels=["bird", "dog"]).state_dict(), tmp_path / "bare.pt")
+    message = one_line_model_error("logmel-cnn", weights=tmp_path / "bare.pt")
+    assert "state dict" in message and "labels" in message and "save_checkpoint" in message
+    assert load_model("logmel-cnn", weights=tmp_path / "bare.pt", labels=["bird", "dog"]).labels == ("bird", "dog")
+    message = one_line_model_error("logmel-cnn", weights=tmp_path / "bare.pt", labels=["bird", "dog"], n_mel=64)
+    assert "'n_mel'" in message and "n_mels" in message
+    assert "does not fit architecture 'm3'" in one_line_model_error("m3", weights=tmp_path / "bare.pt")

@@ -8,6 +8,7 @@ refused unless the caller passes ``trust_checkpoint=True`` (``--trust-checkpoint
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,43 @@ def load_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict:
                          f"{error}). Is it a torch checkpoint, and complete?") from error
 
 
+def _one_line(error: Exception, limit: int) -> str:
+    """An error's message on one line (torch's load_state_dict errors span several)."""
+    return " ".join(str(error).split())[:limit]
+
+
+def construct(arch: str, config, source: str, *, bare: bool = False) -> Classifier:
+    """``ARCHITECTURES[arch](**config)``, or a one-line :class:`ModelError` saying which keys the
+    architecture takes when ``config`` is not a dict, has keys it does not know, or lacks one it needs
+    (``bare``: the weights came as a bare state dict, which carries no config)."""
+    if not isinstance(config, dict):
+        raise ModelError(f"{source}: its 'config' is a {type(config).__name__}, not a dict of {arch!r} constructor "
+                         f"arguments; re-save it with robustaudio.models.save_checkpoint(path, arch, config, model).")
+    parameters = inspect.signature(ARCHITECTURES[arch]).parameters.values()
+    accepted = [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [p.name for p in parameters if p.name in accepted and p.default is p.empty]
+    keys = ", ".join(accepted)
+    if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+        unknown = sorted(map(str, set(config) - set(accepted)))
+        if unknown:
+            raise ModelError(f"{source}: config key(s) {', '.join(map(repr, unknown))} unknown to architecture "
+                             f"{arch!r}, which takes: {keys}.")
+    missing = [name for name in required if name not in config]
+    if missing and bare:
+        raise ModelError(f"{source} is a bare state dict, which carries no config, and architecture {arch!r} needs "
+                         f"{', '.join(missing)} (it takes: {keys}): save a robustaudio checkpoint with "
+                         f"robustaudio.models.save_checkpoint(path, {arch!r}, {{'labels': [...]}}, model), or pass "
+                         f"{', '.join(f'{name}=...' for name in missing)} to load_model.")
+    if missing:
+        raise ModelError(f"{source}: its config lacks {', '.join(missing)}, which architecture {arch!r} needs (it "
+                         f"takes: {keys}); re-save it with robustaudio.models.save_checkpoint.")
+    try:
+        return ARCHITECTURES[arch](**config)
+    except (TypeError, ValueError) as error:
+        raise ModelError(f"{source}: its config does not fit architecture {arch!r} "
+                         f"({_one_line(error, 300)}); it takes: {keys}.") from error
+
+
 def build_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> Classifier:
     if not isinstance(checkpoint, dict) or not {"arch", "config", "state_dict"} <= set(checkpoint):
         raise ModelError(f"{source} is not a robustaudio checkpoint (a dict with 'arch', 'config' and "
@@ -114,11 +152,11 @@ def build_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> Class
     if arch not in ARCHITECTURES:
         raise ModelError(f"{source} names architecture {arch!r}, unknown here; known: "
                          f"{', '.join(ARCHITECTURES)}.")
-    model = ARCHITECTURES[arch](**checkpoint["config"])
+    model = construct(arch, checkpoint["config"], source)
     try:
         model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        raise ModelError(f"{source} does not fit architecture {arch!r}: {error}") from error
+        raise ModelError(f"{source} does not fit architecture {arch!r}: {_one_line(error, 600)}") from error
     return model
 
 
@@ -154,11 +192,11 @@ def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = F
     if not state_dict or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise ModelError(f"{source} is neither a robustaudio checkpoint nor a state dict of tensors "
                          f"(top-level keys: {', '.join(map(str, list(checkpoint)[:8]))}).")
-    model = ARCHITECTURES[arch](**config)
+    model = construct(arch, config, source, bare=True)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
-        raise ModelError(f"{source} does not fit architecture {arch!r}: {str(error)[:600]} (a different class "
+        raise ModelError(f"{source} does not fit architecture {arch!r}: {_one_line(error, 600)} (a different class "
                          f"count needs labels=[...] with one name per class).") from error
     return model
 
