@@ -46,7 +46,7 @@ def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *
     alpha_rel = rel_step_size if rel_step_size is not None else 2.5 / max(steps, 1)
     with frozen(model):
         clean, logits_fn = threat.view(model, audio, video)
-        clean = clean.detach()
+        clean = clean.detach().float()  # features computed under bf16 autocast come out bf16
         eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
         batch = clean.shape[0]
         device = clean.device

@@ -243,7 +243,11 @@ class ThreatModel:
         return None if self.mask is None else self.mask.to(device=like.device, dtype=like.dtype)
 
     def restrict(self, delta: torch.Tensor) -> torch.Tensor:
-        """``delta`` with the mask applied and, for ``band_hz``, band-passed (no norm, no box)."""
+        """``delta`` with the mask applied and, for ``band_hz``, band-passed (no norm, no box).
+
+        With both, the mask is applied again after the band-pass (which spreads energy in time), so
+        masked entries stay exactly 0 and the band holds approximately there.
+        """
         mask = self._mask(delta)
         if mask is not None:
             delta = delta * mask
@@ -251,6 +255,8 @@ class ThreatModel:
             from .restrict import bandpass  # restrict imports nothing from here; keeps threat standalone
             assert self.sample_rate is not None  # checked in __post_init__
             delta = bandpass(delta, self.sample_rate, *self.band_hz)
+            if mask is not None:
+                delta = delta * mask
         return delta
 
     def project(self, delta: torch.Tensor, clean: torch.Tensor | None, eps: torch.Tensor) -> torch.Tensor:

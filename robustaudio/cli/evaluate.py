@@ -17,9 +17,12 @@ from ..models.loaders import describe_loaders, split_prefix
 from ..models.registry import unknown_model_message
 from ..report import build_report
 from ..report.records import file_safe
-from ..runner import RUN_FILE, AttackSpec, run_attack, run_noise
+from ..runner import ATTACKS, RUN_FILE, AttackSpec, run_attack, run_noise
 from .common import (USER_ERRORS, data_for, default_out, model_options, parse_corruptions, parse_device, print_summary,
                      run_options)
+
+
+ATTACK_NAMES = tuple(ATTACKS)
 
 
 @click.command()
@@ -45,11 +48,12 @@ def models() -> None:
 @click.option("--minimal", is_flag=True, help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
 @click.option("--backend", type=click.Choice(["native", "art", "foolbox"]), default="native", show_default=True,
               help="Whose attack implementation runs.")
-@click.option("--attack", "attack_name", default="pgd", show_default=True,
-              help="native: pgd, square (black-box); art: pgd, apgd, cw, deepfool, hsj; foolbox: pgd, fmn, "
-                   "deepfool, cw, hsj, boundary.")
-@click.option("--queries", type=click.IntRange(min=2), default=1000, show_default=True,
-              help="Query budget per clip of black-box attacks (square).")
+@click.option("--attack", "attack_name", default="reliable", show_default=True,
+              help="native: reliable (APGD-CE, then APGD-T, then Square, on the clips still standing: robust only if "
+                   "all three fail), pgd (cheaper, weaker), apgd-ce, apgd-t, square (black-box); art: pgd, apgd, cw, "
+                   "deepfool, hsj; foolbox: pgd, fmn, deepfool, cw, hsj, boundary.")
+@click.option("--queries", type=click.IntRange(min=2), default=None,
+              help="Query budget per clip of Square (default 1000 alone, 300 inside reliable).")
 @click.option("--universal", is_flag=True, help="Learn one perturbation on --learn-split and add it to every clip of --split.")
 @click.option("--learn-split", default="train", show_default=True, help="Split the universal perturbation is learned on.")
 @click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Universal: passes over --learn-split.")
@@ -63,7 +67,8 @@ def models() -> None:
 @click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders) or bundled set (minievents, avmini). "
               "Default: the set a bundled model was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
-@click.option("--steps", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--steps", type=click.IntRange(min=0), default=None,
+              help="Gradient steps per restart (default: pgd 10, reliable 25 per APGD member, apgd-* 100).")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")
@@ -87,12 +92,12 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                "all clips, so a per-clip SNR budget does not apply.")
     if universal and minimal:
         raise click.UsageError("Choose one of --universal and --minimal.")
-    if (backend, attack_name) != ("native", "pgd") and (universal or minimal):
+    if (backend != "native" or attack_name not in ("reliable", "pgd")) and (universal or minimal):
         raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
                                "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
-    if backend == "native" and attack_name not in ("pgd", "square"):
-        raise click.UsageError(f"Unknown native attack {attack_name!r}: use pgd or square, or --backend art / "
-                               f"foolbox for {attack_name}.")
+    if backend == "native" and attack_name not in ATTACK_NAMES:
+        raise click.UsageError(f"Unknown native attack {attack_name!r}: use one of {', '.join(ATTACK_NAMES)}, or "
+                               f"--backend art / foolbox for {attack_name}.")
     if minimal and not eps and not snr_db:
         eps = (DEFAULT_START[norm],)
     if not eps and not snr_db:

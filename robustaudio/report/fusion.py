@@ -34,7 +34,7 @@ from .render import _fmt
 
 FUSION_FILE = "fusion.json"
 ATTACKED = ("audio", "video", "both")
-EXPECTED_FLAG = "broken at a very large budget"  # metrics.sanity's name for that probe
+EXPECTED_FLAG = "attack cannot reach the model"  # metrics.sanity's name for that probe
 
 
 def fusion_run(model_dir: Path, kind: str, modality: str, norm: str, main_norm: str | None = None) -> Path:

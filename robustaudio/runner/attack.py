@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,10 +33,10 @@ from ..attacks.threat import ThreatModel
 from ..data import AudioDataset, Batch
 from ..metrics.sanity import probe_model
 from ..metrics.transfer import TransferTarget
-from ..report.records import SANITY_FILE
+from ..report.records import SANITY_FILE, write_json_atomic
 from .devices import precision_context, to_device
 from .files import RunSettingsError, open_run
-from .registry import budget_attack
+from .registry import ATTACKS, budget_attack
 from .rows import ConditionRows
 from .scale import run_batches
 from .spec import AttackSpec
@@ -143,11 +144,15 @@ def _joint(model, audio, video, labels, attacked, threat: JointThreat, spec: Att
                         forwards=joint.forwards.to(device), backwards=joint.backwards.to(device))
 
 
-def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, *, steps: int,
-                restarts: int, seed: int, device: str | torch.device = "cpu") -> None:
-    """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch`` at the
-    largest budget of each ε curve (of each modality's part of a joint threat); write ``sanity.json``
-    (once per run)."""
+def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, spec: AttackSpec, *, seed: int,
+                device: str | torch.device = "cpu") -> None:
+    """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch``; write
+    ``sanity.json`` (once per run).
+
+    The model checks run once per ε curve (at its largest budget); the attack checks (converged,
+    random noise) at every budget, with the run's attack against one with about 4x its work: an
+    unconverged small budget is what an ε curve hides if only its largest budget is probed.
+    """
     audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
     video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
@@ -158,15 +163,20 @@ def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, *, st
     for threat in threats:
         for single in (threat.audio, threat.video) if isinstance(threat, JointThreat) else (threat,):
             curves[curve_key(single)].append(single)
+    probed = spec if spec.name in ATTACKS else replace(spec, name="pgd", options={})  # minimal: its PGD
+    attack, _ = budget_attack(probed)
+    stronger, _ = budget_attack(replace(probed, steps=4 * (probed.steps or 1), restarts=probed.restarts + 1,
+                                        queries=4 * (probed.queries or 1), targets=probed.targets + 2))
     generator = torch.Generator().manual_seed(seed * 1_000_003 - 1)
     found = []
     for curve in curves.values():
-        threat = max(curve, key=budget_order)
-        for check in probe_model(model, audio[correct], labels[correct], threat, steps=steps,
-                                 restarts=restarts, generator=generator,
-                                 video=None if video is None else video[correct]):
-            found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
-    (run_dir / SANITY_FILE).write_text(json.dumps(found, indent=2))
+        largest = max(curve, key=budget_order)
+        for threat in sorted(curve, key=budget_order, reverse=True):
+            for check in probe_model(model, audio[correct], labels[correct], threat, attack=attack, stronger=stronger,
+                                     attack_name=probed.label, generator=generator, model_checks=threat is largest,
+                                     video=None if video is None else video[correct]):
+                found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
+    write_json_atomic(run_dir / SANITY_FILE, found)
 
 
 def check_modalities(model, threats: list, spec: AttackSpec) -> None:
@@ -232,13 +242,12 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     if universal_from is not None:
         deltas = learn_universal(model, universal_from, threats, run_dir, batch_size=batch_size,
                                  device=device, options=dict(spec.options))
-    # The probes need gradients and compare against native PGD; other attacks are compared by runs.
-    probe = sanity and spec.backend == "native" and spec.name in ("pgd", "minimal")
+    # The probes need gradients (library and gradient-free attacks are compared by runs instead).
+    probe = sanity and spec.backend == "native" and spec.name not in ("universal", "square")
     if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
         for batch in dataset.batches(model, batch_size, limit=limit):
             if batch.ids:
-                probe_batch(model, batch, threats, run_dir, steps=spec.steps, restarts=spec.restarts, seed=seed,
-                            device=device)
+                probe_batch(model, batch, threats, run_dir, spec, seed=seed, device=device)
             if (run_dir / SANITY_FILE).exists():
                 break
 

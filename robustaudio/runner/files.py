@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 
 from .. import versions
-from ..report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE
+from ..report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, read_run_json, write_json_atomic
 
 RUN_FILE = "run.json"
 UNIVERSAL_FILE = "universal.pt"
@@ -23,7 +22,7 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
     if meta_path.exists() and not restart:
-        previous = json.loads(meta_path.read_text())["settings"]
+        previous = read_run_json(run_dir)["settings"]
         if previous != settings:
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise RunSettingsError(
@@ -34,6 +33,6 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not meta_path.exists():
-        meta_path.write_text(json.dumps({"settings": settings, "versions": versions(), "command": sys.argv,
-                                         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2))
+        write_json_atomic(meta_path, {"settings": settings, "versions": versions(), "command": sys.argv,
+                                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2)
     return run_dir

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from ..attacks.apgd import apgd, apgd_targeted
 from ..attacks.backends import backend_attack
 from ..attacks.curve import BudgetAttack
+from ..attacks.ensemble import ensemble
 from ..attacks.pgd import pgd
 from ..attacks.square import square_attack
 from .spec import AttackSpec
@@ -31,6 +33,38 @@ def _square(spec: AttackSpec) -> BudgetAttack:
     return attack
 
 
+def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="ce", eps=eps,
+                    generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+    return attack
+
+
+def _apgd_t(spec: AttackSpec) -> BudgetAttack:
+    """APGD-T over ``spec.targets`` runner-up classes; on multi-label models (no class ranking) APGD with
+    the threshold-margin loss instead."""
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        if model.multilabel or len(model.labels) < 3:
+            return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="dlr",
+                        eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+        return apgd_targeted(model, audio, labels, threat, steps=spec.steps, target_classes=spec.targets,
+                             restarts=spec.restarts, eps=eps, generator=generator, clean_logits=clean_logits,
+                             video=video, init_delta=init_delta)
+    return attack
+
+
+def _reliable(spec: AttackSpec) -> BudgetAttack:
+    """APGD-CE, then APGD-T (targeted DLR), then Square as the gradient-free check: a clip is robust only
+    if all three fail. Square gets ``spec.queries`` queries (L1 threat models: no Square)."""
+    members = [("apgd-ce", _apgd_ce(spec)), ("apgd-t", _apgd_t(spec)), ("square", _square(spec))]
+
+    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+        usable = members if threat.norm in ("linf", "l2") else members[:2]
+        return ensemble(usable, model, audio, labels, threat, eps=eps, clean_logits=clean_logits, video=video,
+                        init_delta=init_delta, generator=generator)
+    return attack
+
+
 def _library(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
         return backend_attack(model, audio, labels, threat, backend=spec.backend, attack=spec.name,
@@ -41,7 +75,10 @@ def _library(spec: AttackSpec) -> BudgetAttack:
 # name -> (builder, runs as one ε curve with carry-over). Library attacks run once per budget: their
 # settings and starts are their authors', not ours to warm-start.
 ATTACKS: dict[str, Callable[[AttackSpec], BudgetAttack]] = {
+    "reliable": _reliable,
     "pgd": _pgd,
+    "apgd-ce": _apgd_ce,
+    "apgd-t": _apgd_t,
     "square": _square,
 }
 GRADIENT_FREE = ("square",)

@@ -13,6 +13,10 @@ from typing import Any
 from .devices import PRECISIONS
 
 MODES = ("minimal", "universal")  # not attacks at a budget: a search per clip, one δ for all clips
+# Gradient steps per restart when --steps is not given. "reliable": per APGD member, chosen on the train split
+# (benchmarks/reliable.py); the library backends run at their authors' recommended settings.
+DEFAULT_STEPS = {"pgd": 10, "minimal": 10, "universal": 10, "reliable": 25, "apgd-ce": 100, "apgd-t": 100}
+DEFAULT_QUERIES = {"reliable": 300, "square": 1000}
 
 
 @dataclass(frozen=True)
@@ -24,23 +28,32 @@ class AttackSpec:
             a library attack with ``backend`` ``art`` / ``foolbox``, or a mode: ``minimal`` (the
             minimal ε per clip, by PGD bisection) or ``universal`` (one δ learned for all clips).
         backend: ``native`` (robustaudio's own), ``art`` or ``foolbox``.
-        steps: gradient steps per restart (per budget tried, for ``minimal``).
+        steps: gradient steps per restart (per budget tried, for ``minimal``; per APGD member for
+            ``reliable``); ``None``: :data:`DEFAULT_STEPS`.
         restarts: random restarts.
-        queries: query budget per clip of score-based attacks (square).
+        queries: query budget per clip of score-based attacks (square, the ensemble's Square);
+            ``None``: :data:`DEFAULT_QUERIES`.
+        targets: runner-up classes APGD-T aims at in turn.
         precision: ``fp32``, or ``bf16`` autocast for the attack's passes.
         options: mode settings: ``minimal`` takes ``eps_max``, ``search_steps``, ``rel_tol``;
             ``universal`` takes ``epochs``, ``projection``, ``frame_length``.
     """
 
-    name: str = "pgd"
+    name: str = "reliable"
     backend: str = "native"
-    steps: int = 10
+    steps: int | None = None
     restarts: int = 1
-    queries: int = 1000
+    queries: int | None = None
+    targets: int = 3
     precision: str = "fp32"
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.steps is None:
+            object.__setattr__(self, "steps", DEFAULT_STEPS.get(self.name, 10) if self.backend == "native" else 10)
+        if self.queries is None:
+            object.__setattr__(self, "queries", DEFAULT_QUERIES.get(self.name, 1000))
+        assert self.steps is not None and self.queries is not None
         if self.steps < 0 or self.restarts < 1 or self.queries < 1:
             raise ValueError(f"steps must be >= 0, restarts >= 1 and queries >= 1, got steps={self.steps}, "
                              f"restarts={self.restarts}, queries={self.queries}.")
@@ -64,7 +77,8 @@ class AttackSpec:
         """The fields of ``run.json``'s settings that this spec decides."""
         return {
             "attack": self.name, "backend": self.backend,
-            **({"queries": self.queries} if self.name == "square" else {}),
+            **({"queries": self.queries} if self.name in ("square", "reliable") else {}),
+            **({"targets": self.targets} if self.name in ("reliable", "apgd-t") else {}),
             **({"precision": self.precision} if self.precision != "fp32" else {}),
             **({"minimal_options": dict(self.options)} if self.name == "minimal" and self.options else {}),
             "steps": self.steps, "restarts": self.restarts,
