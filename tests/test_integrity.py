@@ -296,3 +296,34 @@ def test_bare_state_dict_for_an_architecture_says_what_it_needs(tmp_path):
     message = one_line_model_error("logmel-cnn", weights=tmp_path / "bare.pt", labels=["bird", "dog"], n_mel=64)
     assert "'n_mel'" in message and "n_mels" in message
     assert "does not fit architecture 'm3'" in one_line_model_error("m3", weights=tmp_path / "bare.pt")
+
+
+# ---- library backends with nothing to attack --------------------------------------------------------
+
+@pytest.mark.parametrize("backend, attack", [("art", "pgd"), ("foolbox", "pgd"), ("foolbox", "fmn")])
+def test_backends_with_no_clip_to_attack_return_the_clean_batch(backend, attack, one_thread):
+    pytest.importorskip({"art": "art", "foolbox": "foolbox"}[backend])
+    from conftest import binary_linear
+
+    from robustaudio.attacks.backends import backend_attack
+
+    model, audio, labels, _ = binary_linear()
+    threat = ThreatModel("l2", eps=0.1)
+    fooled = backend_attack(model, audio, 1 - labels, threat, backend=backend, attack=attack, steps=2)
+    assert fooled.success.all() and torch.equal(fooled.adversarial, audio)
+    assert fooled.forwards.tolist() == [1] * len(audio) and not fooled.backwards.any()
+    empty = backend_attack(model, audio[:0], labels[:0], threat, backend=backend, attack=attack, steps=2)
+    assert empty.adversarial.shape == (0, audio.shape[1]) and empty.success.shape == (0,)
+    assert empty.forwards.shape == (0,) and empty.logits.shape == (0, 2)
+
+
+def test_foolbox_minimal_norms_with_no_clip_to_attack(one_thread):
+    pytest.importorskip("foolbox")
+    from conftest import binary_linear
+
+    from robustaudio.attacks.backends import foolbox_minimal_norms
+
+    model, audio, labels, _ = binary_linear()
+    threat = ThreatModel("l2", eps=0.1)
+    assert torch.equal(foolbox_minimal_norms(model, audio, 1 - labels, threat, steps=2), torch.zeros(len(audio)))
+    assert foolbox_minimal_norms(model, audio[:0], labels[:0], threat, steps=2).shape == (0,)

@@ -368,7 +368,8 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
     """Shared by :func:`backend_attack` and :func:`foolbox_minimal_norms`.
 
     Returns ``clean``, ``logits_fn``, ``eps``, clean ``logits``, clean ``success`` and, for the
-    clips not fooled already (``active``), the raw library output and the passes they took.
+    clips not fooled already (``active``), the raw library output and the passes they took (a
+    :class:`PassCounter`; ``None`` when ``active`` is empty and no library ran).
     """
     check_backend_attack(backend, attack, threat.norm, multilabel=model.multilabel, targeted=targeted)
     if steps < 1:
@@ -376,14 +377,20 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     clean, logits_fn = threat.view(model, audio)
     clean = clean.detach()
-    eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
-    with torch.no_grad():
-        logits = logits_fn(clean, None)
-    success = is_fooled(model, logits, labels, targeted)
+    if clean.shape[0] == 0:  # an empty batch: no norm to measure, no pass to make
+        eps = torch.zeros(0, device=clean.device)
+        logits = torch.zeros(0, model.num_classes, device=clean.device)
+        success = torch.zeros(0, dtype=torch.bool, device=clean.device)
+    else:
+        eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
+        with torch.no_grad():
+            logits = logits_fn(clean, None)
+        success = is_fooled(model, logits, labels, targeted)
     active = torch.nonzero(~success & (eps > 0)).flatten()
     raw = clean[active].clone()
-    counter = PassCounter(_domain_module(model, threat.domain), reference=clean[active])
+    counter = None  # nothing to attack (every clip fooled already, or an empty batch): no library call
     if active.numel() > 0:
+        counter = PassCounter(_domain_module(model, threat.domain), reference=clean[active])
         bounds = _box(model, threat, attack)
         module, x, eps_lib = counter, clean[active], eps[active]
         unit = None
