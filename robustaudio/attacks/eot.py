@@ -15,7 +15,7 @@ A **scene** is ``scene_seconds`` of what one microphone hears (``[B, T]`` at ``s
   speech, over the same span;
 - the sum is clamped to [-1, 1] (only where it would clip).
 
-Rooms are shoeboxes simulated with pyroomacoustics (:func:`robustaudio.metrics.corruptions.simulate_room`:
+Rooms are shoeboxes simulated with pyroomacoustics (:func:`robustaudio.acoustics.rooms.simulate_room`:
 random size, RT60 and so wall absorption, talker, loudspeaker and microphone positions). Each room
 set is drawn from its own seeded stream, named by its split: the ``optimisation`` rooms that
 :func:`robustaudio.attacks.jamming.jam` samples from and the ``held-out`` rooms that only evaluation
@@ -35,7 +35,8 @@ from dataclasses import dataclass, replace
 import torch
 import torchaudio
 
-from ..metrics.corruptions import SimulatedRoom, noise_segments, simulate_room
+from ..acoustics.mixing import noise_segments
+from ..acoustics.rooms import SimulatedRoom, simulate_room
 from .threat import snr_db
 
 SPLITS = ("optimisation", "held-out")
@@ -103,7 +104,7 @@ class EOTConfig:
     def scene_samples(self) -> int:
         return int(round(self.scene_seconds * self.sample_rate))
 
-    def fixed_level(self) -> "EOTConfig":
+    def fixed_level(self) -> EOTConfig:
         """The same distribution with the music at exactly ``music_db`` (evaluation)."""
         return replace(self, jitter_db=0.0)
 
@@ -139,14 +140,14 @@ class Utterances:
     labels: torch.Tensor
 
     @classmethod
-    def from_waveforms(cls, ids, waveforms, labels, sample_rate: int, trim: bool = True) -> "Utterances":
+    def from_waveforms(cls, ids, waveforms, labels, sample_rate: int, trim: bool = True) -> Utterances:
         """From 1-D waveforms ``[T_i]`` in [-1, 1] at ``sample_rate`` (trimmed unless ``trim=False``)."""
-        ids, labels = tuple(ids), [int(l) for l in labels]
+        ids, labels = tuple(ids), [int(label) for label in labels]
         if not ids or len(ids) != len(waveforms) or len(ids) != len(labels):
             raise JamError(f"Give one id and one label per waveform (got {len(ids)} ids, {len(waveforms)} "
                            f"waveforms, {len(labels)} labels), and at least one.")
-        clips = [trim_silence(w, sample_rate, i) if trim else w for i, w in zip(ids, waveforms)]
-        for name, clip in zip(ids, clips):
+        clips = [trim_silence(w, sample_rate, i) if trim else w for i, w in zip(ids, waveforms, strict=True)]
+        for name, clip in zip(ids, clips, strict=True):
             if not trim and float(clip.abs().max()) <= 1e-5:
                 raise JamError(f"{name} is silent: it has no speech to play. Remove it from the data.")
         audio = torch.nn.utils.rnn.pad_sequence([c.float() for c in clips], batch_first=True)
@@ -155,7 +156,7 @@ class Utterances:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, keep: torch.Tensor) -> "Utterances":
+    def subset(self, keep: torch.Tensor) -> Utterances:
         """The clips where the bool mask ``keep`` ``[N]`` is True (or at the given indices)."""
         index = torch.nonzero(keep).flatten() if keep.dtype == torch.bool else keep
         lengths = self.lengths[index]
@@ -163,7 +164,7 @@ class Utterances:
         return Utterances(tuple(self.ids[i] for i in index.tolist()), self.audio[index, :width], lengths,
                           self.labels[index])
 
-    def positives(self) -> "Utterances":
+    def positives(self) -> Utterances:
         return self.subset(self.labels == 1)
 
 
@@ -268,7 +269,7 @@ class Transforms:
     def __len__(self) -> int:
         return len(self.room)
 
-    def take(self, index: torch.Tensor) -> "Transforms":
+    def take(self, index: torch.Tensor) -> Transforms:
         """The transforms of the scenes at ``index`` ``[b]``."""
         return Transforms(self.room[index], self.music_db[index], self.music_offset[index], self.speech_end[index],
                           self.noise_snr_db[index], self.noise[index])
@@ -278,7 +279,7 @@ class Transforms:
         return [{"room": int(r), "music_db": float(m), "music_offset": int(o), "speech_end": int(e),
                  "noise_snr_db": float(n)}
                 for r, m, o, e, n in zip(self.room, self.music_db, self.music_offset, self.speech_end,
-                                         self.noise_snr_db)]
+                                         self.noise_snr_db, strict=True)]
 
 
 def sample_transforms(count: int, rooms: RoomSet, config: EOTConfig, generator: torch.Generator, *,

@@ -15,8 +15,16 @@ accuracy is measured once, separately.
 
 SNRs follow :func:`robustaudio.attacks.threat.snr_db`: ``20 log10(||clean||_2 / ||added||_2)``
 per clip, i.e. the ratio of RMS levels over the whole clip. The added noise is scaled to hit it
-exactly; only clamping to [-1, 1] can lower the realised noise (raise the SNR), and only where
-the mixture clips. A silent clip (norm 0) gets no noise (its SNR is undefined).
+exactly (:func:`robustaudio.acoustics.mix_at_snr`); only clamping to [-1, 1] can lower the realised
+noise (raise the SNR), and only where the mixture clips. A silent clip (norm 0) gets no noise (its
+SNR is undefined).
+
+The mixing, the bundled noise recordings and the room simulation live in :mod:`robustaudio.acoustics`
+(shared with the jamming attack's scenes); this module wraps them as corruptions. Reverb puts each
+clip in one of a fixed bank of 16 simulated rooms per RT60 (drawn from a fixed seed, each simulated
+once per process, the first time a clip uses it) and convolves the whole batch in one FFT
+convolution on the audio's device: the same rooms, picks and output as before the move (to float
+tolerance), only faster.
 
 ``CORRUPTIONS`` maps a name to a :class:`Corruption` (function, domain, severity grid with its
 unit, tag ``[paper]`` for the thesis's protocol (§4 of the methods spec) or ``[ours]``);
@@ -25,36 +33,28 @@ unit, tag ``[paper]`` for the thesis's protocol (§4 of the methods spec) or ``[
 
 from __future__ import annotations
 
-import csv
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import soundfile
 import torch
-import torchaudio
 
-from ..data.datasets import BUNDLED_ROOT
+from ..acoustics import (
+    ROOM_BANK,
+    RT60_RANGE,
+    AcousticsError,
+    bank_responses,
+    mix_at_snr,
+    noise_segments,
+    require_pyroomacoustics,
+    reverberate,
+    room_impulse_response,
+)
 
-NOISE_DIR = BUNDLED_ROOT / "noises"
-NOISE_RATE = 16000                      # the bundled noises' sample rate
 POSITIONS = ("start", "middle", "end")
 FILLS = ("min", "zero")
 DOMAINS = ("waveform", "feature")
-# Shoebox rooms (metres), living-room sized. The severity is the design RT60: Sabine's formula
-# sets the walls' absorption, as is usual with pyroomacoustics. Sabine is only an approximation
-# for a shoebox: the realised T20 is shorter than asked at high absorption and longer at low
-# absorption; over 10-20 rooms per RT60 it was 0.70-1.02x at 0.2 s, 0.92-1.15x at 0.4 s and
-# 1.01-1.34x at 0.8-1 s. The largest room needs absorption 0.9 for RT60 0.15 s, the shortest
-# allowed. The image-source order grows as RT60 / (smallest dimension) and the cost as its
-# cube: about 0.02 s per response at RT60 0.2 s, 0.5 s at 0.6 s, 2.7 s at 1 s.
-ROOM_MIN = (4.0, 3.5, 2.7)
-ROOM_MAX = (7.0, 6.0, 3.5)
-WALL_MARGIN = 0.5                       # source and microphone keep this far from every wall
-MIN_DISTANCE = 1.0                      # source-microphone distance, so the room is heard
-RT60_RANGE = (0.15, 1.5)
 
 
 class CorruptionError(ValueError):
@@ -89,19 +89,6 @@ def _check_severity(value: float, name: str, low: float, high: float, unit: str)
 def _per_clip(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``[B]`` -> ``[B, 1, ..., 1]`` broadcastable against ``like``."""
     return values.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def mix_at_snr(audio: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
-    """``audio + g * noise`` with ``g`` per clip such that the SNR is exactly ``snr_db``, clamped to [-1, 1].
-
-    ``audio``, ``noise``: ``[B, T]``. ``g = ||audio|| / ||noise|| * 10^(-snr_db / 20)`` (0 for a
-    silent clip or an all-zero noise).
-    """
-    signal_norm = audio.double().norm(dim=-1)
-    noise_norm = noise.double().norm(dim=-1)
-    gain = torch.where(noise_norm > 0, signal_norm / noise_norm.clamp_min(1e-300), torch.zeros_like(noise_norm))
-    gain = gain * 10 ** (-float(snr_db) / 20)
-    return (audio + _per_clip(gain, noise).to(audio.dtype) * noise).clamp(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,28 +138,6 @@ def gaussian_feature(features: torch.Tensor, sigma: float, generator: torch.Gene
 # ---------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4)
-def _noise_bank(sample_rate: int) -> dict[str, torch.Tensor]:
-    metadata = NOISE_DIR / "metadata.csv"
-    if not metadata.is_file():
-        raise CorruptionError(f"The bundled noises are missing at {NOISE_DIR}; rebuild them with "
-                              f"`python experiments/build_noises.py`.")
-    bank = {}
-    with open(metadata, newline="") as handle:
-        for row in csv.DictReader(handle):
-            data, rate = soundfile.read(str(NOISE_DIR / row["path"]), dtype="float32")
-            noise = torch.from_numpy(data)
-            if rate != sample_rate:
-                noise = torchaudio.functional.resample(noise, rate, sample_rate)
-            bank[row["name"]] = noise
-    return bank
-
-
-def noise_names() -> tuple[str, ...]:
-    """Names of the bundled background noises (``noises/ATTRIBUTION.md`` describes each)."""
-    return tuple(_noise_bank(NOISE_RATE))
-
-
 def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Generator | None = None, *,
                      sample_rate: int = 16000, noise: str | None = None) -> torch.Tensor:
     """A real recorded noise (rain, wind, babble, ...) mixed in at ``snr_db`` dB per clip.
@@ -194,33 +159,11 @@ def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Genera
     """
     _check_waveform(audio, "background_noise")
     snr_db = _check_severity(snr_db, "background_noise", -30.0, 120.0, "dB")
-    segments = noise_segments(*audio.shape, generator, sample_rate=sample_rate, noise=noise)
+    try:
+        segments = noise_segments(*audio.shape, generator, sample_rate=sample_rate, noise=noise)
+    except AcousticsError as error:
+        raise CorruptionError(str(error)) from error
     return mix_at_snr(audio, segments.to(audio.device, audio.dtype), snr_db)
-
-
-def noise_segments(batch: int, length: int, generator: torch.Generator | None = None, *,
-                   sample_rate: int = 16000, noise: str | None = None) -> torch.Tensor:
-    """``[batch, length]`` segments of the bundled recordings, at their recorded level (not scaled).
-
-    Per row: the recording drawn uniformly unless ``noise`` names one, then the segment start
-    drawn uniformly; a recording shorter than ``length`` is repeated. :func:`background_noise`
-    mixes these at an SNR.
-    """
-    bank = _noise_bank(int(sample_rate))
-    if noise is not None and noise not in bank:
-        raise CorruptionError(f"Unknown background noise {noise!r}; use one of {', '.join(bank)} "
-                              f"or None for a random one per clip.")
-    names = list(bank) if noise is None else [noise]
-    choice = torch.randint(len(names), (batch,), generator=generator)
-    start = torch.rand(batch, generator=generator, dtype=torch.float64)
-    segments = []
-    for index, u in zip(choice.tolist(), start.tolist()):
-        recording = bank[names[index]]
-        if len(recording) < length:
-            recording = recording.repeat(math.ceil(length / len(recording)))
-        offset = int(u * (len(recording) - length + 1))
-        segments.append(recording[offset:offset + length])
-    return torch.stack(segments) if segments else torch.zeros(0, length)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,144 +274,40 @@ def occlusion_concat(x: torch.Tensor, chunk_seconds: float, generator: torch.Gen
 # ---------------------------------------------------------------------------------------------
 
 
-def _pyroomacoustics():
-    try:
-        import pyroomacoustics
-    except ImportError as error:
-        raise ImportError("The reverb corruption simulates rooms with pyroomacoustics, which is not "
-                          "installed: pip install robustaudio[rooms]") from error
-    return pyroomacoustics
-
-
-@dataclass(frozen=True)
-class SimulatedRoom:
-    """One simulated shoebox room: geometry (metres), wall absorption and one impulse response per source.
-
-    ``rirs`` ``[S, L]``: the response from source ``s`` to the microphone, zero-padded to a common length.
-    """
-
-    size: tuple[float, float, float]
-    rt60: float                          # the design RT60 (s) that set the absorption
-    absorption: float                    # uniform energy absorption of the walls (Sabine)
-    sources: tuple[tuple[float, float, float], ...]
-    mic: tuple[float, float, float]
-    rirs: torch.Tensor = field(compare=False, repr=False)
-
-
-def simulate_room(rt60: float, generator: torch.Generator | None = None, *, sources: int = 1,
-                  sample_rate: int = 16000) -> SimulatedRoom:
-    """A random shoebox room of reverberation time ``rt60`` s with ``sources`` sources and one microphone.
-
-    Room size, source and microphone positions are drawn from ``generator`` (sizes between
-    ``ROOM_MIN`` and ``ROOM_MAX`` m, every point ``WALL_MARGIN`` from the walls, each source at
-    least ``MIN_DISTANCE`` from the microphone); the uniform wall absorption and the image-source
-    order come from Sabine's formula (``pyroomacoustics.inverse_sabine``). The image-source method
-    is deterministic, so the room is a function of the generator's draws (with one source, the
-    same draws as :func:`room_impulse_response`).
-    """
-    rt60 = _check_severity(rt60, "reverb", *RT60_RANGE, "s (RT60)")
-    if sources < 1:
-        raise CorruptionError(f"A room needs at least one source; got sources={sources}.")
-    pra = _pyroomacoustics()
-    low, high = torch.tensor(ROOM_MIN, dtype=torch.float64), torch.tensor(ROOM_MAX, dtype=torch.float64)
-    dims = low + torch.rand(3, generator=generator, dtype=torch.float64) * (high - low)
-    inner = dims - 2 * WALL_MARGIN
-    while True:  # rejection keeps the points uniform; in rooms >= 3.5 x 2.7 m it accepts quickly
-        points = WALL_MARGIN + torch.rand(sources + 1, 3, generator=generator, dtype=torch.float64) * inner
-        emitters, mic = points[:sources], points[sources]
-        if float((emitters - mic).norm(dim=1).min()) >= MIN_DISTANCE:
-            break
-    absorption, max_order = pra.inverse_sabine(rt60, dims.numpy())
-    room = pra.ShoeBox(dims.numpy(), fs=int(sample_rate), materials=pra.Material(absorption),
-                       max_order=max_order, air_absorption=False)
-    for emitter in emitters:
-        room.add_source(emitter.numpy())
-    room.add_microphone(mic.numpy())
-    room.compute_rir()
-    rirs = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(h, dtype=torch.float32) for h in room.rir[0]],
-                                           batch_first=True)
-    return SimulatedRoom(size=tuple(dims.tolist()), rt60=rt60, absorption=float(absorption),
-                         sources=tuple(tuple(e.tolist()) for e in emitters), mic=tuple(mic.tolist()), rirs=rirs)
-
-
-def room_impulse_response(rt60: float, generator: torch.Generator | None = None, *,
-                          sample_rate: int = 16000) -> torch.Tensor:
-    """The impulse response ``[L]`` of a random shoebox room with reverberation time ``rt60`` s.
-
-    The room of :func:`simulate_room` with one source. Sabine is only an approximation for a
-    shoebox: the realised decay (:func:`decay_time`, T20) is about 0.7-1.35x ``rt60`` for 0.2-1 s,
-    shorter for short RT60s and longer for long ones (see ``ROOM_MIN``); in a given room it grows
-    monotonically with ``rt60``.
-    """
-    return simulate_room(rt60, generator, sample_rate=sample_rate).rirs[0]  # one source: no padding
-
-
-def decay_time(rir: torch.Tensor, sample_rate: int, decay_db: float = 20.0) -> float:
-    """Reverberation time in s measured on an impulse response ``[L]`` (ISO 3382 style).
-
-    Schroeder backward integration gives the energy decay curve; a line is fitted to it from
-    -5 dB to ``-(5 + decay_db)`` dB and extrapolated to a 60 dB decay (T20 for 20, T30 for 30).
-    """
-    energy = rir.double().flip(0).pow(2).cumsum(0).flip(0)
-    curve = 10 * torch.log10(energy / energy[0]).clamp_min(-300)
-    inside = torch.nonzero((curve <= -5) & (curve >= -5 - decay_db)).flatten()
-    if len(inside) < 2:
-        raise CorruptionError(f"The impulse response decays by less than {5 + decay_db:g} dB.")
-    t = inside.double() / sample_rate
-    y = curve[inside]
-    slope = ((t - t.mean()) * (y - y.mean())).sum() / (t - t.mean()).pow(2).sum()  # dB per s
-    return float(-60.0 / slope)
-
-
-ROOM_BANK = 16  # rooms simulated per RT60, then shared by every clip (the simulation is the cost)
-
-
-@functools.lru_cache(maxsize=64)
-def room_bank(rt60: float, sample_rate: int, rooms: int = ROOM_BANK, seed: int = 0) -> tuple[torch.Tensor, ...]:
-    """``rooms`` impulse responses of reverberation time ``rt60`` s, drawn once per process.
-
-    Simulating a room costs up to ~2.7 s (RT60 1 s); a bank drawn from a fixed seed lets every
-    clip, batch and model of a run share the same rooms, so comparisons see the same acoustics.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + int(round(rt60 * 1000)))
-    return tuple(room_impulse_response(rt60, generator, sample_rate=sample_rate) for _ in range(rooms))
-
-
 def reverb(audio: torch.Tensor, rt60: float, generator: torch.Generator | None = None, *,
            sample_rate: int = 16000, rooms: int | None = ROOM_BANK) -> torch.Tensor:
     """Each clip played in a random shoebox room of reverberation time ``rt60`` s.
 
-    The clip is convolved (``torchaudio.functional.fftconvolve``) with the room's impulse
-    response (:func:`room_impulse_response`), aligned so that the direct sound (the response's
-    largest tap) lines up with the input, cut to the input length (the reverberant tail past the
-    end is dropped) and rescaled to the input's RMS, so the corruption changes the sound, not the
-    level. Needs pyroomacoustics (``pip install robustaudio[rooms]``). The image-source simulation
-    costs about 0.02 s (RT60 0.2 s) to 2.7 s (1 s) per room, so by default each clip gets one of
-    ``rooms`` rooms simulated once per process (:func:`room_bank`); ``rooms=None`` simulates a
-    fresh room per clip.
+    The clip is convolved with the room's impulse response (one batched FFT convolution for the
+    whole batch on ``audio``'s device, :func:`robustaudio.acoustics.reverberate`), aligned so that
+    the direct sound (the response's largest tap) lines up with the input, cut to the input length
+    (the reverberant tail past the end is dropped) and rescaled to the input's RMS, so the
+    corruption changes the sound, not the level. Needs pyroomacoustics (``pip install
+    robustaudio[rooms]``). The image-source simulation costs about 0.02 s (RT60 0.2 s) to 2 s (1 s)
+    per room, so by default each clip gets one of a bank of ``rooms`` rooms (seed 0), each
+    simulated once per process the first time a clip is put in it
+    (:func:`robustaudio.acoustics.bank_responses`); ``rooms=None`` simulates a fresh room per clip.
 
     Args:
         audio: ``[B, T]`` in [-1, 1] at ``sample_rate`` Hz.
         rt60: reverberation time in s, within ``RT60_RANGE``.
-        generator: draws each clip's room (from the bank, or a fresh one).
+        generator: draws each clip's room (from the bank: one draw for the batch, on the CPU; or a
+            fresh room per clip).
         sample_rate: Hz of ``audio`` and of the simulated response.
         rooms: size of the shared bank, or None.
     Returns: ``[B, T]`` in [-1, 1].
     """
     _check_waveform(audio, "reverb")
+    rt60 = _check_severity(rt60, "reverb", *RT60_RANGE, "s (RT60)")
+    require_pyroomacoustics()
     if rooms:  # each clip in one of the bank's rooms, chosen by the generator
-        bank = room_bank(float(rt60), int(sample_rate), rooms)
-        picks = torch.randint(len(bank), (audio.shape[0],), generator=generator).tolist()
-        rirs = [bank[i] for i in picks]
+        picks = torch.randint(int(rooms), (audio.shape[0],), generator=generator)
+        used, which = torch.unique(picks, return_inverse=True)
+        rirs = bank_responses(rt60, used.tolist(), sample_rate=int(sample_rate), rooms=int(rooms))
     else:  # a fresh room per clip
         rirs = [room_impulse_response(rt60, generator, sample_rate=sample_rate) for _ in range(audio.shape[0])]
-    peaks = [int(h.abs().argmax()) for h in rirs]
-    bank = torch.nn.utils.rnn.pad_sequence(rirs, batch_first=True).to(audio.device, audio.dtype)
-    wet = torchaudio.functional.fftconvolve(audio, bank)            # [B, T + L - 1]
-    length = audio.shape[-1]
-    wet = torch.stack([row[peak:peak + length] for row, peak in zip(wet, peaks)])
-    gain = audio.double().pow(2).mean(-1).sqrt() / wet.double().pow(2).mean(-1).sqrt().clamp_min(1e-300)
-    return (wet * _per_clip(gain, wet).to(wet.dtype)).clamp(-1.0, 1.0)
+        which = None
+    return reverberate(audio, rirs, which).clamp(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -539,7 +378,5 @@ CORRUPTIONS: dict[str, Corruption] = _Registry({c.name: c for c in [
 ]})
 
 __all__ = ["CORRUPTIONS", "Corruption", "CorruptionError", "UnknownCorruption", "get_corruption",
-           "gaussian_snr", "gaussian_feature", "background_noise", "noise_names", "mix_at_snr",
-           "occlusion_contiguous", "occlusion_periodic", "occlusion_concat", "contiguous_mask",
-           "periodic_mask", "reverb", "room_impulse_response", "decay_time", "noise_segments", "simulate_room",
-           "SimulatedRoom"]
+           "gaussian_snr", "gaussian_feature", "background_noise", "occlusion_contiguous", "occlusion_periodic",
+           "occlusion_concat", "contiguous_mask", "periodic_mask", "reverb"]
