@@ -327,3 +327,34 @@ def test_foolbox_minimal_norms_with_no_clip_to_attack(one_thread):
     threat = ThreatModel("l2", eps=0.1)
     assert torch.equal(foolbox_minimal_norms(model, audio, 1 - labels, threat, steps=2), torch.zeros(len(audio)))
     assert foolbox_minimal_norms(model, audio[:0], labels[:0], threat, steps=2).shape == (0,)
+
+
+# ---- reports --------------------------------------------------------------------------------------
+
+def markdown_table_rows(markdown):
+    """The cells of every table line, split on unescaped pipes."""
+    import re
+
+    return [re.split(r"(?<!\\)\|", line.strip())[1:-1] for line in markdown.splitlines() if line.startswith("|")]
+
+
+def test_report_escapes_pipes_and_html_in_labels(tmp_path, write_dataset):
+    from robustaudio.report.render import document_html, document_markdown
+
+    labels = ["x|y", "<script>"]
+    root = write_dataset(labels=labels)
+    g = torch.Generator().manual_seed(0)
+    model = LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=labels)
+    out = run_attack(model, "linear", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)], tmp_path / "run",
+                     batch_size=4, sanity=False)
+    build_report(out)
+    markdown = (out / "report.md").read_text()
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown and "x\\|y" in markdown
+    html = (out / "report.html").read_text()
+    assert "<script>" not in html and "&lt;script&gt;" in html and "x|y" in html
+    sections = [("Jamming", ["scene", "max |Δlogit|"], [["a|b", "1 & <b>2</b>"], ["c\\", "multi\nline"]], "")]
+    markdown = document_markdown("t", [], sections, [], [])
+    rows = markdown_table_rows(markdown)
+    assert rows and all(len(cells) == 2 for cells in rows)
+    assert "max \\|Δlogit\\|" in markdown and "1 &amp; &lt;b&gt;2&lt;/b&gt;" in markdown
+    assert "<b>" not in document_html("t", [], sections, [], [])

@@ -277,18 +277,32 @@ def _html(card: dict, figures, warnings: list[dict]) -> str:
 Section = tuple[str, list[str], list[list[str]], str]  # (title, header, rows, note)
 
 
+def markdown_text(text) -> str:
+    """Text for a Markdown line: HTML special characters escaped (labels and file names are data,
+    never markup), line breaks as spaces."""
+    return " ".join(html.escape(str(text), quote=False).splitlines())
+
+
+def markdown_cell(text) -> str:
+    """Text for a Markdown table cell: :func:`markdown_text`, with backslashes and ``|`` escaped so
+    that a cell such as ``max |Δlogit|`` stays one cell."""
+    return markdown_text(str(text).replace("\\", "\\\\")).replace("|", "\\|")
+
+
 def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict]) -> str:
-    """A report as Markdown: summary bullets, tables, figures (files under figures/), warnings."""
-    out = [f"# {title}", ""]
-    out += [f"- {line}" for line in lines] + [""]
+    """A report as Markdown: summary bullets, tables, figures (files under figures/), warnings; every
+    text escaped (:func:`markdown_text`, :func:`markdown_cell`)."""
+    t, cell = markdown_text, markdown_cell
+    out = [f"# {t(title)}", ""]
+    out += [f"- {t(line)}" for line in lines] + [""]
     for heading, header, rows, note in sections:
-        out += [f"## {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(r) + " |" for r in rows] + [""]
-        out += [note, ""] if note else []
+        out += [f"## {t(heading)}", "", "| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(map(cell, r)) + " |" for r in rows] + [""]
+        out += [t(note), ""] if note else []
     for heading, name, _ in figures:
-        out += [f"## {heading}", "", f"![{heading}]({FIGURES_DIR}/{name})", ""]
+        out += [f"## {t(heading)}", "", f"![{t(heading)}]({FIGURES_DIR}/{name})", ""]
     if warnings:
-        out += ["## Warnings", ""] + [f"- [{w['kind']}] {w['message']}" for w in warnings] + [""]
+        out += ["## Warnings", ""] + [f"- [{t(w['kind'])}] {t(w['message'])}" for w in warnings] + [""]
     return "\n".join(out)
 
 
