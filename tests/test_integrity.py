@@ -25,16 +25,19 @@ def tone_model(seed=0):
     return LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=["bird", "dog"])
 
 
-def run(root, out):
-    threats = [ThreatModel("linf", eps=e) for e in (0.0005, 0.002)] + [ThreatModel("l2", snr_db=30.0)]
+def pgd(steps=2):
+    """run_attack's arguments for PGD with ``steps`` steps."""
     try:
         from robustaudio.runner import AttackSpec
     except ImportError:  # the runner before it took an AttackSpec
-        attack = {"steps": 2}
-    else:
-        attack = {"spec": AttackSpec("pgd", steps=2)}
+        return {"steps": steps}
+    return {"spec": AttackSpec("pgd", steps=steps)}
+
+
+def run(root, out):
+    threats = [ThreatModel("linf", eps=e) for e in (0.0005, 0.002)] + [ThreatModel("l2", snr_db=30.0)]
     return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats, out, batch_size=2, seed=7,
-                      **attack)
+                      **pgd())
 
 
 class FailingFile:
@@ -230,7 +233,8 @@ def test_hf_weights_needing_pickle_are_refused_unless_trusted(tmp_path):
 
 def write_metadata(root, rows, write_dataset):
     write_dataset(root=root)
-    (root / "metadata.csv").write_text("path,label,split\n" + "".join(f"{p},{label},{split}\n" for p, label, split in rows))
+    lines = "".join(f"{path},{label},{split}\n" for path, label, split in rows)
+    (root / "metadata.csv").write_text("path,label,split\n" + lines)
     return root
 
 
@@ -346,7 +350,7 @@ def test_report_escapes_pipes_and_html_in_labels(tmp_path, write_dataset):
     g = torch.Generator().manual_seed(0)
     model = LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=labels)
     out = run_attack(model, "linear", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)], tmp_path / "run",
-                     batch_size=4, sanity=False)
+                     batch_size=4, sanity=False, **pgd())
     build_report(out)
     markdown = (out / "report.md").read_text()
     assert "<script>" not in markdown and "&lt;script&gt;" in markdown and "x\\|y" in markdown
