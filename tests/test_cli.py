@@ -106,3 +106,30 @@ def test_sigkill_then_rerun_gives_identical_records(tmp_path):
     a = read_records(killed).drop(columns=["seconds"])
     b = read_records(tmp_path / "whole").drop(columns=["seconds"])
     assert a.equals(b)
+
+
+def test_help_imports_no_torch():
+    """`robustaudio --help` and `<command> --help` start fast: the CLI modules import torch only to run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from click.testing import CliRunner; from robustaudio.cli import main; "
+            "r = CliRunner(); assert r.invoke(main, ['--help']).exit_code == 0; "
+            "assert all(r.invoke(main, [c, '--help']).exit_code == 0 for c in main.commands); "
+            "heavy = sorted(m for m in ('torch', 'scipy', 'matplotlib', 'pandas') if m in sys.modules); "
+            "assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_help_values_equal_their_owners():
+    import importlib
+
+    from robustaudio.cli import choices
+
+    for copy, (module, path) in choices.OWNERS.items():
+        value = importlib.import_module(module)
+        for part in path.split("."):
+            value = getattr(value, part)
+        expected = tuple(value) if isinstance(value, dict) else value
+        assert getattr(choices, copy) == expected, f"cli/choices.py {copy} differs from {module}.{path}"

@@ -19,9 +19,12 @@ for command in (models, attack, noise, compare, report):
     main.add_command(command)
 # Commands of the other capabilities (one import and one add_command line each):
 from .defend import certify, defend, train, train_denoiser_command  # noqa: E402
+
 for command in (train, train_denoiser_command, certify, defend):
     main.add_command(command)
 from .jam import jam  # noqa: E402
+
 main.add_command(jam)
 from .sticker import sticker  # noqa: E402
+
 main.add_command(sticker)

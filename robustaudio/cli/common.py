@@ -6,21 +6,34 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 
-from ..attacks import ThreatModelError
-from ..attacks.backends import BackendError
-from ..models.base import GradientUnavailableError
-from ..data import DatasetError
-from ..models import DEFAULT_MODEL, MODELS, ModelError
-from ..runner import RunSettingsError, noise_suite
+from . import choices
 
-USER_ERRORS = (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError)
+if TYPE_CHECKING:
+    import torch
+
+
+def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
+    """The exceptions that mean a user mistake: shown as one line with their fix, never a traceback.
+
+    Imported here, when a command fails, so that ``--help`` does not import torch.
+    """
+    from ..attacks import ThreatModelError
+    from ..attacks.backends import BackendError
+    from ..data import DatasetError
+    from ..models.base import GradientUnavailableError, ModelError
+    from ..report.records import RunDirectoryError
+    from ..runner import RunSettingsError
+
+    return (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError,
+            RunDirectoryError, *more)
 
 
 def parse_device(name: str) -> torch.device:
+    import torch
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
                                  param_hint="--device")
@@ -30,6 +43,7 @@ def parse_device(name: str) -> torch.device:
 def data_for(model_name: str, data: str | None) -> str | None:
     """``--data``, or when it is not given the bundled set a bundled model was trained on (avmini for
     the av-* models; ``None``, the bundled minievents, for everything else)."""
+    from ..models import MODELS
     if data is None and model_name in MODELS:
         return MODELS[model_name].data
     return data
@@ -81,7 +95,7 @@ def compose(*decorators):
 
 
 model_options = compose(
-    click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
+    click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True,
                  help="Model name (see `robustaudio models`)."),
     click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
     click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
@@ -122,6 +136,7 @@ def print_summary(card: dict, run_dir: Path) -> None:
 
 
 def parse_corruptions(names: tuple[str, ...]) -> dict:
+    from ..runner import noise_suite
     try:
         return noise_suite(names)
     except KeyError as error:  # UnknownCorruption: its message lists the valid names

@@ -8,19 +8,17 @@ from pathlib import Path
 
 import click
 
-from ..attacks import ThreatModel
-from ..data import AudioDataset
-from ..defenses.denoiser import DenoiserError, DenoiserSettings, load_denoiser, train_denoiser
-from ..defenses.mixup import SPACES, WEIGHTINGS
-from ..defenses.smoothing import Smooth, SmoothingError, certify_clips
-from ..studies.defenses import ROWS, run_defenses
-from ..defenses.training import METHODS, NOISE_DOMAINS, TrainingError, recipe_for, train_classifier
-from ..models import DEFAULT_MODEL, load_model
-from ..report.defenses import build_defenses_report
-from ..report.records import file_safe
-from .common import USER_ERRORS, default_out, model_options, parse_device
+from . import choices
+from .common import default_out, model_options, parse_device, user_errors
 
-DEFENSE_ERRORS = (*USER_ERRORS, TrainingError, DenoiserError, SmoothingError)
+
+def defense_errors() -> tuple[type[Exception], ...]:
+    """User mistakes of the training and certification commands (see :func:`.common.user_errors`)."""
+    from ..defenses.denoiser import DenoiserError
+    from ..defenses.smoothing import SmoothingError
+    from ..defenses.training import TrainingError
+
+    return user_errors(TrainingError, DenoiserError, SmoothingError)
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -28,9 +26,9 @@ def _fail(error: Exception) -> click.ClickException:
 
 
 @click.command()
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True,
+@click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True,
               help="A registered model (trained with its bundled recipe) or a zoo / fusion architecture.")
-@click.option("--method", type=click.Choice(METHODS), default="plain", show_default=True)
+@click.option("--method", type=click.Choice(choices.TRAINING_METHODS), default="plain", show_default=True)
 @click.option("--data", type=click.Path(), help="Dataset directory with a split column. Default: bundled minievents.")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--test-split", default="test", show_default=True, help="Split of the card's clean accuracy.")
@@ -40,9 +38,9 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe.")
 @click.option("--no-augment", is_flag=True, help="No gain / shift / white-noise augmentation.")
 @click.option("--mixup-alpha", type=float, default=0.2, show_default=True, help="Beta(α, α) of mixup.")
-@click.option("--mixup-space", type=click.Choice(SPACES), default="input", show_default=True,
+@click.option("--mixup-space", type=click.Choice(choices.MIXUP_SPACES), default="input", show_default=True,
               help="Mix waveforms (input) or every modality's embedding before the head (latent).")
-@click.option("--mixup-weighting", type=click.Choice(WEIGHTINGS), default="none", show_default=True,
+@click.option("--mixup-weighting", type=click.Choice(choices.MIXUP_WEIGHTINGS), default="none", show_default=True,
               help="Draw partners more often from classes of low latent density / convexity.")
 @click.option("--mixup-modality", default="audio", show_default=True, help="Whose latent metrics weight the classes.")
 @click.option("--mixup-refresh", type=click.IntRange(min=1), default=5, show_default=True,
@@ -53,7 +51,7 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--adv-steps", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--noise-sigma", type=float, default=0.25, show_default=True,
               help="Noise std for --method noise, in --noise-domain units.")
-@click.option("--noise-domain", type=click.Choice(NOISE_DOMAINS), default="feature", show_default=True)
+@click.option("--noise-domain", type=click.Choice(choices.NOISE_DOMAINS), default="feature", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it, .json). "
@@ -66,6 +64,9 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
     Examples: robustaudio train --model cnn --method mixup --mixup-space latent --mixup-weighting convexity;
     robustaudio train --model cnn --method adversarial --adv-eps 0.002
     """
+    from ..data import AudioDataset
+    from ..defenses.training import recipe_for, train_classifier
+    from ..report.records import file_safe
     try:
         arch, config, settings = recipe_for(model_name)
         given = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
@@ -82,7 +83,7 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
         result = train_classifier(arch, config, dataset, settings, name=model_name, train_split=train_split,
                                   test_split=test_split, device=parse_device(device), log=click.echo)
         card = result.save(out)
-    except DEFENSE_ERRORS as error:
+    except defense_errors() as error:
         raise _fail(error) from error
     low, high = card["test_accuracy_ci95"]
     click.echo(f"clean test accuracy {card['test_accuracy']:.3f} [{low:.3f}, {high:.3f}] on {card['test_clips']} clips; "
@@ -113,6 +114,10 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
 
     Example: robustaudio train-denoiser --model cnn --domain feature --sigma-max 1.0
     """
+    from ..data import AudioDataset
+    from ..defenses.denoiser import DenoiserSettings, train_denoiser
+    from ..models import load_model
+    from ..report.records import file_safe
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError as error:
@@ -130,7 +135,7 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
                                         train_split=train_split, test_split=test_split, device=parse_device(device),
                                         log=click.echo, name=out.stem)
         denoiser.save(out, card)
-    except DEFENSE_ERRORS as error:
+    except defense_errors() as error:
         raise _fail(error) from error
     for row in card["test_denoising"]:
         click.echo(f"σ={row['sigma']:g}: test MSE {row['noisy_mse']:.4f} noisy -> {row['denoised_mse']:.4f} denoised")
@@ -161,6 +166,11 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
 
     Example: robustaudio certify --model cnn --denoiser minievents-logmel --sigma 0.25 --n 1000
     """
+    from ..data import AudioDataset
+    from ..defenses.denoiser import load_denoiser
+    from ..defenses.smoothing import Smooth, certify_clips
+    from ..models import load_model
+    from ..report.defenses import build_defenses_report
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         den = load_denoiser(denoiser, device=parse_device(device)) if denoiser else None
@@ -184,7 +194,7 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
                            "n0": n0, "n": n, "alpha": alpha, "rows": rows, "seconds": sum(r["seconds"] for r in rows)})
         document = build_defenses_report(out, {"model": model_name, "data": str(dataset.root), "split": split,
                                                "seed": seed, "rows": [], "certification": curves})
-    except DEFENSE_ERRORS as error:
+    except defense_errors() as error:
         raise _fail(error) from error
     for s in document["certification"]:
         levels = ", ".join(f"{a:.3f} at r={r:g}" for r, a in zip(s["radii"], s["certified_accuracy"]))
@@ -193,12 +203,12 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
 
 
 @click.command()
-@click.option("--model", "model_name", default=DEFAULT_MODEL, show_default=True, help="A registered model.")
+@click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True, help="A registered model.")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--eps", type=float, default=0.002, show_default=True, help="Budget of the table's attack (waveform).")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--defenses", "rows", multiple=True, type=click.Choice(ROWS), help="Rows (default: all).")
+@click.option("--defenses", "rows", multiple=True, type=click.Choice(choices.DEFENSE_ROWS), help="Rows (default: all).")
 @click.option("--retrain", is_flag=True, help="Train every row here instead of using bundled defended checkpoints.")
 @click.option("--denoiser", default="minievents-logmel", show_default=True, help="Purifier and smoothing denoiser.")
 @click.option("--purify-sigma", type=float, default=0.25, show_default=True, help="Purification noise level (sets t*).")
@@ -222,6 +232,9 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
 
     Example: robustaudio defend --model cnn --eps 0.002 --out runs/defenses
     """
+    from ..attacks import ThreatModel
+    from ..report.defenses import build_defenses_report
+    from ..studies.defenses import run_defenses
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
     try:
         threat = ThreatModel(norm, eps=eps)
@@ -230,12 +243,12 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
                                                            alpha, certify_limit, data, split, batch_size, limit, seed])
         summary = run_defenses(model_name, threat, out, data=data, split=split, steps=steps, restarts=restarts,
                                batch_size=batch_size, limit=limit, seed=seed, device=parse_device(device),
-                               retrain=retrain, rows=tuple(rows) or ROWS, denoiser=denoiser, purify_sigma=purify_sigma,
+                               retrain=retrain, rows=tuple(rows) or choices.DEFENSE_ROWS, denoiser=denoiser, purify_sigma=purify_sigma,
                                purify_steps=purify_steps, eot=eot, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
                                certify_limit=certify_limit, log=click.echo)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         document = build_defenses_report(out, summary)
-    except DEFENSE_ERRORS as error:
+    except defense_errors() as error:
         raise _fail(error) from error
     for row in document["rows"]:
         click.echo(f"{row['defense']:13s} clean {row['clean_accuracy']['value']:.3f}  robust "

@@ -6,28 +6,24 @@ from pathlib import Path
 
 import click
 
-from ..attacks import ThreatModel
-from ..attacks.backends import check_backend_attack
-from ..attacks.minimal import DEFAULT_START
-from ..attacks.restrict import band_mask, check_band, time_mask
-from ..data import AudioDataset
-from ..metrics.transfer import TransferTarget
-from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS, ModelError, load_model
-from ..models.loaders import describe_loaders, split_prefix
-from ..models.registry import unknown_model_message
-from ..report import build_report
-from ..report.records import file_safe
-from ..runner import ATTACKS, RUN_FILE, AttackSpec, run_attack, run_noise
-from .common import (USER_ERRORS, data_for, default_out, model_options, parse_corruptions, parse_device, print_summary,
-                     run_options)
-
-
-ATTACK_NAMES = tuple(ATTACKS)
+from . import choices
+from .common import (
+    data_for,
+    default_out,
+    model_options,
+    parse_corruptions,
+    parse_device,
+    print_summary,
+    run_options,
+    user_errors,
+)
 
 
 @click.command()
 def models() -> None:
     """List the models that --model accepts."""
+    from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS
+    from ..models.loaders import describe_loaders
     for name, entry in MODELS.items():
         card = entry.card()
         accuracy = card.get("test_accuracy")
@@ -87,6 +83,15 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
     robustaudio attack --norm l2 --minimal
     """
+    from ..attacks import ThreatModel
+    from ..attacks.backends import check_backend_attack
+    from ..attacks.minimal import DEFAULT_START
+    from ..data import AudioDataset
+    from ..metrics.transfer import TransferTarget
+    from ..models import load_model
+    from ..report import build_report
+    from ..report.records import file_safe
+    from ..runner import AttackSpec, run_attack
     if universal and (snr_db or not eps):
         raise click.UsageError("--universal needs absolute budgets (--eps): one perturbation is shared by "
                                "all clips, so a per-clip SNR budget does not apply.")
@@ -95,8 +100,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     if (backend != "native" or attack_name not in ("reliable", "pgd")) and (universal or minimal):
         raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
                                "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
-    if backend == "native" and attack_name not in ATTACK_NAMES:
-        raise click.UsageError(f"Unknown native attack {attack_name!r}: use one of {', '.join(ATTACK_NAMES)}, or "
+    if backend == "native" and attack_name not in choices.ATTACK_NAMES:
+        raise click.UsageError(f"Unknown native attack {attack_name!r}: use one of {', '.join(choices.ATTACK_NAMES)}, or "
                                f"--backend art / foolbox for {attack_name}.")
     if minimal and not eps and not snr_db:
         eps = (DEFAULT_START[norm],)
@@ -148,13 +153,14 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                  extra_settings=extra, universal_from=learn, transfer=transfer,
                                  ray_address=ray_address, workers=workers, on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)
 
 
 def restrict_options(model, domain: str, time_window, freq_band) -> dict:
     """ThreatModel keyword arguments for --time-window and --freq-band."""
+    from ..attacks.restrict import band_mask, check_band, time_mask
     mask, labels, options = None, [], {}
     try:
         if time_window:
@@ -189,6 +195,10 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 
     Example: robustaudio noise --model cnn --corruption gaussian_snr --corruption reverb
     """
+    from ..data import AudioDataset
+    from ..models import load_model
+    from ..report import build_report
+    from ..runner import run_noise
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         corruptions = parse_corruptions(corruption)
@@ -204,7 +214,7 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
                                 device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
                                 workers=workers, on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)
 
@@ -235,7 +245,11 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
     Examples: robustaudio compare --models cnn ast crnn-mini taltrans-mini --eps 0.0005 0.001 0.002 0.005;
     robustaudio compare --models av-early av-mid av-late av-superlate audio-only video-only
     """
-    from ..studies.compare import AUDIO_EPS, FusionPlan, VIDEO_EPS, run_comparison
+    from ..data import AudioDataset
+    from ..models import MODELS, ModelError, load_model
+    from ..models.loaders import split_prefix
+    from ..models.registry import unknown_model_message
+    from ..studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 
     eps = eps or AUDIO_EPS[norm]
     if table_eps is not None and table_eps not in eps:
@@ -259,7 +273,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
                                     corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
                                     seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,
                                     ray_address=ray_address, workers=workers, fusion=plan, progress=click.echo)
-    except USER_ERRORS as error:
+    except user_errors() as error:
         raise click.ClickException(str(error)) from error
     for name, s in comparison["models"].items():
         robust = "–" if s["robust_accuracy"] is None else f"{s['robust_accuracy']:.3f}"
@@ -280,6 +294,8 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def report(run_dir) -> None:
     """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
+    from ..report import build_report
+    from ..runner import RUN_FILE
     if not (Path(run_dir) / RUN_FILE).is_file():
         raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
                                    f"of an earlier `robustaudio attack`.")

@@ -5,22 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import torch
 
-from ..attacks.eot import EOTConfig, JamError
-from ..attacks.jamming import Detector, jam_and_evaluate, load_utterances
-from ..attacks.music import MusicError
-from ..data.datasets import BUNDLED_ROOT
-from ..models import load_model
-from ..report.jam import headline, write_jam_report
-from .common import USER_ERRORS, default_out, model_options
+from . import choices
+from .common import default_out, model_options, user_errors
 
-WAKEWORD_DATA = BUNDLED_ROOT / "wakeword"
 STREAMING_SCENE_SECONDS = 3.0   # a streaming detector's ~2 s context plus the utterance's end and a tail
 
 
 def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str | None):
     """The model (openWakeWord without its silence padding: scenes are continuous audio) and its detector."""
+    from ..attacks.eot import JamError
+    from ..attacks.jamming import Detector
+    from ..models import load_model
     streaming = model_name.startswith("openwakeword:")
     options = {"pad_before": 0.0, "pad_after": 0.0} if streaming else {}
     model = load_model(model_name, weights, trust_checkpoint=trust_checkpoint, **options)
@@ -41,13 +37,13 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
                    "Default: the bundled wake-word set for openwakeword:, else the bundled minievents.")
 @click.option("--learn-split", default="train", show_default=True, help="Split of the clips to optimise on.")
 @click.option("--split", default="test", show_default=True, help="Split of the clips to evaluate on.")
-@click.option("--music-db", type=float, default=EOTConfig.music_db, show_default=True,
+@click.option("--music-db", type=float, default=choices.JAM_MUSIC_DB, show_default=True,
               help="Music level relative to the speech at the microphone (dB): the loudness constraint.")
-@click.option("--jitter-db", type=float, default=EOTConfig.jitter_db, show_default=True,
+@click.option("--jitter-db", type=float, default=choices.JAM_JITTER_DB, show_default=True,
               help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
-@click.option("--noise-snr-db", type=float, nargs=2, default=EOTConfig.noise_snr_db, show_default=True,
+@click.option("--noise-snr-db", type=float, nargs=2, default=choices.JAM_NOISE_SNR_DB, show_default=True,
               help="Background noise SNR range (dB re speech).")
-@click.option("--rt60", type=float, nargs=2, default=EOTConfig.rt60, show_default=True,
+@click.option("--rt60", type=float, nargs=2, default=choices.JAM_RT60, show_default=True,
               help="Design reverberation time range of the simulated rooms (s).")
 @click.option("--scene-seconds", type=click.FloatRange(min=0.1), help="Scene length (default: 3 s for "
               "streaming detectors, the model's clip length otherwise).")
@@ -74,6 +70,13 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms."""
+    import torch
+
+    from ..attacks.eot import EOTConfig, JamError
+    from ..attacks.jamming import Detector, jam_and_evaluate, load_utterances
+    from ..attacks.music import MusicError
+    from ..models import load_model
+    from ..report.jam import headline, write_jam_report
     torch.manual_seed(seed)
     try:
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
@@ -81,7 +84,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             scene_seconds = STREAMING_SCENE_SECONDS if detector.windowed else float(detector.model.clip_seconds)
         config = EOTConfig(music_db=music_db, jitter_db=jitter_db, noise_snr_db=tuple(noise_snr_db),
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
-        root = Path(data) if data else (WAKEWORD_DATA if model_name.startswith("openwakeword:") else None)
+        from ..data.datasets import BUNDLED_ROOT
+
+        root = Path(data) if data else (BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None)
         learn, notes = load_utterances(root, detector.target, detector.sample_rate, learn_split)
         test, more = load_utterances(root, detector.target, detector.sample_rate, split)
         notes += more
@@ -98,7 +103,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
-    except USER_ERRORS + (JamError, MusicError) as error:
+    except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
     write_jam_report(out, run, model_name, notes)
     for rooms, values in headline(run.summary).items():

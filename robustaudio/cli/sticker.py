@@ -5,26 +5,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import torch
 
-from ..attacks.sticker import (PAPER_RADIUS, DotOptics, StickerError, StickerTarget, fit_dot_optics, image_target,
-                               visual_branch_target)
-from ..data import AudioDataset
-from ..models import MODELS, load_model
-from ..models.base import Classifier
-from ..models.loaders import _import, read_sidecar, split_prefix
-from ..report.sticker import FIGURE_FILE, STICKER_FILE, run_sticker
-from .common import USER_ERRORS, default_out, parse_device
+from . import choices
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..attacks.sticker import StickerTarget
+    from ..models.base import Classifier
+
+from .common import default_out, parse_device, user_errors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def read_images(paths: list[Path], size: int | None) -> torch.Tensor:
     """``[N, 3, H, W]`` float32 in [0, 1] from image files (RGB; resized to ``size × size`` if given)."""
+    import numpy as np
+    import torch
     from PIL import Image
+
+    from ..attacks.sticker import StickerError
 
     images = []
     for path in paths:
@@ -42,6 +46,7 @@ def read_images(paths: list[Path], size: int | None) -> torch.Tensor:
 
 def image_folder_split(root: Path, label: str, size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images of ``root/label/``, sorted by name: even positions learn the sticker, odd ones are held out."""
+    from ..attacks.sticker import StickerError
     folder = root / label
     files = sorted(p for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     if len(files) < 2:
@@ -53,6 +58,12 @@ def image_folder_split(root: Path, label: str, size: int | None) -> tuple[torch.
 
 def load_image_model(name: str, labels: str | None):
     """An AV Classifier or a plain image module with its class names, for ``--model``."""
+    import torch
+
+    from ..attacks.sticker import StickerError
+    from ..models import load_model
+    from ..models.base import Classifier
+    from ..models.loaders import _import, read_sidecar, split_prefix
     prefix = split_prefix(name)
     if prefix is None or prefix[0] not in ("python", "torchscript"):
         model = load_model(name)  # a registered name or image:NAME; its errors name the fix
@@ -83,6 +94,8 @@ def load_image_model(name: str, labels: str | None):
 
 def visual_classifier(model: Classifier, name: str):
     """``model`` and its labels if it has a visual branch, else the error naming the models that do."""
+    from ..attacks.sticker import StickerError
+    from ..models import MODELS
     if "video" not in getattr(model, "modalities", ()):
         visual = ", ".join(n for n, e in MODELS.items() if e.data == "avmini" and n != "audio-only")
         raise StickerError(f"{name!r} has no visual branch (modalities: {', '.join(model.modalities)}). Use an "
@@ -92,6 +105,10 @@ def visual_classifier(model: Classifier, name: str):
 
 
 def av_split(model, data: str, split: str, source: str) -> StickerTarget:
+    import torch
+
+    from ..attacks.sticker import StickerError, visual_branch_target
+    from ..data import AudioDataset
     dataset = AudioDataset.from_path(data, split=split)
     dataset = AudioDataset(dataset.root, [c for c in dataset.clips if source in c.labels])
     if len(dataset) == 0:
@@ -103,6 +120,9 @@ def av_split(model, data: str, split: str, source: str) -> StickerTarget:
 def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``root/clean/*.png``, ``root/photos/*.png`` (same names) and ``root/dots.json`` ({"centres": [[u, v], ...],
     "colours": [[r, g, b], ...]}, all in [0, 1]) as tensors."""
+    import torch
+
+    from ..attacks.sticker import StickerError
     dots = root / "dots.json"
     clean_files = sorted(p for p in (root / "clean").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not dots.is_file() or not clean_files:
@@ -135,7 +155,7 @@ def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--lr", type=float, default=0.02, show_default=True)
 @click.option("--opacity", type=float, default=0.9, show_default=True, help="Peak opacity α_max of a dot.")
-@click.option("--radius", type=float, default=PAPER_RADIUS, show_default=True,
+@click.option("--radius", type=float, default=choices.STICKER_RADIUS, show_default=True,
               help="Dot radius as a fraction of the image's larger side (25 px at 256²).")
 @click.option("--edge", type=float, default=2.0, show_default=True, help="Edge exponent β (larger: sharper edge).")
 @click.option("--calibration", type=click.Path(file_okay=False),
@@ -155,6 +175,10 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
     Examples: robustaudio sticker --model av-late --source speech+person --target speech+cafe;
     robustaudio sticker --model python:mynets:resnet --images photos/ --source cat --target dog
     """
+    from ..attacks.sticker import DotOptics, StickerError, fit_dot_optics, image_target
+    from ..models import MODELS
+    from ..models.base import Classifier
+    from ..report.sticker import FIGURE_FILE, STICKER_FILE, run_sticker
     try:
         device = parse_device(device)
         model, names = load_image_model(model_name, labels)
@@ -191,7 +215,7 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
         summary = run_sticker(learn, held, source, goal, out, dots=dots, optics=optics, epochs=epochs, lr=lr,
                               controls=controls, seed=seed,
                               settings={"model": model_name, **where, "calibration": fitted})
-    except (StickerError, *USER_ERRORS) as error:
+    except user_errors(StickerError) as error:
         raise click.ClickException(str(error)) from error
     h, c = summary["held_out"], summary["random_dots"]
     click.echo(f"held-out {source!r} images: clean accuracy {h['clean_accuracy']:.3f}, predicted {goal!r} "
