@@ -45,7 +45,7 @@ from robustaudio.data.audio import load_audio
 from robustaudio.models import load_model
 from robustaudio.report import build_report
 from robustaudio.report.card import json_safe
-from robustaudio.report.records import file_safe
+from robustaudio.records import file_safe
 from robustaudio.runner import AttackSpec, run_attack
 
 YAMNET = "labelmap:minievents:yamnet"

@@ -13,8 +13,8 @@ from conftest import LinearClassifier
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.report import build_report, read_records, read_warnings
-from robustaudio.report import records as records_module
-from robustaudio.report.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
+from robustaudio import records as records_module
+from robustaudio.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
 from robustaudio.runner import run_attack
 
 TIMING = ["seconds"]

@@ -9,7 +9,7 @@ import torch
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.report import FIELDS, build_report, read_records
-from robustaudio.report.records import RECORDS_FILE
+from robustaudio.records import RECORDS_FILE
 from robustaudio.report.card import json_safe
 from robustaudio.runner import AttackSpec, RunSettingsError, run_attack
 

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
-from ..metrics.classification import mean_with_ci
+from ..stats import mean_with_ci
 from ..models.base import Classifier, frozen
 from .eot import EOTConfig, JamError, RoomSet, Utterances, render, room_split, sample_transforms
 from .music import KarplusStrong

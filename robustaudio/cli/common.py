@@ -25,7 +25,7 @@ def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     from ..attacks.backends import BackendError
     from ..data import DatasetError
     from ..models.base import GradientUnavailableError, ModelError
-    from ..report.records import RunDirectoryError
+    from ..records import RunDirectoryError
     from ..runner import RunSettingsError
 
     return (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError,

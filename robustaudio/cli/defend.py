@@ -66,7 +66,7 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
     """
     from ..data import AudioDataset
     from ..defenses.training import recipe_for, train_classifier
-    from ..report.records import file_safe
+    from ..records import file_safe
     try:
         arch, config, settings = recipe_for(model_name)
         given = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
@@ -117,7 +117,7 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
     from ..data import AudioDataset
     from ..defenses.denoiser import DenoiserSettings, train_denoiser
     from ..models import load_model
-    from ..report.records import file_safe
+    from ..records import file_safe
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError as error:

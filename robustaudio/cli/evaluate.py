@@ -90,7 +90,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     from ..metrics.transfer import TransferTarget
     from ..models import load_model
     from ..report import build_report
-    from ..report.records import file_safe
+    from ..records import file_safe
     from ..runner import AttackSpec, run_attack
     if universal and (snr_db or not eps):
         raise click.UsageError("--universal needs absolute budgets (--eps): one perturbation is shared by "

@@ -1,6 +1,6 @@
 """Metrics over records and models. A new metric goes in its own module here."""
 
-from .classification import mean_with_ci, per_class_mean
+from ..stats import mean_with_ci, per_class_mean
 from .latent import collect_embeddings, convexity, density, latent_metrics
 from .sanity import Check, probe_model, record_checks
 from .sharpness import sharpness

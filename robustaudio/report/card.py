@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..metrics import accuracy_from_minimal_eps, eps_at_chance, mean_with_ci, median_with_ci, per_class_mean
 from ..metrics.sanity import record_checks
-from .records import SANITY_FILE, read_records, read_run_json, read_warnings
+from ..records import SANITY_FILE, read_records, read_run_json, read_warnings
 
 CARD_FILE = "card.json"
 

@@ -21,7 +21,7 @@ from scipy import stats
 
 from .card import json_safe
 from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
-from .records import file_safe
+from ..records import file_safe
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 

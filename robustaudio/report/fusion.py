@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .records import file_safe, read_records
+from ..records import file_safe, read_records
 from .render import _fmt
 
 FUSION_FILE = "fusion.json"

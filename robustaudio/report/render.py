@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .card import CARD_FILE, build_card, condition_order, json_safe
-from .records import read_records, read_warnings
+from ..records import read_records, read_warnings
 
 FIGURES_DIR = "figures"
 

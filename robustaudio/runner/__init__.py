@@ -1,7 +1,7 @@
 """Run an attack or the noise suite over a dataset into a run directory, batch by batch, resumably.
 
 A run directory holds ``run.json`` (settings, seed, versions, command), ``records.jsonl`` (one row
-per clip and condition, see :mod:`robustaudio.report.records`) and ``warnings.jsonl`` (skipped
+per clip and condition, see :mod:`robustaudio.records`) and ``warnings.jsonl`` (skipped
 clips, resampling). Rerunning the same settings into the same directory skips finished batches;
 different settings are refused unless ``restart=True``.
 

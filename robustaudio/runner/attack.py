@@ -33,7 +33,7 @@ from ..attacks.threat import ThreatModel
 from ..data import AudioDataset, Batch
 from ..metrics.sanity import probe_model
 from ..metrics.transfer import TransferTarget
-from ..report.records import SANITY_FILE, write_json_atomic
+from ..records import SANITY_FILE, write_json_atomic
 from .devices import precision_context, to_device
 from .files import RunSettingsError, open_run
 from .registry import ATTACKS, budget_attack

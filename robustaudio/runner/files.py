@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .. import versions
-from ..report.records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, read_run_json, write_json_atomic
+from ..records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, read_run_json, write_json_atomic
 
 RUN_FILE = "run.json"
 UNIVERSAL_FILE = "universal.pt"

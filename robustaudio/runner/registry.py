@@ -42,9 +42,9 @@ def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
 
 def _apgd_t(spec: AttackSpec) -> BudgetAttack:
     """APGD-T over ``spec.targets`` runner-up classes; on multi-label models (no class ranking) APGD with
-    the threshold-margin loss instead."""
+    the threshold-margin loss instead. Single-label models need 3 classes or more (DLR's scale)."""
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        if model.multilabel or len(model.labels) < 3:
+        if model.multilabel:
             return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="dlr",
                         eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
         return apgd_targeted(model, audio, labels, threat, steps=spec.steps, target_classes=spec.targets,
@@ -55,11 +55,15 @@ def _apgd_t(spec: AttackSpec) -> BudgetAttack:
 
 def _reliable(spec: AttackSpec) -> BudgetAttack:
     """APGD-CE, then APGD-T (targeted DLR), then Square as the gradient-free check: a clip is robust only
-    if all three fail. Square gets ``spec.queries`` queries (L1 threat models: no Square)."""
+    if all three fail. Square gets ``spec.queries`` queries. Left out where they do not apply: APGD-T on
+    two-class single-label models, Square for L1."""
     members = [("apgd-ce", _apgd_ce(spec)), ("apgd-t", _apgd_t(spec)), ("square", _square(spec))]
 
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        usable = members if threat.norm in ("linf", "l2") else members[:2]
+        # APGD-T needs a runner-up ranking (3 classes or more, or tags); Square serves L∞ and L2 only.
+        usable = [(name, member) for name, member in members
+                  if (name != "apgd-t" or model.multilabel or len(model.labels) >= 3)
+                  and (name != "square" or threat.norm in ("linf", "l2"))]
         return ensemble(usable, model, audio, labels, threat, eps=eps, clean_logits=clean_logits, video=video,
                         init_delta=init_delta, generator=generator)
     return attack

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from ..data import AudioDataset, Batch
-from ..report.records import RecordWriter, append_warnings
+from ..records import RecordWriter, append_warnings
 
 
 def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,

@@ -27,7 +27,7 @@ from ..data import AudioDataset
 from ..metrics.latent import latent_metrics
 from ..metrics.sharpness import sharpness
 from ..report.card import json_safe
-from ..report.records import file_safe
+from ..records import file_safe
 from ..report.compare import build_comparison
 from ..report.fusion import FUSION_FILE, fusion_run
 from ..report.render import build_report

@@ -32,7 +32,7 @@ from ..data import AudioDataset
 from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
 from ..report import build_report
-from ..report.records import file_safe
+from ..records import file_safe
 from ..runner import AttackSpec, run_attack
 from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
 from ..defenses.purification import EOT, Purified

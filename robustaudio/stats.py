@@ -1,4 +1,4 @@
-"""Accuracy-type metrics with bootstrap confidence intervals (scipy.stats.bootstrap)."""
+"""Bootstrap confidence intervals and per-class means: the statistics every layer reports with (numpy, scipy only)."""
 
 from __future__ import annotations
 
