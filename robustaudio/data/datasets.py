@@ -17,6 +17,8 @@ ATTRIBUTION.md) and ``avmini`` (audio-visual, see its README.md); ``bundled_path
 from __future__ import annotations
 
 import difflib
+import hashlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -31,6 +33,39 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 BUNDLED_ROOT = Path(__file__).parent / "bundled"
 DEFAULT_DATASET = "minievents"
 BUILD_SCRIPTS = {"minievents": "experiments/build_minievents.py", "avmini": "experiments/build_avmini.py"}
+
+
+LIMIT_SEED = 0  # the seed of the --limit sample: fixed, so every run with the same --limit sees the same clips
+
+
+def _draw(seed: int, key: str) -> bytes:
+    """A stable pseudo-random sort key (no process salt, no library version in it)."""
+    return hashlib.sha256(f"{seed}:{key}".encode()).digest()
+
+
+def limited(clips: list["Clip"], limit: int | None, seed: int = LIMIT_SEED) -> list["Clip"]:
+    """``limit`` clips drawn from ``clips``, stratified over labels, in dataset order.
+
+    Each label (the clip's label set, for multi-label data) gets its share of ``limit`` in proportion
+    to its clips (largest remainders, ties by a seeded draw); within a label the clips are taken in a
+    seeded random order. The draw hashes ``seed`` with the clip id, so it depends on nothing else: a
+    clip's place does not move when others are added, and the same ``limit`` picks the same clips on
+    every machine. ``None``, 0 or a limit of at least ``len(clips)``: every clip.
+    """
+    if not limit or limit >= len(clips):
+        return list(clips)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, clip in enumerate(clips):
+        groups[";".join(sorted(clip.labels))].append(i)
+    shares = {key: limit * len(members) / len(clips) for key, members in groups.items()}
+    counts = {key: int(share) for key, share in shares.items()}
+    by_remainder = sorted(groups, key=lambda key: (-(shares[key] - counts[key]), _draw(seed, "label:" + key)))
+    for key in by_remainder[:limit - sum(counts.values())]:
+        counts[key] += 1
+    chosen = []
+    for key, members in groups.items():
+        chosen += sorted(members, key=lambda i: _draw(seed, clips[i].id))[:counts[key]]
+    return [clips[i] for i in sorted(chosen)]
 
 
 class DatasetError(ValueError):
@@ -170,6 +205,8 @@ class AudioDataset:
     def batches(self, model, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         """Yield batches in dataset order, loaded for ``model`` (its rate and clip length).
 
+        ``limit``: only that many clips, a seeded sample stratified over labels (:func:`limited`).
+
         Unusable clips (corrupt, silent, NaN) are skipped and reported in ``Batch.warnings``;
         the batch index depends only on the dataset order, so runs resume batch by batch.
         """
@@ -179,7 +216,7 @@ class AudioDataset:
             raise DatasetError(f"The model uses video but the data under {self.root} has none: use an "
                                f"audio-visual dataset (metadata.csv with a video column), e.g. --data avmini.")
         index_of = {name: i for i, name in enumerate(model.labels)}
-        clips = self.clips[:limit] if limit else self.clips
+        clips = limited(self.clips, limit)
         for start in range(0, len(clips), batch_size):
             chunk = clips[start:start + batch_size]
             audio, labels, ids, names, warnings, videos = [], [], [], [], [], []
