@@ -8,16 +8,15 @@ A new attack goes in its own module here and is exported below.
 
 from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
+from .jamming import Detector, JamResult, jam, jam_and_evaluate
 from .joint import JointResult, pgd_joint
 from .minimal import MinimalResult, minimal_eps
+from .music import KarplusStrong
 from .pgd import pgd
 from .result import AttackResult
-from .jamming import Detector, JamResult, jam, jam_and_evaluate
-from .music import KarplusStrong
 from .sticker import DotOptics, Sticker, StickerResult, optimise_sticker, random_dot_control
+from .threat import NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball, snr_db
 from .universal import UniversalResult, project_universal, universal_perturbation
-from .threat import (NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball,
-                     snr_db)
 
 __all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "project_lp_ball",
            "ascent_direction", "pgd", "pgd_curve", "budget_order", "curve_key", "same_curve", "AttackResult", "attack_loss", "is_correct", "is_fooled",

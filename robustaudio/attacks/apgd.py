@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import attack_loss, is_fooled, margin_loss
 from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
@@ -83,7 +83,7 @@ def _l1_step(grad: torch.Tensor, x: torch.Tensor, threat: ThreatModel, k: torch.
 class _Book:
     """Per-clip totals over restarts and target runs: the point to return, success and pass counts."""
 
-    def __init__(self, model, clean: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targeted: bool):
+    def __init__(self, model: AttackTarget, clean: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targeted: bool):
         self.best, self.logits = clean.clone(), logits
         self.success = is_fooled(model, logits, labels, targeted)
         self.loss = torch.full((clean.shape[0],), -torch.inf, device=clean.device)
@@ -106,7 +106,7 @@ class _Book:
                             budget=eps, forwards=self.forwards, backwards=self.backwards)
 
 
-def _run(model, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.Tensor, targeted: bool,
+def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.Tensor, targeted: bool,
          loss_fn: LossFn, book: _Book, rows: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, steps: int,
          rho: float, momentum: float, early_stop: bool) -> None:
     """One APGD run of ``steps`` steps on the clips ``rows`` (inputs ``x0``, start ``delta``)."""
@@ -170,7 +170,7 @@ def _run(model, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.
         s["prev"], s["delta"] = s["delta"], z.detach()
 
 
-def _setup(model, audio, labels, threat, eps, video, clean_logits, targeted):
+def _setup(model: AttackTarget, audio, labels, threat, eps, video, clean_logits, targeted):
     clean, logits_fn = threat.view(model, audio, video)
     clean = clean.detach()
     if clean.dtype in (torch.bfloat16, torch.float16):  # features made under autocast: attack in float32
@@ -193,7 +193,7 @@ def _start(threat, clean, eps, init_delta, generator):
     return threat.random_start(clean, eps, generator)
 
 
-def apgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+def apgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
          restarts: int = 1, loss: str = "ce", targeted: bool = False, target_classes: int = 9, rho: float = 0.75,
          momentum: float = 0.75, eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
          generator: torch.Generator | None = None, early_stop: bool = True,
@@ -251,7 +251,7 @@ def _need_classes(logits: torch.Tensor, least: int) -> None:
                          f"has {logits.shape[1]}: use loss='ce'.")
 
 
-def apgd_targeted(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+def apgd_targeted(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
                   target_classes: int = 9, restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
                   eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
                   generator: torch.Generator | None = None, early_stop: bool = True,

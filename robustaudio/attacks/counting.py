@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -39,6 +41,8 @@ class PassCounter(nn.Module):
         total_backwards: rows backpropagated, all clips together.
         counting: set False to leave library set-up calls (e.g. a probe on a dummy input) uncounted.
     """
+
+    model: Any  # the wrapped classifier (nn.Module attribute lookups are typed Tensor | Module)
 
     def __init__(self, model: nn.Module, reference: torch.Tensor | None = None):
         super().__init__()

@@ -10,8 +10,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..models.base import AttackTarget
 
-def is_correct(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+
+def is_correct(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``[B]`` bool: top-1 equals the label (single-label) or the decided set equals the label set."""
     prediction = model.predict(logits)
     if model.multilabel:
@@ -19,14 +21,14 @@ def is_correct(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return prediction == labels
 
 
-def decision_names(model, decisions: torch.Tensor) -> list[str]:
+def decision_names(model: AttackTarget, decisions: torch.Tensor) -> list[str]:
     """Label names of decisions (``model.predict``): one name per clip, ``;``-joined for multi-label."""
     if model.multilabel:
         return [";".join(model.labels[k] for k in torch.nonzero(row).flatten().tolist()) for row in decisions]
     return [model.labels[k] for k in decisions.tolist()]
 
 
-def is_fooled(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+def is_fooled(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
     """``[B]`` bool: the attack's goal is reached.
 
     Untargeted single-label: top-1 differs from the label. Untargeted multi-label ("deactivated"):
@@ -41,7 +43,7 @@ def is_fooled(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool 
     return prediction == labels if targeted else prediction != labels
 
 
-def attack_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+def attack_loss(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
     """Per-sample loss ``[B]`` that the attack ascends.
 
     Single-label: cross-entropy (negated when targeted). Multi-label, targeted: minus the mean BCE
@@ -62,7 +64,7 @@ def attack_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: boo
     return -loss if targeted else loss
 
 
-def margin_loss(model, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
+def margin_loss(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False) -> torch.Tensor:
     """``[B]`` margin the attack minimises: > 0 while the goal is not reached, < 0 once it is.
 
     Single-label: ``z_label - max_{k≠label} z_k`` (untargeted) or ``max_{k≠target} z_k - z_target``.

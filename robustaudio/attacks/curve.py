@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 
+from ..models.base import AttackTarget
 from .pgd import pgd
 from .result import AttackResult
 from .threat import ThreatModel
@@ -29,7 +30,7 @@ from .threat import ThreatModel
 class BudgetAttack(Protocol):
     """An attack at one budget: what :func:`eps_curve` runs at each budget of the curve."""
 
-    def __call__(self, model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+    def __call__(self, model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                  eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
                  init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult: ...
 
@@ -104,13 +105,13 @@ def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Te
     return [r for r in results if r is not None]
 
 
-def pgd_curve(model, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel], *,
+def pgd_curve(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel], *,
               steps: int = 10, restarts: int = 1, generator: torch.Generator | None = None,
               clean_logits: torch.Tensor | None = None, video: torch.Tensor | None = None,
               **pgd_options) -> list[AttackResult]:
     """:func:`eps_curve` of :func:`~robustaudio.attacks.pgd` (``steps``, ``restarts``, ``pgd_options``
     such as ``targeted`` or ``rel_step_size``)."""
-    def at_budget(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def at_budget(model: AttackTarget, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
         return pgd(model, audio, labels, threat, steps=steps, restarts=restarts, eps=eps, generator=generator,
                    clean_logits=clean_logits, video=video, init_delta=init_delta, **pgd_options)
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..models.base import AttackTarget
 from .curve import BudgetAttack
 from .result import AttackResult
 from .threat import ThreatModel
@@ -18,7 +19,7 @@ from .threat import ThreatModel
 Member = tuple[str, BudgetAttack]
 
 
-def ensemble(members: Sequence[Member], model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def ensemble(members: Sequence[Member], model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
              eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None = None,
              init_delta: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """Run ``members`` in order on ``audio`` ``[B, T]``; each sees only the clips still standing.

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ from torch.nn import functional as F
 
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
-from ..stats import mean_with_ci
 from ..models.base import Classifier, frozen
+from ..stats import mean_with_ci
 from .eot import EOTConfig, JamError, RoomSet, Utterances, render, room_split, sample_transforms
 from .music import KarplusStrong
 
@@ -61,6 +61,8 @@ class Detector:
     top class) or ``logit_target − logit(threshold)`` (multi-label). ``scores(audio)`` ``[B]`` is
     ``sigmoid(max_w margin)``: for openWakeWord exactly its wake-word score.
     """
+
+    model: Any  # the wrapped classifier
 
     threshold = 0.5
 

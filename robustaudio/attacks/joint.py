@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import attack_loss, is_fooled
 from .threat import ThreatModel, ascent_direction
 
@@ -71,7 +71,7 @@ class JointResult:
     backwards: torch.Tensor
 
 
-def pgd_joint(model, audio: torch.Tensor, video: torch.Tensor, labels: torch.Tensor, audio_threat: ThreatModel,
+def pgd_joint(model: AttackTarget, audio: torch.Tensor, video: torch.Tensor, labels: torch.Tensor, audio_threat: ThreatModel,
               video_threat: ThreatModel, *, steps: int = 10, rel_step_size: float | None = None,
               targeted: bool = False, generator: torch.Generator | None = None) -> JointResult:
     """Untargeted (or targeted) PGD on waveform ``audio`` and ``video`` together.

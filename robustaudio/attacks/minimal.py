@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import is_fooled
 from .pgd import pgd
 from .threat import ThreatModel, lp_norm
@@ -63,7 +63,7 @@ def default_eps_max(threat: ThreatModel, clean: torch.Tensor) -> float:
     return half * {"linf": 1.0, "l2": n ** 0.5, "l1": float(n)}[threat.norm]
 
 
-def minimal_eps(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def minimal_eps(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                 steps: int = 10, search_steps: int = 10, rel_tol: float = 0.01,
                 eps_start: float | None = None, eps_max: float | None = None,
                 generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,

@@ -130,6 +130,9 @@ class KarplusStrong(nn.Module):
     ``forward()`` -> ``[T]`` float32 loop, ``T = round(seconds * sample_rate)``.
     """
 
+    periods: torch.Tensor  # buffers (registered in __init__)
+    onsets: torch.Tensor
+
     def __init__(self, seconds: float = 4.0, sample_rate: int = 16000, *, root_hz: float = 110.0,
                  scale: str = "minor_pentatonic", octaves: int = 2, notes_per_second: float = 4.0,
                  level_db: float = -20.0, seed: int = 0):

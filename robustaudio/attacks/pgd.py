@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import attack_loss, is_fooled
 from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
 
 
-def pgd(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
         steps: int = 10, restarts: int = 1, rel_step_size: float | None = None,
         targeted: bool = False, random_start: bool = True, eps: torch.Tensor | None = None,
         video: torch.Tensor | None = None, generator: torch.Generator | None = None,

@@ -8,11 +8,13 @@ chosen with ``ThreatModel.modality``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 
-def front_end_of(model: nn.Module) -> nn.Module:
+def front_end_of(model: nn.Module) -> Any:
     """The model's mel front end (the first submodule with ``centre_frequencies``)."""
     for module in model.modules():
         if hasattr(module, "centre_frequencies"):

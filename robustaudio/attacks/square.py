@@ -9,11 +9,10 @@ import bisect
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import is_fooled, margin_loss
 from .result import AttackResult
 from .threat import ThreatModel, ThreatModelError, lp_norm
-
 
 # Iteration (out of 10,000, rescaled to the budget) after which the window fraction halves again.
 _HALVING_ITERATIONS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -110,7 +109,7 @@ def _initial_perturbation(clean: torch.Tensor, eps: torch.Tensor, norm: str, gen
     return _unit_l2(profile * tile_sign) * eps[:, None]
 
 
-def square_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def square_attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                   queries: int, p_init: float = 0.05, generator: torch.Generator | None = None,
                   targeted: bool = False, eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
                   clean_logits: torch.Tensor | None = None) -> AttackResult:

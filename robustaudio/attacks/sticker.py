@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -373,7 +373,7 @@ def fit_dot_optics(clean: torch.Tensor, photos: torch.Tensor, centres: torch.Ten
     with torch.no_grad():
         final = current()
         fitted = DotOptics(alpha_max=float(final["alpha_max"]), radius=float(final["radius"]), beta=float(final["beta"]),
-                           colour_matrix=tuple(tuple(float(v) for v in row) for row in final["colour_matrix"]),
-                           colour_offset=tuple(float(v) for v in final["colour_offset"]))
+                           colour_matrix=cast("tuple[tuple[float, float, float], ...]", tuple(tuple(float(v) for v in row) for row in final["colour_matrix"])),
+                           colour_offset=cast("tuple[float, float, float]", tuple(float(v) for v in final["colour_offset"])))
         rmse = float(F.mse_loss(apply_sticker(clean, fitted_centres, colours, fitted), photos).sqrt())
     return OpticsFit(fitted, fitted_centres.detach().clamp(0, 1), rmse, history)

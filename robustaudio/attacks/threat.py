@@ -16,10 +16,13 @@ from typing import Callable
 
 import torch
 
+from ..models.base import AttackTarget
+
 NORMS = ("linf", "l2", "l1")
 DOMAINS = ("waveform", "feature")
 MODALITIES = ("audio", "video")
 SNR_DB_RANGE = (-20.0, 100.0)  # outside this a relative budget is a typo, not a threat model
+AUTO_BOUNDS: tuple[float, float] = (math.nan, math.nan)  # "the domain's box", resolved in ThreatModel
 
 
 class ThreatModelError(ValueError):
@@ -121,7 +124,7 @@ def ascent_direction(grad: torch.Tensor, norm: str, l1_sparsity: float = 0.99) -
     raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
 
 
-def input_view(model, audio: torch.Tensor, where: str, video: torch.Tensor | None = None
+def input_view(model: AttackTarget, audio: torch.Tensor, where: str, video: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
     """The clean input that a perturbation lives in and ``logits_fn(x, index=None)`` from it.
 
@@ -158,8 +161,8 @@ class ThreatModel:
         eps: absolute budget in the domain's units (exactly one of ``eps`` / ``snr_db``).
         snr_db: relative budget, dB below the clean clip's own ``norm`` (see module docstring).
         domain: ``"waveform"`` (perturb samples) or ``"feature"`` (perturb the normalised features).
-        bounds: box the perturbed input must stay in; ``None`` = unbounded. The default ``"auto"``
-            is ``(-1, 1)`` for waveforms (and video, whose callers usually pass their own box) and
+        bounds: box the perturbed input must stay in; ``None`` = unbounded. The default
+            (``AUTO_BOUNDS``) is ``(-1, 1)`` for waveforms (and video, whose callers usually pass their own box) and
             ``None`` in the feature domain, where normalised log-mels lie far outside [-1, 1].
         mask: optional 0/1 tensor broadcastable to one input (``[T]`` or ``[F, frames]``); only
             entries where it is 1 may change (time windows, frequency bands; see ``restrict``).
@@ -177,7 +180,7 @@ class ThreatModel:
     eps: float | None = None
     snr_db: float | None = None
     domain: str = "waveform"
-    bounds: tuple[float, float] | None | str = "auto"
+    bounds: tuple[float, float] | None = AUTO_BOUNDS
     mask: torch.Tensor | None = field(default=None, compare=False, repr=False)
     band_hz: tuple[float, float] | None = None
     sample_rate: int | None = None
@@ -185,7 +188,7 @@ class ThreatModel:
     restriction: str | None = None
 
     def __post_init__(self) -> None:
-        if self.bounds == "auto":  # the box of the domain: samples in [-1, 1]; features unbounded
+        if self.bounds is AUTO_BOUNDS:  # the box of the domain: samples in [-1, 1]; features unbounded
             auto = None if self.domain == "feature" and self.modality == "audio" else (-1.0, 1.0)
             object.__setattr__(self, "bounds", auto)
         elif self.bounds is not None:
@@ -227,6 +230,7 @@ class ThreatModel:
         if self.eps is not None:
             eps = torch.full((clean.shape[0],), float(self.eps), device=clean.device)
         else:
+            assert self.snr_db is not None  # one budget is given (__post_init__)
             eps = lp_norm(clean.detach(), self.norm) * 10 ** (-self.snr_db / 20)
         if self.bounds is not None and self.norm != "linf":
             # An Lp ball that contains the whole box does not constrain anything.
@@ -303,7 +307,7 @@ class ThreatModel:
         return self.project(delta, clean, eps)
 
     # -- domain ---------------------------------------------------------------------------
-    def view(self, model, audio: torch.Tensor, video: torch.Tensor | None = None
+    def view(self, model: AttackTarget, audio: torch.Tensor, video: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
         """The clean input in the attacked domain and ``logits_fn(x, index)`` (see :func:`input_view`)."""
         return input_view(model, audio, self.row_domain, video)

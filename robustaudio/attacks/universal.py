@@ -14,7 +14,7 @@ from typing import Iterable
 
 import torch
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 from .criteria import attack_loss, is_fooled
 from .threat import ThreatModel, ascent_direction, lp_norm
 
@@ -56,7 +56,7 @@ def project_universal(delta: torch.Tensor, threat: ThreatModel, eps: float, proj
     return delta * (eps / columns)
 
 
-def universal_perturbation(model, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], threat: ThreatModel, *,
+def universal_perturbation(model: AttackTarget, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], threat: ThreatModel, *,
                            epochs: int = 20, rel_step_size: float = 0.1, projection: str = "ball",
                            frame_length: int | None = None, targeted: bool = False,
                            device: str | torch.device = "cpu") -> UniversalResult:

@@ -14,6 +14,9 @@ metrics need no model-specific code::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any, Protocol
+
 import torch
 from torch import nn
 
@@ -33,6 +36,40 @@ def refuse_gradients(x: torch.Tensor, model_name: str) -> None:
     """Raise :class:`GradientUnavailableError` if an input gradient is being asked for."""
     if torch.is_grad_enabled() and x.requires_grad:
         raise GradientUnavailableError(f"{model_name}: {NO_GRADIENTS}.")
+
+
+class AttackTarget(Protocol):
+    """What attacks, metrics and the runner need from a model: a :class:`Classifier` has it, and so
+    does anything else with these members (a wrapper, a test model).
+
+    ``model(audio [B, T], video=None) -> logits [B, K]``; ``features(audio)`` the front end;
+    ``forward_features(features, video=None)`` logits from features; ``predict`` / ``scores``
+    decisions and probabilities from logits; ``labels``, ``multilabel``, ``threshold``, ``sample_rate`` as
+    on :class:`Classifier`; ``modules`` / ``parameters`` / ``eval`` / ``to`` as on ``nn.Module``.
+    """
+
+    labels: tuple[str, ...]
+    multilabel: bool
+    threshold: float
+    sample_rate: int
+
+    def __call__(self, audio: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def features(self, audio: torch.Tensor) -> torch.Tensor: ...
+
+    def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor: ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+    def eval(self) -> Any: ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class Classifier(nn.Module):
@@ -126,10 +163,10 @@ class frozen:
     eval mode.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module | AttackTarget):
         self.model = model
 
-    def __enter__(self) -> nn.Module:
+    def __enter__(self) -> nn.Module | AttackTarget:
         self.modes = [(module, module.training) for module in self.model.modules()]
         self.grad_flags = [p.requires_grad for p in self.model.parameters()]
         self.model.eval()

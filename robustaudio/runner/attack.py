@@ -33,6 +33,7 @@ from ..attacks.threat import ThreatModel
 from ..data import AudioDataset, Batch
 from ..metrics.sanity import probe_model
 from ..metrics.transfer import TransferTarget
+from ..models.base import AttackTarget
 from ..records import SANITY_FILE, write_json_atomic
 from .devices import precision_context, to_device
 from .files import RunSettingsError, open_run
@@ -46,11 +47,11 @@ SANITY_CLIPS = 16
 Threat = ThreatModel | JointThreat
 
 
-def uses_video(model) -> bool:
+def uses_video(model: AttackTarget) -> bool:
     return "video" in getattr(model, "modalities", ("audio",))
 
 
-def attack_batch(model, model_name: str, batch: Batch, threats: list[Threat], spec: AttackSpec, *, seed: int,
+def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: list[Threat], spec: AttackSpec, *, seed: int,
                  device: str | torch.device = "cpu", universal: dict[str, torch.Tensor] | None = None,
                  transfer: TransferTarget | None = None) -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
@@ -105,7 +106,7 @@ def attack_batch(model, model_name: str, batch: Batch, threats: list[Threat], sp
     return rows.rows
 
 
-def _attack_curve(model, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels, attacked,
+def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels, attacked,
                   clean_logits, video, generator, per_clip: int) -> None:
     """Rows of one ε curve under the spec's attack (as one curve, or budget by budget)."""
     attack, as_curve = budget_attack(spec)
@@ -131,7 +132,7 @@ def _attack_curve(model, rows: ConditionRows, curve: list[ThreatModel], spec: At
                  (time.perf_counter() - start) / per_clip, backend=spec.backend)
 
 
-def _joint(model, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec,
+def _joint(model: AttackTarget, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec,
            generator) -> AttackResult | None:
     """One joint (audio and video) condition, as an AttackResult on the audio."""
     if not attacked.numel():
@@ -144,7 +145,7 @@ def _joint(model, audio, video, labels, attacked, threat: JointThreat, spec: Att
                         forwards=joint.forwards.to(device), backwards=joint.backwards.to(device))
 
 
-def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, spec: AttackSpec, *, seed: int,
+def probe_batch(model: AttackTarget, batch: Batch, threats: list[Threat], run_dir: Path, spec: AttackSpec, *, seed: int,
                 device: str | torch.device = "cpu") -> None:
     """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch``; write
     ``sanity.json`` (once per run).
@@ -179,7 +180,7 @@ def probe_batch(model, batch: Batch, threats: list[Threat], run_dir: Path, spec:
     write_json_atomic(run_dir / SANITY_FILE, found)
 
 
-def check_modalities(model, threats: list, spec: AttackSpec) -> None:
+def check_modalities(model: AttackTarget, threats: list, spec: AttackSpec) -> None:
     """Refuse threat models on an input the model does not use, and audio-only machinery on video.
 
     An attack on an unused input cannot change anything (and has no gradient to follow).
@@ -197,7 +198,7 @@ def check_modalities(model, threats: list, spec: AttackSpec) -> None:
                                "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal).")
 
 
-def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Threat], run_dir: str | Path,
+def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, threats: list[Threat], run_dir: str | Path,
                spec: AttackSpec | None = None, *, batch_size: int = 16, seed: int = 0,
                device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
                sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
@@ -240,7 +241,8 @@ def run_attack(model, model_name: str, dataset: AudioDataset, threats: list[Thre
     model = model.to(device).eval()
     deltas = None
     if universal_from is not None:
-        deltas = learn_universal(model, universal_from, threats, run_dir, batch_size=batch_size,
+        single = [t for t in threats if isinstance(t, ThreatModel)]  # check_modalities refused joint ones
+        deltas = learn_universal(model, universal_from, single, run_dir, batch_size=batch_size,
                                  device=device, options=dict(spec.options))
     # The probes need gradients (library and gradient-free attacks are compared by runs instead).
     probe = sanity and spec.backend == "native" and spec.name not in ("universal", "square")

@@ -13,13 +13,14 @@ from ..attacks.criteria import is_correct
 from ..attacks.result import AttackResult
 from ..data import AudioDataset, Batch
 from ..metrics.corruptions import CORRUPTIONS, Corruption
+from ..models.base import AttackTarget
 from .devices import to_device
 from .files import open_run
 from .rows import ConditionRows
 from .scale import run_batches
 
 
-def noise_batch(model, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
+def noise_batch(model: AttackTarget, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
                 device: str | torch.device = "cpu") -> list[dict]:
     """Rows for every clip of ``batch`` under every corruption at each of its severities.
 
@@ -64,7 +65,7 @@ def noise_suite(names: tuple[str, ...] | list[str] = ()) -> dict[str, Corruption
     return {name: CORRUPTIONS[name] for name in (names or CORRUPTIONS)}
 
 
-def run_noise(model, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
+def run_noise(model: AttackTarget, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
               run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
               limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
               ray_address: str | None = None, workers: int | None = None,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import torch
 
 from ..attacks.criteria import decision_names, is_correct
+from ..attacks.joint import JointThreat
 from ..attacks.threat import ThreatModel, input_view, lp_norm, snr_db
 from ..data import Batch
 from ..metrics.transfer import TransferTarget
+from ..models.base import AttackTarget
 
 
-def true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def true_scores(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``[B]`` score of the true class (single-label), or the mean score of the true labels."""
     scores = model.scores(logits)
     if model.multilabel:
@@ -21,7 +23,7 @@ def true_scores(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 class ConditionRows:
     """Turns one batch's attack results into records, one row per clip and condition."""
 
-    def __init__(self, model, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
+    def __init__(self, model: AttackTarget, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
                  clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
                  seed: int, video: torch.Tensor | None = None, transfer: TransferTarget | None = None):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
@@ -42,7 +44,7 @@ class ConditionRows:
             self.views[domain] = input_view(self.model, self.audio, domain, self.video)
         return self.views[domain]
 
-    def add(self, threat: ThreatModel | None, attack: str, condition: str, attacked: torch.Tensor,
+    def add(self, threat: ThreatModel | JointThreat | None, attack: str, condition: str, attacked: torch.Tensor,
             result, seconds: float, backend: str = "native", severity: float | None = None,
             severity_unit: str | None = None, domain: str | None = None, kind: str = "attack") -> None:
         """Rows of one condition.

@@ -13,10 +13,11 @@ from ..attacks.threat import ThreatModel
 from ..attacks.universal import universal_perturbation
 from ..data import AudioDataset
 from ..data.audio import write_audio
+from ..models.base import AttackTarget
 from .files import UNIVERSAL_FILE
 
 
-def apply_universal(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+def apply_universal(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
                     delta: torch.Tensor, video: torch.Tensor | None = None) -> AttackResult:
     """Add one learned perturbation ``delta`` (one input's shape) to every clip ``audio`` ``[B, T]``; score once."""
     clean, logits_fn = threat.view(model, audio, video)
@@ -31,7 +32,7 @@ def apply_universal(model, audio: torch.Tensor, labels: torch.Tensor, threat: Th
                         forwards=ones, backwards=torch.zeros_like(ones))
 
 
-def learn_universal(model, dataset: AudioDataset, threats: list[ThreatModel], run_dir: Path, *,
+def learn_universal(model: AttackTarget, dataset: AudioDataset, threats: list[ThreatModel], run_dir: Path, *,
                     batch_size: int, device: str | torch.device, options: dict) -> dict[str, torch.Tensor]:
     """Learn (or, on resume, load) one δ per threat model from ``dataset``; saved in ``universal.pt``
     (and as WAV files for waveform perturbations, to listen to)."""
