@@ -22,6 +22,7 @@ from scipy import stats
 from .card import json_safe
 from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
 from ..records import file_safe
+from .headline import Flag, Headline, NORM_NAMES, accuracy, evaluation_text, trust
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 
@@ -187,6 +188,40 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     lines = [f"models: {', '.join(names)}", f"data: {comparison['data']} ({comparison['clips']} clips)",
              f"attack: PGD {norm}, ε curve {[e for e, _ in first['robust_curve']]}", f"seed: {comparison['seed']}",
              "per-model reports: <model>/attack/report.html and <model>/noise/report.html"]
-    (out / "compare.md").write_text(document_markdown("Model comparison", lines, sections, figures, []), encoding="utf-8")
-    (out / "compare.html").write_text(document_html("Model comparison", lines, sections, figures, []), encoding="utf-8")
+    headline = compare_headline(comparison, dirs, attack_settings)
+    (out / "compare.md").write_text(document_markdown("Model comparison", lines, sections, figures, [], headline),
+                                    encoding="utf-8")
+    (out / "compare.html").write_text(document_html("Model comparison", lines, sections, figures, [], headline),
+                                      encoding="utf-8")
     return comparison
+
+
+def compare_headline(comparison: dict, dirs: dict[str, Path], attack_settings: dict) -> Headline:
+    """Which model is the most and the least robust at the table's ε, against its clean accuracy, and
+    whether noise robustness ranks the models alike; the flags of every model's attack run."""
+    models = comparison["models"]
+    norm = NORM_NAMES.get(comparison["norm"], comparison["norm"])
+    attacked = {name: s for name, s in models.items() if s["robust_accuracy"] is not None}
+    ranked = sorted(attacked, key=lambda name: -attacked[name]["robust_accuracy"])
+    each = ", ".join(f"{name} {accuracy(attacked[name]['clean_accuracy'])} → {accuracy(attacked[name]['robust_accuracy'])}"
+                     for name in ranked)
+    sentence = (f"Clean → robust accuracy at {norm} ε = {comparison['table_eps']:g} under "
+                f"{evaluation_text(attack_settings, short=True)}, most robust first: {each}")
+    c = comparison["correlations"]["noise (mean) vs adversarial"]
+    if c["spearman"] is not None:
+        sentence += (f"; noise robustness ranks them {'alike' if c['spearman'] > 0.5 else 'differently'} "
+                     f"(Spearman {c['spearman']:.2f}, p {c['spearman_p']:.2f}, {c['n']} models)")
+    sentence += f"; {comparison['clips']} clips."
+    flags: list[Flag] = []
+    checks = 0
+    for name, folder in dirs.items():
+        card_file = folder / "attack" / "card.json"
+        if card_file.exists():
+            found = json.loads(card_file.read_text()).get("checks", [])
+            checks += len(found)
+            flags += [Flag(f"{name}: {f.name}", f.where, f.seen, f.fix) for f in trust(found)[0]]
+    passed = "" if flags else (f"All {checks} sanity checks of the models' attack runs passed." if checks else "")
+    curve = sorted({e for s in attacked.values() for e, _ in s["robust_curve"]})
+    settings = [f"attack: {evaluation_text(attack_settings)}", f"ε curve: {', '.join(f'{e:g}' for e in curve)}",
+                f"data: {Path(comparison['data']).name}", f"clips: {comparison['clips']}", f"seed: {comparison['seed']}"]
+    return Headline(sentence, flags, passed, settings)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
 from .card import json_safe
+from .headline import Headline, accuracy
 from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
 RADII_IN_SIGMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # the table's radii, in units of the largest σ
@@ -165,6 +166,34 @@ def build_defenses_report(out: str | Path, summary: dict) -> dict:
     if document["closing_note"]:
         lines.append(document["closing_note"])
     title = f"Defenses: {summary['model']}"
-    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, []), encoding="utf-8")
-    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, []), encoding="utf-8")
+    headline = defenses_headline(summary, certification)
+    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, [], headline), encoding="utf-8")
+    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, [], headline), encoding="utf-8")
     return document
+
+
+def defenses_headline(summary: dict, certification: list[dict]) -> Headline:
+    """Each defense's clean → robust accuracy at its strongest attack; the best certified accuracy at the
+    first non-zero radius."""
+    by: dict[str, dict] = {}
+    for r in summary.get("rows", []):
+        if r["defense"] not in by or r["robust_accuracy"]["value"] < by[r["defense"]]["robust_accuracy"]["value"]:
+            by[r["defense"]] = r
+    parts = []
+    if by:
+        each = ", ".join(f"{name} {accuracy(r['clean_accuracy']['value'])} → {accuracy(r['robust_accuracy']['value'])}"
+                         for name, r in by.items())
+        parts.append(f"Clean → robust accuracy under {summary.get('threat_name', 'the threat model')}, each defense at "
+                     f"its strongest attack: {each}")
+    if certification:
+        radius = certification[0]["radii"][1] if len(certification[0]["radii"]) > 1 else certification[0]["radii"][0]
+        best = max(certification, key=lambda c: c["certified_accuracy"][1] if len(c["certified_accuracy"]) > 1 else 0)
+        value = best["certified_accuracy"][1] if len(best["certified_accuracy"]) > 1 else best["certified_accuracy"][0]
+        parts.append(f"certified accuracy at L2 radius {radius:g}: up to {accuracy(value)} ({best['name']})")
+    sentence = "; ".join(parts) + "." if parts else "No defense was evaluated."
+    settings = [f"model: {summary['model']}", f"split: {summary.get('split', 'test')}", f"seed: {summary.get('seed', 0)}"]
+    if summary.get("rows"):
+        settings.insert(1, f"clips: {summary['rows'][0]['clips']}")
+    passed = ("Adaptive attacks (EOT through randomness, through the purifier) are the ones to trust here: a "
+              "defense scored only by a non-adaptive attack is not measured.")
+    return Headline(sentence, [], passed, settings)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .card import CARD_FILE, build_card, condition_order, json_safe
+from .headline import Flag, Headline, run_headline
 from ..records import read_records, read_warnings
 
 FIGURES_DIR = "figures"
@@ -247,31 +248,35 @@ def build_report(run_dir: str | Path) -> dict:
         ]:
             if fig is not None:
                 figures.append((title, name, _save(fig, run_dir / FIGURES_DIR / name)))
-    (run_dir / "report.md").write_text(_markdown(card, figures, warnings), encoding="utf-8")
-    (run_dir / "report.html").write_text(_html(card, figures, warnings), encoding="utf-8")
+    headline = run_headline(card, records) if len(records) else None
+    if headline is not None and not card["complete"]:
+        headline.flags.insert(0, Flag("incomplete", "", f"{card['clips']} of {card['settings'].get('clips')} clips "
+                                      "have records", "rerun the same command to resume."))
+    sections = _sections(card)
+    if headline is not None and headline.table is not None:
+        sections.insert(1, headline.table)
+    title = f"Robustness report: {card['model']}"
+    lines = _summary_lines(card, headline is not None)
+    (run_dir / "report.md").write_text(document_markdown(title, lines, sections, figures, warnings, headline),
+                                       encoding="utf-8")
+    (run_dir / "report.html").write_text(document_html(title, lines, sections, figures, warnings, headline),
+                                         encoding="utf-8")
     return card
 
 
-def _summary_lines(card: dict) -> list[str]:
-    lines = [f"model: {card['model']}", f"data: {card['data']}",
-             f"clips: {card['clips']} (skipped {card['skipped_clips']})", f"seed: {card['seed']}",
-             f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
+def _summary_lines(card: dict, headline: bool = False) -> list[str]:
+    """The run's details under the headline (which already gives the model, clips and seed)."""
+    lines = [] if headline else [f"model: {card['model']}"]
+    lines += [f"data: {card['data']}"]
+    lines += [f"clips: {card['clips']} (skipped {card['skipped_clips']})", f"seed: {card['seed']}"] if not headline \
+        else ([f"skipped clips: {card['skipped_clips']} (see Warnings)"] if card["skipped_clips"] else [])
+    lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}")
     if "clean_accuracy" in card:
-        lines.insert(3, f"clean accuracy: {_estimate_text(card['clean_accuracy'])}")
+        lines.insert(1, f"clean accuracy: {_estimate_text(card['clean_accuracy'])}")
         lines.append(f"attack wall time: {card['wall_seconds']:.1f} s")
-    if not card["complete"]:
+    if not card["complete"] and not headline:
         lines.append("INCOMPLETE: the run has not finished; rerun the same command to resume.")
     return lines
-
-
-def _markdown(card: dict, figures, warnings: list[dict]) -> str:
-    return document_markdown(f"Robustness report: {card['model']}", _summary_lines(card), _sections(card),
-                             figures, warnings)
-
-
-def _html(card: dict, figures, warnings: list[dict]) -> str:
-    return document_html(f"Robustness report: {card['model']}", _summary_lines(card), _sections(card),
-                         figures, warnings)
 
 
 Section = tuple[str, list[str], list[list[str]], str]  # (title, header, rows, note)
@@ -289,11 +294,67 @@ def markdown_cell(text) -> str:
     return markdown_text(str(text).replace("\\", "\\\\")).replace("|", "\\|")
 
 
-def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict]) -> str:
-    """A report as Markdown: summary bullets, tables, figures (files under figures/), warnings; every
-    text escaped (:func:`markdown_text`, :func:`markdown_cell`)."""
+def headline_markdown(headline: Headline | None) -> list[str]:
+    """The headline as Markdown lines: the sentence in bold, the flags as a quoted list (each with its fix)
+    or the passed line, the settings on one line."""
+    if headline is None:
+        return []
+    t = markdown_text
+    out = [f"**{t(headline.sentence)}**", ""]
+    if headline.flags:
+        out += [f"> **⚠ {len(headline.flags)} problem{'s' if len(headline.flags) > 1 else ''} flagged: read the fixes "
+                f"before trusting the numbers.**", ">"]
+        out += [f"> - **{t(f.name)}**" + (f" ({t(f.where)})" if f.where else "") + f": {t(f.seen)}. Fix: {t(f.fix)}"
+                for f in headline.flags]
+        out.append("")
+    elif headline.passed:
+        out += [f"✓ {t(headline.passed)}", ""]
+    if headline.settings:
+        out += ["Settings: " + "; ".join(t(item) for item in headline.settings) + ".", ""]
+    return out
+
+
+def headline_html(headline: Headline | None) -> list[str]:
+    """The headline as HTML: the sentence, a coloured box of flags (each with its fix) or a green passed
+    line, the settings."""
+    if headline is None:
+        return []
+    e = html.escape
+    parts = ["<section class='headline'>", f"<p class='key'>{e(headline.sentence)}</p>"]
+    if headline.flags:
+        parts.append(f"<div class='flags'><p><strong>⚠ {len(headline.flags)} problem"
+                     f"{'s' if len(headline.flags) > 1 else ''} flagged: read the fixes before trusting the "
+                     f"numbers.</strong></p><ul>")
+        parts += [f"<li><strong>{e(f.name)}</strong>" + (f" <span class='where'>({e(f.where)})</span>" if f.where else "")
+                  + f": {e(f.seen)}.<br><em>Fix:</em> {e(f.fix)}</li>" for f in headline.flags]
+        parts.append("</ul></div>")
+    elif headline.passed:
+        parts.append(f"<p class='passed'>✓ {e(headline.passed)}</p>")
+    if headline.settings:
+        parts.append("<p class='settings'>" + " · ".join(e(item) for item in headline.settings) + "</p>")
+    parts.append("</section>")
+    return parts
+
+
+CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;}"
+       "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:4px 8px;}"
+       "img{max-width:100%;}"
+       ".headline{margin:1em 0 1.5em;}.headline .key{font-size:125%;line-height:1.4;margin:.4em 0;}"
+       ".flags{background:#fff3e0;border-left:6px solid #e65100;padding:.3em 1em;margin:.6em 0;}"
+       ".flags li{margin:.3em 0;}.flags .where{color:#555;font-size:90%;}"
+       ".passed{background:#e8f5e9;border-left:6px solid #2e7d32;padding:.5em 1em;margin:.6em 0;}"
+       ".settings{color:#444;font-size:92%;}"
+       ".example{border-top:1px solid #ddd;margin-top:1em;}.example h3{font-size:105%;margin:.6em 0 .2em;}"
+       ".players{display:flex;flex-wrap:wrap;gap:1em;}.players figure{margin:0;}"
+       ".players figcaption{font-size:85%;color:#444;}.players audio{width:300px;}")
+
+
+def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
+                      headline: Headline | None = None, extra: list[str] | None = None) -> str:
+    """A report as Markdown: the headline, summary bullets, tables, figures (files under figures/), ``extra``
+    lines (already Markdown), warnings; every text escaped (:func:`markdown_text`, :func:`markdown_cell`)."""
     t, cell = markdown_text, markdown_cell
-    out = [f"# {t(title)}", ""]
+    out = [f"# {t(title)}", ""] + headline_markdown(headline)
     out += [f"- {t(line)}" for line in lines] + [""]
     for heading, header, rows, note in sections:
         out += [f"## {t(heading)}", "", "| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
@@ -301,21 +362,22 @@ def document_markdown(title: str, lines: list[str], sections: list[Section], fig
         out += [t(note), ""] if note else []
     for heading, name, _ in figures:
         out += [f"## {t(heading)}", "", f"![{t(heading)}]({FIGURES_DIR}/{name})", ""]
+    out += extra or []
     if warnings:
         out += ["## Warnings", ""] + [f"- [{t(w['kind'])}] {t(w['message'])}" for w in warnings] + [""]
     return "\n".join(out)
 
 
-def document_html(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict]) -> str:
-    """The same report as one self-contained HTML file (figures inline); every text escaped."""
+def document_html(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
+                  headline: Headline | None = None, extra: list[str] | None = None) -> str:
+    """The same report as one self-contained HTML file (figures inline); every text escaped. ``extra``:
+    HTML fragments (already escaped) placed after the figures."""
     e = html.escape
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
-        "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:4px 8px;}"
-        "img{max-width:100%;}</style></head><body>",
-        f"<h1>{e(title)}</h1><ul>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>", *headline_html(headline), "<ul>",
         *[f"<li>{e(line)}</li>" for line in lines], "</ul>",
     ]
     for heading, header, rows, note in sections:
@@ -325,6 +387,7 @@ def document_html(title: str, lines: list[str], sections: list[Section], figures
     for heading, _, png in figures:
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(heading)}</h2><img alt='{e(heading)}' src='data:image/png;base64,{data}'>")
+    parts += extra or []
     if warnings:
         parts.append("<h2>Warnings</h2><ul>")
         parts += [f"<li>[{e(w['kind'])}] {e(w['message'])}</li>" for w in warnings]

@@ -1,0 +1,75 @@
+"""What a reader sees first (the headline: key figure, trust line, settings)
+and the ensemble's per-member table (robustaudio.report.headline)."""
+
+import re
+
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+from robustaudio.cli import main
+from robustaudio.report.headline import ensemble_table, evaluation_text, trust
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def attack_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("headline") / "attack"
+    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "3", "--norm", "linf",
+                                       "--eps", "0.0005", "0.002", "--limit", "10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_attack_headline_gives_the_key_figure_the_trust_line_and_the_settings(attack_run):
+    markdown = (attack_run / "report.md").read_text()
+    lines = markdown.splitlines()
+    assert lines[0] == "# Robustness report: cnn"
+    sentence = lines[2]
+    assert re.match(r"\*\*Accuracy [01]\.\d\d clean → robust accuracy [01]\.\d\d \[.*\] at L∞ ε = 0\.0005 "
+                    r"\(median SNR \d+ dB\) → [01]\.\d\d \[.*\] at ε = 0\.002 \(\d+ dB\), under PGD, 3 steps × 1 "
+                    r"restart, on 10 clips\.\*\*$", sentence), sentence
+    trust_line = lines[4]
+    assert trust_line.startswith("> **⚠") or re.match(r"✓ All \d+ sanity checks passed\.", trust_line)
+    settings = next(line for line in lines if line.startswith("Settings: "))
+    assert "attack: PGD, 3 steps × 1 restart" in settings and "seed: 0" in settings
+    assert "10 of 105 test clips of minievents, a sample stratified over labels (fixed seed 0" in settings
+    html = (attack_run / "report.html").read_text()
+    assert html.index("class='headline'") < html.index("<h2>")  # first thing under the title
+    assert ("class='flags'" in html) != ("class='passed'" in html)
+
+
+def test_flags_are_grouped_by_check_with_their_fix():
+    checks = [{"name": "not converged", "flagged": True, "seen": "0.5 → 0.2", "reason": "r", "fix": "more steps",
+               "threat": "linf-waveform-eps=0.001"},
+              {"name": "not converged", "flagged": True, "seen": "0.3 → 0.1", "reason": "r", "fix": "more steps",
+               "threat": "linf-waveform-eps=0.002"},
+              {"name": "gradients masked", "flagged": False, "seen": "0 of 8", "reason": "r", "fix": "f"}]
+    flags, passed = trust(checks)
+    assert passed == "" and len(flags) == 1
+    assert flags[0].where == "linf-waveform-eps=0.001, linf-waveform-eps=0.002" and flags[0].fix == "more steps"
+    assert trust([checks[2]]) == ([], "All 1 sanity checks passed.")
+
+
+def test_evaluation_is_named_with_its_members_and_budgets():
+    reliable = {"attack": "reliable", "backend": "native", "steps": 25, "restarts": 1, "queries": 300, "targets": 3,
+                "labels": list("abcd"), "threats": [{"norm": "linf"}]}
+    assert evaluation_text(reliable, short=True) == "reliable (APGD-CE → APGD-T → Square, 25 steps)"
+    assert "Square 300 queries" in evaluation_text(reliable)
+    two = {**reliable, "labels": ["a", "b"], "threats": [{"norm": "l1"}]}
+    assert evaluation_text(two, short=True) == "reliable (APGD-CE, 25 steps)"  # APGD-T needs 3 classes, Square L∞/L2
+    assert evaluation_text({"attack": "pgd", "steps": 10, "restarts": 2}) == "PGD, 10 steps × 2 restarts"
+
+
+def test_ensemble_table_counts_robust_accuracy_after_each_member():
+    records = pd.DataFrame({"condition": ["c"] * 5, "clean_correct": [True, True, True, True, False],
+                            "broken_by": ["apgd-ce", "apgd-t", "square", None, None]})
+    card = {"settings": {"labels": list("abc"), "multilabel": False},
+            "conditions": [{"condition": "c", "attack": "reliable", "norm": "linf"}]}
+    title, header, rows, _ = ensemble_table(card, records)
+    assert header == ["condition", "clean", "after APGD-CE", "after APGD-T", "after Square"]
+    assert rows == [["c", "0.80", "0.60", "0.40", "0.20"]]
+    card["conditions"][0]["attack"] = "pgd"
+    assert ensemble_table(card, records) is None
