@@ -72,12 +72,15 @@ def models() -> None:
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: attack passes under bfloat16 autocast (faster on GPUs); compare with fp32 on a subset.")
 @click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
+@click.option("--labels", "labels_from", type=click.Choice(["data", "model"]), default="data", show_default=True,
+              help="model: take the model's own clean predictions as the labels (unlabelled recordings); robust "
+                   "accuracy then reads as the share of predictions that do not flip.")
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score the adversarial audio with this model (black-box transfer, e.g. microwakeword:alexa).")
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
            projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
-           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to) -> None:
+           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to, labels_from) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -121,7 +124,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
             check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
-        dataset.check_labels(model.labels)
+        if labels_from == "data":  # with --labels model the data's labels are never read
+            dataset.check_labels(model.labels)
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
         learn = None
         if universal:
@@ -144,14 +148,16 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
             out = default_out(f"{file_safe(model_name)}-{spec.label}-{norm}-{domain}-{budget}",
                               [model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
                                batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                               backend, attack_name, queries, time_window, freq_band, precision, transfer_to])
+                               backend, attack_name, queries, time_window, freq_band, precision, transfer_to]
+                              + ([labels_from] if labels_from != "data" else []))
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
         with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
             run_dir = run_attack(model, model_name, dataset, threats, out, spec, batch_size=batch_size, seed=seed,
                                  device=parse_device(device), limit=limit, restart=restart, sanity=not no_sanity,
                                  extra_settings=extra, universal_from=learn, transfer=transfer,
-                                 ray_address=ray_address, workers=workers, on_batch=lambda batch, n: bar.update(n))
+                                 labels_from=labels_from, ray_address=ray_address, workers=workers,
+                                 on_batch=lambda batch, n: bar.update(n))
         card = build_report(run_dir)
     except user_errors() as error:
         raise click.ClickException(str(error)) from error

@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ..attacks.criteria import is_correct
+from ..attacks.criteria import decision_names, is_correct
 from ..attacks.curve import budget_order, curve_key, eps_curve
 from ..attacks.joint import JointThreat, pgd_joint
 from ..attacks.minimal import minimal_eps
@@ -53,7 +53,7 @@ def uses_video(model: AttackTarget) -> bool:
 
 def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: list[Threat], spec: AttackSpec, *, seed: int,
                  device: str | torch.device = "cpu", universal: dict[str, torch.Tensor] | None = None,
-                 transfer: TransferTarget | None = None) -> list[dict]:
+                 transfer: TransferTarget | None = None, labels_from: str = "data") -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     ``spec.name``: an attack of the registry, run over each ε curve (clips that resist a budget are
@@ -62,13 +62,20 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
     ``universal``: ``universal`` (threat description -> learned δ) added to every clip. A
     :class:`JointThreat` runs :func:`~robustaudio.attacks.joint.pgd_joint`. With ``transfer``, a
     second model also scores every waveform-domain adversarial clip (``transfer_*`` fields).
+    ``labels_from="model"``: the model's own clean decisions are the labels (unlabelled recordings), so
+    robust accuracy reads as the share of decisions that do not flip; multi-label clips with no tag
+    detected are not attacked (there is nothing to switch off).
     """
     audio = to_device(batch.audio, device)
-    labels = to_device(batch.labels, device)
     video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
         clean_logits = model(audio, video)
+    if labels_from == "model":
+        batch = predicted_labels(model, batch, clean_logits)
+    labels = to_device(batch.labels, device)
     clean_ok = is_correct(model, clean_logits, labels)
+    if labels_from == "model" and model.multilabel:
+        clean_ok &= labels.sum(dim=-1) > 0
     generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
     curves: dict[tuple, list] = defaultdict(list)
     for threat in threats:
@@ -104,6 +111,19 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
                 _attack_curve(model, rows, curve, spec, audio, labels, attacked, clean_logits, some_video,
                               generator, per_clip)
     return rows.rows
+
+
+def predicted_labels(model: AttackTarget, batch: Batch, clean_logits: torch.Tensor) -> Batch:
+    """``batch`` with the model's clean decisions as its labels (``[B]`` classes, or ``[B, K]`` 0/1 tags)."""
+    decisions = model.predict(clean_logits).cpu()
+    labels = decisions.float() if model.multilabel else decisions
+    return replace(batch, labels=labels, label_names=decision_names(model, decisions))
+
+
+def unlabelled(dataset: AudioDataset, model: AttackTarget) -> AudioDataset:
+    """``dataset`` with every clip labelled with the model's first class: with ``labels_from="model"`` the
+    data's own labels (possibly unknown to the model, or none) are never read."""
+    return AudioDataset(dataset.root, [replace(clip, labels=(model.labels[0],)) for clip in dataset.clips])
 
 
 def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels, attacked,
@@ -146,7 +166,7 @@ def _joint(model: AttackTarget, audio, video, labels, attacked, threat: JointThr
 
 
 def probe_batch(model: AttackTarget, batch: Batch, threats: list[Threat], run_dir: Path, spec: AttackSpec, *, seed: int,
-                device: str | torch.device = "cpu") -> None:
+                device: str | torch.device = "cpu", labels_from: str = "data") -> None:
     """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch``; write
     ``sanity.json`` (once per run).
 
@@ -154,10 +174,17 @@ def probe_batch(model: AttackTarget, batch: Batch, threats: list[Threat], run_di
     random noise) at every budget, with the run's attack against one with about 4x its work: an
     unconverged small budget is what an ε curve hides if only its largest budget is probed.
     """
-    audio, labels = to_device(batch.audio, device), to_device(batch.labels, device)
+    audio = to_device(batch.audio, device)
     video = None if batch.video is None else to_device(batch.video, device)
     with torch.no_grad():
-        correct = torch.nonzero(is_correct(model, model(audio, video), labels)).flatten()[:SANITY_CLIPS]
+        clean_logits = model(audio, video)
+    if labels_from == "model":
+        batch = predicted_labels(model, batch, clean_logits)
+    labels = to_device(batch.labels, device)
+    correct = is_correct(model, clean_logits, labels)
+    if labels_from == "model" and model.multilabel:
+        correct &= labels.sum(dim=-1) > 0
+    correct = torch.nonzero(correct).flatten()[:SANITY_CLIPS]
     if correct.numel() == 0:
         return  # try the next batch
     curves: dict[tuple, list[ThreatModel]] = defaultdict(list)
@@ -202,8 +229,8 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
                spec: AttackSpec | None = None, *, batch_size: int = 16, seed: int = 0,
                device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
                sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
-               transfer: TransferTarget | None = None, ray_address: str | None = None, workers: int | None = None,
-               on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+               transfer: TransferTarget | None = None, labels_from: str = "data", ray_address: str | None = None,
+               workers: int | None = None, on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model with ``spec``; rows go to ``run_dir``.
 
     ``spec``: the attack and its settings (:class:`AttackSpec`; default PGD, 10 steps).
@@ -212,6 +239,8 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
     learn one perturbation per threat model on that dataset (``spec.options``, see
     :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it on ``dataset``.
     ``transfer``: a second model that scores the same adversarial waveforms (black-box transfer).
+    ``labels_from``: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
+    (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
     ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
     ``workers`` CPUs); the records are the same as a single-process run's.
     ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
@@ -224,6 +253,10 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
         raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
                                "a universal run takes one.")
     check_modalities(model, threats, spec)
+    if labels_from not in ("data", "model"):
+        raise RunSettingsError(f"labels_from must be 'data' or 'model', got {labels_from!r}.")
+    if labels_from == "model":
+        dataset = unlabelled(dataset, model)
     budget_attack(spec) if spec.name not in ("minimal", "universal") else None  # unknown names fail here
     settings = {
         "model": model_name, "data": str(dataset.root),
@@ -234,6 +267,7 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
             "universal_options": dict(spec.options)} if universal_from is not None else {}),
         **({"transfer_to": transfer.name} if transfer is not None else {}),
+        **({"labels_from": "model"} if labels_from == "model" else {}),
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
@@ -249,13 +283,13 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
     if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
         for batch in dataset.batches(model, batch_size, limit=limit):
             if batch.ids:
-                probe_batch(model, batch, threats, run_dir, spec, seed=seed, device=device)
+                probe_batch(model, batch, threats, run_dir, spec, seed=seed, device=device, labels_from=labels_from)
             if (run_dir / SANITY_FILE).exists():
                 break
 
     def rows(batch: Batch) -> list[dict]:
         return attack_batch(model, model_name, batch, threats, spec, seed=seed, device=device, universal=deltas,
-                            transfer=transfer)
+                            transfer=transfer, labels_from=labels_from)
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
                        ray_address=ray_address, workers=workers)
