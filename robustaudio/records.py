@@ -72,7 +72,7 @@ FIELDS: dict[str, str] = {
     "snr_db": "20 log10(||x|| / ||δ||) in dB; None when δ = 0",
     "forwards": "forward passes this clip took part in",
     "backwards": "backward passes this clip took part in",
-    "seconds": "wall time of the clip's batch and condition, divided over its clips",
+    "seconds": "wall time of the clip's batch and condition (each budget of an ε curve timed on its own), divided over its clips",
     "seed": "run seed",
     "severity": "natural-noise conditions: the corruption's severity (None for attacks)",
     "severity_unit": "its unit, e.g. 'SNR dB', 'RT60 s', 'chunk s'",

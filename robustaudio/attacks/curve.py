@@ -17,6 +17,7 @@ the curve matches separate per-budget runs.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 import torch
@@ -76,6 +77,7 @@ def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Te
     results: list[AttackResult | None] = [None] * len(threats)
     larger: AttackResult | None = None
     for index in sorted(range(len(threats)), key=lambda i: budget_order(threats[i]), reverse=True):
+        started = time.perf_counter()
         threat = threats[index]
         eps = threat.budget(clean)
         if larger is None:
@@ -100,6 +102,7 @@ def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Te
                 if result.broken_by is not None and sub.broken_by is not None:
                     for position, name in zip(todo.tolist(), sub.broken_by):
                         result.broken_by[position] = name
+        result.seconds = time.perf_counter() - started
         results[index] = result
         larger = result
     return [r for r in results if r is not None]

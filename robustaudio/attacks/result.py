@@ -24,6 +24,8 @@ class AttackResult:
             records call it ``carried`` too.
         broken_by: per clip, the name of the ensemble member that fooled it (``None`` where no
             member did, or the attack is not an ensemble).
+        seconds: wall time this result took for the whole batch, where the caller timed it (an ε
+            curve times each budget, so a curve's budgets are not charged its average).
     """
 
     adversarial: torch.Tensor
@@ -35,6 +37,7 @@ class AttackResult:
     backwards: torch.Tensor
     carried: torch.Tensor | None = None
     broken_by: list[str | None] | None = None
+    seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.carried is None:

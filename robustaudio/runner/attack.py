@@ -136,9 +136,10 @@ def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatMo
             list(eps_curve(attack, model, audio[attacked], labels[attacked], curve, generator=generator,
                            clean_logits=clean_logits[attacked], video=video))
             if attacked.numel() else [None] * len(curve))
-        seconds = (time.perf_counter() - start) / (per_clip * len(curve))
+        average = (time.perf_counter() - start) / len(curve)  # where no budget was attacked
         for threat, result in zip(curve, results):
-            rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result, seconds,
+            seconds = result.seconds if result is not None and result.seconds is not None else average
+            rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result, seconds / per_clip,
                      backend=spec.backend)
         return
     for threat in curve:
