@@ -149,6 +149,9 @@ def _replace_bytes(path: Path, data: bytes) -> None:
     with _writing(path.parent, path.name):
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
+        umask = os.umask(0)  # mkstemp makes the file 0600; give it the mode a plain open() would
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         try:
             with open(temporary, "wb") as f:
                 f.write(data)

@@ -135,3 +135,28 @@ def test_record_checks():
     assert names(card([("pgd", 0.001, 0.6), ("pgd", 0.002, 0.3)])) == set()
     assert names(card([("pgd", 0.001, 0.3), ("pgd", 0.002, 0.6)])) == {"accuracy rises with ε"}
     assert names(card([("pgd", 0.002, 0.6), ("square", 0.002, 0.3)])) == {"black-box beats white-box"}
+
+
+def test_one_clip_of_difference_is_not_a_convergence_flag():
+    """13 clips, 1 robust to the run's attack and 0 to the stronger one: within the attack's noise. In float32
+    accuracies (1/13 > 1/13 in float64) this was flagged as 'not converged'."""
+    from robustaudio.attacks.result import AttackResult
+
+    model, audio, labels, _ = binary_linear()
+    audio, labels = audio[:13], labels[:13]
+
+    def fixed(robust: int):
+        def attack(model_, audio_, labels_, threat, *, eps, clean_logits, video, init_delta, generator):
+            logits = torch.nn.functional.one_hot(1 - labels_, 2).float() * 5  # every clip fooled ...
+            logits[:robust] = torch.nn.functional.one_hot(labels_[:robust], 2).float() * 5  # ... but these
+            zeros = torch.zeros(len(audio_), dtype=torch.long)
+            return AttackResult(audio_, audio_, torch.arange(len(audio_)) >= robust, logits, eps, zeros, zeros)
+        return attack
+
+    threat = ThreatModel("linf", eps=0.01)
+    checks = {c.name: c for c in probe_model(model, audio, labels, threat, attack=fixed(1), stronger=fixed(0),
+                                             model_checks=False)}
+    assert not checks["not converged"].flagged and not checks["erratic attack"].flagged
+    checks = {c.name: c for c in probe_model(model, audio, labels, threat, attack=fixed(3), stronger=fixed(0),
+                                             model_checks=False)}
+    assert checks["not converged"].flagged and "3 of 13" in checks["not converged"].seen

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import torch
 
 from ..models.base import AttackTarget, frozen
+from .counting import Passes
 from .criteria import attack_loss, is_fooled, margin_loss
 from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
@@ -83,12 +84,11 @@ def _l1_step(grad: torch.Tensor, x: torch.Tensor, threat: ThreatModel, k: torch.
 class _Book:
     """Per-clip totals over restarts and target runs: the point to return, success and pass counts."""
 
-    def __init__(self, model: AttackTarget, clean: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targeted: bool):
-        self.best, self.logits = clean.clone(), logits
+    def __init__(self, model: AttackTarget, clean: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targeted: bool,
+                 passes: Passes):
+        self.best, self.logits, self.passes = clean.clone(), logits, passes
         self.success = is_fooled(model, logits, labels, targeted)
         self.loss = torch.full((clean.shape[0],), -torch.inf, device=clean.device)
-        self.forwards = torch.zeros(clean.shape[0], dtype=torch.long, device=clean.device)
-        self.backwards = torch.zeros_like(self.forwards)
 
     def record(self, rows: torch.Tensor, x: torch.Tensor, out: torch.Tensor, loss: torch.Tensor,
                fooled: torch.Tensor) -> None:
@@ -103,7 +103,7 @@ class _Book:
 
     def result(self, clean: torch.Tensor, eps: torch.Tensor) -> AttackResult:
         return AttackResult(adversarial=self.best, clean=clean, success=self.success, logits=self.logits,
-                            budget=eps, forwards=self.forwards, backwards=self.backwards)
+                            budget=eps, forwards=self.passes.forwards, backwards=self.passes.backwards)
 
 
 def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.Tensor, targeted: bool,
@@ -121,9 +121,8 @@ def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, 
     for step in range(steps + 1):
         x = threat.apply(s["x0"], s["delta"]).requires_grad_(step < steps)
         with torch.enable_grad():
-            out = logits_fn(x, rows)
+            out = book.passes.logits(x, rows)
             loss = loss_fn(out, rows).float()
-        book.forwards[rows] += 1
         fooled = is_fooled(model, out.detach(), labels[rows], targeted)
         book.record(rows, x.detach(), out.detach(), loss.detach(), fooled)
         if step == steps:
@@ -131,8 +130,7 @@ def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, 
         keep = ~fooled if early_stop else torch.ones_like(fooled)
         if not keep.any():
             break
-        grad, = torch.autograd.grad(loss[keep].sum(), x)
-        book.backwards[rows[keep]] += 1
+        grad = book.passes.gradient(loss[keep].sum(), x, rows[keep])
         loss = loss.detach()
         if not keep.all():  # fooled clips leave the batch
             rows, loss, grad = rows[keep], loss[keep], grad[keep]
@@ -176,14 +174,11 @@ def _setup(model: AttackTarget, audio, labels, threat, eps, video, clean_logits,
     if clean.dtype in (torch.bfloat16, torch.float16):  # features made under autocast: attack in float32
         clean = clean.float()
     eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
+    passes = Passes(logits_fn, clean.shape[0], clean.device)
     if clean_logits is None:
         with torch.no_grad():
-            clean_logits = logits_fn(clean, None)
-        forwards = 1
-    else:
-        forwards = 0
-    book = _Book(model, clean, clean_logits.detach().clone(), labels, targeted)
-    book.forwards += forwards
+            clean_logits = passes.logits(clean)
+    book = _Book(model, clean, clean_logits.detach().clone(), labels, targeted, passes)
     return clean, logits_fn, eps, book
 
 

@@ -1,5 +1,7 @@
 """Pass counting: per-clip forward and backward passes made through a model.
 
+* :class:`Passes` is how robustaudio's own attacks count: they call the logits function and take
+  gradients through it, and it adds one pass per clip of the rows involved. Attacks stay plain loops.
 * :class:`PassCounter` wraps a model and counts, per clip, the forward and backward passes made
   through it (the library backends use it to fill ``AttackResult.forwards``/``backwards``).
 * :class:`QueryCounter` is a :class:`PassCounter` that runs under ``torch.no_grad()`` and refuses
@@ -8,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -125,3 +128,27 @@ class QueryCounter(PassCounter):
         refuse_gradients(features, type(self.model).__name__)
         with torch.no_grad():
             return super().forward_features(features, *args)
+
+
+class Passes:
+    """Per-clip forward and backward passes of one attack on a batch of ``B`` clips.
+
+    ``logits(x, rows)`` runs ``logits_fn(x, rows)`` (``rows``: the batch indices of the rows of ``x``;
+    ``None`` for the whole batch) and counts one forward for each of those clips; ``gradient(loss, x,
+    rows)`` takes ``d loss / d x`` and counts one backward for each clip in ``rows`` (the clips whose
+    loss was backpropagated). ``forwards`` / ``backwards``: ``[B]`` long, on the batch's device.
+    """
+
+    def __init__(self, logits_fn: Callable[..., torch.Tensor], batch: int, device: torch.device | str):
+        self.logits_fn = logits_fn
+        self.forwards = torch.zeros(batch, dtype=torch.long, device=device)
+        self.backwards = torch.zeros_like(self.forwards)
+
+    def logits(self, x: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        self.forwards[slice(None) if rows is None else rows] += 1
+        return self.logits_fn(x, rows)
+
+    def gradient(self, loss: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        grad, = torch.autograd.grad(loss, x)
+        self.backwards[rows] += 1
+        return grad

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..models.base import AttackTarget, frozen
+from .counting import Passes
 from .criteria import attack_loss, is_fooled
 from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
@@ -50,13 +51,11 @@ def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: 
         eps = threat.budget(clean) if eps is None else eps.to(clean.device).float()
         batch = clean.shape[0]
         device = clean.device
-        forwards = torch.zeros(batch, dtype=torch.long, device=device)
-        backwards = torch.zeros(batch, dtype=torch.long, device=device)
+        passes = Passes(logits_fn, batch, device)
 
         if clean_logits is None:
             with torch.no_grad():
-                logits = logits_fn(clean, None).detach()
-            forwards += 1
+                logits = passes.logits(clean).detach()
         else:
             logits = clean_logits.detach().clone()
         success = is_fooled(model, logits, labels, targeted)
@@ -77,9 +76,8 @@ def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: 
             for step in range(steps + 1):
                 x = threat.apply(x0, delta).requires_grad_(step < steps)
                 with torch.enable_grad():
-                    out = logits_fn(x, active)
+                    out = passes.logits(x, active)
                     loss = attack_loss(model, out, labels[active], targeted)
-                forwards[active] += 1
                 fooled = is_fooled(model, out.detach(), labels[active], targeted)
                 improved = fooled | (loss.detach() > best_loss[active])
                 if improved.all():  # the usual case: whole-row copies, no boolean gathers
@@ -97,12 +95,11 @@ def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: 
                 keep = ~fooled if early_stop else torch.ones_like(fooled)
                 if not keep.any():
                     break
-                grad, = torch.autograd.grad(loss[keep].sum() if early_stop else loss.sum(), x)
-                backwards[active[keep]] += 1
+                grad = passes.gradient(loss[keep].sum() if early_stop else loss.sum(), x, active[keep])
                 if not keep.all():  # fooled clips leave the batch
                     active, x0, delta, grad = active[keep], x0[keep], delta[keep], grad[keep]
                 step_size = (alpha_rel * eps[active]).reshape(-1, *([1] * (x0.dim() - 1)))
                 delta = delta.detach() + step_size * ascent_direction(grad, threat.norm)
                 delta = threat.project(delta, x0, eps[active])
     return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, budget=eps,
-                        forwards=forwards, backwards=backwards)
+                        forwards=passes.forwards, backwards=passes.backwards)

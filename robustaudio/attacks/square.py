@@ -10,6 +10,7 @@ import bisect
 import torch
 
 from ..models.base import AttackTarget, frozen
+from .counting import Passes
 from .criteria import is_fooled, margin_loss
 from .result import AttackResult
 from .threat import ThreatModel, ThreatModelError, lp_norm
@@ -149,10 +150,10 @@ def square_attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor
         shape, device = clean.shape, clean.device
         batch = shape[0]
         eps = threat.budget(clean) if eps is None else eps.to(device).float()
-        forwards = torch.zeros(batch, dtype=torch.long, device=device)
+        passes = Passes(logits_fn, batch, device)
+        forwards = passes.forwards
         if clean_logits is None:
-            logits = logits_fn(clean, None)
-            forwards += 1
+            logits = passes.logits(clean)
         else:
             logits = clean_logits.detach().clone()
         success = is_fooled(model, logits, labels, targeted)
@@ -169,8 +170,7 @@ def square_attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor
 
         def query(delta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             x = threat.apply(clean[rows], delta.reshape(-1, *shape[1:]))
-            forwards[rows] += 1
-            return x, logits_fn(x, rows)
+            return x, passes.logits(x, rows)
 
         delta = project(_initial_perturbation(flat_clean[active], eps[active], threat.norm, generator, device),
                         active)

@@ -15,6 +15,7 @@ Every attack report lists all checks, flagged or not.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -89,20 +90,22 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
             checks += _model_checks(model, audio, labels, threat, clean, logits_fn, first, eps,
                                     lambda at: run(attack, at))
         weak, strong = run(attack, eps), run(stronger, eps)
-        weak_accuracy = _accuracy(model, weak.logits, labels)
-        strong_accuracy = _accuracy(model, strong.logits, labels)
-        one_clip = 1.0 / n
+        # Compared in clips, not in float accuracies: one clip's difference is within the noise of the
+        # attack's random start; float32 means made a one-clip difference look like more.
+        weak_robust = int(is_correct(model, weak.logits, labels).sum())
+        strong_robust = int(is_correct(model, strong.logits, labels).sum())
+        tolerance = max(1, math.ceil(0.05 * n))
         checks.append(Check(
-            "erratic attack", strong_accuracy > weak_accuracy + one_clip,
-            f"at {budget}: accuracy on {n} clean-correct clips {weak_accuracy:.2f} with the run's {attack_name}, "
-            f"{strong_accuracy:.2f} with about 4× the work",
+            "erratic attack", strong_robust > weak_robust + tolerance,
+            f"at {budget}: {weak_robust} of {n} clean-correct clips robust to the run's {attack_name}, "
+            f"{strong_robust} to about 4× the work",
             "A stronger attack can only find more adversarial inputs; higher accuracy with more work "
             "means the model or the attack is erratic (randomness, a loss the attack should not follow).",
             "Check the randomness check; use EOT for random models; report the strongest attack."))
         checks.append(Check(
-            "not converged", strong_accuracy < weak_accuracy - max(0.05, one_clip),
-            f"at {budget}: accuracy on {n} clean-correct clips {weak_accuracy:.2f} → {strong_accuracy:.2f} "
-            f"with about 4× the work",
+            "not converged", strong_robust < weak_robust - tolerance,
+            f"at {budget}: {weak_robust} of {n} clean-correct clips robust to the run's {attack_name}, "
+            f"{strong_robust} to about 4× the work (flagged beyond {tolerance} clip(s))",
             "If more work still lowers accuracy, the reported numbers are upper bounds far from the truth.",
             "Rerun with more --steps and --restarts, or the default --attack reliable."))
 
