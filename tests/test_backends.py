@@ -198,3 +198,41 @@ def test_remaining_attacks_run_inside_the_threat_model(backend, attack, norm):
     result = backend_attack(model, audio, labels, threat, backend=backend, attack=attack, steps=20, generator=g)
     assert_inside(threat, audio, result.adversarial, result.budget)
     assert (result.adversarial < 0).float().mean() > 0.3
+
+
+@pytest.mark.parametrize("backend, attack, norm, expected", [
+    ("art", "apgd", "linf", {"max_iter": 100, "nb_random_init": 5, "eps_step/eps": 2.0}),  # AutoAttack's APGD
+    ("art", "pgd", "l2", {"max_iter": 100, "num_random_init": 0}),
+    ("art", "cw", "l2", {"binary_search_steps": 10, "max_iter": 10}),
+    ("art", "deepfool", "l2", {"max_iter": 100, "epsilon": 0.02}),
+    ("art", "hsj", "linf", {"max_iter": 50, "max_eval": 10000}),
+    ("foolbox", "pgd", "linf", {"steps": 40, "random_start": True}),
+    ("foolbox", "pgd", "l2", {"steps": 50, "rel_stepsize": 0.025}),
+    ("foolbox", "fmn", "l2", {"steps": 100}),
+    ("foolbox", "cw", "l2", {"binary_search_steps": 9, "steps": 10000, "abort_early": True}),
+    ("foolbox", "deepfool", "linf", {"steps": 50, "overshoot": 0.02, "candidates": 10}),
+    ("foolbox", "hsj", "l2", {"steps": 64}),
+    ("foolbox", "boundary", "l2", {"steps": 25000}),
+])
+def test_without_steps_library_attacks_use_their_authors_settings(backend, attack, norm, expected):
+    from robustaudio.attacks.backends import library_settings
+
+    settings = library_settings(backend, attack, norm)
+    assert settings == settings | expected, settings
+    given = library_settings(backend, attack, norm, steps=7)
+    assert given[{"art": "max_iter", "foolbox": "steps"}[backend]] == 7  # the user's steps are kept
+    if (backend, attack) == ("art", "apgd"):
+        assert given["nb_random_init"] == 1
+    assert library_settings(backend, attack, norm, steps=7, gamma=0.3)["gamma"] == 0.3  # options win
+
+
+def test_backend_attack_without_steps_runs_the_authors_iterations():
+    model, audio, labels, g = linear_problem(0)
+    threat = ThreatModel("linf", eps=1e-6)  # nothing is fooled: every iteration runs
+    result = backend_attack(model, audio, labels, threat, backend="foolbox", attack="pgd", generator=g)
+    assert result.backwards.tolist() == [40] * 4  # foolbox's LinfPGD: 40 steps
+    result = backend_attack(model, audio, labels, threat, backend="art", attack="apgd", generator=g)
+    assert result.backwards.min() >= 5 * 100  # ART's APGD: 5 random starts x 100 iterations
+    result = backend_attack(model, audio, labels, threat, backend="art", attack="apgd", steps=3, generator=g)
+    assert result.backwards.max() <= 2 * 3  # the user's steps, one start
+    assert_inside(threat, audio, result.adversarial, result.budget)

@@ -14,10 +14,17 @@ multiplies its step by ``hi - lo`` (a 2x overshoot on [-1, 1]). These run on the
 reparametrisation ``u -> model(lo + (hi - lo) u)`` in [0, 1] (:class:`UnitBox`), with ε scaled by
 ``1 / (hi - lo)`` (every Lp norm is homogeneous), and the result is mapped back. Nothing is ever
 clamped to [0, 1].
+
+Settings: without ``steps`` each library attack runs at its authors' recommended settings, the
+library's own defaults (ART APGD 100 iterations x 5 random starts as in AutoAttack, ART PGD 100,
+foolbox L∞ PGD 40 and L2 PGD 50, FMN 100, C&W and HopSkipJump as shipped); ART's absolute step
+sizes become the same fraction of ε. Given ``steps``, that many iterations run (one random start).
+:func:`library_settings` says exactly what runs, for reports.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from contextlib import contextmanager
@@ -52,6 +59,77 @@ UNIT_BOX_ATTACKS = {("foolbox", "hsj"), ("art", "deepfool")}
 NEEDS_BOX = {"cw", "hsj", "boundary"}  # attacks that need finite bounds to work at all
 UNTARGETED_ONLY = {"deepfool"}
 ART_NORM = {"linf": np.inf, "l2": 2, "l1": 1}
+
+# Step sizes that scale with ε are given as a fraction of ε: foolbox's ``rel_stepsize`` is one already;
+# ART's absolute ``eps_step`` is set to ``EPS_STEP_KEY`` x ε.
+EPS_STEP_KEY = "eps_step/eps"
+# Constructor arguments that are plumbing (the estimator, ε, norm, batching, logging), not settings.
+_PLUMBING = {"self", "estimator", "classifier", "norm", "eps", "eps_step", "targeted", "batch_size", "verbose",
+             "summary_writer", "tensorboard", "init_attack", "constraint", "abs_stepsize", "min_stepsize",
+             "update_stats_every_k", "decay", "random_eps"}
+
+
+def _library_class(backend: str, attack: str, norm: str):
+    """The library's attack class that :func:`backend_attack` builds for ``(backend, attack, norm)``."""
+    if backend == "foolbox":
+        import foolbox as fb
+
+        fa = fb.attacks
+        return {"pgd": {"linf": fa.LinfPGD, "l2": fa.L2PGD, "l1": fa.L1PGD}.get(norm),
+                "fmn": {"linf": fa.LInfFMNAttack, "l2": fa.L2FMNAttack, "l1": fa.L1FMNAttack}.get(norm),
+                "deepfool": {"linf": fa.LinfDeepFoolAttack, "l2": fa.L2DeepFoolAttack}.get(norm),
+                "cw": fa.L2CarliniWagnerAttack, "hsj": fa.HopSkipJumpAttack, "boundary": fa.BoundaryAttack}[attack]
+    from art.attacks import evasion
+
+    return {"pgd": evasion.ProjectedGradientDescent, "apgd": evasion.AutoProjectedGradientDescent,
+            "cw": evasion.CarliniL2Method if norm == "l2" else evasion.CarliniLInfMethod,
+            "deepfool": evasion.DeepFool, "hsj": evasion.HopSkipJump}[attack]
+
+
+def _our_settings(backend: str, attack: str, steps: int | None, num_classes: int) -> dict:
+    """What :func:`backend_attack` passes beyond the library's own defaults.
+
+    ``steps=None``: the authors' recommended settings, i.e. the library's defaults, except where a
+    default is not scale-free (ART's absolute ``eps_step``: kept as the same fraction of ε) or is
+    a known misfit noted here. Given ``steps``: that many iterations, with the step rules below.
+    """
+    candidates = {"candidates": min(10, num_classes)}
+    if backend == "foolbox":
+        if attack == "pgd":  # default: foolbox's (L∞ 40 steps of ε/30; L2 / L1 50 steps of ε/40), random start
+            return {} if steps is None else dict(steps=steps, rel_stepsize=2.5 / max(steps, 1), random_start=True)
+        if attack == "deepfool":  # foolbox's 50 steps, overshoot 0.02; at most K candidate classes
+            return candidates | ({} if steps is None else dict(steps=steps))
+        # fmn 100 steps; cw 9 binary-search steps x 10000 (early abort); hsj 64; boundary 25000
+        return {} if steps is None else dict(steps=steps)
+    if attack == "pgd":
+        if steps is None:  # ART's defaults: 100 iterations, no random start, eps_step 0.1 at its eps 0.3
+            return {"max_iter": 100, EPS_STEP_KEY: 0.1 / 0.3, "num_random_init": 0}
+        return {"max_iter": steps, EPS_STEP_KEY: 2.5 / max(steps, 1), "num_random_init": 1}
+    if attack == "apgd":  # APGD's schedule starts at a step of 2ε (Croce & Hein 2020); ART's default 5 restarts
+        return {EPS_STEP_KEY: 2.0} | (dict(max_iter=100, nb_random_init=5) if steps is None
+                                       else dict(max_iter=steps, nb_random_init=1))
+    if attack == "deepfool":
+        # Overshoot 0.02 as in the DeepFool paper and foolbox; ART's 1e-6 stops on the boundary itself.
+        return dict(nb_grads=min(10, num_classes), epsilon=0.02) | ({} if steps is None else dict(max_iter=steps))
+    # cw: ART's 10 binary-search steps (L2) x 10 iterations; hsj: 50 iterations
+    return {} if steps is None else dict(max_iter=steps)
+
+
+def library_settings(backend: str, attack: str, norm: str = "linf", steps: int | None = None, *,
+                     num_classes: int = 10, **options) -> dict:
+    """The settings :func:`backend_attack` runs ``backend``'s ``attack`` with, for reports.
+
+    The library's own constructor defaults (read from its signature; plumbing such as ε, the norm,
+    batch size and logging left out), overridden by robustaudio's choices for ``steps`` (``None``:
+    the authors' recommended settings) and by ``options``. A step that scales with ε is given as
+    ``eps_step/eps`` (ART) or ``rel_stepsize`` (foolbox, already relative to ε).
+    """
+    check_backend_attack(backend, attack, norm)
+    cls = _library_class(backend, attack, norm)
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if name not in _PLUMBING and p.default is not inspect.Parameter.empty
+                and isinstance(p.default, (bool, int, float, str))}
+    return defaults | _our_settings(backend, attack, steps, num_classes) | options
 
 
 class BackendError(ValueError):
@@ -278,34 +356,25 @@ def _foolbox_starting_points(fmodel, x: torch.Tensor, criterion) -> tuple[torch.
 
 
 def _run_foolbox(attack: str, module: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
-                 eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int, targeted: bool,
+                 eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int | None, targeted: bool,
                  nb_classes: int, options: dict) -> torch.Tensor:
     """Raw foolbox output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
     import foolbox as fb
 
-    fa = fb.attacks
     criterion_for = (fb.criteria.TargetedMisclassification if targeted else fb.criteria.Misclassification)
     fmodel = _foolbox_model(module, bounds, clean.device)
+    cls = _library_class("foolbox", attack, norm)
+    settings = _our_settings("foolbox", attack, steps, nb_classes) | options
     if attack == "hsj":
-        return _run_foolbox_decision(fa.HopSkipJumpAttack(steps=steps, constraint=norm, **options), fmodel, clean,
-                                     labels, criterion_for)
+        return _run_foolbox_decision(cls(constraint=norm, **settings), fmodel, clean, labels, criterion_for)
+    if attack == "boundary":
+        return _run_foolbox_decision(cls(**settings), fmodel, clean, labels, criterion_for)
     if attack == "pgd":
-        cls = {"linf": fa.LinfPGD, "l2": fa.L2PGD, "l1": fa.L1PGD}[norm]
-        settings = dict(steps=steps, rel_stepsize=2.5 / max(steps, 1), random_start=True) | options
         result = clean.clone()
         for value, index in _eps_groups(eps):
             result[index] = cls(**settings).run(fmodel, clean[index], criterion_for(labels[index]), epsilon=value)
         return result
-    if attack == "boundary":
-        return _run_foolbox_decision(fa.BoundaryAttack(steps=steps, **options), fmodel, clean, labels, criterion_for)
-    if attack == "fmn":
-        instance = {"linf": fa.LInfFMNAttack, "l2": fa.L2FMNAttack, "l1": fa.L1FMNAttack}[norm](steps=steps, **options)
-    elif attack == "deepfool":
-        cls = {"linf": fa.LinfDeepFoolAttack, "l2": fa.L2DeepFoolAttack}[norm]
-        instance = cls(**(dict(steps=steps, candidates=min(10, nb_classes)) | options))
-    else:  # cw
-        instance = fa.L2CarliniWagnerAttack(steps=steps, **options)
-    return instance.run(fmodel, clean, criterion_for(labels))
+    return cls(**settings).run(fmodel, clean, criterion_for(labels))  # fmn, deepfool, cw: minimal-norm
 
 
 def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tensor, criterion_for) -> torch.Tensor:
@@ -318,18 +387,18 @@ def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tenso
 
 
 def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
-             eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int, targeted: bool,
+             eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int | None, targeted: bool,
              options: dict) -> torch.Tensor:
     """Raw ART output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
-    from art.attacks import evasion
-
     clip_values = bounds if all(math.isfinite(b) for b in bounds) else None
     classifier = _art_classifier(module, multilabel_model=model if model.multilabel else None,
                                  nb_classes=model.num_classes, input_shape=tuple(clean.shape[1:]),
                                  clip_values=clip_values, targeted=targeted, device=clean.device)
     x = clean.detach().cpu().numpy()
     y = labels.detach().cpu().numpy()
-    common = dict(targeted=targeted, verbose=False)
+    cls = _library_class("art", attack, norm)
+    settings = _our_settings("art", attack, steps, model.num_classes) | options
+    step_per_eps = settings.pop(EPS_STEP_KEY, None)
 
     def generate(instance, rows=slice(None)) -> torch.Tensor:
         return torch.from_numpy(instance.generate(x[rows], y[rows])).to(clean.device, torch.float32)
@@ -337,33 +406,25 @@ def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tens
     if attack in ("pgd", "apgd"):
         result = clean.clone()
         for value, index in _eps_groups(eps):
-            if attack == "pgd":
-                settings = dict(norm=ART_NORM[norm], eps=value, eps_step=2.5 / max(steps, 1) * value,
-                                max_iter=steps, num_random_init=1, batch_size=len(index)) | common | options
-                cls = evasion.ProjectedGradientDescent
-            else:  # APGD's own schedule starts at a step of 2ε
-                settings = dict(norm=ART_NORM[norm], eps=value, eps_step=2 * value, max_iter=steps,
-                                nb_random_init=1, batch_size=len(index)) | common | options
-                cls = evasion.AutoProjectedGradientDescent
+            per_eps = dict(norm=ART_NORM[norm], eps=value, batch_size=len(index), targeted=targeted, verbose=False)
+            if step_per_eps is not None:
+                per_eps["eps_step"] = step_per_eps * value
             with _uncounted(module):  # APGD probes the model on a dummy input when built
-                instance = cls(classifier, **settings)
+                instance = cls(classifier, **(per_eps | settings))
             result[index] = generate(instance, index.numpy())
         return result
-    batch = dict(batch_size=len(clean))
+    batch = dict(batch_size=len(clean), verbose=False)
     if attack == "cw":
-        cls = evasion.CarliniL2Method if norm == "l2" else evasion.CarliniLInfMethod
-        instance = cls(classifier, **(dict(max_iter=steps) | batch | common | options))
+        instance = cls(classifier, targeted=targeted, **(batch | settings))
     elif attack == "deepfool":
-        # Overshoot 0.02 as in the DeepFool paper and foolbox; ART's 1e-6 stops on the boundary itself.
-        instance = evasion.DeepFool(classifier, **(dict(max_iter=steps, nb_grads=min(10, model.num_classes),
-                                                        epsilon=0.02, verbose=False) | batch | options))
+        instance = cls(classifier, **(batch | settings))
     else:  # hsj
-        instance = evasion.HopSkipJump(classifier, **(dict(norm=ART_NORM[norm], max_iter=steps) | common | options))
+        instance = cls(classifier, norm=ART_NORM[norm], targeted=targeted, **(dict(verbose=False) | settings))
     return generate(instance)
 
 
 def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
-                 attack: str, steps: int, generator: torch.Generator | None, targeted: bool,
+                 attack: str, steps: int | None, generator: torch.Generator | None, targeted: bool,
                  eps: torch.Tensor | None, options: dict):
     """Shared by :func:`backend_attack` and :func:`foolbox_minimal_norms`.
 
@@ -372,8 +433,8 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
     :class:`PassCounter`; ``None`` when ``active`` is empty and no library ran).
     """
     check_backend_attack(backend, attack, threat.norm, multilabel=model.multilabel, targeted=targeted)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}.")
+    if steps is not None and steps < 1:
+        raise ValueError(f"steps must be >= 1 (or None for the authors' settings), got {steps}.")
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
     clean, logits_fn = threat.view(model, audio)
     clean = clean.detach()
@@ -411,8 +472,8 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
 
 
 def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
-                   attack: str, steps: int, generator: torch.Generator | None = None, targeted: bool = False,
-                   eps: torch.Tensor | None = None, **options) -> AttackResult:
+                   attack: str, steps: int | None = None, generator: torch.Generator | None = None,
+                   targeted: bool = False, eps: torch.Tensor | None = None, **options) -> AttackResult:
     """Run a foolbox or ART attack on a batch; the result is projected and scored by robustaudio.
 
     Attacks (``check_backend_attack`` says which norms each serves):
@@ -438,7 +499,10 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
         backend: ``"foolbox"`` or ``"art"``.
         attack: the attack's name, see above.
         steps: iterations, in the library's own sense (PGD/APGD/FMN/DeepFool steps; CW steps per
-            binary-search step; HSJ/Boundary iterations, each of many queries).
+            binary-search step; HSJ/Boundary iterations, each of many queries). ``None``: the
+            authors' recommended settings, i.e. the library's defaults (ART APGD 100 iterations x 5
+            random starts, ART PGD 100, foolbox L∞ PGD 40, FMN 100, ...; see
+            :func:`library_settings`, which says exactly what runs).
         generator: torch generator; one draw from it seeds the libraries' global torch and numpy
             generators for the call (restored after).
         eps: optional per-sample budget ``[B]`` overriding ``threat.budget``; the libraries take a
