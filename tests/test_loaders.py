@@ -183,12 +183,104 @@ def test_onnx_falls_back_to_onnxruntime_when_conversion_fails(tmp_path, monkeypa
         raise NotImplementedError("Converter is not implemented (OperationDescription(op_type='Clip'))")
 
     monkeypatch.setattr(onnx2torch, "convert", refuse)
-    with pytest.warns(LoaderWarning, match="black-box"):
+    with pytest.warns(LoaderWarning, match="black-box") as caught:
         model = load_model(f"onnx:{path}")
+    assert "torch.onnx.export(model, audio, 'kws.onnx', opset_version=17" in str(caught[0].message)
     assert not isinstance(model, WrappedModule) and model.labels == ("yes", "no", "maybe")
     audio = 0.1 * torch.randn(2, 800)
     with torch.no_grad():
         assert torch.allclose(model(audio), net(audio), atol=1e-5)
+
+
+class ConvMeanReshape(nn.Module):
+    """conv -> ReLU -> mean and max over time -> reshape -> linear: ReduceMean-18 and Reshape-19 at opset 18+."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, kernel_size=16, stride=8)
+        self.linear = nn.Linear(8, 3)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(audio.unsqueeze(1)))
+        pooled = torch.stack([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
+        return self.linear(pooled.reshape(audio.shape[0], -1))
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_onnx_from_torch_default_exporter_is_attacked_white_box(tmp_path, exporter):
+    """torch.onnx.export's default opset (18+: ReduceMean takes axes as an input, Reshape-19, and the dynamo
+    exporter's allowzero=1) converts to torch: gradients flow, and PGD finds what it finds on the torch model."""
+    import warnings as warnings_module
+
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx2torch")
+    if exporter == "dynamo":
+        pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    net = ConvMeanReshape().eval()
+    path = tmp_path / "kws.onnx"
+    options = (dict(dynamo=False, dynamic_axes={"audio": {0: "batch"}, "logits": {0: "batch"}})
+               if exporter == "torchscript" else dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},)))
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(net, (torch.zeros(2, 800),), str(path), input_names=["audio"], output_names=["logits"],
+                          **options)
+    exported = onnx.load(str(path))
+    assert min(o.version for o in exported.opset_import if o.domain in ("", "ai.onnx")) >= 18
+    assert {"ReduceMean", "Reshape"} <= {node.op_type for node in exported.graph.node}
+    path.with_name(path.name + ".json").write_text(json.dumps(SPEC))
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error", LoaderWarning)  # no fallback to black-box
+        model = load_model(f"onnx:{path}")
+    assert isinstance(model, WrappedModule)
+    reference = WrappedModule(net, "torch", model.labels, model.sample_rate, model.multilabel, model.clip_seconds)
+    audio = 0.1 * torch.randn(6, 800, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(model(audio), net(audio), atol=1e-5)
+    assert_useful_gradient(input_gradient(model, audio, logit=2))
+    assert torch.allclose(input_gradient(model, audio, logit=2), input_gradient(reference, audio, logit=2), atol=1e-5)
+    labels = net(audio).argmax(-1).detach()
+    results = [pgd(m, audio, labels, ThreatModel("l2", eps=0.5), steps=5, generator=torch.Generator().manual_seed(0))
+               for m in (model, reference)]
+    assert torch.equal(results[0].success, results[1].success)
+    assert torch.allclose(results[0].adversarial, results[1].adversarial, atol=1e-4)
+
+
+def test_opset_18_reductions_match_onnxruntime(tmp_path):
+    """ReduceX-18 (axes as a constant input, as a graph input, or none with noop_with_empty_axes) converted
+    by robustaudio's converters gives onnxruntime's values."""
+    onnx = pytest.importorskip("onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    onnx2torch = pytest.importorskip("onnx2torch")
+    from onnx import TensorProto, helper
+
+    from robustaudio.models.onnx import REDUCTIONS, register_converters
+
+    register_converters()
+    nodes, outputs = [], []
+    for i, op in enumerate(sorted(REDUCTIONS)):
+        keep = i % 2
+        nodes.append(helper.make_node(op, ["x", "axes"], [f"y{i}"], keepdims=keep))
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None))
+    nodes.append(helper.make_node("ReduceMean", ["x", "runtime_axes"], ["dynamic"], keepdims=0))
+    nodes.append(helper.make_node("ReduceMax", ["x"], ["everything"], keepdims=0))
+    nodes.append(helper.make_node("ReduceSumSquare", ["x"], ["unchanged"], noop_with_empty_axes=1))
+    outputs += [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+                for name in ("dynamic", "everything", "unchanged")]
+    graph = helper.make_graph(nodes, "reductions",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("runtime_axes", TensorProto.INT64, [2])],
+                              outputs, initializer=[helper.make_tensor("axes", TensorProto.INT64, [2], [2, 0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, str(tmp_path / "reduce.onnx"))
+    x = np.random.default_rng(0).uniform(0.5, 2.0, (2, 3, 4)).astype(np.float32)
+    axes = np.array([-1, 1], dtype=np.int64)
+    expected = onnxruntime.InferenceSession(str(tmp_path / "reduce.onnx")).run(None, {"x": x, "runtime_axes": axes})
+    converted = onnx2torch.convert(model)
+    ours = converted(torch.from_numpy(x), torch.from_numpy(axes))
+    for mine, theirs in zip(ours, expected):
+        assert mine.shape == theirs.shape and np.allclose(mine.numpy(), theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_corrupt_onnx_file_is_named(tmp_path):
@@ -288,6 +380,54 @@ def test_zoo_weights_errors(tmp_path):
         load_model("m3", weights=tmp_path / "m5.pt")
     with pytest.raises(ModelError, match="--weights does not apply"):
         load_model("openwakeword:alexa", weights=tmp_path / "ten.pt")
+
+
+def test_zoo_plain_state_dict_takes_its_sidecar(tmp_path):
+    """--model ARCH --weights FILE.pt with FILE.json: labels, rate, clip length and config keys."""
+    torch.manual_seed(0)
+    source = M3(labels=["yes", "no"], sample_rate=16000, clip_seconds=1.0, standardise=False).eval()
+    path = tmp_path / "plain_state_dict.pt"
+    torch.save(source.state_dict(), path)
+    with pytest.raises(ModelError, match="labels"):  # 10 UrbanSound8K classes by default: the head does not fit
+        load_model("m3", weights=path)
+    (tmp_path / "plain_state_dict.json").write_text(json.dumps(
+        {"labels": ["yes", "no"], "sample_rate": 16000, "clip_seconds": 1.0, "multilabel": True, "standardise": False}))
+    model = load_model("m3", weights=path)
+    assert model.labels == ("yes", "no") and model.sample_rate == 16000 and model.clip_samples == 16000
+    assert model.multilabel and not model.standardise  # multilabel is no M3 argument: set on the model
+    audio = 0.1 * torch.randn(2, 16000)
+    with torch.no_grad():
+        assert torch.allclose(model(audio), source(audio))
+    assert load_model("m3", weights=path, labels=["a", "b"]).labels == ("a", "b")  # arguments win
+    (tmp_path / "plain_state_dict.json").write_text(json.dumps({"labels": ["yes", "no"], "n_mels": 40}))
+    with pytest.raises(ModelError, match="unknown key.*n_mels.*standardise"):
+        load_model("m3", weights=path)
+
+
+def test_sidecar_sample_rate_that_disagrees_with_the_model_is_refused(tmp_path):
+    from robustaudio.models.zoo import DSCNN
+
+    torch.save(DSCNN(labels=["a", "b"]).state_dict(), tmp_path / "kws.pt")  # DSCNN runs at 16 kHz only
+    (tmp_path / "kws.json").write_text(json.dumps({"labels": ["a", "b"], "sample_rate": 44100}))
+    with pytest.raises(ModelError, match=r"kws.json says sample_rate 44100 but architecture 'dscnn' runs at 16000"):
+        load_model("dscnn", weights=tmp_path / "kws.pt")
+    (tmp_path / "kws.json").write_text(json.dumps({"labels": ["a", "b"], "sample_rate": 16000}))
+    assert load_model("dscnn", weights=tmp_path / "kws.pt").sample_rate == 16000
+
+    net = tiny_net()
+    net.sample_rate = 8000  # a module that says its rate
+    torch.jit.script(net).save(str(tmp_path / "ts.pt"))
+    (tmp_path / "ts.pt.json").write_text(json.dumps({**SPEC, "sample_rate": 16000}))
+    with pytest.raises(ModelError, match="says sample_rate 16000 but the module") as caught:
+        load_model(f"torchscript:{tmp_path / 'ts.pt'}")
+    assert "\n" not in str(caught.value)
+
+    save_tiny_ast(tmp_path / "ast")
+    (tmp_path / "ast.json").write_text(json.dumps({"sample_rate": 44100}))
+    with pytest.raises(ModelError, match="ast.json says sample_rate 44100 but its feature extractor runs at 16000"):
+        load_model(f"hf:{tmp_path / 'ast'}")
+    with pytest.raises(ModelError, match="sample_rate 22050 given"):
+        load_model(f"hf:{tmp_path / 'ast'}", sample_rate=22050)
 
 
 class WritesMarker:

@@ -10,10 +10,25 @@ outside the graph, is replaced by an equivalent torch front end so that gradient
 
 - ``ASTFeatureExtractor``: Kaldi fbank (torchaudio, 25 ms Hanning frames, 10 ms shift, no dither)
   with the extractor's ``num_mel_bins``; normalised ``(x - mean) / (2 std)`` when ``do_normalize``;
-  cropped or padded to ``max_length`` frames (padding with a raw 0, as the extractor pads before
-  normalising). ``clip_seconds`` is what ``max_length`` frames cover (10.255 s for 1024).
+  cropped or padded to ``max_length`` FRAMES (padding with a raw 0, as the extractor pads before
+  normalising, whatever its ``padding_value``), so a clip shorter than ``max_length`` frames is
+  padded in the feature domain exactly where transformers pads it.
 - ``Wav2Vec2FeatureExtractor`` (wav2vec2, HuBERT, WavLM ...): per-clip zero mean, unit variance
-  ``(x - mean) / sqrt(var + 1e-7)`` when ``do_normalize``; ``clip_seconds`` defaults to 1 s.
+  ``(x - mean) / sqrt(var + 1e-7)`` over the whole clip when ``do_normalize``, as the extractor
+  does for one clip or a batch of equal-length clips (no padding, so no attention mask is needed).
+
+Measured against ``feature_extractor(...)`` then ``model(...)``: ``max |Δlogit|`` below 1e-6 for clips
+shorter than, as long as and longer than ``max_length`` (tests/test_faithful.py).
+
+**The clip length.** Both front ends take waveforms of any length, and transformers' output depends
+on the clip's own length: zero samples appended to the waveform are not what the extractor pads (for
+AST, silent frames of log 1.2e-7 instead of frame padding; for wav2vec2, zeros in the mean and
+variance), and an attack would spend its budget on a stretch the deployed model never hears. So,
+unless ``clip_seconds`` is given (argument or sidecar), the model is marked
+``clip_seconds_from_data`` and :func:`robustaudio.data.audio.fit_clip_to_data` sets ``clip_seconds``
+to the data's longest clip, capped at ``max_clip_seconds`` (AST: what ``max_length`` frames cover,
+10.255 s for 1024, beyond which transformers drops the frames; wav2vec2: no cap). Until then
+``clip_seconds`` is that cap for AST and 1 s for wav2vec2.
 
 Stages: ``features`` is the front end's output; ``embeddings`` runs the model and returns the input of
 its ``classifier`` module (AST: the mean of the [CLS] and distillation tokens; wav2vec2: the pooled
@@ -41,6 +56,7 @@ from .frontends import KaldiFbank
 FBANK_SHIFT_S = 0.010   # Kaldi fbank as the AST extractor calls it: 25 ms frames every 10 ms
 FBANK_LENGTH_S = 0.025
 VARIANCE_FLOOR = 1e-7   # transformers' zero_mean_unit_var_norm
+DEFAULT_CLIP_SECONDS = 1.0  # wav2vec2 until the data says otherwise
 
 
 class FixedFrames(nn.Module):
@@ -75,7 +91,8 @@ class HuggingFaceClassifier(Classifier):
     """
 
     def __init__(self, model: nn.Module, front_end: nn.Module, model_input: nn.Module, labels: tuple[str, ...],
-                 sample_rate: int, multilabel: bool, clip_seconds: float):
+                 sample_rate: int, multilabel: bool, clip_seconds: float, *, clip_seconds_from_data: bool = False,
+                 max_clip_seconds: float | None = None):
         super().__init__()
         if not isinstance(getattr(model, "classifier", None), nn.Module):
             raise ModelError(f"{type(model).__name__} has no `classifier` module: only *ForAudioClassification "
@@ -87,6 +104,8 @@ class HuggingFaceClassifier(Classifier):
         self.sample_rate = sample_rate
         self.multilabel = multilabel
         self.clip_seconds = clip_seconds
+        self.clip_seconds_from_data = clip_seconds_from_data  # see the module docstring
+        self.max_clip_seconds = max_clip_seconds
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return self.front_end(audio)
@@ -122,19 +141,26 @@ class Squeeze(nn.Module):
         return features.squeeze(1)
 
 
-def front_end_for(extractor, clip_seconds: float | None) -> tuple[nn.Module, nn.Module, float]:
-    """(front end, model input, clip_seconds) equivalent to a transformers feature extractor."""
+def covered_seconds(frames: int) -> float:
+    """The waveform length whose Kaldi fbank has exactly ``frames`` frames (25 ms + 10 ms per further frame)."""
+    return (frames - 1) * FBANK_SHIFT_S + FBANK_LENGTH_S
+
+
+def front_end_for(extractor) -> tuple[nn.Module, nn.Module, float | None]:
+    """(front end, model input, the longest useful clip in seconds or None) equivalent to a transformers
+    feature extractor."""
     from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor
 
     if isinstance(extractor, ASTFeatureExtractor):
+        # transformers: fbank, ZeroPad2d / crop to max_length frames (a raw 0, not padding_value), then
+        # (x - mean) / (2 std) over the padded frames too
         mean, scale = (extractor.mean, 2 * extractor.std) if extractor.do_normalize else (0.0, 1.0)
         front_end = KaldiFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins, mean=mean, std=scale,
                                frame_shift_ms=1000 * FBANK_SHIFT_S, frame_length_ms=1000 * FBANK_LENGTH_S)
-        covered = (extractor.max_length - 1) * FBANK_SHIFT_S + FBANK_LENGTH_S
-        return front_end, ToASTInput(extractor.max_length, (0.0 - mean) / scale), clip_seconds or covered
+        return front_end, ToASTInput(extractor.max_length, (0.0 - mean) / scale), covered_seconds(extractor.max_length)
     if isinstance(extractor, Wav2Vec2FeatureExtractor):
         front_end = ZeroMeanUnitVariance() if extractor.do_normalize else nn.Unflatten(1, (1, -1))
-        return front_end, Squeeze(), clip_seconds or 1.0
+        return front_end, Squeeze(), None
     raise ModelError(f"Feature extractor {type(extractor).__name__} is not supported yet: hf: handles "
                      f"ASTFeatureExtractor and Wav2Vec2FeatureExtractor (wav2vec2, HuBERT, WavLM).")
 
@@ -173,15 +199,19 @@ def _one_line(error: Exception, limit: int = 300) -> str:
 
 def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None = None,
                      multilabel: bool | None = None, clip_seconds: float | None = None,
-                     trust_checkpoint: bool = False, **unknown) -> HuggingFaceClassifier:
+                     trust_checkpoint: bool = False, sample_rate: int | None = None,
+                     **unknown) -> HuggingFaceClassifier:
     """``hf:DIR``: a saved transformers audio classifier and its feature extractor, read offline.
 
-    ``labels`` / ``multilabel`` / ``clip_seconds`` override what the directory says.
-    ``trust_checkpoint`` lets ``.bin`` weights that hold pickled Python objects be unpickled
-    (safetensors and tensor-only ``.bin`` files never need it); custom code is refused regardless.
+    ``labels`` / ``multilabel`` / ``clip_seconds`` override what the directory says (without
+    ``clip_seconds`` the clip length follows the data, see the module docstring). ``sample_rate``
+    may only repeat the feature extractor's ``sampling_rate``: another rate raises :class:`ModelError`
+    (the model cannot run at it, and audio resampled to it would be wrong). ``trust_checkpoint`` lets
+    ``.bin`` weights that hold pickled Python objects be unpickled (safetensors and tensor-only
+    ``.bin`` files never need it); custom code is refused regardless.
     """
     if unknown:
-        raise ModelError(f"hf: takes labels, multilabel and clip_seconds, not {', '.join(unknown)}.")
+        raise ModelError(f"hf: takes labels, multilabel, clip_seconds and sample_rate, not {', '.join(unknown)}.")
     path = Path(directory)
     if not (path / "config.json").is_file():
         raise ModelError(f"{str(path)!r} is not a Hugging Face model directory (no config.json): give the folder "
@@ -225,12 +255,17 @@ def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None 
     config = model.config
     if config.problem_type == "regression":
         raise ModelError(f"{str(path)!r} is a regression model; robustaudio attacks classifiers.")
-    front_end, model_input, clip_seconds = front_end_for(extractor, clip_seconds)
+    rate = int(extractor.sampling_rate)
+    if sample_rate is not None and int(sample_rate) != rate:
+        raise ModelError(f"sample_rate {sample_rate} given for {str(path)!r}, whose feature extractor runs at {rate} "
+                         f"Hz: remove sample_rate or set it to {rate} (audio is resampled to the model's rate).")
+    front_end, model_input, longest = front_end_for(extractor)
     id2label = {int(k): v for k, v in config.id2label.items()}
     found_labels = tuple(id2label[k] for k in sorted(id2label))
     if labels is not None and len(labels) != len(found_labels):
         raise ModelError(f"{len(labels)} labels given for a model with {len(found_labels)} outputs.")
     if multilabel is None:
         multilabel = config.problem_type == "multi_label_classification" or len(found_labels) == 1
-    return HuggingFaceClassifier(model, front_end, model_input, tuple(labels or found_labels),
-                                 int(extractor.sampling_rate), bool(multilabel), float(clip_seconds)).eval()
+    return HuggingFaceClassifier(model, front_end, model_input, tuple(labels or found_labels), rate, bool(multilabel),
+                                 float(clip_seconds or longest or DEFAULT_CLIP_SECONDS),
+                                 clip_seconds_from_data=clip_seconds is None, max_clip_seconds=longest).eval()

@@ -29,6 +29,17 @@ output, single-label, 1 s)::
 
     {"sample_rate": 16000, "labels": ["yes", "no"], "multilabel": false, "clip_seconds": 1.0}
 
+A sidecar whose ``sample_rate`` differs from the one the model itself declares (module attribute, ONNX
+metadata, a Hugging Face feature extractor, a zoo architecture's fixed rate) is refused with a one-line
+:class:`ModelError`: audio is resampled to the model's rate, so a wrong rate would go unnoticed.
+A **zoo architecture with a bare state dict** (``--model m3 --weights kws.pt``) reads the same sidecar
+(``kws.pt.json`` or ``kws.json``), which may also hold the architecture's constructor arguments
+(:func:`with_weights_sidecar`).
+
+ONNX files of opset 18 and later (torch.onnx.export's default) are converted with our converters for
+the ops that changed there (:func:`robustaudio.models.onnx.register_converters`); a file that still
+fails runs black-box, and the warning says how to re-export it at opset 17.
+
 Such models expose no internal stages: ``features`` is the identity on the waveform and
 ``embeddings`` / ``head`` raise, so feature-domain attacks and latent metrics need a Classifier.
 
@@ -56,7 +67,7 @@ from .base import Classifier, ModelError, WholeModel
 SPEC_KEYS = {"sample_rate": int, "labels": list, "multilabel": bool, "clip_seconds": float}
 DEFAULT_SPEC = {"sample_rate": 16000, "multilabel": False, "clip_seconds": 1.0}
 PROBE_SEED = 0
-ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5 converts whole (torch >= 2.5 exports 18-20)
+ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5 converts whole (torch >= 2.5 exports 18-20; see .onnx)
 CONVERSION_TOLERANCE = 1e-4  # converted vs onnxruntime logits, relative to max(1, |logits|)
 
 
@@ -74,11 +85,7 @@ def sidecar_path(path: Path) -> Path | None:
     return None
 
 
-def read_sidecar(path: Path) -> dict:
-    """The sidecar's settings for model file ``path`` ({} if there is none), checked for known keys and types."""
-    sidecar = sidecar_path(path)
-    if sidecar is None:
-        return {}
+def _sidecar_object(sidecar: Path) -> dict:
     try:
         spec = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -86,7 +93,25 @@ def read_sidecar(path: Path) -> dict:
                          f'{{"sample_rate": 16000, "labels": ["yes", "no"], "multilabel": false}}.') from error
     if not isinstance(spec, dict):
         raise ModelError(f"Sidecar {sidecar} must hold a JSON object with keys {', '.join(SPEC_KEYS)}.")
-    return check_spec(spec, f"Sidecar {sidecar}")
+    return spec
+
+
+def read_sidecar(path: Path) -> dict:
+    """The sidecar's settings for model file ``path`` ({} if there is none), checked for known keys and types."""
+    sidecar = sidecar_path(path)
+    if sidecar is None:
+        return {}
+    return check_spec(_sidecar_object(sidecar), f"Sidecar {sidecar}")
+
+
+def refuse_rate_conflict(path: Path, sidecar: dict, declared: int | None, what: str) -> None:
+    """A one-line :class:`ModelError` if the sidecar of ``path`` gives a sample rate other than the
+    ``declared`` one of the model (``what`` names where that comes from): audio is resampled to the
+    model's rate, so a wrong one would feed it wrongly resampled audio without a word."""
+    given = sidecar.get("sample_rate")
+    if given is not None and declared is not None and int(given) != int(declared):
+        raise ModelError(f"Sidecar {sidecar_path(path)} says sample_rate {given} but {what} runs at {declared} Hz: "
+                         f"fix or remove sample_rate in the sidecar (audio is resampled to the model's rate).")
 
 
 def check_spec(spec: dict, source: str) -> dict:
@@ -210,7 +235,9 @@ def load_torchscript(target: str, **options) -> Classifier:
         raise ModelError(f"TorchScript file {str(path)!r} could not be loaded ({type(error).__name__}: "
                          f"{str(error).strip()[:200]}). Is it a torch.jit.save archive? A torch.save "
                          f"checkpoint loads with --weights and an architecture name instead.") from error
-    spec = resolve_spec(check_spec(options, "load_model arguments"), read_sidecar(path), module_spec(module))
+    sidecar, declared = read_sidecar(path), module_spec(module)
+    refuse_rate_conflict(path, sidecar, declared.get("sample_rate"), f"the module ({path.name}'s sample_rate)")
+    spec = resolve_spec(check_spec(options, "load_model arguments"), sidecar, declared)
     return wrap(module, f"TorchScript model {path.name}", spec)
 
 
@@ -223,13 +250,15 @@ def load_onnx(target: str, **options) -> Classifier:
     from .onnx import OnnxClassifier  # lazily: onnxruntime is an optional extra
 
     path = require_file(Path(target), "ONNX model", "Export one with torch.onnx.export(model, audio, FILE).")
-    spec = {**read_sidecar(path), **check_spec(options, "load_model arguments")}
+    sidecar = read_sidecar(path)
+    spec = {**sidecar, **check_spec(options, "load_model arguments")}
     reference = OnnxClassifier(path, **spec)  # checks the file with onnxruntime; reads metadata_props
+    refuse_rate_conflict(path, sidecar, reference.declared.get("sample_rate"), f"{path.name}'s metadata")
     spec = {key: getattr(reference, key) for key in SPEC_KEYS}
     try:
         return wrap(_convert_onnx(path, reference), f"ONNX model {path.name} (onnx2torch)", spec)
     except (RuntimeError, ModelError) as error:  # e.g. a converted graph that only takes a batch of one
-        warnings.warn(f"{path.name}: {str(error).strip()[:300]} Running it through onnxruntime instead: no "
+        warnings.warn(f"{path.name}: {str(error).strip()[:600]} Running it through onnxruntime instead: no "
                       f"gradients, so use a black-box attack (e.g. --attack square).", LoaderWarning, stacklevel=3)
         return reference
 
@@ -240,6 +269,8 @@ def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
         from onnx2torch import convert
     except ImportError as error:
         raise RuntimeError("gradients need onnx2torch (pip install onnx2torch).") from error
+    from .onnx import EXPORT_HINT
+
     try:
         module = _onnx2torch(convert, path).eval()
         audio = probe_audio(reference.clip_samples, batch=reference.fixed_batch or 2)
@@ -249,8 +280,10 @@ def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
         # Measured: a BatchNorm folded into a Conv by torch.onnx.export's constant folding names an
         # initialiser (e.g. 'onnx::Conv_71') that onnx2torch 1.5 fails to resolve.
         hint = (" Re-exporting with torch.onnx.export(..., do_constant_folding=False) avoids it."
-                if isinstance(error, KeyError) else "")
-        raise RuntimeError(f"onnx2torch could not convert it ({type(error).__name__}: {error}).{hint}") from error
+                if isinstance(error, KeyError) else
+                " " + EXPORT_HINT.format(name=path.name) if isinstance(error, NotImplementedError) else "")
+        cause = " ".join(str(error).split())[:200]
+        raise RuntimeError(f"onnx2torch could not convert it ({type(error).__name__}: {cause}).{hint}") from error
     difference = float((ours - theirs).abs().max()) if ours.shape == theirs.shape else float("inf")
     if not difference <= CONVERSION_TOLERANCE * max(1.0, float(theirs.abs().max())):
         raise RuntimeError(f"onnx2torch's conversion disagrees with onnxruntime (max logit difference "
@@ -259,13 +292,17 @@ def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
 
 
 def _onnx2torch(convert: Callable, path: Path) -> nn.Module:
-    """onnx2torch's conversion; files of a newer opset than it knows are first converted to opset 17."""
+    """onnx2torch's conversion, with our converters for opsets 18+ (:func:`.onnx.register_converters`);
+    if an op still has none, the file is converted to opset 17 by ``onnx.version_converter`` first."""
     import onnx
 
+    from .onnx import register_converters
+
+    register_converters()
     model = onnx.load(str(path))
     try:
         return convert(model)
-    except NotImplementedError as error:  # e.g. "Converter is not implemented (... Constant, version=19)"
+    except NotImplementedError as error:  # e.g. "Converter is not implemented (... GroupNormalization, version=18)"
         try:
             return convert(onnx.version_converter.convert_version(model, ONNX2TORCH_OPSET))
         except Exception:
@@ -291,8 +328,10 @@ def load_python(target: str, **options) -> Classifier:
         raise ModelError(f"{source} returned a {type(model).__name__}; the factory must return a robustaudio "
                          f"Classifier or a torch nn.Module mapping audio [B, T] to logits [B, K].")
     file = Path(module.__file__) if getattr(module, "__file__", None) else None
-    spec = resolve_spec(check_spec(options, "load_model arguments"), read_sidecar(file) if file else {},
-                        module_spec(model))
+    sidecar, declared = read_sidecar(file) if file else {}, module_spec(model)
+    if file:
+        refuse_rate_conflict(file, sidecar, declared.get("sample_rate"), f"the module {factory_name}() returns")
+    spec = resolve_spec(check_spec(options, "load_model arguments"), sidecar, declared)
     return wrap(model, source, spec)
 
 
@@ -320,7 +359,60 @@ def load_hf(target: str, **options) -> Classifier:
     """``hf:DIR``; a sidecar ``DIR.json`` next to the folder may set labels, multilabel, clip_seconds."""
     from .huggingface import load_huggingface
 
-    return load_huggingface(target, **{**read_sidecar(Path(target.rstrip("/"))), **options})
+    folder = Path(target.rstrip("/"))
+    sidecar = read_sidecar(folder)
+    model = load_huggingface(target, **{**{k: v for k, v in sidecar.items() if k != "sample_rate"}, **options})
+    refuse_rate_conflict(folder, sidecar, model.sample_rate, "its feature extractor")
+    return model
+
+
+def constructor_keys(architecture: Callable) -> set[str]:
+    """The keyword arguments an architecture's constructor takes by name, following ``**config`` to the
+    base classes it passes on to."""
+    keys: set[str] = set()
+    for cls in (architecture.__mro__ if isinstance(architecture, type) else (architecture,)):
+        init = cls.__init__ if isinstance(cls, type) else cls
+        if init is object.__init__ or init is nn.Module.__init__:
+            break
+        parameters = inspect.signature(init).parameters.values()
+        keys |= {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return keys
+
+
+def with_weights_sidecar(weights: str | Path, arch: str, architecture: Callable, config: dict,
+                         build: Callable[[dict], Classifier]) -> Classifier:
+    """``build(config)`` for a bare state dict of a zoo architecture, completed by the weights' sidecar.
+
+    The sidecar (``FILE.json`` or ``FILE`` with ``.json`` for its suffix, as for ``torchscript:``) holds
+    the spec keys (``labels``, ``sample_rate``, ``multilabel``, ``clip_seconds``) and any constructor
+    argument of the architecture (``n_mels``, ``pooling``, ...). What the constructor takes goes to it
+    (``config``, from ``load_model`` arguments, wins); spec keys it does not take are set on the model,
+    except ``sample_rate``, which must then equal the architecture's own (else a one-line
+    :class:`ModelError`: the audio would be resampled to a rate the model does not run at).
+    """
+    path = Path(weights)
+    sidecar = sidecar_path(path)
+    if sidecar is None:
+        return build(config)
+    values = _sidecar_object(sidecar)
+    accepted = constructor_keys(architecture)
+    unknown = sorted(set(values) - set(SPEC_KEYS) - accepted)
+    if unknown:
+        raise ModelError(f"Sidecar {sidecar} has unknown key(s) {unknown}; for architecture {arch!r} it takes "
+                         f"{', '.join(SPEC_KEYS)} and its config keys: {', '.join(sorted(accepted - set(SPEC_KEYS)))}.")
+    spec = check_spec({k: v for k, v in values.items() if k in SPEC_KEYS}, f"Sidecar {sidecar}")
+    given = {k: (list(spec[k]) if k == "labels" else spec.get(k, v)) for k, v in values.items() if k in accepted}
+    model = build({**given, **config})
+    for key, value in spec.items():
+        if key in accepted or key in config:
+            continue
+        if key == "sample_rate":
+            refuse_rate_conflict(path, spec, model.sample_rate, f"architecture {arch!r}")
+        else:
+            setattr(model, key, value)
+    return model
 
 
 def load_wakeword(target: str, **options) -> Classifier:

@@ -20,7 +20,7 @@ from .ast import SmallAST
 from .base import Classifier, ModelError
 from .cnn import LogMelCNN
 from .fusion import FUSION_MODELS
-from .loaders import load_prefixed, split_prefix
+from .loaders import load_prefixed, split_prefix, with_weights_sidecar
 from .zoo import ZOO
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -192,7 +192,8 @@ def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = F
     if not state_dict or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
         raise ModelError(f"{source} is neither a robustaudio checkpoint nor a state dict of tensors "
                          f"(top-level keys: {', '.join(map(str, list(checkpoint)[:8]))}).")
-    model = construct(arch, config, source, bare=True)
+    model = with_weights_sidecar(weights, arch, ARCHITECTURES[arch], config,  # + labels, rate, config in FILE.json
+                                 lambda given: construct(arch, given, source, bare=True))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as error:
