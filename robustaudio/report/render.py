@@ -15,6 +15,7 @@ import pandas as pd
 
 from .card import CARD_FILE, build_card, condition_order, json_safe
 from .headline import Flag, Headline, run_headline
+from .listen import clear, listen_html, listen_markdown, recompute, write_figures
 from ..records import read_records, read_warnings
 
 FIGURES_DIR = "figures"
@@ -228,8 +229,11 @@ def _save(fig: plt.Figure, path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def build_report(run_dir: str | Path) -> dict:
-    """Write ``card.json``, ``report.md``, ``report.html`` and ``figures/*.png`` from the records."""
+def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
+    """Write ``card.json``, ``report.md``, ``report.html`` and ``figures/*.png`` from the records.
+
+    ``listen_examples``: in attack reports, recompute a few adversarial examples to listen to and look at
+    (:mod:`robustaudio.report.listen`: loads the model and attacks at most six clips again)."""
     run_dir = Path(run_dir)
     card = build_card(run_dir)
     (run_dir / CARD_FILE).write_text(json.dumps(json_safe(card), indent=2, allow_nan=False))
@@ -257,11 +261,18 @@ def build_report(run_dir: str | Path) -> dict:
         sections.insert(1, headline.table)
     title = f"Robustness report: {card['model']}"
     lines = _summary_lines(card, headline is not None)
-    (run_dir / "report.md").write_text(document_markdown(title, lines, sections, figures, warnings, headline),
-                                       encoding="utf-8")
-    (run_dir / "report.html").write_text(document_html(title, lines, sections, figures, warnings, headline),
-                                         encoding="utf-8")
+    clear(run_dir, run_dir / FIGURES_DIR)
+    listen = recompute(run_dir, card, records) if listen_examples and _attacked(card) else None
+    write_figures(listen, run_dir / FIGURES_DIR)
+    (run_dir / "report.md").write_text(document_markdown(title, lines, sections, figures, warnings, headline,
+                                                         listen_markdown(listen)), encoding="utf-8")
+    (run_dir / "report.html").write_text(document_html(title, lines, sections, figures, warnings, headline,
+                                                       listen_html(listen)), encoding="utf-8")
     return card
+
+
+def _attacked(card: dict) -> bool:
+    return any(c.get("kind") != "noise" for c in card.get("conditions", []))
 
 
 def _summary_lines(card: dict, headline: bool = False) -> list[str]:
