@@ -90,6 +90,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     from ..attacks.backends import check_backend_attack
     from ..attacks.minimal import DEFAULT_START
     from ..data import AudioDataset
+    from ..data.audio import fit_clip_to_data
     from ..metrics.transfer import TransferTarget
     from ..models import load_model
     from ..report import build_report
@@ -116,16 +117,17 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                "in the attacked model's own features and cannot be played to another model.")
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
+        data = data_for(model_name, data)
+        dataset = AudioDataset.from_path(data, split=split)
+        if labels_from == "data":  # with --labels model the data's labels are never read
+            dataset.check_labels(model.labels)
+        fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: the data's clip length, before masks
         bounds = model.bounds if domain == "waveform" else None
         restriction = restrict_options(model, domain, time_window, freq_band)
         threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds, **restriction) for e in eps]
         threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds, **restriction) for s in snr_db]
         if backend != "native":
             check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
-        data = data_for(model_name, data)
-        dataset = AudioDataset.from_path(data, split=split)
-        if labels_from == "data":  # with --labels model the data's labels are never read
-            dataset.check_labels(model.labels)
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
         learn = None
         if universal:

@@ -30,7 +30,7 @@ size works. :func:`print_ops` lists the graph.
   ``1 / (1 + exp(mag_scale))``), mel axis reversed (high bands first);
 * stacked as two channels ``[B, 96, 511, 2]`` and batch-normalised (``BNORM_SPEC``).
 
-Two details make the rebuild match LiteRT (max |Δ logit| 5e-5 on 66 real windows, top-5 identical;
+Two details make the rebuild match LiteRT (max ``|Δ logit|`` 5e-5 on 66 real windows, top-5 identical;
 ``experiments/birdnet_study.md``): TFLite's RFFT2D computes in double precision, and so does the
 rebuild (a float32 FFT's rounding noise in near-empty bins, e.g. the zero padding of a short
 recording, is blown up by the power law: logits then differ by up to 0.3); and ``x ** p`` with
