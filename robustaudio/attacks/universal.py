@@ -9,8 +9,8 @@ whenever the whole δ exceeds ε; it is kept as the named option ``projection="p
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import torch
 
@@ -30,13 +30,15 @@ class UniversalResult:
     history: list[dict] = field(default_factory=list)
 
 
-def project_universal(delta: torch.Tensor, threat: ThreatModel, eps: float, projection: str = "ball",
-                      frame_length: int | None = None) -> torch.Tensor:
+def project_universal(
+    delta: torch.Tensor, threat: ThreatModel, eps: float, projection: str = "ball", frame_length: int | None = None
+) -> torch.Tensor:
     """Project one perturbation ``delta`` (a single input's shape) onto the universal budget.
 
     ``ball``: :meth:`ThreatModel.project` without the box (mask, band, Lp ball); each clip's box
-    is met when δ is added to it. ``per-frame`` (L2 only): the mask and band, then if ``‖δ‖₂ > ε``, every frame (feature column, or ``frame_length``
-    waveform samples) is rescaled to norm ε, as in the thesis author's code.
+    is met when δ is added to it. ``per-frame`` (L2 only): the mask and band, then if ``‖δ‖₂ > ε``,
+    every frame (feature column, or ``frame_length`` waveform samples) is rescaled to norm ε, as in
+    the thesis author's code.
     """
     if projection not in PROJECTIONS:
         raise ValueError(f"Unknown projection {projection!r}; use one of {', '.join(PROJECTIONS)}.")
@@ -56,10 +58,18 @@ def project_universal(delta: torch.Tensor, threat: ThreatModel, eps: float, proj
     return delta * (eps / columns)
 
 
-def universal_perturbation(model: AttackTarget, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], threat: ThreatModel, *,
-                           epochs: int = 20, rel_step_size: float = 0.1, projection: str = "ball",
-                           frame_length: int | None = None, targeted: bool = False,
-                           device: str | torch.device = "cpu") -> UniversalResult:
+def universal_perturbation(
+    model: AttackTarget,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    threat: ThreatModel,
+    *,
+    epochs: int = 20,
+    rel_step_size: float = 0.1,
+    projection: str = "ball",
+    frame_length: int | None = None,
+    targeted: bool = False,
+    device: str | torch.device = "cpu",
+) -> UniversalResult:
     """Learn one perturbation for all clips.
 
     Args:
@@ -70,8 +80,10 @@ def universal_perturbation(model: AttackTarget, batches: Iterable[tuple[torch.Te
         projection: ``"ball"`` or ``"per-frame"`` (see :func:`project_universal`).
     """
     if threat.eps is None:
-        raise ValueError("A universal perturbation needs an absolute budget (--eps): an SNR budget "
-                         "depends on the clip, and the perturbation is shared by all clips.")
+        raise ValueError(
+            "A universal perturbation needs an absolute budget (--eps): an SNR budget "
+            "depends on the clip, and the perturbation is shared by all clips."
+        )
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
     delta: torch.Tensor | None = None
@@ -90,7 +102,7 @@ def universal_perturbation(model: AttackTarget, batches: Iterable[tuple[torch.Te
                 with torch.enable_grad():
                     logits = logits_fn(x)
                     loss = attack_loss(model, logits, labels, targeted)
-                    grad, = torch.autograd.grad(loss.sum(), d)
+                    (grad,) = torch.autograd.grad(loss.sum(), d)
                 total_loss += float(loss.detach().sum())
                 fooled += int(is_fooled(model, logits.detach(), labels, targeted).sum())
                 seen += len(audio)

@@ -22,7 +22,7 @@ dscnn                     §6.9, Table 6.5 DSCNN           16 kHz, 1 s, 40 MFCC 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..base import Classifier
 from .ast_full import AST64x400, AudioSpectrogramTransformer, load_published_ast
@@ -49,6 +49,25 @@ ZOO: dict[str, Callable[..., Classifier]] = {
     "dscnn": DSCNN,
 }
 
-__all__ = ["ZOO", "M3", "M5", "M11", "M18", "M34Res", "WaveformCNN", "CRNN", "TALTrans", "ResNet50Attention",
-           "ConformerAttention", "Cnn14", "AudioSpectrogramTransformer", "AST64x400", "DSCNN", "MILHead",
-           "MIL_POOLINGS", "probabilities_to_logits", "load_published_ast", "published_state_dict"]
+__all__ = [
+    "ZOO",
+    "M3",
+    "M5",
+    "M11",
+    "M18",
+    "M34Res",
+    "WaveformCNN",
+    "CRNN",
+    "TALTrans",
+    "ResNet50Attention",
+    "ConformerAttention",
+    "Cnn14",
+    "AudioSpectrogramTransformer",
+    "AST64x400",
+    "DSCNN",
+    "MILHead",
+    "MIL_POOLINGS",
+    "probabilities_to_logits",
+    "load_published_ast",
+    "published_state_dict",
+]
