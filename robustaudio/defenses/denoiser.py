@@ -39,6 +39,7 @@ from .. import versions
 from ..data import AudioDataset
 from ..models.base import Classifier
 from ..models.registry import BUNDLED_DIR, ModelError, load_checkpoint
+from .smoothing import generator_for
 
 DENOISER_DOMAINS = ("feature", "waveform")
 CHECKPOINT_KIND = "robustaudio-denoiser"
@@ -118,6 +119,7 @@ class Denoiser(nn.Module):
         self.unet = getattr(diffusers, unet["class"])(**settings)
         self.scheduler = diffusers.DDPMScheduler(**self.scheduler_settings)
         self.multiple = 2 ** (len(unet["block_out_channels"]) - 1)  # each down block but the last halves
+        self._samplers: dict = {}  # (t*, steps) -> purification sampler and its timesteps
 
     # -- configuration --------------------------------------------------------------------
     @property
@@ -183,33 +185,55 @@ class Denoiser(nn.Module):
 
     # -- uses -----------------------------------------------------------------------------
     def denoise(self, noisy: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """One-shot ``x̂_0`` from ``noisy = x + δ``, ``δ ~ N(0, σ²)`` in input units; ``[B, *shape]`` both."""
+        """One-shot ``x̂_0`` from ``noisy = x + δ``, ``δ ~ N(0, σ²)`` in input units; ``[B, *shape]`` both.
+
+        Deterministic: it draws nothing (``generator`` is accepted for callers that pass one)."""
         t = self.timestep(sigma)
-        z = self._to_unet(noisy) * self.scheduler.alphas_cumprod[t].to(noisy.device).sqrt()
-        step = self.scheduler.step(self._epsilon(z, t), t, z, generator=generator)
-        return self._from_unet(step.pred_original_sample)
+        alpha = self.scheduler.alphas_cumprod[t]  # a 0-d CPU tensor: a scalar operand on any device, no copy
+        z = self._to_unet(noisy) * alpha.sqrt()
+        # The scheduler's x̂_0 for ε-prediction (DDPMScheduler.step, same floats), without the step's
+        # posterior noise draw, which one-shot denoising throws away.
+        return self._from_unet((z - (1 - alpha) ** 0.5 * self._epsilon(z, t)) / alpha ** 0.5)
 
     def purify(self, x: torch.Tensor, sigma: float, steps: int = 2,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """DiffPure: diffuse ``x`` ``[B, *shape]`` to ``t*(σ)``, run ``steps`` stochastic reverse steps to 0."""
+        """DiffPure: diffuse ``x`` ``[B, *shape]`` to ``t*(σ)``, run ``steps`` stochastic reverse steps to 0.
+
+        All noise is drawn on ``x``'s device: with ``generator`` (or one on that device seeded from it,
+        :func:`~robustaudio.defenses.smoothing.generator_for`), else with the device's global generator."""
         if steps < 1:
             raise DenoiserError(f"purification needs at least one reverse step, got {steps}.")
         t_star = self.timestep(sigma)
-        sampler = _diffusers().DDPMScheduler.from_config(self.scheduler.config)
-        sampler.set_timesteps(timesteps=sorted({max(1, round(t_star * (steps - k) / steps)) for k in range(steps)},
-                                               reverse=True))
+        sampler, timesteps = self._sampler(t_star, steps)
         z = self._to_unet(x)
-        noise = torch.randn(z.shape, generator=generator).to(z.device)
-        z = sampler.add_noise(z, noise, torch.tensor([t_star], device=z.device))
-        for t in sampler.timesteps.tolist():
+        generator = generator_for(z.device, generator)  # every draw on z's device
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+        alpha = sampler.alphas_cumprod[t_star]
+        z = alpha ** 0.5 * z + (1 - alpha) ** 0.5 * noise  # scheduler.add_noise at t*, same floats
+        for t in timesteps:
             z = sampler.step(self._epsilon(z, t), t, z, generator=generator).prev_sample
         return self._from_unet(z)
 
+    def _sampler(self, t_star: int, steps: int):
+        """A DDPM scheduler set to ``steps`` reverse timesteps from ``t*`` (cached), and those timesteps."""
+        key = (t_star, steps)
+        cache = self._samplers
+        if key not in cache:
+            sampler = _diffusers().DDPMScheduler.from_config(self.scheduler.config)
+            sampler.set_timesteps(timesteps=sorted({max(1, round(t_star * (steps - k) / steps))
+                                                    for k in range(steps)}, reverse=True))
+            cache[key] = (sampler, sampler.timesteps.tolist())
+        return cache[key]
+
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """DDPM ε-prediction MSE on clean inputs ``x`` ``[B, *shape]``, ``t`` uniform in ``[0, t*(sigma_max)]``."""
+        """DDPM ε-prediction MSE on clean inputs ``x`` ``[B, *shape]``, ``t`` uniform in ``[0, t*(sigma_max)]``.
+
+        ``t`` and the noise are drawn on ``x``'s device (``generator`` if it lives there, else one seeded
+        from it; on the CPU the stream is unchanged)."""
         z = self._to_unet(x)
-        t = torch.randint(0, self.timestep(self.sigma_max) + 1, (z.shape[0],), generator=generator).to(z.device)
-        noise = torch.randn(z.shape, generator=generator).to(z.device)
+        generator = generator_for(z.device, generator)
+        t = torch.randint(0, self.timestep(self.sigma_max) + 1, (z.shape[0],), generator=generator, device=z.device)
+        noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
         return F.mse_loss(self._epsilon(self.scheduler.add_noise(z, noise, t), t), noise)
 
     # -- files ----------------------------------------------------------------------------
@@ -272,8 +296,8 @@ def domain_inputs(model: Classifier, audio: torch.Tensor, domain: str) -> torch.
 
 def denoising_error(denoiser: Denoiser, clean: torch.Tensor, sigma: float, seed: int = 0) -> dict:
     """Mean squared error per value of one-shot denoising at ``sigma`` vs the noisy input's (≈ σ²), on ``clean``."""
-    generator = torch.Generator().manual_seed(seed)
-    noisy = clean + sigma * torch.randn(clean.shape, generator=generator).to(clean.device)
+    generator = torch.Generator(device=clean.device).manual_seed(seed)
+    noisy = clean + sigma * torch.randn(clean.shape, generator=generator, device=clean.device)
     with torch.no_grad():
         denoised = torch.cat([denoiser.denoise(noisy[i:i + 64], sigma, generator) for i in range(0, len(noisy), 64)])
     return {"sigma": sigma, "noisy_mse": float((noisy - clean).pow(2).mean()),
@@ -290,7 +314,10 @@ def train_denoiser(model: Classifier, dataset: AudioDataset, settings: DenoiserS
     from .training import augment, load_split
 
     torch.manual_seed(settings.seed)
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)  # order and augmentation scalars (CPU)
+    # Noise tensors and diffusion steps on the device that uses them; on the CPU this is ``generator``
+    # itself, so CPU training draws what it drew before.
+    noise_generator = generator_for(device, generator, seed=settings.seed + 1)
     model = model.to(device).eval()
     train, test = load_split(dataset, model, train_split), load_split(dataset, model, test_split)
     clean = torch.cat([domain_inputs(model, a.to(device), settings.domain) for a, _, _ in train.chunks()])
@@ -309,9 +336,9 @@ def train_denoiser(model: Classifier, dataset: AudioDataset, settings: DenoiserS
         order = torch.randperm(len(train), generator=generator)
         total = 0.0
         for i in range(0, len(order), settings.batch_size):
-            audio = train.audio[order[i:i + settings.batch_size]]
-            audio = augment(audio, generator, model.sample_rate) if settings.augment else audio
-            loss = denoiser.loss(domain_inputs(model, audio.to(device), settings.domain), generator)
+            audio = train.audio[order[i:i + settings.batch_size]].to(device)
+            audio = augment(audio, generator, model.sample_rate, noise_generator) if settings.augment else audio
+            loss = denoiser.loss(domain_inputs(model, audio, settings.domain), noise_generator)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

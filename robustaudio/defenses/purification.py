@@ -38,13 +38,18 @@ class Purified(Classifier):
         denoiser: a :class:`~robustaudio.defenses.denoiser.Denoiser` for ``model``'s input.
         sigma: the diffusion noise level in the denoiser's input units (sets ``t*``).
         steps: reverse (DDPM posterior) steps from ``t*`` to 0.
+        seed: seeds the purifier's own generator, one per device, created on the device of the
+            inputs (all noise is drawn there); ``None``: the device's global generator.
     """
 
-    def __init__(self, model: Classifier, denoiser: Denoiser, sigma: float = 0.25, steps: int = 2):
+    def __init__(self, model: Classifier, denoiser: Denoiser, sigma: float = 0.25, steps: int = 2,
+                 seed: int | None = None):
         super().__init__()
         denoiser.check_compatible(model)
         self.t_star = denoiser.timestep(sigma)
         self.model, self.denoiser, self.sigma, self.steps = model, denoiser, float(sigma), int(steps)
+        self.seed = seed
+        self._generators: dict[str, torch.Generator] = {}
         _copy_attributes(self, model)
         self.eval()  # an inference-time defense: never BatchNorm statistics or dropout of training
 
@@ -52,13 +57,23 @@ class Purified(Classifier):
         return audio if self.denoiser.domain == "waveform" else self.model.features(audio)
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        purified = self.denoiser.purify(features, self.sigma, self.steps)
+        purified = self.denoiser.purify(features, self.sigma, self.steps, generator=self.generator(features.device))
         if self.denoiser.domain == "waveform":
             purified = self.model.features(purified.clamp(*self.bounds))
         return self.model.embeddings(purified, video)
 
     def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model.head(embeddings)
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """The purifier's generator on ``device`` (seeded with ``seed`` on first use there), or None
+        without a seed: the device's global generator, as ``torch.manual_seed`` sets it."""
+        if self.seed is None:
+            return None
+        key = str(torch.device(device))
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(int(self.seed))
+        return self._generators[key]
 
     def describe(self) -> str:
         return (f"DiffPure ({self.denoiser.name}, {self.denoiser.domain}, σ={self.sigma:g} → t*={self.t_star}, "

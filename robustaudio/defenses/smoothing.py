@@ -16,7 +16,15 @@ samples to count it; ``p_A`` is the one-sided (1 − α) Clopper–Pearson lower
 ``P(f(x + ε) = ĉ)`` (scipy); it abstains unless ``p_A > 1/2``, else returns ĉ with radius
 ``σ·Φ⁻¹(p_A)``. PREDICT abstains unless a two-sided binomial test (scipy) of the two top counts
 rejects a tie at level α. Noise is drawn ``batch_size`` copies at a time and predictions counted
-with ``bincount``.
+on the device (``index_add_``).
+
+Random numbers are drawn on the device that uses them (:func:`generator_for`): the noise of every
+batch comes from a generator on the model's device, and the counts stay there until the clip is
+done, so a GPU run neither draws on the CPU nor copies noise or waits on the device per batch.
+:func:`certify_clips` seeds one generator per clip on the model's device from ``(seed, clip
+number)``. On the CPU the stream is the one drawn before this change (same seed, same
+certificates); on a GPU the noise is the GPU generator's stream, equal in distribution and
+reproducible for a given seed and device.
 """
 
 from __future__ import annotations
@@ -40,6 +48,34 @@ DOMAINS = ("waveform", "feature")
 
 class SmoothingError(ValueError):
     """Smoothing settings that cannot give a certificate; the message says the fix."""
+
+
+def generator_for(device: str | torch.device, generator: torch.Generator | None = None,
+                  seed: int | None = None) -> torch.Generator | None:
+    """A generator on ``device`` for noise tensors drawn there (no CPU draw and copy in hot loops).
+
+    ``generator`` itself when it already lives on ``device`` (CPU runs keep their stream); otherwise
+    a new generator on ``device`` seeded with ``seed`` or, without one, with one 63-bit integer drawn
+    from ``generator`` (so it advances, and the result is reproducible for a given seed and device).
+    ``generator=None`` and no ``seed``: None, i.e. ``device``'s global generator (``torch.manual_seed``).
+    """
+    device = torch.device(device)
+    if generator is not None and _same_device(generator.device, device):
+        return generator
+    if seed is None:
+        if generator is None:
+            return None
+        seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
 
 
 def lower_confidence_bound(count: int, n: int, alpha: float) -> float:
@@ -123,19 +159,24 @@ class Smooth:
 
     def sample_counts(self, x: torch.Tensor, num: int, batch_size: int, generator: torch.Generator | None = None,
                       video: torch.Tensor | None = None) -> np.ndarray:
-        """Counts ``[K]`` of ``f``'s decisions on ``num`` noisy copies of ``x`` (one clip in the smoothed space)."""
-        counts = np.zeros(self.num_classes, dtype=np.int64)
+        """Counts ``[K]`` of ``f``'s decisions on ``num`` noisy copies of ``x`` (one clip in the smoothed space).
+
+        The noise is drawn on ``x``'s device (``generator`` there, or one seeded from it: see
+        :func:`generator_for`) and the counts are summed there, read back once at the end.
+        """
+        generator = generator_for(x.device, generator)
+        counts = torch.zeros(self.num_classes, dtype=torch.long, device=x.device)
         remaining = num
         with frozen(self.model), torch.no_grad():
             while remaining > 0:
                 this = min(batch_size, remaining)
                 remaining -= this
-                batch = x.unsqueeze(0).expand(this, *x.shape)
-                noise = torch.randn(batch.shape, generator=generator).to(x.device) * self.sigma
+                noisy = torch.randn((this, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
+                noisy.mul_(self.sigma).add_(x)  # x + σ·ε, the same floats as before, without a second buffer
                 copies = None if video is None else video.unsqueeze(0).expand(this, *video.shape)
-                predictions = self.base_logits(batch + noise, copies, generator).argmax(dim=1)
-                counts += torch.bincount(predictions.cpu(), minlength=self.num_classes).numpy()
-        return counts
+                predictions = self.base_logits(noisy, copies, generator).argmax(dim=1)
+                counts.index_add_(0, predictions, torch.ones_like(predictions))  # bincount would wait on a GPU
+        return counts.cpu().numpy()
 
     def predict(self, audio: torch.Tensor, n: int, alpha: float, batch_size: int = 200,
                 generator: torch.Generator | None = None, video: torch.Tensor | None = None) -> int:
@@ -178,7 +219,8 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
                   on_clip: Callable[[dict], None] | None = None) -> list[dict]:
     """CERTIFY every ``(clip_id, audio [T], label index)``; one row per clip.
 
-    Each clip draws its noise from a generator seeded with ``(seed, clip number)``, so a run resumed
+    Each clip draws its noise from a generator on the model's device seeded with ``(seed, clip
+    number)``, so a run resumed
     from ``rows_file`` (JSON lines, appended clip by clip; finished clips are read back, not redone)
     gives the rows of an uninterrupted one.
     Row fields: clip_id, label, prediction (class name, or None when abstaining), correct, radius,
@@ -204,7 +246,7 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
             rows.append(done[clip_id])
             continue
         start = time.perf_counter()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + number)
+        generator = torch.Generator(device=smooth.device).manual_seed(seed * 1_000_003 + number)
         certificate = smooth.certify(audio, n0, n, alpha, batch_size, generator)
         norm = float(smooth.clean_input(audio).norm())
         row = {"clip_id": clip_id, "label": labels[label],

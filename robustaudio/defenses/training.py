@@ -18,7 +18,10 @@ Batches may carry a video tensor (audio-visual fusion models: ``model(audio, vid
 passes it through and mixes it with the audio. Randomness: the global torch seed (weights,
 dropout) and one generator (order, augmentation, mixup, noise) seeded with ``seed``; PGD random
 starts use a second generator, so the plain method draws exactly what the original bundled
-recipe drew and reproduces its checkpoints.
+recipe drew and reproduces its checkpoints. On a GPU the noise tensors (augmentation noise, the
+``noise`` method's Gaussian noise) are drawn on the GPU by a generator there seeded with
+``seed + 2`` (no CPU draw and copy per batch); order, gains, shifts and mixup's λ and partners
+still come from the CPU generator. On the CPU nothing changes.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from ..models import ARCHITECTURES, MODELS, save_checkpoint
 from ..models.registry import ModelError, unknown_model_message
 from ..models.base import Classifier
 from .mixup import SPACES, WEIGHTINGS, class_weights, draw_plan
+from .smoothing import generator_for
 
 METHODS = ("plain", "mixup", "adversarial", "noise")
 NOISE_DOMAINS = ("waveform", "feature")
@@ -168,21 +172,28 @@ def load_split(dataset: AudioDataset, model: Classifier, split: str) -> Split:
     return Split(torch.cat(audio), torch.cat(labels), torch.cat(video) if video else None)
 
 
-def augment(audio: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000) -> torch.Tensor:
-    """Random gain (±6 dB), time shift (±0.15 s, zero fill), white noise at 20–50 dB SNR; ``[B, T]`` in and out."""
+def augment(audio: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000,
+            noise_generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random gain (±6 dB), time shift (±0.15 s, zero fill), white noise at 20–50 dB SNR; ``[B, T]`` in and out.
+
+    The per-clip scalars (gain, shift, SNR) come from ``generator`` (CPU); the noise ``[B, T]`` is drawn
+    on ``audio``'s device with ``noise_generator`` (default: ``generator`` on the CPU, else one on the
+    device seeded from it, :func:`~robustaudio.defenses.smoothing.generator_for`). On the CPU with the
+    default, the draws are the ones made before this option existed.
+    """
     batch, length = audio.shape
+    device = audio.device
     gain = 10 ** ((torch.rand(batch, 1, generator=generator) * 12 - 6) / 20)
-    shifts = ((torch.rand(batch, generator=generator) * 2 - 1) * 0.15 * sample_rate).long().tolist()
-    shifted = torch.zeros_like(audio)
-    for i, s in enumerate(shifts):
-        if s >= 0:
-            shifted[i, s:] = audio[i, : length - s]
-        else:
-            shifted[i, :s] = audio[i, -s:]
-    x = shifted * gain
+    shifts = ((torch.rand(batch, generator=generator) * 2 - 1) * 0.15 * sample_rate).long()
+    source = torch.arange(length).unsqueeze(0) - shifts.unsqueeze(1)  # shifted[i, j] = audio[i, j - s_i]
+    inside = ((source >= 0) & (source < length)).to(device)
+    shifted = torch.where(inside, audio.gather(1, source.clamp(0, length - 1).to(device)), 0.0)
+    x = shifted * gain.to(device)
     snr = 20 + 30 * torch.rand(batch, 1, generator=generator)
     rms = x.pow(2).mean(dim=1, keepdim=True).sqrt()
-    noise = torch.randn(x.shape, generator=generator) * rms * 10 ** (-snr / 20)
+    noise_generator = generator_for(device, generator) if noise_generator is None else noise_generator
+    noise = torch.randn(x.shape, generator=noise_generator, device=device, dtype=x.dtype)
+    noise = noise * rms * 10 ** (-snr.to(device) / 20)
     return (x + noise).clamp(-1, 1)
 
 
@@ -228,8 +239,13 @@ def _mixup_weights(model: Classifier, train: Split, settings: TrainSettings, dev
 
 def batch_logits(model: Classifier, audio: torch.Tensor, labels: torch.Tensor, video: torch.Tensor | None,
                  settings: TrainSettings, generator: torch.Generator, attack_generator: torch.Generator,
-                 weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One training batch under ``settings.method``: ``(logits [B, K], targets)`` for the loss."""
+                 weights: torch.Tensor | None, noise_generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One training batch under ``settings.method``: ``(logits [B, K], targets)`` for the loss.
+
+    ``noise_generator``: draws the ``noise`` method's Gaussian noise on ``audio``'s device (default:
+    ``generator`` on the CPU, else one on the device seeded from it); mixup's λ and partners come
+    from ``generator``."""
     method = settings.method
     if method == "mixup":
         plan = draw_plan(labels, model.num_classes, settings.mixup_alpha, generator, weights)
@@ -244,11 +260,12 @@ def batch_logits(model: Classifier, audio: torch.Tensor, labels: torch.Tensor, v
             return model(result.adversarial, video), labels
         return model.forward_features(result.adversarial, video), labels
     if method == "noise":
+        noise_generator = generator_for(audio.device, generator) if noise_generator is None else noise_generator
         if settings.noise_domain == "waveform":
-            noise = torch.randn(audio.shape, generator=generator).to(audio.device)
+            noise = torch.randn(audio.shape, generator=noise_generator, device=audio.device, dtype=audio.dtype)
             return model(audio + settings.noise_sigma * noise, video), labels
         features = model.features(audio)
-        noise = torch.randn(features.shape, generator=generator).to(features.device)
+        noise = torch.randn(features.shape, generator=noise_generator, device=features.device, dtype=features.dtype)
         return model.forward_features(features + settings.noise_sigma * noise, video), labels
     return model(audio, video), labels
 
@@ -274,6 +291,9 @@ def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split
                             "use --mixup-weighting none for a multi-label model.")
     generator = torch.Generator().manual_seed(settings.seed)
     attack_generator = torch.Generator().manual_seed(settings.seed + 1)
+    # Noise tensors (augmentation, the noise method) on the training device; on the CPU this is
+    # ``generator`` itself, so CPU runs draw exactly what they drew before.
+    noise_generator = generator_for(device, generator, seed=settings.seed + 2)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = -(-len(train) // settings.batch_size)
@@ -294,10 +314,11 @@ def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split
         for i in range(0, len(order), settings.batch_size):
             index = order[i:i + settings.batch_size]
             part = train.rows(index)
-            audio = augment(part.audio, generator, model.sample_rate) if settings.augment else part.audio
+            audio = part.audio.to(device)
+            audio = augment(audio, generator, model.sample_rate, noise_generator) if settings.augment else audio
             video = None if part.video is None else part.video.to(device)
-            logits, targets = batch_logits(model, audio.to(device), part.labels.to(device), video, settings,
-                                           generator, attack_generator, weights)
+            logits, targets = batch_logits(model, audio, part.labels.to(device), video, settings,
+                                           generator, attack_generator, weights, noise_generator)
             loss = _loss(model, logits, targets, settings.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
