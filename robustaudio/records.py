@@ -45,15 +45,15 @@ FIELDS: dict[str, str] = {
     "condition": "short name of the condition (attack, norm, domain, budget)",
     "kind": "attack (a fixed budget) | minimal (a minimal-ε search) | noise (a natural corruption)",
     "attack": "attack name: an attack of robustaudio.runner.ATTACKS ('pgd', 'square', ...), a library attack "
-    "('apgd', 'fmn', ... with backend art / foolbox), 'minimal', 'universal', or 'noise:<corruption>'",
+              "('apgd', 'fmn', ... with backend art / foolbox), 'minimal', 'universal', or 'noise:<corruption>'",
     "backend": "native | art | foolbox: whose implementation ran",
     "norm": "linf | l2 | l1",
     "domain": "where the perturbation lives: waveform | feature (the model's normalised features) | video | "
-    "waveform+video (both, norms of the audio part)",
+              "waveform+video (both, norms of the audio part)",
     "eps_setting": "absolute budget asked for (None if relative)",
     "snr_db_setting": "relative budget asked for, dB (None if absolute)",
     "eps": "kind attack: the budget this clip had, in the norm and the domain's units (from the SNR for relative "
-    "budgets); kind minimal: the smallest norm found to fool it (inf if none); kind noise: None",
+           "budgets); kind minimal: the smallest norm found to fool it (inf if none); kind noise: None",
     "targeted": "whether the attack aimed at a target class",
     "steps": "gradient steps per restart",
     "restarts": "random restarts",
@@ -118,15 +118,11 @@ def _writing(folder: Path, name: str) -> Iterator[None]:
         raise
     except OSError as error:
         if error.errno in NO_SPACE:
-            raise RunDirectoryError(
-                f"No space left to write {name} in {folder}: free space and rerun the same "
-                f"command: finished batches are kept.",
-                error.errno,
-            ) from error
+            raise RunDirectoryError(f"No space left to write {name} in {folder}: free space and rerun the same "
+                                    f"command: finished batches are kept.", error.errno) from error
         if error.errno in NOT_WRITABLE:
-            raise RunDirectoryError(
-                f"Cannot write {name} in {folder} ({os.strerror(error.errno)}): choose a writable --out.", error.errno
-            ) from error
+            raise RunDirectoryError(f"Cannot write {name} in {folder} ({os.strerror(error.errno)}): choose a "
+                                    f"writable --out.", error.errno) from error
         raise
 
 
@@ -138,7 +134,7 @@ def _append_bytes(path: Path, data: bytes) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[f.write(view) :]
+                view = view[f.write(view):]
             os.fsync(f.fileno())
         except BaseException:
             try:
@@ -189,17 +185,15 @@ def read_run_json(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     path = run_dir / RUN_FILE
     if not path.is_file():
-        raise RunDirectoryError(
-            f"{run_dir} is not a run directory (no {RUN_FILE}): pass the --out folder of a run.", errno.ENOENT
-        )
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no {RUN_FILE}): pass the --out folder of a "
+                                f"run.", errno.ENOENT)
     try:
         meta = json.loads(path.read_bytes().decode("utf-8"))
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         meta = None
     if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
-        raise RunDirectoryError(
-            f"{RUN_FILE} in {run_dir} is unreadable (partial write?): rerun with --restart to start over."
-        )
+        raise RunDirectoryError(f"{RUN_FILE} in {run_dir} is unreadable (partial write?): rerun with --restart "
+                                f"to start over.")
     return meta
 
 
@@ -220,10 +214,8 @@ def _complete_lines(data: bytes) -> tuple[list[bytes], list[dict]]:
     complete = [BATCH_ROWS not in row or found[row.get("batch")] == row[BATCH_ROWS] for row in rows]
     for row in rows:
         row.pop(BATCH_ROWS, None)
-    return (
-        [line for line, keep in zip(lines, complete, strict=True) if keep],
-        [row for row, keep in zip(rows, complete, strict=True) if keep],
-    )
+    return ([line for line, keep in zip(lines, complete, strict=True) if keep],
+            [row for row, keep in zip(rows, complete, strict=True) if keep])
 
 
 class RecordWriter:
@@ -260,10 +252,8 @@ class RecordWriter:
         if not rows:
             return
         sizes = Counter(row.get("batch") for row in rows)
-        text = "".join(
-            json.dumps({**{k: _clean(v) for k, v in row.items()}, BATCH_ROWS: sizes[row.get("batch")]}) + "\n"
-            for row in rows
-        )
+        text = "".join(json.dumps({**{k: _clean(v) for k, v in row.items()}, BATCH_ROWS: sizes[row.get("batch")]})
+                       + "\n" for row in rows)
         _append_bytes(self.path, text.encode("utf-8"))
 
 
@@ -277,11 +267,8 @@ def read_records(run_dir: str | Path) -> pd.DataFrame:
     records = pd.DataFrame(rows, columns=list(rows[0]) if rows else list(FIELDS))
     if "kind" not in records.columns:  # written before records had a kind: infer it as those versions did
         noise = records["severity"].notna() if "severity" in records.columns else False
-        records.insert(
-            records.columns.get_loc("condition") + 1,
-            "kind",
-            np.where(noise, "noise", np.where(records["attack"] == "minimal", "minimal", "attack")),
-        )
+        records.insert(records.columns.get_loc("condition") + 1, "kind",
+                       np.where(noise, "noise", np.where(records["attack"] == "minimal", "minimal", "attack")))
     if "reused" in records.columns:  # written before the field was named carried, as in AttackResult
         records = records.rename(columns={"reused": "carried"})
     return records

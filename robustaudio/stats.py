@@ -6,9 +6,8 @@ import numpy as np
 from scipy import stats
 
 
-def mean_with_ci(
-    values, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
+def mean_with_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
+                 seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``values`` (e.g. 0/1 correctness per clip) and its percentile-bootstrap interval.
 
     Returns ``(mean, low, high)``; ``(nan, nan, nan)`` for no values, and a zero-width interval
@@ -21,14 +20,8 @@ def mean_with_ci(
     mean = float(x.mean())
     if np.all(x == x[0]):
         return mean, mean, mean
-    result = stats.bootstrap(
-        (x,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
+    result = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                             method="percentile", random_state=np.random.default_rng(seed))
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 

@@ -2,18 +2,17 @@
 
 import pytest
 import torch
+from conftest import LinearClassifier
+from test_threat import assert_inside
 from torch import nn
 
 from robustaudio.attacks import ThreatModel, ThreatModelError, is_fooled, pgd
 from robustaudio.attacks.counting import QueryCounter
 from robustaudio.attacks.criteria import margin_loss
 from robustaudio.attacks.square import square_attack
+from robustaudio.models import ModelError
 from robustaudio.models.base import GradientUnavailableError
 from robustaudio.models.onnx import OnnxClassifier
-from robustaudio.models import ModelError
-
-from conftest import LinearClassifier
-from test_threat import assert_inside
 
 
 def linear_problem(seed: int = 0, clips: int = 8, samples: int = 400):
@@ -49,7 +48,7 @@ def test_square_attack_is_reproducible_and_respects_masks():
     a, b = (square_attack(model, audio, labels, threat, queries=50, generator=torch.Generator().manual_seed(3))
             for _ in range(2))
     assert torch.equal(a.adversarial, b.adversarial)
-    assert_inside(threat, audio, a.adversarial, a.budget)
+    assert_inside(threat, audio, a.adversarial, a.eps)
 
 
 def test_targeted_square_attack_reaches_its_targets():

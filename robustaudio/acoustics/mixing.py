@@ -23,7 +23,7 @@ import torchaudio
 from ..data.datasets import BUNDLED_ROOT
 
 NOISE_DIR = BUNDLED_ROOT / "noises"
-NOISE_RATE = 16000  # the bundled noises' sample rate
+NOISE_RATE = 16000                      # the bundled noises' sample rate
 
 
 class AcousticsError(ValueError):
@@ -48,9 +48,8 @@ def mix_at_snr(audio: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch
 def _noise_bank(sample_rate: int) -> dict[str, torch.Tensor]:
     metadata = NOISE_DIR / "metadata.csv"
     if not metadata.is_file():
-        raise AcousticsError(
-            f"The bundled noises are missing at {NOISE_DIR}; rebuild them with `python experiments/build_noises.py`."
-        )
+        raise AcousticsError(f"The bundled noises are missing at {NOISE_DIR}; rebuild them with "
+                             f"`python experiments/build_noises.py`.")
     bank = {}
     with open(metadata, newline="") as handle:
         for row in csv.DictReader(handle):
@@ -67,14 +66,8 @@ def noise_names() -> tuple[str, ...]:
     return tuple(_noise_bank(NOISE_RATE))
 
 
-def noise_segments(
-    batch: int,
-    length: int,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: int = 16000,
-    noise: str | None = None,
-) -> torch.Tensor:
+def noise_segments(batch: int, length: int, generator: torch.Generator | None = None, *,
+                   sample_rate: int = 16000, noise: str | None = None) -> torch.Tensor:
     """``[batch, length]`` segments of the bundled recordings, at their recorded level (not scaled).
 
     Per row: the recording drawn uniformly unless ``noise`` names one, then the segment start
@@ -83,9 +76,8 @@ def noise_segments(
     """
     bank = _noise_bank(int(sample_rate))
     if noise is not None and noise not in bank:
-        raise AcousticsError(
-            f"Unknown background noise {noise!r}; use one of {', '.join(bank)} or None for a random one per clip."
-        )
+        raise AcousticsError(f"Unknown background noise {noise!r}; use one of {', '.join(bank)} "
+                             f"or None for a random one per clip.")
     names = list(bank) if noise is None else [noise]
     choice = torch.randint(len(names), (batch,), generator=generator)
     start = torch.rand(batch, generator=generator, dtype=torch.float64)
@@ -95,7 +87,7 @@ def noise_segments(
         if len(recording) < length:
             recording = recording.repeat(math.ceil(length / len(recording)))
         offset = int(u * (len(recording) - length + 1))
-        segments.append(recording[offset : offset + length])
+        segments.append(recording[offset:offset + length])
     return torch.stack(segments) if segments else torch.zeros(0, length)
 
 

@@ -46,20 +46,18 @@ from .mixing import AcousticsError
 
 ROOM_MIN = (4.0, 3.5, 2.7)
 ROOM_MAX = (7.0, 6.0, 3.5)
-WALL_MARGIN = 0.5  # source and microphone keep this far from every wall
-MIN_DISTANCE = 1.0  # source-microphone distance, so the room is heard
+WALL_MARGIN = 0.5                       # source and microphone keep this far from every wall
+MIN_DISTANCE = 1.0                      # source-microphone distance, so the room is heard
 RT60_RANGE = (0.15, 1.5)
-ROOM_BANK = 16  # rooms per RT60 in the default bank
+ROOM_BANK = 16                          # rooms per RT60 in the default bank
 
 
 def _pyroomacoustics():
     try:
         import pyroomacoustics
     except ImportError as error:
-        raise ImportError(
-            "The reverb corruption simulates rooms with pyroomacoustics, which is not "
-            "installed: pip install robustaudio[rooms]"
-        ) from error
+        raise ImportError("The reverb corruption simulates rooms with pyroomacoustics, which is not "
+                          "installed: pip install robustaudio[rooms]") from error
     return pyroomacoustics
 
 
@@ -99,8 +97,8 @@ class SimulatedRoom:
     """
 
     size: tuple[float, float, float]
-    rt60: float  # the design RT60 (s) that set the absorption
-    absorption: float  # uniform energy absorption of the walls (Sabine)
+    rt60: float                          # the design RT60 (s) that set the absorption
+    absorption: float                    # uniform energy absorption of the walls (Sabine)
     sources: tuple[tuple[float, float, float], ...]
     mic: tuple[float, float, float]
     rirs: torch.Tensor = field(compare=False, repr=False)
@@ -124,12 +122,8 @@ def draw_layout(rt60: float, generator: torch.Generator | None = None, *, source
         emitters, mic = points[:sources], points[sources]
         if float((emitters - mic).norm(dim=1).min()) >= MIN_DISTANCE:
             break
-    return RoomLayout(
-        size=tuple(dims.tolist()),
-        rt60=rt60,
-        sources=tuple(tuple(e.tolist()) for e in emitters),
-        mic=tuple(mic.tolist()),
-    )
+    return RoomLayout(size=tuple(dims.tolist()), rt60=rt60, sources=tuple(tuple(e.tolist()) for e in emitters),
+                      mic=tuple(mic.tolist()))
 
 
 def simulate_layout(layout: RoomLayout, sample_rate: int = 16000) -> SimulatedRoom:
@@ -137,29 +131,20 @@ def simulate_layout(layout: RoomLayout, sample_rate: int = 16000) -> SimulatedRo
     pra = _pyroomacoustics()
     dims = [float(v) for v in layout.size]
     absorption, max_order = pra.inverse_sabine(layout.rt60, dims)
-    room = pra.ShoeBox(
-        dims, fs=int(sample_rate), materials=pra.Material(absorption), max_order=max_order, air_absorption=False
-    )
+    room = pra.ShoeBox(dims, fs=int(sample_rate), materials=pra.Material(absorption),
+                       max_order=max_order, air_absorption=False)
     for emitter in layout.sources:
         room.add_source(list(emitter))
     room.add_microphone(list(layout.mic))
     room.compute_rir()
-    rirs = torch.nn.utils.rnn.pad_sequence(
-        [torch.as_tensor(h, dtype=torch.float32) for h in room.rir[0]], batch_first=True
-    )
-    return SimulatedRoom(
-        size=layout.size,
-        rt60=layout.rt60,
-        absorption=float(absorption),
-        sources=layout.sources,
-        mic=layout.mic,
-        rirs=rirs,
-    )
+    rirs = torch.nn.utils.rnn.pad_sequence([torch.as_tensor(h, dtype=torch.float32) for h in room.rir[0]],
+                                           batch_first=True)
+    return SimulatedRoom(size=layout.size, rt60=layout.rt60, absorption=float(absorption), sources=layout.sources,
+                         mic=layout.mic, rirs=rirs)
 
 
-def simulate_room(
-    rt60: float, generator: torch.Generator | None = None, *, sources: int = 1, sample_rate: int = 16000
-) -> SimulatedRoom:
+def simulate_room(rt60: float, generator: torch.Generator | None = None, *, sources: int = 1,
+                  sample_rate: int = 16000) -> SimulatedRoom:
     """A random shoebox room of reverberation time ``rt60`` s with ``sources`` sources and one microphone.
 
     :func:`draw_layout` then :func:`simulate_layout`: the room is a function of the generator's
@@ -170,9 +155,8 @@ def simulate_room(
     return simulate_layout(draw_layout(rt60, generator, sources=sources), sample_rate)
 
 
-def room_impulse_response(
-    rt60: float, generator: torch.Generator | None = None, *, sample_rate: int = 16000
-) -> torch.Tensor:
+def room_impulse_response(rt60: float, generator: torch.Generator | None = None, *,
+                          sample_rate: int = 16000) -> torch.Tensor:
     """The impulse response ``[L]`` of a random shoebox room with reverberation time ``rt60`` s.
 
     The room of :func:`simulate_room` with one source. The realised decay (:func:`decay_time`,
@@ -225,9 +209,8 @@ def layout_response(layout: RoomLayout, sample_rate: int = 16000) -> torch.Tenso
     return simulate_layout(layout, sample_rate).rirs[0]
 
 
-def bank_responses(
-    rt60: float, indices: Sequence[int], *, sample_rate: int = 16000, rooms: int = ROOM_BANK, seed: int = 0
-) -> list[torch.Tensor]:
+def bank_responses(rt60: float, indices: Sequence[int], *, sample_rate: int = 16000, rooms: int = ROOM_BANK,
+                   seed: int = 0) -> list[torch.Tensor]:
     """The responses of rooms ``indices`` of the bank of (``rt60``, ``rooms``, ``seed``), simulating
     only those not simulated yet in this process."""
     rt60 = _check_rt60(rt60)
@@ -264,16 +247,16 @@ def fft_convolve(x: torch.Tensor, h: torch.Tensor, length: int | None = None) ->
     full = x.shape[-1] + h.shape[-1] - 1
     length = full if length is None else int(length)
     if not 0 < length <= full:
-        raise AcousticsError(
-            f"length must be in [1, {full}] for inputs of {x.shape[-1]} and {h.shape[-1]} samples; got {length}."
-        )
+        raise AcousticsError(f"length must be in [1, {full}] for inputs of {x.shape[-1]} and {h.shape[-1]} "
+                             f"samples; got {length}.")
     x, h = x[..., :length], h[..., :length].to(x.device, x.dtype)
     n = scipy.fft.next_fast_len(x.shape[-1] + h.shape[-1] - 1, real=True)
     spectrum = torch.fft.rfft(x, n) * torch.fft.rfft(h, n)
     return torch.fft.irfft(spectrum, n)[..., :length]
 
 
-def reverberate(audio: torch.Tensor, rirs: Sequence[torch.Tensor], which: torch.Tensor | None = None) -> torch.Tensor:
+def reverberate(audio: torch.Tensor, rirs: Sequence[torch.Tensor], which: torch.Tensor | None = None
+                ) -> torch.Tensor:
     """Each clip of ``audio`` ``[B, T]`` played through the response ``rirs[which[b]]``, at its own RMS.
 
     The clip is convolved with the response (one batched :func:`fft_convolve`), aligned so that the
@@ -296,35 +279,15 @@ def reverberate(audio: torch.Tensor, rirs: Sequence[torch.Tensor], which: torch.
     peaks = torch.tensor([int(h.abs().argmax()) for h in rirs])
     kept = int(peaks.max()) + length  # no tap past peak + T reaches the kept output
     bank = torch.nn.utils.rnn.pad_sequence([h[:kept] for h in rirs], batch_first=True)
-    bank = bank.to(audio.device, audio.dtype)[which.to(audio.device)]  # [B, L]
-    wet = fft_convolve(audio, bank, kept)  # [B, peak_max + T]
+    bank = bank.to(audio.device, audio.dtype)[which.to(audio.device)]                 # [B, L]
+    wet = fft_convolve(audio, bank, kept)                                               # [B, peak_max + T]
     index = peaks[which].to(audio.device).unsqueeze(1) + torch.arange(length, device=audio.device)
     wet = torch.gather(wet, 1, index)
     gain = audio.double().pow(2).mean(-1).sqrt() / wet.double().pow(2).mean(-1).sqrt().clamp_min(1e-300)
     return wet * gain.unsqueeze(1).to(wet.dtype)
 
 
-__all__ = [
-    "RT60_RANGE",
-    "ROOM_BANK",
-    "ROOM_MAX",
-    "ROOM_MIN",
-    "MIN_DISTANCE",
-    "WALL_MARGIN",
-    "RoomLayout",
-    "SimulatedRoom",
-    "bank_layouts",
-    "bank_responses",
-    "bank_seed",
-    "clear_room_cache",
-    "decay_time",
-    "draw_layout",
-    "fft_convolve",
-    "layout_response",
-    "require_pyroomacoustics",
-    "reverberate",
-    "room_bank",
-    "room_impulse_response",
-    "simulate_layout",
-    "simulate_room",
-]
+__all__ = ["RT60_RANGE", "ROOM_BANK", "ROOM_MAX", "ROOM_MIN", "MIN_DISTANCE", "WALL_MARGIN", "RoomLayout",
+           "SimulatedRoom", "bank_layouts", "bank_responses", "bank_seed", "clear_room_cache", "decay_time",
+           "draw_layout", "fft_convolve", "layout_response", "require_pyroomacoustics", "reverberate", "room_bank",
+           "room_impulse_response", "simulate_layout", "simulate_room"]

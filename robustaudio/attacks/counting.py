@@ -79,12 +79,10 @@ class PassCounter(nn.Module):
         if index is not None:
             self.forwards.index_add_(0, index, torch.ones_like(index))
         if out.requires_grad:
-
             def count_backward(grad: torch.Tensor) -> None:
                 self.total_backwards += x.shape[0]
                 if index is not None:
                     self.backwards.index_add_(0, index, torch.ones_like(index))
-
             out.register_hook(count_backward)
         return out
 
@@ -151,6 +149,6 @@ class Passes:
         return self.logits_fn(x, rows)
 
     def gradient(self, loss: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        (grad,) = torch.autograd.grad(loss, x)
+        grad, = torch.autograd.grad(loss, x)
         self.backwards[rows] += 1
         return grad

@@ -43,9 +43,8 @@ def is_fooled(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, t
     return prediction == labels if targeted else prediction != labels
 
 
-def attack_loss(
-    model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False
-) -> torch.Tensor:
+def attack_loss(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor,
+                targeted: bool = False) -> torch.Tensor:
     """Per-sample loss ``[B]`` that the attack ascends.
 
     Single-label: cross-entropy (negated when targeted). Multi-label, targeted: minus the mean BCE
@@ -66,9 +65,8 @@ def attack_loss(
     return -loss if targeted else loss
 
 
-def margin_loss(
-    model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor, targeted: bool = False
-) -> torch.Tensor:
+def margin_loss(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor,
+                targeted: bool = False) -> torch.Tensor:
     """``[B]`` margin the attack minimises: > 0 while the goal is not reached, < 0 once it is.
 
     Single-label: ``z_label - max_{k≠label} z_k`` (untargeted) or ``max_{k≠target} z_k - z_target``.

@@ -31,19 +31,9 @@ from .threat import ThreatModel
 class BudgetAttack(Protocol):
     """An attack at one budget: what :func:`eps_curve` runs at each budget of the curve."""
 
-    def __call__(
-        self,
-        model: AttackTarget,
-        audio: torch.Tensor,
-        labels: torch.Tensor,
-        threat: ThreatModel,
-        *,
-        eps: torch.Tensor,
-        clean_logits: torch.Tensor,
-        video: torch.Tensor | None,
-        init_delta: torch.Tensor | None,
-        generator: torch.Generator | None,
-    ) -> AttackResult: ...
+    def __call__(self, model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                 eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+                 init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult: ...
 
 
 def budget_order(threat: ThreatModel) -> float:
@@ -62,17 +52,9 @@ def same_curve(threats: list[ThreatModel]) -> bool:
     return len({curve_key(t) for t in threats}) == 1
 
 
-def eps_curve(
-    attack: BudgetAttack,
-    model,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threats: list[ThreatModel],
-    *,
-    generator: torch.Generator | None = None,
-    clean_logits: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-) -> list[AttackResult]:
+def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel],
+              *, generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,
+              video: torch.Tensor | None = None) -> list[AttackResult]:
     """``attack``'s results ``[AttackResult]`` for each threat model in ``threats`` (same order).
 
     Args:
@@ -85,10 +67,8 @@ def eps_curve(
     if not threats:
         return []
     if not same_curve(threats):
-        raise ValueError(
-            "eps_curve needs threat models that differ in their budget only; "
-            "group them by norm, domain, budget kind and mask first."
-        )
+        raise ValueError("eps_curve needs threat models that differ in their budget only; "
+                         "group them by norm, domain, budget kind and mask first.")
     clean, logits_fn = threats[0].view(model, audio, video)
     clean = clean.detach()
     if clean_logits is None:
@@ -101,43 +81,19 @@ def eps_curve(
         threat = threats[index]
         eps = threat.budget(clean)
         if larger is None:
-            result = attack(
-                model,
-                audio,
-                labels,
-                threat,
-                eps=eps,
-                clean_logits=clean_logits,
-                video=video,
-                init_delta=None,
-                generator=generator,
-            )
+            result = attack(model, audio, labels, threat, eps=eps, clean_logits=clean_logits, video=video,
+                            init_delta=None, generator=generator)
         else:
             zeros = torch.zeros(len(audio), dtype=torch.long, device=clean.device)
-            result = AttackResult(
-                adversarial=clean.clone(),
-                clean=clean,
-                success=torch.zeros_like(larger.success),
-                logits=clean_logits.detach().clone(),
-                budget=eps,
-                forwards=zeros.clone(),
-                backwards=zeros.clone(),
-                carried=~larger.success,
-                broken_by=None if larger.broken_by is None else [None] * len(audio),
-            )
+            result = AttackResult(adversarial=clean.clone(), clean=clean, success=torch.zeros_like(larger.success),
+                                  logits=clean_logits.detach().clone(), budget=eps, forwards=zeros.clone(),
+                                  backwards=zeros.clone(), carried=~larger.success,
+                                  broken_by=None if larger.broken_by is None else [None] * len(audio))
             todo = torch.nonzero(larger.success).flatten()
             if todo.numel():
-                sub = attack(
-                    model,
-                    audio[todo],
-                    labels[todo],
-                    threat,
-                    eps=eps[todo],
-                    clean_logits=clean_logits[todo],
-                    video=None if video is None else video[todo],
-                    init_delta=larger.perturbation[todo],
-                    generator=generator,
-                )
+                sub = attack(model, audio[todo], labels[todo], threat, eps=eps[todo], clean_logits=clean_logits[todo],
+                             video=None if video is None else video[todo], init_delta=larger.perturbation[todo],
+                             generator=generator)
                 result.adversarial[todo] = sub.adversarial
                 result.success[todo] = sub.success
                 result.logits[todo] = sub.logits.to(result.logits.dtype)
@@ -152,38 +108,15 @@ def eps_curve(
     return [r for r in results if r is not None]
 
 
-def pgd_curve(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threats: list[ThreatModel],
-    *,
-    steps: int = 10,
-    restarts: int = 1,
-    generator: torch.Generator | None = None,
-    clean_logits: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    **pgd_options,
-) -> list[AttackResult]:
+def pgd_curve(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel], *,
+              steps: int = 10, restarts: int = 1, generator: torch.Generator | None = None,
+              clean_logits: torch.Tensor | None = None, video: torch.Tensor | None = None,
+              **pgd_options) -> list[AttackResult]:
     """:func:`eps_curve` of :func:`~robustaudio.attacks.pgd` (``steps``, ``restarts``, ``pgd_options``
     such as ``targeted`` or ``rel_step_size``)."""
-
     def at_budget(model: AttackTarget, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return pgd(
-            model,
-            audio,
-            labels,
-            threat,
-            steps=steps,
-            restarts=restarts,
-            eps=eps,
-            generator=generator,
-            clean_logits=clean_logits,
-            video=video,
-            init_delta=init_delta,
-            **pgd_options,
-        )
+        return pgd(model, audio, labels, threat, steps=steps, restarts=restarts, eps=eps, generator=generator,
+                   clean_logits=clean_logits, video=video, init_delta=init_delta, **pgd_options)
 
-    return eps_curve(
-        at_budget, model, audio, labels, threats, generator=generator, clean_logits=clean_logits, video=video
-    )
+    return eps_curve(at_budget, model, audio, labels, threats, generator=generator, clean_logits=clean_logits,
+                     video=video)

@@ -19,19 +19,10 @@ from .threat import ThreatModel
 Member = tuple[str, BudgetAttack]
 
 
-def ensemble(
-    members: Sequence[Member],
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    eps: torch.Tensor,
-    clean_logits: torch.Tensor,
-    video: torch.Tensor | None = None,
-    init_delta: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> AttackResult:
+def ensemble(members: Sequence[Member], model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor,
+             threat: ThreatModel, *,
+             eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None = None,
+             init_delta: torch.Tensor | None = None, generator: torch.Generator | None = None) -> AttackResult:
     """Run ``members`` in order on ``audio`` ``[B, T]``; each sees only the clips still standing.
 
     ``eps`` ``[B]``: the budget per clip; ``init_delta`` warm-starts the first member only (the
@@ -48,17 +39,9 @@ def ensemble(
     broken_by: list[str | None] = [None] * n
     todo = torch.arange(n, device=device)
     for position, (name, attack) in enumerate(members):
-        sub = attack(
-            model,
-            audio[todo],
-            labels[todo],
-            threat,
-            eps=eps[todo],
-            clean_logits=clean_logits[todo],
-            video=None if video is None else video[todo],
-            init_delta=init_delta if position == 0 else None,
-            generator=generator,
-        )
+        sub = attack(model, audio[todo], labels[todo], threat, eps=eps[todo], clean_logits=clean_logits[todo],
+                     video=None if video is None else video[todo],
+                     init_delta=init_delta if position == 0 else None, generator=generator)
         if result is None:
             result = sub
             result.forwards, result.backwards = sub.forwards.clone(), sub.backwards.clone()
@@ -81,3 +64,4 @@ def ensemble(
     result.budget = eps
     result.broken_by = broken_by
     return result
+

@@ -71,19 +71,10 @@ class JointResult:
     backwards: torch.Tensor
 
 
-def pgd_joint(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    video: torch.Tensor,
-    labels: torch.Tensor,
-    audio_threat: ThreatModel,
-    video_threat: ThreatModel,
-    *,
-    steps: int = 10,
-    rel_step_size: float | None = None,
-    targeted: bool = False,
-    generator: torch.Generator | None = None,
-) -> JointResult:
+def pgd_joint(model: AttackTarget, audio: torch.Tensor, video: torch.Tensor, labels: torch.Tensor,
+              audio_threat: ThreatModel,
+              video_threat: ThreatModel, *, steps: int = 10, rel_step_size: float | None = None,
+              targeted: bool = False, generator: torch.Generator | None = None) -> JointResult:
     """Untargeted (or targeted) PGD on waveform ``audio`` and ``video`` together.
 
     ``audio_threat`` must be a waveform-domain audio threat model, ``video_threat`` one with
@@ -126,12 +117,11 @@ def pgd_joint(
             grad_a, grad_v = torch.autograd.grad((loss * (~success).float()).sum(), (xa, xv))
             backwards += (~success).long().cpu()
             shape_a, shape_v = (-1,) + (1,) * (audio.dim() - 1), (-1,) + (1,) * (video.dim() - 1)
-            delta_a = audio_threat.project(
-                delta_a + (alpha * eps_a).view(shape_a) * ascent_direction(grad_a, audio_threat.norm), audio, eps_a
-            )
-            delta_v = video_threat.project(
-                delta_v + (alpha * eps_v).view(shape_v) * ascent_direction(grad_v, video_threat.norm), video, eps_v
-            )
-    return JointResult(
-        audio=best_a, video=best_v, success=success, logits=logits, forwards=forwards, backwards=backwards
-    )
+            delta_a = audio_threat.project(delta_a + (alpha * eps_a).view(shape_a) * ascent_direction(grad_a,
+                                                                                                      audio_threat.norm),
+                                           audio, eps_a)
+            delta_v = video_threat.project(delta_v + (alpha * eps_v).view(shape_v) * ascent_direction(grad_v,
+                                                                                                      video_threat.norm),
+                                           video, eps_v)
+    return JointResult(audio=best_a, video=best_v, success=success, logits=logits, forwards=forwards,
+                       backwards=backwards)

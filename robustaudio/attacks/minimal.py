@@ -60,25 +60,14 @@ def default_eps_max(threat: ThreatModel, clean: torch.Tensor) -> float:
         return float("inf")
     half = (threat.bounds[1] - threat.bounds[0]) / 2
     n = clean[0].numel()
-    return half * {"linf": 1.0, "l2": n**0.5, "l1": float(n)}[threat.norm]
+    return half * {"linf": 1.0, "l2": n ** 0.5, "l1": float(n)}[threat.norm]
 
 
-def minimal_eps(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    steps: int = 10,
-    search_steps: int = 10,
-    rel_tol: float = 0.01,
-    eps_start: float | None = None,
-    eps_max: float | None = None,
-    generator: torch.Generator | None = None,
-    clean_logits: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    **pgd_options,
-) -> MinimalResult:
+def minimal_eps(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                steps: int = 10, search_steps: int = 10, rel_tol: float = 0.01,
+                eps_start: float | None = None, eps_max: float | None = None,
+                generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,
+                video: torch.Tensor | None = None, **pgd_options) -> MinimalResult:
     """Smallest budget per clip at which PGD fools the model, in ``threat``'s norm and domain.
 
     Args:
@@ -109,19 +98,10 @@ def minimal_eps(
         backwards = torch.zeros(batch, dtype=torch.long, device=device)
 
         def attempt(rows: torch.Tensor, eps: torch.Tensor, warm: bool) -> None:
-            result = pgd(
-                model,
-                audio[rows],
-                labels[rows],
-                threat,
-                steps=steps,
-                eps=eps,
-                generator=generator,
-                clean_logits=clean_logits[rows],
-                video=None if video is None else video[rows],
-                init_delta=(best[rows] - clean[rows]) if warm else None,
-                **pgd_options,
-            )
+            result = pgd(model, audio[rows], labels[rows], threat, steps=steps, eps=eps,
+                         generator=generator, clean_logits=clean_logits[rows],
+                         video=None if video is None else video[rows],
+                         init_delta=(best[rows] - clean[rows]) if warm else None, **pgd_options)
             forwards[rows] += result.forwards
             backwards[rows] += result.backwards
             won = result.success
@@ -159,13 +139,5 @@ def minimal_eps(
             middle = torch.where(lo > 0, (lo * hi).sqrt(), hi / 2)
             attempt(rows, middle, warm=True)
 
-    return MinimalResult(
-        found_norm=upper,
-        adversarial=best,
-        clean=clean,
-        success=torch.isfinite(upper),
-        upper=upper,
-        lower=lower,
-        forwards=forwards,
-        backwards=backwards,
-    )
+    return MinimalResult(found_norm=upper, adversarial=best, clean=clean, success=torch.isfinite(upper),
+                         upper=upper, lower=lower, forwards=forwards, backwards=backwards)

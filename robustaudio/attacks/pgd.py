@@ -16,24 +16,12 @@ from .result import AttackResult
 from .threat import ThreatModel, ascent_direction
 
 
-def pgd(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    steps: int = 10,
-    restarts: int = 1,
-    rel_step_size: float | None = None,
-    targeted: bool = False,
-    random_start: bool = True,
-    eps: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    early_stop: bool = True,
-    clean_logits: torch.Tensor | None = None,
-    init_delta: torch.Tensor | None = None,
-) -> AttackResult:
+def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+        steps: int = 10, restarts: int = 1, rel_step_size: float | None = None,
+        targeted: bool = False, random_start: bool = True, eps: torch.Tensor | None = None,
+        video: torch.Tensor | None = None, generator: torch.Generator | None = None,
+        early_stop: bool = True, clean_logits: torch.Tensor | None = None,
+        init_delta: torch.Tensor | None = None) -> AttackResult:
     """Run PGD on a batch.
 
     Args:
@@ -113,12 +101,5 @@ def pgd(
                 step_size = (alpha_rel * eps[active]).reshape(-1, *([1] * (x0.dim() - 1)))
                 delta = delta.detach() + step_size * ascent_direction(grad, threat.norm)
                 delta = threat.project(delta, x0, eps[active])
-    return AttackResult(
-        adversarial=best,
-        clean=clean,
-        success=success,
-        logits=logits,
-        budget=eps,
-        forwards=passes.forwards,
-        backwards=passes.backwards,
-    )
+    return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, budget=eps,
+                        forwards=passes.forwards, backwards=passes.backwards)

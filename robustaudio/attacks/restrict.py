@@ -19,10 +19,8 @@ def front_end_of(model: nn.Module) -> Any:
     for module in model.modules():
         if hasattr(module, "centre_frequencies"):
             return module
-    raise ValueError(
-        f"{type(model).__name__} has no mel front end with known centre frequencies, so a "
-        f"feature-domain band cannot be mapped to bins; use the waveform domain."
-    )
+    raise ValueError(f"{type(model).__name__} has no mel front end with known centre frequencies, so a "
+                     f"feature-domain band cannot be mapped to bins; use the waveform domain.")
 
 
 def feature_shape(model, clip_samples: int | None = None) -> tuple[int, int]:
@@ -60,10 +58,8 @@ def band_mask(model, low_hz: float, high_hz: float) -> torch.Tensor:
 
 def check_band(low_hz: float, high_hz: float, sample_rate: int) -> None:
     if not 0 <= low_hz < high_hz <= sample_rate / 2:
-        raise ValueError(
-            f"frequency band [{low_hz}, {high_hz}] Hz must satisfy 0 <= LOW < HIGH <= "
-            f"{sample_rate / 2:g} Hz (Nyquist at {sample_rate} Hz)."
-        )
+        raise ValueError(f"frequency band [{low_hz}, {high_hz}] Hz must satisfy 0 <= LOW < HIGH <= "
+                         f"{sample_rate / 2:g} Hz (Nyquist at {sample_rate} Hz).")
 
 
 def bandpass(delta: torch.Tensor, sample_rate: int, low_hz: float, high_hz: float) -> torch.Tensor:

@@ -26,9 +26,8 @@ def _window_fraction(p_init: float, iteration: int, iterations: int) -> float:
     return p_init / 2 ** bisect.bisect_left(_HALVING_ITERATIONS, rescaled)
 
 
-def _windows(
-    rows: int, length: int, size: int, generator: torch.Generator | None, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _windows(rows: int, length: int, size: int, generator: torch.Generator | None,
+             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """A random window of ``size`` samples per row: mask ``[rows, length]`` bool and offsets ``[rows, length]``
     (position within the row's window, valid where the mask is set)."""
     start = torch.randint(0, length - size + 1, (rows, 1), generator=generator).to(device)
@@ -42,7 +41,6 @@ def _two_bump_profile(size: int, device: torch.device) -> torch.Tensor:
     Each half weights a sample at distance ``d`` from its centre by ``sum_{k>=d} 1/(k+1)^2``:
     nested centred windows, each adding ``1/(k+1)^2``.
     """
-
     def bump(width: int) -> torch.Tensor:
         radius = width // 2
         tail = (1.0 / torch.arange(1, radius + 2, dtype=torch.float32) ** 2).flip(0).cumsum(0).flip(0)
@@ -112,20 +110,10 @@ def _initial_perturbation(clean: torch.Tensor, eps: torch.Tensor, norm: str, gen
     return _unit_l2(profile * tile_sign) * eps[:, None]
 
 
-def square_attack(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    queries: int,
-    p_init: float = 0.05,
-    generator: torch.Generator | None = None,
-    targeted: bool = False,
-    eps: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    clean_logits: torch.Tensor | None = None,
-) -> AttackResult:
+def square_attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                  queries: int, p_init: float = 0.05, generator: torch.Generator | None = None,
+                  targeted: bool = False, eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
+                  clean_logits: torch.Tensor | None = None) -> AttackResult:
     """Square Attack (Andriushchenko et al. 2020), score-based, for L∞ and L2, on 1-D signals.
 
     Random search over the vertices of the ε-ball: each iteration changes one contiguous window
@@ -173,9 +161,8 @@ def square_attack(
         active = torch.nonzero(~success & (eps > 0)).flatten()
         iterations = queries - int(forwards.max()) - 1  # after the initial perturbation's query
         if active.numel() == 0 or iterations < 0:
-            return AttackResult(
-                best, clean, success, logits, budget=eps, forwards=forwards, backwards=torch.zeros_like(forwards)
-            )
+            return AttackResult(best, clean, success, logits, budget=eps, forwards=forwards,
+                                backwards=torch.zeros_like(forwards))
 
         flat_clean = clean.reshape(batch, -1)
 
@@ -186,7 +173,8 @@ def square_attack(
             x = threat.apply(clean[rows], delta.reshape(-1, *shape[1:]))
             return x, passes.logits(x, rows)
 
-        delta = project(_initial_perturbation(flat_clean[active], eps[active], threat.norm, generator, device), active)
+        delta = project(_initial_perturbation(flat_clean[active], eps[active], threat.norm, generator, device),
+                        active)
         x, out = query(delta, active)
         best[active], logits[active] = x, out
         best_margin = margin_loss(model, out, labels[active], targeted)
@@ -209,12 +197,5 @@ def square_attack(
             delta = torch.where(improved[:, None], candidate, delta)
             best_margin = torch.where(improved, margin, best_margin)
         success[active[fooled]] = True
-    return AttackResult(
-        adversarial=best,
-        clean=clean,
-        success=success,
-        logits=logits,
-        budget=eps,
-        forwards=forwards,
-        backwards=torch.zeros_like(forwards),
-    )
+    return AttackResult(adversarial=best, clean=clean, success=success, logits=logits, budget=eps,
+                        forwards=forwards, backwards=torch.zeros_like(forwards))

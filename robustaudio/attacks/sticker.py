@@ -66,10 +66,8 @@ class DotOptics:
         return {key: torch.as_tensor(value, dtype=torch.float32, device=device) for key, value in asdict(self).items()}
 
     def as_dict(self) -> dict:
-        return {
-            key: value if not isinstance(value, tuple) else [list(v) if isinstance(v, tuple) else v for v in value]
-            for key, value in asdict(self).items()
-        }
+        return {key: value if not isinstance(value, tuple) else [list(v) if isinstance(v, tuple) else v for v in value]
+                for key, value in asdict(self).items()}
 
 
 def grid_centres(dots: int = 9) -> torch.Tensor:
@@ -86,17 +84,16 @@ def dot_alphas(centres: torch.Tensor, height: int, width: int, alpha_max, radius
     ``alpha_max``, ``radius``, ``beta``: floats or 0-d tensors (differentiable, for fitting).
     """
     scale = max(height, width)
-    y = (torch.arange(height, dtype=centres.dtype, device=centres.device) + 0.5) / scale  # pixel centres
+    y = (torch.arange(height, dtype=centres.dtype, device=centres.device) + 0.5) / scale   # pixel centres
     x = (torch.arange(width, dtype=centres.dtype, device=centres.device) + 0.5) / scale
     cu = centres[:, 0] * width / scale
     cv = centres[:, 1] * height / scale
     d2 = (x[None, None, :] - cu[:, None, None]) ** 2 + (y[None, :, None] - cv[:, None, None]) ** 2
-    return alpha_max * torch.exp(-((d2 / radius**2) ** beta))
+    return alpha_max * torch.exp(-((d2 / radius ** 2) ** beta))
 
 
-def apply_sticker(
-    images: torch.Tensor, centres: torch.Tensor, colours: torch.Tensor, optics: DotOptics | dict[str, torch.Tensor]
-) -> torch.Tensor:
+def apply_sticker(images: torch.Tensor, centres: torch.Tensor, colours: torch.Tensor,
+                  optics: DotOptics | dict[str, torch.Tensor]) -> torch.Tensor:
     """Images seen through the sticker: ``images`` ``[..., 3, H, W]`` in [0, 1], dot by dot.
 
     ``centres`` ``[K, 2]``, ``colours`` ``[K, 3]`` printed colours in [0, 1]; ``optics``: a
@@ -106,7 +103,7 @@ def apply_sticker(
         raise StickerError(f"images must be [..., 3, H, W] RGB in [0, 1], got {list(images.shape)}.")
     p = optics.tensors(images.device) if isinstance(optics, DotOptics) else optics
     alphas = dot_alphas(centres, images.shape[-2], images.shape[-1], p["alpha_max"], p["radius"], p["beta"])
-    seen = (colours @ p["colour_matrix"].T + p["colour_offset"]).clamp(0, 1)  # [K, 3]
+    seen = (colours @ p["colour_matrix"].T + p["colour_offset"]).clamp(0, 1)              # [K, 3]
     for alpha, colour in zip(alphas, seen):
         images = (1 - alpha) * images + alpha * colour[:, None, None]
     return images
@@ -159,10 +156,8 @@ class StickerTarget:
 def image_target(model: nn.Module, images: torch.Tensor, labels: list[str] | tuple[str, ...]) -> StickerTarget:
     """A plain image classifier: ``model(images [B, 3, H, W] in [0, 1]) -> logits [B, len(labels)]``."""
     if images.dim() != 4 or images.shape[1] != 3:
-        raise StickerError(
-            f"An image classifier takes images [B, 3, H, W]; got {list(images.shape)}. Give RGB "
-            f"images of one size (--image-size resizes them)."
-        )
+        raise StickerError(f"An image classifier takes images [B, 3, H, W]; got {list(images.shape)}. Give RGB "
+                           f"images of one size (--image-size resizes them).")
     _check_logits(model, lambda: model(images[:2]), labels, f"images of shape {list(images[:2].shape)}")
     return StickerTarget(images, lambda x, index: model(x), tuple(labels), model)
 
@@ -172,21 +167,15 @@ def visual_branch_target(model, audio: torch.Tensor, video: torch.Tensor) -> Sti
     of ``video`` ``[N, F, 3, H, W]``; ``audio`` ``[N, T]`` is held fixed."""
     name = type(model).__name__
     if "video" not in getattr(model, "modalities", ()):
-        raise StickerError(
-            f"{name} has no visual branch (modalities: {', '.join(getattr(model, 'modalities', ()))}): "
-            f"use an audio-visual model fed raw frames (e.g. av-late, video-only) or an image "
-            f"classifier."
-        )
+        raise StickerError(f"{name} has no visual branch (modalities: {', '.join(getattr(model, 'modalities', ()))}): "
+                           f"use an audio-visual model fed raw frames (e.g. av-late, video-only) or an image "
+                           f"classifier.")
     if getattr(model, "video_input", "frames") != "frames":
-        raise StickerError(
-            f"{name} takes precomputed frame embeddings, not raw frames, so a lens sticker cannot be "
-            f"rendered into its input: use a model with video_input='frames'."
-        )
+        raise StickerError(f"{name} takes precomputed frame embeddings, not raw frames, so a lens sticker cannot be "
+                           f"rendered into its input: use a model with video_input='frames'.")
     if video is None or video.dim() != 5 or video.shape[2] != 3:
-        raise StickerError(
-            f"{name}'s visual branch takes raw frames [N, F, 3, H, W]; got "
-            f"{None if video is None else list(video.shape)}."
-        )
+        raise StickerError(f"{name}'s visual branch takes raw frames [N, F, 3, H, W]; got "
+                           f"{None if video is None else list(video.shape)}.")
     _check_logits(model, lambda: model(audio[:2], video[:2]), model.labels, f"video of shape {list(video[:2].shape)}")
     return StickerTarget(video, lambda x, index: model(audio[index], x), tuple(model.labels), model)
 
@@ -196,15 +185,12 @@ def _check_logits(model: nn.Module, run: Callable[[], torch.Tensor], labels, wha
         with torch.no_grad():
             out = run()
     except (RuntimeError, ValueError) as error:
-        raise StickerError(
-            f"{type(model).__name__} failed on {what} ({type(error).__name__}: {error}). It must map "
-            f"RGB images in [0, 1] to logits; resize the images to the size it expects."
-        ) from error
+        raise StickerError(f"{type(model).__name__} failed on {what} ({type(error).__name__}: {error}). It must map "
+                           f"RGB images in [0, 1] to logits; resize the images to the size it expects.") from error
     if out.dim() != 2 or out.shape[1] != len(labels):
-        raise StickerError(
-            f"{type(model).__name__} returned {list(out.shape)} on {what}, but {len(labels)} class "
-            f"names were given: it must return logits [B, {len(labels)}] (give --labels in logit order)."
-        )
+        raise StickerError(f"{type(model).__name__} returned {list(out.shape)} on {what}, but {len(labels)} class "
+                           f"names were given: it must return logits [B, {len(labels)}] (give --labels in logit "
+                           f"order).")
 
 
 def sticker_loss(logits: torch.Tensor, source: int, target: int) -> torch.Tensor:
@@ -225,19 +211,9 @@ class StickerResult:
     best_epoch: int
 
 
-def optimise_sticker(
-    target: StickerTarget,
-    source: str,
-    goal: str,
-    *,
-    dots: int = 9,
-    optics: DotOptics | None = None,
-    epochs: int = 60,
-    batch_size: int = 32,
-    lr: float = 0.02,
-    init: Sticker | None = None,
-    generator: torch.Generator | None = None,
-) -> StickerResult:
+def optimise_sticker(target: StickerTarget, source: str, goal: str, *, dots: int = 9, optics: DotOptics | None = None,
+                     epochs: int = 60, batch_size: int = 32, lr: float = 0.02, init: Sticker | None = None,
+                     generator: torch.Generator | None = None) -> StickerResult:
     """Universal targeted sticker over all of ``target.images`` (images of the ``source`` class).
 
     Adam on the centres and colours (clamped to [0, 1] after each step), ``epochs`` passes over the
@@ -262,7 +238,7 @@ def optimise_sticker(
         for epoch in range(epochs):
             order = torch.randperm(n, generator=generator)
             for begin in range(0, n, batch_size):
-                index = order[begin : begin + batch_size]
+                index = order[begin:begin + batch_size]
                 with torch.enable_grad():
                     logits = target.logits(apply_sticker(target.images[index], centres, colours, optics), index)
                     loss = sticker_loss(logits, source_k, goal_k).mean()
@@ -309,38 +285,23 @@ def sticker_success(target: StickerTarget, sticker: Sticker, source: str, goal: 
     source_k, goal_k = target.class_index(source, "source class"), target.class_index(goal, "target class")
     clean, stuck = predictions(target, None), predictions(target, sticker)
     correct = clean == source_k
-    return {
-        "items": len(clean),
-        "clean_accuracy": float(correct.float().mean()),
-        "clean_targeted": float((clean == goal_k).float().mean()),
-        "targeted": float((stuck == goal_k).float().mean()),
-        "targeted_on_correct": float((stuck[correct] == goal_k).float().mean()) if correct.any() else None,
-        "untargeted": float((stuck != source_k).float().mean()),
-    }
+    return {"items": len(clean), "clean_accuracy": float(correct.float().mean()),
+            "clean_targeted": float((clean == goal_k).float().mean()),
+            "targeted": float((stuck == goal_k).float().mean()),
+            "targeted_on_correct": float((stuck[correct] == goal_k).float().mean()) if correct.any() else None,
+            "untargeted": float((stuck != source_k).float().mean())}
 
 
-def random_dot_control(
-    target: StickerTarget,
-    source: str,
-    goal: str,
-    *,
-    dots: int,
-    optics: DotOptics,
-    draws: int = 20,
-    generator: torch.Generator | None = None,
-) -> dict:
+def random_dot_control(target: StickerTarget, source: str, goal: str, *, dots: int, optics: DotOptics,
+                       draws: int = 20, generator: torch.Generator | None = None) -> dict:
     """The same measures for ``draws`` random stickers (same dots and optics): mean and max over draws."""
     runs = [sticker_success(target, Sticker.random(dots, optics, generator), source, goal) for _ in range(draws)]
     keys = ("targeted", "untargeted")
-    return {
-        "draws": draws,
-        **{f"{k}_mean": sum(r[k] for r in runs) / draws for k in keys},
-        **{f"{k}_max": max(r[k] for r in runs) for k in keys},
-    }
+    return {"draws": draws, **{f"{k}_mean": sum(r[k] for r in runs) / draws for k in keys},
+            **{f"{k}_max": max(r[k] for r in runs) for k in keys}}
 
 
 # -- fitting the optics to photographs ----------------------------------------------------------
-
 
 @dataclass
 class OpticsFit:
@@ -353,31 +314,17 @@ class OpticsFit:
     history: list[float]
 
 
-def synthetic_photos(
-    clean: torch.Tensor,
-    centres: torch.Tensor,
-    colours: torch.Tensor,
-    optics: DotOptics,
-    noise: float = 0.01,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
+def synthetic_photos(clean: torch.Tensor, centres: torch.Tensor, colours: torch.Tensor, optics: DotOptics,
+                     noise: float = 0.01, generator: torch.Generator | None = None) -> torch.Tensor:
     """Photos of a dot sticker rendered with known parameters: the sticker model plus Gaussian noise of
     standard deviation ``noise`` (pixel units), clipped to [0, 1] (for testing :func:`fit_dot_optics`)."""
     photos = apply_sticker(clean, centres, colours, optics)
     return (photos + noise * torch.randn(photos.shape, generator=generator)).clamp(0, 1)
 
 
-def fit_dot_optics(
-    clean: torch.Tensor,
-    photos: torch.Tensor,
-    centres: torch.Tensor,
-    colours: torch.Tensor,
-    *,
-    fit_centres: bool = True,
-    steps: int = 500,
-    lr: float = 0.03,
-    init: DotOptics | None = None,
-) -> OpticsFit:
+def fit_dot_optics(clean: torch.Tensor, photos: torch.Tensor, centres: torch.Tensor, colours: torch.Tensor, *,
+                   fit_centres: bool = True, steps: int = 500, lr: float = 0.03,
+                   init: DotOptics | None = None) -> OpticsFit:
     """Least-squares fit of the dot optics to photos of a known printed sticker [ours].
 
     Args:
@@ -395,9 +342,8 @@ def fit_dot_optics(
     conditioned problem than ``α_max`` against ``A``).
     """
     if clean.shape != photos.shape or clean.dim() != 4 or clean.shape[1] != 3:
-        raise StickerError(
-            f"clean and photos must be matching [N, 3, H, W] images, got {list(clean.shape)} and {list(photos.shape)}."
-        )
+        raise StickerError(f"clean and photos must be matching [N, 3, H, W] images, got {list(clean.shape)} and "
+                           f"{list(photos.shape)}.")
     if centres.shape[0] != colours.shape[0]:
         raise StickerError(f"{centres.shape[0]} dot centres but {colours.shape[0]} colours.")
     init = init or DotOptics()
@@ -405,23 +351,17 @@ def fit_dot_optics(
     alpha_logit = torch.logit(p["alpha_max"].clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
     log_radius = p["radius"].log().requires_grad_(True)
     log_beta = p["beta"].log().requires_grad_(True)
-    matrix = (p["alpha_max"] * p["colour_matrix"]).requires_grad_(True)  # α_max·A
-    offset = (p["alpha_max"] * p["colour_offset"]).requires_grad_(True)  # α_max·b
+    matrix = (p["alpha_max"] * p["colour_matrix"]).requires_grad_(True)    # α_max·A
+    offset = (p["alpha_max"] * p["colour_offset"]).requires_grad_(True)    # α_max·b
     fitted_centres = centres.clone().float().requires_grad_(fit_centres)
     parameters = [alpha_logit, log_radius, log_beta, matrix, offset] + ([fitted_centres] if fit_centres else [])
     optimizer = torch.optim.Adam(parameters, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     history = []
-
     def current() -> dict[str, torch.Tensor]:
         alpha = torch.sigmoid(alpha_logit)
-        return {
-            "alpha_max": alpha,
-            "radius": log_radius.exp(),
-            "beta": log_beta.exp(),
-            "colour_matrix": matrix / alpha,
-            "colour_offset": offset / alpha,
-        }
+        return {"alpha_max": alpha, "radius": log_radius.exp(), "beta": log_beta.exp(),
+                "colour_matrix": matrix / alpha, "colour_offset": offset / alpha}
 
     for step in range(steps):
         optics = current()
@@ -434,15 +374,11 @@ def fit_dot_optics(
             history.append(float(loss.detach()))
     with torch.no_grad():
         final = current()
-        fitted = DotOptics(
-            alpha_max=float(final["alpha_max"]),
-            radius=float(final["radius"]),
-            beta=float(final["beta"]),
-            colour_matrix=cast(
-                "tuple[tuple[float, float, float], ...]",
-                tuple(tuple(float(v) for v in row) for row in final["colour_matrix"]),
-            ),
-            colour_offset=cast("tuple[float, float, float]", tuple(float(v) for v in final["colour_offset"])),
-        )
+        fitted = DotOptics(alpha_max=float(final["alpha_max"]), radius=float(final["radius"]),
+                           beta=float(final["beta"]),
+                           colour_matrix=cast("tuple[tuple[float, float, float], ...]",
+                                              tuple(tuple(float(v) for v in row) for row in final["colour_matrix"])),
+                           colour_offset=cast("tuple[float, float, float]",
+                                              tuple(float(v) for v in final["colour_offset"])))
         rmse = float(F.mse_loss(apply_sticker(clean, fitted_centres, colours, fitted), photos).sqrt())
     return OpticsFit(fitted, fitted_centres.detach().clamp(0, 1), rmse, history)

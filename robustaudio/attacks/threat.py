@@ -124,9 +124,8 @@ def ascent_direction(grad: torch.Tensor, norm: str, l1_sparsity: float = 0.99) -
     raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
 
 
-def input_view(
-    model: AttackTarget, audio: torch.Tensor, where: str, video: torch.Tensor | None = None
-) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+def input_view(model: AttackTarget, audio: torch.Tensor, where: str, video: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
     """The clean input that a perturbation lives in and ``logits_fn(x, index=None)`` from it.
 
     ``where``: ``"waveform"`` (``[B, T]``), ``"feature"`` (the model's normalised features
@@ -149,6 +148,8 @@ def input_view(
     with torch.no_grad():
         feats = model.features(audio)
     return feats, lambda x, index=None: model.forward_features(x, pick(index))
+
+
 
 
 @dataclass(frozen=True)
@@ -196,35 +197,30 @@ class ThreatModel:
             raise ThreatModelError(f"Unknown modality {self.modality!r}; use one of {', '.join(MODALITIES)}.")
         if self.band_hz is not None:
             if self.domain != "waveform" or self.modality != "audio":
-                raise ThreatModelError(
-                    "band_hz restricts waveform perturbations; in the feature domain "
-                    "use a mask on the mel bins (restrict.band_mask)."
-                )
+                raise ThreatModelError("band_hz restricts waveform perturbations; in the feature domain "
+                                       "use a mask on the mel bins (restrict.band_mask).")
             if self.sample_rate is None or not 0 <= self.band_hz[0] < self.band_hz[1] <= self.sample_rate / 2:
-                raise ThreatModelError(f"band_hz={self.band_hz} needs the sample_rate and 0 <= LOW < HIGH <= Nyquist.")
+                raise ThreatModelError(f"band_hz={self.band_hz} needs the sample_rate and 0 <= LOW < HIGH <= "
+                                       f"Nyquist.")
         if self.norm not in NORMS:
             raise ThreatModelError(f"Unknown norm {self.norm!r}; use one of {', '.join(NORMS)}.")
         if self.domain not in DOMAINS:
             raise ThreatModelError(f"Unknown domain {self.domain!r}; use one of {', '.join(DOMAINS)}.")
         if (self.eps is None) == (self.snr_db is None):
-            raise ThreatModelError("Give exactly one budget: an absolute eps (--eps) or a relative snr_db (--snr-db).")
+            raise ThreatModelError("Give exactly one budget: an absolute eps (--eps) or a relative "
+                                   "snr_db (--snr-db).")
         if self.eps is not None:
             if not math.isfinite(self.eps) or self.eps <= 0:
-                raise ThreatModelError(
-                    f"eps must be a finite number > 0, got {self.eps}. Typical "
-                    f"waveform budgets: L∞ 1e-4..1e-2, L2 0.1..2, L1 1..100."
-                )
+                raise ThreatModelError(f"eps must be a finite number > 0, got {self.eps}. Typical "
+                                       f"waveform budgets: L∞ 1e-4..1e-2, L2 0.1..2, L1 1..100.")
             if self.bounds is not None and self.norm == "linf" and self.eps >= (self.bounds[1] - self.bounds[0]) / 2:
                 raise ThreatModelError(
                     f"L∞ eps={self.eps} is at least half the input range {self.bounds}: the attacker "
                     f"could replace the clip by anything, so the number would mean nothing. Use a "
-                    f"small fraction of full scale (e.g. --eps 0.002), or --snr-db for a relative budget."
-                )
+                    f"small fraction of full scale (e.g. --eps 0.002), or --snr-db for a relative budget.")
         if self.snr_db is not None and not (SNR_DB_RANGE[0] <= self.snr_db <= SNR_DB_RANGE[1]):
-            raise ThreatModelError(
-                f"snr_db={self.snr_db} dB is outside [{SNR_DB_RANGE[0]:g}, "
-                f"{SNR_DB_RANGE[1]:g}] dB; typical budgets are 20..60 dB."
-            )
+            raise ThreatModelError(f"snr_db={self.snr_db} dB is outside [{SNR_DB_RANGE[0]:g}, "
+                                   f"{SNR_DB_RANGE[1]:g}] dB; typical budgets are 20..60 dB.")
         if self.bounds is not None and not self.bounds[0] < self.bounds[1]:
             raise ThreatModelError(f"bounds must be (low, high) with low < high, got {self.bounds}.")
 
@@ -244,8 +240,7 @@ class ThreatModel:
             if bool((eps >= diameter).any()):
                 raise ThreatModelError(
                     f"{self.norm} budget {float(eps.max()):.4g} reaches {diameter:.4g}, enough to turn "
-                    f"a clip of {n} values into any other: lower --eps or raise --snr-db."
-                )
+                    f"a clip of {n} values into any other: lower --eps or raise --snr-db.")
         return eps
 
     def _mask(self, like: torch.Tensor) -> torch.Tensor | None:
@@ -262,7 +257,6 @@ class ThreatModel:
             delta = delta * mask
         if self.band_hz is not None:
             from .restrict import bandpass  # restrict imports nothing from here; keeps threat standalone
-
             assert self.sample_rate is not None  # checked in __post_init__
             delta = bandpass(delta, self.sample_rate, *self.band_hz)
             if mask is not None:
@@ -294,9 +288,8 @@ class ThreatModel:
     def norms(self, delta: torch.Tensor) -> torch.Tensor:
         return lp_norm(delta, self.norm)
 
-    def random_start(
-        self, clean: torch.Tensor, eps: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def random_start(self, clean: torch.Tensor, eps: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
         """A uniform draw from the ε-ball of each sample (then projected onto the box and mask)."""
         shape, n = clean.shape, _flat(clean).shape[1]
         uniform = torch.rand(shape, generator=generator).to(clean.device)
@@ -307,17 +300,15 @@ class ThreatModel:
                 direction = torch.randn(shape, generator=generator).to(clean.device)
             else:  # iid Laplace, normalised, is uniform on the L1 sphere
                 direction = -torch.log(uniform.clamp_min(1e-12)) * torch.sign(
-                    torch.rand(shape, generator=generator).to(clean.device) - 0.5
-                )
+                    torch.rand(shape, generator=generator).to(clean.device) - 0.5)
             direction = direction / _expand(lp_norm(direction, self.norm).clamp_min(1e-30), clean)
             radius = torch.rand(shape[0], generator=generator).to(clean.device) ** (1.0 / n)
             delta = direction * _expand(eps * radius, clean)
         return self.project(delta, clean, eps)
 
     # -- domain ---------------------------------------------------------------------------
-    def view(
-        self, model: AttackTarget, audio: torch.Tensor, video: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
+    def view(self, model: AttackTarget, audio: torch.Tensor, video: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
         """The clean input in the attacked domain and ``logits_fn(x, index)`` (see :func:`input_view`)."""
         return input_view(model, audio, self.row_domain, video)
 
@@ -340,14 +331,7 @@ class ThreatModel:
         return f"{self.norm}-{where}-{budget}{restricted}"
 
     def as_dict(self) -> dict:
-        return {
-            "norm": self.norm,
-            "eps": self.eps,
-            "snr_db": self.snr_db,
-            "domain": self.domain,
-            "bounds": list(self.bounds) if self.bounds is not None else None,
-            "masked": self.mask is not None,
-            "restriction": self.restriction,
-            "band_hz": list(self.band_hz) if self.band_hz is not None else None,
-            "modality": self.modality,
-        }
+        return {"norm": self.norm, "eps": self.eps, "snr_db": self.snr_db, "domain": self.domain,
+                "bounds": list(self.bounds) if self.bounds is not None else None,
+                "masked": self.mask is not None, "restriction": self.restriction,
+                "band_hz": list(self.band_hz) if self.band_hz is not None else None, "modality": self.modality}

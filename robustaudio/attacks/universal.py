@@ -30,9 +30,8 @@ class UniversalResult:
     history: list[dict] = field(default_factory=list)
 
 
-def project_universal(
-    delta: torch.Tensor, threat: ThreatModel, eps: float, projection: str = "ball", frame_length: int | None = None
-) -> torch.Tensor:
+def project_universal(delta: torch.Tensor, threat: ThreatModel, eps: float, projection: str = "ball",
+                      frame_length: int | None = None) -> torch.Tensor:
     """Project one perturbation ``delta`` (a single input's shape) onto the universal budget.
 
     ``ball``: :meth:`ThreatModel.project` without the box (mask, band, Lp ball); each clip's box
@@ -58,18 +57,11 @@ def project_universal(
     return delta * (eps / columns)
 
 
-def universal_perturbation(
-    model: AttackTarget,
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    threat: ThreatModel,
-    *,
-    epochs: int = 20,
-    rel_step_size: float = 0.1,
-    projection: str = "ball",
-    frame_length: int | None = None,
-    targeted: bool = False,
-    device: str | torch.device = "cpu",
-) -> UniversalResult:
+def universal_perturbation(model: AttackTarget, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                           threat: ThreatModel, *,
+                           epochs: int = 20, rel_step_size: float = 0.1, projection: str = "ball",
+                           frame_length: int | None = None, targeted: bool = False,
+                           device: str | torch.device = "cpu") -> UniversalResult:
     """Learn one perturbation for all clips.
 
     Args:
@@ -80,10 +72,8 @@ def universal_perturbation(
         projection: ``"ball"`` or ``"per-frame"`` (see :func:`project_universal`).
     """
     if threat.eps is None:
-        raise ValueError(
-            "A universal perturbation needs an absolute budget (--eps): an SNR budget "
-            "depends on the clip, and the perturbation is shared by all clips."
-        )
+        raise ValueError("A universal perturbation needs an absolute budget (--eps): an SNR budget "
+                         "depends on the clip, and the perturbation is shared by all clips.")
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}.")
     delta: torch.Tensor | None = None
@@ -102,7 +92,7 @@ def universal_perturbation(
                 with torch.enable_grad():
                     logits = logits_fn(x)
                     loss = attack_loss(model, logits, labels, targeted)
-                    (grad,) = torch.autograd.grad(loss.sum(), d)
+                    grad, = torch.autograd.grad(loss.sum(), d)
                 total_loss += float(loss.detach().sum())
                 fooled += int(is_fooled(model, logits.detach(), labels, targeted).sum())
                 seen += len(audio)

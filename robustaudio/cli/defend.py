@@ -26,13 +26,8 @@ def _fail(error: Exception) -> click.ClickException:
 
 
 @click.command()
-@click.option(
-    "--model",
-    "model_name",
-    default=choices.DEFAULT_MODEL,
-    show_default=True,
-    help="A registered model (trained with its bundled recipe) or a zoo / fusion architecture.",
-)
+@click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True,
+              help="A registered model (trained with its bundled recipe) or a zoo / fusion architecture.")
 @click.option("--method", type=click.Choice(choices.TRAINING_METHODS), default="plain", show_default=True)
 @click.option("--data", type=click.Path(), help="Dataset directory with a split column. Default: bundled minievents.")
 @click.option("--train-split", default="train", show_default=True)
@@ -43,73 +38,28 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe.")
 @click.option("--no-augment", is_flag=True, help="No gain / shift / white-noise augmentation.")
 @click.option("--mixup-alpha", type=float, default=0.2, show_default=True, help="Beta(α, α) of mixup.")
-@click.option(
-    "--mixup-space",
-    type=click.Choice(choices.MIXUP_SPACES),
-    default="input",
-    show_default=True,
-    help="Mix waveforms (input) or every modality's embedding before the head (latent).",
-)
-@click.option(
-    "--mixup-weighting",
-    type=click.Choice(choices.MIXUP_WEIGHTINGS),
-    default="none",
-    show_default=True,
-    help="Draw partners more often from classes of low latent density / convexity.",
-)
+@click.option("--mixup-space", type=click.Choice(choices.MIXUP_SPACES), default="input", show_default=True,
+              help="Mix waveforms (input) or every modality's embedding before the head (latent).")
+@click.option("--mixup-weighting", type=click.Choice(choices.MIXUP_WEIGHTINGS), default="none", show_default=True,
+              help="Draw partners more often from classes of low latent density / convexity.")
 @click.option("--mixup-modality", default="audio", show_default=True, help="Whose latent metrics weight the classes.")
-@click.option(
-    "--mixup-refresh",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Epochs between class-weight updates (the first epochs are unweighted).",
-)
+@click.option("--mixup-refresh", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Epochs between class-weight updates (the first epochs are unweighted).")
 @click.option("--adv-norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--adv-eps", type=float, default=0.002, show_default=True, help="PGD budget of adversarial training.")
 @click.option("--adv-domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--adv-steps", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option(
-    "--noise-sigma",
-    type=float,
-    default=0.25,
-    show_default=True,
-    help="Noise std for --method noise, in --noise-domain units.",
-)
+@click.option("--noise-sigma", type=float, default=0.25, show_default=True,
+              help="Noise std for --method noise, in --noise-domain units.")
 @click.option("--noise-domain", type=click.Choice(choices.NOISE_DOMAINS), default="feature", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    help="Checkpoint file (card beside it, .json). Default: robustaudio-runs/train/<model>-<method>.pt",
-)
-def train(
-    model_name,
-    method,
-    data,
-    train_split,
-    test_split,
-    epochs,
-    lr,
-    weight_decay,
-    batch_size,
-    no_augment,
-    mixup_alpha,
-    mixup_space,
-    mixup_weighting,
-    mixup_modality,
-    mixup_refresh,
-    adv_norm,
-    adv_eps,
-    adv_domain,
-    adv_steps,
-    noise_sigma,
-    noise_domain,
-    seed,
-    device,
-    out,
-) -> None:
+@click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it, .json). "
+              "Default: robustaudio-runs/train/<model>-<method>.pt")
+def train(model_name, method, data, train_split, test_split, epochs, lr, weight_decay, batch_size, no_augment,
+          mixup_alpha, mixup_space, mixup_weighting, mixup_modality, mixup_refresh, adv_norm, adv_eps, adv_domain,
+          adv_steps,
+          noise_sigma, noise_domain, seed, device, out) -> None:
     """Train a model: plain, mixup, PGD adversarial training or Gaussian noise; writes a checkpoint and its card.
 
     Examples: robustaudio train --model cnn --method mixup --mixup-space latent --mixup-weighting convexity;
@@ -118,101 +68,49 @@ def train(
     from ..data import AudioDataset
     from ..defenses.training import recipe_for, train_classifier
     from ..records import file_safe
-
     try:
         arch, config, settings = recipe_for(model_name)
         given = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
-        settings = replace(
-            settings,
-            **{k: v for k, v in given.items() if v is not None},
-            method=method,
-            augment=not no_augment,
-            mixup_alpha=mixup_alpha,
-            mixup_space=mixup_space,
-            mixup_weighting=mixup_weighting,
-            mixup_modality=mixup_modality,
-            mixup_refresh=mixup_refresh,
-            adv_norm=adv_norm,
-            adv_eps=adv_eps,
-            adv_domain=adv_domain,
-            adv_steps=adv_steps,
-            noise_sigma=noise_sigma,
-            noise_domain=noise_domain,
-            seed=seed,
-        )
+        settings = replace(settings, **{k: v for k, v in given.items() if v is not None}, method=method,
+                           augment=not no_augment, mixup_alpha=mixup_alpha, mixup_space=mixup_space,
+                           mixup_weighting=mixup_weighting, mixup_modality=mixup_modality, mixup_refresh=mixup_refresh,
+                           adv_norm=adv_norm,
+                           adv_eps=adv_eps, adv_domain=adv_domain, adv_steps=adv_steps, noise_sigma=noise_sigma,
+                           noise_domain=noise_domain, seed=seed)
         settings.check()
         out = Path(out) if out else Path("robustaudio-runs") / "train" / f"{file_safe(model_name)}-{method}.pt"
         dataset = AudioDataset.from_path(data)
         click.echo(f"Training {model_name} ({arch}) with {settings.describe()} for {settings.epochs} epochs -> {out}")
-        result = train_classifier(
-            arch,
-            config,
-            dataset,
-            settings,
-            name=model_name,
-            train_split=train_split,
-            test_split=test_split,
-            device=parse_device(device),
-            log=click.echo,
-        )
+        result = train_classifier(arch, config, dataset, settings, name=model_name, train_split=train_split,
+                                  test_split=test_split, device=parse_device(device), log=click.echo)
         card = result.save(out)
     except defense_errors() as error:
         raise _fail(error) from error
     low, high = card["test_accuracy_ci95"]
-    click.echo(
-        f"clean test accuracy {card['test_accuracy']:.3f} [{low:.3f}, {high:.3f}] on {card['test_clips']} clips; "
-        f"training {card['training_seconds']:.1f} s"
-    )
+    click.echo(f"clean test accuracy {card['test_accuracy']:.3f} [{low:.3f}, {high:.3f}] on {card['test_clips']} "
+               f"clips; training {card['training_seconds']:.1f} s")
     click.echo(f"checkpoint: {out} (use: --model {arch} --weights {out}); card: {out.with_suffix('.json')}")
 
 
 @click.command("train-denoiser")
 @model_options
-@click.option(
-    "--domain",
-    type=click.Choice(["feature", "waveform"]),
-    default="feature",
-    show_default=True,
-    help="Denoise the model's normalised log-mel (feature) or the waveform.",
-)
+@click.option("--domain", type=click.Choice(["feature", "waveform"]), default="feature", show_default=True,
+              help="Denoise the model's normalised log-mel (feature) or the waveform.")
 @click.option("--data", type=click.Path(), help="Dataset directory with a split column. Default: bundled minievents.")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--test-split", default="test", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option(
-    "--sigma-max",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Largest noise std it will be used at, in --domain units; trained on t in [0, t*(sigma-max)].",
-)
+@click.option("--sigma-max", type=float, default=1.0, show_default=True,
+              help="Largest noise std it will be used at, in --domain units; trained on t in [0, t*(sigma-max)].")
 @click.option("--channels", default="16,32,64", show_default=True, help="UNet block widths, comma-separated.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    help="Checkpoint file (card beside it). Default: robustaudio-runs/denoisers/<model>-<domain>.pt",
-)
-def train_denoiser_command(
-    model_name,
-    weights,
-    trust_checkpoint,
-    domain,
-    data,
-    train_split,
-    test_split,
-    epochs,
-    batch_size,
-    lr,
-    sigma_max,
-    channels,
-    seed,
-    device,
-    out,
-) -> None:
+@click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it). "
+              "Default: robustaudio-runs/denoisers/<model>-<domain>.pt")
+def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, train_split, test_split, epochs,
+                           batch_size, lr, sigma_max, channels, seed, device, out) -> None:
     """Train a diffusion denoiser (diffusers UNet + DDPM scheduler) for a model's input domain.
 
     Example: robustaudio train-denoiser --model cnn --domain feature --sigma-max 1.0
@@ -221,33 +119,22 @@ def train_denoiser_command(
     from ..defenses.denoiser import DenoiserSettings, train_denoiser
     from ..models import load_model
     from ..records import file_safe
-
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError as error:
-        raise click.BadParameter(
-            f"{channels!r} is not a comma-separated list of integers.", param_hint="--channels"
-        ) from error
+        raise click.BadParameter(f"{channels!r} is not a comma-separated list of integers.",
+                                 param_hint="--channels") from error
     if not sigma_max > 0:
         raise click.BadParameter(f"must be > 0, got {sigma_max}.", param_hint="--sigma-max")
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
-        settings = DenoiserSettings(
-            domain=domain, epochs=epochs, batch_size=batch_size, lr=lr, sigma_max=sigma_max, channels=widths, seed=seed
-        )
+        settings = DenoiserSettings(domain=domain, epochs=epochs, batch_size=batch_size, lr=lr, sigma_max=sigma_max,
+                                    channels=widths, seed=seed)
         out = Path(out) if out else Path("robustaudio-runs") / "denoisers" / f"{file_safe(model_name)}-{domain}.pt"
         click.echo(f"Training a {domain} denoiser for {model_name} (σ ≤ {sigma_max:g}) -> {out}")
-        denoiser, card = train_denoiser(
-            model,
-            AudioDataset.from_path(data),
-            settings,
-            model_name=model_name,
-            train_split=train_split,
-            test_split=test_split,
-            device=parse_device(device),
-            log=click.echo,
-            name=out.stem,
-        )
+        denoiser, card = train_denoiser(model, AudioDataset.from_path(data), settings, model_name=model_name,
+                                        train_split=train_split, test_split=test_split, device=parse_device(device),
+                                        log=click.echo, name=out.stem)
         denoiser.save(out, card)
     except defense_errors() as error:
         raise _fail(error) from error
@@ -259,50 +146,24 @@ def train_denoiser_command(
 @click.command()
 @model_options
 @click.option("--denoiser", help="Denoised smoothing with this denoiser (a file, or the bundled minievents-logmel).")
-@click.option(
-    "--sigma",
-    type=float,
-    multiple=True,
-    required=True,
-    help="Noise std in the smoothed domain (repeat for several: --sigma 0.25 --sigma 0.5).",
-)
-@click.option(
-    "--domain",
-    type=click.Choice(["waveform", "feature"]),
-    help="Smoothed space. Default: the denoiser's, else waveform.",
-)
+@click.option("--sigma", type=float, multiple=True, required=True,
+              help="Noise std in the smoothed domain (repeat for several: --sigma 0.25 --sigma 0.5).")
+@click.option("--domain", type=click.Choice(["waveform", "feature"]),
+              help="Smoothed space. Default: the denoiser's, else waveform.")
 @click.option("--n0", type=click.IntRange(min=1), default=100, show_default=True, help="Selection samples.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=10000, show_default=True, help="Estimation samples.")
 @click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each certificate.")
-@click.option(
-    "--noise-batch", type=click.IntRange(min=1), default=250, show_default=True, help="Noisy copies per forward pass."
-)
+@click.option("--noise-batch", type=click.IntRange(min=1), default=250, show_default=True,
+              help="Noisy copies per forward pass.")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/certify-<hash>)."
-)
-def certify(
-    model_name,
-    weights,
-    trust_checkpoint,
-    denoiser,
-    sigma,
-    domain,
-    n0,
-    n,
-    alpha,
-    noise_batch,
-    data,
-    split,
-    limit,
-    seed,
-    device,
-    out,
-) -> None:
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output directory (default: robustaudio-runs/certify-<hash>).")
+def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, n, alpha, noise_batch, data, split,
+            limit, seed, device, out) -> None:
     """Certify every clip with randomized smoothing (CERTIFY of Cohen et al.), optionally denoised.
 
     Example: robustaudio certify --model cnn --denoiser minievents-logmel --sigma 0.25 --n 1000
@@ -312,69 +173,30 @@ def certify(
     from ..defenses.smoothing import Smooth, certify_clips
     from ..models import load_model
     from ..report.defenses import build_defenses_report
-
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         den = load_denoiser(denoiser, device=parse_device(device)) if denoiser else None
         smooths = [Smooth(model, s, domain=domain, denoiser=den) for s in sigma]  # checks σ, domain, denoiser
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
-        out = (
-            Path(out)
-            if out
-            else default_out(
-                "certify", [model_name, weights, denoiser, sigma, domain, n0, n, alpha, data, split, limit, seed]
-            )
-        )
+        out = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n, alpha,
+                                                            data, split, limit, seed])
         out.mkdir(parents=True, exist_ok=True)
-        clips = [
-            (clip_id, audio, label)
-            for batch in dataset.batches(model, 64, limit=limit)
-            for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist())
-        ]
+        clips = [(clip_id, audio, label) for batch in dataset.batches(model, 64, limit=limit)
+                 for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist())]
         curves = []
         for smooth in smooths:
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"
-            click.echo(
-                f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> {out / name}.jsonl"
-            )
+            click.echo(f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> "
+                       f"{out / name}.jsonl")
             with click.progressbar(length=len(clips), label=name) as bar:
-                rows = certify_clips(
-                    smooth,
-                    clips,
-                    n0=n0,
-                    n=n,
-                    alpha=alpha,
-                    batch_size=noise_batch,
-                    seed=seed,
-                    rows_file=out / f"{name}.jsonl",
-                    on_clip=lambda row: bar.update(1),
-                )
-            curves.append(
-                {
-                    "name": name,
-                    "sigma": smooth.sigma,
-                    "domain": smooth.domain,
-                    "denoiser": den.name if den is not None else None,
-                    "description": smooth.describe(),
-                    "n0": n0,
-                    "n": n,
-                    "alpha": alpha,
-                    "rows": rows,
-                    "seconds": sum(r["seconds"] for r in rows),
-                }
-            )
-        document = build_defenses_report(
-            out,
-            {
-                "model": model_name,
-                "data": str(dataset.root),
-                "split": split,
-                "seed": seed,
-                "rows": [],
-                "certification": curves,
-            },
-        )
+                rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
+                                     rows_file=out / f"{name}.jsonl", on_clip=lambda row: bar.update(1))
+            curves.append({"name": name, "sigma": smooth.sigma, "domain": smooth.domain,
+                           "denoiser": den.name if den is not None else None, "description": smooth.describe(),
+                           "n0": n0, "n": n, "alpha": alpha, "rows": rows, "seconds": sum(r["seconds"] for r in rows)})
+        document = build_defenses_report(out, {"model": model_name, "data": str(dataset.root), "split": split,
+                                               "seed": seed, "rows": [], "certification": curves})
     except defense_errors() as error:
         raise _fail(error) from error
     for s in document["certification"]:
@@ -397,9 +219,8 @@ def certify(
 @click.option("--eot", type=click.IntRange(min=1), default=8, show_default=True, help="Purifier draws per attack step.")
 @click.option("--sigma", type=float, multiple=True, help="Certification σ (repeat; default 0.25 and 0.5; 0 to skip).")
 @click.option("--n0", type=click.IntRange(min=1), default=50, show_default=True, help="CERTIFY selection samples.")
-@click.option(
-    "--n", "n", type=click.IntRange(min=1), default=250, show_default=True, help="CERTIFY estimation samples."
-)
+@click.option("--n", "n", type=click.IntRange(min=1), default=250, show_default=True,
+              help="CERTIFY estimation samples.")
 @click.option("--alpha", type=float, default=0.001, show_default=True)
 @click.option("--certify-limit", type=click.IntRange(min=1), help="Certify only the first N clips (default: --limit).")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
@@ -408,34 +229,10 @@ def certify(
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option(
-    "--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/defend-<hash>)."
-)
-def defend(
-    model_name,
-    norm,
-    eps,
-    steps,
-    restarts,
-    rows,
-    retrain,
-    denoiser,
-    purify_sigma,
-    purify_steps,
-    eot,
-    sigma,
-    n0,
-    n,
-    alpha,
-    certify_limit,
-    data,
-    split,
-    batch_size,
-    limit,
-    seed,
-    device,
-    out,
-) -> None:
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output directory (default: robustaudio-runs/defend-<hash>).")
+def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, purify_sigma, purify_steps, eot, sigma,
+           n0, n, alpha, certify_limit, data, split, batch_size, limit, seed, device, out) -> None:
     """The defenses table (none / mixup / adversarial training / purification) and certified-accuracy curves.
 
     Example: robustaudio defend --model cnn --eps 0.002 --out runs/defenses
@@ -443,79 +240,29 @@ def defend(
     from ..attacks import ThreatModel
     from ..report.defenses import build_defenses_report
     from ..studies.defenses import run_defenses
-
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
     try:
         threat = ThreatModel(norm, eps=eps)
-        out = (
-            Path(out)
-            if out
-            else default_out(
-                "defend",
-                [
-                    model_name,
-                    norm,
-                    eps,
-                    steps,
-                    restarts,
-                    rows,
-                    retrain,
-                    denoiser,
-                    purify_sigma,
-                    purify_steps,
-                    eot,
-                    sigmas,
-                    n0,
-                    n,
-                    alpha,
-                    certify_limit,
-                    data,
-                    split,
-                    batch_size,
-                    limit,
-                    seed,
-                ],
-            )
-        )
-        summary = run_defenses(
-            model_name,
-            threat,
-            out,
-            data=data,
-            split=split,
-            steps=steps,
-            restarts=restarts,
-            batch_size=batch_size,
-            limit=limit,
-            seed=seed,
-            device=parse_device(device),
-            retrain=retrain,
-            rows=tuple(rows) or choices.DEFENSE_ROWS,
-            denoiser=denoiser,
-            purify_sigma=purify_sigma,
-            purify_steps=purify_steps,
-            eot=eot,
-            sigmas=sigmas,
-            n0=n0,
-            n=n,
-            alpha=alpha,
-            certify_limit=certify_limit,
-            log=click.echo,
-        )
+        out = Path(out) if out else default_out("defend", [model_name, norm, eps, steps, restarts, rows, retrain,
+                                                           denoiser, purify_sigma, purify_steps, eot, sigmas, n0, n,
+                                                           alpha, certify_limit, data, split, batch_size, limit, seed])
+        summary = run_defenses(model_name, threat, out, data=data, split=split, steps=steps, restarts=restarts,
+                               batch_size=batch_size, limit=limit, seed=seed, device=parse_device(device),
+                               retrain=retrain, rows=tuple(rows) or choices.DEFENSE_ROWS, denoiser=denoiser,
+                               purify_sigma=purify_sigma,
+                               purify_steps=purify_steps, eot=eot, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
+                               certify_limit=certify_limit, log=click.echo)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         document = build_defenses_report(out, summary)
     except defense_errors() as error:
         raise _fail(error) from error
     for row in document["rows"]:
-        click.echo(
-            f"{row['defense']:13s} clean {row['clean_accuracy']['value']:.3f}  robust "
-            f"{row['robust_accuracy']['value']:.3f}  training {row['training_seconds'] or float('nan'):.0f} s"
-        )
+        click.echo(f"{row['defense']:13s} clean {row['clean_accuracy']['value']:.3f}  robust "
+                   f"{row['robust_accuracy']['value']:.3f}  training {row['training_seconds'] or float('nan'):.0f} s")
     for s in document["certification"]:
-        click.echo(
-            f"{s['description']}: certified accuracy "
-            + ", ".join(f"{a:.3f}@{r:g}" for r, a in zip(s["radii"], s["certified_accuracy"]))
-        )
+        click.echo(f"{s['description']}: certified accuracy "
+                   + ", ".join(f"{a:.3f}@{r:g}" for r, a in zip(s["radii"], s["certified_accuracy"])))
     if document["closing_note"]:
         click.echo(document["closing_note"])
     click.echo(f"report: {out / 'defenses.html'}")
+

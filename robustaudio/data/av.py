@@ -44,8 +44,8 @@ def load_frames(path: str | Path, frames: int | None = None) -> torch.Tensor:
     frames = width // max(height, 1) if frames is None else frames
     if frames < 1 or width % frames:
         raise VideoError(f"video strip {str(path)!r} is {width} px wide, not {frames} frames of equal width")
-    strip = torch.from_numpy(pixels).permute(2, 0, 1)  # [3, H, W·F]
-    return torch.stack(strip.split(width // frames, dim=2))  # [F, 3, H, W]
+    strip = torch.from_numpy(pixels).permute(2, 0, 1)                     # [3, H, W·F]
+    return torch.stack(strip.split(width // frames, dim=2))               # [F, 3, H, W]
 
 
 def save_frames(path: str | Path, video: torch.Tensor | np.ndarray) -> None:
@@ -55,7 +55,7 @@ def save_frames(path: str | Path, video: torch.Tensor | np.ndarray) -> None:
     video = torch.as_tensor(video, dtype=torch.float32)
     if video.dim() != 4 or video.shape[1] != 3:
         raise VideoError(f"save_frames takes [F, 3, H, W], got {list(video.shape)}")
-    strip = torch.cat(list(video.clamp(0, 1)), dim=2)  # [3, H, W·F]
+    strip = torch.cat(list(video.clamp(0, 1)), dim=2)                     # [3, H, W·F]
     pixels = (strip.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(path, optimize=True)
@@ -65,8 +65,6 @@ def check_video(video: torch.Tensor, frames: int, frame_size: int, model_name: s
     """Raise ``ValueError`` unless ``video`` is ``[B, frames, 3, frame_size, frame_size]``."""
     expected = [frames, 3, frame_size, frame_size]
     if video.dim() != 5 or list(video.shape[1:]) != expected:
-        raise ValueError(
-            f"{model_name} takes video [B, {', '.join(map(str, expected))}] (frames × RGB × "
-            f"height × width, values in [0, 1]), got {list(video.shape)}. Resize the frames, or "
-            f"use the bundled avmini data (--data avmini)."
-        )
+        raise ValueError(f"{model_name} takes video [B, {', '.join(map(str, expected))}] (frames × RGB × "
+                         f"height × width, values in [0, 1]), got {list(video.shape)}. Resize the frames, or "
+                         f"use the bundled avmini data (--data avmini).")

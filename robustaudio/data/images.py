@@ -14,7 +14,7 @@ def _skimage_data():
     try:
         from skimage import data
     except ImportError as error:
-        raise ImportError('The sample images come with scikit-image: pip install -e ".[faces]"') from error
+        raise ImportError("The sample images come with scikit-image: pip install -e \".[faces]\"") from error
     return data
 
 
@@ -22,7 +22,6 @@ def photo_crops(count: int = 8, size: int = 64) -> torch.Tensor:
     """``[count, 3, size, size]`` RGB in [0, 1]: square crops (half the short side) of scikit-image's
     astronaut, coffee, chelsea and rocket photos, taken in turn from the top-left and bottom-right corners."""
     from skimage.transform import resize
-
     data = _skimage_data()
     photos = [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
     crops = []
@@ -31,7 +30,7 @@ def photo_crops(count: int = 8, size: int = 64) -> torch.Tensor:
         h, w = photo.shape[:2]
         side = min(h, w) // 2
         y, x = (i // len(photos)) * (h - side), (i // len(photos)) * (w - side)
-        crop = resize(photo[y : y + side, x : x + side], (size, size), anti_aliasing=True)
+        crop = resize(photo[y:y + side, x:x + side], (size, size), anti_aliasing=True)
         crops.append(torch.from_numpy(crop).permute(2, 0, 1))
     return torch.stack(crops).float()
 

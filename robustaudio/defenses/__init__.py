@@ -14,22 +14,6 @@ from .purification import EOT, Purified
 from .smoothing import ABSTAIN, Certificate, Smooth, SmoothingError, certified_accuracy, certify_clips
 from .training import METHODS, Split, TrainingError, TrainSettings, fit, train_classifier
 
-__all__ = [
-    "MixPlan",
-    "class_weights",
-    "draw_plan",
-    "EOT",
-    "Purified",
-    "ABSTAIN",
-    "Certificate",
-    "Smooth",
-    "SmoothingError",
-    "certified_accuracy",
-    "certify_clips",
-    "METHODS",
-    "Split",
-    "TrainingError",
-    "TrainSettings",
-    "fit",
-    "train_classifier",
-]
+__all__ = ["MixPlan", "class_weights", "draw_plan", "EOT", "Purified", "ABSTAIN", "Certificate", "Smooth",
+           "SmoothingError", "certified_accuracy", "certify_clips", "METHODS", "Split", "TrainingError",
+           "TrainSettings", "fit", "train_classifier"]

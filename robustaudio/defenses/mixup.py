@@ -59,13 +59,8 @@ def one_hot_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(labels.long(), num_classes).float()
 
 
-def draw_plan(
-    labels: torch.Tensor,
-    num_classes: int,
-    alpha: float,
-    generator: torch.Generator,
-    class_weights: torch.Tensor | None = None,
-) -> MixPlan:
+def draw_plan(labels: torch.Tensor, num_classes: int, alpha: float, generator: torch.Generator,
+              class_weights: torch.Tensor | None = None) -> MixPlan:
     """The mixture for one batch.
 
     Args:
@@ -117,11 +112,6 @@ def class_weights(metrics: dict, labels: Sequence[str], by: str = "convexity", f
         need = need.nan_to_num(fill).clamp_min(0)
         return need / need.mean().clamp_min(1e-12)
 
-    total = (
-        need("convexity")
-        if by == "convexity"
-        else need("density")
-        if by == "density"
-        else (need("convexity") + need("density")) / 2
-    )
+    total = need("convexity") if by == "convexity" else need("density") if by == "density" else (
+        need("convexity") + need("density")) / 2
     return (floor + total).float()

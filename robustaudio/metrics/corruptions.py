@@ -75,10 +75,8 @@ class UnknownCorruption(CorruptionError, KeyError):
 
 def _check_waveform(audio: torch.Tensor, name: str) -> None:
     if audio.dim() != 2 or not audio.is_floating_point():
-        raise CorruptionError(
-            f"{name} takes float audio [B, T]; got {tuple(audio.shape)} "
-            f"{audio.dtype}. Add a batch axis with audio.unsqueeze(0)."
-        )
+        raise CorruptionError(f"{name} takes float audio [B, T]; got {tuple(audio.shape)} "
+                              f"{audio.dtype}. Add a batch axis with audio.unsqueeze(0).")
 
 
 def _check_severity(value: float, name: str, low: float, high: float, unit: str) -> float:
@@ -98,9 +96,8 @@ def _per_clip(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
-def gaussian_snr(
-    audio: torch.Tensor, snr_db: float, generator: torch.Generator | None = None, *, sample_rate: int = 16000
-) -> torch.Tensor:
+def gaussian_snr(audio: torch.Tensor, snr_db: float, generator: torch.Generator | None = None, *,
+                 sample_rate: int = 16000) -> torch.Tensor:
     """White Gaussian noise at ``snr_db`` dB below each clip's own level.
 
     Args:
@@ -116,9 +113,8 @@ def gaussian_snr(
     return mix_at_snr(audio, noise, snr_db)
 
 
-def gaussian_feature(
-    features: torch.Tensor, sigma: float, generator: torch.Generator | None = None, *, sample_rate: int | None = None
-) -> torch.Tensor:
+def gaussian_feature(features: torch.Tensor, sigma: float, generator: torch.Generator | None = None, *,
+                     sample_rate: int | None = None) -> torch.Tensor:
     """``features + sigma * N(0, 1)`` on the model's normalised features (e.g. log-mel).
 
     Args:
@@ -130,9 +126,8 @@ def gaussian_feature(
     Returns: ``[B, F, frames]``, unbounded.
     """
     if features.dim() < 2 or not features.is_floating_point():
-        raise CorruptionError(
-            f"gaussian_feature takes float features [B, F, frames]; got {tuple(features.shape)} {features.dtype}."
-        )
+        raise CorruptionError(f"gaussian_feature takes float features [B, F, frames]; got "
+                              f"{tuple(features.shape)} {features.dtype}.")
     sigma = _check_severity(sigma, "gaussian_feature", 0.0, 100.0, "(feature units)")
     noise = torch.randn(features.shape, generator=generator, dtype=features.dtype).to(features.device)
     return features + sigma * noise
@@ -143,14 +138,8 @@ def gaussian_feature(
 # ---------------------------------------------------------------------------------------------
 
 
-def background_noise(
-    audio: torch.Tensor,
-    snr_db: float,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: int = 16000,
-    noise: str | None = None,
-) -> torch.Tensor:
+def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Generator | None = None, *,
+                     sample_rate: int = 16000, noise: str | None = None) -> torch.Tensor:
     """A real recorded noise (rain, wind, babble, ...) mixed in at ``snr_db`` dB per clip.
 
     Each clip gets a segment of one bundled recording (``noise_names()``): the recording drawn
@@ -192,10 +181,8 @@ def _fill_value(x: torch.Tensor, fill: str) -> torch.Tensor:
 
 def _check_time_axis(x: torch.Tensor, name: str) -> None:
     if x.dim() < 2 or x.shape[-1] < 2:
-        raise CorruptionError(
-            f"{name} takes [B, T] audio or [B, F, frames] features with at least "
-            f"2 steps on the last axis; got {tuple(x.shape)}."
-        )
+        raise CorruptionError(f"{name} takes [B, T] audio or [B, F, frames] features with at least "
+                              f"2 steps on the last axis; got {tuple(x.shape)}.")
 
 
 def contiguous_mask(length: int, fraction: float, position: str) -> torch.Tensor:
@@ -205,7 +192,7 @@ def contiguous_mask(length: int, fraction: float, position: str) -> torch.Tensor
     n = round(fraction * length)
     start = {"start": 0, "middle": (length - n) // 2, "end": length - n}[position]
     mask = torch.zeros(length, dtype=torch.bool)
-    mask[start : start + n] = True
+    mask[start:start + n] = True
     return mask
 
 
@@ -220,15 +207,9 @@ def periodic_mask(length: int, chunk_seconds: float, sample_rate: float) -> torc
     return (torch.arange(length) // chunk) % 2 == 1
 
 
-def occlusion_contiguous(
-    x: torch.Tensor,
-    fraction: float,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: int = 16000,
-    position: str = "middle",
-    fill: str = "min",
-) -> torch.Tensor:
+def occlusion_contiguous(x: torch.Tensor, fraction: float, generator: torch.Generator | None = None, *,
+                         sample_rate: int = 16000, position: str = "middle", fill: str = "min"
+                         ) -> torch.Tensor:
     """Silence one contiguous stretch of each clip: ``fraction`` of its length at ``position``.
 
     The thesis silenced 5 s of 10 s clips at the start, middle or end: ``fraction=0.5``, which
@@ -250,14 +231,8 @@ def occlusion_contiguous(
     return torch.where(mask, _fill_value(x, fill), x)
 
 
-def occlusion_periodic(
-    x: torch.Tensor,
-    chunk_seconds: float,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: float = 16000,
-    fill: str = "min",
-) -> torch.Tensor:
+def occlusion_periodic(x: torch.Tensor, chunk_seconds: float, generator: torch.Generator | None = None, *,
+                       sample_rate: float = 16000, fill: str = "min") -> torch.Tensor:
     """Silence every other chunk of ``chunk_seconds`` (50% duty cycle, starting with kept audio).
 
     Args:
@@ -276,14 +251,8 @@ def occlusion_periodic(
     return torch.where(mask, _fill_value(x, fill), x)
 
 
-def occlusion_concat(
-    x: torch.Tensor,
-    chunk_seconds: float,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: float = 16000,
-    fill: str = "min",
-) -> torch.Tensor:
+def occlusion_concat(x: torch.Tensor, chunk_seconds: float, generator: torch.Generator | None = None, *,
+                     sample_rate: float = 16000, fill: str = "min") -> torch.Tensor:
     """The periodic occlusion with the gaps removed: the kept chunks, in order, then fill.
 
     Same chunks as :func:`occlusion_periodic`; the kept steps play back to back from the start
@@ -305,14 +274,8 @@ def occlusion_concat(
 # ---------------------------------------------------------------------------------------------
 
 
-def reverb(
-    audio: torch.Tensor,
-    rt60: float,
-    generator: torch.Generator | None = None,
-    *,
-    sample_rate: int = 16000,
-    rooms: int | None = ROOM_BANK,
-) -> torch.Tensor:
+def reverb(audio: torch.Tensor, rt60: float, generator: torch.Generator | None = None, *,
+           sample_rate: int = 16000, rooms: int | None = ROOM_BANK) -> torch.Tensor:
     """Each clip played in a random shoebox room of reverberation time ``rt60`` s.
 
     The clip is convolved with the room's impulse response (one batched FFT convolution for the
@@ -361,21 +324,20 @@ class Corruption:
     """
 
     name: str
-    domain: str  # "waveform" ([B, T] in [-1, 1]) or "feature" ([B, F, frames])
-    severities: tuple[float, ...]  # mildest first
-    unit: str  # of the severity, e.g. "SNR dB"
+    domain: str                      # "waveform" ([B, T] in [-1, 1]) or "feature" ([B, F, frames])
+    severities: tuple[float, ...]    # mildest first
+    unit: str                        # of the severity, e.g. "SNR dB"
     function: Callable[..., torch.Tensor]
     description: str
-    tag: str  # "[paper]" (the thesis's protocol) or "[ours]"
+    tag: str                         # "[paper]" (the thesis's protocol) or "[ours]"
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
             raise CorruptionError(f"{self.name}: unknown domain {self.domain!r}; use one of {', '.join(DOMAINS)}.")
 
-    def __call__(
-        self, x: torch.Tensor, severity: float, generator: torch.Generator | None = None, *, sample_rate: int = 16000
-    ) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, severity: float, generator: torch.Generator | None = None, *,
+                 sample_rate: int = 16000) -> torch.Tensor:
         return self.function(x, severity, generator, sample_rate=sample_rate, **self.options)
 
 
@@ -394,94 +356,27 @@ def get_corruption(name: str) -> Corruption:
 _CHUNKS = (2.0, 1.0, 0.5, 0.25, 0.125)
 _OCCLUSION_NOTE = "filled with the clip minimum"
 
-CORRUPTIONS: dict[str, Corruption] = _Registry(
-    {
-        c.name: c
-        for c in [
-            Corruption(
-                "gaussian_snr",
-                "waveform",
-                (40.0, 30.0, 20.0, 10.0, 5.0, 0.0),
-                "SNR dB",
-                gaussian_snr,
-                "white Gaussian noise at a per-clip SNR",
-                "[ours]",
-            ),
-            Corruption(
-                "gaussian_feature",
-                "feature",
-                (0.05, 0.1, 0.2, 0.5, 1.0),
-                "sigma (normalised feature units)",
-                gaussian_feature,
-                "Gaussian noise on the normalised features (thesis: sigma 0.1)",
-                "[paper]",
-            ),
-            *[
-                Corruption(
-                    f"occlusion_{position}",
-                    "waveform",
-                    (0.25, 0.5, 0.75),
-                    "fraction of the clip",
-                    occlusion_contiguous,
-                    f"one contiguous stretch at the {position} {_OCCLUSION_NOTE} (thesis: 0.5, i.e. 5 s of 10 s)",
-                    "[paper]",
-                    {"position": position},
-                )
-                for position in POSITIONS
-            ],
-            Corruption(
-                "occlusion_periodic",
-                "waveform",
-                _CHUNKS,
-                "chunk s (50% duty, clipped to half the clip)",
-                occlusion_periodic,
-                f"every other chunk {_OCCLUSION_NOTE}",
-                "[paper]",
-            ),
-            Corruption(
-                "occlusion_concat",
-                "waveform",
-                _CHUNKS,
-                "chunk s (50% duty, clipped to half the clip)",
-                occlusion_concat,
-                f"the periodic occlusion with the gaps removed, tail {_OCCLUSION_NOTE}",
-                "[paper]",
-            ),
-            Corruption(
-                "background_noise",
-                "waveform",
-                (30.0, 20.0, 10.0, 5.0, 0.0),
-                "SNR dB",
-                background_noise,
-                "a real recorded noise (rain, wind, babble, cheering, traffic, engine, hum) at a per-clip SNR",
-                "[ours]",
-            ),
-            Corruption(
-                "reverb",
-                "waveform",
-                (0.2, 0.4, 0.6, 0.8, 1.0),
-                "RT60 s",
-                reverb,
-                "a random shoebox room of the given reverberation time (pyroomacoustics)",
-                "[ours]",
-            ),
-        ]
-    }
-)
+CORRUPTIONS: dict[str, Corruption] = _Registry({c.name: c for c in [
+    Corruption("gaussian_snr", "waveform", (40.0, 30.0, 20.0, 10.0, 5.0, 0.0), "SNR dB", gaussian_snr,
+               "white Gaussian noise at a per-clip SNR", "[ours]"),
+    Corruption("gaussian_feature", "feature", (0.05, 0.1, 0.2, 0.5, 1.0), "sigma (normalised feature units)",
+               gaussian_feature, "Gaussian noise on the normalised features (thesis: sigma 0.1)", "[paper]"),
+    *[Corruption(f"occlusion_{position}", "waveform", (0.25, 0.5, 0.75), "fraction of the clip",
+                 occlusion_contiguous, f"one contiguous stretch at the {position} {_OCCLUSION_NOTE} "
+                 f"(thesis: 0.5, i.e. 5 s of 10 s)", "[paper]", {"position": position})
+      for position in POSITIONS],
+    Corruption("occlusion_periodic", "waveform", _CHUNKS, "chunk s (50% duty, clipped to half the clip)",
+               occlusion_periodic, f"every other chunk {_OCCLUSION_NOTE}", "[paper]"),
+    Corruption("occlusion_concat", "waveform", _CHUNKS, "chunk s (50% duty, clipped to half the clip)",
+               occlusion_concat, f"the periodic occlusion with the gaps removed, tail {_OCCLUSION_NOTE}",
+               "[paper]"),
+    Corruption("background_noise", "waveform", (30.0, 20.0, 10.0, 5.0, 0.0), "SNR dB", background_noise,
+               "a real recorded noise (rain, wind, babble, cheering, traffic, engine, hum) at a per-clip SNR",
+               "[ours]"),
+    Corruption("reverb", "waveform", (0.2, 0.4, 0.6, 0.8, 1.0), "RT60 s", reverb,
+               "a random shoebox room of the given reverberation time (pyroomacoustics)", "[ours]"),
+]})
 
-__all__ = [
-    "CORRUPTIONS",
-    "Corruption",
-    "CorruptionError",
-    "UnknownCorruption",
-    "get_corruption",
-    "gaussian_snr",
-    "gaussian_feature",
-    "background_noise",
-    "occlusion_contiguous",
-    "occlusion_periodic",
-    "occlusion_concat",
-    "contiguous_mask",
-    "periodic_mask",
-    "reverb",
-]
+__all__ = ["CORRUPTIONS", "Corruption", "CorruptionError", "UnknownCorruption", "get_corruption",
+           "gaussian_snr", "gaussian_feature", "background_noise", "occlusion_contiguous", "occlusion_periodic",
+           "occlusion_concat", "contiguous_mask", "periodic_mask", "reverb"]

@@ -57,9 +57,8 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def collect_embeddings(
-    model, batches: Iterable, modalities: Sequence[str] | None = None, device: str | torch.device | None = None
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def collect_embeddings(model, batches: Iterable, modalities: Sequence[str] | None = None,
+                       device: str | torch.device | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-modality embeddings of every clip, streamed batch by batch without gradients.
 
     Args:
@@ -104,13 +103,8 @@ def class_members(labels: torch.Tensor) -> dict[int, torch.Tensor]:
     return {c: torch.nonzero(carried[:, c]).squeeze(1) for c in range(carried.shape[1]) if carried[:, c].any()}
 
 
-def knn_mean_distance(
-    queries: torch.Tensor,
-    points: torch.Tensor,
-    k: int,
-    exclude: torch.Tensor | None = None,
-    chunk_size: int | None = None,
-) -> torch.Tensor:
+def knn_mean_distance(queries: torch.Tensor, points: torch.Tensor, k: int, exclude: torch.Tensor | None = None,
+                      chunk_size: int | None = None) -> torch.Tensor:
     """Mean Euclidean distance from each query to its ``k`` nearest points, in query chunks.
 
     Args:
@@ -128,10 +122,10 @@ def knn_mean_distance(
     chunk_size = chunk_size or max(1, CHUNK_ELEMENTS // len(points))
     for start in range(0, len(queries), chunk_size):
         stop = start + chunk_size
-        distances = torch.cdist(queries[start:stop], points)  # [c, P]
+        distances = torch.cdist(queries[start:stop], points)                      # [c, P]
         if exclude is not None:
             distances.scatter_(1, exclude[start:stop, None], float("inf"))
-        nearest = distances.topk(k, dim=1, largest=False).values  # [c, k]
+        nearest = distances.topk(k, dim=1, largest=False).values                   # [c, k]
         found = nearest.isfinite()
         result[start:stop] = nearest.where(found, 0).sum(dim=1) / found.sum(dim=1)  # 0/0 -> NaN
     return result
@@ -157,18 +151,9 @@ def _name(c: int, names: Sequence[str] | None):
     return names[c] if names is not None else c
 
 
-def density(
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    k: int = 10,
-    *,
-    normalize: bool = True,
-    max_points: int | None = None,
-    seed: int = 0,
-    chunk_size: int | None = None,
-    device: str | torch.device | None = None,
-    names: Sequence[str] | None = None,
-) -> dict:
+def density(embeddings: torch.Tensor, labels: torch.Tensor, k: int = 10, *, normalize: bool = True,
+            max_points: int | None = None, seed: int = 0, chunk_size: int | None = None,
+            device: str | torch.device | None = None, names: Sequence[str] | None = None) -> dict:
     """Same-class vs other-class k-NN density ratio, per class and overall (formula in the module doc).
 
     Args:
@@ -206,14 +191,9 @@ def density(
         per_class[_name(c, names)] = _ratio(d_other[usable], d_same[usable])
     same_all = torch.cat(same) if same else torch.empty(0)
     other_all = torch.cat(other) if other else torch.empty(0)
-    return {
-        "overall": _ratio(other_all, same_all),
-        "per_class": per_class,
-        "n": int(same_all.numel()),
-        "k": k,
-        "same_class": 1 / float(same_all.mean()) if same_all.numel() else float("nan"),
-        "other_class": 1 / float(other_all.mean()) if other_all.numel() else float("nan"),
-    }
+    return {"overall": _ratio(other_all, same_all), "per_class": per_class, "n": int(same_all.numel()), "k": k,
+            "same_class": 1 / float(same_all.mean()) if same_all.numel() else float("nan"),
+            "other_class": 1 / float(other_all.mean()) if other_all.numel() else float("nan")}
 
 
 def ordered_pairs(n: int, max_pairs: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,9 +210,8 @@ def ordered_pairs(n: int, max_pairs: int, generator: torch.Generator) -> tuple[t
     return i, j
 
 
-def interpolate(
-    embeddings: dict[str, torch.Tensor], modality: str, i: torch.Tensor, j: torch.Tensor, lambdas: torch.Tensor
-) -> dict[str, torch.Tensor]:
+def interpolate(embeddings: dict[str, torch.Tensor], modality: str, i: torch.Tensor, j: torch.Tensor,
+                lambdas: torch.Tensor) -> dict[str, torch.Tensor]:
     """Rows ``p·L + l`` hold ``λ_l z_i[p] + (1 − λ_l) z_j[p]`` for ``modality`` and ``z_i[p]`` for the others.
 
     ``i, j``: ``[P]`` row indices; ``lambdas``: ``[L]``. Returns ``{name: [P·L, D]}``.
@@ -255,21 +234,10 @@ def predicts(logits: torch.Tensor, c: int, multilabel: bool, threshold: float) -
     return logits.argmax(dim=-1) == c
 
 
-def convexity(
-    embeddings: dict[str, torch.Tensor] | torch.Tensor,
-    labels: torch.Tensor,
-    head: Head,
-    *,
-    modality: str = "audio",
-    lambdas: Sequence[float] = LAMBDAS,
-    pairs_per_class: int = 100,
-    seed: int = 0,
-    multilabel: bool = False,
-    threshold: float = 0.5,
-    batch_size: int = 1024,
-    device: str | torch.device | None = None,
-    names: Sequence[str] | None = None,
-) -> dict:
+def convexity(embeddings: dict[str, torch.Tensor] | torch.Tensor, labels: torch.Tensor, head: Head, *,
+              modality: str = "audio", lambdas: Sequence[float] = LAMBDAS, pairs_per_class: int = 100,
+              seed: int = 0, multilabel: bool = False, threshold: float = 0.5, batch_size: int = 1024,
+              device: str | torch.device | None = None, names: Sequence[str] | None = None) -> dict:
     """Fraction of same-class interpolations the head still assigns to the class (module doc).
 
     Args:
@@ -309,40 +277,21 @@ def convexity(
                 mixed = interpolate(embeddings, modality, i[rows], j[rows], grid)
                 logits = head({name: z.to(device) for name, z in mixed.items()})
                 decided.append(predicts(logits, c, multilabel, threshold).reshape(-1, len(grid)).cpu())
-            decided = torch.cat(decided)  # [P, L + 1]
+            decided = torch.cat(decided)                                                 # [P, L + 1]
             hits.append(decided)
             per_class[_name(c, names)] = float(decided[:, :-1].float().mean())
     if not hits:
-        return {
-            "overall": float("nan"),
-            "per_class": {},
-            "n": 0,
-            "lambdas": list(lambdas),
-            "anchor_accuracy": float("nan"),
-        }
+        return {"overall": float("nan"), "per_class": {}, "n": 0, "lambdas": list(lambdas),
+                "anchor_accuracy": float("nan")}
     hits = torch.cat(hits).float()
-    return {
-        "overall": float(hits[:, :-1].mean()),
-        "per_class": per_class,
-        "n": len(hits),
-        "lambdas": list(lambdas),
-        "anchor_accuracy": float(hits[:, -1].mean()),
-    }
+    return {"overall": float(hits[:, :-1].mean()), "per_class": per_class, "n": len(hits), "lambdas": list(lambdas),
+            "anchor_accuracy": float(hits[:, -1].mean())}
 
 
-def latent_metrics(
-    model,
-    batches: Iterable,
-    *,
-    modalities: Sequence[str] | None = None,
-    k: int = 10,
-    normalize: bool = True,
-    max_points: int | None = None,
-    lambdas: Sequence[float] = LAMBDAS,
-    pairs_per_class: int = 100,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-) -> dict[str, dict[str, dict]]:
+def latent_metrics(model, batches: Iterable, *, modalities: Sequence[str] | None = None, k: int = 10,
+                   normalize: bool = True, max_points: int | None = None, lambdas: Sequence[float] = LAMBDAS,
+                   pairs_per_class: int = 100, seed: int = 0,
+                   device: str | torch.device | None = None) -> dict[str, dict[str, dict]]:
     """Density and convexity of each modality's embeddings over a dataset.
 
     Args:
@@ -365,28 +314,10 @@ def latent_metrics(
     with frozen(model):
         for modality in modalities or list(embeddings):
             result[modality] = {
-                "density": density(
-                    embeddings[modality],
-                    labels,
-                    k,
-                    normalize=normalize,
-                    max_points=max_points,
-                    seed=seed,
-                    device=device,
-                    names=names,
-                ),
-                "convexity": convexity(
-                    embeddings,
-                    labels,
-                    model.head,
-                    modality=modality,
-                    lambdas=lambdas,
-                    pairs_per_class=pairs_per_class,
-                    seed=seed,
-                    multilabel=model.multilabel,
-                    threshold=model.threshold,
-                    device=device,
-                    names=names,
-                ),
+                "density": density(embeddings[modality], labels, k, normalize=normalize, max_points=max_points,
+                                   seed=seed, device=device, names=names),
+                "convexity": convexity(embeddings, labels, model.head, modality=modality, lambdas=lambdas,
+                                       pairs_per_class=pairs_per_class, seed=seed, multilabel=model.multilabel,
+                                       threshold=model.threshold, device=device, names=names),
             }
     return result

@@ -35,9 +35,8 @@ def eps_at_chance(minimal: np.ndarray, n_clips: int, chance: float) -> float | N
     return float(eps[below[0]]) if below.size else None
 
 
-def median_with_ci(
-    values, confidence: float = 0.95, n_resamples: int = 2000, seed: int = 0
-) -> tuple[float, float, float]:
+def median_with_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
+                   seed: int = 0) -> tuple[float, float, float]:
     """Median and percentile-bootstrap interval; ``inf`` values (not found) count as largest."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
@@ -49,14 +48,8 @@ def median_with_ci(
     # medians of resamples of a set with infs: map to ranks, bootstrap, map back (keeps inf exact)
     order = np.sort(x)
     ranks = np.arange(x.size, dtype=float)
-    result = stats.bootstrap(
-        (ranks,),
-        np.median,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
+    result = stats.bootstrap((ranks,), np.median, confidence_level=confidence, n_resamples=n_resamples,
+                             method="percentile", random_state=np.random.default_rng(seed))
     low = order[int(np.floor(result.confidence_interval.low))]
     high = order[int(np.ceil(result.confidence_interval.high))]
     return median, float(low), float(high)

@@ -98,14 +98,12 @@ def rebatch(batches: Iterable, m: int | None) -> Iterator[tuple[torch.Tensor, to
 
 def _join(parts: list[tuple]) -> tuple:
     """Concatenate ``(audio, labels, video)`` parts component-wise (video None if any part lacks it)."""
-    return tuple(
-        None if any(part[n] is None for part in parts) else torch.cat([part[n] for part in parts]) for n in range(3)
-    )
+    return tuple(None if any(part[n] is None for part in parts) else torch.cat([part[n] for part in parts])
+                 for n in range(3))
 
 
-def _ascend(
-    u: list[torch.Tensor], grads: list[torch.Tensor], scale: list[torch.Tensor] | None, rho: float
-) -> list[torch.Tensor]:
+def _ascend(u: list[torch.Tensor], grads: list[torch.Tensor], scale: list[torch.Tensor] | None,
+            rho: float) -> list[torch.Tensor]:
     """One normalised step of length ρ along ``T g`` in ``u = T⁻¹ ε`` coordinates, projected on ``‖u‖₂ ≤ ρ``."""
     direction = grads if scale is None else [t * g for t, g in zip(scale, grads)]
     norm = torch.sqrt(sum((d.double() ** 2).sum() for d in direction)).clamp_min(1e-30)
@@ -115,17 +113,9 @@ def _ascend(
     return [x * shrink for x in u]
 
 
-def batch_sharpness(
-    model,
-    params: list[torch.nn.Parameter],
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    video: torch.Tensor | None,
-    rho: float,
-    adaptive: bool,
-    eta: float,
-    steps: int,
-) -> tuple[float, float]:
+def batch_sharpness(model, params: list[torch.nn.Parameter], audio: torch.Tensor, labels: torch.Tensor,
+                    video: torch.Tensor | None, rho: float, adaptive: bool, eta: float,
+                    steps: int) -> tuple[float, float]:
     """``(L_B(w), max L_B(w + ε))`` for one batch, in nats; the parameters are left as found (bitwise)."""
     origin = [p.detach().clone() for p in params]
     scale = [w.abs() + eta for w in origin] if adaptive else None
@@ -153,17 +143,9 @@ def batch_sharpness(
     return clean, worst
 
 
-def sharpness(
-    model,
-    batches: Iterable,
-    *,
-    rho: float | None = None,
-    m: int | None = None,
-    adaptive: bool = False,
-    eta: float = 0.01,
-    steps: int = 1,
-    device: str | torch.device | None = None,
-) -> dict:
+def sharpness(model, batches: Iterable, *, rho: float | None = None, m: int | None = None,
+              adaptive: bool = False, eta: float = 0.01, steps: int = 1,
+              device: str | torch.device | None = None) -> dict:
     """m-sharpness (``adaptive=False``) or adaptive sharpness (``adaptive=True``) over a dataset.
 
     Args:
@@ -187,17 +169,8 @@ def sharpness(
     sizes, clean, perturbed = [], [], []
     with perturbable(model) as params:
         for audio, labels, video in rebatch(batches, m):
-            loss, worst = batch_sharpness(
-                model,
-                params,
-                audio.to(device),
-                labels.to(device),
-                None if video is None else video.to(device),
-                rho,
-                adaptive,
-                eta,
-                steps,
-            )
+            loss, worst = batch_sharpness(model, params, audio.to(device), labels.to(device),
+                                          None if video is None else video.to(device), rho, adaptive, eta, steps)
             sizes.append(len(audio))
             clean.append(loss)
             perturbed.append(worst)
@@ -205,16 +178,7 @@ def sharpness(
         raise ValueError("No clips to measure sharpness on: every batch was empty.")
     weights = torch.tensor(sizes, dtype=torch.float64) / sum(sizes)
     clean_t, perturbed_t = torch.tensor(clean, dtype=torch.float64), torch.tensor(perturbed, dtype=torch.float64)
-    return {
-        "sharpness": float((weights * (perturbed_t - clean_t)).sum()),
-        "loss": float((weights * clean_t).sum()),
-        "perturbed_loss": float((weights * perturbed_t).sum()),
-        "per_batch": (perturbed_t - clean_t).tolist(),
-        "rho": rho,
-        "m": m,
-        "adaptive": adaptive,
-        "eta": eta if adaptive else None,
-        "steps": steps,
-        "batches": len(sizes),
-        "n": sum(sizes),
-    }
+    return {"sharpness": float((weights * (perturbed_t - clean_t)).sum()), "loss": float((weights * clean_t).sum()),
+            "perturbed_loss": float((weights * perturbed_t).sum()), "per_batch": (perturbed_t - clean_t).tolist(),
+            "rho": rho, "m": m, "adaptive": adaptive, "eta": eta if adaptive else None, "steps": steps,
+            "batches": len(sizes), "n": sum(sizes)}

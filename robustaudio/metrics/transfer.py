@@ -29,21 +29,15 @@ class TransferTarget:
 
     def __init__(self, model, name: str, source):
         if model.sample_rate != source.sample_rate:
-            raise ModelError(
-                f"--transfer-to {name} takes {model.sample_rate} Hz audio but the attacked model "
-                f"takes {source.sample_rate} Hz: transfer needs one waveform both can score."
-            )
+            raise ModelError(f"--transfer-to {name} takes {model.sample_rate} Hz audio but the attacked model "
+                             f"takes {source.sample_rate} Hz: transfer needs one waveform both can score.")
         if model.multilabel != source.multilabel:
-            raise ModelError(
-                f"--transfer-to {name} is {'multi' if model.multilabel else 'single'}-label and the "
-                f"attacked model is not: their decisions cannot be compared."
-            )
+            raise ModelError(f"--transfer-to {name} is {'multi' if model.multilabel else 'single'}-label and the "
+                             f"attacked model is not: their decisions cannot be compared.")
         missing = [label for label in source.labels if label not in model.labels]
         if missing:
-            raise ModelError(
-                f"--transfer-to {name} has no label(s) {missing[:5]} of the attacked model; use a "
-                f"target with the same label names (e.g. labelmap:MAP:{name})."
-            )
+            raise ModelError(f"--transfer-to {name} has no label(s) {missing[:5]} of the attacked model; use a "
+                             f"target with the same label names (e.g. labelmap:MAP:{name}).")
         self.model, self.name = model.eval(), name
         self.index = torch.tensor([model.labels.index(label) for label in source.labels])
 

@@ -21,22 +21,10 @@ class SmallAST(Classifier):
     For 1 s at 16 kHz (98 frames) and 64 mel bins: 5 x 9 = 45 patches. Embedding ``[B, dim]``.
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...],
-        sample_rate: int = 16000,
-        n_mels: int = 64,
-        clip_seconds: float = 1.0,
-        patch: int = 16,
-        stride: int = 10,
-        dim: int = 96,
-        depth: int = 4,
-        heads: int = 4,
-        dropout: float = 0.1,
-        multilabel: bool = False,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...], sample_rate: int = 16000,
+                 n_mels: int = 64, clip_seconds: float = 1.0, patch: int = 16, stride: int = 10,
+                 dim: int = 96, depth: int = 4, heads: int = 4, dropout: float = 0.1,
+                 multilabel: bool = False, feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate = sample_rate
@@ -51,9 +39,8 @@ class SmallAST(Classifier):
         self.pos_embed = nn.Parameter(torch.zeros(1, n_patches + 2, dim))
         nn.init.trunc_normal_(self.tokens, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        layer = nn.TransformerEncoderLayer(
-            dim, heads, dim_feedforward=4 * dim, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
-        )
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=4 * dim, dropout=dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(dim)
         self.fc = nn.Linear(dim, len(self.labels))
@@ -72,7 +59,7 @@ class SmallAST(Classifier):
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x = self.patch_embed(self._fit_frames(features).unsqueeze(1))  # [B, dim, f, t]
-        x = x.flatten(2).transpose(1, 2)  # [B, N, dim]
+        x = x.flatten(2).transpose(1, 2)                                # [B, N, dim]
         x = torch.cat([self.tokens.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
         x = self.norm(self.encoder(x))
         return {"audio": (x[:, 0] + x[:, 1]) / 2}

@@ -144,7 +144,8 @@ class WholeModel(Classifier):
         return audio
 
     def _no_stages(self, stage: str):
-        raise NotImplementedError(f"{self.describe_source()} is run whole, so it has no {stage}(): {self.stage_hint}.")
+        raise NotImplementedError(f"{self.describe_source()} is run whole, so it has no {stage}(): "
+                                  f"{self.stage_hint}.")
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         self._no_stages("embeddings")

@@ -11,12 +11,8 @@ from .frontends import LogMel
 
 def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
@@ -27,18 +23,10 @@ class LogMelCNN(Classifier):
     Input: waveform ``[B, T]`` (any ``T`` ≥ 400). Embedding: ``[B, 2 * channels[-1]]``.
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...],
-        sample_rate: int = 16000,
-        n_mels: int = 64,
-        channels: tuple[int, ...] = (32, 64, 128),
-        dropout: float = 0.3,
-        clip_seconds: float = 1.0,
-        multilabel: bool = False,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...], sample_rate: int = 16000,
+                 n_mels: int = 64, channels: tuple[int, ...] = (32, 64, 128), dropout: float = 0.3,
+                 clip_seconds: float = 1.0, multilabel: bool = False,
+                 feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate = sample_rate
@@ -57,8 +45,8 @@ class LogMelCNN(Classifier):
         return self.front_end(audio)
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        h = self.conv(features.unsqueeze(1))  # [B, C, F', frames']
-        h = h.mean(dim=2)  # average over frequency
+        h = self.conv(features.unsqueeze(1))           # [B, C, F', frames']
+        h = h.mean(dim=2)                              # average over frequency
         h = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)  # mean + max over time
         return {"audio": h}
 

@@ -23,38 +23,18 @@ class LogMel(nn.Module):
     ``i * hop_length + n_fft`` with the window in its middle.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_fft: int = 512,
-        win_length: int = 400,
-        hop_length: int = 160,
-        n_mels: int = 64,
-        f_min: float = 50.0,
-        f_max: float | None = None,
-        mean: float = 0.0,
-        std: float = 1.0,
-        *,
-        power: float = 2.0,
-        center: bool = True,
-        log_offset: float = LOG_OFFSET,
-    ):
+    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
+                 hop_length: int = 160, n_mels: int = 64, f_min: float = 50.0,
+                 f_max: float | None = None, mean: float = 0.0, std: float = 1.0, *,
+                 power: float = 2.0, center: bool = True, log_offset: float = LOG_OFFSET):
         super().__init__()
         self.sample_rate = sample_rate
         self.n_mels = n_mels
         self.hop_length = hop_length
         self.log_offset = log_offset
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=win_length,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            f_min=f_min,
-            f_max=f_max,
-            power=power,
-            center=center,
-        )
+            sample_rate=sample_rate, n_fft=n_fft, win_length=win_length, hop_length=hop_length,
+            n_mels=n_mels, f_min=f_min, f_max=f_max, power=power, center=center)
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
 
@@ -81,15 +61,8 @@ class KaldiFbank(nn.Module):
     ``frames = 1 + (T - 400) // 160`` at 16 kHz.
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 16000,
-        n_mels: int = 128,
-        frame_shift_ms: float = 10.0,
-        frame_length_ms: float = 25.0,
-        mean: float = 0.0,
-        std: float = 1.0,
-    ):
+    def __init__(self, sample_rate: int = 16000, n_mels: int = 128, frame_shift_ms: float = 10.0,
+                 frame_length_ms: float = 25.0, mean: float = 0.0, std: float = 1.0):
         super().__init__()
         self.sample_rate = sample_rate
         self.n_mels = n_mels
@@ -102,24 +75,16 @@ class KaldiFbank(nn.Module):
         """``[n_mels]`` Hz at the centre of each Kaldi mel bin (20 Hz to Nyquist, as ``fbank``)."""
         window = int(self.sample_rate * self.frame_length_ms / 1000)
         padded = 1 << (window - 1).bit_length()
-        _, centres = torchaudio.compliance.kaldi.get_mel_banks(
-            self.n_mels, padded, float(self.sample_rate), 20.0, 0.0, 100.0, -500.0, 1.0
-        )
+        _, centres = torchaudio.compliance.kaldi.get_mel_banks(self.n_mels, padded, float(self.sample_rate),
+                                                               20.0, 0.0, 100.0, -500.0, 1.0)
         return centres.flatten()
 
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         frames = [
             torchaudio.compliance.kaldi.fbank(
-                clip.unsqueeze(0),
-                htk_compat=True,
-                sample_frequency=self.sample_rate,
-                use_energy=False,
-                window_type="hanning",
-                num_mel_bins=self.n_mels,
-                dither=0.0,
-                frame_shift=self.frame_shift_ms,
-                frame_length=self.frame_length_ms,
-            )
+                clip.unsqueeze(0), htk_compat=True, sample_frequency=self.sample_rate,
+                use_energy=False, window_type="hanning", num_mel_bins=self.n_mels, dither=0.0,
+                frame_shift=self.frame_shift_ms, frame_length=self.frame_length_ms)
             for clip in audio
         ]
         return torch.stack(frames).transpose(1, 2)

@@ -84,13 +84,8 @@ class VideoBranch(nn.Module):
     ``[B, F, embedding_dim]`` through linear + ReLU.
     """
 
-    def __init__(
-        self,
-        dim: int = 64,
-        video_input: str = "frames",
-        channels: tuple[int, ...] = (16, 32, 64),
-        embedding_dim: int | None = None,
-    ):
+    def __init__(self, dim: int = 64, video_input: str = "frames", channels: tuple[int, ...] = (16, 32, 64),
+                 embedding_dim: int | None = None):
         super().__init__()
         if video_input not in VIDEO_INPUTS:
             raise ValueError(f"video_input must be one of {', '.join(VIDEO_INPUTS)}, got {video_input!r}.")
@@ -101,16 +96,11 @@ class VideoBranch(nn.Module):
         if video_input == "frames":
             stages, c_in = [], 3
             for c_out in channels:
-                stages += [
-                    nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(c_out),
-                    nn.ReLU(inplace=True),
-                    nn.MaxPool2d(2),
-                ]
+                stages += [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                           nn.ReLU(inplace=True), nn.MaxPool2d(2)]
                 c_in = c_out
-            self.encoder = nn.Sequential(
-                *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, dim), nn.ReLU()
-            )
+            self.encoder = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, dim),
+                                         nn.ReLU())
         else:
             self.encoder = nn.Sequential(nn.Linear(embedding_dim, dim), nn.ReLU())
 
@@ -137,24 +127,11 @@ class AudioVisualClassifier(Classifier):
     modalities = ("audio", "video")
     video_bounds = VIDEO_BOUNDS
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...],
-        *,
-        sample_rate: int = 16000,
-        clip_seconds: float = 1.0,
-        n_mels: int = 64,
-        frames: int = 4,
-        frame_size: int = 32,
-        video_input: str = "frames",
-        video_embedding_dim: int | None = None,
-        audio_channels: tuple[int, ...] = (16, 32, 64),
-        video_channels: tuple[int, ...] = (16, 32, 64),
-        video_dim: int = 64,
-        dropout: float = 0.2,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...], *, sample_rate: int = 16000, clip_seconds: float = 1.0,
+                 n_mels: int = 64, frames: int = 4, frame_size: int = 32, video_input: str = "frames",
+                 video_embedding_dim: int | None = None, audio_channels: tuple[int, ...] = (16, 32, 64),
+                 video_channels: tuple[int, ...] = (16, 32, 64), video_dim: int = 64, dropout: float = 0.2,
+                 feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate, self.clip_seconds = sample_rate, clip_seconds
@@ -176,18 +153,14 @@ class AudioVisualClassifier(Classifier):
     def frame_embeddings(self, video: torch.Tensor | None) -> torch.Tensor:
         """``[B, F, video_dim]`` after checking that ``video`` has the shape this model takes."""
         if video is None:
-            raise ValueError(
-                f"{self.describe()} uses video: call model(audio, video) with video "
-                f"[B, {self.frames}, 3, {self.frame_size}, {self.frame_size}] in [0, 1] (e.g. batches "
-                f"of the bundled avmini data)."
-            )
+            raise ValueError(f"{self.describe()} uses video: call model(audio, video) with video "
+                             f"[B, {self.frames}, 3, {self.frame_size}, {self.frame_size}] in [0, 1] (e.g. batches "
+                             f"of the bundled avmini data).")
         if self.video_input == "frames":
             check_video(video, self.frames, self.frame_size, self.describe())
         elif video.dim() != 3 or list(video.shape[1:]) != [self.frames, self.video_embedding_dim]:
-            raise ValueError(
-                f"{self.describe()} takes frame embeddings [B, {self.frames}, "
-                f"{self.video_embedding_dim}], got {list(video.shape)}."
-            )
+            raise ValueError(f"{self.describe()} takes frame embeddings [B, {self.frames}, "
+                             f"{self.video_embedding_dim}], got {list(video.shape)}.")
         return self.video_branch(video)
 
     def _unflatten(self, flat: torch.Tensor, width: int) -> torch.Tensor:
@@ -248,9 +221,9 @@ class EarlyFusion(AudioVisualClassifier):
         return {"audio": features.flatten(1), "video": self.frame_embeddings(video).flatten(1)}
 
     def head(self, embeddings):
-        mel = embeddings["audio"].reshape(embeddings["audio"].shape[0], self.n_mels, -1)  # [B, M, T]
+        mel = embeddings["audio"].reshape(embeddings["audio"].shape[0], self.n_mels, -1)   # [B, M, T]
         rows = self.video_rows(self._unflatten(embeddings["video"], self.video_branch.dim))  # [B, F, P]
-        rows = F.interpolate(rows.transpose(1, 2), size=mel.shape[-1], mode="nearest")  # [B, P, T]
+        rows = F.interpolate(rows.transpose(1, 2), size=mel.shape[-1], mode="nearest")       # [B, P, T]
         return self.fc(self.dropout(mean_max(self.audio_branch(torch.cat([mel, rows], dim=1)))))
 
 
@@ -269,15 +242,13 @@ class MidFusion(AudioVisualClassifier):
         self.fc = nn.Linear(2 * hidden, len(self.labels))
 
     def embeddings(self, features, video=None):
-        return {
-            "audio": segments(self.audio_branch(features), self.frames).flatten(1),
-            "video": self.frame_embeddings(video).flatten(1),
-        }
+        return {"audio": segments(self.audio_branch(features), self.frames).flatten(1),
+                "video": self.frame_embeddings(video).flatten(1)}
 
     def head(self, embeddings):
         audio = self._unflatten(embeddings["audio"], self.audio_branch.out_dim)
         video = self._unflatten(embeddings["video"], self.video_branch.dim)
-        joint = self.joint(torch.cat([audio, video], dim=-1))  # [B, F, H]
+        joint = self.joint(torch.cat([audio, video], dim=-1))                     # [B, F, H]
         return self.fc(self.dropout(mean_max(joint.transpose(1, 2))))
 
 
@@ -299,15 +270,13 @@ class LateFusion(AudioVisualClassifier):
         self.video_attention = nn.Linear(self.video_branch.dim, k, bias=False)
 
     def embeddings(self, features, video=None):
-        return {
-            "audio": segments(self.audio_branch(features), self.frames).flatten(1),
-            "video": self.frame_embeddings(video).flatten(1),
-        }
+        return {"audio": segments(self.audio_branch(features), self.frames).flatten(1),
+                "video": self.frame_embeddings(video).flatten(1)}
 
     def head(self, embeddings):
         audio = self.dropout(self._unflatten(embeddings["audio"], self.audio_branch.out_dim))
         video = self.dropout(self._unflatten(embeddings["video"], self.video_branch.dim))
-        scores = self.audio_scores(audio) + self.video_scores(video)  # [B, F, K]
+        scores = self.audio_scores(audio) + self.video_scores(video)                  # [B, F, K]
         weights = torch.softmax(self.audio_attention(audio) + self.video_attention(video), dim=1)
         return (weights * scores).sum(dim=1)
 
@@ -328,9 +297,8 @@ class SuperLateFusion(AudioVisualClassifier):
         self.video_fc = nn.Linear(self.video_branch.dim, len(self.labels))
 
     @classmethod
-    def from_baselines(
-        cls, audio_model: AudioOnly, video_model: VideoOnly, config: dict, weights: tuple[float, float] = (0.6, 0.4)
-    ) -> SuperLateFusion:
+    def from_baselines(cls, audio_model: AudioOnly, video_model: VideoOnly, config: dict,
+                       weights: tuple[float, float] = (0.6, 0.4)) -> SuperLateFusion:
         """The super-late fusion of two trained baselines (``config``: the audio model's)."""
         model = cls(weights=weights, **config)
         state = {**video_model.state_dict(), **audio_model.state_dict()}  # the audio model's front end wins
@@ -338,7 +306,8 @@ class SuperLateFusion(AudioVisualClassifier):
         return model
 
     def embeddings(self, features, video=None):
-        return {"audio": mean_max(self.audio_branch(features)), "video": self.frame_embeddings(video).mean(dim=1)}
+        return {"audio": mean_max(self.audio_branch(features)),
+                "video": self.frame_embeddings(video).mean(dim=1)}
 
     def head(self, embeddings):
         w_a, w_v = self.weights
@@ -348,10 +317,6 @@ class SuperLateFusion(AudioVisualClassifier):
 
 
 FUSION_MODELS: dict[str, type[AudioVisualClassifier]] = {
-    "fusion-early": EarlyFusion,
-    "fusion-mid": MidFusion,
-    "fusion-late": LateFusion,
-    "fusion-superlate": SuperLateFusion,
-    "fusion-audio": AudioOnly,
-    "fusion-video": VideoOnly,
+    "fusion-early": EarlyFusion, "fusion-mid": MidFusion, "fusion-late": LateFusion,
+    "fusion-superlate": SuperLateFusion, "fusion-audio": AudioOnly, "fusion-video": VideoOnly,
 }

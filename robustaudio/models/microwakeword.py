@@ -53,19 +53,15 @@ def models_dir() -> Path:
     spec = importlib.util.find_spec("pymicro_wakeword")
     folder = Path(spec.origin).parent / "models" if spec and spec.origin else None
     if folder is None or not folder.is_dir():
-        raise ModelError(
-            f"microWakeWord's models ship in the pymicro-wakeword wheel, which is not installed: {INSTALL_HINT}."
-        )
+        raise ModelError(f"microWakeWord's models ship in the pymicro-wakeword wheel, which is not installed: "
+                         f"{INSTALL_HINT}.")
     return folder
 
 
 def available_models() -> dict[str, Path]:
     """The wheel's model configs by name (alexa, hey_jarvis, hey_mycroft, okay_nabu)."""
-    return {
-        path.stem: path
-        for path in sorted(models_dir().glob("*.json"))
-        if (path.parent / json.loads(path.read_text()).get("model", "")).is_file()
-    }
+    return {path.stem: path for path in sorted(models_dir().glob("*.json"))
+            if (path.parent / json.loads(path.read_text()).get("model", "")).is_file()}
 
 
 class MicroWakeWord(WholeModel):
@@ -80,10 +76,8 @@ class MicroWakeWord(WholeModel):
         clip_seconds: the clip length data loaders crop or pad to.
     """
 
-    stage_hint = (
-        "microWakeWord runs whole in TFLite: attack the waveform with a black-box attack "
-        "(--attack square) or transfer perturbations made on another model"
-    )
+    stage_hint = ("microWakeWord runs whole in TFLite: attack the waveform with a black-box attack "
+                  "(--attack square) or transfer perturbations made on another model")
 
     def __init__(self, config: str | Path, pad_after: float = 1.0, clip_seconds: float = 2.0):
         super().__init__()
@@ -116,10 +110,8 @@ class MicroWakeWord(WholeModel):
         pcm = np.concatenate([pcm, np.zeros(self.pad_after, dtype=np.int16)])
         self.detector.reset()
         self.front_end.reset()
-        steps = [
-            self.detector.process_streaming_prob(features)
-            for features in self.front_end.process_streaming(pcm.tobytes())
-        ]
+        steps = [self.detector.process_streaming_prob(features)
+                 for features in self.front_end.process_streaming(pcm.tobytes())]
         self.queries += 1
         return np.array([p for p in steps if p is not None], dtype=np.float64)
 
@@ -129,11 +121,8 @@ class MicroWakeWord(WholeModel):
         if audio.dim() != 2:
             raise ModelError(f"{self.describe_source()} takes audio [B, T], got shape {tuple(audio.shape)}.")
         clips = audio.detach().cpu().numpy()
-        return torch.tensor(
-            [float(self.step_probabilities(clip).max(initial=0.0)) for clip in clips],
-            dtype=torch.float32,
-            device=audio.device,
-        )
+        return torch.tensor([float(self.step_probabilities(clip).max(initial=0.0)) for clip in clips],
+                            dtype=torch.float32, device=audio.device)
 
     def forward(self, audio: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
         if video is not None:
@@ -151,9 +140,8 @@ class MicroWakeWord(WholeModel):
             from pymicro_wakeword import MicroWakeWord as Detector
             from pymicro_wakeword import MicroWakeWordFeatures
         except ImportError as error:
-            raise ModelError(
-                f"microWakeWord needs pymicro-wakeword and pymicro-features ({error}): {INSTALL_HINT}."
-            ) from error
+            raise ModelError(f"microWakeWord needs pymicro-wakeword and pymicro-features ({error}): "
+                             f"{INSTALL_HINT}.") from error
         self.detector = Detector.from_config(self.config_path)
         self.front_end = MicroWakeWordFeatures()
 
@@ -172,10 +160,8 @@ def load_microwakeword(name: str, **options) -> MicroWakeWord:
     """
     rate = options.pop("sample_rate", SAMPLE_RATE)
     if rate != SAMPLE_RATE:
-        raise ModelError(
-            f"microWakeWord runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset "
-            f"(robustaudio resamples clips to the model's rate when it reads them)."
-        )
+        raise ModelError(f"microWakeWord runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset "
+                         f"(robustaudio resamples clips to the model's rate when it reads them).")
     unknown = set(options) - {"pad_after", "clip_seconds"}
     if unknown:
         raise ModelError(f"microwakeword: takes pad_after and clip_seconds, not {', '.join(sorted(unknown))}.")
@@ -184,8 +170,6 @@ def load_microwakeword(name: str, **options) -> MicroWakeWord:
         return MicroWakeWord(path, **options)
     models = available_models()
     if name not in models:
-        raise ModelError(
-            f"No microWakeWord model {name!r}; the installed pymicro-wakeword has: "
-            f"{', '.join(models)}. A custom model can be given as microwakeword:/path/to/model.json."
-        )
+        raise ModelError(f"No microWakeWord model {name!r}; the installed pymicro-wakeword has: "
+                         f"{', '.join(models)}. A custom model can be given as microwakeword:/path/to/model.json.")
     return MicroWakeWord(models[name], **options)

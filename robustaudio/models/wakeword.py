@@ -49,13 +49,13 @@ from .base import Classifier
 from .onnx_sequential import Reshape, chain_from_nodes, graph_values
 
 SAMPLE_RATE = 16000
-CHUNK = 1280  # openWakeWord's streaming step: 80 ms
-CHUNK_CONTEXT = 480  # the mel model sees each chunk with the 3 hops of 160 samples before it
-INT16_SCALE = 32768.0  # the mel model takes int16 sample values (as float32)
+CHUNK = 1280            # openWakeWord's streaming step: 80 ms
+CHUNK_CONTEXT = 480     # the mel model sees each chunk with the 3 hops of 160 samples before it
+INT16_SCALE = 32768.0   # the mel model takes int16 sample values (as float32)
 POWER_FLOOR = 1e-10
 TOP_DB = 80.0
-EMBEDDING_FRAMES = 76  # mel frames per speech embedding
-FRAME_OFFSET = 4  # the first embedding (chunk 9) starts at frame 4 of chunk 0: 9 * 8 + 8 - 76
+EMBEDDING_FRAMES = 76   # mel frames per speech embedding
+FRAME_OFFSET = 4        # the first embedding (chunk 9) starts at frame 4 of chunk 0: 9 * 8 + 8 - 76
 FIRST_EMBEDDED_CHUNK = 9
 SUPPORT_FILES = {"melspectrogram", "embedding_model", "silero_vad"}
 DB_PER_NEPER = 10.0 / math.log(10.0)
@@ -70,10 +70,8 @@ def resources_dir() -> Path:
     spec = importlib.util.find_spec("openwakeword")
     folder = Path(spec.origin).parent / "resources" / "models" if spec and spec.origin else None
     if folder is None or not (folder / "melspectrogram.onnx").is_file():
-        raise WakeWordError(
-            "openWakeWord's ONNX files were not found: `pip install --no-deps openwakeword==0.5.1` "
-            "(0.5.1 ships the models; later versions download them; --no-deps avoids tflite)."
-        )
+        raise WakeWordError("openWakeWord's ONNX files were not found: `pip install --no-deps openwakeword==0.5.1` "
+                            "(0.5.1 ships the models; later versions download them; --no-deps avoids tflite).")
     return folder
 
 
@@ -84,7 +82,8 @@ def short_name(path: Path) -> str:
 
 def available_models() -> dict[str, Path]:
     """Head ONNX files in the wheel, by short name (alexa, hey_jarvis, hey_mycroft, hey_rhasspy, timer, weather)."""
-    return {short_name(path): path for path in sorted(resources_dir().glob("*.onnx")) if path.stem not in SUPPORT_FILES}
+    return {short_name(path): path for path in sorted(resources_dir().glob("*.onnx"))
+            if path.stem not in SUPPORT_FILES}
 
 
 def _load(path: Path):
@@ -115,7 +114,7 @@ class StreamingMel(nn.Module):
         if len(convs) != 2:
             raise WakeWordError(f"{path}: expected the real and imaginary STFT convolutions.")
         self.stride = int(dict((a.name, a.ints) for a in convs[0].attribute)["strides"][0])
-        self.register_buffer("real", torch.from_numpy(values[convs[0].input[1]].copy()))  # [257, 1, 512]
+        self.register_buffer("real", torch.from_numpy(values[convs[0].input[1]].copy()))   # [257, 1, 512]
         self.register_buffer("imag", torch.from_numpy(values[convs[1].input[1]].copy()))
         matmul = _node(model.graph, "MatMul", path)
         self.register_buffer("mel_matrix", torch.from_numpy(values[matmul.input[1]].copy()))  # [257, 32]
@@ -123,7 +122,7 @@ class StreamingMel(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         x = F.pad(audio * INT16_SCALE, (CHUNK_CONTEXT, 0))
-        chunks = x.unfold(-1, CHUNK + CHUNK_CONTEXT, CHUNK)  # [B, C, 1760]
+        chunks = x.unfold(-1, CHUNK + CHUNK_CONTEXT, CHUNK)                  # [B, C, 1760]
         batch, count, length = chunks.shape
         flat = chunks.reshape(batch * count, 1, length)
         power = F.conv1d(flat, self.real, stride=self.stride) ** 2 + F.conv1d(flat, self.imag, stride=self.stride) ** 2
@@ -141,10 +140,8 @@ def embedding_network(path: Path) -> nn.Sequential:
     model = _load(path)
     chain = chain_from_nodes(model.graph.node, graph_values(model.graph))
     layers = list(chain.layers)
-    if not (isinstance(layers[0], Reshape) and isinstance(layers[-1], Reshape)) or layers[0].shape[-2:] != (
-        EMBEDDING_FRAMES,
-        32,
-    ):
+    if not (isinstance(layers[0], Reshape) and isinstance(layers[-1], Reshape)) or \
+            layers[0].shape[-2:] != (EMBEDDING_FRAMES, 32):
         raise WakeWordError(f"{path}: expected Reshape -> convolutions -> Reshape on {EMBEDDING_FRAMES} x 32 frames.")
     return nn.Sequential(*layers[1:-1])
 
@@ -166,14 +163,8 @@ class OpenWakeWord(Classifier):
         clip_seconds: the clip length data loaders crop or pad to.
     """
 
-    def __init__(
-        self,
-        head_path: str | Path,
-        resources: str | Path | None = None,
-        pad_before: float = 2.0,
-        pad_after: float = 1.0,
-        clip_seconds: float = 2.0,
-    ):
+    def __init__(self, head_path: str | Path, resources: str | Path | None = None,
+                 pad_before: float = 2.0, pad_after: float = 1.0, clip_seconds: float = 2.0):
         super().__init__()
         head_path = Path(head_path)
         resources = Path(resources) if resources is not None else resources_dir()
@@ -190,18 +181,16 @@ class OpenWakeWord(Classifier):
         self.window = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
         chain = chain_from_nodes(model.graph.node, values)
         if chain.terminal not in ("Sigmoid", "Softmax") or not self.window:
-            raise WakeWordError(
-                f"{head_path}: expected an MLP over [1, L, 96] embeddings ending in a sigmoid or softmax."
-            )
+            raise WakeWordError(f"{head_path}: expected an MLP over [1, L, 96] embeddings ending in a sigmoid "
+                                f"or softmax.")
         self.mlp = chain.layers
         self.verifier = self._verifier(model, values)
         outputs = self.mlp[-1].out_features if isinstance(self.mlp[-1], nn.Linear) else self.mlp[-2].out_features
         self.binary = chain.terminal == "Sigmoid"
         if self.binary and outputs != 1:
             raise WakeWordError(f"{head_path}: a sigmoid head with {outputs} outputs is not supported.")
-        self.labels = (
-            (f"not-{self.name}", self.name) if self.binary else self._class_names(model.graph.output[0].name, outputs)
-        )
+        self.labels = (f"not-{self.name}", self.name) if self.binary else \
+            self._class_names(model.graph.output[0].name, outputs)
 
     @staticmethod
     def _verifier(model, values) -> nn.Sequential | None:
@@ -229,23 +218,21 @@ class OpenWakeWord(Classifier):
         padded = F.pad(audio, self.padding)
         chunks = padded.shape[-1] // CHUNK
         if chunks < FIRST_EMBEDDED_CHUNK + self.window:
-            raise ValueError(
-                f"openwakeword:{self.name} needs at least "
-                f"{(FIRST_EMBEDDED_CHUNK + self.window) * CHUNK / SAMPLE_RATE:g} s of audio including "
-                f"its padding ({sum(self.padding) / SAMPLE_RATE:g} s); got "
-                f"{audio.shape[-1] / SAMPLE_RATE:g} s: pad the clip or raise pad_after."
-            )
-        return self.front_end(padded).transpose(1, 2)  # [B, 32, frames]
+            raise ValueError(f"openwakeword:{self.name} needs at least "
+                             f"{(FIRST_EMBEDDED_CHUNK + self.window) * CHUNK / SAMPLE_RATE:g} s of audio including "
+                             f"its padding ({sum(self.padding) / SAMPLE_RATE:g} s); got "
+                             f"{audio.shape[-1] / SAMPLE_RATE:g} s: pad the clip or raise pad_after.")
+        return self.front_end(padded).transpose(1, 2)                    # [B, 32, frames]
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         frames = features.transpose(1, 2)[:, FRAME_OFFSET:].unsqueeze(1)  # [B, 1, frames - 4, 32]
-        embedded = self.embedding(frames).squeeze(-1).transpose(1, 2)  # [B, N, 96]: chunks 9, 10, ...
+        embedded = self.embedding(frames).squeeze(-1).transpose(1, 2)    # [B, N, 96]: chunks 9, 10, ...
         return {"audio": embedded.flatten(1)}
 
     def window_logits(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits ``[B, W, K]`` of every scored window (one per 80 ms chunk, oldest first)."""
         embedded = embeddings["audio"].reshape(embeddings["audio"].shape[0], -1, 96)
-        windows = embedded.unfold(1, self.window, 1).transpose(2, 3)  # [B, W, window, 96]
+        windows = embedded.unfold(1, self.window, 1).transpose(2, 3)     # [B, W, window, 96]
         batch, count = windows.shape[:2]
         flat = windows.reshape(batch * count, self.window, 96)
         logits = self.mlp(flat)
@@ -258,7 +245,7 @@ class OpenWakeWord(Classifier):
 
     def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         logits = self.window_logits(embeddings)
-        detection = 1 - torch.softmax(logits, dim=-1)[..., 0]  # [B, W]: wake-word probability
+        detection = 1 - torch.softmax(logits, dim=-1)[..., 0]            # [B, W]: wake-word probability
         best = detection.argmax(dim=1)
         return logits[torch.arange(logits.shape[0], device=logits.device), best]
 
@@ -276,8 +263,6 @@ def load_openwakeword(name: str, **options) -> OpenWakeWord:
         return OpenWakeWord(path, **options)
     models = available_models()
     if name not in models:
-        raise WakeWordError(
-            f"No openWakeWord model {name!r}; the installed wheel has: {', '.join(models)}. "
-            f"A custom head can be given as openwakeword:/path/to/head.onnx."
-        )
+        raise WakeWordError(f"No openWakeWord model {name!r}; the installed wheel has: {', '.join(models)}. "
+                            f"A custom head can be given as openwakeword:/path/to/head.onnx.")
     return OpenWakeWord(models[name], **options)

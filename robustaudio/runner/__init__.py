@@ -22,29 +22,7 @@ from .scale import run_batches
 from .spec import AttackSpec
 from .universal import apply_universal, learn_universal
 
-__all__ = [
-    "AttackSpec",
-    "ATTACKS",
-    "budget_attack",
-    "run_attack",
-    "run_noise",
-    "attack_batch",
-    "noise_batch",
-    "probe_batch",
-    "check_modalities",
-    "noise_suite",
-    "hash_name",
-    "ConditionRows",
-    "run_batches",
-    "open_run",
-    "RUN_FILE",
-    "UNIVERSAL_FILE",
-    "RunSettingsError",
-    "JointThreat",
-    "SANITY_CLIPS",
-    "PRECISIONS",
-    "precision_context",
-    "to_device",
-    "apply_universal",
-    "learn_universal",
-]
+__all__ = ["AttackSpec", "ATTACKS", "budget_attack", "run_attack", "run_noise", "attack_batch", "noise_batch",
+           "probe_batch", "check_modalities", "noise_suite", "hash_name", "ConditionRows", "run_batches",
+           "open_run", "RUN_FILE", "UNIVERSAL_FILE", "RunSettingsError", "JointThreat", "SANITY_CLIPS",
+           "PRECISIONS", "precision_context", "to_device", "apply_universal", "learn_universal"]

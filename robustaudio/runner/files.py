@@ -27,21 +27,12 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise RunSettingsError(
                 f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
-                f"Use another --out, or pass --restart to discard it and start over."
-            )
+                f"Use another --out, or pass --restart to discard it and start over.")
     elif meta_path.exists() and restart:
         for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE, UNIVERSAL_FILE):
             (run_dir / name).unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not meta_path.exists():
-        write_json_atomic(
-            meta_path,
-            {
-                "settings": settings,
-                "versions": versions(),
-                "command": sys.argv,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            indent=2,
-        )
+        write_json_atomic(meta_path, {"settings": settings, "versions": versions(), "command": sys.argv,
+                                      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2)
     return run_dir

@@ -21,95 +21,35 @@ from .spec import AttackSpec
 
 def _pgd(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return pgd(
-            model,
-            audio,
-            labels,
-            threat,
-            steps=spec.steps,
-            restarts=spec.restarts,
-            eps=eps,
-            generator=generator,
-            clean_logits=clean_logits,
-            video=video,
-            init_delta=init_delta,
-        )
-
+        return pgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, eps=eps,
+                   generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
 
 
 def _square(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return square_attack(
-            model,
-            audio,
-            labels,
-            threat,
-            queries=spec.queries,
-            eps=eps,
-            generator=generator,
-            clean_logits=clean_logits,
-            video=video,
-        )
-
+        return square_attack(model, audio, labels, threat, queries=spec.queries, eps=eps, generator=generator,
+                             clean_logits=clean_logits, video=video)
     return attack
 
 
 def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return apgd(
-            model,
-            audio,
-            labels,
-            threat,
-            steps=spec.steps,
-            restarts=spec.restarts,
-            loss="ce",
-            eps=eps,
-            generator=generator,
-            clean_logits=clean_logits,
-            video=video,
-            init_delta=init_delta,
-        )
-
+        return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="ce", eps=eps,
+                    generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
 
 
 def _apgd_t(spec: AttackSpec) -> BudgetAttack:
     """APGD-T over ``spec.targets`` runner-up classes; on multi-label models (no class ranking) APGD with
     the threshold-margin loss instead. Single-label models need 3 classes or more (DLR's scale)."""
-
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
         if model.multilabel:
-            return apgd(
-                model,
-                audio,
-                labels,
-                threat,
-                steps=spec.steps,
-                restarts=spec.restarts,
-                loss="dlr",
-                eps=eps,
-                generator=generator,
-                clean_logits=clean_logits,
-                video=video,
-                init_delta=init_delta,
-            )
-        return apgd_targeted(
-            model,
-            audio,
-            labels,
-            threat,
-            steps=spec.steps,
-            target_classes=spec.targets,
-            restarts=spec.restarts,
-            eps=eps,
-            generator=generator,
-            clean_logits=clean_logits,
-            video=video,
-            init_delta=init_delta,
-        )
-
+            return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="dlr",
+                        eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+        return apgd_targeted(model, audio, labels, threat, steps=spec.steps, target_classes=spec.targets,
+                             restarts=spec.restarts, eps=eps, generator=generator, clean_logits=clean_logits,
+                             video=video, init_delta=init_delta)
     return attack
 
 
@@ -121,34 +61,18 @@ def _reliable(spec: AttackSpec) -> BudgetAttack:
 
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
         # APGD-T needs a runner-up ranking (3 classes or more, or tags); Square serves L∞ and L2 only.
-        usable = [
-            (name, member)
-            for name, member in members
-            if (name != "apgd-t" or model.multilabel or len(model.labels) >= 3)
-            and (name != "square" or threat.norm in ("linf", "l2"))
-        ]
-        return ensemble(
-            usable,
-            model,
-            audio,
-            labels,
-            threat,
-            eps=eps,
-            clean_logits=clean_logits,
-            video=video,
-            init_delta=init_delta,
-            generator=generator,
-        )
-
+        usable = [(name, member) for name, member in members
+                  if (name != "apgd-t" or model.multilabel or len(model.labels) >= 3)
+                  and (name != "square" or threat.norm in ("linf", "l2"))]
+        return ensemble(usable, model, audio, labels, threat, eps=eps, clean_logits=clean_logits, video=video,
+                        init_delta=init_delta, generator=generator)
     return attack
 
 
 def _library(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return backend_attack(
-            model, audio, labels, threat, backend=spec.backend, attack=spec.name, steps=spec.steps, generator=generator
-        )
-
+        return backend_attack(model, audio, labels, threat, backend=spec.backend, attack=spec.name,
+                              steps=spec.steps, generator=generator)
     return attack
 
 
@@ -169,8 +93,6 @@ def budget_attack(spec: AttackSpec) -> tuple[BudgetAttack, bool]:
     if spec.backend != "native":
         return _library(spec), False
     if spec.name not in ATTACKS:
-        raise KeyError(
-            f"Unknown attack {spec.name!r}; native attacks: {', '.join(ATTACKS)} "
-            f"(or --backend art / foolbox for library attacks)."
-        )
+        raise KeyError(f"Unknown attack {spec.name!r}; native attacks: {', '.join(ATTACKS)} "
+                       f"(or --backend art / foolbox for library attacks).")
     return ATTACKS[spec.name](spec), spec.name != "square"

@@ -23,22 +23,9 @@ def true_scores(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor)
 class ConditionRows:
     """Turns one batch's attack results into records, one row per clip and condition."""
 
-    def __init__(
-        self,
-        model: AttackTarget,
-        model_name: str,
-        batch: Batch,
-        audio: torch.Tensor,
-        labels: torch.Tensor,
-        clean_logits: torch.Tensor,
-        clean_ok: torch.Tensor,
-        *,
-        steps: int,
-        restarts: int,
-        seed: int,
-        video: torch.Tensor | None = None,
-        transfer: TransferTarget | None = None,
-    ):
+    def __init__(self, model: AttackTarget, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
+                 clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
+                 seed: int, video: torch.Tensor | None = None, transfer: TransferTarget | None = None):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
         self.transfer = transfer
         self.transfer_clean = None if transfer is None else transfer.score(audio, labels)[1]
@@ -57,20 +44,9 @@ class ConditionRows:
             self.views[domain] = input_view(self.model, self.audio, domain, self.video)
         return self.views[domain]
 
-    def add(
-        self,
-        threat: ThreatModel | JointThreat | None,
-        attack: str,
-        condition: str,
-        attacked: torch.Tensor,
-        result,
-        seconds: float,
-        backend: str = "native",
-        severity: float | None = None,
-        severity_unit: str | None = None,
-        domain: str | None = None,
-        kind: str = "attack",
-    ) -> None:
+    def add(self, threat: ThreatModel | JointThreat | None, attack: str, condition: str, attacked: torch.Tensor,
+            result, seconds: float, backend: str = "native", severity: float | None = None,
+            severity_unit: str | None = None, domain: str | None = None, kind: str = "attack") -> None:
         """Rows of one condition.
 
         ``result``: an AttackResult or MinimalResult over the ``attacked`` clips (indices into the
@@ -120,46 +96,23 @@ class ConditionRows:
             transfer_ok = transfer_tensor.tolist()
         for i, clip_id in enumerate(batch.ids):
             was_attacked = bool(self.clean_ok[i]) or severity is not None
-            self.rows.append(
-                {
-                    "clip_id": clip_id,
-                    "label": batch.label_names[i],
-                    "batch": batch.index,
-                    "model": self.model_name,
-                    "condition": condition,
-                    "kind": kind,
-                    "attack": attack,
-                    "backend": backend,
-                    "norm": threat.norm if threat else None,
-                    "domain": domain,
-                    "eps_setting": threat.eps if threat else None,
-                    "snr_db_setting": threat.snr_db if threat else None,
-                    "eps": eps[i] if was_attacked else None,
-                    "targeted": False,
-                    "steps": self.settings["steps"],
-                    "restarts": self.settings["restarts"],
-                    "clean_pred": self.clean_pred[i],
-                    "clean_score": self.clean_score[i],
-                    "clean_correct": bool(self.clean_ok[i]),
-                    "attacked": was_attacked,
-                    "adv_pred": adv_pred[i],
-                    "adv_score": adv_score[i],
-                    "adv_correct": adv_ok[i],
-                    "success": bool(success[i]) if was_attacked else None,
-                    "carried": bool(carried[i]),
-                    "broken_by": broken_by[i],
-                    "linf": linf[i],
-                    "l2": l2[i],
-                    "snr_db": snr[i],
-                    "forwards": forwards[i],
-                    "backwards": backwards[i],
-                    "seconds": seconds,
-                    "seed": self.settings["seed"],
-                    "severity": severity,
-                    "severity_unit": severity_unit,
-                    "transfer_model": self.transfer.name if self.transfer is not None else None,
-                    "transfer_clean_correct": bool(self.transfer_clean[i]) if self.transfer_clean is not None else None,
-                    "transfer_adv_pred": transfer_pred[i],
-                    "transfer_adv_correct": transfer_ok[i],
-                }
-            )
+            self.rows.append({
+                "clip_id": clip_id, "label": batch.label_names[i], "batch": batch.index,
+                "model": self.model_name, "condition": condition, "kind": kind, "attack": attack,
+                "backend": backend,
+                "norm": threat.norm if threat else None, "domain": domain,
+                "eps_setting": threat.eps if threat else None,
+                "snr_db_setting": threat.snr_db if threat else None, "eps": eps[i] if was_attacked else None,
+                "targeted": False, "steps": self.settings["steps"], "restarts": self.settings["restarts"],
+                "clean_pred": self.clean_pred[i], "clean_score": self.clean_score[i],
+                "clean_correct": bool(self.clean_ok[i]), "attacked": was_attacked,
+                "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
+                "success": bool(success[i]) if was_attacked else None,
+                "carried": bool(carried[i]), "broken_by": broken_by[i],
+                "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
+                "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
+                "seed": self.settings["seed"], "severity": severity, "severity_unit": severity_unit,
+                "transfer_model": self.transfer.name if self.transfer is not None else None,
+                "transfer_clean_correct": bool(self.transfer_clean[i]) if self.transfer_clean is not None else None,
+                "transfer_adv_pred": transfer_pred[i], "transfer_adv_correct": transfer_ok[i],
+            })

@@ -11,18 +11,9 @@ from ..data import AudioDataset, Batch
 from ..records import RecordWriter, append_warnings
 
 
-def run_batches(
-    run_dir: Path,
-    model,
-    dataset: AudioDataset,
-    rows: Callable[[Batch], list[dict]],
-    *,
-    batch_size: int,
-    limit: int | None,
-    on_batch: Callable[[Batch, int], None] | None,
-    ray_address: str | None = None,
-    workers: int | None = None,
-) -> Path:
+def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
+                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None,
+                ray_address: str | None = None, workers: int | None = None) -> Path:
     """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch.
 
     With ``ray_address`` the batches run as Ray tasks (retried if a worker dies), at most two per
@@ -52,12 +43,8 @@ def run_batches(
     ray = _ray()
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address=None if ray_address == "local" else ray_address,
-            num_cpus=workers,
-            include_dashboard=False,
-            log_to_driver=False,
-        )
+        ray.init(address=None if ray_address == "local" else ray_address, num_cpus=workers,
+                 include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(max_retries=3)(_rows_on_worker)
         rows_ref = ray.put(rows)  # the model and settings, shipped once

@@ -17,14 +17,8 @@ from ..models.base import AttackTarget
 from .files import UNIVERSAL_FILE
 
 
-def apply_universal(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    delta: torch.Tensor,
-    video: torch.Tensor | None = None,
-) -> AttackResult:
+def apply_universal(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+                    delta: torch.Tensor, video: torch.Tensor | None = None) -> AttackResult:
     """Add one learned perturbation ``delta`` (one input's shape) to every clip ``audio`` ``[B, T]``; score once."""
     clean, logits_fn = threat.view(model, audio, video)
     clean = clean.detach()
@@ -33,27 +27,13 @@ def apply_universal(
         logits = logits_fn(adversarial)
     ones = torch.ones(len(audio), dtype=torch.long, device=clean.device)
     assert threat.eps is not None  # universal budgets are absolute (checked when learning)
-    return AttackResult(
-        adversarial=adversarial,
-        clean=clean,
-        success=is_fooled(model, logits, labels),
-        logits=logits,
-        budget=torch.full((len(audio),), float(threat.eps), device=clean.device),
-        forwards=ones,
-        backwards=torch.zeros_like(ones),
-    )
+    return AttackResult(adversarial=adversarial, clean=clean, success=is_fooled(model, logits, labels),
+                        logits=logits, budget=torch.full((len(audio),), float(threat.eps), device=clean.device),
+                        forwards=ones, backwards=torch.zeros_like(ones))
 
 
-def learn_universal(
-    model: AttackTarget,
-    dataset: AudioDataset,
-    threats: list[ThreatModel],
-    run_dir: Path,
-    *,
-    batch_size: int,
-    device: str | torch.device,
-    options: dict,
-) -> dict[str, torch.Tensor]:
+def learn_universal(model: AttackTarget, dataset: AudioDataset, threats: list[ThreatModel], run_dir: Path, *,
+                    batch_size: int, device: str | torch.device, options: dict) -> dict[str, torch.Tensor]:
     """Learn (or, on resume, load) one δ per threat model from ``dataset``; saved in ``universal.pt``
     (and as WAV files for waveform perturbations, to listen to)."""
     path = run_dir / UNIVERSAL_FILE
@@ -67,7 +47,8 @@ def learn_universal(
         history[threat.describe()] = result.history
         if threat.domain == "waveform":
             peak = float(result.delta.abs().max()) or 1.0
-            write_audio(run_dir / f"universal-{threat.describe()}.wav", (result.delta / peak).cpu(), model.sample_rate)
+            write_audio(run_dir / f"universal-{threat.describe()}.wav", (result.delta / peak).cpu(),
+                        model.sample_rate)
     (run_dir / "universal_history.json").write_text(json.dumps(history, indent=2))
     torch.save(deltas, path)
     return deltas

@@ -38,11 +38,8 @@ METRICS_FILE = "metrics.json"
 # Default ε curves. Audio: waveform samples (full scale 1); video: pixels in [0, 1] (16/255 = 0.063),
 # chosen so that the bundled avmini models go from clean to mostly broken along each curve.
 AUDIO_EPS = {"linf": (0.0005, 0.001, 0.002, 0.005), "l2": (0.05, 0.1, 0.2, 0.5), "l1": (1.0, 2.0, 5.0, 10.0)}
-VIDEO_EPS = {
-    "linf": (4 / 255, 8 / 255, 16 / 255, 32 / 255),
-    "l2": (0.5, 1.0, 2.0, 4.0),
-    "l1": (20.0, 50.0, 100.0, 200.0),
-}
+VIDEO_EPS = {"linf": (4 / 255, 8 / 255, 16 / 255, 32 / 255), "l2": (0.5, 1.0, 2.0, 4.0), "l1": (20.0, 50.0, 100.0,
+                                                                                                200.0)}
 
 
 def middle_budget(curve: tuple[float, ...]) -> float:
@@ -76,21 +73,20 @@ class FusionPlan:
         return [ThreatModel(norm, eps=e, modality="video", bounds=video_bounds) for e in sorted(self.video_eps[norm])]
 
     def joint(self, norm: str, video_bounds=(0.0, 1.0)) -> JointThreat:
-        return JointThreat(
-            ThreatModel(norm, eps=middle_budget(self.audio_eps[norm])),
-            ThreatModel(norm, eps=middle_budget(self.video_eps[norm]), modality="video", bounds=video_bounds),
-        )
+        return JointThreat(ThreatModel(norm, eps=middle_budget(self.audio_eps[norm])),
+                           ThreatModel(norm, eps=middle_budget(self.video_eps[norm]), modality="video",
+                                       bounds=video_bounds))
 
     def as_dict(self) -> dict:
         plan = asdict(self)
-        plan["table_eps"] = {
-            norm: {"audio": middle_budget(self.audio_eps[norm]), "video": middle_budget(self.video_eps[norm])}
-            for norm in self.norms
-        }
+        plan["table_eps"] = {norm: {"audio": middle_budget(self.audio_eps[norm]),
+                                    "video": middle_budget(self.video_eps[norm])}
+                             for norm in self.norms}
         return plan
 
 
-def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int, device: str | torch.device) -> dict:
+def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
+                  device: str | torch.device) -> dict:
     """Density and convexity per modality, m-sharpness and adaptive sharpness, with their settings."""
     batches = [b for b in dataset.batches(model, batch_size) if b.ids]
     return {
@@ -98,27 +94,14 @@ def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int, d
         "sharpness": sharpness(model, batches, device=device),
         "adaptive_sharpness": sharpness(model, batches, adaptive=True, device=device),
         "note": "density and convexity are our re-implementation of the thesis's definitions (specs §3); "
-        "k = 3 neighbours (the bundled test split has about 10 clips per class)",
+                "k = 3 neighbours (the bundled test split has about 10 clips per class)",
     }
 
 
-def run_fusion_attacks(
-    model,
-    name: str,
-    dataset: AudioDataset,
-    model_dir: Path,
-    plan: FusionPlan,
-    *,
-    main_norm: str,
-    steps: int,
-    batch_size: int,
-    seed: int,
-    device: str | torch.device,
-    limit: int | None,
-    ray_address: str | None,
-    workers: int | None,
-    progress: Callable[[str], None],
-) -> None:
+def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path, plan: FusionPlan, *,
+                       main_norm: str, steps: int, batch_size: int, seed: int, device: str | torch.device,
+                       limit: int | None,
+                       ray_address: str | None, workers: int | None, progress: Callable[[str], None]) -> None:
     """The plan's runs for one model, on the inputs it uses (see :func:`robustaudio.report.fusion.fusion_run`).
 
     The audio curve of ``main_norm`` is the comparison's own attack run (``OUT/<model>/attack``).
@@ -126,9 +109,8 @@ def run_fusion_attacks(
     """
     modalities = model.modalities
     bounds = getattr(model, "video_bounds", (0.0, 1.0))
-    common = dict(
-        batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers
-    )
+    common = dict(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
+                  workers=workers)
     pgd = AttackSpec("pgd", steps=steps)
     for norm in plan.norms:
         for modality in ("audio", "video"):
@@ -136,69 +118,33 @@ def run_fusion_attacks(
                 continue
             curve = plan.threats(modality, norm, bounds)
             progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in curve]}")
-            build_report(
-                run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd, **common)
-            )
+            build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd,
+                                    **common))
         if {"audio", "video"} <= set(modalities):
             joint = plan.joint(norm, bounds)
             progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
-            build_report(
-                run_attack(
-                    model,
-                    name,
-                    dataset,
-                    [joint],
-                    fusion_run(model_dir, "pgd", "both", norm),
-                    pgd,
-                    sanity=False,
-                    **common,
-                )
-            )
+            build_report(run_attack(model, name, dataset, [joint], fusion_run(model_dir, "pgd", "both", norm), pgd,
+                                    sanity=False, **common))
         if norm in plan.minimal_norms:
             for modality in ("audio", "video"):
                 if modality in modalities:
                     progress(f"[{name}] minimal {norm} ε on the {modality}")
                     curve = plan.threats(modality, norm, bounds)
-                    options = {
-                        "eps_max": plan.minimal_cap * curve[-1].eps,
-                        "search_steps": plan.search_steps,
-                        "rel_tol": plan.rel_tol,
-                    }
+                    options = {"eps_max": plan.minimal_cap * curve[-1].eps, "search_steps": plan.search_steps,
+                               "rel_tol": plan.rel_tol}
                     minimal = AttackSpec("minimal", steps=steps, options=options)
-                    build_report(
-                        run_attack(
-                            model,
-                            name,
-                            dataset,
-                            curve[:1],
-                            fusion_run(model_dir, "minimal", modality, norm),
-                            minimal,
-                            sanity=False,
-                            **common,
-                        )
-                    )
+                    build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality,
+                                                                                        norm),
+                                            minimal, sanity=False, **common))
 
 
-def run_comparison(
-    models: dict[str, Callable[[], torch.nn.Module]],
-    dataset: AudioDataset,
-    out: str | Path,
-    *,
-    norm: str = "linf",
-    eps: tuple[float, ...] = AUDIO_EPS["linf"],
-    corruptions: dict[str, Corruption] | None = None,
-    steps: int = 10,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    limit: int | None = None,
-    table_eps: float | None = None,
-    table_level: int | None = None,
-    ray_address: str | None = None,
-    workers: int | None = None,
-    fusion: FusionPlan | None = None,
-    progress: Callable[[str], None] = print,
-) -> dict:
+def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: AudioDataset, out: str | Path, *,
+                   norm: str = "linf", eps: tuple[float, ...] = AUDIO_EPS["linf"],
+                   corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
+                   seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
+                   table_eps: float | None = None, table_level: int | None = None,
+                   ray_address: str | None = None, workers: int | None = None,
+                   fusion: FusionPlan | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run every part for every model (``name -> loader``) and build the comparison in ``out``.
 
     Args:
@@ -214,11 +160,8 @@ def run_comparison(
     out.mkdir(parents=True, exist_ok=True)
     if dataset.has_video:
         plan = fusion or FusionPlan(minimal_norms=(norm,))
-        plan = replace(
-            plan,
-            norms=tuple(dict.fromkeys((norm, *plan.norms))),
-            audio_eps={**plan.audio_eps, norm: tuple(sorted(eps))},
-        )
+        plan = replace(plan, norms=tuple(dict.fromkeys((norm, *plan.norms))),
+                       audio_eps={**plan.audio_eps, norm: tuple(sorted(eps))})
         (out / FUSION_FILE).write_text(json.dumps({**plan.as_dict(), "main_norm": norm}, indent=2))
     else:
         (out / FUSION_FILE).unlink(missing_ok=True)
@@ -229,53 +172,19 @@ def run_comparison(
         if "audio" in model.modalities:
             progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
             threats = [ThreatModel(norm, eps=e) for e in eps]
-            attack_dir = run_attack(
-                model,
-                name,
-                dataset,
-                threats,
-                model_dir / "attack",
-                AttackSpec("pgd", steps=steps),
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-                limit=limit,
-                ray_address=ray_address,
-                workers=workers,
-            )
+            attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", AttackSpec("pgd", steps=steps),
+                                    batch_size=batch_size, seed=seed, device=device, limit=limit,
+                                    ray_address=ray_address, workers=workers)
             build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
-        noise_dir = run_noise(
-            model,
-            name,
-            dataset,
-            corruptions,
-            model_dir / "noise",
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            limit=limit,
-            ray_address=ray_address,
-            workers=workers,
-        )
+        noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", batch_size=batch_size,
+                              seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers)
         build_report(noise_dir)
         if dataset.has_video:
-            run_fusion_attacks(
-                model,
-                name,
-                dataset,
-                model_dir,
-                plan,
-                main_norm=norm,
-                steps=steps,
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-                limit=limit,
-                ray_address=ray_address,
-                workers=workers,
-                progress=progress,
-            )
+            run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps,
+                               batch_size=batch_size,
+                               seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers,
+                               progress=progress)
         metrics_path = model_dir / METRICS_FILE
         if not metrics_path.exists():
             progress(f"[{name}] density, convexity, sharpness")
@@ -283,6 +192,5 @@ def run_comparison(
             metrics = model_metrics(model, subset, batch_size=batch_size, seed=seed, device=device)
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             metrics_path.write_text(json.dumps(json_safe(metrics), indent=2))
-    return build_comparison(
-        out, list(models), table_eps=table_eps if table_eps is not None else eps[len(eps) // 2], table_level=table_level
-    )
+    return build_comparison(out, list(models), table_eps=table_eps if table_eps is not None else eps[len(eps) // 2],
+                            table_level=table_level)

@@ -54,9 +54,8 @@ def defense_settings(defense: str, base: TrainSettings, threat: ThreatModel) -> 
     if defense == "adversarial":
         if threat.eps is None:
             raise ValueError("Adversarial training needs an absolute budget (--eps), not an SNR.")
-        return replace(
-            base, method="adversarial", adv_norm=threat.norm, adv_eps=threat.eps, adv_domain=threat.domain, adv_steps=5
-        )
+        return replace(base, method="adversarial", adv_norm=threat.norm, adv_eps=threat.eps, adv_domain=threat.domain,
+                       adv_steps=5)
     raise ValueError(f"Unknown defense {defense!r}; trained defenses: none, {', '.join(TRAINED_DEFENSES)}.")
 
 
@@ -70,17 +69,8 @@ def _card(path: Path) -> dict:
     return json.loads(card_path.read_text()) if card_path.exists() else {}
 
 
-def obtain_checkpoint(
-    model_name: str,
-    defense: str,
-    settings: TrainSettings,
-    dataset: AudioDataset,
-    out: Path,
-    *,
-    retrain: bool,
-    device,
-    log: Callable[[str], None],
-) -> tuple[str | None, dict]:
+def obtain_checkpoint(model_name: str, defense: str, settings: TrainSettings, dataset: AudioDataset, out: Path, *,
+                      retrain: bool, device, log: Callable[[str], None]) -> tuple[str | None, dict]:
     """``(weights path or None for the bundled model, card)`` of one trained row.
 
     Without ``retrain``: the bundled model (``none``) or a bundled defended checkpoint whose card has
@@ -114,62 +104,30 @@ def certify_dir(out: Path, n0: int, n: int, alpha: float) -> Path:
     return Path(out) / "certify" / f"n0-{n0}-n-{n}-alpha-{alpha:g}"
 
 
-def run_defenses(
-    model_name: str,
-    threat: ThreatModel,
-    out: str | Path,
-    *,
-    data: str | None = None,
-    split: str = "test",
-    steps: int = 10,
-    restarts: int = 1,
-    batch_size: int = 16,
-    limit: int | None = None,
-    seed: int = 0,
-    device="cpu",
-    retrain: bool = False,
-    rows: tuple[str, ...] = ROWS,
-    denoiser: str = "minievents-logmel",
-    purify_sigma: float = 0.25,
-    purify_steps: int = 2,
-    eot: int = 8,
-    sigmas: tuple[float, ...] = (0.25, 0.5),
-    n0: int = 50,
-    n: int = 250,
-    alpha: float = 0.001,
-    certify_limit: int | None = None,
-    certify_batch: int = 250,
-    log: Callable[[str], None] = print,
-) -> dict:
+def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data: str | None = None,
+                 split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
+                 limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
+                 rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel", purify_sigma: float = 0.25,
+                 purify_steps: int = 2, eot: int = 8, sigmas: tuple[float, ...] = (0.25, 0.5), n0: int = 50,
+                 n: int = 250, alpha: float = 0.001, certify_limit: int | None = None, certify_batch: int = 250,
+                 log: Callable[[str], None] = print) -> dict:
     """Run the whole study into ``out``; returns the summary that :func:`robustaudio.report.defenses` renders.
 
     Finished parts are kept: trained checkpoints, attack run directories (resumed batch by batch)
     and certification rows (resumed clip by clip).
     """
     if model_name not in MODELS:
-        raise ModelError(
-            unknown_model_message(model_name) + " `robustaudio defend` trains with a registered model's recipe."
-        )
+        raise ModelError(unknown_model_message(model_name) + " `robustaudio defend` trains with a registered "
+                         "model's recipe.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dataset = AudioDataset.from_path(data)
     test = AudioDataset.from_path(data, split=split)
     _, _, base = recipe_for(model_name)
     base = replace(base, seed=seed)
-    summary = {
-        "model": model_name,
-        "data": str(dataset.root),
-        "split": split,
-        "threat": threat.as_dict(),
-        "threat_name": threat.describe(),
-        "steps": steps,
-        "restarts": restarts,
-        "limit": limit,
-        "seed": seed,
-        "rows": [],
-        "certification": [],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    summary = {"model": model_name, "data": str(dataset.root), "split": split, "threat": threat.as_dict(),
+               "threat_name": threat.describe(), "steps": steps, "restarts": restarts, "limit": limit, "seed": seed,
+               "rows": [], "certification": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     attack_name = f"PGD-{steps} ({restarts} restart{'s' if restarts > 1 else ''}), {threat.describe()}"
     attacks = attack_dir(out, threat, steps, restarts)
 
@@ -183,19 +141,11 @@ def run_defenses(
             continue
         path, card = checkpoint(row)
         model = load_model(model_name, weights=path, device=device)
-        run_dir = run_attack(
-            model,
-            model_name,
-            test,
-            [threat],
-            attacks / row,
-            AttackSpec("pgd", steps=steps, restarts=restarts),
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            limit=limit,
-            extra_settings={"defense": row, "weights": path},
-        )
+        run_dir = run_attack(model, model_name, test, [threat], attacks / row,
+                             AttackSpec("pgd",
+                                        steps=steps, restarts=restarts), batch_size=batch_size, seed=seed,
+                             device=device, limit=limit,
+                             extra_settings={"defense": row, "weights": path})
         what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
         summary["rows"].append(_row(row, what, build_report(run_dir), card, attack_name, run_dir, path))
         log(_row_line(summary["rows"][-1]))
@@ -204,62 +154,24 @@ def run_defenses(
         base_model = load_model(model_name, weights=undefended, device=device)
         purified = Purified(base_model, den, sigma=purify_sigma, steps=purify_steps)
         defended = EOT(purified, samples=eot)
-        run_dir = run_attack(
-            defended,
-            model_name,
-            test,
-            [threat],
-            attacks / f"purification-eot{eot}",
-            AttackSpec("pgd", steps=steps, restarts=restarts),
-            batch_size=batch_size,
-            seed=seed,
-            device=device,
-            limit=limit,
-            sanity=False,
-            extra_settings={
-                "defense": "purification",
-                "purifier": purified.describe(),
-                "eot": eot,
-                "denoiser": denoiser,
-            },
-        )
-        adaptive = (
-            f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "
-            f"noise), exact gradients through the UNet and all {purify_steps} sampler steps (no BPDA needed)"
-        )
-        card = {
-            "training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
-            "training_note": f"denoiser training ({denoiser}); the classifier is the undefended one",
-        }
-        summary["rows"].append(
-            _row(
-                "purification",
-                purified.describe() + f", deployed as the mean of {eot} draws",
-                build_report(run_dir),
-                card,
-                adaptive,
-                run_dir,
-                undefended,
-            )
-        )
+        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}",
+                             AttackSpec("pgd",
+                                        steps=steps, restarts=restarts), batch_size=batch_size, seed=seed,
+                             device=device, limit=limit,
+                             sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
+                                                           "eot": eot, "denoiser": denoiser})
+        adaptive = (f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "
+                    f"noise), exact gradients through the UNet and all {purify_steps} sampler steps (no BPDA needed)")
+        card = {"training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
+                "training_note": f"denoiser training ({denoiser}); the classifier is the undefended one"}
+        summary["rows"].append(_row("purification", purified.describe() + f", deployed as the mean of {eot} draws",
+                                    build_report(run_dir), card, adaptive, run_dir, undefended))
         log(_row_line(summary["rows"][-1]))
     if sigmas:
-        summary["certification"] = certify_study(
-            model_name,
-            undefended,
-            test,
-            certify_dir(out, n0, n, alpha),
-            denoiser=denoiser,
-            sigmas=sigmas,
-            n0=n0,
-            n=n,
-            alpha=alpha,
-            limit=certify_limit if certify_limit is not None else limit,
-            batch_size=certify_batch,
-            seed=seed,
-            device=device,
-            log=log,
-        )
+        summary["certification"] = certify_study(model_name, undefended, test, certify_dir(out, n0, n, alpha),
+                                                 denoiser=denoiser, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
+                                                 limit=certify_limit if certify_limit is not None else limit,
+                                                 batch_size=certify_batch, seed=seed, device=device, log=log)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
 
@@ -268,50 +180,24 @@ def _denoiser_path(denoiser: str) -> Path:
     return BUNDLED_DIR / BUNDLED_DENOISERS[denoiser] if denoiser in BUNDLED_DENOISERS else Path(denoiser)
 
 
-def _row(
-    defense: str, description: str, attack_card: dict, train_card: dict, attack: str, run_dir: Path, weights
-) -> dict:
+def _row(defense: str, description: str, attack_card: dict, train_card: dict, attack: str, run_dir: Path,
+         weights) -> dict:
     condition = attack_card["conditions"][0]
-    return {
-        "defense": defense,
-        "description": description,
-        "clean_accuracy": attack_card["clean_accuracy"],
-        "robust_accuracy": condition["robust_accuracy"],
-        "attack": attack,
-        "training_seconds": train_card.get("training_seconds"),
-        "training_note": train_card.get("training_note"),
-        "attack_seconds": condition["seconds"],
-        "clips": attack_card["clips"],
-        "run_dir": str(run_dir),
-        "weights": weights,
-        "flags": attack_card.get("flags", []),
-    }
+    return {"defense": defense, "description": description, "clean_accuracy": attack_card["clean_accuracy"],
+            "robust_accuracy": condition["robust_accuracy"], "attack": attack,
+            "training_seconds": train_card.get("training_seconds"), "training_note": train_card.get("training_note"),
+            "attack_seconds": condition["seconds"], "clips": attack_card["clips"], "run_dir": str(run_dir),
+            "weights": weights, "flags": attack_card.get("flags", [])}
 
 
 def _row_line(row: dict) -> str:
-    return (
-        f"{row['defense']}: clean {row['clean_accuracy']['value']:.3f}, robust {row['robust_accuracy']['value']:.3f}"
-        f" ({row['attack']})"
-    )
+    return (f"{row['defense']}: clean {row['clean_accuracy']['value']:.3f}, "
+            f"robust {row['robust_accuracy']['value']:.3f} ({row['attack']})")
 
 
-def certify_study(
-    model_name: str,
-    weights: str | None,
-    test: AudioDataset,
-    out: Path,
-    *,
-    denoiser: str,
-    sigmas: tuple[float, ...],
-    n0: int,
-    n: int,
-    alpha: float,
-    limit: int | None,
-    batch_size: int,
-    seed: int,
-    device,
-    log: Callable[[str], None] = print,
-) -> list[dict]:
+def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, *, denoiser: str,
+                  sigmas: tuple[float, ...], n0: int, n: int, alpha: float, limit: int | None, batch_size: int,
+                  seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
     """CERTIFY every test clip at each σ, with and without ``denoiser``, in the denoiser's domain."""
     model = load_model(model_name, weights=weights, device=device)
     den = load_denoiser(denoiser, device=device)
@@ -325,29 +211,10 @@ def certify_study(
         for use in (None, den):
             smooth = Smooth(model, sigma, domain=den.domain, denoiser=use)
             name = f"sigma-{sigma:g}-{'denoised' if use is not None else 'plain'}"
-            rows = certify_clips(
-                smooth,
-                clips,
-                n0=n0,
-                n=n,
-                alpha=alpha,
-                batch_size=batch_size,
-                seed=seed,
-                rows_file=out / f"{name}.jsonl",
-            )
-            curves.append(
-                {
-                    "name": name,
-                    "sigma": sigma,
-                    "domain": den.domain,
-                    "denoiser": den.name if use else None,
-                    "description": smooth.describe(),
-                    "n0": n0,
-                    "n": n,
-                    "alpha": alpha,
-                    "rows": rows,
-                    "seconds": sum(r["seconds"] for r in rows),
-                }
-            )
+            rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
+                                 rows_file=out / f"{name}.jsonl")
+            curves.append({"name": name, "sigma": sigma, "domain": den.domain, "denoiser": den.name if use else None,
+                           "description": smooth.describe(), "n0": n0, "n": n, "alpha": alpha, "rows": rows,
+                           "seconds": sum(r["seconds"] for r in rows)})
             log(f"certified {name}: {sum(r['correct'] for r in rows)} of {len(rows)} clips correct at radius 0")
     return curves

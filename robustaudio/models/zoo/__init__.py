@@ -49,25 +49,6 @@ ZOO: dict[str, Callable[..., Classifier]] = {
     "dscnn": DSCNN,
 }
 
-__all__ = [
-    "ZOO",
-    "M3",
-    "M5",
-    "M11",
-    "M18",
-    "M34Res",
-    "WaveformCNN",
-    "CRNN",
-    "TALTrans",
-    "ResNet50Attention",
-    "ConformerAttention",
-    "Cnn14",
-    "AudioSpectrogramTransformer",
-    "AST64x400",
-    "DSCNN",
-    "MILHead",
-    "MIL_POOLINGS",
-    "probabilities_to_logits",
-    "load_published_ast",
-    "published_state_dict",
-]
+__all__ = ["ZOO", "M3", "M5", "M11", "M18", "M34Res", "WaveformCNN", "CRNN", "TALTrans", "ResNet50Attention",
+           "ConformerAttention", "Cnn14", "AudioSpectrogramTransformer", "AST64x400", "DSCNN", "MILHead",
+           "MIL_POOLINGS", "probabilities_to_logits", "load_published_ast", "published_state_dict"]

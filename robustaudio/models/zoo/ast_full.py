@@ -94,16 +94,8 @@ class PatchEmbed(nn.Module):
 class DistilledViT(nn.Module):
     """ASTModel's ``v``: distilled DeiT, [CLS] + distillation tokens; ``[B, 1, F, T]`` -> ``[B, N + 2, dim]``."""
 
-    def __init__(
-        self,
-        patches: int,
-        dim: int,
-        depth: int,
-        heads: int,
-        patch: int,
-        stride: int,
-        imagenet_classes: int = IMAGENET_CLASSES,
-    ):
+    def __init__(self, patches: int, dim: int, depth: int, heads: int, patch: int, stride: int,
+                 imagenet_classes: int = IMAGENET_CLASSES):
         super().__init__()
         self.patch_embed = PatchEmbed(dim, patch, stride)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -134,22 +126,11 @@ class AudioSpectrogramTransformer(Classifier):
     Linear) -> logits. ``feature_kind`` is ``"fbank"`` (Kaldi) or ``"logmel"`` (the thesis's TALNet log-mel).
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        feature_kind: str = "fbank",
-        n_mels: int = 128,
-        target_frames: int = 1024,
-        patch: int = 16,
-        stride: int = 10,
-        dim: int = 768,
-        depth: int = 12,
-        heads: int = 12,
-        clip_seconds: float = 10.0,
-        feature_mean: float = AUDIOSET_FBANK_MEAN,
-        feature_std: float = AUDIOSET_FBANK_STD,
-        imagenet_classes: int = IMAGENET_CLASSES,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 feature_kind: str = "fbank", n_mels: int = 128, target_frames: int = 1024,
+                 patch: int = 16, stride: int = 10, dim: int = 768, depth: int = 12, heads: int = 12,
+                 clip_seconds: float = 10.0, feature_mean: float = AUDIOSET_FBANK_MEAN,
+                 feature_std: float = AUDIOSET_FBANK_STD, imagenet_classes: int = IMAGENET_CLASSES):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate = 16000
@@ -195,25 +176,11 @@ class AST64x400(AudioSpectrogramTransformer):
     feature; fit them with ``front_end.raw``). Same backbone and key names as the 128 x 1024 model.
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        feature_kind: str = "logmel",
-        n_mels: int = 64,
-        target_frames: int = 400,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-        **config,
-    ):
-        super().__init__(
-            labels,
-            feature_kind=feature_kind,
-            n_mels=n_mels,
-            target_frames=target_frames,
-            feature_mean=feature_mean,
-            feature_std=feature_std,
-            **config,
-        )
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 feature_kind: str = "logmel", n_mels: int = 64, target_frames: int = 400,
+                 feature_mean: float = 0.0, feature_std: float = 1.0, **config):
+        super().__init__(labels, feature_kind=feature_kind, n_mels=n_mels, target_frames=target_frames,
+                         feature_mean=feature_mean, feature_std=feature_std, **config)
 
 
 def load_published_ast(model: AudioSpectrogramTransformer, state_dict: dict[str, torch.Tensor]) -> None:
@@ -224,5 +191,5 @@ def load_published_ast(model: AudioSpectrogramTransformer, state_dict: dict[str,
     """
     prefix = "module."
     if all(key.startswith(prefix) for key in state_dict):
-        state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
+        state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
     model.load_state_dict(state_dict, strict=True)

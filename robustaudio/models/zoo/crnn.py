@@ -41,28 +41,16 @@ def talnet_logmel(n_mels: int = 64, feature_mean: float = 0.0, feature_std: floa
 
     Output ``[B, n_mels, T // 400 + 1]``: 401 frames for 10 s.
     """
-    return LogMel(
-        sample_rate=16000,
-        n_fft=4096,
-        win_length=1024,
-        hop_length=400,
-        n_mels=n_mels,
-        f_min=0.0,
-        f_max=8000.0,
-        mean=feature_mean,
-        std=feature_std,
-    )
+    return LogMel(sample_rate=16000, n_fft=4096, win_length=1024, hop_length=400, n_mels=n_mels,
+                  f_min=0.0, f_max=8000.0, mean=feature_mean, std=feature_std)
 
 
 class TALNetConvBlock(nn.Sequential):
     """3x3 convolution, batch norm, ReLU, then an optional max pool of ``pool = (time, frequency)``."""
 
     def __init__(self, c_in: int, c_out: int, pool: tuple[int, int] | None):
-        layers: list[nn.Module] = [
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        ]
+        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                                   nn.ReLU(inplace=True)]
         if pool is not None:
             layers.append(nn.MaxPool2d(pool))
         super().__init__(*layers)
@@ -76,17 +64,10 @@ class TALNetCNN(nn.Module):
     ``frames' = frames // 2**time_pools`` and the output has ``n_mels / 2**pool_layers`` bins.
     """
 
-    def __init__(
-        self,
-        n_mels: int = 64,
-        embedding_size: int = 1024,
-        conv_layers: int = 10,
-        pool_layers: int = 5,
-        time_pools: int = 2,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, n_mels: int = 64, embedding_size: int = 1024, conv_layers: int = 10,
+                 pool_layers: int = 5, time_pools: int = 2, dropout: float = 0.0):
         super().__init__()
-        if conv_layers % pool_layers or n_mels % 2**pool_layers:
+        if conv_layers % pool_layers or n_mels % 2 ** pool_layers:
             raise ValueError("conv_layers must be a multiple of pool_layers, n_mels of 2**pool_layers")
         interval = conv_layers // pool_layers
         blocks, c_in, bins, pools_done = [], 1, n_mels, 0
@@ -108,7 +89,7 @@ class TALNetCNN(nn.Module):
         x = features.transpose(1, 2).unsqueeze(1)  # [B, 1, frames, n_mels]: TALNet's (time, frequency) layout
         for block in self.blocks:
             x = block(self.dropout(x))
-        return x.permute(0, 2, 1, 3).flatten(2)  # [B, frames', channels * bins]
+        return x.permute(0, 2, 1, 3).flatten(2)   # [B, frames', channels * bins]
 
 
 class FrameMILClassifier(Classifier):
@@ -126,9 +107,8 @@ class FrameMILClassifier(Classifier):
     sample_rate = 16000
     multilabel = True
 
-    def __init__(
-        self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float, multilabel: bool = True
-    ):
+    def __init__(self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float,
+                 multilabel: bool = True):
         """The plumbing every thesis tagger shares: 16 kHz, TALNet log-mel, multi-label by default.
 
         ``multilabel=False`` treats the clip logits ``logit(p_k)`` as single-label logits (softmax
@@ -173,20 +153,11 @@ class CRNN(FrameMILClassifier):
     With attention pooling and 527 classes it has 10.5M parameters, as in Table 6.2.
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        pooling: str = "attention",
-        n_mels: int = 64,
-        embedding_size: int = 1024,
-        conv_layers: int = 10,
-        pool_layers: int = 5,
-        dropout: float = 0.0,
-        clip_seconds: float = 10.0,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-        multilabel: bool = True,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 pooling: str = "attention", n_mels: int = 64, embedding_size: int = 1024,
+                 conv_layers: int = 10, pool_layers: int = 5, dropout: float = 0.0,
+                 clip_seconds: float = 10.0, feature_mean: float = 0.0, feature_std: float = 1.0,
+                 multilabel: bool = True):
         super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std, multilabel)
         self.cnn = TALNetCNN(n_mels, embedding_size, conv_layers, pool_layers, dropout=dropout)
         self.gru = nn.GRU(self.cnn.embedding_size, embedding_size // 2, batch_first=True, bidirectional=True)
@@ -220,26 +191,16 @@ class TALTrans(FrameMILClassifier):
     Input: 16 kHz, 10 s waveform -> 64 x 401 log-mel (:func:`talnet_logmel`); frames ``[B, 100, model_dim]``.
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        pooling: str = "attention",
-        n_mels: int = 64,
-        embedding_size: int = 1024,
-        model_dim: int = 512,
-        layers: int = 2,
-        heads: int = 8,
-        ffn_dim: int = 2048,
-        dropout: float = 0.1,
-        clip_seconds: float = 10.0,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-        multilabel: bool = True,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 pooling: str = "attention", n_mels: int = 64, embedding_size: int = 1024,
+                 model_dim: int = 512, layers: int = 2, heads: int = 8, ffn_dim: int = 2048,
+                 dropout: float = 0.1, clip_seconds: float = 10.0,
+                 feature_mean: float = 0.0, feature_std: float = 1.0, multilabel: bool = True):
         super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std, multilabel)
         self.cnn = TALNetCNN(n_mels, embedding_size)
         self.projection = nn.Linear(self.cnn.embedding_size, model_dim)
-        layer = nn.TransformerEncoderLayer(model_dim, heads, dim_feedforward=ffn_dim, dropout=dropout, batch_first=True)
+        layer = nn.TransformerEncoderLayer(model_dim, heads, dim_feedforward=ffn_dim, dropout=dropout,
+                                           batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.attach_head(model_dim, pooling)
 

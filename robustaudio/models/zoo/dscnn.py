@@ -27,11 +27,8 @@ def depthwise_separable(channels: int) -> nn.Sequential:
     """3x3 depthwise conv + BN + ReLU, then 1x1 pointwise conv + BN + ReLU; ``[B, C, H, W]`` -> same shape."""
     return nn.Sequential(
         nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
-        nn.BatchNorm2d(channels),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(channels, channels, 1, bias=False),
-        nn.BatchNorm2d(channels),
-        nn.ReLU(inplace=True),
+        nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
     )
 
 
@@ -42,19 +39,10 @@ class DSCNN(Classifier):
     keeping ``n_mels`` coefficients, so the mel front end is shared).
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = WAKE_WORD_LABELS,
-        feature_kind: str = "mfcc",
-        n_mels: int = 40,
-        channels: int = 64,
-        blocks: int = 4,
-        first_kernel: tuple[int, int] = (10, 4),
-        first_stride: tuple[int, int] = (2, 2),
-        clip_seconds: float = 1.0,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = WAKE_WORD_LABELS, feature_kind: str = "mfcc",
+                 n_mels: int = 40, channels: int = 64, blocks: int = 4,
+                 first_kernel: tuple[int, int] = (10, 4), first_stride: tuple[int, int] = (2, 2),
+                 clip_seconds: float = 1.0, feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__()
         if feature_kind not in ("logmel", "mfcc"):
             raise ValueError(f"feature_kind must be 'logmel' or 'mfcc', not {feature_kind!r}")
@@ -63,27 +51,16 @@ class DSCNN(Classifier):
         self.clip_seconds = clip_seconds
         self.multilabel = False
         self.feature_kind = feature_kind
-        self.front_end = LogMel(
-            sample_rate=16000,
-            n_fft=1024,
-            win_length=640,
-            hop_length=320,
-            n_mels=n_mels,
-            f_min=20.0,
-            f_max=8000.0,
-            mean=feature_mean,
-            std=feature_std,
-        )
+        self.front_end = LogMel(sample_rate=16000, n_fft=1024, win_length=640, hop_length=320, n_mels=n_mels,
+                                f_min=20.0, f_max=8000.0, mean=feature_mean, std=feature_std)
         if feature_kind == "mfcc":
             # [n_mels, n_mels] DCT matrix; derived from the config, so not saved
-            self.register_buffer(
-                "dct", torchaudio.functional.create_dct(n_mels, n_mels, norm="ortho"), persistent=False
-            )
+            self.register_buffer("dct", torchaudio.functional.create_dct(n_mels, n_mels, norm="ortho"),
+                                 persistent=False)
         time_pad, frequency_pad = first_kernel[0] // 2 - 1, first_kernel[1] // 2 - 1
         self.first = nn.Sequential(
             nn.Conv2d(1, channels, first_kernel, stride=first_stride, padding=(time_pad, frequency_pad), bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
         )
         self.separable = nn.Sequential(*[depthwise_separable(channels) for _ in range(blocks)])
         self.fc = nn.Linear(channels, len(self.labels))

@@ -53,30 +53,13 @@ class PannsLogMel(LogMel):
     Output ``[B, n_mels, T // hop + 1]`` in dB (no mean/std normalisation: CNN14's ``bn0`` does it).
     """
 
-    def __init__(
-        self,
-        sample_rate: int = 32000,
-        n_fft: int = 1024,
-        hop_length: int = 320,
-        n_mels: int = 64,
-        f_min: float = 50.0,
-        f_max: float = 14000.0,
-    ):
-        super().__init__(
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            win_length=n_fft,
-            hop_length=hop_length,
-            n_mels=n_mels,
-            f_min=f_min,
-            f_max=f_max,
-        )
+    def __init__(self, sample_rate: int = 32000, n_fft: int = 1024, hop_length: int = 320, n_mels: int = 64,
+                 f_min: float = 50.0, f_max: float = 14000.0):
+        super().__init__(sample_rate=sample_rate, n_fft=n_fft, win_length=n_fft, hop_length=hop_length,
+                         n_mels=n_mels, f_min=f_min, f_max=f_max)
         # librosa.filters.mel defaults (Slaney scale and area normalisation), which torchlibrosa uses
-        self.mel.mel_scale.fb.copy_(
-            torchaudio.functional.melscale_fbanks(
-                n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney"
-            )
-        )
+        self.mel.mel_scale.fb.copy_(torchaudio.functional.melscale_fbanks(
+            n_fft // 2 + 1, f_min, f_max, n_mels, sample_rate, norm="slaney", mel_scale="slaney"))
 
     def raw(self, audio: torch.Tensor) -> torch.Tensor:
         return DB_PER_NEPER * torch.log(self.mel(audio).clamp_min(POWER_FLOOR))
@@ -85,12 +68,8 @@ class PannsLogMel(LogMel):
 def hann_dft_kernels(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """torchlibrosa's STFT kernels ``[n_fft//2 + 1, 1, n_fft]``: periodic Hann window x ``cos`` / ``-sin`` rows."""
     window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
-    phase = (
-        2
-        * math.pi
-        * torch.outer(torch.arange(n_fft // 2 + 1, dtype=torch.float64), torch.arange(n_fft, dtype=torch.float64))
-        / n_fft
-    )
+    phase = 2 * math.pi * torch.outer(torch.arange(n_fft // 2 + 1, dtype=torch.float64),
+                                      torch.arange(n_fft, dtype=torch.float64)) / n_fft
     real = (torch.cos(phase) * window).unsqueeze(1).float()
     imaginary = (-torch.sin(phase) * window).unsqueeze(1).float()
     return real, imaginary
@@ -144,17 +123,9 @@ class Cnn14(Classifier):
 
     channels: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        sample_rate: int = 32000,
-        window_size: int = 1024,
-        hop_size: int = 320,
-        mel_bins: int = 64,
-        fmin: float = 50.0,
-        fmax: float = 14000.0,
-        clip_seconds: float = 10.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 sample_rate: int = 32000, window_size: int = 1024, hop_size: int = 320, mel_bins: int = 64,
+                 fmin: float = 50.0, fmax: float = 14000.0, clip_seconds: float = 10.0):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate = sample_rate
@@ -179,14 +150,14 @@ class Cnn14(Classifier):
         return self.front_end(audio)
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        x = self.bn0(features.unsqueeze(-1))  # [B, mel, frames, 1]: batch norm per mel bin, as published
-        x = x.permute(0, 3, 2, 1)  # [B, 1, frames, mel]: the published (time, frequency) layout
+        x = self.bn0(features.unsqueeze(-1))   # [B, mel, frames, 1]: batch norm per mel bin, as published
+        x = x.permute(0, 3, 2, 1)              # [B, 1, frames, mel]: the published (time, frequency) layout
         blocks = len(self.channels)
         for index in range(1, blocks + 1):
             pool = (2, 2) if index < blocks else (1, 1)
             x = self.block_dropout(getattr(self, f"conv_block{index}")(x, pool))
-        x = x.mean(dim=3)  # over frequency
-        x = x.amax(dim=2) + x.mean(dim=2)  # max + mean over time
+        x = x.mean(dim=3)                      # over frequency
+        x = x.amax(dim=2) + x.mean(dim=2)      # max + mean over time
         return {"audio": F.relu(self.fc1(self.dropout(x)))}
 
     def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:

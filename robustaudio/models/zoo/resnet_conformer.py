@@ -33,11 +33,8 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(width, c_out, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(c_out)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample = (
-            None
-            if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
-        )
+        self.downsample = (None if stride == 1 and c_in == c_out else
+                           nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -57,17 +54,10 @@ class ResNet50Attention(FrameMILClassifier):
     Input: 16 kHz, 10 s waveform -> 64 x 401 log-mel (:func:`talnet_logmel`).
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        pooling: str = "attention",
-        n_mels: int = 64,
-        blocks: tuple[int, ...] = (3, 4, 6, 3),
-        base_width: int = 64,
-        clip_seconds: float = 10.0,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 pooling: str = "attention", n_mels: int = 64, blocks: tuple[int, ...] = (3, 4, 6, 3),
+                 base_width: int = 64, clip_seconds: float = 10.0,
+                 feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.conv1 = nn.Conv2d(1, base_width, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(base_width)
@@ -75,7 +65,7 @@ class ResNet50Attention(FrameMILClassifier):
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         c_in = base_width
         for index, repeats in enumerate(blocks):
-            width = base_width * 2**index
+            width = base_width * 2 ** index
             stage = []
             for block in range(repeats):
                 stage.append(Bottleneck(c_in, width, stride=2 if block == 0 and index > 0 else 1))
@@ -100,10 +90,8 @@ class ConvSubsampling(nn.Module):
     def __init__(self, n_mels: int, model_dim: int, channels: int = 32):
         super().__init__()
         self.conv = nn.Sequential(
-            nn.Conv2d(1, channels, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, 3, stride=2, padding=1),
-            nn.ReLU(inplace=True),
+            nn.Conv2d(1, channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(inplace=True),
         )
         reduced_bins = (n_mels + 3) // 4
         self.linear = nn.Linear(channels * reduced_bins, model_dim)
@@ -123,22 +111,11 @@ class ConformerAttention(FrameMILClassifier):
     Input: 16 kHz, 10 s waveform -> 64 x 401 log-mel (:func:`talnet_logmel`).
     """
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
-        pooling: str = "attention",
-        n_mels: int = 64,
-        model_dim: int = 768,
-        layers: int = 12,
-        heads: int = 12,
-        ffn_dim: int = 1024,
-        kernel_size: int = 31,
-        dropout: float = 0.1,
-        subsampling_channels: int = 32,
-        clip_seconds: float = 10.0,
-        feature_mean: float = 0.0,
-        feature_std: float = 1.0,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
+                 pooling: str = "attention", n_mels: int = 64, model_dim: int = 768, layers: int = 12,
+                 heads: int = 12, ffn_dim: int = 1024, kernel_size: int = 31, dropout: float = 0.1,
+                 subsampling_channels: int = 32, clip_seconds: float = 10.0,
+                 feature_mean: float = 0.0, feature_std: float = 1.0):
         super().__init__(labels, n_mels, clip_seconds, feature_mean, feature_std)
         self.subsampling = ConvSubsampling(n_mels, model_dim, subsampling_channels)
         self.conformer = TorchaudioConformer(model_dim, heads, ffn_dim, layers, kernel_size, dropout=dropout)

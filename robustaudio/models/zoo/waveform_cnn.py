@@ -19,16 +19,8 @@ from torch import nn
 from ..base import Classifier
 
 URBANSOUND8K_LABELS: tuple[str, ...] = (
-    "air_conditioner",
-    "car_horn",
-    "children_playing",
-    "dog_bark",
-    "drilling",
-    "engine_idling",
-    "gun_shot",
-    "jackhammer",
-    "siren",
-    "street_music",
+    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
+    "engine_idling", "gun_shot", "jackhammer", "siren", "street_music",
 )
 STANDARDISE_EPS = 1e-5  # keeps per-clip standardisation finite on digital silence
 
@@ -37,8 +29,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3, stride: int = 1) -> nn.
     """1-D convolution ('same' padding, no bias: batch norm follows), batch norm, ReLU."""
     return nn.Sequential(
         nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=(kernel - stride + 1) // 2, bias=False),
-        nn.BatchNorm1d(c_out),
-        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(c_out), nn.ReLU(inplace=True),
     )
 
 
@@ -53,14 +44,10 @@ class ResidualBlock1d(nn.Module):
         super().__init__()
         self.body = nn.Sequential(
             conv_bn_relu(c_in, c_out),
-            nn.Conv1d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm1d(c_out),
+            nn.Conv1d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm1d(c_out),
         )
-        self.shortcut = (
-            nn.Identity()
-            if c_in == c_out
-            else nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out))
-        )
+        self.shortcut = (nn.Identity() if c_in == c_out else
+                         nn.Sequential(nn.Conv1d(c_in, c_out, 1, bias=False), nn.BatchNorm1d(c_out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.body(x) + self.shortcut(x))
@@ -81,28 +68,21 @@ class WaveformCNN(Classifier):
     first_channels: int = 0
     stages: tuple[tuple[int, int], ...] = ()
     residual: bool = False
-    first_kernel: int = 80  # 10 ms at 8 kHz
+    first_kernel: int = 80   # 10 ms at 8 kHz
     first_stride: int = 4
     pool: int = 4
-    pooled_stages: int = 3  # stages followed by max pooling; the fourth goes straight to global pooling
+    pooled_stages: int = 3   # stages followed by max pooling; the fourth goes straight to global pooling
 
-    def __init__(
-        self,
-        labels: list[str] | tuple[str, ...] = URBANSOUND8K_LABELS,
-        sample_rate: int = 8000,
-        clip_seconds: float = 4.0,
-        standardise: bool = True,
-    ):
+    def __init__(self, labels: list[str] | tuple[str, ...] = URBANSOUND8K_LABELS, sample_rate: int = 8000,
+                 clip_seconds: float = 4.0, standardise: bool = True):
         super().__init__()
         self.labels = tuple(labels)
         self.sample_rate = sample_rate
         self.clip_seconds = clip_seconds
         self.multilabel = False
         self.standardise = standardise
-        layers: list[nn.Module] = [
-            conv_bn_relu(1, self.first_channels, self.first_kernel, self.first_stride),
-            nn.MaxPool1d(self.pool, ceil_mode=True),
-        ]  # ceil: 125 -> 32 as in the table
+        layers: list[nn.Module] = [conv_bn_relu(1, self.first_channels, self.first_kernel, self.first_stride),
+                                   nn.MaxPool1d(self.pool, ceil_mode=True)]  # ceil: 125 -> 32 as in the table
         c_in = self.first_channels
         for index, (channels, repeats) in enumerate(self.stages):
             for _ in range(repeats):
