@@ -84,22 +84,15 @@ def _l1_step(grad: torch.Tensor, x: torch.Tensor, threat: ThreatModel, k: torch.
 class _Book:
     """Per-clip totals over restarts and target runs: the point to return, success and pass counts."""
 
-    def __init__(
-        self,
-        model: AttackTarget,
-        clean: torch.Tensor,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        targeted: bool,
-        passes: Passes,
-    ):
+    def __init__(self, model: AttackTarget, clean: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                 targeted: bool,
+                 passes: Passes):
         self.best, self.logits, self.passes = clean.clone(), logits, passes
         self.success = is_fooled(model, logits, labels, targeted)
         self.loss = torch.full((clean.shape[0],), -torch.inf, device=clean.device)
 
-    def record(
-        self, rows: torch.Tensor, x: torch.Tensor, out: torch.Tensor, loss: torch.Tensor, fooled: torch.Tensor
-    ) -> None:
+    def record(self, rows: torch.Tensor, x: torch.Tensor, out: torch.Tensor, loss: torch.Tensor,
+               fooled: torch.Tensor) -> None:
         # A fooling point beats any other; among points alike the higher loss wins.
         before = self.success[rows]
         better = (fooled & ~before) | ((fooled == before) & (loss > self.loss[rows]))
@@ -110,55 +103,22 @@ class _Book:
         self.success[rows[fooled]] = True
 
     def result(self, clean: torch.Tensor, eps: torch.Tensor) -> AttackResult:
-        return AttackResult(
-            adversarial=self.best,
-            clean=clean,
-            success=self.success,
-            logits=self.logits,
-            budget=eps,
-            forwards=self.passes.forwards,
-            backwards=self.passes.backwards,
-        )
+        return AttackResult(adversarial=self.best, clean=clean, success=self.success, logits=self.logits,
+                            budget=eps, forwards=self.passes.forwards, backwards=self.passes.backwards)
 
 
-def _run(
-    model: AttackTarget,
-    threat: ThreatModel,
-    x0: torch.Tensor,
-    logits_fn,
-    labels: torch.Tensor,
-    targeted: bool,
-    loss_fn: LossFn,
-    book: _Book,
-    rows: torch.Tensor,
-    delta: torch.Tensor,
-    eps: torch.Tensor,
-    steps: int,
-    rho: float,
-    momentum: float,
-    early_stop: bool,
-) -> None:
+def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.Tensor, targeted: bool,
+         loss_fn: LossFn, book: _Book, rows: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, steps: int,
+         rho: float, momentum: float, early_stop: bool) -> None:
     """One APGD run of ``steps`` steps on the clips ``rows`` (inputs ``x0``, start ``delta``)."""
     marks, last_mark = _checkpoints(steps), 0
     n, l1 = rows.numel(), threat.norm == "l1"
     free = _support(threat.mask.to(x0).expand_as(x0)) if threat.mask is not None else _support(torch.ones_like(x0))
     ninf = torch.full((n,), -torch.inf, device=x0.device)
-    s = {
-        "x0": x0,
-        "delta": delta,
-        "prev": delta,
-        "eps": eps,
-        "eta": eps * (1.0 if l1 else 2.0),
-        "best": delta,
-        "best_grad": torch.zeros_like(x0),
-        "best_loss": ninf,
-        "last_loss": ninf,
-        "mark_loss": ninf,
-        "gains": torch.zeros(n, device=x0.device),
-        "reduced": torch.zeros(n, dtype=torch.bool, device=x0.device),
-        "k": (free * L1_START_FRACTION).ceil().long().clamp_min(1),
-        "free": free,
-    }
+    s = {"x0": x0, "delta": delta, "prev": delta, "eps": eps, "eta": eps * (1.0 if l1 else 2.0),
+         "best": delta, "best_grad": torch.zeros_like(x0), "best_loss": ninf, "last_loss": ninf,
+         "mark_loss": ninf, "gains": torch.zeros(n, device=x0.device), "reduced": torch.zeros(n, dtype=torch.bool,
+         device=x0.device), "k": (free * L1_START_FRACTION).ceil().long().clamp_min(1), "free": free}
     for step in range(steps + 1):
         x = threat.apply(s["x0"], s["delta"]).requires_grad_(step < steps)
         with torch.enable_grad():
@@ -204,9 +164,8 @@ def _run(
         eta = s["eta"].view(-1, *[1] * (x0.dim() - 1))
         z = threat.project(s["delta"] + eta * direction, s["x0"], s["eps"])
         if step > 0:  # momentum from the second step on
-            z = threat.project(
-                s["delta"] + momentum * (z - s["delta"]) + (1 - momentum) * (s["delta"] - s["prev"]), s["x0"], s["eps"]
-            )
+            z = threat.project(s["delta"] + momentum * (z - s["delta"]) + (1 - momentum) * (s["delta"] - s["prev"]),
+                               s["x0"], s["eps"])
         s["prev"], s["delta"] = s["delta"], z.detach()
 
 
@@ -230,26 +189,11 @@ def _start(threat, clean, eps, init_delta, generator):
     return threat.random_start(clean, eps, generator)
 
 
-def apgd(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    steps: int = 100,
-    restarts: int = 1,
-    loss: str = "ce",
-    targeted: bool = False,
-    target_classes: int = 9,
-    rho: float = 0.75,
-    momentum: float = 0.75,
-    eps: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    early_stop: bool = True,
-    clean_logits: torch.Tensor | None = None,
-    init_delta: torch.Tensor | None = None,
-) -> AttackResult:
+def apgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, steps: int = 100,
+         restarts: int = 1, loss: str = "ce", targeted: bool = False, target_classes: int = 9, rho: float = 0.75,
+         momentum: float = 0.75, eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
+         generator: torch.Generator | None = None, early_stop: bool = True,
+         clean_logits: torch.Tensor | None = None, init_delta: torch.Tensor | None = None) -> AttackResult:
     """Run APGD on a batch; returns the fooling point of each fooled clip, else its highest-loss point.
 
     Args:
@@ -268,93 +212,47 @@ def apgd(
         init_delta: warm start ``[B, ...]`` for the first restart, projected onto the threat model.
     """
     if loss == "dlr" and targeted:
-        return apgd_targeted(
-            model,
-            audio,
-            labels,
-            threat,
-            steps=steps,
-            target_classes=target_classes,
-            restarts=restarts,
-            rho=rho,
-            momentum=momentum,
-            eps=eps,
-            video=video,
-            generator=generator,
-            early_stop=early_stop,
-            clean_logits=clean_logits,
-            init_delta=init_delta,
-        )
+        return apgd_targeted(model, audio, labels, threat, steps=steps, target_classes=target_classes,
+                             restarts=restarts, rho=rho, momentum=momentum, eps=eps, video=video,
+                             generator=generator, early_stop=early_stop, clean_logits=clean_logits,
+                             init_delta=init_delta)
     if steps < 0 or restarts < 1 or loss not in ("ce", "dlr"):
         raise ValueError(f"need steps >= 0, restarts >= 1 and loss 'ce' or 'dlr'; got {steps}, {restarts}, {loss!r}.")
     with frozen(model):
         clean, logits_fn, eps, book = _setup(model, audio, labels, threat, eps, video, clean_logits, targeted)
         if loss == "ce":
-
             def loss_fn(out, rows):
                 return attack_loss(model, out, labels[rows], targeted)
         elif model.multilabel:
-
             def loss_fn(out, rows):
                 return -margin_loss(model, out.float(), labels[rows])
         else:
             _need_classes(book.logits, 3)
-
             def loss_fn(out, rows):
                 return dlr_loss(out, labels[rows])
-
         for restart in range(restarts):
             rows = torch.nonzero(~book.success & (eps > 0)).flatten()
             if rows.numel() == 0:
                 break
             start = init_delta[rows] if restart == 0 and init_delta is not None else None
             delta = _start(threat, clean[rows], eps[rows], start, generator)
-            _run(
-                model,
-                threat,
-                clean[rows],
-                logits_fn,
-                labels,
-                targeted,
-                loss_fn,
-                book,
-                rows,
-                delta,
-                eps[rows],
-                steps,
-                rho,
-                momentum,
-                early_stop,
-            )
+            _run(model, threat, clean[rows], logits_fn, labels, targeted, loss_fn, book, rows, delta, eps[rows],
+                 steps, rho, momentum, early_stop)
     return book.result(clean, eps)
 
 
 def _need_classes(logits: torch.Tensor, least: int) -> None:
     if logits.shape[1] < least:
-        raise ValueError(
-            f"DLR needs at least {least} classes (it normalises by the third-largest logit); this model "
-            f"has {logits.shape[1]}: use loss='ce'."
-        )
+        raise ValueError(f"DLR needs at least {least} classes (it normalises by the third-largest logit); this model "
+                         f"has {logits.shape[1]}: use loss='ce'.")
 
 
-def apgd_targeted(
-    model: AttackTarget,
-    audio: torch.Tensor,
-    labels: torch.Tensor,
-    threat: ThreatModel,
-    *,
-    steps: int = 100,
-    target_classes: int = 9,
-    restarts: int = 1,
-    rho: float = 0.75,
-    momentum: float = 0.75,
-    eps: torch.Tensor | None = None,
-    video: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-    early_stop: bool = True,
-    clean_logits: torch.Tensor | None = None,
-    init_delta: torch.Tensor | None = None,
-) -> AttackResult:
+def apgd_targeted(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                  steps: int = 100,
+                  target_classes: int = 9, restarts: int = 1, rho: float = 0.75, momentum: float = 0.75,
+                  eps: torch.Tensor | None = None, video: torch.Tensor | None = None,
+                  generator: torch.Generator | None = None, early_stop: bool = True,
+                  clean_logits: torch.Tensor | None = None, init_delta: torch.Tensor | None = None) -> AttackResult:
     """APGD-T: targeted DLR towards each of the ``target_classes`` runner-up classes in turn.
 
     ``labels`` ``[B]`` are the true classes; run ``r`` targets each clip's ``(r + 2)``-th highest
@@ -365,14 +263,11 @@ def apgd_targeted(
     Other arguments as for :func:`apgd`.
     """
     if model.multilabel:
-        raise ValueError(
-            "apgd_targeted needs a single-label model; for a multi-label one use apgd(loss='dlr'), "
-            "which ascends the threshold margin of the true tags."
-        )
+        raise ValueError("apgd_targeted needs a single-label model; for a multi-label one use apgd(loss='dlr'), "
+                         "which ascends the threshold margin of the true tags.")
     if steps < 0 or restarts < 1 or target_classes < 1:
-        raise ValueError(
-            f"need steps >= 0, restarts >= 1, target_classes >= 1; got {steps}, {restarts}, {target_classes}."
-        )
+        raise ValueError(f"need steps >= 0, restarts >= 1, target_classes >= 1; got {steps}, {restarts}, "
+                         f"{target_classes}.")
     with frozen(model):
         clean, logits_fn, eps, book = _setup(model, audio, labels, threat, eps, video, clean_logits, False)
         _need_classes(book.logits, 3)
@@ -389,21 +284,6 @@ def apgd_targeted(
                     break
                 start = init_delta[rows] if run == restart == 0 and init_delta is not None else None
                 delta = _start(threat, clean[rows], eps[rows], start, generator)
-                _run(
-                    model,
-                    threat,
-                    clean[rows],
-                    logits_fn,
-                    labels,
-                    False,
-                    loss_fn,
-                    book,
-                    rows,
-                    delta,
-                    eps[rows],
-                    steps,
-                    rho,
-                    momentum,
-                    early_stop,
-                )
+                _run(model, threat, clean[rows], logits_fn, labels, False, loss_fn, book, rows, delta, eps[rows],
+                     steps, rho, momentum, early_stop)
     return book.result(clean, eps)

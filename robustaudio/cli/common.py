@@ -28,23 +28,15 @@ def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     from ..records import RunDirectoryError
     from ..runner import RunSettingsError
 
-    return (
-        ModelError,
-        DatasetError,
-        ThreatModelError,
-        RunSettingsError,
-        BackendError,
-        GradientUnavailableError,
-        RunDirectoryError,
-        *more,
-    )
+    return (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError,
+            RunDirectoryError, *more)
 
 
 def parse_device(name: str) -> torch.device:
     import torch
-
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise click.BadParameter("CUDA is not available on this machine; use --device cpu.", param_hint="--device")
+        raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
+                                 param_hint="--device")
     return torch.device(name)
 
 
@@ -52,7 +44,6 @@ def data_for(model_name: str, data: str | None) -> str | None:
     """``--data``, or when it is not given the bundled set a bundled model was trained on (avmini for
     the av-* models; ``None``, the bundled minievents, for everything else)."""
     from ..models import MODELS
-
     if data is None and model_name in MODELS:
         return MODELS[model_name].data
     return data
@@ -96,42 +87,27 @@ class Main(click.Group):
 
 def compose(*decorators):
     """Several click options as one decorator: the options that commands share, defined once."""
-
     def apply(function):
         for decorator in reversed(decorators):
             function = decorator(function)
         return function
-
     return apply
 
 
 model_options = compose(
-    click.option(
-        "--model",
-        "model_name",
-        default=choices.DEFAULT_MODEL,
-        show_default=True,
-        help="Model name (see `robustaudio models`).",
-    ),
+    click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True,
+                 help="Model name (see `robustaudio models`)."),
     click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
-    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."),
-)
+    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
 run_options = compose(
-    click.option(
-        "--ray",
-        "ray_address",
-        is_flag=False,
-        flag_value="local",
-        default=None,
-        metavar="[ADDRESS]",
-        help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one.",
-    ),
+    click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                 help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),
     click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
     click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
     click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True),
-)
+    click.option("--device", default="cpu", show_default=True))
+
 
 
 def print_summary(card: dict, run_dir: Path) -> None:
@@ -139,25 +115,19 @@ def print_summary(card: dict, run_dir: Path) -> None:
         click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
     for c in card["conditions"]:
         what = "accuracy" if c.get("kind") == "noise" else "robust accuracy"
-        click.echo(
-            f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
-            f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
-            f"success rate {c['success_rate']['value']:.3f}"
-        )
+        click.echo(f"{c['condition']}: {what} {c['robust_accuracy']['value']:.3f} "
+                   f"[{c['robust_accuracy']['ci95'][0]:.3f}, {c['robust_accuracy']['ci95'][1]:.3f}], "
+                   f"success rate {c['success_rate']['value']:.3f}")
         if c.get("transfer"):
             t = c["transfer"]
-            click.echo(
-                f"  transferred to {t['model']}: accuracy {t['clean_accuracy']['value']:.3f} clean, "
-                f"{t['robust_accuracy']['value']:.3f} on the adversarial audio; transfer rate "
-                f"{t['transfer_rate']['value']:.3f}"
-            )
+            click.echo(f"  transferred to {t['model']}: accuracy {t['clean_accuracy']['value']:.3f} clean, "
+                       f"{t['robust_accuracy']['value']:.3f} on the adversarial audio; transfer rate "
+                       f"{t['transfer_rate']['value']:.3f}")
     for m in card.get("minimal", []):
         median = m["median_eps"]
-        click.echo(
-            f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
-            f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
-            f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}"
-        )
+        click.echo(f"{m['condition']}: {m['found']} of {m['attacked']} clips broken; median minimal ε "
+                   f"{median['value']:.4g} [{median['ci95'][0]:.4g}, {median['ci95'][1]:.4g}]; ε at chance "
+                   f"{m['eps_at_chance'] if m['eps_at_chance'] is None else format(m['eps_at_chance'], '.4g')}")
     if card.get("flags"):
         click.echo(f"sanity flags: {', '.join(card['flags'])} (see the report's Sanity checks)", err=True)
     if card["skipped_clips"]:
@@ -173,7 +143,6 @@ def print_summary(card: dict, run_dir: Path) -> None:
 
 def parse_corruptions(names: tuple[str, ...]) -> dict:
     from ..runner import noise_suite
-
     try:
         return noise_suite(names)
     except KeyError as error:  # UnknownCorruption: its message lists the valid names

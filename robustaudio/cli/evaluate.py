@@ -41,7 +41,8 @@ def models() -> None:
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
 @click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
 @click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
-@click.option("--minimal", is_flag=True, help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
+@click.option("--minimal", is_flag=True,
+              help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
 @click.option("--backend", type=click.Choice(["native", "art", "foolbox"]), default="native", show_default=True,
               help="Whose attack implementation runs.")
 @click.option("--attack", "attack_name", default="reliable", show_default=True,
@@ -50,9 +51,12 @@ def models() -> None:
                    "deepfool, hsj; foolbox: pgd, fmn, deepfool, cw, hsj, boundary.")
 @click.option("--queries", type=click.IntRange(min=2), default=None,
               help="Query budget per clip of Square (default 1000 alone, 300 inside reliable).")
-@click.option("--universal", is_flag=True, help="Learn one perturbation on --learn-split and add it to every clip of --split.")
-@click.option("--learn-split", default="train", show_default=True, help="Split the universal perturbation is learned on.")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True, help="Universal: passes over --learn-split.")
+@click.option("--universal", is_flag=True,
+              help="Learn one perturbation on --learn-split and add it to every clip of --split.")
+@click.option("--learn-split", default="train", show_default=True,
+              help="Split the universal perturbation is learned on.")
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Universal: passes over --learn-split.")
 @click.option("--projection", type=click.Choice(["ball", "per-frame"]), default="ball", show_default=True,
               help="Universal L2: the L2 ball, or the thesis code's per-frame rescaling.")
 @click.option("--time-window", type=float, nargs=2, metavar="START END",
@@ -60,7 +64,8 @@ def models() -> None:
 @click.option("--freq-band", type=float, nargs=2, metavar="LOW HIGH",
               help="Perturb only this band, in Hz (waveform: band-pass of δ; feature: those mel bins).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
-@click.option("--data", type=click.Path(), help="Dataset directory (metadata.csv or label folders) or bundled set (minievents, avmini). "
+@click.option("--data", type=click.Path(),
+              help="Dataset directory (metadata.csv or label folders) or bundled set (minievents, avmini). "
               "Default: the set a bundled model was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
 @click.option("--steps", type=click.IntRange(min=0), default=None,
@@ -71,7 +76,8 @@ def models() -> None:
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="bf16: attack passes under bfloat16 autocast (faster on GPUs); compare with fp32 on a subset.")
-@click.option("--no-sanity", is_flag=True, help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
+@click.option("--no-sanity", is_flag=True,
+              help="Skip the sanity probes (gradients, randomness, large ε, stronger PGD, noise).")
 @click.option("--labels", "labels_from", type=click.Choice(["data", "model"]), default="data", show_default=True,
               help="model: take the model's own clean predictions as the labels (unlabelled recordings); robust "
                    "accuracy then reads as the share of predictions that do not flip.")
@@ -80,7 +86,8 @@ def models() -> None:
 def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
            universal, learn_split, epochs,
            projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
-           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to, labels_from) -> None:
+           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to,
+           labels_from) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -93,8 +100,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     from ..data.audio import fit_clip_to_data
     from ..metrics.transfer import TransferTarget
     from ..models import load_model
-    from ..report import build_report
     from ..records import file_safe
+    from ..report import build_report
     from ..runner import AttackSpec, run_attack
     if universal and (snr_db or not eps):
         raise click.UsageError("--universal needs absolute budgets (--eps): one perturbation is shared by "
@@ -105,8 +112,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
                                "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
     if backend == "native" and attack_name not in choices.ATTACK_NAMES:
-        raise click.UsageError(f"Unknown native attack {attack_name!r}: use one of {', '.join(choices.ATTACK_NAMES)}, or "
-                               f"--backend art / foolbox for {attack_name}.")
+        raise click.UsageError(f"Unknown native attack {attack_name!r}: use one of "
+                               f"{', '.join(choices.ATTACK_NAMES)}, or --backend art / foolbox for {attack_name}.")
     if minimal and not eps and not snr_db:
         eps = (DEFAULT_START[norm],)
     if not eps and not snr_db:
@@ -190,7 +197,8 @@ def restrict_options(model, domain: str, time_window, freq_band) -> dict:
 
 @click.command()
 @model_options
-@click.option("--corruption", multiple=True, help="Corruption(s) to run (default: the whole suite); see the noise report.")
+@click.option("--corruption", multiple=True,
+              help="Corruption(s) to run (default: the whole suite); see the noise report.")
 @click.option("--data", type=click.Path(), help="Dataset directory or bundled set. Default: the set a bundled model "
               "was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True)
@@ -242,7 +250,8 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 @click.option("--split", default="test", show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
 @run_options
-@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/compare-<hash>).")
+@click.option("--out", type=click.Path(file_okay=False),
+              help="Output directory (default: robustaudio-runs/compare-<hash>).")
 def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, split, steps, batch_size, limit, seed,
             device, out, ray_address, workers) -> None:
     """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
@@ -275,7 +284,8 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
         dataset = AudioDataset.from_path(data, split=split)
         out = Path(out) if out else default_out("compare", [model_names, norm, eps, video_eps, corruption, data, split,
                                                              steps, batch_size, limit, seed])
-        plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS, **({norm: tuple(sorted(video_eps))} if video_eps else {})})
+        plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS,
+                                                            **({norm: tuple(sorted(video_eps))} if video_eps else {})})
         loaders = {name: (lambda name=name: load_model(name, device=parse_device(device))) for name in model_names}
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
@@ -289,8 +299,8 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
                    f"robust {robust} at ε={comparison['table_eps']:g}")
     for norm_name, check in comparison.get("fusion", {}).get("theorem", {}).items():
         for name, r in check["models"].items():
-            click.echo(f"theorem check ({norm_name}): {name} flipped by an audio-only attack below {check['reference']}'s "
-                       f"minimal ε on {r['cases']} of {r['clips_correct_for_both']} clips")
+            click.echo(f"theorem check ({norm_name}): {name} flipped by an audio-only attack below "
+                       f"{check['reference']}'s minimal ε on {r['cases']} of {r['clips_correct_for_both']} clips")
     c = comparison["correlations"]["noise (mean) vs adversarial"]
     if c["spearman"] is not None:
         click.echo(f"noise vs adversarial across models: Spearman {c['spearman']:.2f} (p {c['spearman_p']:.2f}), "

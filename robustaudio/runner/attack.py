@@ -51,19 +51,10 @@ def uses_video(model: AttackTarget) -> bool:
     return "video" in getattr(model, "modalities", ("audio",))
 
 
-def attack_batch(
-    model: AttackTarget,
-    model_name: str,
-    batch: Batch,
-    threats: list[Threat],
-    spec: AttackSpec,
-    *,
-    seed: int,
-    device: str | torch.device = "cpu",
-    universal: dict[str, torch.Tensor] | None = None,
-    transfer: TransferTarget | None = None,
-    labels_from: str = "data",
-) -> list[dict]:
+def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: list[Threat], spec: AttackSpec, *,
+                 seed: int,
+                 device: str | torch.device = "cpu", universal: dict[str, torch.Tensor] | None = None,
+                 transfer: TransferTarget | None = None, labels_from: str = "data") -> list[dict]:
     """Rows for every clip of ``batch`` under every threat model.
 
     ``spec.name``: an attack of the registry, run over each ε curve (clips that resist a budget are
@@ -91,20 +82,8 @@ def attack_batch(
     for threat in threats:
         curves[("joint", threat) if isinstance(threat, JointThreat) else curve_key(threat)].append(threat)
     attacked = torch.nonzero(clean_ok).flatten()
-    rows = ConditionRows(
-        model,
-        model_name,
-        batch,
-        audio,
-        labels,
-        clean_logits,
-        clean_ok,
-        steps=spec.steps,
-        restarts=spec.restarts,
-        seed=seed,
-        video=video,
-        transfer=transfer,
-    )
+    rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=spec.steps,
+                         restarts=spec.restarts, seed=seed, video=video, transfer=transfer)
     some_video = None if video is None else video[attacked]
     per_clip = max(len(batch.ids), 1)
     with precision_context(spec.precision, device):
@@ -112,64 +91,26 @@ def attack_batch(
             start = time.perf_counter()
             if isinstance(curve[0], JointThreat):
                 result = _joint(model, audio, video, labels, attacked, curve[0], spec, generator)
-                rows.add(
-                    curve[0],
-                    "pgd",
-                    f"pgd-{curve[0].describe()}",
-                    attacked,
-                    result,
-                    (time.perf_counter() - start) / per_clip,
-                )
+                rows.add(curve[0], "pgd", f"pgd-{curve[0].describe()}", attacked, result,
+                         (time.perf_counter() - start) / per_clip)
             elif spec.name == "universal":
                 assert universal is not None
                 for threat in curve:
                     start = time.perf_counter()
-                    result = apply_universal(
-                        model,
-                        audio[attacked],
-                        labels[attacked],
-                        threat,
-                        universal[threat.describe()].to(device),
-                        video=some_video,
-                    )
-                    rows.add(
-                        threat,
-                        "universal",
-                        f"universal-{threat.describe()}",
-                        attacked,
-                        result,
-                        (time.perf_counter() - start) / per_clip,
-                    )
+                    result = apply_universal(model, audio[attacked], labels[attacked], threat,
+                                             universal[threat.describe()].to(device), video=some_video)
+                    rows.add(threat, "universal", f"universal-{threat.describe()}", attacked, result,
+                             (time.perf_counter() - start) / per_clip)
             elif spec.name == "minimal":
                 threat = min(curve, key=budget_order)
-                found = (
-                    minimal_eps(
-                        model,
-                        audio[attacked],
-                        labels[attacked],
-                        threat,
-                        steps=spec.steps,
-                        generator=generator,
-                        clean_logits=clean_logits[attacked],
-                        video=some_video,
-                        **spec.options,
-                    )
-                    if attacked.numel()
-                    else None
-                )
-                rows.add(
-                    threat,
-                    "minimal",
-                    f"minimal-{threat.norm}-{threat.row_domain}",
-                    attacked,
-                    found,
-                    (time.perf_counter() - start) / per_clip,
-                    kind="minimal",
-                )
+                found = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=spec.steps,
+                                     generator=generator, clean_logits=clean_logits[attacked], video=some_video,
+                                     **spec.options) if attacked.numel() else None)
+                rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.row_domain}", attacked, found,
+                         (time.perf_counter() - start) / per_clip, kind="minimal")
             else:
-                _attack_curve(
-                    model, rows, curve, spec, audio, labels, attacked, clean_logits, some_video, generator, per_clip
-                )
+                _attack_curve(model, rows, curve, spec, audio, labels, attacked, clean_logits, some_video,
+                              generator, per_clip)
     return rows.rows
 
 
@@ -186,118 +127,49 @@ def unlabelled(dataset: AudioDataset, model: AttackTarget) -> AudioDataset:
     return AudioDataset(dataset.root, [replace(clip, labels=(model.labels[0],)) for clip in dataset.clips])
 
 
-def _attack_curve(
-    model: AttackTarget,
-    rows: ConditionRows,
-    curve: list[ThreatModel],
-    spec: AttackSpec,
-    audio,
-    labels,
-    attacked,
-    clean_logits,
-    video,
-    generator,
-    per_clip: int,
-) -> None:
+def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels,
+                  attacked,
+                  clean_logits, video, generator, per_clip: int) -> None:
     """Rows of one ε curve under the spec's attack (as one curve, or budget by budget)."""
     attack, as_curve = budget_attack(spec)
     if as_curve:
         start = time.perf_counter()
         results: list[AttackResult | None] = (
-            list(
-                eps_curve(
-                    attack,
-                    model,
-                    audio[attacked],
-                    labels[attacked],
-                    curve,
-                    generator=generator,
-                    clean_logits=clean_logits[attacked],
-                    video=video,
-                )
-            )
-            if attacked.numel()
-            else [None] * len(curve)
-        )
+            list(eps_curve(attack, model, audio[attacked], labels[attacked], curve, generator=generator,
+                           clean_logits=clean_logits[attacked], video=video))
+            if attacked.numel() else [None] * len(curve))
         average = (time.perf_counter() - start) / len(curve)  # where no budget was attacked
         for threat, result in zip(curve, results):
             seconds = result.seconds if result is not None and result.seconds is not None else average
-            rows.add(
-                threat,
-                spec.name,
-                f"{spec.label}-{threat.describe()}",
-                attacked,
-                result,
-                seconds / per_clip,
-                backend=spec.backend,
-            )
+            rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result, seconds / per_clip,
+                     backend=spec.backend)
         return
     for threat in curve:
         start = time.perf_counter()
         result = None
         if attacked.numel():
             clean, _ = threat.view(model, audio[attacked], video)
-            result = attack(
-                model,
-                audio[attacked],
-                labels[attacked],
-                threat,
-                eps=threat.budget(clean.detach()),
-                clean_logits=clean_logits[attacked],
-                video=video,
-                init_delta=None,
-                generator=generator,
-            )
-        rows.add(
-            threat,
-            spec.name,
-            f"{spec.label}-{threat.describe()}",
-            attacked,
-            result,
-            (time.perf_counter() - start) / per_clip,
-            backend=spec.backend,
-        )
+            result = attack(model, audio[attacked], labels[attacked], threat, eps=threat.budget(clean.detach()),
+                            clean_logits=clean_logits[attacked], video=video, init_delta=None, generator=generator)
+        rows.add(threat, spec.name, f"{spec.label}-{threat.describe()}", attacked, result,
+                 (time.perf_counter() - start) / per_clip, backend=spec.backend)
 
 
-def _joint(
-    model: AttackTarget, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec, generator
-) -> AttackResult | None:
+def _joint(model: AttackTarget, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec,
+           generator) -> AttackResult | None:
     """One joint (audio and video) condition, as an AttackResult on the audio."""
     if not attacked.numel():
         return None
-    joint = pgd_joint(
-        model,
-        audio[attacked],
-        video[attacked],
-        labels[attacked],
-        threat.audio,
-        threat.video,
-        steps=spec.steps,
-        generator=generator,
-    )
+    joint = pgd_joint(model, audio[attacked], video[attacked], labels[attacked], threat.audio, threat.video,
+                      steps=spec.steps, generator=generator)
     device = audio.device
-    return AttackResult(
-        adversarial=joint.audio,
-        clean=audio[attacked],
-        success=joint.success.to(device),
-        logits=joint.logits,
-        budget=torch.full((attacked.numel(),), float(threat.eps), device=device),
-        forwards=joint.forwards.to(device),
-        backwards=joint.backwards.to(device),
-    )
+    return AttackResult(adversarial=joint.audio, clean=audio[attacked], success=joint.success.to(device),
+                        logits=joint.logits, budget=torch.full((attacked.numel(),), float(threat.eps), device=device),
+                        forwards=joint.forwards.to(device), backwards=joint.backwards.to(device))
 
 
-def probe_batch(
-    model: AttackTarget,
-    batch: Batch,
-    threats: list[Threat],
-    run_dir: Path,
-    spec: AttackSpec,
-    *,
-    seed: int,
-    device: str | torch.device = "cpu",
-    labels_from: str = "data",
-) -> None:
+def probe_batch(model: AttackTarget, batch: Batch, threats: list[Threat], run_dir: Path, spec: AttackSpec, *, seed: int,
+                device: str | torch.device = "cpu", labels_from: str = "data") -> None:
     """Run the sanity probes on up to ``SANITY_CLIPS`` clean-correct clips of ``batch``; write
     ``sanity.json`` (once per run).
 
@@ -324,32 +196,16 @@ def probe_batch(
             curves[curve_key(single)].append(single)
     probed = spec if spec.name in ATTACKS else replace(spec, name="pgd", options={})  # minimal: its PGD
     attack, _ = budget_attack(probed)
-    stronger, _ = budget_attack(
-        replace(
-            probed,
-            steps=4 * (probed.steps or 1),
-            restarts=probed.restarts + 1,
-            queries=4 * (probed.queries or 1),
-            targets=probed.targets + 2,
-        )
-    )
+    stronger, _ = budget_attack(replace(probed, steps=4 * (probed.steps or 1), restarts=probed.restarts + 1,
+                                        queries=4 * (probed.queries or 1), targets=probed.targets + 2))
     generator = torch.Generator().manual_seed(seed * 1_000_003 - 1)
     found = []
     for curve in curves.values():
         largest = max(curve, key=budget_order)
         for threat in sorted(curve, key=budget_order, reverse=True):
-            for check in probe_model(
-                model,
-                audio[correct],
-                labels[correct],
-                threat,
-                attack=attack,
-                stronger=stronger,
-                attack_name=probed.label,
-                generator=generator,
-                model_checks=threat is largest,
-                video=None if video is None else video[correct],
-            ):
+            for check in probe_model(model, audio[correct], labels[correct], threat, attack=attack, stronger=stronger,
+                                     attack_name=probed.label, generator=generator, model_checks=threat is largest,
+                                     video=None if video is None else video[correct]):
                 found.append({**check.as_dict(), "threat": threat.describe(), "clips": int(correct.numel())})
     write_json_atomic(run_dir / SANITY_FILE, found)
 
@@ -364,40 +220,20 @@ def check_modalities(model: AttackTarget, threats: list, spec: AttackSpec) -> No
         needed = {"audio+video": {"audio", "video"}}.get(threat.modality, {threat.modality})
         missing = sorted(needed - set(modalities))
         if missing:
-            raise RunSettingsError(
-                f"{threat.describe()} perturbs {' and '.join(missing)}, which this model "
-                f"({', '.join(modalities)}) does not use: attack its "
-                f"{' / '.join(modalities)} instead."
-            )
+            raise RunSettingsError(f"{threat.describe()} perturbs {' and '.join(missing)}, which this model "
+                                   f"({', '.join(modalities)}) does not use: attack its "
+                                   f"{' / '.join(modalities)} instead.")
     if uses_video(model) and (spec.name == "universal" or spec.backend != "native" or spec.name == "square"):
-        raise RunSettingsError(
-            "Universal perturbations and --backend/--attack other than native PGD take audio "
-            "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal)."
-        )
+        raise RunSettingsError("Universal perturbations and --backend/--attack other than native PGD take audio "
+                               "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal).")
 
 
-def run_attack(
-    model: AttackTarget,
-    model_name: str,
-    dataset: AudioDataset,
-    threats: list[Threat],
-    run_dir: str | Path,
-    spec: AttackSpec | None = None,
-    *,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    limit: int | None = None,
-    restart: bool = False,
-    sanity: bool = True,
-    extra_settings: dict | None = None,
-    universal_from: AudioDataset | None = None,
-    transfer: TransferTarget | None = None,
-    labels_from: str = "data",
-    ray_address: str | None = None,
-    workers: int | None = None,
-    on_batch: Callable[[Batch, int], None] | None = None,
-) -> Path:
+def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, threats: list[Threat], run_dir: str | Path,
+               spec: AttackSpec | None = None, *, batch_size: int = 16, seed: int = 0,
+               device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
+               sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
+               transfer: TransferTarget | None = None, labels_from: str = "data", ray_address: str | None = None,
+               workers: int | None = None, on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model with ``spec``; rows go to ``run_dir``.
 
     ``spec``: the attack and its settings (:class:`AttackSpec`; default PGD, 10 steps).
@@ -417,9 +253,8 @@ def run_attack(
     """
     spec = spec or AttackSpec()
     if (spec.name == "universal") != (universal_from is not None):
-        raise RunSettingsError(
-            "A universal run needs universal_from (the dataset δ is learned on), and only a universal run takes one."
-        )
+        raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
+                               "a universal run takes one.")
     check_modalities(model, threats, spec)
     if labels_from not in ("data", "model"):
         raise RunSettingsError(f"labels_from must be 'data' or 'model', got {labels_from!r}.")
@@ -428,25 +263,13 @@ def run_attack(
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
     budget_attack(spec) if spec.name not in ("minimal", "universal") else None  # unknown names fail here
     settings = {
-        "model": model_name,
-        "data": str(dataset.root),
+        "model": model_name, "data": str(dataset.root),
         "clips": len(dataset) if limit is None else min(limit, len(dataset)),
-        "threats": [t.as_dict() for t in threats],
-        **spec.settings(),
-        "batch_size": batch_size,
-        "seed": seed,
-        "labels": list(model.labels),
-        "multilabel": bool(model.multilabel),
-        "sanity": sanity,
-        **(
-            {
-                "universal_from": str(universal_from.root),
-                "universal_clips": len(universal_from),
-                "universal_options": dict(spec.options),
-            }
-            if universal_from is not None
-            else {}
-        ),
+        "threats": [t.as_dict() for t in threats], **spec.settings(),
+        "batch_size": batch_size, "seed": seed,
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
+        **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
+            "universal_options": dict(spec.options)} if universal_from is not None else {}),
         **({"transfer_to": transfer.name} if transfer is not None else {}),
         **({"labels_from": "model"} if labels_from == "model" else {}),
         **(extra_settings or {}),
@@ -457,9 +280,8 @@ def run_attack(
     deltas = None
     if universal_from is not None:
         single = [t for t in threats if isinstance(t, ThreatModel)]  # check_modalities refused joint ones
-        deltas = learn_universal(
-            model, universal_from, single, run_dir, batch_size=batch_size, device=device, options=dict(spec.options)
-        )
+        deltas = learn_universal(model, universal_from, single, run_dir, batch_size=batch_size,
+                                 device=device, options=dict(spec.options))
     # The probes need gradients (library and gradient-free attacks are compared by runs instead).
     probe = sanity and spec.backend == "native" and spec.name not in ("universal", "square")
     if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
@@ -470,27 +292,8 @@ def run_attack(
                 break
 
     def rows(batch: Batch) -> list[dict]:
-        return attack_batch(
-            model,
-            model_name,
-            batch,
-            threats,
-            spec,
-            seed=seed,
-            device=device,
-            universal=deltas,
-            transfer=transfer,
-            labels_from=labels_from,
-        )
+        return attack_batch(model, model_name, batch, threats, spec, seed=seed, device=device, universal=deltas,
+                            transfer=transfer, labels_from=labels_from)
 
-    return run_batches(
-        run_dir,
-        model,
-        dataset,
-        rows,
-        batch_size=batch_size,
-        limit=limit,
-        on_batch=on_batch,
-        ray_address=ray_address,
-        workers=workers,
-    )
+    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
+                       ray_address=ray_address, workers=workers)

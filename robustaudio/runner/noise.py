@@ -21,15 +21,8 @@ from .rows import ConditionRows
 from .scale import run_batches
 
 
-def noise_batch(
-    model: AttackTarget,
-    model_name: str,
-    batch: Batch,
-    corruptions: dict[str, Corruption],
-    *,
-    seed: int,
-    device: str | torch.device = "cpu",
-) -> list[dict]:
+def noise_batch(model: AttackTarget, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
+                device: str | torch.device = "cpu") -> list[dict]:
     """Rows for every clip of ``batch`` under every corruption at each of its severities.
 
     ``corruptions``: name -> :class:`~robustaudio.metrics.corruptions.Corruption`. Every clip is corrupted (clean errors
@@ -41,9 +34,8 @@ def noise_batch(
     with torch.no_grad():
         clean_logits = model(audio, video)
     clean_ok = is_correct(model, clean_logits, labels)
-    rows = ConditionRows(
-        model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=0, restarts=0, seed=seed, video=video
-    )
+    rows = ConditionRows(model, model_name, batch, audio, labels, clean_logits, clean_ok, steps=0, restarts=0,
+                         seed=seed, video=video)
     everything = torch.arange(len(batch.ids), device=device)
     for name, corruption in corruptions.items():
         for severity in corruption.severities:
@@ -54,28 +46,13 @@ def noise_batch(
                 corrupted = corruption(clean_in.detach(), severity, generator, sample_rate=model.sample_rate)
                 logits = logits_fn(corrupted)
             ones = torch.ones(len(audio), dtype=torch.long, device=device)
-            result = AttackResult(
-                adversarial=corrupted,
-                clean=clean_in,
-                success=~is_correct(model, logits, labels) & clean_ok,
-                logits=logits,
-                budget=torch.full((len(audio),), float("nan"), device=device),
-                forwards=ones,
-                backwards=torch.zeros_like(ones),
-            )
+            result = AttackResult(adversarial=corrupted, clean=clean_in, success=~is_correct(model, logits,
+                                                                                             labels) & clean_ok,
+                                  logits=logits, budget=torch.full((len(audio),), float("nan"), device=device),
+                                  forwards=ones, backwards=torch.zeros_like(ones))
             seconds = (time.perf_counter() - start) / max(len(batch.ids), 1)
-            rows.add(
-                None,
-                f"noise:{name}",
-                f"noise-{name}-{severity:g}",
-                everything,
-                result,
-                seconds,
-                severity=float(severity),
-                severity_unit=corruption.unit,
-                domain=corruption.domain,
-                kind="noise",
-            )
+            rows.add(None, f"noise:{name}", f"noise-{name}-{severity:g}", everything, result, seconds,
+                     severity=float(severity), severity_unit=corruption.unit, domain=corruption.domain, kind="noise")
     return rows.rows
 
 
@@ -90,49 +67,24 @@ def noise_suite(names: tuple[str, ...] | list[str] = ()) -> dict[str, Corruption
     return {name: CORRUPTIONS[name] for name in (names or CORRUPTIONS)}
 
 
-def run_noise(
-    model: AttackTarget,
-    model_name: str,
-    dataset: AudioDataset,
-    corruptions: dict[str, Corruption],
-    run_dir: str | Path,
-    *,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    limit: int | None = None,
-    restart: bool = False,
-    extra_settings: dict | None = None,
-    ray_address: str | None = None,
-    workers: int | None = None,
-    on_batch: Callable[[Batch, int], None] | None = None,
-) -> Path:
+def run_noise(model: AttackTarget, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
+              run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
+              limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
+              ray_address: str | None = None, workers: int | None = None,
+              on_batch: Callable[[Batch, int], None] | None = None) -> Path:
     """Every clip of ``dataset`` under every corruption (see :func:`noise_suite`); records in
     ``run_dir``, the same schema as attacks, resumable."""
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
     settings = {
-        "model": model_name,
-        "data": str(dataset.root),
-        "clips": len(dataset) if limit is None else min(limit, len(dataset)),
-        "attack": "noise",
-        "batch_size": batch_size,
-        "seed": seed,
+        "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None
+        else min(limit, len(dataset)), "attack": "noise", "batch_size": batch_size, "seed": seed,
         "corruptions": {name: [float(v) for v in c.severities] for name, c in corruptions.items()},
-        "labels": list(model.labels),
-        "multilabel": bool(model.multilabel),
-        "threats": [],
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "threats": [],
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=restart)
     model = model.to(device).eval()
-    return run_batches(
-        run_dir,
-        model,
-        dataset,
-        lambda batch: noise_batch(model, model_name, batch, corruptions, seed=seed, device=device),
-        batch_size=batch_size,
-        limit=limit,
-        on_batch=on_batch,
-        ray_address=ray_address,
-        workers=workers,
-    )
+    return run_batches(run_dir, model, dataset,
+                       lambda batch: noise_batch(model, model_name, batch, corruptions, seed=seed, device=device),
+                       batch_size=batch_size, limit=limit, on_batch=on_batch, ray_address=ray_address,
+                       workers=workers)
