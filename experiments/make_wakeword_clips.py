@@ -4,6 +4,19 @@ Usage::
 
     python experiments/make_wakeword_clips.py DIR --word alexa
     robustaudio attack --model openwakeword:alexa --data DIR --norm linf --eps 0.002
+    python experiments/make_wakeword_clips.py DIR --voices        # many voices, three engines
+
+``--voices`` writes the speaker-diverse set of ``experiments/jam_heldout.py`` instead: every
+eSpeak NG voice variant (``espeak-ng --voices=variant``, about 100: formant, Klatt, whisper ...)
+over English accents at varied rates and pitches, through the ``espeak-ng`` command (engine
+``espeak-ng``), and the offline engines of Debian, flite (``apt-get install flite``: kal, kal16, awb,
+rms, slt) and Festival (``apt-get install festival festvox-kallpc16k festvox-us-slt-hts
+festvox-italp16k festvox-itapc16k``: kal, ked, slt HTS, and the Italian lp and pc voices saying the
+English word) at three speaking rates and two intonations, with everyday-phrase negatives by every
+flite and Festival voice. ``metadata.csv`` has ``path, label, split, engine, voice, speaker,
+setting, text``; ``split`` is the engine's role (``learn`` for eSpeak NG, ``evaluate`` for the
+others: see :mod:`robustaudio.data.speech`); ``speaker`` names the recorded person behind a voice
+where two engines share one (flite and Festival kal, flite and Festival slt).
 
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
@@ -17,8 +30,13 @@ detector: evaluate attacks on the clips it detects when clean.
 from __future__ import annotations
 
 import argparse
+import csv
 import ctypes
 import itertools
+import shutil
+import subprocess
+import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -86,11 +104,122 @@ def write(folder: Path, name: str, clip: np.ndarray) -> None:
     soundfile.write(folder / f"{name}.wav", clip, SAMPLE_RATE, subtype="PCM_16")
 
 
+# ---------------------------------------------------------------------------------------------
+# Many voices, three engines (--voices)
+# ---------------------------------------------------------------------------------------------
+
+ESPEAK_ACCENTS = ("en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+                  "en-us-nyc")
+ESPEAK_RATES = (140, 160, 180)
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")            # awb_time is a limited-domain clock voice
+FESTIVAL_VOICES = {"kal_diphone": "kal", "ked_diphone": "ked", "cmu_us_slt_arctic_hts": "slt",
+                   "lp_diphone": "lp", "pc_diphone": "pc"}     # voice -> speaker
+STRETCHES = (0.9, 1.0, 1.15)                                   # duration stretch (1.15 = 15% slower)
+TEXTS = {"alexa": ("alexa", "Alexa?")}                          # a statement and a question intonation
+VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
+                   "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+    data, rate = soundfile.read(path, dtype="int16")
+    return (data if data.ndim == 1 else data[:, 0]), rate
+
+
+def espeak_cli(text: str, voice: str, rate: int, pitch: int = 50) -> tuple[np.ndarray, int]:
+    """The ``espeak-ng`` command (``apt-get install espeak-ng``): int16 samples and their rate."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", handle.name, text],
+                       check=True, capture_output=True)
+        return read_wav(handle.name)
+
+
+def flite_say(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run(["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}", "-t", text,
+                        "-o", handle.name], check=True, capture_output=True)
+        return read_wav(handle.name)
+
+
+def festival_say(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
+    with tempfile.TemporaryDirectory() as folder:
+        source, wav = Path(folder) / "text.txt", Path(folder) / "out.wav"
+        source.write_text(text + "\n")
+        subprocess.run(["text2wave", "-eval", f"(voice_{voice})",
+                        "-eval", f"(Parameter.set 'Duration_Stretch {stretch})", str(source), "-o", str(wav)],
+                       check=True, capture_output=True)
+        return read_wav(str(wav))
+
+
+def espeak_variants() -> list[str]:
+    """Every variant ``espeak-ng --voices=variant`` lists (file names, as ``voice+variant`` takes them)."""
+    listing = subprocess.run(["espeak-ng", "--voices=variant"], check=True, capture_output=True, text=True).stdout
+    return sorted({line.split()[3] for line in listing.splitlines()[1:] if len(line.split()) >= 4}
+                  | {f"m{k}" for k in range(1, 8)} | {f"f{k}" for k in range(1, 6)})
+
+
+def build_voice_set(out: Path, word: str = "alexa") -> int:
+    """Write the --voices set under ``out`` (clips + metadata.csv); returns the number of clips."""
+    for tool in ("espeak-ng", "flite", "text2wave"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install -y espeak-ng flite festival festvox-kallpc16k "
+                             f"festvox-us-slt-hts festvox-italp16k festvox-itapc16k")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+
+    def save(kind: str, name: str, samples: np.ndarray, rate: int, split: str, engine: str, voice: str,
+             speaker: str, setting: str, text: str) -> None:
+        if samples.size == 0 or not np.abs(samples).max():
+            print(f"  skipped {name}: silent")
+            return
+        path = Path("clips") / kind / f"{name}.wav"
+        write(out / path.parent, path.stem, to_clip(samples, rate))
+        rows.append({"path": str(path), "label": kind, "split": split, "engine": engine, "voice": voice,
+                     "speaker": speaker, "setting": setting, "text": text})
+
+    for variant in espeak_variants():  # three accents per variant, rate and pitch drawn from the name
+        draw = zlib.crc32(variant.encode())
+        for k in range(3):
+            accent = ESPEAK_ACCENTS[(draw + 3 * k) % len(ESPEAK_ACCENTS)]
+            rate, pitch = ESPEAK_RATES[(draw >> 4 + k) % 3], 30 + (draw >> 8 + k) % 41
+            voice = f"{accent}+{variant}"
+            try:
+                samples, sr = espeak_cli(word, voice, rate, pitch)
+            except subprocess.CalledProcessError:
+                continue
+            save(label, f"espeak-{accent}_{variant}", samples, sr, "learn", "espeak-ng", voice, voice,
+                 f"{rate} wpm, pitch {pitch}", word)
+    for voice, stretch, text in itertools.product(FLITE_VOICES, STRETCHES, TEXTS.get(word, (word,))):
+        question = "q" if text.endswith("?") else "s"
+        save(label, f"flite-{voice}-{stretch:g}-{question}", *flite_say(text, voice, stretch), "evaluate", "flite",
+             voice, "kal" if voice.startswith("kal") else voice, f"duration_stretch {stretch:g}", text)
+    for (voice, speaker), stretch, text in itertools.product(FESTIVAL_VOICES.items(), STRETCHES,
+                                                             TEXTS.get(word, (word,))):
+        question = "q" if text.endswith("?") else "s"
+        save(label, f"festival-{voice}-{stretch:g}-{question}", *festival_say(text, voice, stretch), "evaluate",
+             "festival", voice, speaker, f"Duration_Stretch {stretch:g}", text)
+    for k, text in enumerate(VOICE_NEGATIVES):
+        for voice in FLITE_VOICES:
+            save(f"not-{label}", f"{k:02d}-flite-{voice}", *flite_say(text, voice, 1.0), "evaluate", "flite", voice,
+                 "kal" if voice.startswith("kal") else voice, "duration_stretch 1", text)
+        for voice, speaker in FESTIVAL_VOICES.items():
+            save(f"not-{label}", f"{k:02d}-festival-{voice}", *festival_say(text, voice, 1.0), "evaluate",
+                 "festival", voice, speaker, "Duration_Stretch 1", text)
+    with open(out / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--word", default="alexa", help="the wake word as spoken (folder name: spaces -> _)")
+    parser.add_argument("--voices", action="store_true", help="the many-voice, three-engine set (see above)")
     args = parser.parse_args()
+    if args.voices:
+        print(f"wrote {build_voice_set(args.out, args.word)} clips under {args.out}")
+        return
     espeak = Espeak()
     label = args.word.replace(" ", "_")
     for voice, variant, rate in itertools.product(VOICES, VARIANTS, RATES):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,7 +38,20 @@ from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
 from ..models.base import Classifier, frozen
 from ..stats import mean_with_ci
-from .eot import EOTConfig, JamError, RoomSet, Utterances, render, room_split, sample_transforms
+from .eot import (
+    Augmentation,
+    EOTConfig,
+    JamError,
+    RoomSet,
+    Utterances,
+    augment_utterances,
+    device_bands,
+    device_filter,
+    make_rooms,
+    render,
+    room_split,
+    sample_transforms,
+)
 from .music import KarplusStrong
 
 CONDITIONS = ("clean", "random", "adversarial")
@@ -150,7 +163,8 @@ class JamResult:
 
 def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
         steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0, seed: int = 0,
-        log_every: int = 10, callback: Callable[[dict], None] | None = None) -> JamResult:
+        log_every: int = 10, callback: Callable[[dict], None] | None = None,
+        augmentation: Augmentation | None = None) -> JamResult:
     """Optimise ``synth``'s parameters in place so that ``detector`` stops firing on ``utterances``.
 
     Each step draws ``batch_size`` utterances (uniformly, with replacement) and transforms from
@@ -171,6 +185,10 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
         seed: seeds the draws.
         log_every: a history entry every this many steps (and the last).
         callback: called with each history entry.
+        augmentation: if given, each scene's utterance is changed by its own talker draw
+            (:func:`~.eot.augment_utterances`: speed, pitch, formants, EQ), the loop goes through a
+            random loudspeaker band and the scene through a random microphone band; drawn from a
+            generator of its own (``seed`` + 1), so ``None`` leaves the other draws as they were.
     """
     if synth.sample_rate != detector.sample_rate or config.sample_rate != detector.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
@@ -178,6 +196,7 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
     if steps < 1 or batch_size < 1:
         raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
     generator = torch.Generator().manual_seed(seed)
+    augmenter = torch.Generator().manual_seed(seed + 1)
     started = time.perf_counter()
     with torch.no_grad():
         initial = synth().detach().clone()
@@ -189,7 +208,19 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
             pick = torch.randint(len(utterances), (batch_size,), generator=generator)
             transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
             result.rooms_seen.update(transforms.room.tolist())
-            scenes = render(utterances.subset(pick), synth(), transforms, rooms, config)
+            speech, music = utterances.subset(pick), synth()
+            if augmentation is not None:
+                speech, _ = augment_utterances(speech, augmentation, augmenter, config.sample_rate)
+                speaker = device_bands(batch_size, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz,
+                                       augmenter, config.sample_rate)
+                if speaker is not None:  # a loop: the filter wraps around it
+                    music = device_filter(music.expand(batch_size, -1), *speaker, config.sample_rate, circular=True)
+            scenes = render(speech, music, transforms, rooms, config)
+            if augmentation is not None:
+                microphone = device_bands(batch_size, augmentation.microphone_low_hz,
+                                          augmentation.microphone_high_hz, augmenter, config.sample_rate)
+                if microphone is not None:
+                    scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
             margins = detector.margins(scenes)
             loss = jam_loss(margins, confidence)
             optimiser.zero_grad()
@@ -338,6 +369,202 @@ def summarize(rows: list[dict], seed: int = 0) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Over scene seeds, with intervals that resample voices
+# ---------------------------------------------------------------------------------------------
+#
+# One draw of rooms and scenes is not a measurement: the scene seed alone moved random-music F1
+# between 0.65 and 0.82 on the same clips. And the scenes of one voice are not independent draws:
+# a voice the detector (or the music) gets wrong is wrong in every scene, so an interval that
+# resamples scenes is far too narrow for "new speakers". :func:`evaluate_seeds` scores the same
+# clips over several scene seeds (new held-out rooms, placements, noise and random loops per
+# seed), and :func:`clustered_bootstrap` resamples whole voices.
+
+
+def f1_from_counts(values: np.ndarray) -> float:
+    """F1 = 2TP / (2TP + FP + FN) pooled over rows ``[N, 2]`` of (label, fired); NaN with no
+    positive and no detection. The statistic for :func:`clustered_bootstrap` on detection rows."""
+    values = np.asarray(values, dtype=bool).reshape(-1, 2)
+    return float(_f1(values[:, 0], values[:, 1]))
+
+
+def rate_of(values: np.ndarray) -> float:
+    """Mean of 0/1 ``values`` ``[N]`` (a TPR or FPR), NaN if empty."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()) if values.size else float("nan")
+
+
+def clustered_bootstrap(values, clusters, statistic: Callable[[np.ndarray], float], n_resamples: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> dict:
+    """A percentile-bootstrap interval that resamples clusters (voices), not rows (scenes).
+
+    Each resample draws as many clusters as there are, uniformly with replacement, stacks the rows
+    of the clusters drawn (a cluster drawn twice counts twice) and evaluates ``statistic`` on them;
+    the interval is the ``(1 ± level) / 2`` percentiles of the finite resampled values. For F1 use
+    :func:`f1_from_counts` on (label, fired) rows: the counts are pooled within each resample, F1 is
+    not averaged over clusters.
+
+    Args:
+        values: ``[N, ...]`` rows (any array with a first axis).
+        clusters: ``[N]`` the cluster of each row (any hashable labels).
+        statistic: rows ``[n, ...]`` -> float.
+        n_resamples, seed, level: resamples, the generator's seed, the coverage.
+    Returns: ``{"value": statistic(values), "ci95": [low, high], "clusters": k, "n": N,
+        "resamples": finite resamples}`` (``ci95`` is the ``level`` interval whatever ``level``).
+    """
+    values = np.asarray(values)
+    labels = np.asarray(clusters)
+    if len(values) != len(labels):
+        raise JamError(f"{len(values)} values for {len(labels)} cluster labels: give one label per row.")
+    if len(values) == 0:
+        return {"value": float("nan"), "ci95": [float("nan"), float("nan")], "clusters": 0, "n": 0, "resamples": 0}
+    names, index = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(index == k) for k in range(len(names))]
+    value = float(statistic(values))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(members), (n_resamples, len(members)))
+    resampled = np.array([statistic(values[np.concatenate([members[k] for k in row])]) for row in draws],
+                         dtype=float)
+    finite = resampled[np.isfinite(resampled)]
+    tail = (1 - level) / 2 * 100
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail])) if finite.size else (value, value)
+    return {"value": value, "ci95": [low, high], "clusters": int(len(members)), "n": int(len(values)),
+            "resamples": int(finite.size)}
+
+
+def resolve_music(music, seed: int) -> torch.Tensor | None:
+    """A condition's music for a scene seed: a loop, loops, ``None`` or a callable ``seed -> loops``."""
+    return music(seed) if callable(music) else music
+
+
+def random_loops(loop_seconds: float, sample_rate: int, pieces: int = 4, base: int = 10_000
+                 ) -> Callable[[int], torch.Tensor]:
+    """The random-music condition per scene seed ``s``: ``pieces`` loops of :class:`KarplusStrong`'s
+    random start, seeds ``base + pieces * s + k`` (new loops for every scene seed, none the
+    attack's own starting point, which is seed ``0`` .. ``pieces - 1`` for the usual ``seed = 0``)."""
+    def make(seed: int) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=base + pieces * seed + k)()
+                                for k in range(pieces)])
+    return make
+
+
+@torch.no_grad()
+def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utterances, config: EOTConfig,
+                   musics: Mapping[str, Any], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 4,
+                   avoid: RoomSet | None = None, batch_size: int = 32,
+                   callback: Callable[[int, float], None] | None = None) -> list[dict]:
+    """:func:`evaluate` once per scene seed, in that seed's own held-out rooms.
+
+    For every ``s`` in ``seeds``: ``held_out_rooms`` rooms of the held-out stream with seed ``s``
+    (:func:`~.eot.make_rooms`; it raises if one is also in ``avoid``, e.g. the optimisation rooms
+    the music was learned in), fresh transforms and the musics resolved for ``s``
+    (:func:`resolve_music`: a callable condition such as :func:`random_loops` gives new loops per
+    seed). Rows are :func:`evaluate`'s with ``seed`` added; ``rooms`` is ``"held-out"``.
+    """
+    rows = []
+    for s in seeds:
+        started = time.perf_counter()
+        rooms = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60), config.sample_rate)
+        if avoid is not None and set(rooms.rooms) & set(avoid.rooms):
+            raise JamError(f"Scene seed {s}: a held-out room is also one the music was optimised in; use other seeds.")
+        resolved = {name: resolve_music(music, int(s)) for name, music in musics.items()}
+        for row in evaluate(detectors, utterances, {"held-out": rooms}, config, resolved, draws=draws, seed=int(s),
+                            batch_size=batch_size):
+            row["seed"] = int(s)
+            rows.append(row)
+        if callback is not None:
+            callback(int(s), time.perf_counter() - started)
+    return rows
+
+
+def seed_summary(rows: list[dict], clusters: Mapping[str, str], *, by: Mapping[str, str] | None = None,
+                 n_resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Per detector × condition (× group): F1, TPR and FPR pooled over scene seeds and draws, with
+    voice-clustered bootstrap intervals (:func:`clustered_bootstrap`, ``clusters``: clip id -> voice),
+    and the F1 of each scene seed (``per_seed``; its mean, min and max).
+
+    ``by``: clip id -> group (e.g. the engine): one entry per group, clusters resampled within it.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        group = by[row["clip_id"]] if by is not None else "all"
+        groups.setdefault((row["detector"], group, row["condition"]), []).append(row)
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    out = []
+    for (name, group, condition), members in sorted(groups.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][2])):
+        labels = np.array([r["label"] for r in members], dtype=bool)
+        fired = np.array([r["fired"] for r in members], dtype=bool)
+        voices = np.array([clusters[r["clip_id"]] for r in members])
+        seeds = np.array([r.get("seed", 0) for r in members])
+        pairs = np.stack([labels, fired], axis=1)
+        per_seed = {int(s): f1_from_counts(pairs[seeds == s]) for s in np.unique(seeds)}
+        f1s = np.array(list(per_seed.values()), dtype=float)
+        positive, negative = labels, ~labels
+        out.append({
+            "detector": name, "group": group, "condition": condition, "scenes": int(len(members)),
+            "voices": int(len(np.unique(voices))), "positive_voices": int(len(np.unique(voices[positive]))),
+            "f1": clustered_bootstrap(pairs, voices, f1_from_counts, n_resamples, seed),
+            "tpr": clustered_bootstrap(fired[positive], voices[positive], rate_of, n_resamples, seed),
+            "fpr": clustered_bootstrap(fired[negative], voices[negative], rate_of, n_resamples, seed),
+            "per_seed": per_seed, "seed_mean": float(np.nanmean(f1s)) if f1s.size else float("nan"),
+            "seed_range": [float(np.nanmin(f1s)), float(np.nanmax(f1s))] if f1s.size else [float("nan")] * 2})
+    return out
+
+
+def voice_table(rows: list[dict], clusters: Mapping[str, str], engines: Mapping[str, str] | None = None
+                ) -> list[dict]:
+    """Per detector × voice × condition: the TPR over that voice's positive scenes (all seeds and
+    draws) and its positive clips and scenes; ``engine`` from ``engines`` (clip id -> engine)."""
+    table: dict[tuple, list[bool]] = {}
+    clips: dict[tuple, set] = {}
+    for row in rows:
+        if not row["label"]:
+            continue
+        key = (row["detector"], clusters[row["clip_id"]], row["condition"])
+        table.setdefault(key, []).append(bool(row["fired"]))
+        clips.setdefault(key, set()).add(row["clip_id"])
+    out = []
+    for (name, voice, condition), fired in sorted(table.items()):
+        clip = next(iter(clips[(name, voice, condition)]))
+        out.append({"detector": name, "voice": voice, "condition": condition, "tpr": float(np.mean(fired)),
+                    "clips": len(clips[(name, voice, condition)]), "scenes": len(fired),
+                    "engine": engines[clip] if engines is not None else None})
+    return out
+
+
+def choose_level(f1_by_level: Mapping[float, Any], floor: float = 0.70) -> float:
+    """The loudest music level (dB re speech) whose random-music F1, averaged over scene seeds
+    (``f1_by_level``: level -> F1 per seed), is at least ``floor``; raises if none is."""
+    means = {float(level): float(np.nanmean(np.asarray(list(values), dtype=float)))
+             for level, values in f1_by_level.items()}
+    allowed = [level for level, mean in means.items() if mean >= floor]
+    if not allowed:
+        shown = ", ".join(f"{level:g} dB: {mean:.3f}" for level, mean in sorted(means.items()))
+        raise JamError(f"Random music keeps a mean F1 >= {floor} at none of the levels tried ({shown}): "
+                       f"try quieter levels.")
+    return max(allowed)
+
+
+@torch.no_grad()
+def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
+                 seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2, loop_seconds: float = 4.0,
+                 pieces: int = 4, avoid: RoomSet | None = None) -> dict[float, dict[int, float]]:
+    """Random-music F1 per level and scene seed (held-out rooms; :func:`random_loops` music): the
+    input of :func:`choose_level`. Use clips and voices that are not the ones the headline is measured on."""
+    out: dict[float, dict[int, float]] = {}
+    music = random_loops(loop_seconds, config.sample_rate, pieces)
+    for level in levels:
+        rows = evaluate_seeds({"target": detector}, utterances, replace(config, music_db=float(level)),
+                              {"random": music}, seeds=seeds, held_out_rooms=held_out_rooms, draws=draws,
+                              avoid=avoid)
+        out[float(level)] = {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows
+                                                             if r["seed"] == s], dtype=bool))
+                             for s in seeds}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole protocol
 # ---------------------------------------------------------------------------------------------
 
@@ -361,7 +588,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      loop_seconds: float = 4.0, optimisation_rooms: int = 16, held_out_rooms: int = 16,
                      draws: int = 4, random_pieces: int = 4, seed: int = 0,
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
-                     callback: Callable[[dict], None] | None = None) -> JamRun:
+                     callback: Callable[[dict], None] | None = None,
+                     augmentation: Augmentation | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
     clips it handles correctly clean (positives it fires on, negatives it does not), in both room
@@ -370,6 +598,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
 
     ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
     first is where the attack started) at the same level are the random-music condition.
+    ``augmentation``: talker and device augmentation while learning (see :func:`jam`).
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -385,7 +614,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
     result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
-                 confidence=confidence, seed=seed, callback=callback)
+                 confidence=confidence, seed=seed, callback=callback, augmentation=augmentation)
     with torch.no_grad():
         random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
                                     for k in range(random_pieces)])
@@ -396,7 +625,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     settings = {"target": detector.target, "eot": config.as_dict(), "steps": steps, "batch_size": batch_size,
                 "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
-                "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started}
+                "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
+                "augmentation": augmentation.as_dict() if augmentation is not None else None}
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
                 "test_positives_given": int((test.labels == 1).sum()),
@@ -405,5 +635,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     return JamRun(result, random_music, rows, summarize(rows, seed), rooms, selected, synth.describe(), settings)
 
 
-__all__ = ["CONDITIONS", "Detector", "JamResult", "JamRun", "ScoringDetector", "detection_metrics", "evaluate",
-           "jam", "jam_and_evaluate", "jam_loss", "load_utterances", "clean_correct", "summarize"]
+__all__ = ["CONDITIONS", "Detector", "JamResult", "JamRun", "ScoringDetector", "choose_level", "clean_correct",
+           "clustered_bootstrap", "detection_metrics", "evaluate", "evaluate_seeds", "f1_from_counts", "jam",
+           "jam_and_evaluate", "jam_loss", "load_utterances", "random_loops", "rate_of", "resolve_music",
+           "seed_summary", "summarize", "sweep_levels", "voice_table"]
