@@ -64,7 +64,8 @@ def load_image_model(name: str, labels: str | None):
     from ..attacks.sticker import StickerError
     from ..models import load_model
     from ..models.base import Classifier
-    from ..models.loaders import _import, read_sidecar, split_prefix
+    from ..models.loaders import _import, split_prefix
+    from ..models.sidecar import read_sidecar
     prefix = split_prefix(name)
     if prefix is None or prefix[0] not in ("python", "torchscript"):
         model = load_model(name)  # a registered name or image:NAME; its errors name the fix

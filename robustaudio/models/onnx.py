@@ -84,7 +84,8 @@ class OnnxClassifier(WholeModel):
                              and isinstance(model_input.shape[-1], int) else None)
 
         # what the file itself declares, for checks against a sidecar
-        self.declared = {"sample_rate": int(metadata["sample_rate"])} if metadata.get("sample_rate", "").isdigit() else {}
+        self.declared = {"sample_rate": int(metadata["sample_rate"])} if metadata.get("sample_rate",
+                                                                                      "").isdigit() else {}
         self.sample_rate = int(sample_rate if sample_rate is not None else metadata.get("sample_rate", 16000))
         self.multilabel = bool(multilabel if multilabel is not None
                                else metadata.get("multilabel", "false").strip().lower() in ("1", "true", "yes"))

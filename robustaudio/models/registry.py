@@ -10,9 +10,9 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -20,7 +20,8 @@ from .ast import SmallAST
 from .base import Classifier, ModelError
 from .cnn import LogMelCNN
 from .fusion import FUSION_MODELS
-from .loaders import load_prefixed, split_prefix, with_weights_sidecar
+from .loaders import load_prefixed, split_prefix
+from .sidecar import with_weights_sidecar
 from .zoo import ZOO
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
