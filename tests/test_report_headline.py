@@ -39,6 +39,8 @@ def test_attack_headline_gives_the_key_figure_the_trust_line_and_the_settings(at
     html = (attack_run / "report.html").read_text()
     assert html.index("class='headline'") < html.index("<h2>")  # first thing under the title
     assert ("class='flags'" in html) != ("class='passed'" in html)
+    headings = re.findall(r"<h2>(.*?)</h2>", html)
+    assert len(headings) == len(set(headings)), headings  # no "Accuracy per class" twice
 
 
 def test_flags_are_grouped_by_check_with_their_fix():

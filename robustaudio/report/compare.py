@@ -22,6 +22,7 @@ from scipy import stats
 from .card import json_safe
 from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
 from ..records import file_safe
+from . import style
 from .headline import Flag, Headline, NORM_NAMES, accuracy, evaluation_text, trust
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
@@ -88,36 +89,38 @@ def summarize_model(model_dir: Path, table_eps: float, table_level: int | None) 
 
 
 def figure_noise_vs_adversarial(name: str, summary: dict, norm_label: str) -> plt.Figure:
-    """One model: accuracy against severity level for each corruption and for the ε curve."""
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for corruption, curve in summary["noise_curves"].items():
-        ax.plot(range(1, len(curve) + 1), [a for _, a in curve], marker="o", alpha=0.8,
-                label=f"{corruption} ({', '.join(f'{s:g}' for s, _ in curve)})")
+    """One model: accuracy at each severity level of each corruption, and along the ε curve, as a heatmap
+    (rows: corruptions and the attack, each with its severities in its label; columns: levels, mildest first)."""
+    rows = [(f"{corruption} ({', '.join(f'{s:g}' for s, _ in curve)})", [a for _, a in curve])
+            for corruption, curve in summary["noise_curves"].items()]
     if summary["robust_curve"]:
         eps, accuracy = zip(*summary["robust_curve"])
-        ax.plot(range(1, len(eps) + 1), accuracy, marker="s", color="black", linewidth=2.2,
-                label=f"PGD {norm_label} ε ({', '.join(f'{e:g}' for e in eps)})")
-    ax.axhline(summary["clean_accuracy"], color="grey", linestyle="--", label="clean")
-    ax.set_xlabel("severity level (mildest first; values in the legend)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(name)
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
+        rows.append((f"PGD {norm_label} ε ({', '.join(f'{e:g}' for e in eps)})", list(accuracy)))
+    width = max(len(values) for _, values in rows)
+    values = np.full((len(rows), width), np.nan)
+    for i, (_, row) in enumerate(rows):
+        values[i, :len(row)] = row
+    fig, axes = style.figure(1, 1, width=min(4.5 + 0.9 * width, 11), height=max(2.2, 0.9 + 0.34 * len(rows)))
+    ax = axes[0][0]
+    style.heatmap(ax, values, [label for label, _ in rows], [str(i + 1) for i in range(width)])
+    ax.set_xlabel("severity level (mildest first; the values are in each row's label)")
+    ax.set_title(f"{name}: clean accuracy {summary['clean_accuracy']:.2f}", loc="left")
+    style.finish(fig)
     return fig
 
 
 def figure_noise_against_adversarial(summaries: dict[str, dict], table_eps: float) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, axes = style.figure(1, 1, width=5.2, height=4)
+    ax = axes[0][0]
     for name, s in summaries.items():
         if s["robust_accuracy"] is None:
             continue
-        ax.scatter(s["noise_mean"], s["robust_accuracy"])
+        ax.scatter(s["noise_mean"], s["robust_accuracy"], color=style.ROBUST)
         ax.annotate(name, (s["noise_mean"], s["robust_accuracy"]), fontsize=8, xytext=(3, 3),
                     textcoords="offset points")
     ax.set_xlabel("mean accuracy under natural noise (table severities)")
     ax.set_ylabel(f"robust accuracy at ε = {table_eps:g}")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
 from .card import json_safe
+from . import style
 from .headline import Headline, accuracy
 from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
@@ -46,13 +47,14 @@ def curve_summary(curve: dict, radii: list[float]) -> dict:
 
 def figure_certified(curves: list[dict]) -> plt.Figure:
     """Certified accuracy against the L2 radius: one colour per σ, solid with the denoiser, dashed without."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, axes = style.figure(1, 1, width=style.WIDTH + 1.5, height=3.6)
+    ax = axes[0][0]
     sigmas = sorted({c["sigma"] for c in curves})
     for curve in curves:
         rows = curve["rows"]
         top = max([r["radius"] for r in rows] + [curve["sigma"]]) * 1.05
         grid = np.linspace(0, top, 200)
-        color = f"C{sigmas.index(curve['sigma'])}"
+        color = style.SERIES[sigmas.index(curve["sigma"]) % len(style.SERIES)]
         label = f"σ={curve['sigma']:g}, " + ("denoised" if curve["denoiser"] else "no denoiser")
         ax.plot(grid, certified_accuracy(rows, grid), color=color, linestyle="-" if curve["denoiser"] else "--",
                 label=label)
@@ -61,8 +63,8 @@ def figure_certified(curves: list[dict]) -> plt.Figure:
     ax.set_ylabel("certified accuracy")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Randomized smoothing: certified accuracy")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend_outside(ax)
+    style.finish(fig)
     return fig
 
 

@@ -25,6 +25,7 @@ from .. import versions
 from ..attacks.jamming import CONDITIONS, JamRun
 from ..data.audio import write_audio
 from .card import json_safe
+from . import style
 from .headline import Headline
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
@@ -36,8 +37,7 @@ ZOOM_SECONDS = 0.05
 
 def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Figure:
     """Each loop ``[Tm]``: the whole loop and its first ``ZOOM_SECONDS``."""
-    fig, axes = plt.subplots(len(music), 2, figsize=(11, 2.2 * len(music)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3, 1]})
+    fig, axes = style.figure(len(music), 2, width=11, height=2.2 * len(music), gridspec_kw={"width_ratios": [3, 1]})
     for row, (name, loop) in zip(axes, music.items()):
         t = np.arange(loop.shape[-1]) / sample_rate
         zoom = t < ZOOM_SECONDS
@@ -48,7 +48,7 @@ def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Fi
             ax.set_xlabel("time (s)")
             ax.set_ylim(-1, 1)
         row[0].set_ylabel("sample")
-    fig.tight_layout()
+    style.finish(fig)
     return fig
 
 
@@ -60,11 +60,12 @@ def figure_spectrograms(music: dict[str, torch.Tensor], sample_rate: int) -> plt
                                      / window.sum() ** 2 + 1e-12)
              for name, loop in music.items()}
     top = max(float(p.max()) for p in power.values())
-    fig, axes = plt.subplots(1, len(music), figsize=(5.5 * len(music), 3.4), squeeze=False)
+    fig, axes = style.figure(1, len(music), width=min(5.5 * len(music), 11), height=3.4)
     for ax, (name, p) in zip(axes[0], power.items()):
+        ax.grid(False)
         extent = (0, music[name].shape[-1] / sample_rate, 0, sample_rate / 2 / 1000)
         image = ax.imshow(p.numpy(), origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
-                          cmap="magma")
+                          cmap=style.SPECTRUM_MAP)
         ax.set_title(f"{name} music")
         ax.set_xlabel("time (s)")
         ax.set_ylabel("frequency (kHz)")
@@ -75,7 +76,8 @@ def figure_spectrograms(music: dict[str, torch.Tensor], sample_rate: int) -> plt
 def figure_history(history: list[dict]) -> plt.Figure:
     """The jamming loss and the fraction of the batch's scenes still firing, against the step."""
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, axes = style.figure(1, 1, width=style.WIDTH, height=3.2)
+    ax = axes[0][0]
     ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
@@ -83,6 +85,7 @@ def figure_history(history: list[dict]) -> plt.Figure:
     twin.plot(steps, [h["firing"] for h in history], color="C1", marker=".", label="batch scenes firing")
     twin.set_ylim(-0.02, 1.02)
     twin.set_ylabel("fraction firing")
+    twin.spines["right"].set_visible(True)
     fig.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
     return fig
@@ -91,7 +94,7 @@ def figure_history(history: list[dict]) -> plt.Figure:
 def figure_f1(summary: list[dict]) -> plt.Figure:
     """F1 with its 95% interval per room set (groups) and condition (bars), one panel per detector."""
     detectors = sorted({s["detector"] for s in summary})
-    fig, axes = plt.subplots(1, len(detectors), figsize=(5.5 * len(detectors), 3.4), squeeze=False)
+    fig, axes = style.figure(1, len(detectors), width=min(5.5 * len(detectors) + 1.5, 11), height=3.4)
     for ax, name in zip(axes[0], detectors):
         rows = [s for s in summary if s["detector"] == name]
         room_sets = list(dict.fromkeys(s["rooms"] for s in rows))
@@ -103,14 +106,15 @@ def figure_f1(summary: list[dict]) -> plt.Figure:
             values = [s["f1"]["value"] if s else np.nan for s in picked]
             low = [s["f1"]["value"] - s["f1"]["ci95"][0] if s else 0 for s in picked]
             high = [s["f1"]["ci95"][1] - s["f1"]["value"] if s else 0 for s in picked]
-            ax.bar(np.arange(len(room_sets)) + k * width, values, width, yerr=[low, high], capsize=3, label=condition)
+            ax.bar(np.arange(len(room_sets)) + k * width, values, width, yerr=[low, high], capsize=3, label=condition,
+                   color=style.SERIES[k % len(style.SERIES)])
         ax.set_xticks(np.arange(len(room_sets)) + 0.4 - width / 2)
         ax.set_xticklabels([f"{r} rooms" for r in room_sets])
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("F1")
         ax.set_title(name)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    style.legend_outside(axes[0][-1])
+    style.finish(fig)
     return fig
 
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
-from .headline import Flag, Headline, run_headline
+from .headline import Flag, Headline, median_eps, noise_curves, perturbation_snr, run_headline
 from .listen import clear, listen_html, listen_markdown, recompute, write_figures
 from ..records import read_records, read_warnings
 
@@ -32,8 +31,9 @@ def _estimate_text(estimate: dict) -> str:
     return f"{estimate['value']:.3f} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
-    """Robust accuracy against ε (or SNR) for each norm/domain with at least two budgets."""
+def figure_accuracy_vs_budget(card: dict, records: pd.DataFrame | None = None) -> plt.Figure | None:
+    """Robust accuracy (95% CI) against ε, one panel per norm/domain with at least two budgets; ε with its
+    unit below, the median SNR of the perturbations above (relative budgets: SNR below, median ε above)."""
     groups: dict[tuple, list[dict]] = {}
     for c in card["conditions"]:
         if c.get("kind") != "noise":
@@ -41,55 +41,61 @@ def figure_accuracy_vs_budget(card: dict) -> plt.Figure | None:
     groups = {k: v for k, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
-    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    fig, axes = style.figure(1, len(groups), width=min(style.WIDTH * len(groups), 11), height=3.4)
     for ax, ((norm, domain, relative), conditions) in zip(axes[0], groups.items()):
-        x = [c["snr_db"] if relative else c["eps"] for c in conditions]
         y = [c["robust_accuracy"]["value"] for c in conditions]
         low = [c["robust_accuracy"]["value"] - c["robust_accuracy"]["ci95"][0] for c in conditions]
         high = [c["robust_accuracy"]["ci95"][1] - c["robust_accuracy"]["value"] for c in conditions]
-        ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, label="robust (95% CI)")
-        ax.axhline(card["clean_accuracy"]["value"], color="grey", linestyle="--", label="clean")
-        ax.set_xlabel("SNR budget (dB)" if relative else f"ε ({norm}, {domain})")
         if relative:
+            x = [c["snr_db"] for c in conditions]
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=style.ROBUST)
+            ax.set_xlabel(f"budget: SNR of the perturbation (dB; {norm}, {domain})")
             ax.invert_xaxis()
-        elif min(x) > 0 and max(x) / min(x) >= 10:
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{v:g}" for v in x])
-        _accuracy_axes(ax, f"{norm} {domain}")
-    fig.tight_layout()
+            ax.set_xticks(x)
+            ax.set_xticklabels([f"{v:g}" for v in x])
+            if records is not None:
+                eps = [median_eps(records, c["condition"]) for c in conditions]
+                top = ax.secondary_xaxis("top")
+                top.set_xticks(x)
+                top.set_xticklabels(["–" if e is None else f"{e:.2g}" for e in eps])
+                top.set_xlabel("median ε per clip")
+        else:
+            x = [c["eps"] for c in conditions]
+            ax.errorbar(x, y, yerr=[low, high], marker="o", capsize=3, color=style.ROBUST)
+            snr = [perturbation_snr(records, c["condition"]) for c in conditions] if records is not None else None
+            style.eps_axes(ax, x, norm, domain, snr)
+        style.clean_line(ax, card["clean_accuracy"]["value"])
+        style.accuracy_axis(ax, "robust accuracy (95% CI)")
+    style.finish(fig)
     return fig
 
 
-def _accuracy_axes(ax, title: str) -> None:
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-
-
 def figure_noise(card: dict) -> plt.Figure | None:
-    """Accuracy under each natural corruption against its severity (mildest first)."""
-    curves: dict[str, list[dict]] = {}
-    for c in card["conditions"]:
-        if c.get("kind") == "noise":
-            curves.setdefault(c["attack"].removeprefix("noise:"), []).append(c)
+    """Accuracy under each natural corruption against its severity, one small panel per corruption (mildest
+    severity on the left, in the corruption's own unit), the clean accuracy as a line in each."""
+    curves = noise_curves(card)
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(9, 4))
-    for name, conditions in curves.items():
-        order = card["settings"].get("corruptions", {}).get(name)
-        if order:
-            conditions = sorted(conditions, key=lambda c: order.index(c["severity"]))
-        severities = ", ".join(f"{c['severity']:g}" for c in conditions)
-        ax.plot(range(1, len(conditions) + 1), [c["robust_accuracy"]["value"] for c in conditions], marker="o",
-                label=f"{name} ({severities} {conditions[0]['severity_unit']})")
-    ax.axhline(card["clean_accuracy"]["value"], color="grey", linestyle="--", label="clean")
-    ax.set_xlabel("severity level (mildest first; values in the legend)")
-    _accuracy_axes(ax, "natural noise")
-    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
+    cols = min(4, len(curves))
+    rows = -(-len(curves) // cols)
+    fig, axes = style.figure(rows, cols, width=min(max(2.75 * cols, 4.5), 11), height=2.3 * rows + 0.4, sharey=True)
+    clean = card["clean_accuracy"]["value"]
+    for ax, (name, conditions) in zip(axes.flat, curves.items()):
+        levels = list(range(len(conditions)))
+        ax.plot(levels, [c["robust_accuracy"]["value"] for c in conditions], marker="o", color=style.ROBUST)
+        ax.axhline(clean, color=style.CLEAN, linestyle="--", linewidth=1.1)
+        ax.set_xticks(levels)
+        ax.set_xticklabels([f"{c['severity']:g}" for c in conditions], fontsize=7.5)
+        ax.set_title(name, fontsize=9.5)
+        ax.set_xlabel(conditions[0]["severity_unit"] or "severity", fontsize=8.5)
+        ax.set_ylim(-0.02, 1.05)
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("accuracy")
+    fig.suptitle(f"milder → harsher, left to right; dashed: clean {clean:.2f}", fontsize=8.5, color=style.CLEAN,
+                 x=0.01, ha="left")
+    style.finish(fig)
     return fig
 
 
@@ -98,19 +104,26 @@ def figure_minimal_eps(card: dict) -> plt.Figure | None:
     searches = [m for m in card.get("minimal", []) if m["accuracy_curve"]]
     if not searches:
         return None
-    fig, axes = plt.subplots(1, len(searches), figsize=(5 * len(searches), 3.6), squeeze=False)
+    fig, axes = style.figure(1, len(searches), width=min(style.WIDTH * len(searches), 11), height=3.4)
     for ax, m in zip(axes[0], searches):
         eps, accuracy = np.array(m["accuracy_curve"]).T
         ax.step(np.concatenate([[eps[0] / 2], eps]), np.concatenate([[m["clean_accuracy"]], accuracy]),
-                where="post", label="robust accuracy")
+                where="post", color=style.ROBUST)
         if m["chance"] is not None:
-            ax.axhline(m["chance"], color="grey", linestyle=":", label="chance")
-        if m["median_eps"]["value"] is not None and np.isfinite(m["median_eps"]["value"]):
-            ax.axvline(m["median_eps"]["value"], color="C1", linestyle="--", label="median minimal ε")
+            ax.axhline(m["chance"], color=style.CHANCE, linestyle=":")
+            ax.annotate("chance", xy=(0, m["chance"]), xycoords=("axes fraction", "data"), xytext=(2, 2),
+                        textcoords="offset points", fontsize=8, color=style.CLEAN)
+        median = m["median_eps"]["value"]
+        if median is not None and np.isfinite(median):
+            ax.axvline(median, color=style.SERIES[1], linestyle="--", linewidth=1.2)
+            ax.annotate(f"median {median:.2g}", xy=(median, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                        textcoords="offset points", fontsize=8, color=style.SERIES[1])
         ax.set_xscale("log")
-        ax.set_xlabel(f"ε ({m['norm']}, {m['domain']})")
-        _accuracy_axes(ax, f"minimal ε: {m['found']} of {m['attacked']} clips broken")
-    fig.tight_layout()
+        name = {"linf": "L∞", "l2": "L2", "l1": "L1"}.get(m["norm"], m["norm"])
+        ax.set_xlabel(f"{name} budget ε ({m['domain']}; log scale)")
+        ax.set_title(f"{m['found']} of {m['attacked']} clips broken")
+        style.accuracy_axis(ax, "robust accuracy")
+    style.finish(fig)
     return fig
 
 
@@ -127,38 +140,44 @@ def per_class_series(card: dict) -> dict[str, dict[str, float]]:
     return {name: values for name, values in series.items() if name not in dropped}
 
 
+def _short(condition: str) -> str:
+    """A column label: the budget or severity of a condition name (``pgd-linf-waveform-eps=0.001`` -> ``ε=0.001``)."""
+    if condition.startswith("noise-"):
+        return condition.removeprefix("noise-")
+    budget = condition.split("-")[-1]
+    return budget.replace("eps=", "ε=").replace("snr=", "SNR ") if "=" in budget else condition
+
+
 def figure_per_class(card: dict) -> plt.Figure:
-    """Clean and robust accuracy per class, one bar group per class."""
+    """Accuracy per class (rows) and condition (columns: clean first) as a heatmap, values in the cells."""
     series = per_class_series(card)
     classes = list(series["clean"])
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(classes) * max(1, len(series) / 3)), 3.8))
-    for i, (name, values) in enumerate(series.items()):
-        ax.bar(np.arange(len(classes)) + i * width, [values.get(c, np.nan) for c in classes], width, label=name)
-    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2)
-    ax.set_xticklabels(classes, rotation=45, ha="right")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    names = list(series)
+    values = np.array([[series[name].get(c, np.nan) for name in names] for c in classes], dtype=float)
+    fig, axes = style.figure(1, 1, width=min(2.6 + 1.05 * len(names), 11), height=max(2.2, 1.0 + 0.3 * len(classes)))
+    style.heatmap(axes[0][0], values, classes, [_short(n) for n in names])
+    axes[0][0].set_xlabel("condition" + (" (middle severity of each corruption)" if any(
+        c.get("kind") == "noise" for c in card.get("conditions", [])) else ""))
+    style.finish(fig)
     return fig
 
 
 def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Figure | None:
-    """SNR (dB) of the perturbations that fooled the model, per condition."""
+    """SNR (dB) of the perturbations that fooled the model: one small panel per condition, one x axis."""
     fooled = records[(records["success"] == True) & records["snr_db"].notna()]  # noqa: E712
-    if not len(fooled):
+    shown = [c for c in conditions if (fooled["condition"] == c).any()]
+    if not shown:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    bins = np.histogram_bin_edges(fooled["snr_db"].astype(float), bins=30)
-    for condition in conditions:
+    bins = np.histogram_bin_edges(fooled["snr_db"].astype(float), bins=min(30, max(8, len(fooled) // 2)))
+    fig, axes = style.figure(len(shown), 1, height=0.5 + 1.25 * len(shown), sharex=True)
+    for ax, condition in zip(axes[:, 0], shown):
         values = fooled[fooled["condition"] == condition]["snr_db"].astype(float)
-        if len(values):
-            ax.hist(values, bins=bins, alpha=0.5, label=condition)
-    ax.set_xlabel("SNR of the successful perturbation (dB)")
-    ax.set_ylabel("clips")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.hist(values, bins=bins, color=style.ROBUST, alpha=0.85)
+        style.count_axis(ax, "clips")
+        ax.set_title(f"{_short(condition)}: {len(values)} fooled, median {values.median():.0f} dB", fontsize=9,
+                     loc="left")
+    axes[-1, 0].set_xlabel("SNR of the perturbation that fooled the model (dB; higher = quieter)")
+    style.finish(fig)
     return fig
 
 
@@ -213,20 +232,13 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
         note = (f"{flagged} check(s) flagged: read the fixes before trusting the numbers above."
                 if flagged else "No check flagged.")
         sections.append(("Sanity checks", header, rows, note))
-    series = per_class_series(card)
-    if series:
-        header = ["class", *series]
-        rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
-        sections.append(("Accuracy per class", header, rows, ""))
-    return sections
+    return sections  # accuracy per class: the heatmap figure (values in its cells; all of them in card.json)
 
 
 def _save(fig: plt.Figure, path: Path) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    path.write_bytes(buffer.getvalue())
-    return buffer.getvalue()
+    data = style.png(fig)
+    path.write_bytes(data)
+    return data
 
 
 def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
@@ -243,12 +255,14 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
     figures: list[tuple[str, str, bytes]] = []  # (title, file, png)
     if len(records):
         conditions = condition_order(records)
+        attacks = records[records["kind"] != "noise"]
         for title, name, fig in [
-            ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card)),
+            ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card, records)),
             ("Robust accuracy from the minimal ε per clip", "minimal_eps.png", figure_minimal_eps(card)),
-            ("Accuracy under natural noise", "noise.png", figure_noise(card)),
+            ("Accuracy under natural noise, by severity", "noise.png", figure_noise(card)),
             ("Accuracy per class", "per_class.png", figure_per_class(card)),
-            ("SNR of successful perturbations", "snr_histogram.png", figure_snr_histogram(records, conditions)),
+            ("How loud the fooling perturbations are", "snr_histogram.png",
+             figure_snr_histogram(attacks, [c for c in conditions if c in set(attacks["condition"])])),
         ]:
             if fig is not None:
                 figures.append((title, name, _save(fig, run_dir / FIGURES_DIR / name)))
