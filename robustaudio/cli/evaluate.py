@@ -13,7 +13,6 @@ from .common import (
     model_options,
     parse_corruptions,
     parse_device,
-    print_summary,
     run_options,
     user_errors,
 )
@@ -171,6 +170,27 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)
+
+
+def print_summary(card: dict, run_dir: Path) -> None:
+    """The run's numbers on the terminal; a natural-noise run in noise words (accuracy under noise, clips
+    turned wrong), an attack run as :func:`robustaudio.cli.common.print_summary` says it."""
+    from . import common
+    conditions = card.get("conditions", [])
+    if not conditions or any(c.get("kind") != "noise" for c in conditions):
+        common.print_summary(card, run_dir)
+        return
+    from ..report.headline import noise_curves, severity_text
+    click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
+    for name, curve in noise_curves(card).items():
+        for c in curve:
+            accuracy, rate = c["robust_accuracy"], c["success_rate"]
+            wrong = f", {round(rate['value'] * rate['n'])} of {rate['n']} clean-correct clips turned wrong" if rate["n"] else ""
+            click.echo(f"{name} at {severity_text(c['severity'], c['severity_unit'])}: accuracy under noise "
+                       f"{accuracy['value']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]{wrong}")
+    if card["skipped_clips"]:
+        click.echo(f"{card['skipped_clips']} clip(s) skipped: see {run_dir / 'warnings.jsonl'}", err=True)
+    click.echo(f"report: {run_dir / 'report.html'}")
 
 
 def restrict_options(model, domain: str, time_window, freq_band) -> dict:

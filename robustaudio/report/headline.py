@@ -328,8 +328,8 @@ def run_headline(card: dict, records: pd.DataFrame) -> Headline | None:
         return None
     flags, passed = trust(card.get("checks", []))
     if noise:
-        passed = passed or ("No sanity check applies: natural noise is measured as it is (seeded per clip and "
-                            "corruption), with no attack to fail.")
+        passed = passed or ("No sanity check applies to natural noise: each accuracy is measured directly, with "
+                            "noise seeded per clip and corruption; there is no optimiser that could fall short.")
     elif not card.get("checks"):
         passed = "No sanity check ran (--no-sanity, or an attack the probes do not cover): nothing vouches for "\
                  "the attack's strength."

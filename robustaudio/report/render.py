@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
-from .headline import Flag, Headline, median_eps, noise_curves, perturbation_snr, run_headline
+from .headline import Flag, Headline, median_eps, noise_curves, perturbation_snr, run_headline, severity_text
 from .listen import clear, listen_html, listen_markdown, recompute, write_figures
 from ..records import read_records, read_warnings
 
@@ -184,6 +184,10 @@ def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Fi
 NOTE_FIXED = ("Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
               "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
               "bootstrap over clips.")
+NOTE_NOISE = ("Every clip is corrupted at each severity, mildest first; accuracy under noise counts clean errors as "
+              "errors, and 'turned wrong' is the share of the clips right when clean that the noise makes wrong. "
+              "Each clip's noise is seeded by the run seed, the clip's batch and the corruption. Intervals: 95% "
+              "percentile bootstrap over clips.")
 NOTE_TRANSFER = ("The adversarial waveforms made against the attacked model, scored by a second model that the "
                  "attack never queried. Transfer rate: of the clips the attack fooled and the second model got "
                  "right when clean, the fraction it now gets wrong.")
@@ -196,14 +200,22 @@ NOTE_MINIMAL = ("Minimal ε: per clean-correct clip, the smallest budget at whic
 def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     """The report's tables as (title, header, rows, note), rendered alike in Markdown and HTML."""
     sections = []
-    if card["conditions"]:
+    attacks = [c for c in card["conditions"] if c.get("kind") != "noise"]
+    if attacks:
         header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
                   "median SNR dB", "fwd", "bwd", "seconds"]
         rows = [[c["condition"], _estimate_text(c["robust_accuracy"]), _estimate_text(c["success_rate"])
                  if c["success_rate"]["n"] else "–", _fmt(c["median_linf"]), _fmt(c["median_l2"]),
                  _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
-                for c in card["conditions"]]
+                for c in attacks]
         sections.append(("Attacks at fixed budgets", header, rows, NOTE_FIXED))
+    curves = noise_curves(card)
+    if curves:
+        header = ["corruption", "severity", "accuracy under noise [95% CI]", "clean-correct clips turned wrong",
+                  "seconds"]
+        rows = [[name, severity_text(c["severity"], c["severity_unit"]), _estimate_text(c["robust_accuracy"]),
+                 _turned_wrong(c), f"{c['seconds']:.1f}"] for name, conditions in curves.items() for c in conditions]
+        sections.append(("Accuracy under natural noise", header, rows, NOTE_NOISE))
     transfers = [c for c in card["conditions"] if c.get("transfer")]
     if transfers:
         target = transfers[0]["transfer"]["model"]
@@ -233,6 +245,13 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                 if flagged else "No check flagged.")
         sections.append(("Sanity checks", header, rows, note))
     return sections  # accuracy per class: the heatmap figure (values in its cells; all of them in card.json)
+
+
+def _turned_wrong(condition: dict) -> str:
+    rate = condition["success_rate"]
+    if not rate["n"]:
+        return "–"
+    return f"{round(rate['value'] * rate['n'])} of {rate['n']} ({rate['value']:.0%})"
 
 
 def _save(fig: plt.Figure, path: Path) -> bytes:
@@ -273,7 +292,8 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
     sections = _sections(card)
     if headline is not None and headline.table is not None:
         sections.insert(1, headline.table)
-    title = f"Robustness report: {card['model']}"
+    noise_only = bool(card["conditions"]) and all(c.get("kind") == "noise" for c in card["conditions"])
+    title = f"{'Natural-noise' if noise_only else 'Robustness'} report: {card['model']}"
     lines = _summary_lines(card, headline is not None)
     clear(run_dir, run_dir / FIGURES_DIR)
     listen = recompute(run_dir, card, records) if listen_examples and _attacked(card) else None
@@ -298,7 +318,8 @@ def _summary_lines(card: dict, headline: bool = False) -> list[str]:
     lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}")
     if "clean_accuracy" in card:
         lines.insert(1, f"clean accuracy: {_estimate_text(card['clean_accuracy'])}")
-        lines.append(f"attack wall time: {card['wall_seconds']:.1f} s")
+        noise = all(c.get("kind") == "noise" for c in card["conditions"]) and card["conditions"]
+        lines.append(f"{'wall time' if noise else 'attack wall time'}: {card['wall_seconds']:.1f} s")
     if not card["complete"] and not headline:
         lines.append("INCOMPLETE: the run has not finished; rerun the same command to resume.")
     return lines
