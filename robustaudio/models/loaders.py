@@ -349,7 +349,7 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
 }
 
 
-BARE_NAMES = {"yamnet": "mean"}  # prefixes that also name a model alone: the target they stand for
+BARE_NAMES = {"yamnet": "mean", "birdnet": "v2.4", "birdnet-litert": "v2.4", "silero-vad": "max"}  # a prefix alone: this target
 
 
 def split_prefix(name: str) -> tuple[str, str] | None:
