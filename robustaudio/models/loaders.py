@@ -349,7 +349,8 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
 }
 
 
-BARE_NAMES = {"yamnet": "mean", "birdnet": "v2.4", "birdnet-litert": "v2.4", "silero-vad": "max"}  # a prefix alone: this target
+# Prefixes that also name a model alone: the target each stands for.
+BARE_NAMES = {"yamnet": "mean", "birdnet": "v2.4", "birdnet-litert": "v2.4", "silero-vad": "max"}
 
 
 def split_prefix(name: str) -> tuple[str, str] | None:
