@@ -28,8 +28,9 @@ import torch.nn.functional as F
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 warnings.filterwarnings("ignore")
 
-from robustaudio.attacks import ThreatModel, pgd  # noqa: E402
 from clips import clean_correct_clips  # noqa: E402
+
+from robustaudio.attacks import ThreatModel, pgd  # noqa: E402
 from robustaudio.models import frozen, load_model  # noqa: E402
 
 

@@ -27,10 +27,12 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.runner import AttackSpec, run_attack
-limit, out, steps, ray_address, workers = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4] or None, int(sys.argv[5])
+limit, out, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ray_address, workers = sys.argv[4] or None, int(sys.argv[5])
 split = None if sys.argv[6] == "all" else sys.argv[6]
 start = time.perf_counter()
-run_attack(load_model("cnn"), "cnn", AudioDataset.from_path(split=split), [ThreatModel("linf", eps=0.002)], out, AttackSpec("pgd", steps=steps), limit=limit, sanity=False, ray_address=ray_address, workers=workers)
+run_attack(load_model("cnn"), "cnn", AudioDataset.from_path(split=split), [ThreatModel("linf", eps=0.002)], out,
+           AttackSpec("pgd", steps=steps), limit=limit, sanity=False, ray_address=ray_address, workers=workers)
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -65,7 +67,8 @@ def main() -> None:
             read_records(tmp / "ray").drop(columns="seconds"))
         print(f"\n2. {n} clips, one process vs Ray with {args.workers} local workers (ratio to one process)")
         print(f"   one process:          {single['seconds']:6.1f} s  1.00x")
-        print(f"   Ray, {args.workers} workers:       {sharded['seconds']:6.1f} s  {sharded['seconds'] / single['seconds']:.2f}x"
+        ratio = sharded["seconds"] / single["seconds"]
+        print(f"   Ray, {args.workers} workers:       {sharded['seconds']:6.1f} s  {ratio:.2f}x"
               f"   (cluster start included; {wall:.1f} s with interpreter start)")
         print(f"   records identical: {same}")
 

@@ -91,7 +91,7 @@ def test_bad_clips_in_a_dataset_are_skipped_and_recorded(tmp_path, write_dataset
     skipped = {w["clip_id"] for w in warnings if w["kind"] == "skipped"}
     assert skipped == {"dog/silent.wav", "bird/broken.wav"}
     assert any(w["kind"] == "note" and "resampled from 8000 Hz" in w["message"] for w in warnings)
-    records = [json.loads(l) for l in (out / "records.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert {r["clip_id"] for r in records} == {"bird/bird0.wav", "bird/bird1.wav", "bird/slow.wav",
                                                "dog/dog0.wav", "dog/dog1.wav"}
 

@@ -6,17 +6,16 @@ from dataclasses import asdict
 import pytest
 import torch
 from click.testing import CliRunner
-
 from conftest import AudioVisualLinear, LinearClassifier
+
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.cli import main
+from robustaudio.data import AudioDataset
 from robustaudio.defenses import training
 from robustaudio.defenses.mixup import class_weights, draw_plan
-from robustaudio.data import AudioDataset
-from robustaudio.studies.defenses import bundled_defended, defense_settings
 from robustaudio.defenses.training import Split, TrainingError, TrainSettings, fit, recipe_for
 from robustaudio.models import load_model
-
+from robustaudio.studies.defenses import bundled_defended, defense_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

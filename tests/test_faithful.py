@@ -57,7 +57,8 @@ def save_wav2vec2(directory, layer_norm: bool):
                                          initializer_range=0.5, **label_config())
     transformers.Wav2Vec2ForSequenceClassification(config).eval().save_pretrained(directory)
     # wav2vec2-large style models take an attention mask; base style models do not
-    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=layer_norm).save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True,
+                                          return_attention_mask=layer_norm).save_pretrained(directory)
     return directory
 
 

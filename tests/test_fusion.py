@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import AudioVisualLinear, LinearClassifier
 
 from robustaudio.attacks import ThreatModel, minimal_eps
-from robustaudio.studies.compare import FusionPlan, run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.data.av import load_frames, save_frames
 from robustaudio.models import load_model
@@ -20,8 +20,7 @@ from robustaudio.models.fusion import FUSION_MODELS, SuperLateFusion
 from robustaudio.models.registry import MODELS
 from robustaudio.report import build_report, read_records
 from robustaudio.runner import AttackSpec, JointThreat, RunSettingsError, run_attack
-
-from conftest import AudioVisualLinear, LinearClassifier
+from robustaudio.studies.compare import FusionPlan, run_comparison
 
 TINY = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4, 8), video_channels=(4, 8),
             video_dim=8)
@@ -124,9 +123,12 @@ def test_bundled_avmini_design_and_checkpoints():
         by_class.setdefault(r["label"], {"audio": set(), "scene": set()})
         by_class[r["label"]]["audio"].add(r["path"])
         by_class[r["label"]]["scene"].add(r["scene"])
-    shared_audio = {frozenset((x, y)) for x in by_class for y in by_class if x < y and by_class[x]["audio"] & by_class[y]["audio"]}
-    shared_scene = {frozenset((x, y)) for x in by_class for y in by_class if x < y and by_class[x]["scene"] & by_class[y]["scene"]}
-    assert shared_audio == {frozenset(("speech+person", "speech+cafe")), frozenset(("footsteps+rocket", "footsteps+cat"))}
+    shared_audio = {frozenset((x,
+                               y)) for x in by_class for y in by_class if x < y and by_class[x]["audio"] & by_class[y]["audio"]}
+    shared_scene = {frozenset((x,
+                               y)) for x in by_class for y in by_class if x < y and by_class[x]["scene"] & by_class[y]["scene"]}
+    assert shared_audio == {frozenset(("speech+person", "speech+cafe")), frozenset(("footsteps+rocket",
+                                                                                    "footsteps+cat"))}
     assert shared_scene == {frozenset(("speech+cafe", "music+cafe")), frozenset(("engine+rocket", "footsteps+rocket"))}
     assert len({r["id"] for r in rows}) == len(rows) and {r["split"] for r in rows} == {"train", "test"}
     assert load_frames(root / rows[0]["video"]).shape == (4, 3, 32, 32)
@@ -151,7 +153,8 @@ def write_av_dataset(root: Path, per_class: int = 2, seconds: float = 0.25) -> P
         for i in range(per_class):
             audio = 0.3 * np.sin(2 * np.pi * (300 + 500 * k) * t) + 0.01 * rng.standard_normal(t.size)
             soundfile.write(root / f"{label}{i}.wav", audio.astype(np.float32), 16000)
-            video = np.clip(rng.uniform(0.3, 0.5, (2, 3, 16, 16)) + 0.4 * (np.arange(3) == k)[None, :, None, None], 0, 1)
+            video = np.clip(rng.uniform(0.3, 0.5, (2, 3, 16, 16)) + 0.4 * (np.arange(3) == k)[None, :, None, None], 0,
+                            1)
             save_frames(root / f"{label}{i}.png", torch.from_numpy(video).float())
             rows.append([f"{label}{i}", f"{label}{i}.wav", f"{label}{i}.png", label])
     with open(root / "metadata.csv", "w", newline="") as f:
@@ -166,7 +169,8 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     model = tiny("fusion-late")
     video_threat = ThreatModel("linf", eps=0.05, modality="video", bounds=(0.0, 1.0))
     threats = [ThreatModel("linf", eps=0.01), video_threat, JointThreat(ThreatModel("linf", eps=0.01), video_threat)]
-    run = run_attack(model, "late", data, threats, tmp_path / "run", AttackSpec("pgd", steps=2), batch_size=4, sanity=False)
+    run = run_attack(model, "late", data, threats, tmp_path / "run", AttackSpec("pgd", steps=2), batch_size=4,
+                     sanity=False)
     records = read_records(run)
     assert set(records["domain"]) == {"waveform", "video", "waveform+video"}
     attacked = records[records["attacked"] == True]  # noqa: E712
@@ -176,7 +180,8 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     assert {c["domain"] for c in card["conditions"]} == {"waveform", "video", "waveform+video"}
     with pytest.raises(RunSettingsError, match="does not use"):
         run_attack(tiny("fusion-audio"), "audio", data, [video_threat], tmp_path / "bad", AttackSpec("pgd", steps=1))
-    minimal = run_attack(model, "late", data, [video_threat], tmp_path / "minimal", AttackSpec("minimal", steps=2, options={"eps_max": 0.5, "search_steps": 2}), sanity=False)
+    minimal = run_attack(model, "late", data, [video_threat], tmp_path / "minimal",
+                         AttackSpec("minimal", steps=2, options={"eps_max": 0.5, "search_steps": 2}), sanity=False)
     assert build_report(minimal)["minimal"][0]["condition"] == "minimal-linf-video"
 
 
@@ -187,12 +192,14 @@ def test_comparison_writes_the_fusion_table_and_the_theorem_check(tmp_path):
     plan = FusionPlan(norms=("linf",), audio_eps={"linf": (0.005, 0.01)}, video_eps={"linf": (0.02, 0.05)},
                       minimal_cap=4, search_steps=2)
     from robustaudio.runner import noise_suite
-    comparison = run_comparison(models, data, tmp_path / "cmp", eps=(0.005, 0.01), corruptions=noise_suite(["gaussian_snr"]),
+    comparison = run_comparison(models, data, tmp_path / "cmp", eps=(0.005, 0.01),
+                                corruptions=noise_suite(["gaussian_snr"]),
                                 steps=1, batch_size=8, fusion=plan, progress=lambda _: None)
     fusion = comparison["fusion"]
     assert fusion["plan"]["norms"] == ["linf"] and fusion["plan"]["table_eps"]["linf"] == {"audio": 0.01, "video": 0.05}
     linf = {name: fusion["models"][name]["linf"] for name in models}
-    assert linf["late"]["modalities"] == ["audio", "video"] and linf["audio"]["video"] is None and linf["video"]["audio"] is None
+    assert linf["late"]["modalities"] == ["audio",
+                                          "video"] and linf["audio"]["video"] is None and linf["video"]["audio"] is None
     for row in linf.values():
         for key in ("audio", "video", "both"):
             assert row[key] is None or 0 <= row[key] <= row["clean"]
@@ -209,6 +216,7 @@ def test_comparison_writes_the_fusion_table_and_the_theorem_check(tmp_path):
 def test_attack_command_defaults_to_the_data_a_bundled_model_was_trained_on(tmp_path):
     """`robustaudio attack --model av-late` needs no --data: the av-* models read the bundled avmini set."""
     from click.testing import CliRunner
+
     from robustaudio.cli import main
     result = CliRunner().invoke(main, ["attack", "--model", "av-late", "--eps", "0.002", "--steps", "1", "--limit", "2",
                                        "--no-sanity", "--out", str(tmp_path / "run")])

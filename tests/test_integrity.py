@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import LinearClassifier
 
+from robustaudio import records as records_module
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.report import build_report, read_records, read_warnings
-from robustaudio import records as records_module
 from robustaudio.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
+from robustaudio.report import build_report, read_records, read_warnings
 from robustaudio.runner import run_attack
 
 TIMING = ["seconds"]

@@ -5,19 +5,19 @@ import json
 
 import pytest
 import torch
+from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.data import AudioDataset
 from robustaudio.models import ModelError, load_model
 from robustaudio.models.label_map import MINIEVENTS_TO_AUDIOSET, LabelMapped
 
-from conftest import LinearClassifier
-
 
 def tagger() -> LinearClassifier:
     """Five 'model' classes on a 40-sample waveform."""
     g = torch.Generator().manual_seed(0)
-    return LinearClassifier(torch.randn(5, 40, generator=g), torch.zeros(5), labels=["Bird", "Dog", "Speech", "Music", "Engine"])
+    return LinearClassifier(torch.randn(5, 40, generator=g), torch.zeros(5), labels=["Bird", "Dog", "Speech", "Music",
+                                                                                     "Engine"])
 
 
 def test_mapped_logit_is_the_largest_of_its_model_logits():

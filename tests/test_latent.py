@@ -7,8 +7,14 @@ from conftest import AudioVisualLinear, LinearClassifier
 from torch import nn
 
 from robustaudio.data.datasets import Batch
-from robustaudio.metrics.latent import (collect_embeddings, convexity, density, interpolate, knn_mean_distance,
-                                        latent_metrics)
+from robustaudio.metrics.latent import (
+    collect_embeddings,
+    convexity,
+    density,
+    interpolate,
+    knn_mean_distance,
+    latent_metrics,
+)
 
 
 def av_linear(audio_dim: int, video_dim: int, classes: int = 2, seed: int = 0) -> AudioVisualLinear:
@@ -159,7 +165,8 @@ def test_a_tight_cluster_is_denser_than_a_spread_one():
     labels = torch.arange(60) // 30
     tight = centres + 0.2 * torch.randn(60, 8, generator=g)
     spread = centres + 2.0 * torch.randn(60, 8, generator=g)
-    assert density(tight, labels, k=5, normalize=False)["overall"] > 2 * density(spread, labels, k=5, normalize=False)["overall"]
+    assert density(tight, labels, k=5, normalize=False)["overall"] > 2 * density(spread, labels, k=5,
+                                                                                 normalize=False)["overall"]
 
 
 def test_convexity_is_one_for_separable_convex_classes_and_lower_for_a_ring_around_a_blob():

@@ -11,8 +11,8 @@ import torch
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.counting import QueryCounter
 from robustaudio.attacks.square import square_attack
-from robustaudio.models.base import GradientUnavailableError
 from robustaudio.models import ModelError, load_model
+from robustaudio.models.base import GradientUnavailableError
 
 pytest.importorskip("pymicro_wakeword", reason="microWakeWord needs pip install pymicro-wakeword==2.5.0")
 

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import binary_linear
 
 from robustaudio.attacks import ThreatModel, lp_norm
 from robustaudio.attacks.minimal import minimal_eps
-
-from conftest import binary_linear
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])

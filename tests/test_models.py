@@ -7,9 +7,8 @@ import torch
 
 from robustaudio.data import AudioDataset
 from robustaudio.models import ARCHITECTURES, MODELS, load_model
-from robustaudio.models.zoo import ZOO
 from robustaudio.models.registry import BUNDLED_DIR
-
+from robustaudio.models.zoo import ZOO
 
 AUDIO_ONLY = sorted(name for name, build in ARCHITECTURES.items()
                     if name not in ZOO and build(labels=["a"]).modalities == ("audio",))

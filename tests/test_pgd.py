@@ -2,11 +2,10 @@
 
 import pytest
 import torch
+from conftest import LinearClassifier, binary_linear
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.criteria import is_fooled
-
-from conftest import LinearClassifier, binary_linear
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2", "l1"])

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import AudioVisualLinear
 
 from robustaudio.attacks import ThreatModel, ThreatModelError, lp_norm, pgd
 from robustaudio.attacks.restrict import band_mask, bandpass, time_mask
 from robustaudio.models import load_model
-
-from conftest import AudioVisualLinear
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +75,8 @@ def test_one_modality_is_attacked_and_the_other_held(modality):
     audio, video = torch.rand(8, 200, generator=g) * 0.2 - 0.1, torch.rand(8, 16, generator=g)
     with torch.no_grad():
         labels = model(audio, video).argmax(-1)
-    threat = ThreatModel("l2", eps=1.5 if modality == "video" else 5.0, modality=modality, bounds=(0.0, 1.0) if modality == "video" else (-1.0, 1.0))
+    threat = ThreatModel("l2", eps=1.5 if modality == "video" else 5.0, modality=modality,
+                         bounds=(0.0, 1.0) if modality == "video" else (-1.0, 1.0))
     result = pgd(model, audio, labels, threat, video=video, steps=10, generator=torch.Generator().manual_seed(0))
     assert result.success.float().mean() > 0.5
     attacked = video if modality == "video" else audio

@@ -5,15 +5,14 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.report import FIELDS, build_report, read_records
 from robustaudio.records import RECORDS_FILE
+from robustaudio.report import FIELDS, build_report, read_records
 from robustaudio.report.card import json_safe
 from robustaudio.runner import AttackSpec, RunSettingsError, run_attack
-
-from conftest import LinearClassifier
 
 TIMING = ["seconds"]
 
@@ -93,8 +92,10 @@ def test_eps_curve_does_not_reattack_clips_that_resisted_a_larger_budget(tmp_pat
 
 def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset):
     root = write_dataset(labels=("<img src=x onerror=alert(1)>", "dog"), per_label=2)
-    model = LinearClassifier(torch.randn(2, 16000) * 0.05, torch.zeros(2), labels=["<img src=x onerror=alert(1)>", "dog"])
-    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", AttackSpec("pgd", steps=2),
+    model = LinearClassifier(torch.randn(2, 16000) * 0.05, torch.zeros(2), labels=["<img src=x onerror=alert(1)>",
+                                                                                   "dog"])
+    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", AttackSpec("pgd",
+                                                                                                            steps=2),
                      batch_size=4)
     card = build_report(out)
     html = (out / "report.html").read_text()

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import LinearClassifier, binary_linear
 
 import robustaudio.metrics.sanity as sanity
 from robustaudio.attacks import ThreatModel
 from robustaudio.metrics import probe_model, record_checks
-
-from conftest import LinearClassifier, binary_linear
 
 THREAT = ThreatModel("linf", eps=0.02)
 

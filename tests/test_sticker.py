@@ -9,9 +9,20 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from robustaudio.attacks.sticker import (DotOptics, Sticker, StickerError, apply_sticker, fit_dot_optics, grid_centres,
-                                         image_target, optimise_sticker, random_dot_control, sticker_success,
-                                         synthetic_photos, visual_branch_target)
+from robustaudio.attacks.sticker import (
+    DotOptics,
+    Sticker,
+    StickerError,
+    apply_sticker,
+    fit_dot_optics,
+    grid_centres,
+    image_target,
+    optimise_sticker,
+    random_dot_control,
+    sticker_success,
+    synthetic_photos,
+    visual_branch_target,
+)
 from robustaudio.cli import main
 from robustaudio.data.av import save_frames
 from robustaudio.models.fusion import AudioOnly, VideoOnly
@@ -93,12 +104,14 @@ def test_model_adapters_refuse_what_they_cannot_attack():
         image_target(MeanColour(), torch.rand(2, 3, 8, 8), ["red", "green"])
     with pytest.raises(StickerError, match="Unknown target class 'purple'"):
         optimise_sticker(image_target(MeanColour(), torch.rand(2, 3, 8, 8), COLOURS), "red", "purple")
-    tiny = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4,), video_channels=(4,), video_dim=4)
+    tiny = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4,), video_channels=(4,),
+                video_dim=4)
     audio, video = torch.zeros(2, 4000), torch.rand(2, 2, 3, 16, 16)
     with pytest.raises(StickerError, match="no visual branch"):
         visual_branch_target(AudioOnly(["a", "b"], **tiny).eval(), audio, video)
     with pytest.raises(StickerError, match="frame embeddings"):
-        visual_branch_target(VideoOnly(["a", "b"], video_input="embeddings", video_embedding_dim=5, **tiny).eval(), audio,
+        visual_branch_target(VideoOnly(["a", "b"], video_input="embeddings", video_embedding_dim=5, **tiny).eval(),
+                             audio,
                              torch.rand(2, 2, 5))
     target = visual_branch_target(VideoOnly(["a", "b"], **tiny).eval(), audio, video)
     assert target.logits(Sticker.random(9, DotOptics())(video), torch.arange(2)).shape == (2, 2)
@@ -113,7 +126,9 @@ def test_sticker_command_on_an_image_classifier(tmp_path):
     for name, colour in (("red", 0), ("green", 1)):
         (tmp_path / "images" / name).mkdir(parents=True)
         for i, image in enumerate(tinted(colour, 8, seed=colour)):
-            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "images" / name / f"{i}.png")
+            Image.fromarray((image.permute(1,
+                                           2,
+                                           0).numpy() * 255).astype(np.uint8)).save(tmp_path / "images" / name / f"{i}.png")
     model = f"python:{tmp_path / 'colours.py'}:build"
     args = ["sticker", "--model", model, "--images", str(tmp_path / "images"), "--source", "red", "--target", "blue",
             "--radius", "0.2", "--epochs", "15", "--lr", "0.05", "--controls", "5", "--out", str(tmp_path / "out")]
@@ -142,15 +157,20 @@ def test_sticker_command_fits_the_optics_to_calibration_photos(tmp_path):
     for folder, images in (("clean", clean), ("photos", photos)):
         (tmp_path / "cal" / folder).mkdir(parents=True)
         for i, image in enumerate(images):
-            Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "cal" / folder / f"{i}.png")
+            Image.fromarray((image.permute(1,
+                                           2,
+                                           0).numpy() * 255).round().astype(np.uint8)).save(tmp_path / "cal" / folder / f"{i}.png")
     (tmp_path / "cal" / "dots.json").write_text(json.dumps({"centres": centres.tolist(), "colours": colours.tolist()}))
     (tmp_path / "m.py").write_text(
         "import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n        return 20 * x.mean(dim=(-1, -2))\n"
         "def build():\n    return M()\n")
     (tmp_path / "images" / "red").mkdir(parents=True)
     for i, image in enumerate(tinted(0, 4, seed=0)):
-        Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(tmp_path / "images" / "red" / f"{i}.png")
-    result = CliRunner().invoke(main, ["sticker", "--model", f"python:{tmp_path / 'm.py'}:build", "--labels", "red,green,blue",
+        Image.fromarray((image.permute(1,
+                                       2,
+                                       0).numpy() * 255).astype(np.uint8)).save(tmp_path / "images" / "red" / f"{i}.png")
+    result = CliRunner().invoke(main, ["sticker", "--model", f"python:{tmp_path / 'm.py'}:build", "--labels",
+                                       "red,green,blue",
                                        "--images", str(tmp_path / "images"), "--source", "red", "--target", "green",
                                        "--calibration", str(tmp_path / "cal"), "--epochs", "2", "--controls", "2",
                                        "--out", str(tmp_path / "out")])
@@ -160,7 +180,8 @@ def test_sticker_command_fits_the_optics_to_calibration_photos(tmp_path):
 
 
 def test_av_model_sticker_covers_every_frame(tmp_path):
-    tiny = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4,), video_channels=(4,), video_dim=4)
+    tiny = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4,), video_channels=(4,),
+                video_dim=4)
     model = VideoOnly(["a", "b"], **tiny).eval()
     video = torch.rand(3, 2, 3, 16, 16)
     target = visual_branch_target(model, torch.zeros(3, 4000), video)

@@ -5,12 +5,11 @@ import math
 import hypothesis.strategies as st
 import pytest
 import torch
+from conftest import LinearClassifier
 from hypothesis import given, settings
 
 from robustaudio.attacks import ThreatModel, ThreatModelError, lp_norm, pgd, project_lp_ball, snr_db
 from robustaudio.attacks.threat import project_l1_ball
-
-from conftest import LinearClassifier
 
 REL_TOL = 1e-5  # float32 rounding of a rescaled vector's norm
 

