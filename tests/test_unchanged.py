@@ -18,10 +18,6 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 NEW_FIELDS = ["broken_by"]  # added since; None for single attacks
 
 
-@pytest.mark.parametrize("name, args", [
-    ("main_job", ["--norm", "linf", "--eps", "0.002", "--seed", "0"]),
-    ("l2_curve", ["--norm", "l2", "--eps", "0.05", "0.2", "0.5", "--seed", "1"]),
-])
 def first_test_clips(root: Path, n: int = 12) -> Path:
     """The first ``n`` rows of the bundled test split, in file order, as a dataset of their own (same clip ids)."""
     source = BUNDLED_ROOT / "minievents"
@@ -37,12 +33,15 @@ def first_test_clips(root: Path, n: int = 12) -> Path:
     return root
 
 
+@pytest.mark.parametrize("name, args", [
+    ("main_job", ["--norm", "linf", "--eps", "0.002", "--seed", "0"]),
+    ("l2_curve", ["--norm", "l2", "--eps", "0.05", "0.2", "0.5", "--seed", "1"]),
+])
 def test_records_are_unchanged(tmp_path, name, args):
     out = tmp_path / name
     data = first_test_clips(tmp_path / "data")
     result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "10", "--data",
-                                       str(data),
-                                       "--no-sanity", "--out", str(out), *args])
+                                       str(data), "--no-sanity", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     before_dir = tmp_path / "before"
     before_dir.mkdir()
