@@ -209,11 +209,29 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
     warnings = [{"kind": "note", "message": n} for n in notes]
     title = f"Adversarial music against {model}"
     headline = jam_headline(card)
+    players_md, players_html = _players(music, sample_rate, card)
     (out / "report.md").write_text(document_markdown(title, _summary_lines(card), _sections(card), figures, warnings,
-                                                     headline), encoding="utf-8")
+                                                     headline, players_md), encoding="utf-8")
     (out / "report.html").write_text(document_html(title, _summary_lines(card), _sections(card), figures, warnings,
-                                                   headline), encoding="utf-8")
+                                                   headline, players_html), encoding="utf-8")
     return card
+
+
+def _players(music: dict[str, torch.Tensor], sample_rate: int, card: dict) -> tuple[list[str], list[str]]:
+    """The two loops to listen to: links in Markdown, embedded 16-bit WAV players in HTML."""
+    import base64
+    import html
+
+    from .listen import wav_bytes
+    intro = (f"One loop each, as written to {card['files']['adversarial']} and {card['files']['random']} (16-bit WAV "
+             f"at {sample_rate} Hz, at the synthesiser's level; in the scenes it plays {card['music_db']:g} dB "
+             f"relative to the speech).")
+    markdown = ["## Listen: the music", "", intro, "",
+                *[f"- [{name} music]({MUSIC_FILES[name]})" for name in music], ""]
+    players = "".join(f"<figure><figcaption>{html.escape(name)} music</figcaption><audio controls preload='auto' "
+                      f"src='data:audio/wav;base64,{base64.b64encode(wav_bytes(loop.numpy(), sample_rate)).decode()}'>"
+                      f"</audio></figure>" for name, loop in music.items())
+    return markdown, ["<h2>Listen: the music</h2>", f"<p>{html.escape(intro)}</p>", f"<div class='players'>{players}</div>"]
 
 
 def jam_headline(card: dict) -> Headline:
