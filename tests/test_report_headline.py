@@ -75,3 +75,27 @@ def test_ensemble_table_counts_robust_accuracy_after_each_member():
     assert rows == [["c", "0.80", "0.60", "0.40", "0.20"]]
     card["conditions"][0]["attack"] = "pgd"
     assert ensemble_table(card, records) is None
+
+
+def test_study_reports_open_with_their_key_figure():
+    from robustaudio.report.defenses import defenses_headline
+    from robustaudio.report.jam import jam_headline
+
+    def est(v):
+        return {"value": v, "ci95": [v, v], "n": 4}
+
+    rows = [{"defense": "none", "clean_accuracy": est(0.9), "robust_accuracy": est(0.1)},
+            {"defense": "none", "clean_accuracy": est(0.9), "robust_accuracy": est(0.05)},
+            {"defense": "adversarial", "clean_accuracy": est(0.8), "robust_accuracy": est(0.4), "clips": 4}]
+    rows[0]["clips"] = 4
+    curves = [{"name": "sigma-0.25", "radii": [0.0, 0.1], "certified_accuracy": [0.7, 0.5]}]
+    headline = defenses_headline({"model": "cnn", "threat_name": "linf ε=0.002", "rows": rows}, curves)
+    assert headline.sentence == ("Clean → robust accuracy under linf ε=0.002, each defense at its strongest attack: "
+                                 "none 0.90 → 0.05, adversarial 0.80 → 0.40; certified accuracy at L2 radius 0.1: up "
+                                 "to 0.50 (sigma-0.25).")
+    card = {"headline_f1": {"held-out": {"clean": 0.9, "random": 0.85, "adversarial": 0.3}}, "target": "speech",
+            "music_db": -10.0, "settings": {"steps": 2, "batch_size": 2, "optimisation_rooms": 1, "held_out_rooms": 1,
+                                            "draws": 1, "seed": 0}}
+    assert jam_headline(card).sentence == ("The detector's F1 for 'speech' in held-out rooms: 0.9 (clean) → 0.85 "
+                                           "(random music) → 0.3 (adversarial), with music at -10 dB relative to the "
+                                           "speech.")
