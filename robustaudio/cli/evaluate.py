@@ -185,7 +185,8 @@ def print_summary(card: dict, run_dir: Path) -> None:
     for name, curve in noise_curves(card).items():
         for c in curve:
             accuracy, rate = c["robust_accuracy"], c["success_rate"]
-            wrong = f", {round(rate['value'] * rate['n'])} of {rate['n']} clean-correct clips turned wrong" if rate["n"] else ""
+            wrong = (f", {round(rate['value'] * rate['n'])} of {rate['n']} clean-correct clips turned wrong"
+                     if rate["n"] else "")
             click.echo(f"{name} at {severity_text(c['severity'], c['severity_unit'])}: accuracy under noise "
                        f"{accuracy['value']:.3f} [{accuracy['ci95'][0]:.3f}, {accuracy['ci95'][1]:.3f}]{wrong}")
     if card["skipped_clips"]:

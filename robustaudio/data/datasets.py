@@ -43,7 +43,7 @@ def _draw(seed: int, key: str) -> bytes:
     return hashlib.sha256(f"{seed}:{key}".encode()).digest()
 
 
-def limited(clips: list["Clip"], limit: int | None, seed: int = LIMIT_SEED) -> list["Clip"]:
+def limited(clips: list[Clip], limit: int | None, seed: int = LIMIT_SEED) -> list[Clip]:
     """``limit`` clips drawn from ``clips``, stratified over labels, in dataset order.
 
     Each label (the clip's label set, for multi-label data) gets its share of ``limit`` in proportion
@@ -123,7 +123,7 @@ class AudioDataset:
         self.clips = clips
 
     @classmethod
-    def from_path(cls, root: str | Path | None = None, split: str | None = None) -> "AudioDataset":
+    def from_path(cls, root: str | Path | None = None, split: str | None = None) -> AudioDataset:
         """Read a dataset directory (``None``: the bundled default; the name of a bundled set, e.g.
         ``"avmini"``, that set); ``split`` filters the rows."""
         if root is None or (isinstance(root, str) and root in BUILD_SCRIPTS and not Path(root).exists()):

@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from .card import json_safe
-from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
 from ..records import file_safe
 from . import style
-from .headline import Flag, Headline, NORM_NAMES, accuracy, evaluation_text, trust
+from .card import json_safe
+from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
+from .headline import NORM_NAMES, Flag, Headline, accuracy, evaluation_text, trust
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 
@@ -206,8 +206,8 @@ def compare_headline(comparison: dict, dirs: dict[str, Path], attack_settings: d
     norm = NORM_NAMES.get(comparison["norm"], comparison["norm"])
     attacked = {name: s for name, s in models.items() if s["robust_accuracy"] is not None}
     ranked = sorted(attacked, key=lambda name: -attacked[name]["robust_accuracy"])
-    each = ", ".join(f"{name} {accuracy(attacked[name]['clean_accuracy'])} → {accuracy(attacked[name]['robust_accuracy'])}"
-                     for name in ranked)
+    each = ", ".join(f"{name} {accuracy(attacked[name]['clean_accuracy'])} → "
+                     f"{accuracy(attacked[name]['robust_accuracy'])}" for name in ranked)
     sentence = (f"Clean → robust accuracy at {norm} ε = {comparison['table_eps']:g} under "
                 f"{evaluation_text(attack_settings, short=True)}, most robust first: {each}")
     c = comparison["correlations"]["noise (mean) vs adversarial"]
@@ -226,5 +226,6 @@ def compare_headline(comparison: dict, dirs: dict[str, Path], attack_settings: d
     passed = "" if flags else (f"All {checks} sanity checks of the models' attack runs passed." if checks else "")
     curve = sorted({e for s in attacked.values() for e, _ in s["robust_curve"]})
     settings = [f"attack: {evaluation_text(attack_settings)}", f"ε curve: {', '.join(f'{e:g}' for e in curve)}",
-                f"data: {Path(comparison['data']).name}", f"clips: {comparison['clips']}", f"seed: {comparison['seed']}"]
+                f"data: {Path(comparison['data']).name}", f"clips: {comparison['clips']}",
+                f"seed: {comparison['seed']}"]
     return Headline(sentence, flags, passed, settings)

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
-from .card import json_safe
 from . import style
+from .card import json_safe
 from .headline import Headline, accuracy
 from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
@@ -193,7 +193,8 @@ def defenses_headline(summary: dict, certification: list[dict]) -> Headline:
         value = best["certified_accuracy"][1] if len(best["certified_accuracy"]) > 1 else best["certified_accuracy"][0]
         parts.append(f"certified accuracy at L2 radius {radius:g}: up to {accuracy(value)} ({best['name']})")
     sentence = "; ".join(parts) + "." if parts else "No defense was evaluated."
-    settings = [f"model: {summary['model']}", f"split: {summary.get('split', 'test')}", f"seed: {summary.get('seed', 0)}"]
+    settings = [f"model: {summary['model']}", f"split: {summary.get('split', 'test')}",
+                f"seed: {summary.get('seed', 0)}"]
     if summary.get("rows"):
         settings.insert(1, f"clips: {summary['rows'][0]['clips']}")
     passed = ("Adaptive attacks (EOT through randomness, through the purifier) are the ones to trust here: a "

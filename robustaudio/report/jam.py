@@ -24,8 +24,8 @@ import torch
 from .. import versions
 from ..attacks.jamming import CONDITIONS, JamRun
 from ..data.audio import write_audio
-from .card import json_safe
 from . import style
+from .card import json_safe
 from .headline import Headline
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
@@ -231,7 +231,8 @@ def _players(music: dict[str, torch.Tensor], sample_rate: int, card: dict) -> tu
     players = "".join(f"<figure><figcaption>{html.escape(name)} music</figcaption><audio controls preload='auto' "
                       f"src='data:audio/wav;base64,{base64.b64encode(wav_bytes(loop.numpy(), sample_rate)).decode()}'>"
                       f"</audio></figure>" for name, loop in music.items())
-    return markdown, ["<h2>Listen: the music</h2>", f"<p>{html.escape(intro)}</p>", f"<div class='players'>{players}</div>"]
+    return markdown, ["<h2>Listen: the music</h2>", f"<p>{html.escape(intro)}</p>",
+                      f"<div class='players'>{players}</div>"]
 
 
 def jam_headline(card: dict) -> Headline:

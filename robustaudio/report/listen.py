@@ -100,7 +100,8 @@ def choose_clips(records: pd.DataFrame, condition: str, count: int = MAX_EXAMPLE
         for label in list(labels):
             if len(chosen) >= count:
                 break
-            pools = [(broken, "broken"), (robust, "robust")][turn % 2:] + [(broken, "broken"), (robust, "robust")][:turn % 2]
+            order = [(broken, "broken"), (robust, "robust")]
+            pools = order[turn % 2:] + order[:turn % 2]
             for pool, kind in pools:
                 left = pool[(pool["label"] == label) & ~pool["clip_id"].isin(seen)]
                 if len(left):
@@ -236,7 +237,8 @@ def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, th
         x, a = batch.audio[i].numpy(), adversarial[i].numpy()
         delta = a - x
         amplify = amplification(float(np.abs(delta).max()))
-        wavs = {"clean": wav_bytes(x, rate), "adversarial": wav_bytes(a, rate), "delta": wav_bytes(delta * amplify, rate)}
+        wavs = {"clean": wav_bytes(x, rate), "adversarial": wav_bytes(a, rate),
+                "delta": wav_bytes(delta * amplify, rate)}
         size = sum(len(w) for w in wavs.values())
         if used + size > AUDIO_CAP_BYTES:
             left_out += 1
@@ -295,7 +297,8 @@ TITLE = "Listen and look: examples"
 
 def _caption(example: Example) -> str:
     snr = f"; recomputed δ at SNR {example.snr_db:.0f} dB" if example.snr_db is not None else ""
-    return f"{example.why[:1].upper()}{example.why[1:]}. Record: {example.recorded}. Recomputed: {example.recomputed}{snr}."
+    why = example.why[:1].upper() + example.why[1:]
+    return f"{why}. Record: {example.recorded}. Recomputed: {example.recomputed}{snr}."
 
 
 def listen_html(listen: Listen | None) -> list[str]:

@@ -11,11 +11,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..records import read_records, read_warnings
 from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
 from .headline import Flag, Headline, median_eps, noise_curves, perturbation_snr, run_headline, severity_text
 from .listen import clear, listen_html, listen_markdown, recompute, write_figures
-from ..records import read_records, read_warnings
 
 FIGURES_DIR = "figures"
 
@@ -371,7 +371,8 @@ def headline_html(headline: Headline | None) -> list[str]:
         parts.append(f"<div class='flags'><p><strong>⚠ {len(headline.flags)} problem"
                      f"{'s' if len(headline.flags) > 1 else ''} flagged: read the fixes before trusting the "
                      f"numbers.</strong></p><ul>")
-        parts += [f"<li><strong>{e(f.name)}</strong>" + (f" <span class='where'>({e(f.where)})</span>" if f.where else "")
+        parts += [f"<li><strong>{e(f.name)}</strong>"
+                  + (f" <span class='where'>({e(f.where)})</span>" if f.where else "")
                   + f": {e(f.seen)}.<br><em>Fix:</em> {e(f.fix)}</li>" for f in headline.flags]
         parts.append("</ul></div>")
     elif headline.passed:

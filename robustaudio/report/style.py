@@ -90,7 +90,8 @@ def count_axis(ax, label: str = "clips") -> None:
 def eps_axes(ax, eps: list[float], norm: str, domain: str, snr: list[float | None] | None = None) -> None:
     """An ε x-axis with its unit (log-scaled over a decade or more, ticks at the budgets) and, when the
     budgets' median SNRs are known, a secondary SNR (dB) axis on top with the same ticks."""
-    unit = {"waveform": "full scale = 1", "feature": "normalised features", "video": "pixels in [0, 1]"}.get(domain, domain)
+    units = {"waveform": "full scale = 1", "feature": "normalised features", "video": "pixels in [0, 1]"}
+    unit = units.get(domain, domain)
     name = {"linf": "L∞", "l2": "L2", "l1": "L1"}.get(norm, norm)
     ax.set_xlabel(f"{name} budget ε ({domain}, {unit})")
     positive = [e for e in eps if e > 0]
