@@ -103,7 +103,7 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
                              (time.perf_counter() - start) / per_clip)
             elif spec.name == "minimal":
                 threat = min(curve, key=budget_order)
-                found = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=spec.steps,
+                found = (minimal_eps(model, audio[attacked], labels[attacked], threat, steps=spec.gradient_steps,
                                      generator=generator, clean_logits=clean_logits[attacked], video=some_video,
                                      **spec.options) if attacked.numel() else None)
                 rows.add(threat, "minimal", f"minimal-{threat.norm}-{threat.row_domain}", attacked, found,
@@ -161,7 +161,7 @@ def _joint(model: AttackTarget, audio, video, labels, attacked, threat: JointThr
     if not attacked.numel():
         return None
     joint = pgd_joint(model, audio[attacked], video[attacked], labels[attacked], threat.audio, threat.video,
-                      steps=spec.steps, generator=generator)
+                      steps=spec.gradient_steps, generator=generator)
     device = audio.device
     return AttackResult(adversarial=joint.audio, clean=audio[attacked], success=joint.success.to(device),
                         logits=joint.logits, budget=torch.full((attacked.numel(),), float(threat.eps), device=device),

@@ -21,21 +21,21 @@ from .spec import AttackSpec
 
 def _pgd(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return pgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, eps=eps,
+        return pgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, eps=eps,
                    generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
 
 
 def _square(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return square_attack(model, audio, labels, threat, queries=spec.queries, eps=eps, generator=generator,
+        return square_attack(model, audio, labels, threat, queries=spec.query_budget, eps=eps, generator=generator,
                              clean_logits=clean_logits, video=video)
     return attack
 
 
 def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
-        return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="ce", eps=eps,
+        return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="ce", eps=eps,
                     generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
 
@@ -45,9 +45,9 @@ def _apgd_t(spec: AttackSpec) -> BudgetAttack:
     the threshold-margin loss instead. Single-label models need 3 classes or more (DLR's scale)."""
     def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
         if model.multilabel:
-            return apgd(model, audio, labels, threat, steps=spec.steps, restarts=spec.restarts, loss="dlr",
+            return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="dlr",
                         eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
-        return apgd_targeted(model, audio, labels, threat, steps=spec.steps, target_classes=spec.targets,
+        return apgd_targeted(model, audio, labels, threat, steps=spec.gradient_steps, target_classes=spec.targets,
                              restarts=spec.restarts, eps=eps, generator=generator, clean_logits=clean_logits,
                              video=video, init_delta=init_delta)
     return attack

@@ -24,7 +24,7 @@ class ConditionRows:
     """Turns one batch's attack results into records, one row per clip and condition."""
 
     def __init__(self, model: AttackTarget, model_name: str, batch: Batch, audio: torch.Tensor, labels: torch.Tensor,
-                 clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int, restarts: int,
+                 clean_logits: torch.Tensor, clean_ok: torch.Tensor, *, steps: int | None, restarts: int,
                  seed: int, video: torch.Tensor | None = None, transfer: TransferTarget | None = None):
         self.model, self.model_name, self.batch, self.labels = model, model_name, batch, labels
         self.transfer = transfer

@@ -49,12 +49,11 @@ class AttackSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.steps is None:
-            object.__setattr__(self, "steps", DEFAULT_STEPS.get(self.name, 10) if self.backend == "native" else 10)
+        if self.steps is None and self.backend == "native":  # library attacks: None = their authors' settings
+            object.__setattr__(self, "steps", DEFAULT_STEPS.get(self.name, 10))
         if self.queries is None:
             object.__setattr__(self, "queries", DEFAULT_QUERIES.get(self.name, 1000))
-        assert self.steps is not None and self.queries is not None
-        if self.steps < 0 or self.restarts < 1 or self.queries < 1:
+        if self.gradient_steps < 0 or self.restarts < 1 or self.query_budget < 1:
             raise ValueError(f"steps must be >= 0, restarts >= 1 and queries >= 1, got steps={self.steps}, "
                              f"restarts={self.restarts}, queries={self.queries}.")
         if self.precision not in PRECISIONS:
@@ -62,6 +61,16 @@ class AttackSpec:
         if self.backend != "native" and self.name in MODES:
             raise ValueError(f"--{self.name} runs native attacks; leave --backend native "
                              f"(foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
+
+    @property
+    def gradient_steps(self) -> int:
+        """``steps`` as native attacks run them (a library attack given none: its default count, 10 for probes)."""
+        return self.steps if self.steps is not None else DEFAULT_STEPS.get(self.name, 10)
+
+    @property
+    def query_budget(self) -> int:
+        """``queries`` resolved (:data:`DEFAULT_QUERIES`)."""
+        return self.queries if self.queries is not None else DEFAULT_QUERIES.get(self.name, 1000)
 
     @property
     def label(self) -> str:
