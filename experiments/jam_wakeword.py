@@ -42,6 +42,13 @@ The music does not transfer: microWakeWord loses exactly as much to the adversar
 loops of the same synthesiser at the same level (TPR 0.61 both, FPR 0), i.e. only the masking of any
 music at -10 dB. The run took 447 s on a quiet 2-core machine (one thread).
 
+These are single draws (scene seed 0) on the bundled voices, whose test split shares both engines
+with the train split: changing only the scene seed moves alexa's random-music F1 between 0.65 and
+0.82, and on voices of engines never learned from the adversarial F1 was 0.33. For numbers that
+hold for new speakers (music learned on eSpeak NG with talker and device augmentation, the level
+chosen from the mean over five scene seeds, measured on flite and Festival over five seeds with
+voice-clustered intervals) see ``experiments/jam_heldout.py`` and ``jam_heldout.md``.
+
 hey_jarvis is hurt by any music: at -15 dB random loops already bring it to 0.66; at -16 dB they
 leave 0.70, and the adversarial loop needs 600 steps to reach 0.14. One word took 14-40 min on a
 2-core machine shared with other jobs (load average 9-14, one thread); the optimisation is about
