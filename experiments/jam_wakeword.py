@@ -145,7 +145,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.md").write_text(summary_markdown(cards, wall, args))
     (args.out / "summary.json").write_text(json.dumps(json_safe(
-        {"music_db": {w: c["music_db"] for w, c in cards.items()}, "wall_seconds": wall, "settings": {k: str(v) for k, v in vars(args).items()},
+        {"music_db": {w: c["music_db"] for w, c in cards.items()}, "wall_seconds": wall,
+         "settings": {k: str(v) for k, v in vars(args).items()},
          "words": {w: {"headline_f1": c["headline_f1"], "detection": c["detection"], "clips": c["clips"]}
                    for w, c in cards.items()}}), indent=2, allow_nan=False))
     print(f"wall time {wall / 60:.1f} min; summary: {args.out / 'summary.md'}")
