@@ -8,9 +8,12 @@
    and the same with early stop (at a large ε most clips fall in one step, so it is nearly free
    and any curve that must also probe small budgets costs many times more). Target: curve <= 2.5x
    the fixed-work baseline.
-2. Minimal ε (L∞): the native bisection over warm-started PGD against foolbox's L∞ FMN
-   (``steps`` 100, its default; foolbox 3.3.4's L2 FMN does not shrink perturbations, see
-   ../shared/specs/real_models.md). Targets: native median within 5% of FMN's, in no more time.
+2. Minimal ε (L∞): the native bisection over warm-started PGD against foolbox's L∞ FMN at its
+   defaults (100 steps, ``max_stepsize`` 1.0: a step size for images in [0, 1], too coarse for
+   audio perturbations, so this baseline flatters us) and tuned to audio (``max_stepsize`` 0.1, 200
+   steps: the L∞ setting ``benchmarks/minimal.py`` chose on the train split; that script also
+   compares adv_lib's FMN and L2). foolbox 3.3.4's L2 FMN does not shrink perturbations, see
+   ../shared/specs/real_models.md. Targets: native median <= the tuned FMN's, in no more time.
 
 Same model, same clean-correct clips; times are wall-clock medians of ``--rounds`` interleaved
 runs, and every method's forward/backward pass counts are printed next to its time.
@@ -35,6 +38,7 @@ from clips import clean_correct_clips  # noqa: E402
 from robustaudio.models import load_model  # noqa: E402
 
 CURVE = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+FMN_TUNED = {"max_stepsize": 0.1, "steps": 200}  # L∞, chosen on the train split by benchmarks/minimal.py
 
 
 def timed(run, rounds: int):
@@ -59,7 +63,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = load_model(args.model, device=device)
     audio, labels, clean_logits = clean_correct_clips(model, args.clips, device)  # as the runner hands pgd()
@@ -92,16 +98,22 @@ def main() -> None:
                                                  clean_logits=clean_logits), args.rounds)
     fmn_t, fmn = timed(lambda: foolbox_minimal_norms(model, audio, labels, linf, steps=100, generator=seed()),
                        args.rounds)
-    native_median = float(native.eps.median())
-    fmn_median = float(fmn.median())
-    print("\n2. minimal L∞ ε per clip")
-    print(f"   foolbox FMN (100 steps):      median {fmn_median:.5f}   {fmn_t:7.2f} s  1.00x   "
-          f"found {int(torch.isfinite(fmn).sum())}/{len(audio)}")
-    print(f"   native bisection over PGD:    median {native_median:.5f}   {native_t:7.2f} s  "
-          f"{native_t / fmn_t:4.2f}x   found {int(native.success.sum())}/{len(audio)}   {passes(native)}")
-    print(f"   native / FMN median: {native_median / fmn_median:.3f} (target within 5%: 0.95-1.05; "
-          f"below 1 means native found smaller perturbations); per clip, native smaller on "
-          f"{int((native.eps < fmn).sum())} of {len(audio)}")
+    tuned_t, tuned = timed(lambda: foolbox_minimal_norms(model, audio, labels, linf, generator=seed(), **FMN_TUNED),
+                           args.rounds)
+    native_median = float(native.found_norm.median())
+    print("\n2. minimal L∞ ε per clip (times as a ratio to the tuned FMN's)")
+    for name, seconds, found in [("foolbox FMN, defaults (100 steps, 1.0)", fmn_t, fmn),
+                                 (f"foolbox FMN, tuned ({FMN_TUNED['steps']} steps, {FMN_TUNED['max_stepsize']})",
+                                  tuned_t, tuned)]:
+        print(f"   {name:40s} median {float(found.median()):.5f}   {seconds:7.2f} s  {seconds / tuned_t:4.2f}x   "
+              f"found {int(torch.isfinite(found).sum())}/{len(audio)}")
+    print(f"   {'native bisection over PGD':40s} median {native_median:.5f}   {native_t:7.2f} s  "
+          f"{native_t / tuned_t:4.2f}x   found {int(native.success.sum())}/{len(audio)}   {passes(native)}")
+    for name, found in (("FMN defaults", fmn), ("FMN tuned", tuned)):
+        smaller = int((native.found_norm < found).sum())
+        print(f"   native / {name:12s} median: {native_median / float(found.median()):.3f} (below 1: native found "
+              f"smaller perturbations); per clip, native smaller on {smaller} of {len(audio)}")
+    print("   target: native / FMN tuned median <= 1, native time <= the tuned FMN's")
 
 
 if __name__ == "__main__":
