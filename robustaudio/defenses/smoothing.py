@@ -165,13 +165,16 @@ class Smooth:
         :func:`generator_for`) and the counts are summed there, read back once at the end.
         """
         generator = generator_for(x.device, generator)
+        # The noise in float32 at least, also under bf16 autocast (which may hand x over in bf16): the
+        # certificate assumes Gaussian noise, not its 8-bit-mantissa rounding; the passes may run in bf16.
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         counts = torch.zeros(self.num_classes, dtype=torch.long, device=x.device)
         remaining = num
         with frozen(self.model), torch.no_grad():
             while remaining > 0:
                 this = min(batch_size, remaining)
                 remaining -= this
-                noisy = torch.randn((this, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
+                noisy = torch.randn((this, *x.shape), generator=generator, device=x.device, dtype=dtype)
                 noisy.mul_(self.sigma).add_(x)  # x + σ·ε, the same floats as before, without a second buffer
                 copies = None if video is None else video.unsqueeze(0).expand(this, *video.shape)
                 predictions = self.base_logits(noisy, copies, generator).argmax(dim=1)
