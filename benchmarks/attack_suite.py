@@ -32,9 +32,10 @@ import torch
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 warnings.filterwarnings("ignore")
 
+from clips import clean_correct_clips  # noqa: E402
+
 from robustaudio.attacks import ThreatModel, minimal_eps, pgd, pgd_curve  # noqa: E402
 from robustaudio.attacks.backends import foolbox_minimal_norms  # noqa: E402
-from clips import clean_correct_clips  # noqa: E402
 from robustaudio.models import load_model  # noqa: E402
 
 CURVE = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)

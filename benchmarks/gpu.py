@@ -7,7 +7,8 @@ Without a GPU (``torch.cuda.is_available()`` false) it prints so and exits 0: no
 
 Model: a full-size AST-base (``robustaudio.models.zoo.ast_full.AudioSpectrogramTransformer``:
 128 x 1024 fbank, 1212 patches, 12 blocks of 768) with random weights (seed 0) and the bundled
-data's ten labels, single-label (argmax; CERTIFY certifies one top class); the bundled test clips (1 s) padded to its 10 s. Labels are the model's own
+data's ten labels, single-label (argmax; CERTIFY certifies one top class); the bundled test clips (1 s)
+padded to its 10 s. Labels are the model's own
 clean decisions (``labels_from="model"``), so every clip is attacked. Reference: the model's bare
 bf16 forward+backward (input gradient, weights frozen, cross-entropy) and bare bf16 forward, in
 clip-passes per second, timed in the same process.

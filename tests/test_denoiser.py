@@ -10,15 +10,22 @@ from click.testing import CliRunner
 from robustaudio.attacks import ThreatModel
 from robustaudio.cli import main
 from robustaudio.data import AudioDataset
-from robustaudio.defenses.denoiser import (BUNDLED_DENOISERS, Denoiser, DenoiserError, DenoiserSettings,
-                                           front_end_signature, load_denoiser, train_denoiser, unet_config)
+from robustaudio.defenses.denoiser import (
+    BUNDLED_DENOISERS,
+    Denoiser,
+    DenoiserError,
+    DenoiserSettings,
+    front_end_signature,
+    load_denoiser,
+    train_denoiser,
+    unet_config,
+)
 from robustaudio.defenses.purification import EOT, Purified
 from robustaudio.defenses.smoothing import Smooth, SmoothingError
 from robustaudio.models import LogMelCNN, load_model, save_checkpoint
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report import build_report, read_records
 from robustaudio.runner import AttackSpec, run_attack
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -12,13 +12,19 @@ import math
 
 import pytest
 import torch
+from conftest import LinearClassifier
 from scipy import stats
 
-from conftest import LinearClassifier
 from robustaudio.defenses.denoiser import Denoiser, front_end_signature, unet_config
 from robustaudio.defenses.purification import Purified
-from robustaudio.defenses.smoothing import (ABSTAIN, Smooth, certified_accuracy, certify_clips, generator_for,
-                                            lower_confidence_bound)
+from robustaudio.defenses.smoothing import (
+    ABSTAIN,
+    Smooth,
+    certified_accuracy,
+    certify_clips,
+    generator_for,
+    lower_confidence_bound,
+)
 from robustaudio.defenses.training import TrainSettings, augment, batch_logits
 from robustaudio.models import LogMelCNN
 from robustaudio.models.base import frozen

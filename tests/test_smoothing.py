@@ -9,11 +9,17 @@ import math
 
 import pytest
 import torch
+from conftest import LinearClassifier
 from scipy import stats
 
-from conftest import LinearClassifier
-from robustaudio.defenses.smoothing import (ABSTAIN, Smooth, SmoothingError, certified_accuracy, certify_clips,
-                                            lower_confidence_bound)
+from robustaudio.defenses.smoothing import (
+    ABSTAIN,
+    Smooth,
+    SmoothingError,
+    certified_accuracy,
+    certify_clips,
+    lower_confidence_bound,
+)
 
 DIM = 64
 

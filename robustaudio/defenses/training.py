@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +42,8 @@ from ..data.datasets import BUNDLED_ROOT
 from ..metrics import mean_with_ci, per_class_mean
 from ..metrics.latent import latent_metrics, unpack_batch
 from ..models import ARCHITECTURES, MODELS, save_checkpoint
-from ..models.registry import ModelError, unknown_model_message
 from ..models.base import Classifier
+from ..models.registry import ModelError, unknown_model_message
 from .mixup import SPACES, WEIGHTINGS, class_weights, draw_plan
 from .smoothing import generator_for
 
@@ -126,7 +126,8 @@ def recipe_for(name: str) -> tuple[str, dict, TrainSettings]:
     (from its bundled card), or an architecture with the default settings."""
     if name in MODELS:
         recipe = MODELS[name].card().get("recipe", {})
-        settings = TrainSettings(**{k: recipe[k] for k in ("epochs", "lr", "weight_decay", "batch_size") if k in recipe})
+        settings = TrainSettings(**{k: recipe[k] for k in ("epochs", "lr", "weight_decay",
+                                                           "batch_size") if k in recipe})
         return MODELS[name].arch, dict(recipe.get("config", {})), settings
     if name in ARCHITECTURES:
         return name, {}, TrainSettings()
@@ -135,7 +136,8 @@ def recipe_for(name: str) -> tuple[str, dict, TrainSettings]:
 
 @dataclass
 class Split:
-    """Clips in memory: ``audio`` ``[N, T]`` in [-1, 1], ``labels`` ``[N]`` or ``[N, K]``, ``video`` ``[N, ...]`` or None."""
+    """Clips in memory: ``audio`` ``[N, T]`` in [-1, 1], ``labels`` ``[N]`` or ``[N, K]``, ``video``
+    ``[N, ...]`` or None."""
 
     audio: torch.Tensor
     labels: torch.Tensor
@@ -144,7 +146,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.audio)
 
-    def rows(self, index: torch.Tensor) -> "Split":
+    def rows(self, index: torch.Tensor) -> Split:
         return Split(self.audio[index], self.labels[index], None if self.video is None else self.video[index])
 
     def chunks(self, size: int = EVAL_BATCH):
