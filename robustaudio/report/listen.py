@@ -161,7 +161,7 @@ def recompute(run_dir: Path, card: dict, records: pd.DataFrame) -> Listen:
         from ..models import load_model  # noqa: PLC0415 (the models only when examples are made)
         model = load_model(settings["model"], weights=settings.get("weights"), device="cpu").eval()
     except Exception as error:  # any loader failure only costs the section
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
         return Listen(f"No examples to listen to: the model {settings['model']!r} could not be loaded here "
                       f"({first[:200]}).", [])
     if "video" in getattr(model, "modalities", ("audio",)):

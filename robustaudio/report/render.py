@@ -244,7 +244,12 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
         note = (f"{flagged} check(s) flagged: read the fixes before trusting the numbers above."
                 if flagged else "No check flagged.")
         sections.append(("Sanity checks", header, rows, note))
-    return sections  # accuracy per class: the heatmap figure (values in its cells; all of them in card.json)
+    series = per_class_series(card)
+    if series:  # the heatmap of the same numbers is shown in this section (see document_html)
+        header = ["class", *series]
+        rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
+        sections.append(("Accuracy per class", header, rows, ""))
+    return sections
 
 
 def _turned_wrong(condition: dict) -> str:
@@ -276,9 +281,10 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
         conditions = condition_order(records)
         attacks = records[records["kind"] != "noise"]
         for title, name, fig in [
-            ("Robust accuracy against the budget", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card, records)),
-            ("Robust accuracy from the minimal ε per clip", "minimal_eps.png", figure_minimal_eps(card)),
-            ("Accuracy under natural noise, by severity", "noise.png", figure_noise(card)),
+            # titled like their tables: shown right under them
+            ("Attacks at fixed budgets", "accuracy_vs_budget.png", figure_accuracy_vs_budget(card, records)),
+            ("How much does it take: minimal ε", "minimal_eps.png", figure_minimal_eps(card)),
+            ("Accuracy under natural noise", "noise.png", figure_noise(card)),
             ("Accuracy per class", "per_class.png", figure_per_class(card)),
             ("How loud the fooling perturbations are", "snr_histogram.png",
              figure_snr_histogram(attacks, [c for c in conditions if c in set(attacks["condition"])])),
@@ -403,12 +409,16 @@ def document_markdown(title: str, lines: list[str], sections: list[Section], fig
     t, cell = markdown_text, markdown_cell
     out = [f"# {t(title)}", ""] + headline_markdown(headline)
     out += [f"- {t(line)}" for line in lines] + [""]
+    titles = {heading for heading, *_ in sections}
     for heading, header, rows, note in sections:
         out += [f"## {t(heading)}", "", "| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
         out += ["| " + " | ".join(map(cell, r)) + " |" for r in rows] + [""]
         out += [t(note), ""] if note else []
+        out += [f"![{t(title)}]({FIGURES_DIR}/{name})" for title, name, _ in figures if title == heading]
+        out += [""] if any(title == heading for title, *_ in figures) else []
     for heading, name, _ in figures:
-        out += [f"## {t(heading)}", "", f"![{t(heading)}]({FIGURES_DIR}/{name})", ""]
+        if heading not in titles:  # a figure titled like a section is shown in it: no heading twice
+            out += [f"## {t(heading)}", "", f"![{t(heading)}]({FIGURES_DIR}/{name})", ""]
     out += extra or []
     if warnings:
         out += ["## Warnings", ""] + [f"- [{t(w['kind'])}] {t(w['message'])}" for w in warnings] + [""]
@@ -431,7 +441,12 @@ def document_html(title: str, lines: list[str], sections: list[Section], figures
         parts.append(f"<h2>{e(heading)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
         parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows]
         parts.append("</table>" + (f"<p>{e(note)}</p>" if note else ""))
+        parts += [f"<img alt='{e(title)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
+                  for title, _, png in figures if title == heading]
+    titles = {heading for heading, *_ in sections}
     for heading, _, png in figures:
+        if heading in titles:  # shown in its section: no heading twice
+            continue
         data = base64.b64encode(png).decode("ascii")
         parts.append(f"<h2>{e(heading)}</h2><img alt='{e(heading)}' src='data:image/png;base64,{data}'>")
     parts += extra or []
