@@ -82,7 +82,8 @@ def evaluation_text(settings: dict, norm: str | None = None, short: bool = False
     steps, restarts = settings.get("steps"), settings.get("restarts", 1)
     runs = f"{steps} steps × {restarts} restart{'s' if restarts != 1 else ''}"
     if backend != "native":
-        return f"{backend} {name}, {steps} steps (the library's other settings)"
+        return (f"{backend} {name}, " + ("its authors' default settings" if steps is None else
+                                         f"{steps} steps (the library's other settings)"))
     if name == "reliable":
         members = members_for(settings, norm or _norm(settings))
         if short:
