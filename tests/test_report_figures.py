@@ -66,7 +66,8 @@ def test_noise_is_small_multiples_with_severity_units():
     fig = figure_noise(noise_card(7))
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert len(visible) == 7 and all(ax.get_legend() is None for ax in visible)
-    assert visible[0].get_xlabel() == "SNR dB" and [t.get_text() for t in visible[0].get_xticklabels()] == ["30", "10", "0"]
+    assert visible[0].get_xlabel() == "SNR dB" and [t.get_text() for t in visible[0].get_xticklabels()] == ["30", "10",
+                                                                                                            "0"]
     plt.close(fig)
 
 

@@ -63,7 +63,8 @@ def test_evaluation_is_named_with_its_members_and_budgets():
     two = {**reliable, "labels": ["a", "b"], "threats": [{"norm": "l1"}]}
     assert evaluation_text(two, short=True) == "reliable (APGD-CE, 25 steps)"  # APGD-T needs 3 classes, Square L∞/L2
     assert evaluation_text({"attack": "pgd", "steps": 10, "restarts": 2}) == "PGD, 10 steps × 2 restarts"
-    assert evaluation_text({"attack": "fmn", "backend": "foolbox", "steps": None}) == "foolbox fmn, its authors' default settings"
+    assert evaluation_text({"attack": "fmn", "backend": "foolbox",
+                            "steps": None}) == "foolbox fmn, its authors' default settings"
 
 
 def test_ensemble_table_counts_robust_accuracy_after_each_member():

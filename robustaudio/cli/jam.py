@@ -86,7 +86,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
         from ..data.datasets import BUNDLED_ROOT
 
-        root = Path(data) if data else (BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None)
+        bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None
+        root = Path(data) if data else bundled
         learn, notes = load_utterances(root, detector.target, detector.sample_rate, learn_split)
         test, more = load_utterances(root, detector.target, detector.sample_rate, split)
         notes += more

@@ -19,9 +19,9 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import torch
@@ -157,7 +157,7 @@ class AudioDataset:
         if missing:
             raise DatasetError(f"{csv} lacks column(s) {sorted(missing)}; it needs path,label[,split].")
         clips = [Clip(id=getattr(row, "id", None) or row.path, path=root / row.path,
-                      labels=tuple(l.strip() for l in row.label.split(";") if l.strip()),
+                      labels=tuple(name.strip() for name in row.label.split(";") if name.strip()),
                       split=getattr(row, "split", None) or None,
                       video=root / row.video if getattr(row, "video", None) else None)
                  for row in table.itertuples(index=False)]
@@ -191,7 +191,7 @@ class AudioDataset:
 
     @property
     def label_names(self) -> list[str]:
-        return sorted({l for c in self.clips for l in c.labels})
+        return sorted({name for c in self.clips for name in c.labels})
 
     def check_labels(self, model_labels: tuple[str, ...]) -> None:
         unknown = sorted(set(self.label_names) - set(model_labels))
@@ -234,7 +234,7 @@ class AudioDataset:
                 names.append(";".join(clip.labels))
                 if model.multilabel:
                     target = torch.zeros(len(model.labels))
-                    target[[index_of[l] for l in clip.labels]] = 1.0
+                    target[[index_of[name] for name in clip.labels]] = 1.0
                     labels.append(target)
                 else:
                     labels.append(torch.tensor(index_of[clip.labels[0]]))

@@ -131,7 +131,8 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     summaries = {name: summarize_model(d, table_eps, table_level) for name, d in dirs.items()}
     with_attack = [d for d in dirs.values() if (d / "attack").exists()]
     if not with_attack:
-        raise FileNotFoundError(f"No model in {out} has an audio attack run: compare at least one model that uses audio.")
+        raise FileNotFoundError(f"No model in {out} has an audio attack run: compare at least one model that uses "
+                                f"audio.")
     attack_settings = _read(with_attack[0] / "attack" / "run.json")["settings"]
     norm = attack_settings["threats"][0]["norm"]
     robust = [s["robust_accuracy"] for s in summaries.values()]

@@ -134,14 +134,17 @@ def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
     header = ["defense", "what", "clean acc. [95% CI]", "robust acc. [95% CI]", "attack", "training s (wall)",
               *(["training CPU s / epoch"] if cpu else []), "attack s"]
     rows = [[r["defense"], r["description"], _estimate_text(r["clean_accuracy"]), _estimate_text(r["robust_accuracy"]),
-             r["attack"], _fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
-             *([_fmt(r.get("cpu_per_epoch"), 3)] if cpu else []), f"{r['attack_seconds']:.0f}"] for r in summary["rows"]]
+             r["attack"],
+             _fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
+             *([_fmt(r.get("cpu_per_epoch"), 3)] if cpu else []), f"{r['attack_seconds']:.0f}"]
+            for r in summary["rows"]]
     note = (f"{summary['model']} on {summary['data']} ({summary['split']} split, {summary['rows'][0]['clips']} clips), "
             f"threat model {summary['threat_name']}. Robust accuracy counts clean errors as errors; intervals are 95% "
-            f"percentile bootstrap over clips. Training s (wall): wall time of the training loop from each checkpoint's "
-            "card" + ("; CPU s / epoch: measured back to back on one thread (wall times on a loaded machine mostly "
-                       "measure the load)" if cpu else "") + ". Each row's records and full report are in its run "
-            "directory (attacks/<attack>/<defense>/).")
+            f"percentile bootstrap over clips. Training s (wall): wall time of the training loop from each "
+            "checkpoint's card"
+            + ("; CPU s / epoch: measured back to back on one thread (wall times on a loaded machine mostly "
+               "measure the load)" if cpu else "")
+            + ". Each row's records and full report are in its run directory (attacks/<attack>/<defense>/).")
     return "Defenses at a fixed budget", header, rows, note
 
 

@@ -75,11 +75,13 @@ def summarize_fusion(out: Path, names: list[str]) -> dict:
             present = [c for c in [*cards.values(), *minimal.values(), _card(model_dir / "noise")] if c]
             clean = present[0]["clean_accuracy"]["value"] if present else None
             used = [m for m in ("audio", "video") if cards[m] is not None]
-            row = {"clean": clean, "modalities": used, "flags": sorted({_flag(flag, m, used) for m, c in cards.items() if c
+            row = {"clean": clean, "modalities": used, "flags": sorted({_flag(flag, m, used) for m,
+                                                                        c in cards.items() if c
                                                                           for flag in c.get("flags", [])})}
             row["audio"] = _at(cards["audio"], budgets["audio"])
             row["video"] = _at(cards["video"], budgets["video"])
-            row["both"] = _at(cards["both"], budgets["audio"]) if cards["both"] else row["audio"] if cards["audio"] else row["video"]
+            row["both"] = _at(cards["both"],
+                              budgets["audio"]) if cards["both"] else row["audio"] if cards["audio"] else row["video"]
             for m, card in minimal.items():
                 entry = (card or {}).get("minimal") or [None]
                 row[f"minimal_{m}"] = None if entry[0] is None else {
@@ -142,7 +144,8 @@ def _modalities(out: Path, name: str) -> list[str]:
     model_dir = out / file_safe(name)
     plan = json.loads((out / FUSION_FILE).read_text())
     norm = plan["norms"][0]
-    return [m for m in ("audio", "video") if (fusion_run(model_dir, "pgd", m, norm, plan["main_norm"]) / "card.json").exists()]
+    return [m for m in ("audio", "video") if (fusion_run(model_dir, "pgd", m, norm,
+                                                         plan["main_norm"]) / "card.json").exists()]
 
 
 def _cell(row: dict, key: str) -> str:
@@ -156,7 +159,8 @@ def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]]
     plan, sections = summary["plan"], []
     for norm in plan["norms"]:
         budgets = plan["table_eps"][norm]
-        header = ["model", "clean", f"audio attacked (ε={budgets['audio']:.4g})", f"video attacked (ε={budgets['video']:.4g})",
+        header = ["model", "clean", f"audio attacked (ε={budgets['audio']:.4g})",
+                  f"video attacked (ε={budgets['video']:.4g})",
                   "both attacked"]
         minimal = norm in plan["minimal_norms"]
         if minimal:
@@ -170,9 +174,9 @@ def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]]
                 cells += [_minimal_cell(row["minimal_audio"]), _minimal_cell(row["minimal_video"])]
             rows.append(cells + [", ".join(row["flags"]) or "–"])
         sections.append((f"Audio-visual fusion under attack ({norm})", header, rows,
-                         f"Robust accuracy under per-clip PGD ({norm}; audio ε in waveform samples, full scale 1; video ε "
-                         f"in pixels, range [0, 1]); 'both' attacks audio and video at once, each within its own "
-                         f"budget. Minimal ε: median over clean-correct clips of the smallest budget at which PGD "
+                         f"Robust accuracy under per-clip PGD ({norm}; audio ε in waveform samples, full scale 1; "
+                         f"video ε in pixels, range [0, 1]); 'both' attacks audio and video at once, each within its "
+                         f"own budget. Minimal ε: median over clean-correct clips of the smallest budget at which PGD "
                          f"flips the clip (found / attacked in compare.json). An input a model does not use holds "
                          f"its clean accuracy."))
     for norm, check in summary["theorem"].items():
@@ -207,7 +211,8 @@ def figure_fusion(summary: dict, norm: str) -> plt.Figure:
     for k, key in enumerate(keys):
         values = [summary["models"][n][norm][key] for n in names]
         values = [summary["models"][n][norm]["clean"] if v is None else v for n, v in zip(names, values)]
-        ax.bar(np.arange(len(names)) + (k - 1.5) * width, values, width, label=key if key == "clean" else f"{key} attacked")
+        ax.bar(np.arange(len(names)) + (k - 1.5) * width, values, width,
+               label=key if key == "clean" else f"{key} attacked")
     budgets = summary["plan"]["table_eps"][norm]
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20)

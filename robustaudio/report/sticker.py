@@ -11,8 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from ..attacks.sticker import (DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control,
-                               sticker_success)
+from ..attacks.sticker import DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control, sticker_success
 
 STICKER_FILE, FIGURE_FILE = "sticker.json", "sticker.png"
 

@@ -24,6 +24,7 @@ import torch
 
 from ..attacks import ThreatModel
 from ..data import AudioDataset
+from ..data.datasets import limited
 from ..metrics.corruptions import Corruption
 from ..metrics.latent import latent_metrics
 from ..metrics.sharpness import sharpness
@@ -188,7 +189,7 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
         metrics_path = model_dir / METRICS_FILE
         if not metrics_path.exists():
             progress(f"[{name}] density, convexity, sharpness")
-            subset = dataset if limit is None else AudioDataset(dataset.root, dataset.clips[:limit])
+            subset = dataset if limit is None else AudioDataset(dataset.root, limited(dataset.clips, limit))
             metrics = model_metrics(model, subset, batch_size=batch_size, seed=seed, device=device)
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             metrics_path.write_text(json.dumps(json_safe(metrics), indent=2))
