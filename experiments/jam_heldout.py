@@ -49,7 +49,9 @@ from robustaudio.attacks.jamming import (
     Detector,
     choose_level,
     clean_correct,
+    clustered_bootstrap,
     evaluate_seeds,
+    f1_from_counts,
     jam,
     random_loops,
     seed_summary,
@@ -82,6 +84,8 @@ def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dic
     learn, _ = voice_split(learn, {c.voice for c in validate})
     learn = [c for c in learn if c.label == "alexa" and c.voice not in {v.voice for v in validate}]
     evaluate = [c for c in evaluate if c.id.startswith("voices/")]
+    if args.learn_set == "bundled":  # the bundled eSpeak NG train voices only (the ablation of speaker diversity)
+        learn = [c for c in learn if c.id.startswith("bundled/")]
     engine_split(learn + validate + evaluate, EVALUATE_ENGINES, LEARN_ENGINES)  # raises on any leak
     if args.quick:
         learn, validate = learn[::6], validate[::3]
@@ -125,7 +129,8 @@ def markdown(result: dict) -> str:
         values = list(per_seed.values())
         lines.append(f"| {float(level):g} | {', '.join(f'{v:.2f}' for v in values)} | {np.nanmean(values):.3f} |")
     lines += ["", f"Chosen: {result['music_db']:g} dB (the loudest with mean random-music F1 >= 0.70 on the "
-              "validation voices).", ""]
+              "validation voices)." if result["level_sweep"] else
+              f"No sweep in this run: the level was set to {result['music_db']:g} dB (--music-db).", ""]
     for set_name, title in (("evaluate", "Held-out engines (flite, Festival): the headline"),
                             ("validate", "Learning engine, unseen voices (bundled eSpeak NG test voices)")):
         lines += [f"## {title}", "", "| detector | engine | condition | voices | scenes | "
@@ -178,6 +183,51 @@ def render(out: Path, args: argparse.Namespace) -> str:
     return text
 
 
+def _paired(rows: list[dict], detector: str, condition: str) -> dict[tuple, tuple[int, bool]]:
+    """(clip id, seed, draw) -> (label, fired) for one detector and condition."""
+    return {(r["clip_id"], r["seed"], r["draw"]): (r["label"], r["fired"]) for r in rows
+            if r["detector"] == detector and r["condition"] == condition}
+
+
+def paired_difference(first: dict, second: dict, voices: dict[str, str], n_resamples: int) -> dict:
+    """F1(second) − F1(first) on the same scenes (keys of :func:`_paired`), voice-clustered interval."""
+    keys = sorted(set(first) & set(second))
+    values = np.array([[first[k][0], first[k][1], second[k][1]] for k in keys], dtype=bool)
+
+    def statistic(v: np.ndarray) -> float:
+        return f1_from_counts(v[:, [0, 2]]) - f1_from_counts(v[:, [0, 1]])
+
+    return clustered_bootstrap(values, [voices[k[0]] for k in keys], statistic, n_resamples)
+
+
+def compare(dirs: list[Path], args: argparse.Namespace) -> str:
+    """One row per run (held-out engines, openWakeWord): F1 per condition with voice-clustered
+    intervals, adversarial − random on the same scenes, and adversarial F1 minus the first run's."""
+    voices = {c.id: c.voice for c in read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
+              + read_speech_set(args.voices, "voices")}
+    detector = "openwakeword:alexa"
+    lines = ["| run | learned on | augmentation | steps | music dB | clean F1 | random F1 | adversarial F1 | "
+             "adversarial − random | adversarial − first run's | validation voices: random / adversarial F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    reference = None
+    for folder in dirs:
+        result = json.loads((folder / "jam_heldout.json").read_text())
+        rows = json.loads((folder / "rows.json").read_text())
+        s, kept = result["settings"], result["clips"]["learn"]["kept"]
+        overall = {r["condition"]: r for r in result["summary"]["evaluate"]["overall"] if r["detector"] == detector}
+        validate = {r["condition"]: r for r in result["summary"]["validate"]["overall"] if r["detector"] == detector}
+        adversarial = _paired(rows["evaluate"], detector, "adversarial")
+        gap = paired_difference(_paired(rows["evaluate"], detector, "random"), adversarial, voices, args.n_resamples)
+        versus = "—" if reference is None else fmt(paired_difference(reference, adversarial, voices, args.n_resamples))
+        reference = adversarial if reference is None else reference
+        lines.append(f"| {folder.name} | {s.get('learn_set', 'all')} eSpeak NG ({kept['positives']} clips) | "
+                     f"{'on' if s['augmentation'] else 'off'} | {s['steps']} | {result['music_db']:g} | "
+                     f"{fmt(overall['clean']['f1'])} | {fmt(overall['random']['f1'])} | "
+                     f"{fmt(overall['adversarial']['f1'])} | {fmt(gap)} | {versus} | "
+                     f"{validate['random']['f1']['value']:.3f} / {validate['adversarial']['f1']['value']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--voices", type=Path, default=Path("runs/voices"))
@@ -193,12 +243,18 @@ def main() -> None:
     parser.add_argument("--sweep-draws", type=int, default=2)
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--learn-set", choices=("all", "bundled"), default="all",
+                        help="learn on every eSpeak NG voice (default) or on the bundled train voices only")
     parser.add_argument("--transfer-to", help="also score with this detector, e.g. microwakeword:alexa")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--render", action="store_true", help="only rebuild OUT/jam_heldout.md from its JSON")
+    parser.add_argument("--compare", type=Path, nargs="+", help="only print a table comparing these runs' outputs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.compare:
+        print(compare(args.compare, args))
+        return
     if args.render:
         print(render(args.out, args))
         return
@@ -253,7 +309,7 @@ def main() -> None:
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()},
               "settings": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
                            "draws": args.draws, "sweep_draws": args.sweep_draws, "levels": args.levels,
-                           "n_resamples": args.n_resamples, "quick": args.quick,
+                           "n_resamples": args.n_resamples, "quick": args.quick, "learn_set": args.learn_set,
                            "augmentation": augmentation.as_dict() if augmentation else None, "eot": config.as_dict(),
                            "learn_engines": LEARN_ENGINES, "evaluate_engines": EVALUATE_ENGINES},
               "clips": {k: {"given": v["given"], "kept": v["kept"], "notes": v["notes"]} for k, v in sets.items()},

@@ -35,6 +35,7 @@ from robustaudio.attacks.jamming import (
     evaluate_seeds,
     f1_from_counts,
     jam,
+    jam_and_evaluate,
     random_loops,
     rate_of,
     seed_summary,
@@ -344,3 +345,21 @@ def test_evaluation_over_seeds_uses_new_rooms_per_seed_and_summarises_by_voice()
     table = voice_table(rows, voices, engines)
     assert {(t["voice"], t["condition"]) for t in table} == {(v, c) for v in ("v1", "v3") for c in ("clean", "random")}
     assert all(t["scenes"] == 2 * 2 and t["clips"] == 1 for t in table)  # one positive clip per voice
+
+
+def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
+    detector = Detector(BandEnergy(), "tone")
+    speech = _tones(4)
+    voices = {"tone0": "v1", "tone1": "v1", "tone2": "v2", "tone3": "v2"}
+    run = jam_and_evaluate(detector, speech, speech, FAST, steps=2, batch_size=2, lr=0.05, loop_seconds=0.5,
+                           optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2,
+                           scene_seeds=(1, 2), voices=voices, n_resamples=50, augmentation=Augmentation())
+    kept = run.selected["test_positives"] + run.selected["test_negatives"]
+    assert len(run.seed_rows) == 2 * 3 * kept  # seeds x conditions x clips (one draw)
+    assert [s["condition"] for s in run.seed_summary] == ["clean", "random", "adversarial"]
+    assert all(set(s["per_seed"]) == {1, 2} for s in run.seed_summary)
+    assert run.settings["scene_seeds"] == [1, 2] and run.settings["augmentation"]["speed"] == [0.85, 1.15]
+    assert {t["voice"] for t in run.voice_table} <= {"v1", "v2"}
+    plain = jam_and_evaluate(detector, speech, speech, FAST, steps=1, batch_size=2, loop_seconds=0.5,
+                             optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2)
+    assert plain.seed_rows == [] and plain.settings["augmentation"] is None

@@ -25,7 +25,7 @@ detector from firing on its target word, in rooms it was never optimised in.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -581,6 +581,9 @@ class JamRun:
     selected: dict[str, int]          # clips used: positives found clean / given, negatives
     synth: dict                       # the synthesiser's settings
     settings: dict
+    seed_rows: list[dict] = field(default_factory=list)     # evaluate_seeds rows (scene_seeds given)
+    seed_summary: list[dict] = field(default_factory=list)  # seed_summary of them, voice-clustered
+    voice_table: list[dict] = field(default_factory=list)   # TPR per voice over the scene seeds
 
 
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
@@ -589,7 +592,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      draws: int = 4, random_pieces: int = 4, seed: int = 0,
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      callback: Callable[[dict], None] | None = None,
-                     augmentation: Augmentation | None = None) -> JamRun:
+                     augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
+                     voices: Mapping[str, str] | None = None, n_resamples: int = 2000) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
     clips it handles correctly clean (positives it fires on, negatives it does not), in both room
@@ -599,6 +603,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
     first is where the attack started) at the same level are the random-music condition.
     ``augmentation``: talker and device augmentation while learning (see :func:`jam`).
+
+    ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): also :func:`evaluate_seeds` on the same test clips,
+    one set of new held-out rooms, scenes and random loops (:func:`random_loops`) per seed, into
+    ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
+    clip id -> voice; each clip its own voice if not given) and ``voice_table``.
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -632,7 +641,19 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "test_positives_given": int((test.labels == 1).sum()),
                 "test_negatives": int((evaluated.labels == 0).sum()),
                 "test_negatives_given": int((test.labels == 0).sum())}
-    return JamRun(result, random_music, rows, summarize(rows, seed), rooms, selected, synth.describe(), settings)
+    run = JamRun(result, random_music, rows, summarize(rows, seed), rooms, selected, synth.describe(), settings)
+    if scene_seeds:
+        clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
+        run.seed_rows = evaluate_seeds(detectors, evaluated, config,
+                                       {"clean": None, "random": random_loops(loop_seconds, sample_rate, random_pieces),
+                                        "adversarial": result.music},
+                                       seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
+                                       avoid=optimisation)
+        run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
+        run.voice_table = voice_table(run.seed_rows, clusters)
+        settings["scene_seeds"] = [int(s) for s in scene_seeds]
+        settings["seconds"] = time.perf_counter() - started
+    return run
 
 
 __all__ = ["CONDITIONS", "Detector", "JamResult", "JamRun", "ScoringDetector", "choose_level", "clean_correct",
