@@ -236,3 +236,11 @@ def test_backend_attack_without_steps_runs_the_authors_iterations():
     result = backend_attack(model, audio, labels, threat, backend="art", attack="apgd", steps=3, generator=g)
     assert result.backwards.max() <= 2 * 3  # the user's steps, one start
     assert_inside(threat, audio, result.adversarial, result.budget)
+
+
+def test_spec_leaves_library_steps_to_the_library():
+    from robustaudio.runner.spec import DEFAULT_STEPS, AttackSpec
+
+    assert AttackSpec("apgd", backend="art").steps is None  # backend_attack(steps=None): the authors' settings
+    assert AttackSpec("apgd", backend="art", steps=12).steps == 12
+    assert AttackSpec("pgd").steps == 10 and AttackSpec().steps == DEFAULT_STEPS["reliable"]
