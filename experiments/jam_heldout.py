@@ -53,6 +53,7 @@ from robustaudio.attacks.jamming import (
     evaluate_seeds,
     f1_from_counts,
     jam,
+    load_speech,
     random_loops,
     seed_summary,
     sweep_levels,
@@ -61,7 +62,7 @@ from robustaudio.attacks.jamming import (
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
-from robustaudio.data.speech import engine_split, load_speech, read_speech_set, voice_split
+from robustaudio.data.speech import engine_split, read_speech_set, voice_split
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 

@@ -4,15 +4,13 @@ import hypothesis.strategies as st
 import numpy as np
 import pytest
 import torch
+from conftest import LinearClassifier
 from hypothesis import HealthCheck, given, settings
+from test_threat import assert_inside  # ε up to float32 rounding (relative 1e-5 + one ulp per sample); box exact
 
 from robustaudio.attacks import ThreatModel, lp_norm
-from robustaudio.attacks.backends import (BackendError, backend_attack, foolbox_minimal_norms, to_art,
-                                          to_foolbox)
+from robustaudio.attacks.backends import BackendError, backend_attack, foolbox_minimal_norms, to_art, to_foolbox
 from robustaudio.attacks.square import square_attack
-
-from conftest import LinearClassifier
-from test_threat import assert_inside  # ε up to float32 rounding (relative 1e-5 + one ulp per sample); box exact
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 

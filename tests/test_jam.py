@@ -14,8 +14,16 @@ import torch
 from click.testing import CliRunner
 
 from robustaudio.attacks import jamming
-from robustaudio.attacks.eot import (EOTConfig, JamError, Utterances, make_rooms, render, render_parts, room_split,
-                                     sample_transforms)
+from robustaudio.attacks.eot import (
+    EOTConfig,
+    JamError,
+    Utterances,
+    make_rooms,
+    render,
+    render_parts,
+    room_split,
+    sample_transforms,
+)
 from robustaudio.attacks.jamming import Detector, detection_metrics, evaluate, jam, jam_loss, load_utterances
 from robustaudio.attacks.music import PEAK, KarplusStrong, MusicError, pluck
 from robustaudio.attacks.threat import snr_db

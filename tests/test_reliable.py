@@ -7,15 +7,14 @@ import hashlib
 import hypothesis.strategies as st
 import pytest
 import torch
+from conftest import LinearClassifier
 from hypothesis import HealthCheck, given, settings
+from test_threat import assert_inside
 
 from robustaudio.attacks import AttackResult, ThreatModel
 from robustaudio.attacks.ensemble import ensemble
 from robustaudio.runner.registry import budget_attack
 from robustaudio.runner.spec import AttackSpec
-
-from conftest import LinearClassifier
-from test_threat import assert_inside
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

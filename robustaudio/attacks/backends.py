@@ -27,8 +27,8 @@ from __future__ import annotations
 import inspect
 import math
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch

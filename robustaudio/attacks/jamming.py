@@ -25,7 +25,7 @@ detector from firing on its target word, in rooms it was never optimised in.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
+from ..data.speech import SpeechClip, SpeechSplitError
 from ..models.base import Classifier, frozen
 from ..stats import mean_with_ci
 from .eot import (
@@ -660,3 +661,26 @@ __all__ = ["CONDITIONS", "Detector", "JamResult", "JamRun", "ScoringDetector", "
            "clustered_bootstrap", "detection_metrics", "evaluate", "evaluate_seeds", "f1_from_counts", "jam",
            "jam_and_evaluate", "jam_loss", "load_utterances", "random_loops", "rate_of", "resolve_music",
            "seed_summary", "summarize", "sweep_levels", "voice_table"]
+
+
+def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
+    """The clips as :class:`~robustaudio.attacks.eot.Utterances` (label 1 where the clip's label is
+    ``target``) with ``{clip id: voice}`` and ``{clip id: engine}``; unreadable clips are skipped
+    with a note. Returns ``(utterances, voices, engines, notes)``."""
+    ids, waves, labels, notes = [], [], [], []
+    voices, engines = {}, {}
+    for clip in clips:
+        try:
+            audio, _ = load_audio(clip.path, sample_rate)
+            wave = torch.as_tensor(audio).float().reshape(-1)
+            Utterances.from_waveforms([clip.id], [wave], [0], sample_rate)  # raises on silence
+        except (AudioError, JamError) as error:
+            notes.append(f"skipped {clip.id}: {error}")
+            continue
+        ids.append(clip.id)
+        waves.append(wave)
+        labels.append(int(clip.label == target))
+        voices[clip.id], engines[clip.id] = clip.voice, clip.engine
+    if not ids:
+        raise SpeechSplitError("No readable clip to load.")
+    return Utterances.from_waveforms(ids, waves, labels, sample_rate), voices, engines, notes

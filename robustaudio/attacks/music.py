@@ -193,7 +193,8 @@ class KarplusStrong(nn.Module):
 
     def describe(self) -> dict:
         """Settings for reports: scale, strings (Hz), rhythm, loop length, level."""
-        return {"scale": self.scale, "root_hz": self.root_hz, "strings_hz": [round(f, 1) for f in self.frequencies.tolist()],
+        return {"scale": self.scale, "root_hz": self.root_hz,
+                "strings_hz": [round(f, 1) for f in self.frequencies.tolist()],
                 "notes": int(len(self.onsets)), "notes_per_second": len(self.onsets) / self.seconds,
                 "loop_seconds": self.seconds, "level_dbfs": self.level_db}
 

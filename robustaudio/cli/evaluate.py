@@ -49,7 +49,7 @@ def models() -> None:
                    "all three fail), pgd (cheaper, weaker), apgd-ce, apgd-t, square (black-box); art: pgd, apgd, cw, "
                    "deepfool, hsj; foolbox: pgd, fmn, deepfool, cw, hsj, boundary.")
 @click.option("--queries", type=click.IntRange(min=2), default=None,
-              help="Query budget per clip of Square (default 1000 alone, 300 inside reliable).")
+              help="Query budget per clip of Square (default 1000 alone, 100 inside reliable).")
 @click.option("--universal", is_flag=True,
               help="Learn one perturbation on --learn-split and add it to every clip of --split.")
 @click.option("--learn-split", default="train", show_default=True,
@@ -68,7 +68,7 @@ def models() -> None:
               "Default: the set a bundled model was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
 @click.option("--steps", type=click.IntRange(min=0), default=None,
-              help="Gradient steps per restart (default: pgd 10, reliable 25 per APGD member, apgd-* 100).")
+              help="Gradient steps per restart (default: pgd 10, reliable 100 per APGD member, apgd-* 100).")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/<settings>).")

@@ -20,10 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .audio import AudioError, load_audio
-
 
 class SpeechSplitError(ValueError):
     """A split that would let an engine, voice or speaker be both learned from and evaluated on."""
@@ -96,29 +92,4 @@ def voice_split(clips: Iterable[SpeechClip], evaluate_voices: Iterable[str]
     return learn, evaluate
 
 
-def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
-    """The clips as :class:`~robustaudio.attacks.eot.Utterances` (label 1 where the clip's label is
-    ``target``) with ``{clip id: voice}`` and ``{clip id: engine}``; unreadable clips are skipped
-    with a note. Returns ``(utterances, voices, engines, notes)``."""
-    from ..attacks.eot import JamError, Utterances
-
-    ids, waves, labels, notes = [], [], [], []
-    voices, engines = {}, {}
-    for clip in clips:
-        try:
-            audio, _ = load_audio(clip.path, sample_rate)
-            wave = torch.as_tensor(audio).float().reshape(-1)
-            Utterances.from_waveforms([clip.id], [wave], [0], sample_rate)  # raises on silence
-        except (AudioError, JamError) as error:
-            notes.append(f"skipped {clip.id}: {error}")
-            continue
-        ids.append(clip.id)
-        waves.append(wave)
-        labels.append(int(clip.label == target))
-        voices[clip.id], engines[clip.id] = clip.voice, clip.engine
-    if not ids:
-        raise SpeechSplitError("No readable clip to load.")
-    return Utterances.from_waveforms(ids, waves, labels, sample_rate), voices, engines, notes
-
-
-__all__ = ["SpeechClip", "SpeechSplitError", "engine_split", "load_speech", "read_speech_set", "voice_split"]
+__all__ = ["SpeechClip", "SpeechSplitError", "engine_split", "read_speech_set", "voice_split"]

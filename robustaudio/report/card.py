@@ -57,7 +57,8 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
         "condition": first["condition"], "attack": first["attack"], "backend": first.get("backend", "native"),
         "norm": first["norm"],
         "domain": first["domain"], "eps": first["eps_setting"], "snr_db": first["snr_db_setting"],
-        "steps": int(first["steps"]), "restarts": int(first["restarts"]),
+        "steps": None if pd.isna(first["steps"]) else int(first["steps"]),  # None: a library's own settings
+        "restarts": int(first["restarts"]),
         "robust_accuracy": _estimate(rows["adv_correct"].astype(float), seed),
         "success_rate": _estimate(attacked["success"].astype(float), seed),
         "median_linf": _median(fooled["linf"]), "median_l2": _median(fooled["l2"]),
