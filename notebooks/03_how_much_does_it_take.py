@@ -53,7 +53,7 @@ for e, a in zip(budgets, robust):
 # %%
 found = minimal_eps(model, batch.audio, batch.labels, ThreatModel("linf", eps=0.001), steps=10, search_steps=6,
                     generator=torch.Generator().manual_seed(0))
-minimal = found.eps[clean_correct].numpy()  # clean errors need no perturbation; inf = not found
+minimal = found.found_norm[clean_correct].numpy()  # clean errors need no perturbation; inf = not found
 median, low, high = median_with_ci(minimal)
 n_clips = len(batch.ids)
 print(f"{int(np.isfinite(minimal).sum())} of {len(minimal)} clean-correct clips broken; median minimal ε "
