@@ -160,11 +160,11 @@ audio, video, truth = everything.audio[rows], everything.video[rows], everything
 search = dict(steps=10, search_steps=4, rel_tol=0.1, eps_max=0.05, generator=torch.Generator().manual_seed(0))
 on_audio = minimal_eps(audio_model, audio, truth, audio_threat, **search)
 on_fused = minimal_eps(fused, audio, truth, audio_threat, video=video, **search)
-cases = torch.isfinite(on_fused.eps) & (on_fused.eps < on_audio.eps)
+cases = torch.isfinite(on_fused.found_norm) & (on_fused.found_norm < on_audio.found_norm)
 print(f"{len(rows)} of 64 test clips correct for both models; in {int(cases.sum())} of them an audio perturbation "
       f"smaller than audio-only's minimal ε flips av-late")
-pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]], "minimal ε audio-only": on_audio.eps[cases].numpy(),
-              "minimal ε av-late (audio attacked)": on_fused.eps[cases].numpy()}).round(5)
+pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]], "minimal ε audio-only": on_audio.found_norm[cases].numpy(),
+              "minimal ε av-late (audio attacked)": on_fused.found_norm[cases].numpy()}).round(5)
 
 # %% [markdown]
 # Both minimal ε are upper bounds (PGD may miss a smaller perturbation), so a case is evidence, not proof. For the
@@ -174,8 +174,8 @@ pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]], "minimal ε audi
 
 # %%
 if cases.any():
-    pick = int(torch.argmax(torch.where(cases, on_audio.eps / on_fused.eps, torch.zeros_like(on_fused.eps))))
-    eps, adversarial = float(on_fused.eps[pick]), on_fused.adversarial[pick:pick + 1]
+    pick = int(torch.argmax(torch.where(cases, on_audio.found_norm / on_fused.found_norm, torch.zeros_like(on_fused.found_norm))))
+    eps, adversarial = float(on_fused.found_norm[pick]), on_fused.adversarial[pick:pick + 1]
     clip_audio, clip_video, clip_label = audio[pick:pick + 1], video[pick:pick + 1], truth[pick:pick + 1]
     strong = pgd(audio_model, clip_audio, clip_label, ThreatModel("linf", eps=eps), steps=100, restarts=3,
                  generator=torch.Generator().manual_seed(1))
@@ -183,7 +183,7 @@ if cases.any():
         said = lambda m, a: labels[int(m(a, clip_video).argmax(-1))]  # noqa: E731
         print(f"clip {everything.ids[int(rows[pick])]}: audio L∞ perturbation "
               f"{float((adversarial - clip_audio).abs().max()):.5f} (audio-only's minimal ε found: "
-              f"{float(on_audio.eps[pick]):.5f})")
+              f"{float(on_audio.found_norm[pick]):.5f})")
         print(f"  av-late     clean: {said(fused, clip_audio):16s} perturbed audio: {said(fused, adversarial)}")
         print(f"  audio-only  clean: {said(audio_model, clip_audio):16s} perturbed audio: "
               f"{said(audio_model, adversarial):16s} PGD-100 × 3 restarts at this ε: "

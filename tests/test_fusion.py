@@ -107,9 +107,9 @@ def test_theorem_audio_attack_inside_the_audio_radius_flips_the_linear_fusion():
     threat = ThreatModel("l2", eps=0.01, bounds=None)
     found_fused = minimal_eps(fused, audio, labels, threat, video=video, steps=20, rel_tol=0.001)
     found_audio = minimal_eps(audio_model, audio, labels, threat, steps=20, rel_tol=0.001)
-    assert float(found_fused.eps) == pytest.approx(float(radius_fused), rel=0.02)
-    assert float(found_audio.eps) == pytest.approx(float(radius_audio), rel=0.02)
-    assert float(found_fused.eps) < float(radius_audio)  # inside the audio model's own radius ...
+    assert float(found_fused.found_norm) == pytest.approx(float(radius_fused), rel=0.02)
+    assert float(found_audio.found_norm) == pytest.approx(float(radius_audio), rel=0.02)
+    assert float(found_fused.found_norm) < float(radius_audio)  # inside the audio model's own radius ...
     adversarial = found_fused.adversarial
     assert fused(adversarial, video).argmax(-1).item() == 1  # ... it flips the fused model
     assert audio_model(adversarial).argmax(-1).item() == 0  # and not the audio model

@@ -48,7 +48,7 @@ def test_square_attack_is_reproducible_and_respects_masks():
     a, b = (square_attack(model, audio, labels, threat, queries=50, generator=torch.Generator().manual_seed(3))
             for _ in range(2))
     assert torch.equal(a.adversarial, b.adversarial)
-    assert_inside(threat, audio, a.adversarial, a.eps)
+    assert_inside(threat, audio, a.adversarial, a.budget)
 
 
 def test_targeted_square_attack_reaches_its_targets():
