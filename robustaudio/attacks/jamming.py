@@ -409,8 +409,8 @@ def clustered_bootstrap(values, clusters, statistic: Callable[[np.ndarray], floa
         clusters: ``[N]`` the cluster of each row (any hashable labels).
         statistic: rows ``[n, ...]`` -> float.
         n_resamples, seed, level: resamples, the generator's seed, the coverage.
-    Returns: ``{"value": statistic(values), "ci95": [low, high], "clusters": k, "n": N,
-        "resamples": finite resamples}`` (``ci95`` is the ``level`` interval whatever ``level``).
+    Returns: a dict with ``value`` (``statistic(values)``), ``ci95`` (``[low, high]``, the ``level``
+    interval whatever ``level``), ``clusters`` (k), ``n`` (N) and ``resamples`` (the finite ones).
     """
     values = np.asarray(values)
     labels = np.asarray(clusters)
