@@ -60,7 +60,7 @@ def test_eps_values_after_one_flag_form_a_curve_and_minimal_writes_its_distribut
 
 
 def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
-    for extra, condition in [(["--backend", "foolbox", "--attack", "fmn"], "foolbox-fmn-linf-waveform-eps=0.005"),
+    for extra, condition in [(["--backend", "foolbox", "--attack", "fmn", "--steps", "20"], "foolbox-fmn-linf-waveform-eps=0.005"),
                              (["--attack", "square", "--queries", "20"], "square-linf-waveform-eps=0.005")]:
         out = tmp_path / condition
         result = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--limit", "4", "--out", str(out), *extra])
