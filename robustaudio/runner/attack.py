@@ -67,16 +67,7 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
     robust accuracy reads as the share of decisions that do not flip; multi-label clips with no tag
     detected are not attacked (there is nothing to switch off).
     """
-    audio = to_device(batch.audio, device)
-    video = None if batch.video is None else to_device(batch.video, device)
-    with torch.no_grad():
-        clean_logits = model(audio, video)
-    if labels_from == "model":
-        batch = predicted_labels(model, batch, clean_logits)
-    labels = to_device(batch.labels, device)
-    clean_ok = is_correct(model, clean_logits, labels)
-    if labels_from == "model" and model.multilabel:
-        clean_ok &= labels.sum(dim=-1) > 0
+    batch, audio, video, labels, clean_logits, clean_ok = clean_batch(model, batch, device, labels_from)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + batch.index)
     curves: dict[tuple, list] = defaultdict(list)
     for threat in threats:
@@ -112,6 +103,23 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
                 _attack_curve(model, rows, curve, spec, audio, labels, attacked, clean_logits, some_video,
                               generator, per_clip)
     return rows.rows
+
+
+def clean_batch(model: AttackTarget, batch: Batch, device: str | torch.device, labels_from: str):
+    """``batch`` on ``device`` with its clean logits and which clips are attacked (clean-correct; with
+    ``labels_from="model"`` the model's own decisions are the labels, and tagless multi-label clips are left
+    alone). Returns ``(batch, audio, video, labels, clean_logits, attacked_mask)``."""
+    audio = to_device(batch.audio, device)
+    video = None if batch.video is None else to_device(batch.video, device)
+    with torch.no_grad():
+        clean_logits = model(audio, video)
+    if labels_from == "model":
+        batch = predicted_labels(model, batch, clean_logits)
+    labels = to_device(batch.labels, device)
+    ok = is_correct(model, clean_logits, labels)
+    if labels_from == "model" and model.multilabel:
+        ok &= labels.sum(dim=-1) > 0
+    return batch, audio, video, labels, clean_logits, ok
 
 
 def predicted_labels(model: AttackTarget, batch: Batch, clean_logits: torch.Tensor) -> Batch:
@@ -177,16 +185,7 @@ def probe_batch(model: AttackTarget, batch: Batch, threats: list[Threat], run_di
     random noise) at every budget, with the run's attack against one with about 4x its work: an
     unconverged small budget is what an ε curve hides if only its largest budget is probed.
     """
-    audio = to_device(batch.audio, device)
-    video = None if batch.video is None else to_device(batch.video, device)
-    with torch.no_grad():
-        clean_logits = model(audio, video)
-    if labels_from == "model":
-        batch = predicted_labels(model, batch, clean_logits)
-    labels = to_device(batch.labels, device)
-    correct = is_correct(model, clean_logits, labels)
-    if labels_from == "model" and model.multilabel:
-        correct &= labels.sum(dim=-1) > 0
+    batch, audio, video, labels, clean_logits, correct = clean_batch(model, batch, device, labels_from)
     correct = torch.nonzero(correct).flatten()[:SANITY_CLIPS]
     if correct.numel() == 0:
         return  # try the next batch
