@@ -63,7 +63,7 @@ display(Image(filename=str(out / 'figures' / 'accuracy_vs_budget.png')))
 
 # %%
 records = read_records(out)
-records[['clip_id', 'condition', 'clean_pred', 'adv_pred', 'success', 'snr_db', 'reused']].head(8)
+records[['clip_id', 'condition', 'clean_pred', 'adv_pred', 'success', 'snr_db', 'carried']].head(8)
 
 # %% [markdown]
 # `report.html` in the run directory is self-contained (figures inline): open it in a browser. The sanity checks at its end say whether the numbers can be trusted; a flag comes with its fix.

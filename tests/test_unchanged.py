@@ -48,6 +48,14 @@ def test_records_are_unchanged(tmp_path, name, args):
     shutil.copy(GOLDEN / f"{name}.jsonl", before_dir / "records.jsonl")
     before, after = read_records(before_dir), read_records(out)
     assert after[NEW_FIELDS].isna().all().all()
-    pd.testing.assert_frame_equal(before.drop(columns=["seconds"]), after.drop(columns=["seconds", *NEW_FIELDS]))
+    before, after = before.drop(columns=["seconds"]), after.drop(columns=["seconds", *NEW_FIELDS])
+    # Decisions must match exactly; scores and norms to 1e-2, pass counts to 10 %: another CPU's float kernels
+    # (AVX2 vs AVX-512) round differently and ten PGD steps amplify that (seen in CI: an adv_score 0.388 vs 0.395).
+    passes = ["forwards", "backwards"]
+    floats = [c for c in before.columns if before[c].dtype == float]
+    exact = [c for c in before.columns if c not in floats + passes]
+    pd.testing.assert_frame_equal(before[exact], after[exact])
+    pd.testing.assert_frame_equal(before[floats], after[floats], check_exact=False, rtol=1e-2, atol=1e-2)
+    pd.testing.assert_frame_equal(before[passes], after[passes], check_exact=False, check_dtype=False, rtol=0.1)
     assert len(after) == {"main_job": 12, "l2_curve": 36}[name]
     assert json.loads((out / "run.json").read_text())["settings"]["attack"] == "pgd"

@@ -87,7 +87,7 @@ def pgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: 
                 elif improved.any():
                     rows = active[improved]
                     best[rows] = x.detach()[improved]
-                    logits[rows] = out.detach()[improved]
+                    logits[rows] = out.detach()[improved].to(logits.dtype)
                     best_loss[rows] = torch.where(fooled[improved], torch.inf, loss.detach()[improved])
                 success[active[fooled]] = True
                 if step == steps:
