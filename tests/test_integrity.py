@@ -362,3 +362,34 @@ def test_report_escapes_pipes_and_html_in_labels(tmp_path, write_dataset):
     assert rows and all(len(cells) == 2 for cells in rows)
     assert "max \\|Δlogit\\|" in markdown and "1 &amp; &lt;b&gt;2&lt;/b&gt;" in markdown
     assert "<b>" not in document_html("t", [], sections, [], [])
+
+
+BLOCK = "raise ImportError('not installed in this test')\n"
+
+
+@pytest.mark.parametrize("args, extra", [
+    (["noise", "--model", "cnn", "--corruption", "reverb", "--limit", "2"], "rooms"),
+    (["noise", "--model", "cnn", "--corruption", "gaussian_snr", "--limit", "2", "--ray", "local"], "scale"),
+    (["attack", "--eps", "0.002", "--steps", "1", "--limit", "2", "--ray", "local"], "scale"),
+    (["jam", "--steps", "1"], "rooms"),
+])
+def test_missing_extra_stops_before_any_work(tmp_path, args, extra):
+    """A real process without pyroomacoustics or Ray: one line that names the extra (quoted for zsh), no
+    traceback, and no run directory (before the fix: a 68-line traceback, or files left after the probes)."""
+    import os
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    for module in ("pyroomacoustics", "ray"):
+        (blocked / f"{module}.py").write_text(BLOCK)
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "robustaudio.cli", *args, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line
+    assert f"pip install 'robustaudio[{extra}]'" in done.stderr
+    assert not out.exists()

@@ -6,10 +6,10 @@ from pathlib import Path
 import robustaudio
 
 ROOT = Path(robustaudio.__file__).parent
-# Lowest first. Modules of one layer may import each other. stats: bootstrap intervals; acoustics: rooms and
+# Lowest first. Modules of one layer may import each other. extras: optional imports; stats: bootstrap intervals; acoustics: rooms and
 # mixing (jamming and the noise suite); records: the records schema and writer, below the runner that writes
 # them; studies: protocols of several runs and their reports.
-LAYERS = ["stats", "data", "models", "acoustics", "attacks", "metrics", "defenses", "records", "runner", "report",
+LAYERS = ["extras", "stats", "data", "models", "acoustics", "attacks", "metrics", "defenses", "records", "runner", "report",
           "studies", "cli"]
 
 

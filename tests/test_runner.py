@@ -40,7 +40,7 @@ def test_interrupted_run_resumes_to_identical_records(tmp_path, write_dataset):
     full = read_records(run(root, tmp_path / "full"))
     assert len(full) == 8 * 3 and set(FIELDS) <= set(full.columns)
 
-    def stop_after_two(batch, n):
+    def stop_after_two(batch, n, resumed):
         if batch.index == 1:
             raise Interrupt
 
@@ -59,7 +59,7 @@ def test_rerun_of_a_finished_run_adds_nothing(tmp_path, write_dataset):
     out = run(root, tmp_path / "run")
     before = (out / RECORDS_FILE).read_text()
     calls = []
-    run(root, out, on_batch=lambda b, n: calls.append(b.index))
+    run(root, out, on_batch=lambda b, n, resumed: calls.append(b.index))
     assert (out / RECORDS_FILE).read_text() == before and calls == [0, 1]
 
 

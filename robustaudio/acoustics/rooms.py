@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import scipy.fft
 import torch
 
+from ..extras import require
 from .mixing import AcousticsError
 
 ROOM_MIN = (4.0, 3.5, 2.7)
@@ -53,16 +54,12 @@ ROOM_BANK = 16                          # rooms per RT60 in the default bank
 
 
 def _pyroomacoustics():
-    try:
-        import pyroomacoustics
-    except ImportError as error:
-        raise ImportError("The reverb corruption simulates rooms with pyroomacoustics, which is not "
-                          "installed: pip install robustaudio[rooms]") from error
-    return pyroomacoustics
+    return require("pyroomacoustics", "rooms", "Simulating rooms (the reverb corruption, jamming scenes)")
 
 
 def require_pyroomacoustics() -> None:
-    """Raise the ImportError that names the ``rooms`` extra if pyroomacoustics is missing."""
+    """Raise :class:`~robustaudio.extras.MissingExtraError` (names the ``rooms`` extra) if pyroomacoustics is
+    missing."""
     _pyroomacoustics()
 
 

@@ -268,7 +268,7 @@ def clean_correct(detector: ScoringDetector, utterances: Utterances, config: EOT
 @torch.no_grad()
 def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, room_sets: Mapping[str, RoomSet],
              config: EOTConfig, musics: Mapping[str, torch.Tensor | None], *, draws: int = 4, seed: int = 0,
-             batch_size: int = 32) -> list[dict]:
+             batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Score every utterance × ``draws`` transforms per room set under each music condition.
 
     Args:
@@ -281,6 +281,7 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
         draws: transforms per utterance and room set.
         seed: the scenes of room set ``r`` come from ``seed`` and ``r``'s name only, so every
             condition and detector sees the same scenes.
+        progress: ``progress(scenes_done, scenes_total)`` after each batch of scenes.
     Returns: one dict per detector × room set × condition × scene, with the keys ``detector``,
         ``rooms``, ``condition``, ``clip_id``, ``label``, ``draw``, ``score``, ``fired`` and the
         transform's draws (``room``, ``music_db``, ...).
@@ -290,7 +291,8 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
     if len(lengths) > 1:
         raise JamError(f"The music conditions have loops of different lengths ({sorted(lengths)} samples).")
     loop = lengths.pop() if lengths else config.scene_samples
-    rows = []
+    rows: list[dict] = []
+    total, done = len(room_sets) * len(musics) * len(utterances) * draws, 0
     for rooms_name, rooms in room_sets.items():
         generator = torch.Generator().manual_seed(seed * 7919 + sum(map(ord, rooms_name)))
         clip = torch.arange(len(utterances)).repeat_interleave(draws)
@@ -312,6 +314,9 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
                                      "clip_id": utterances.ids[c], "label": int(utterances.labels[c]),
                                      "draw": int(draw[i]), "score": float(score),
                                      "fired": bool(score >= detector.threshold), **described[i]})
+                done += len(index)
+                if progress is not None:
+                    progress(done, total)
     return rows
 
 
@@ -453,7 +458,8 @@ def random_loops(loop_seconds: float, sample_rate: int, pieces: int = 4, base: i
 def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utterances, config: EOTConfig,
                    musics: Mapping[str, Any], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 4,
                    avoid: RoomSet | None = None, batch_size: int = 32,
-                   callback: Callable[[int, float], None] | None = None) -> list[dict]:
+                   callback: Callable[[int, float], None] | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """:func:`evaluate` once per scene seed, in that seed's own held-out rooms.
 
     For every ``s`` in ``seeds``: ``held_out_rooms`` rooms of the held-out stream with seed ``s``
@@ -461,16 +467,19 @@ def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utteran
     the music was learned in), fresh transforms and the musics resolved for ``s``
     (:func:`resolve_music`: a callable condition such as :func:`random_loops` gives new loops per
     seed). Rows are :func:`evaluate`'s with ``seed`` added; ``rooms`` is ``"held-out"``.
+    ``callback(seed, seconds)`` after each seed; ``progress(scenes_done, scenes_total)`` over all seeds.
     """
     rows = []
-    for s in seeds:
+    per_seed = len(musics) * len(utterances) * draws
+    for k, s in enumerate(seeds):
         started = time.perf_counter()
         rooms = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60), config.sample_rate)
         if avoid is not None and set(rooms.rooms) & set(avoid.rooms):
             raise JamError(f"Scene seed {s}: a held-out room is also one the music was optimised in; use other seeds.")
         resolved = {name: resolve_music(music, int(s)) for name, music in musics.items()}
+        step = None if progress is None else (lambda d, t, k=k: progress(k * per_seed + d, len(seeds) * per_seed))
         for row in evaluate(detectors, utterances, {"held-out": rooms}, config, resolved, draws=draws, seed=int(s),
-                            batch_size=batch_size):
+                            batch_size=batch_size, progress=step):
             row["seed"] = int(s)
             rows.append(row)
         if callback is not None:
@@ -594,7 +603,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      callback: Callable[[dict], None] | None = None,
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
-                     voices: Mapping[str, str] | None = None, n_resamples: int = 2000) -> JamRun:
+                     voices: Mapping[str, str] | None = None, n_resamples: int = 2000,
+                     progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
     clips it handles correctly clean (positives it fires on, negatives it does not), in both room
@@ -604,6 +614,9 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
     first is where the attack started) at the same level are the random-music condition.
     ``augmentation``: talker and device augmentation while learning (see :func:`jam`).
+
+    ``progress(phase, done, total)``: ``"optimising"`` (steps), ``"evaluating"`` and ``"scene seeds"``
+    (scenes), for elapsed time and time left in every phase.
 
     ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): also :func:`evaluate_seeds` on the same test clips,
     one set of new held-out rooms, scenes and random loops (:func:`random_loops`) per seed, into
@@ -623,15 +636,25 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
+    def on_step(entry: dict) -> None:
+        if callback is not None:
+            callback(entry)
+        if progress is not None:
+            progress("optimising", int(entry["step"]), steps)
+
+    def phase(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
     result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
-                 confidence=confidence, seed=seed, callback=callback, augmentation=augmentation)
+                 confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
     with torch.no_grad():
         random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
                                     for k in range(random_pieces)])
     rooms = {"optimisation": optimisation, "held-out": held_out}
     detectors = {"target": detector, **(extra_detectors or {})}
     rows = evaluate(detectors, evaluated, rooms, config,
-                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed)
+                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed,
+                    progress=phase("evaluating"))
     settings = {"target": detector.target, "eot": config.as_dict(), "steps": steps, "batch_size": batch_size,
                 "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
@@ -649,7 +672,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                                        {"clean": None, "random": random_loops(loop_seconds, sample_rate, random_pieces),
                                         "adversarial": result.music},
                                        seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
-                                       avoid=optimisation)
+                                       avoid=optimisation, progress=phase("scene seeds"))
         run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
         run.voice_table = voice_table(run.seed_rows, clusters)
         settings["scene_seeds"] = [int(s) for s in scene_seeds]

@@ -24,12 +24,13 @@ def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     from ..attacks import ThreatModelError
     from ..attacks.backends import BackendError
     from ..data import DatasetError
+    from ..extras import MissingExtraError
     from ..models.base import GradientUnavailableError, ModelError
     from ..records import RunDirectoryError
     from ..runner import RunSettingsError
 
     return (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError,
-            RunDirectoryError, *more)
+            RunDirectoryError, MissingExtraError, *more)
 
 
 def parse_device(name: str) -> torch.device:
@@ -80,9 +81,106 @@ def _is_name(text: str) -> bool:
 LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name}
 
 
+RESUMABLE = {"attack", "noise", "compare", "certify", "defend"}  # commands that keep finished work in --out
+
+
 class Main(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_value_lists(args))
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C: click alone prints only "Aborted!"
+            command = ctx.invoked_subcommand
+            if command in RESUMABLE:
+                click.echo("\nInterrupted. Finished batches are saved in the run directory: rerun the same "
+                           "command to resume (--restart starts over).", err=True)
+            else:
+                click.echo(f"\nInterrupted; {command or 'the command'} keeps no partial results.", err=True)
+            ctx.exit(130)
+
+
+class Progress:
+    """Progress of a run, one line per update: clips (or ``unit``) done, elapsed time and a calibrated time left.
+
+    The rate behind the time left counts only batches computed in this process after the first one, so
+    start-up (model warm-up, sanity probes) and batches resumed from the records do not skew it. On a
+    terminal the line is rewritten in place; in a log it is printed at most every ``every`` seconds.
+    """
+
+    def __init__(self, label: str, total: int, every: float = 10.0, unit: str = "clips"):
+        import sys
+        import time
+
+        self.label, self.total, self.every, self.unit = label, total, every, unit
+        self.clock = time.monotonic
+        self.started = self.last = self.printed = self.clock()
+        self.done = self.resumed = self.timed_clips = 0
+        self.timed_seconds, self.fresh_batches = 0.0, 0
+        self.tty = sys.stdout.isatty()
+
+    def __call__(self, batch: object, n_clips: int, resumed: bool) -> None:
+        now = self.clock()
+        if resumed:
+            self.resumed += n_clips
+        else:
+            if self.fresh_batches:  # the first computed batch carries the start-up cost
+                self.timed_clips += n_clips
+                self.timed_seconds += now - self.last
+            self.fresh_batches += 1
+        self.last, self.done = now, self.done + n_clips
+        if self.tty or now - self.printed >= self.every or self.done >= self.total:
+            self.printed = now
+            click.echo(("\r" if self.tty else "") + self.line(now), nl=not self.tty)
+
+    def line(self, now: float) -> str:
+        text = f"{self.label}: {self.done}/{self.total} {self.unit}, {clock_text(now - self.started)} elapsed"
+        left = self.total - self.done
+        if left and self.timed_clips:
+            text += f", about {clock_text(left * self.timed_seconds / self.timed_clips)} left"
+        elif left:
+            text += ", time left after the next batch"
+        if self.resumed:
+            text += f" ({self.resumed} from the records)"
+        return text + (" " * 8 if self.tty else "")
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo("")
+        if self.done and not self.fresh_batches:
+            click.echo(f"{self.label}: already complete (all {self.done} {self.unit} were in the records); nothing "
+                       f"was recomputed; --restart runs it again.")
+
+
+class PhaseProgress:
+    """``progress(phase, done, total)`` callbacks (e.g. of ``jam``) as one :class:`Progress` per phase."""
+
+    def __init__(self, label: str, units: dict[str, str]):
+        self.label, self.units = label, units
+        self.phase: str | None = None
+        self.current: Progress | None = None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase or self.current is None:
+            self.close()
+            self.phase = phase
+            self.current = Progress(f"{self.label} {phase}", total, unit=self.units.get(phase, "items"))
+        self.current(None, done - self.current.done, False)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+        self.current = None
+
+
+def clock_text(seconds: float) -> str:
+    """``"1:05:09"``, ``"4:02"`` or ``"12 s"``: a duration as people read it."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def compose(*decorators):
@@ -104,7 +202,7 @@ run_options = compose(
                  help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),
     click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
-    click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips."),
+    click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels."),
     click.option("--seed", type=int, default=0, show_default=True),
     click.option("--device", default="cpu", show_default=True))
 
@@ -147,6 +245,16 @@ def parse_corruptions(names: tuple[str, ...]) -> dict:
         return noise_suite(names)
     except KeyError as error:  # UnknownCorruption: its message lists the valid names
         raise click.BadParameter(str(error.args[0]), param_hint="--corruption") from error
+
+
+def require_extras(*, rooms: bool = False, ray: bool = False) -> None:
+    """Stop with the install line (MissingExtraError) before any work if a needed extra is missing."""
+    if rooms:
+        from ..acoustics import require_pyroomacoustics
+        require_pyroomacoustics()
+    if ray:
+        from ..runner.scale import require_ray
+        require_ray()
 
 
 def default_out(kind: str, parts: list) -> Path:

@@ -8,11 +8,13 @@ import click
 
 from . import choices
 from .common import (
+    Progress,
     data_for,
     default_out,
     model_options,
     parse_corruptions,
     parse_device,
+    require_extras,
     run_options,
     user_errors,
 )
@@ -122,6 +124,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
         raise click.UsageError("--transfer-to scores adversarial waveforms; a --domain feature perturbation lives "
                                "in the attacked model's own features and cannot be played to another model.")
     try:
+        require_extras(ray=bool(ray_address))  # before any model is loaded or file written
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
@@ -160,12 +163,12 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                               + ([labels_from] if labels_from != "data" else []))
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
-        with click.progressbar(length=n_clips, label="attack", show_eta=True, show_pos=True) as bar:
-            run_dir = run_attack(model, model_name, dataset, threats, out, spec, batch_size=batch_size, seed=seed,
-                                 device=parse_device(device), limit=limit, restart=restart, sanity=not no_sanity,
-                                 extra_settings=extra, universal_from=learn, transfer=transfer,
-                                 labels_from=labels_from, ray_address=ray_address, workers=workers,
-                                 on_batch=lambda batch, n: bar.update(n))
+        progress = Progress("attack", n_clips)
+        run_dir = run_attack(model, model_name, dataset, threats, out, spec, batch_size=batch_size, seed=seed,
+                             device=parse_device(device), limit=limit, restart=restart, sanity=not no_sanity,
+                             extra_settings=extra, universal_from=learn, transfer=transfer,
+                             labels_from=labels_from, ray_address=ray_address, workers=workers, on_batch=progress)
+        progress.close()
         card = build_report(run_dir)
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
@@ -237,8 +240,9 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
     from ..report import build_report
     from ..runner import run_noise
     try:
-        model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         corruptions = parse_corruptions(corruption)
+        require_extras(rooms=any(c.needs_rooms for c in corruptions.values()), ray=bool(ray_address))
+        model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
@@ -246,10 +250,11 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
                                                                          batch_size, limit, seed])
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
         click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out}")
-        with click.progressbar(length=n_clips, label="noise", show_eta=True, show_pos=True) as bar:
-            run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
-                                device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
-                                workers=workers, on_batch=lambda batch, n: bar.update(n))
+        progress = Progress("noise", n_clips)
+        run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
+                            device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
+                            workers=workers, on_batch=progress)
+        progress.close()
         card = build_report(run_dir)
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
@@ -293,6 +298,8 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
     if table_eps is not None and table_eps not in eps:
         raise click.BadParameter(f"--table-eps {table_eps} is not one of --eps {list(eps)}.", param_hint="--table-eps")
     try:
+        require_extras(rooms=any(c.needs_rooms for c in parse_corruptions(corruption).values()),
+                       ray=bool(ray_address))
         for name in model_names:  # fail on a bad name before hours of work on the others
             if name not in MODELS and split_prefix(name) is None:
                 raise ModelError(unknown_model_message(name))

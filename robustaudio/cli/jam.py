@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import choices
-from .common import default_out, model_options, user_errors
+from .common import PhaseProgress, default_out, model_options, user_errors
 
 STREAMING_SCENE_SECONDS = 3.0   # a streaming detector's ~2 s context plus the utterance's end and a tail
 
@@ -78,7 +78,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
     torch.manual_seed(seed)
+    from ..acoustics import require_pyroomacoustics
     try:
+        require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
         if scene_seconds is None:
             scene_seconds = STREAMING_SCENE_SECONDS if detector.windowed else float(detector.model.clip_seconds)
@@ -98,12 +100,14 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed,
                                                         transfer_to])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {music_db:g} dB re speech; writing {out}")
+        progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes"})
         run = jam_and_evaluate(
             detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
-            random_pieces=random_pieces, seed=seed, extra_detectors=extra,
+            random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
+        progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
     write_jam_report(out, run, model_name, notes)

@@ -331,6 +331,7 @@ class Corruption:
     description: str
     tag: str                         # "[paper]" (the thesis's protocol) or "[ours]"
     options: dict[str, Any] = field(default_factory=dict)
+    needs_rooms: bool = False        # simulates rooms: the ``rooms`` extra (checked before a run starts)
 
     def __post_init__(self) -> None:
         if self.domain not in DOMAINS:
@@ -374,7 +375,7 @@ CORRUPTIONS: dict[str, Corruption] = _Registry({c.name: c for c in [
                "a real recorded noise (rain, wind, babble, cheering, traffic, engine, hum) at a per-clip SNR",
                "[ours]"),
     Corruption("reverb", "waveform", (0.2, 0.4, 0.6, 0.8, 1.0), "RT60 s", reverb,
-               "a random shoebox room of the given reverberation time (pyroomacoustics)", "[ours]"),
+               "a random shoebox room of the given reverberation time (pyroomacoustics)", "[ours]", needs_rooms=True),
 ]})
 
 __all__ = ["CORRUPTIONS", "Corruption", "CorruptionError", "UnknownCorruption", "get_corruption",

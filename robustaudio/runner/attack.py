@@ -39,7 +39,7 @@ from .devices import precision_context, to_device
 from .files import RunSettingsError, open_run
 from .registry import ATTACKS, budget_attack
 from .rows import ConditionRows
-from .scale import run_batches
+from .scale import require_ray, run_batches
 from .spec import AttackSpec
 from .universal import apply_universal, learn_universal
 
@@ -232,7 +232,7 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
                device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
                sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
                transfer: TransferTarget | None = None, labels_from: str = "data", ray_address: str | None = None,
-               workers: int | None = None, on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+               workers: int | None = None, on_batch: Callable[[Batch, int, bool], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model with ``spec``; rows go to ``run_dir``.
 
     ``spec``: the attack and its settings (:class:`AttackSpec`; default PGD, 10 steps).
@@ -245,7 +245,7 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
     (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
     ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
     ``workers`` CPUs); the records are the same as a single-process run's.
-    ``on_batch(batch, n_clips)`` is called after each batch (for progress bars).
+    ``on_batch(batch, n_clips, resumed)`` is called after each batch (for progress displays).
     Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively
     (PGD, ε curves, minimal ε); universal perturbations and other backends are audio-only.
     Returns the run directory.
@@ -255,6 +255,8 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
         raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
                                "a universal run takes one.")
     check_modalities(model, threats, spec)
+    if ray_address:
+        require_ray()  # before the probes and the run directory
     if labels_from not in ("data", "model"):
         raise RunSettingsError(f"labels_from must be 'data' or 'model', got {labels_from!r}.")
     if labels_from == "model":

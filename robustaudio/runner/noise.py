@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..acoustics import require_pyroomacoustics
 from ..attacks.criteria import is_correct
 from ..attacks.result import AttackResult
 from ..data import AudioDataset, Batch
@@ -18,7 +19,7 @@ from ..models.base import AttackTarget
 from .devices import to_device
 from .files import open_run
 from .rows import ConditionRows
-from .scale import run_batches
+from .scale import require_ray, run_batches
 
 
 def noise_batch(model: AttackTarget, model_name: str, batch: Batch, corruptions: dict[str, Corruption], *, seed: int,
@@ -71,9 +72,13 @@ def run_noise(model: AttackTarget, model_name: str, dataset: AudioDataset, corru
               run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
               limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
               ray_address: str | None = None, workers: int | None = None,
-              on_batch: Callable[[Batch, int], None] | None = None) -> Path:
+              on_batch: Callable[[Batch, int, bool], None] | None = None) -> Path:
     """Every clip of ``dataset`` under every corruption (see :func:`noise_suite`); records in
     ``run_dir``, the same schema as attacks, resumable."""
+    if any(c.needs_rooms for c in corruptions.values()):
+        require_pyroomacoustics()  # missing extras stop the run before its directory exists
+    if ray_address:
+        require_ray()
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
     settings = {
         "model": model_name, "data": str(dataset.root), "clips": len(dataset) if limit is None

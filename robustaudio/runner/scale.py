@@ -7,14 +7,18 @@ from pathlib import Path
 
 import torch
 
-from ..data import AudioDataset, Batch
-from ..records import RecordWriter, append_warnings
+from ..data import AudioDataset, Batch, DatasetError
+from ..extras import require
+from ..records import WARNINGS_FILE, RecordWriter, append_warnings
 
 
 def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
-                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int], None] | None,
+                batch_size: int, limit: int | None, on_batch: Callable[[Batch, int, bool], None] | None,
                 ray_address: str | None = None, workers: int | None = None) -> Path:
     """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch.
+
+    ``on_batch(batch, n_clips, resumed)`` after each batch; ``resumed``: it was already in the records
+    (progress displays leave such batches out of their rate).
 
     With ``ray_address`` the batches run as Ray tasks (retried if a worker dies), at most two per
     worker in flight so memory stays flat; rows are still appended in batch order as soon as the
@@ -23,21 +27,25 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
     """
     writer = RecordWriter(run_dir)
     done = writer.done_batches()
+    usable, skipped = [bool(done)], list[dict]()
 
     def finish(batch: Batch, batch_rows: list[dict] | None) -> None:
         append_warnings(run_dir, batch.warnings)
         if batch_rows:
             writer.append(batch_rows)
+            usable[0] = True
 
     def report(batch: Batch) -> None:
+        skipped.extend(w for w in batch.warnings if w["kind"] == "skipped")
         if on_batch is not None:
-            on_batch(batch, len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings))
+            on_batch(batch, len(batch.ids) + sum(w["kind"] == "skipped" for w in batch.warnings), batch.index in done)
 
     if ray_address is None:
         for batch in dataset.batches(model, batch_size, limit=limit):
             if batch.index not in done:
                 finish(batch, rows(batch) if batch.ids else None)
             report(batch)
+        _refuse_empty_run(run_dir, usable[0], skipped)
         return run_dir
 
     ray = _ray()
@@ -67,7 +75,17 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
     finally:
         if started:
             ray.shutdown()
+    _refuse_empty_run(run_dir, usable[0], skipped)
     return run_dir
+
+
+def _refuse_empty_run(run_dir: Path, usable: bool, skipped: list[dict]) -> None:
+    """A run where every clip was unusable has no number to report: say so (the reasons stay in the
+    run's warnings) instead of writing a report over zero clips."""
+    if usable or not skipped:
+        return
+    raise DatasetError(f"All {len(skipped)} clip(s) were unusable, so nothing was attacked; first: "
+                       f"{skipped[0]['message']} (all reasons: {run_dir / WARNINGS_FILE}).")
 
 
 def _rows_on_worker(rows: Callable[[Batch], list[dict]], batch: Batch) -> list[dict]:
@@ -75,9 +93,10 @@ def _rows_on_worker(rows: Callable[[Batch], list[dict]], batch: Batch) -> list[d
     return rows(batch)
 
 
+def require_ray() -> None:
+    """Fail with the install line before any work if --ray is asked for without Ray."""
+    _ray()
+
+
 def _ray():
-    try:
-        import ray
-    except ImportError as error:
-        raise RuntimeError("--ray needs Ray: pip install 'robustaudio[scale]'") from error
-    return ray
+    return require("ray", "scale", "Sharding over workers (--ray)")
