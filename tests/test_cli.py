@@ -77,7 +77,13 @@ def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
 def test_models_lists_the_bundled_models():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0 and "cnn" in result.output and "ast" in result.output
-    assert "clean test accuracy" in result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["name", "architecture", "clean", "acc.", "on", "description"]
+    # columns line up whatever the name's length (before: "taltrans-mini tal-trans" pushed its row over)
+    column = lines[0].index("architecture")
+    for line in lines[1:11]:
+        assert line[column - 2:column] == "  " and line[column] != " ", line
+    assert "taltrans-mini" in result.output
 
 
 def test_report_on_a_non_run_directory_says_so(tmp_path):

@@ -25,12 +25,17 @@ def models() -> None:
     """List the models that --model accepts."""
     from ..models import ARCHITECTURES, DEFAULT_MODEL, MODELS
     from ..models.loaders import describe_loaders
+    rows = [("name", "architecture", "clean acc.", "on", "description")]
     for name, entry in MODELS.items():
         card = entry.card()
         accuracy = card.get("test_accuracy")
-        extra = f"  (clean test accuracy {accuracy:.3f} on {card.get('data', '?')})" if accuracy is not None else ""
-        default = " [default]" if name == DEFAULT_MODEL else ""
-        click.echo(f"{name:8s} {entry.arch:12s} {entry.description}{default}{extra}")
+        rows.append((name + (" *" if name == DEFAULT_MODEL else ""), entry.arch,
+                     f"{accuracy:.3f}" if accuracy is not None else "-", str(card.get("data", "-")),
+                     entry.description))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:  # columns sized to the longest entry, whatever the names
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+    click.echo("* the default model")
     click.echo("\nBy prefix, or an architecture with --weights:")
     for line in describe_loaders():
         click.echo(f"  {line}")
