@@ -234,7 +234,8 @@ def artifacts():
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Small runs of each kind of report: attack (with examples to listen to), noise, compare, jam."""
+    """Small runs of each kind of report: attack (with examples to listen to), noise, compare, jam, sticker,
+    certify (the defenses report; the defend study writes the same page with its table above)."""
     root = tmp_path_factory.mktemp("browser")
     commands = {
         "attack": (["attack", "--model", "cnn", "--attack", "pgd", "--steps", "3", "--norm", "linf", "--eps", "0.0005",
@@ -248,6 +249,10 @@ def runs(tmp_path_factory):
                  "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1", "--draws", "1",
                  "--random-pieces", "1", "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--out", str(root / "jam")],
                 root / "jam" / "report.html"),
+        "sticker": (["sticker", "--model", "av-late", "--source", "speech+person", "--target", "speech+cafe",
+                     "--epochs", "2", "--controls", "2", "--out", str(root / "sticker")], root / "sticker" / "report.html"),
+        "certify": (["certify", "--model", "cnn", "--denoiser", "minievents-logmel", "--sigma", "0.25", "--n0", "10",
+                     "--n", "50", "--limit", "4", "--out", str(root / "certify")], root / "certify" / "defenses.html"),
     }
     pages = {}
     for kind, (args, page) in commands.items():
@@ -271,7 +276,7 @@ def _few_clips(root: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("kind", ["attack", "noise", "compare", "jam"])
+@pytest.mark.parametrize("kind", ["attack", "noise", "compare", "jam", "sticker", "certify"])
 def test_report_loads_cleanly_in_chromium(kind, runs, browser, artifacts):
     page = runs[kind]
     browser.open(page)
@@ -286,5 +291,7 @@ def test_report_loads_cleanly_in_chromium(kind, runs, browser, artifacts):
                0 < a["duration"] < 3600 for a in audio), audio
     if kind == "attack":
         assert len(audio) >= 6 and len(audio) % 3 == 0  # clean, adversarial and δ per example
+    if kind in ("jam", "certify"):
+        assert audio, "nothing to listen to"
     assert browser.problems(page) == {"console errors": [], "network requests": []}
     assert browser.evaluate("document.querySelector('.headline .key') !== null"), "no headline"

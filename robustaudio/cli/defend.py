@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import choices
-from .common import default_out, model_options, parse_device, user_errors
+from .common import Progress, default_out, model_options, parse_device, user_errors
 
 
 def defense_errors() -> tuple[type[Exception], ...]:
@@ -157,7 +157,7 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
               help="Noisy copies per forward pass.")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
@@ -173,6 +173,7 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
     from ..defenses.smoothing import Smooth, certify_clips
     from ..models import load_model
     from ..report.defenses import build_defenses_report
+    from ..report.listen import smoothing_examples
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         den = load_denoiser(denoiser, device=parse_device(device)) if denoiser else None
@@ -189,14 +190,17 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"
             click.echo(f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> "
                        f"{out / name}.jsonl")
-            with click.progressbar(length=len(clips), label=name) as bar:
-                rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
-                                     rows_file=out / f"{name}.jsonl", on_clip=lambda row: bar.update(1))
+            progress = Progress(name, len(clips))
+            rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
+                                 rows_file=out / f"{name}.jsonl",
+                                 on_clip=lambda row, progress=progress: progress(None, 1, False))
+            progress.close()
             curves.append({"name": name, "sigma": smooth.sigma, "domain": smooth.domain,
                            "denoiser": den.name if den is not None else None, "description": smooth.describe(),
                            "n0": n0, "n": n, "alpha": alpha, "rows": rows, "seconds": sum(r["seconds"] for r in rows)})
+        listen = smoothing_examples(smooths[0], clips, curves[0]["rows"], out, seed=seed) if curves else None
         document = build_defenses_report(out, {"model": model_name, "data": str(dataset.root), "split": split,
-                                               "seed": seed, "rows": [], "certification": curves})
+                                               "seed": seed, "rows": [], "certification": curves}, listen)
     except defense_errors() as error:
         raise _fail(error) from error
     for s in document["certification"]:
@@ -222,11 +226,12 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
 @click.option("--n", "n", type=click.IntRange(min=1), default=250, show_default=True,
               help="CERTIFY estimation samples.")
 @click.option("--alpha", type=float, default=0.001, show_default=True)
-@click.option("--certify-limit", type=click.IntRange(min=1), help="Certify only the first N clips (default: --limit).")
+@click.option("--certify-limit", type=click.IntRange(min=1),
+              help="Certify a stratified sample of N clips (default: --limit).")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N clips.")
+@click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),

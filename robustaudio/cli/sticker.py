@@ -226,4 +226,4 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
     click.echo(f"held-out {source!r} images: clean accuracy {h['clean_accuracy']:.3f}, predicted {goal!r} "
                f"{h['clean_targeted']:.3f} clean, {h['targeted']:.3f} with the sticker; random dots "
                f"{c['targeted_mean']:.3f} (max {c['targeted_max']:.3f} over {c['draws']})")
-    click.echo(f"sticker: {out / STICKER_FILE}, picture: {out / FIGURE_FILE}")
+    click.echo(f"sticker: {out / STICKER_FILE}, picture: {out / FIGURE_FILE}, report: {out / 'report.html'}")

@@ -17,6 +17,7 @@ from ..defenses.smoothing import certified_accuracy, snr_of_radius
 from . import style
 from .card import json_safe
 from .headline import Headline, accuracy
+from .listen import Listen, listen_html, listen_markdown, write_figures
 from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
 RADII_IN_SIGMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # the table's radii, in units of the largest σ
@@ -148,9 +149,10 @@ def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
     return "Defenses at a fixed budget", header, rows, note
 
 
-def build_defenses_report(out: str | Path, summary: dict) -> dict:
+def build_defenses_report(out: str | Path, summary: dict, listen: Listen | None = None) -> dict:
     """Write ``defenses.json`` / ``.md`` / ``.html`` and ``figures/certified.png`` into ``out``; returns the
-    JSON document (table rows, certification summaries, closing note)."""
+    JSON document (table rows, certification summaries, closing note). ``listen``: examples to hear
+    (:func:`~robustaudio.report.listen.smoothing_examples`), embedded after the figures."""
     out = Path(out)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     curves = summary.get("certification", [])
@@ -172,8 +174,11 @@ def build_defenses_report(out: str | Path, summary: dict) -> dict:
         lines.append(document["closing_note"])
     title = f"Defenses: {summary['model']}"
     headline = defenses_headline(summary, certification)
-    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, [], headline), encoding="utf-8")
-    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, [], headline), encoding="utf-8")
+    write_figures(listen, out / FIGURES_DIR)
+    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, [], headline,
+                                                       listen_markdown(listen)), encoding="utf-8")
+    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, [], headline,
+                                                     listen_html(listen)), encoding="utf-8")
     return document
 
 

@@ -47,6 +47,7 @@ class Example:
     amplify: int
     wavs: dict[str, bytes]  # clean / adversarial / delta -> WAV bytes
     figure: bytes           # JPEG of the three spectrograms
+    captions: dict[str, str] | None = None  # wav key -> player caption (default: the attack's three)
 
 
 @dataclass
@@ -295,7 +296,14 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
 TITLE = "Listen and look: examples"
 
 
+def _players(example: Example) -> dict[str, str]:
+    return example.captions or {"clean": "clean", "adversarial": "adversarial",
+                                "delta": f"δ amplified ×{example.amplify}"}
+
+
 def _caption(example: Example) -> str:
+    if example.captions is not None:  # not an attack: the why says it all
+        return example.why
     snr = f"; recomputed δ at SNR {example.snr_db:.0f} dB" if example.snr_db is not None else ""
     why = example.why[:1].upper() + example.why[1:]
     return f"{why}. Record: {example.recorded}. Recomputed: {example.recomputed}{snr}."
@@ -310,8 +318,7 @@ def listen_html(listen: Listen | None) -> list[str]:
         players = "".join(
             f"<figure><figcaption>{e(name)}</figcaption><audio controls preload='auto' "
             f"src='data:audio/wav;base64,{base64.b64encode(example.wavs[key]).decode('ascii')}'></audio></figure>"
-            for key, name in (("clean", "clean"), ("adversarial", "adversarial"),
-                              ("delta", f"δ amplified ×{example.amplify}")))
+            for key, name in _players(example).items())
         image = base64.b64encode(example.figure).decode("ascii")
         parts.append(f"<div class='example'><h3>{n}. {e(example.label)}: {e(example.clip_id)}</h3>"
                      f"<p>{e(_caption(example))}</p><div class='players'>{players}</div>"
@@ -328,14 +335,84 @@ def listen_markdown(listen: Listen | None) -> list[str]:
     from .render import markdown_text as t
     out = [f"## {TITLE}", "", t(listen.intro), ""]
     for n, example in enumerate(listen.examples, 1):
-        files = ", ".join(f"[{name}]({LISTEN_DIR}/{n:02d}-{key}.wav)" for key, name in (
-            ("clean", "clean"), ("adversarial", "adversarial"), ("delta", f"δ amplified ×{example.amplify}")))
+        files = ", ".join(f"[{name}]({LISTEN_DIR}/{n:02d}-{key}.wav)" for key, name in _players(example).items())
         out += [f"### {n}. {t(example.label)}: {t(example.clip_id)}", "", t(_caption(example)), "",
                 f"Listen: {files}", "", f"![spectrograms of example {n}](figures/listen_{n:02d}.jpg)", ""]
     if listen.left_out:
         out += [f"{listen.left_out} more example(s) left out: the embedded audio would pass "
                 f"{AUDIO_CAP_BYTES / 1e6:g} MB.", ""]
     return out
+
+
+# ---- randomized smoothing ------------------------------------------------------------------------------
+
+def smoothing_examples(smooth, clips: list, rows: list[dict], out: Path, seed: int = 0,
+                       count: int = 3) -> Listen:
+    """What the smoothed classifier hears: for up to ``count`` certified clips (the largest radius, the
+    smallest, an abstention or error where there is one), the clean clip, one noisy copy ``x + σε`` and,
+    with a denoiser, what it makes of that copy; spectrograms of all on one colour scale.
+
+    ``clips``: ``(clip_id, audio [T], label index)`` as certified; ``rows``: their certificates. In the
+    feature domain the noisy and denoised inputs are log-mel features, not sound: only the clean clip is
+    played, and the figure shows the features.
+    """
+    by_id = {clip_id: (audio, label) for clip_id, audio, label in clips}
+    rows = [r for r in rows if r["clip_id"] in by_id]
+    if not rows:
+        return Listen("No certified clip to show.", [])
+    ranked = sorted(rows, key=lambda r: -(r["radius"] if r["prediction"] is not None and r["correct"] else -1.0))
+    chosen = [(ranked[0], "the largest certified radius")]
+    failed = [r for r in rows if r["prediction"] is None or not r["correct"]]
+    if failed and failed[0] is not ranked[0]:
+        chosen.append((failed[0], "abstained" if failed[0]["prediction"] is None else "certified wrong or not at all"))
+    for r in ranked[1:]:
+        if len(chosen) >= count:
+            break
+        if all(r is not c for c, _ in chosen):
+            chosen.append((r, "another certified clip"))
+    rate = int(smooth.model.sample_rate)
+    denoised_name = "denoised" if smooth.denoiser is not None else None
+    generator = torch.Generator(device=smooth.device).manual_seed(seed)
+    folder = out / LISTEN_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    examples, used, left_out = [], 0, 0
+    for row, why in chosen[:count]:
+        audio, _ = by_id[row["clip_id"]]
+        x = smooth.clean_input(audio)
+        with torch.no_grad():
+            noisy = x + smooth.sigma * torch.randn(x.shape, generator=generator, device=x.device)
+            inputs = {"clean": x, "noisy": noisy}
+            if smooth.denoiser is not None:
+                inputs["denoised"] = smooth.denoiser.denoise(noisy.unsqueeze(0), smooth.sigma)[0]
+        arrays = {name: value.detach().float().cpu().numpy() for name, value in inputs.items()}
+        outcome = (f"certified {row['prediction']} at radius {row['radius']:.3g}" if row["prediction"] is not None
+                   else "abstained")
+        label_text = f"label {row['label']}; {outcome} (σ = {smooth.sigma:g}, {smooth.domain})"
+        if smooth.domain == "waveform":
+            spectra = {name: style.power_db(a, rate) for name, a in arrays.items()}
+            top = max(float(p.max()) for p in spectra.values())
+            figure = style.spectrogram_figure(spectra, rate, top)
+            wavs = {name: wav_bytes(a, rate) for name, a in arrays.items()}
+            captions = {"clean": "clean", "noisy": f"noisy (x + {smooth.sigma:g}·ε, clipped to full scale)"}
+            if denoised_name:
+                captions["denoised"] = "denoised"
+        else:
+            figure = style.feature_figure(arrays)
+            wavs = {"clean": wav_bytes(audio.detach().cpu().numpy(), rate)}
+            captions = {"clean": "clean (the noise is added to its log-mel features, which cannot be played)"}
+        size = sum(len(w) for w in wavs.values())
+        if used + size > AUDIO_CAP_BYTES:
+            left_out += 1
+            continue
+        used += size
+        for name, data in wavs.items():
+            (folder / f"{len(examples) + 1:02d}-{name}.wav").write_bytes(data)
+        examples.append(Example(row["clip_id"], row["label"], f"{why[:1].upper() + why[1:]}: {label_text}.",
+                                outcome, outcome, None, 1, wavs, style.jpeg(figure), captions))
+    intro = (f"What the smoothed classifier hears: each clip clean, one of the noisy copies it votes over"
+             f"{' and what the denoiser makes of it' if denoised_name else ''}. Audio: 16-bit WAV at {rate} Hz; "
+             f"at most {AUDIO_CAP_BYTES / 1e6:g} MB is embedded. Spectrograms: one colour scale per clip.")
+    return Listen(intro, examples, left_out)
 
 
 def clear(run_dir: Path, figures_dir: Path) -> None:

@@ -1,6 +1,7 @@
 """A camera-sticker run: optimise on one image set, measure on held-out images against random dots, and
-write ``sticker.json`` (parameters, settings, success rates) and ``sticker.png`` (the sticker over
-sample frames). Used by ``robustaudio sticker`` and ``experiments/camera_sticker.py``."""
+write ``sticker.json`` (parameters, settings, success rates), ``sticker.png`` (the sticker over
+sample frames) and ``report.html`` / ``report.md`` (headline first: the held-out targeted rate against
+the random-dot control). Used by ``robustaudio sticker`` and ``experiments/camera_sticker.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control, sticker_success
+from .headline import Flag, Headline
+from .render import FIGURES_DIR, document_html, document_markdown
+from .style import png
 
 STICKER_FILE, FIGURE_FILE = "sticker.json", "sticker.png"
 
@@ -82,5 +86,57 @@ def run_sticker(learn: StickerTarget, held: StickerTarget, source: str, goal: st
              f"(random dots {summary['random_dots']['targeted_mean']:.0%})")
     fig = sticker_figure(sample_images(held), result.sticker, title)
     fig.savefig(out / FIGURE_FILE, dpi=110)
+    picture = png(fig)
     plt.close(fig)
+    write_sticker_report(out, summary, picture)
     return summary
+
+
+def sticker_headline(summary: dict) -> Headline:
+    """The held-out targeted rate against the best random-dot sticker of the same optics; flags when the
+    sticker is no better than chance dots, or much better on the images it was learned on."""
+    held, learned, control = summary["held_out"], summary["learned_on"], summary["random_dots"]
+    s = summary["settings"]
+    source, goal = summary["source"], summary["target"]
+    sentence = (f"Through a {s['dots']}-dot sticker, {held['targeted']:.0%} of {held['items']} held-out "
+                f"{source!r} images are classified {goal!r} (clean: {held['clean_targeted']:.0%}; random dots of "
+                f"the same optics: {control['targeted_mean']:.0%} on average, {control['targeted_max']:.0%} at "
+                f"best over {control['draws']} draws).")
+    flags = []
+    if held["targeted"] <= control["targeted_max"]:
+        flags.append(Flag("no better than random dots", "held-out images",
+                          f"targeted {held['targeted']:.0%} against {control['targeted_max']:.0%} for the best "
+                          f"random sticker", "more epochs or dots, or read it as: this model resists this sticker"))
+    if learned["targeted"] - held["targeted"] > 0.3:
+        flags.append(Flag("learned images only", "learning vs held-out images",
+                          f"targeted {learned['targeted']:.0%} on the {learned['items']} images it was learned on, "
+                          f"{held['targeted']:.0%} held out", "learn on more (and more varied) images of the source"))
+    passed = "" if flags else "The sticker beats the best random-dot control on images it never saw."
+    settings = [f"model: {s.get('model', '?')}", f"dots: {s['dots']}", f"epochs: {s['epochs']} (best "
+                f"{summary['best_epoch']})", f"learned on {s['learn_items']} images, measured on {s['held_out_items']}",
+                f"seed: {s['seed']}"]
+    return Headline(sentence, flags, passed, settings)
+
+
+def write_sticker_report(out: Path, summary: dict, picture: bytes) -> None:
+    """``report.html`` (self-contained) and ``report.md`` next to ``sticker.json`` and ``sticker.png``."""
+    held, learned, control = summary["held_out"], summary["learned_on"], summary["random_dots"]
+    title = f"Camera sticker: {summary['source']} → {summary['target']}"
+    rows = [["learned on", str(learned["items"]), f"{learned['clean_accuracy']:.2f}", f"{learned['targeted']:.2f}",
+             f"{learned['untargeted']:.2f}"],
+            ["held out", str(held["items"]), f"{held['clean_accuracy']:.2f}", f"{held['targeted']:.2f}",
+             f"{held['untargeted']:.2f}"],
+            [f"random dots (mean / max of {control['draws']})", str(held["items"]), "",
+             f"{control['targeted_mean']:.2f} / {control['targeted_max']:.2f}",
+             f"{control['untargeted_mean']:.2f} / {control['untargeted_max']:.2f}"]]
+    sections = [("Success rates", ["images", "n", "clean accuracy", f"→ {summary['target']}", "not the source"],
+                 rows, summary["note"])]
+    figures = [("The sticker over held-out images", FIGURE_FILE, picture)]
+    (out / FIGURES_DIR).mkdir(exist_ok=True)  # where report.md's figure links point
+    (out / FIGURES_DIR / FIGURE_FILE).write_bytes(picture)
+    lines = [f"optimisation: {summary['optimisation_seconds']:g} s", f"files: {STICKER_FILE} (parameters), "
+             f"{FIGURE_FILE}"]
+    headline = sticker_headline(summary)
+    (out / "report.md").write_text(document_markdown(title, lines, sections, figures, [], headline),
+                                   encoding="utf-8")
+    (out / "report.html").write_text(document_html(title, lines, sections, figures, [], headline), encoding="utf-8")

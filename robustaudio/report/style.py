@@ -190,6 +190,29 @@ def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, am
     return fig
 
 
+def feature_figure(features: dict[str, np.ndarray]):
+    """Side-by-side feature maps ``[F, frames]`` (normalised log-mel units) on one colour scale."""
+    n = len(features)
+    fig, axes = figure(1, n + 1, width=WIDTH + 2.5, height=2.3, gridspec_kw={"width_ratios": [1] * n + [0.04]})
+    low = min(float(np.percentile(f, 1)) for f in features.values())
+    high = max(float(np.percentile(f, 99)) for f in features.values())
+    image = None
+    for ax, (name, values) in zip(axes[0], features.items()):
+        image = ax.imshow(values, origin="lower", aspect="auto", vmin=low, vmax=high, cmap=SPECTRUM_MAP,
+                          interpolation="nearest")
+        ax.set_title(name)
+        ax.set_xlabel("frame")
+        ax.grid(False)
+        if ax is not axes[0][0]:
+            ax.tick_params(labelleft=False)
+    axes[0][0].set_ylabel("mel band")
+    colorbar = fig.colorbar(image, cax=axes[0][-1])
+    colorbar.set_label("normalised log-mel")
+    colorbar.outline.set_visible(False)
+    finish(fig)
+    return fig
+
+
 # ---- output -----------------------------------------------------------------------------------------
 
 def png(fig) -> bytes:
