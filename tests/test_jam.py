@@ -304,10 +304,13 @@ def test_cli_jam_writes_card_music_and_report(tmp_path, few_minievents):
                                        "--data", str(few_minievents),
                                        "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
                                        "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1",
-                                       "--rt60", "0.15", "0.2", "--out", str(out)])
+                                       "--rt60", "0.15", "0.2", "--scene-seeds", "1", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     assert card["music_db"] == -10 and card["target"] == "speech"
+    assert {r["condition"] for r in card["seed_summary"]} == {"clean", "random", "adversarial"}
+    assert all(r["voices"] == 4 for r in card["seed_summary"])  # each clip its own voice without a voice column
+    assert "over 2 scene seeds" in (out / "report.md").read_text()
     assert {(s["rooms"], s["condition"]) for s in card["detection"]} == {
         (r, c) for r in ("optimisation", "held-out") for c in ("clean", "random", "adversarial")}
     music, rate = soundfile.read(out / "music_adversarial.wav")
@@ -316,6 +319,33 @@ def test_cli_jam_writes_card_music_and_report(tmp_path, few_minievents):
     assert "data:image/png;base64" in html and "spectrograms" in html.lower()
     assert card["clips"]["test_positives"] == 2 and card["clips"]["test_negatives"] == 2
     assert (out / "scenes.jsonl").read_text().count("\n") == sum(s["scenes"] for s in card["detection"])
+
+
+def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_minievents):
+    """--evaluate-engine: learning uses the other engine's clips only, the headline and the per-voice and
+    per-engine tables only the named engine's voices."""
+    from robustaudio.cli import main
+
+    table = pd.read_csv(few_minievents / "metadata.csv")
+    table["engine"] = ["e1", "e1", "e2", "e2", "e2", "e2"]
+    table["voice"] = ["a", "b", "c", "d", "c", "d"]
+    table.to_csv(few_minievents / "metadata.csv", index=False)
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents),
+                                       "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
+                                       "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1", "--rt60",
+                                       "0.15", "0.2", "--scene-seeds", "1", "--evaluate-engine", "e2", "--out",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["clips"]["learn_positives_given"] == 2  # the two e1 clips, whatever their split
+    assert {r["group"] for r in card["engine_summary"]} == {"e2"}
+    assert {r["voice"] for r in card["voice_table"]} <= {"e2:c", "e2:d"}
+    assert all(r["voices"] == 2 for r in card["seed_summary"])  # clusters are voices, not clips
+    assert "engine(s) never learned from: e2" in (out / "report.md").read_text()
+    wrong = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents),
+                                      "--evaluate-engine", "e9", "--out", str(tmp_path / "x")])
+    assert wrong.exit_code == 1 and "e9" in wrong.output and "e1, e2" in wrong.output
 
 
 def test_cli_jam_refuses_bad_settings(tmp_path):

@@ -594,6 +594,7 @@ class JamRun:
     seed_rows: list[dict] = field(default_factory=list)     # evaluate_seeds rows (scene_seeds given)
     seed_summary: list[dict] = field(default_factory=list)  # seed_summary of them, voice-clustered
     voice_table: list[dict] = field(default_factory=list)   # TPR per voice over the scene seeds
+    engine_summary: list[dict] = field(default_factory=list)  # seed_summary per engine (engines given)
 
 
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
@@ -603,8 +604,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      callback: Callable[[dict], None] | None = None,
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
-                     voices: Mapping[str, str] | None = None, n_resamples: int = 2000,
-                     progress: Callable[[str, int, int], None] | None = None) -> JamRun:
+                     voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
+                     n_resamples: int = 2000, progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
     clips it handles correctly clean (positives it fires on, negatives it does not), in both room
@@ -621,7 +622,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): also :func:`evaluate_seeds` on the same test clips,
     one set of new held-out rooms, scenes and random loops (:func:`random_loops`) per seed, into
     ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
-    clip id -> voice; each clip its own voice if not given) and ``voice_table``.
+    clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
+    (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -674,7 +676,9 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                                        seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
                                        avoid=optimisation, progress=phase("scene seeds"))
         run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
-        run.voice_table = voice_table(run.seed_rows, clusters)
+        run.voice_table = voice_table(run.seed_rows, clusters, engines)
+        if engines is not None:
+            run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=n_resamples, seed=seed)
         settings["scene_seeds"] = [int(s) for s in scene_seeds]
         settings["seconds"] = time.perf_counter() - started
     return run

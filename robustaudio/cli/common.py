@@ -78,7 +78,8 @@ def _is_name(text: str) -> bool:
     return not text.startswith("-")
 
 
-LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name}
+LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name,
+                "--scene-seeds": _is_number, "--evaluate-engine": _is_name}
 
 
 RESUMABLE = {"attack", "noise", "compare", "certify", "defend"}  # commands that keep finished work in --out

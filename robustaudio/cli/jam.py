@@ -29,6 +29,42 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
+def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: str, split: str,
+                evaluate_engines: tuple[str, ...]):
+    """(learn, test, voices, engines, notes). With ``engine`` and ``voice`` columns in metadata.csv, the
+    voices (the unit the intervals resample) and engines come from them, and ``evaluate_engines`` puts
+    whole engines on the evaluation side (learning from every other engine); else each clip is its own
+    voice and the splits are the data's."""
+    from ..attacks.eot import JamError
+    from ..attacks.jamming import load_speech, load_utterances
+    from ..data.speech import SpeechSplitError, engine_split, read_speech_set
+    try:
+        clips = read_speech_set(root) if root is not None else None
+    except (SpeechSplitError, OSError):
+        clips = None
+    if clips is None:
+        if evaluate_engines:
+            raise JamError(f"--evaluate-engine needs engine and voice columns in the data's metadata.csv ({root}).")
+        learn, notes = load_utterances(root, target, sample_rate, learn_split)
+        test, more = load_utterances(root, target, sample_rate, split)
+        return learn, test, None, None, notes + more
+    if evaluate_engines:
+        unknown = sorted(set(evaluate_engines) - {c.engine for c in clips})
+        if unknown:
+            raise JamError(f"No clip of engine(s) {', '.join(unknown)} in {root / 'metadata.csv'}; its engines: "
+                           f"{', '.join(sorted({c.engine for c in clips}))}.")
+        learn_clips, test_clips = engine_split(clips, evaluate_engines)
+    else:
+        learn_clips = [c for c in clips if c.split == learn_split]
+        test_clips = [c for c in clips if c.split == split]
+    for name, chosen in (("optimise", learn_clips), ("evaluate", test_clips)):
+        if not any(c.label == target for c in chosen):
+            raise JamError(f"No {target!r} clip to {name} on in {root} (split or engines as given).")
+    learn, voices, engines, notes = load_speech(learn_clips, target, sample_rate)
+    test, more_voices, more_engines, more = load_speech(test_clips, target, sample_rate)
+    return learn, test, {**voices, **more_voices}, {**engines, **more_engines}, notes + more
+
+
 @click.command()
 @model_options
 @click.option("--target", help="Class to stop detecting (default: the wake word of a wake-word model).")
@@ -59,6 +95,15 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
               help="Scenes per clip and room set in the evaluation.")
 @click.option("--random-pieces", type=click.IntRange(min=1), default=4, show_default=True,
               help="Random loops of the synthesiser for the random-music condition.")
+@click.option("--scene-seeds", type=int, multiple=True, default=(1, 2, 3, 4, 5), show_default=True,
+              help="Also evaluate in new held-out rooms and scenes per seed, with voice-clustered intervals "
+                   "(--scene-seeds 1 2 3 4 5; one value, e.g. 1, for a quick run).")
+@click.option("--evaluate-engine", "evaluate_engines", multiple=True, metavar="ENGINE",
+              help="Evaluate on the voices of this TTS engine (metadata.csv engine column) and learn from the "
+                   "other engines: the headline is then on speech the music never heard. Repeat for several.")
+@click.option("--augment/--no-augment", default=False, show_default=True,
+              help="Talker and device augmentation while learning (speed, pitch, formants, EQ, loudspeaker and "
+                   "microphone bands).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
@@ -66,14 +111,14 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
-        random_pieces, seed, transfer_to, out) -> None:
+        random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms."""
     import torch
 
-    from ..attacks.eot import EOTConfig, JamError
-    from ..attacks.jamming import Detector, jam_and_evaluate, load_utterances
+    from ..attacks.eot import Augmentation, EOTConfig, JamError
+    from ..attacks.jamming import Detector, jam_and_evaluate
     from ..attacks.music import MusicError
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
@@ -90,29 +135,36 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
 
         bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None
         root = Path(data) if data else bundled
-        learn, notes = load_utterances(root, detector.target, detector.sample_rate, learn_split)
-        test, more = load_utterances(root, detector.target, detector.sample_rate, split)
-        notes += more
+        learn, test, voices, engines, notes = _utterances(root, detector.target, detector.sample_rate, learn_split,
+                                                          split, tuple(evaluate_engines))
         if learn.ids == test.ids:
             notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
                          f"evaluated (the rooms are still held out).")
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
         out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed,
-                                                        transfer_to])
+                                                        transfer_to, scene_seeds, evaluate_engines, augment])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {music_db:g} dB re speech; writing {out}")
-        progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes"})
+        progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
             detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
+            scene_seeds=tuple(scene_seeds), voices=voices, engines=engines,
+            augmentation=Augmentation() if augment else None,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
+    run.settings["evaluate_engines"] = list(evaluate_engines)
     write_jam_report(out, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
+    for row in run.seed_summary:
+        if row["detector"] == "target":
+            click.echo(f"held-out rooms, scene seeds {' '.join(map(str, scene_seeds))} ({row['voices']} voices): "
+                       f"{row['condition']} F1 {row['f1']['value']:.3f} [{row['f1']['ci95'][0]:.3f}, "
+                       f"{row['f1']['ci95'][1]:.3f}] (voice-clustered)")
     if transfer_to:
         for rooms, values in headline(run.summary, transfer_to).items():
             click.echo(f"{transfer_to}, F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))

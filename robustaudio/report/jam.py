@@ -26,7 +26,7 @@ from ..attacks.jamming import CONDITIONS, JamRun
 from ..data.audio import write_audio
 from . import style
 from .card import json_safe
-from .headline import Headline
+from .headline import Flag, Headline
 from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 CARD_FILE = "card.json"
@@ -118,6 +118,70 @@ def figure_f1(summary: list[dict]) -> plt.Figure:
     return fig
 
 
+def figure_voices(table: list[dict], detector: str = "target") -> plt.Figure | None:
+    """TPR per held-out voice (rows, grouped by engine) for random vs adversarial music: one dot each,
+    a line between the two, so a voice the music does not jam stands out."""
+    rows = [r for r in table if r["detector"] == detector and r["condition"] in ("random", "adversarial")]
+    voices = sorted({(r["engine"] or "", r["voice"]) for r in rows})
+    if not voices:
+        return None
+    fig, axes = style.figure(1, 1, width=6.5, height=max(2.2, 0.24 * len(voices) + 1.0))
+    ax = axes[0][0]
+    tpr = {(r["voice"], r["condition"]): r["tpr"] for r in rows}
+    for y, (_, voice) in enumerate(voices):
+        a, b = tpr.get((voice, "random"), np.nan), tpr.get((voice, "adversarial"), np.nan)
+        ax.plot([a, b], [y, y], color="#bbbbbb", linewidth=1, zorder=1)
+    for k, condition in enumerate(("random", "adversarial")):
+        ax.scatter([tpr.get((v, condition), np.nan) for _, v in voices], range(len(voices)), s=22, zorder=2,
+                   color=style.SERIES[k + 1], label=f"{condition} music")
+    ax.set_yticks(range(len(voices)))
+    ax.set_yticklabels([v for _, v in voices], fontsize=7.5)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xlabel("detection rate (TPR) over the voice's scenes, all scene seeds")
+    ax.set_title("Per held-out voice")
+    style.legend_outside(ax)
+    style.finish(fig)
+    return fig
+
+
+def _seed_rows(summary: list[dict], key: str) -> list[list[str]]:
+    return [[s["detector"], *([s["group"]] if key == "group" else []), s["condition"], str(s["voices"]),
+             str(s["scenes"]), _interval(s["f1"]), f"{_fmt(s['seed_mean'])} ({_fmt(s['seed_range'][0])}-"
+             f"{_fmt(s['seed_range'][1])})", _interval(s["tpr"]), _interval(s["fpr"])] for s in summary]
+
+
+def _seed_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """Held-out rooms over several scene seeds, with voice-clustered intervals; per engine; per voice."""
+    if not card.get("seed_summary"):
+        return []
+    seeds = ", ".join(map(str, card["settings"].get("scene_seeds", [])))
+    header = ["detector", "condition", "voices", "scenes", "F1 [95% CI]", "F1 per seed: mean (min-max)",
+              "TPR [95% CI]", "FPR [95% CI]"]
+    note = (f"Scene seeds {seeds}: each its own held-out rooms, scenes and random loops. F1, TPR and FPR pool "
+            f"all seeds; the 95% intervals resample voices (all scenes of a voice together), not scenes, so a "
+            f"few voices the music happens to suit cannot narrow them.")
+    sections = [(f"Held-out rooms over {len(card['settings'].get('scene_seeds', []))} scene seeds", header,
+                 _seed_rows(card["seed_summary"], "condition"), note)]
+    if card.get("engine_summary"):
+        sections.append(("Per engine", ["detector", "engine", *header[1:]], _seed_rows(card["engine_summary"],
+                                                                                      "group"),
+                         "The same, one row per speech engine (or recording set); intervals resample voices "
+                         "within the engine."))
+    by_voice: dict[tuple, dict] = {}
+    for r in card.get("voice_table", []):
+        if r["detector"] == "target":
+            entry = by_voice.setdefault((r["engine"] or "", r["voice"]), {"clips": r["clips"], "scenes": r["scenes"]})
+            entry[r["condition"]] = r["tpr"]
+    rows = [[engine, voice, str(v["clips"]), str(v["scenes"]),
+             *(_fmt(v.get(c)) for c in ("clean", "random", "adversarial"))]
+            for (engine, voice), v in sorted(by_voice.items())]
+    if rows:
+        sections.append(("Per voice", ["engine", "voice", "positive clips", "scenes per condition", "TPR clean",
+                                       "TPR random", "TPR adversarial"], rows,
+                         "Detection rate of the target word per held-out voice, over all scene seeds and draws."))
+    return sections
+
+
 def _interval(estimate: dict) -> str:
     return f"{_fmt(estimate['value'])} [{_fmt(estimate['ci95'][0])}, {_fmt(estimate['ci95'][1])}]"
 
@@ -138,6 +202,7 @@ def build_jam_card(run: JamRun, model: str, notes: list[str] | tuple[str, ...] =
         "settings": run.settings, "synthesiser": run.synth, "clips": run.selected,
         "rooms": {name: rooms.describe() for name, rooms in run.rooms.items()},
         "headline_f1": headline(run.summary), "detection": run.summary,
+        "seed_summary": run.seed_summary, "engine_summary": run.engine_summary, "voice_table": run.voice_table,
         "history": run.result.history, "optimisation_seconds": run.result.seconds,
         "wall_seconds": run.settings["seconds"], "files": {**MUSIC_FILES, "scenes": SCENES_FILE},
         "notes": list(notes), "versions": versions(),
@@ -161,7 +226,7 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                   f"{r['absorption']:.3f}", *(", ".join(f"{v:.2f}" for v in r[key])
                                               for key in ("talker", "loudspeaker", "mic"))]
                  for rooms in card["rooms"].values() for r in rooms]
-    return [("Detection", header, rows, note),
+    return [*_seed_sections(card), ("Detection", header, rows, note),
             ("Rooms", room_header, room_rows, "Optimisation and held-out rooms come from separate seeded streams; "
                                               "the optimisation never draws a held-out room.")]
 
@@ -205,7 +270,8 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
         ("The music: waveforms", "waveforms.png", figure_waveforms(music, sample_rate)),
         ("The music: spectrograms", "spectrograms.png", figure_spectrograms(music, sample_rate)),
         ("Optimisation", "optimisation.png", figure_history(run.result.history)),
-    ]]
+        ("Per voice", "voices.png", figure_voices(run.voice_table)),
+    ] if fig is not None]
     warnings = [{"kind": "note", "message": n} for n in notes]
     title = f"Adversarial music against {model}"
     headline = jam_headline(card)
@@ -236,21 +302,50 @@ def _players(music: dict[str, torch.Tensor], sample_rate: int, card: dict) -> tu
 
 
 def jam_headline(card: dict) -> Headline:
-    """The target detector's F1 in the held-out rooms: clean, with random music, with the optimised music."""
-    f1 = card["headline_f1"]
-    rooms = "held-out" if "held-out" in f1 else next(iter(f1), None)
-    values = f1.get(rooms, {})
-    chain = " → ".join(f"{_fmt(values[c], 2)} ({c if c != 'random' else 'random music'})"
-                       for c in ("clean", "random", "adversarial") if c in values)
+    """The target detector's F1 in the held-out rooms: clean, with random music, with the optimised music;
+    over the scene seeds with voice-clustered intervals when they were run. Flags when the random music
+    alone already drowns the word, or when the optimised music is not clearly worse than it."""
     s = card["settings"]
-    sentence = (f"The detector's F1 for {card['target']!r} in {rooms} rooms: {chain}, with music at "
-                f"{card['music_db']:g} dB relative to the speech.")
+    pooled = {r["condition"]: r for r in card.get("seed_summary") or [] if r["detector"] == "target"}
+    flags = []
+    if pooled:
+        chain = " → ".join(f"{_interval(pooled[c]['f1'])} ({c if c != 'random' else 'random music'})"
+                           for c in ("clean", "random", "adversarial") if c in pooled)
+        voices = pooled[next(iter(pooled))]["voices"]
+        engines = sorted({r["group"] for r in card.get("engine_summary") or []})
+        unseen = f" of {', '.join(engines)}" if engines and s.get("evaluate_engines") else ""
+        sentence = (f"The detector's F1 for {card['target']!r} in held-out rooms over {len(s['scene_seeds'])} scene "
+                    f"seeds, {voices} voices{unseen}: {chain}, with music at {card['music_db']:g} dB relative to "
+                    f"the speech (95% intervals resample voices).")
+        random, adversarial = pooled.get("random"), pooled.get("adversarial")
+        if random is not None and random["f1"]["value"] < 0.7:
+            flags.append(Flag("loud control", "random music", f"F1 {_fmt(random['f1']['value'])} with random music "
+                              f"alone", "a quieter --music-db: at this level any music masks the word, so the "
+                              "attack's share is small"))
+        if random is not None and adversarial is not None and \
+                adversarial["f1"]["ci95"][1] >= random["f1"]["ci95"][0]:
+            flags.append(Flag("no clear effect", "adversarial vs random music", "their voice-clustered intervals "
+                              "overlap", "more --steps, --augment, or more voices to learn from"))
+    else:
+        f1 = card["headline_f1"]
+        rooms = "held-out" if "held-out" in f1 else next(iter(f1), None)
+        values = f1.get(rooms, {})
+        chain = " → ".join(f"{_fmt(values[c], 2)} ({c if c != 'random' else 'random music'})"
+                           for c in ("clean", "random", "adversarial") if c in values)
+        sentence = (f"The detector's F1 for {card['target']!r} in {rooms} rooms: {chain}, with music at "
+                    f"{card['music_db']:g} dB relative to the speech.")
+        flags.append(Flag("one draw of scenes", "evaluation", "no scene seeds were run, so the interval is over "
+                          "scenes of one draw", "--scene-seeds 1 2 3 4 5 (the default)"))
     passed = ("The random-music condition is the control: the same synthesiser at the same level from random starts; "
               "only the gap between it and the optimised music is the attack's doing.")
     settings = [f"optimisation: {s['steps']} steps × {s['batch_size']} scenes", f"rooms: {s['optimisation_rooms']} "
                 f"for optimisation, {s['held_out_rooms']} held out", f"{s['draws']} scenes per clip and room set",
                 f"seed: {s['seed']}"]
-    return Headline(sentence, [], passed, settings)
+    if s.get("evaluate_engines"):
+        settings.append(f"evaluated on engine(s) never learned from: {', '.join(s['evaluate_engines'])}")
+    if s.get("augmentation"):
+        settings.append("talker and device augmentation while learning")
+    return Headline(sentence, flags, "" if flags else passed, settings)
 
 
 __all__ = ["build_jam_card", "headline", "write_jam_report", "CARD_FILE", "SCENES_FILE", "MUSIC_FILES"]
