@@ -126,6 +126,9 @@ def test_the_level_is_the_loudest_whose_mean_over_seeds_keeps_the_floor():
     assert choose_level(sweep, floor=0.65) == -10.0
     with pytest.raises(JamError, match="none of the levels"):
         choose_level(sweep, floor=0.95)
+    # sweep_levels' own output, {level: {seed: F1}}: before the fix the mean was taken over the seed numbers
+    by_seed = {level: {s: f1 for s, f1 in zip((1, 2), values)} for level, values in sweep.items()}
+    assert choose_level(by_seed) == -12.0
 
 
 # ---- splits by engine and voice -------------------------------------------------------------------

@@ -546,7 +546,9 @@ def voice_table(rows: list[dict], clusters: Mapping[str, str], engines: Mapping[
 def choose_level(f1_by_level: Mapping[float, Any], floor: float = 0.70) -> float:
     """The loudest music level (dB re speech) whose random-music F1, averaged over scene seeds
     (``f1_by_level``: level -> F1 per seed), is at least ``floor``; raises if none is."""
-    means = {float(level): float(np.nanmean(np.asarray(list(values), dtype=float)))
+    # per-seed F1s as a list, or as {seed: F1} (what sweep_levels returns): average the F1s, never the seeds
+    means = {float(level): float(np.nanmean(np.asarray(list(values.values() if isinstance(values, Mapping)
+                                                             else values), dtype=float)))
              for level, values in f1_by_level.items()}
     allowed = [level for level, mean in means.items() if mean >= floor]
     if not allowed:
