@@ -361,3 +361,33 @@ def test_cli_jam_refuses_bad_settings(tmp_path):
     assert result.exit_code != 0 and "Music level 60" in result.output
     result = runner.invoke(main, ["jam", "--model", "no-such-model", "--out", str(tmp_path / "d")])
     assert result.exit_code != 0 and "Unknown model" in result.output
+
+
+def test_music_through_the_room_is_the_loops_steady_state():
+    """music_part's circular convolution per room (one FFT of the loop) equals playing the loop out and
+    convolving each scene's stretch linearly with the room response (the former rendering), and the
+    cached speech spectra give the linear convolution of the dry utterance."""
+    import torchaudio
+
+    rooms = make_rooms("optimisation", 3, 0, FAST.rt60)
+    speech = tone_utterances(6)
+    generator = torch.Generator().manual_seed(3)
+    synth = KarplusStrong(seconds=0.5, seed=0)
+    transforms = sample_transforms(6, rooms, FAST, generator, loop_samples=synth.length)
+    parts = render_parts(speech, synth(), transforms, rooms, FAST)
+    length, history = FAST.scene_samples, rooms.music_rirs.shape[1]
+    for music in (synth().detach(), torch.stack([KarplusStrong(seconds=0.5, seed=k)() for k in range(6)]).detach()):
+        index = (transforms.music_offset.unsqueeze(1) - history + torch.arange(length + history)) % synth.length
+        played = music[index] if music.dim() == 1 else torch.gather(music, 1, index)
+        heard = torchaudio.functional.fftconvolve(played, rooms.music_rirs[transforms.room])[:, history:history + length]
+        got = render_parts(speech, music, transforms, rooms, FAST)["music"]
+        reference = heard * (got.norm(dim=1, keepdim=True) / heard.norm(dim=1, keepdim=True))  # same level rule
+        torch.testing.assert_close(got, reference, atol=1e-5, rtol=1e-4)
+    dry = torch.zeros(6, length)
+    for b in range(6):
+        end, size = int(transforms.speech_end[b]), int(speech.lengths[b])
+        start = max(0, end - size)
+        dry[b, start:end] = speech.audio[b, size - (end - start):size]
+    wet = torchaudio.functional.fftconvolve(dry, rooms.speech_rirs[transforms.room])[:, :length]
+    scale = parts["speech"].norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(parts["speech"], wet * scale, atol=1e-5, rtol=1e-4)

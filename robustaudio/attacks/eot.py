@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import torch
@@ -187,9 +187,19 @@ class RoomSet:
     rooms: tuple[SimulatedRoom, ...]
     speech_rirs: torch.Tensor
     music_rirs: torch.Tensor
+    _spectra: dict = field(default_factory=dict, compare=False, repr=False)  # (source, FFT size) -> [N, n//2+1]
 
     def __len__(self) -> int:
         return len(self.rooms)
+
+    def spectra(self, source: str, n: int) -> torch.Tensor:
+        """``rfft`` of every room's ``source`` (``"speech"`` or ``"music"``) response at FFT size ``n``
+        ``[N, n // 2 + 1]``, computed once per size: every scene of the room reuses it."""
+        key = (source, int(n))
+        if key not in self._spectra:
+            rirs = self.speech_rirs if source == "speech" else self.music_rirs
+            self._spectra[key] = torch.fft.rfft(rirs, n=int(n))
+        return self._spectra[key]
 
     def describe(self) -> list[dict]:
         return [{"split": self.split, "index": i, "size_m": [round(v, 3) for v in r.size], "rt60": round(r.rt60, 3),
@@ -303,16 +313,13 @@ def _gain_to_level(reference: torch.Tensor, signal: torch.Tensor, level_db: torc
     return (10 ** ((level_db + snr_db(reference, signal)) / 20)).unsqueeze(1)
 
 
-def render_parts(speech: Utterances, music: torch.Tensor | None, transforms: Transforms, rooms: RoomSet,
-                 config: EOTConfig) -> dict[str, torch.Tensor]:
-    """The three components of each scene at the microphone, at their final levels, ``[B, T]`` each.
+def speech_parts(speech: Utterances, transforms: Transforms, rooms: RoomSet, config: EOTConfig
+                 ) -> dict[str, torch.Tensor]:
+    """The speech and the background noise of each scene at the microphone, at their final levels.
 
-    Args:
-        speech: ``B`` utterances (row ``b`` goes with transform ``b``).
-        music: the loop ``[Tm]`` (every scene) or ``[B, Tm]`` (one per scene), or ``None`` (no music:
-            the ``music`` part is zeros). Gradients flow to it.
-        transforms, rooms, config: as drawn by :func:`sample_transforms` from ``rooms``.
-    Returns: ``{"speech", "music", "noise", "span"}``; ``span`` is the 0/1 mask of the utterance's samples.
+    Returns ``{"speech", "noise", "span"}``, ``[B, T]`` each; ``span`` is the 0/1 mask of the
+    utterance's samples. What the music does not change: :func:`evaluate` renders it once per batch
+    for all its music conditions.
     """
     if len(speech) != len(transforms):
         raise JamError(f"{len(speech)} utterances for {len(transforms)} transforms: give one per scene.")
@@ -324,21 +331,63 @@ def render_parts(speech: Utterances, music: torch.Tensor | None, transforms: Tra
         start = max(0, end - size)
         dry[b, start:end] = speech.audio[b, size - (end - start):size]
         span[b, start:end] = 1.0
-    speech_rirs = rooms.speech_rirs[transforms.room]
-    wet = torchaudio.functional.fftconvolve(dry, speech_rirs)[:, :length]
+    n = length + rooms.speech_rirs.shape[1] - 1  # linear convolution: no wrap-around
+    wet = torch.fft.irfft(torch.fft.rfft(dry, n=n) * rooms.spectra("speech", n)[transforms.room], n=n)[:, :length]
     wet = wet * _gain_to_level(dry * span, wet * span, torch.zeros(batch))  # the dry speech level
     noise = transforms.noise * _gain_to_level(wet * span, transforms.noise * span, -transforms.noise_snr_db)
-    parts = {"speech": wet, "noise": noise, "span": span}
-    if music is None:
-        parts["music"] = torch.zeros_like(wet)
-        return parts
-    music_rirs = rooms.music_rirs[transforms.room]
-    history = music_rirs.shape[1]
+    return {"speech": wet, "noise": noise, "span": span}
+
+
+def music_part(music: torch.Tensor, transforms: Transforms, rooms: RoomSet, parts: dict[str, torch.Tensor]
+               ) -> torch.Tensor:
+    """The music of each scene at the microphone ``[B, T]``, at its level relative to ``parts``' speech.
+
+    The loop plays over and over, so what reaches the microphone is its periodic steady state: the
+    loop circularly convolved with the room's loudspeaker response (exact while the response is no
+    longer than the loop), read from the scene's offset. One FFT of the loop per call and one
+    product per room used, instead of a linear convolution of every scene's stretch of the loop.
+
+    Args:
+        music: the loop ``[Tm]`` (every scene) or ``[B, Tm]`` (one per scene). Gradients flow to it.
+        transforms, rooms: as drawn by :func:`sample_transforms` from ``rooms``.
+        parts: :func:`speech_parts` of the same scenes.
+    """
+    speech, span = parts["speech"], parts["span"]
+    batch, length = speech.shape
     loop = music.shape[-1]
-    index = (transforms.music_offset.unsqueeze(1) - history + torch.arange(length + history)) % loop
-    played = music[index] if music.dim() == 1 else torch.gather(music, 1, index)
-    heard = torchaudio.functional.fftconvolve(played, music_rirs)[:, history:history + length]
-    parts["music"] = heard * _gain_to_level(wet * span, heard * span, transforms.music_db)
+    if rooms.music_rirs.shape[1] > loop:  # a loop shorter than the room's decay: play it out linearly
+        history = rooms.music_rirs.shape[1]
+        index = (transforms.music_offset.unsqueeze(1) - history + torch.arange(length + history)) % loop
+        played = music[index] if music.dim() == 1 else torch.gather(music, 1, index)
+        n = length + 2 * history - 1
+        heard = torch.fft.irfft(torch.fft.rfft(played, n=n) * rooms.spectra("music", n)[transforms.room],
+                                n=n)[:, history:history + length]
+    else:
+        responses = rooms.spectra("music", loop)
+        if music.dim() == 1:  # one loop: one steady state per room used, shared by its scenes
+            used, which = torch.unique(transforms.room, return_inverse=True)
+            steady = torch.fft.irfft(torch.fft.rfft(music).unsqueeze(0) * responses[used], n=loop)[which]
+        else:
+            steady = torch.fft.irfft(torch.fft.rfft(music) * responses[transforms.room], n=loop)
+        index = (transforms.music_offset.unsqueeze(1) + torch.arange(length)) % loop
+        heard = torch.gather(steady, 1, index)
+    return heard * _gain_to_level(speech * span, heard * span, transforms.music_db)
+
+
+def render_parts(speech: Utterances, music: torch.Tensor | None, transforms: Transforms, rooms: RoomSet,
+                 config: EOTConfig) -> dict[str, torch.Tensor]:
+    """The three components of each scene at the microphone, at their final levels, ``[B, T]`` each.
+
+    Args:
+        speech: ``B`` utterances (row ``b`` goes with transform ``b``).
+        music: the loop ``[Tm]`` (every scene) or ``[B, Tm]`` (one per scene), or ``None`` (no music:
+            the ``music`` part is zeros). Gradients flow to it.
+        transforms, rooms, config: as drawn by :func:`sample_transforms` from ``rooms``.
+    Returns: ``{"speech", "music", "noise", "span"}``; ``span`` is the 0/1 mask of the utterance's samples.
+    """
+    parts = speech_parts(speech, transforms, rooms, config)
+    parts["music"] = torch.zeros_like(parts["speech"]) if music is None else music_part(music, transforms, rooms,
+                                                                                        parts)
     return parts
 
 
@@ -589,5 +638,6 @@ def device_bands(count: int, low: tuple[float, float] | None, high: tuple[float,
 
 __all__ = ["Augmentation", "EOTConfig", "JamError", "RoomSet", "SPLITS", "Transforms", "Utterances",
            "augment_utterances", "band_limit_gain", "change_speed", "device_bands", "device_filter", "eq_gain",
-           "equalise", "filter_gain", "make_rooms", "render", "render_parts", "room_split", "sample_transforms",
-           "shift_pitch", "spectral_envelope", "split_seed", "time_stretch", "trim_silence", "warp_formants"]
+           "equalise", "filter_gain", "make_rooms", "music_part", "render", "render_parts", "room_split",
+           "sample_transforms", "shift_pitch", "speech_parts", "spectral_envelope", "split_seed", "time_stretch",
+           "trim_silence", "warp_formants"]

@@ -49,9 +49,11 @@ from .eot import (
     device_bands,
     device_filter,
     make_rooms,
+    music_part,
     render,
     room_split,
     sample_transforms,
+    speech_parts,
 )
 from .music import KarplusStrong
 
@@ -299,24 +301,29 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
         draw = torch.arange(draws).repeat(len(utterances))
         transforms = sample_transforms(len(clip), rooms, config, generator, loop_samples=loop)
         described = transforms.rows()
-        for condition, music in musics.items():
-            for start in range(0, len(clip), batch_size):
-                index = torch.arange(start, min(start + batch_size, len(clip)))
-                piece = None
+        by_condition: dict[str, list[dict]] = {condition: [] for condition in musics}
+        for start in range(0, len(clip), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(clip)))
+            taken = transforms.take(index)
+            parts = speech_parts(utterances.subset(clip[index]), taken, rooms, config)  # shared by the conditions
+            for condition, music in musics.items():
+                scenes = parts["speech"] + parts["noise"]
                 if music is not None:
                     piece = music if music.dim() == 1 else music[draw[index] % music.shape[0]]
-                scenes = render(utterances.subset(clip[index]), piece, transforms.take(index), rooms, config)
+                    scenes = scenes + music_part(piece, taken, rooms, parts)
+                scenes = scenes.clamp(-1.0, 1.0)
                 for name, detector in detectors.items():
                     scores = detector.scores(scenes)
                     for i, score in zip(index.tolist(), scores.tolist()):
                         c = int(clip[i])
-                        rows.append({"detector": name, "rooms": rooms_name, "condition": condition,
-                                     "clip_id": utterances.ids[c], "label": int(utterances.labels[c]),
-                                     "draw": int(draw[i]), "score": float(score),
-                                     "fired": bool(score >= detector.threshold), **described[i]})
+                        by_condition[condition].append({
+                            "detector": name, "rooms": rooms_name, "condition": condition,
+                            "clip_id": utterances.ids[c], "label": int(utterances.labels[c]), "draw": int(draw[i]),
+                            "score": float(score), "fired": bool(score >= detector.threshold), **described[i]})
                 done += len(index)
                 if progress is not None:
                     progress(done, total)
+        rows.extend(row for condition in musics for row in by_condition[condition])
     return rows
 
 
