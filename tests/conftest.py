@@ -98,3 +98,18 @@ def write_dataset(tmp_path):
         return root
 
     return write
+
+
+@pytest.fixture(scope="session")
+def attack_run(tmp_path_factory):
+    """One small PGD ε-curve run of the bundled cnn (10 clips, two budgets) whose report the report tests
+    read (they only read it)."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = tmp_path_factory.mktemp("attack-run") / "attack"
+    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "3", "--norm", "linf",
+                                       "--eps", "0.0005", "0.002", "--limit", "10", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

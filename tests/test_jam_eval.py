@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from test_jam import BandEnergy
 
 from robustaudio.attacks.eot import (
     Augmentation,
@@ -288,18 +289,6 @@ def test_augmented_utterances_follow_their_draws():
 
 
 # ---- the jam with augmentation, the evaluation over seeds -------------------------------------------
-
-
-class BandEnergy(torch.nn.Module):
-    """A tiny detector of class "tone": its logit falls with the energy above 1 kHz relative to below."""
-
-    sample_rate, labels, multilabel, clip_seconds, threshold = 16000, ("other", "tone"), False, 1.0, 0.5
-
-    def forward(self, audio, video=None):
-        spectrum = torch.fft.rfft(audio).abs().pow(2)
-        low, high = spectrum[:, :1000].sum(1), spectrum[:, 1000:].sum(1)
-        z = torch.log(low + 1e-6) - torch.log(high + 1e-6)
-        return torch.stack([-z / 2, z / 2], dim=1)
 
 
 def _tones(count: int = 4) -> Utterances:

@@ -4,23 +4,11 @@ and the ensemble's per-member table (robustaudio.report.headline)."""
 import re
 
 import pandas as pd
-import pytest
 import torch
-from click.testing import CliRunner
 
-from robustaudio.cli import main
 from robustaudio.report.headline import ensemble_table, evaluation_text, trust
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def attack_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("headline") / "attack"
-    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "3", "--norm", "linf",
-                                       "--eps", "0.0005", "0.002", "--limit", "10", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_attack_headline_gives_the_key_figure_the_trust_line_and_the_settings(attack_run):

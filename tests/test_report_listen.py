@@ -6,28 +6,16 @@ import re
 import wave
 
 import pandas as pd
-import pytest
 import torch
-from click.testing import CliRunner
 from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel
-from robustaudio.cli import main
 from robustaudio.data import AudioDataset
 from robustaudio.report import build_report
 from robustaudio.report.listen import AUDIO_CAP_BYTES, MAX_EXAMPLES, amplification, choose_clips, wav_bytes
 from robustaudio.runner import AttackSpec, run_attack
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def attack_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("listen") / "attack"
-    result = CliRunner().invoke(main, ["attack", "--model", "cnn", "--attack", "pgd", "--steps", "3", "--norm", "linf",
-                                       "--eps", "0.0005", "0.002", "--limit", "10", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
 
 
 def test_attack_report_embeds_recomputed_examples_to_listen_to(attack_run):

@@ -240,13 +240,10 @@ def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, th
         amplify = amplification(float(np.abs(delta).max()))
         wavs = {"clean": wav_bytes(x, rate), "adversarial": wav_bytes(a, rate),
                 "delta": wav_bytes(delta * amplify, rate)}
-        size = sum(len(w) for w in wavs.values())
-        if used + size > AUDIO_CAP_BYTES:
+        if not _keep_audio(wavs, folder, len(examples) + 1, used):
             left_out += 1
             continue
-        used += size
-        for name, data in wavs.items():
-            (folder / f"{len(examples) + 1:02d}-{name}.wav").write_bytes(data)
+        used += sum(len(w) for w in wavs.values())
         power = float(np.sum(x.astype(np.float64) ** 2))
         noise = float(np.sum(delta.astype(np.float64) ** 2))
         snr = 10 * np.log10(power / noise) if noise > 0 and power > 0 else None
@@ -264,6 +261,16 @@ def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, th
              f"amplified ×N to be heard; at most {AUDIO_CAP_BYTES / 1e6:g} MB of audio is embedded. Spectrograms: "
              f"dB re full scale, one colour scale for all.")
     return Listen(intro, examples, left_out)
+
+
+def _keep_audio(wavs: dict[str, bytes], folder: Path, number: int, used: int) -> bool:
+    """Write example ``number``'s WAVs as ``folder/NN-<name>.wav`` unless they would take the embedded audio
+    past :data:`AUDIO_CAP_BYTES` (``used`` so far); says whether they were kept."""
+    if used + sum(len(w) for w in wavs.values()) > AUDIO_CAP_BYTES:
+        return False
+    for name, data in wavs.items():
+        (folder / f"{number:02d}-{name}.wav").write_bytes(data)
+    return True
 
 
 def amplification(peak: float, target: float = AMPLIFY_PEAK) -> int:
@@ -400,13 +407,10 @@ def smoothing_examples(smooth, clips: list, rows: list[dict], out: Path, seed: i
             figure = style.feature_figure(arrays)
             wavs = {"clean": wav_bytes(audio.detach().cpu().numpy(), rate)}
             captions = {"clean": "clean (the noise is added to its log-mel features, which cannot be played)"}
-        size = sum(len(w) for w in wavs.values())
-        if used + size > AUDIO_CAP_BYTES:
+        if not _keep_audio(wavs, folder, len(examples) + 1, used):
             left_out += 1
             continue
-        used += size
-        for name, data in wavs.items():
-            (folder / f"{len(examples) + 1:02d}-{name}.wav").write_bytes(data)
+        used += sum(len(w) for w in wavs.values())
         examples.append(Example(row["clip_id"], row["label"], f"{why[:1].upper() + why[1:]}: {label_text}.",
                                 outcome, outcome, None, 1, wavs, style.jpeg(figure), captions))
     intro = (f"What the smoothed classifier hears: each clip clean, one of the noisy copies it votes over"

@@ -166,51 +166,42 @@ def power_db(samples: np.ndarray, rate: int) -> np.ndarray:
     return (10 * np.log10(spectrum + 1e-12)).T
 
 
-def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, amplify: int | None = None):
-    """Side-by-side spectrograms on one colour scale (``top`` dB down to ``top - SPECTRUM_RANGE_DB``),
-    one colour bar. δ is drawn at its true level (not amplified), so its darkness is its quietness."""
-    n = len(spectra)
+def _maps_figure(maps: dict[str, np.ndarray], low: float, high: float, extent, titles: dict[str, str], xlabel: str,
+                 ylabel: str, unit: str):
+    """Side-by-side maps ``[rows, frames]`` on one colour scale ``[low, high]`` with one colour bar."""
+    n = len(maps)
     fig, axes = figure(1, n + 1, width=WIDTH + 2.5, height=2.3, gridspec_kw={"width_ratios": [1] * n + [0.04]})
     image = None
-    hop = int(2 ** round(np.log2(max(0.032 * rate, 64)))) // 4
-    for ax, (name, power) in zip(axes[0], spectra.items()):
-        seconds = power.shape[1] * hop / rate
-        image = ax.imshow(power, origin="lower", aspect="auto", extent=(0, seconds, 0, rate / 2000),
-                          vmin=top - SPECTRUM_RANGE_DB, vmax=top, cmap=SPECTRUM_MAP, interpolation="nearest")
-        ax.set_title(name if name != "δ" else "δ at its true level" + (f" (played ×{amplify})" if amplify else ""))
-        ax.set_xlabel("time (s)")
+    for ax, (name, values) in zip(axes[0], maps.items()):
+        image = ax.imshow(values, origin="lower", aspect="auto", extent=extent(values), vmin=low, vmax=high,
+                          cmap=SPECTRUM_MAP, interpolation="nearest")
+        ax.set_title(titles.get(name, name))
+        ax.set_xlabel(xlabel)
         ax.grid(False)
         if ax is not axes[0][0]:
             ax.tick_params(labelleft=False)
-    axes[0][0].set_ylabel("frequency (kHz)")
+    axes[0][0].set_ylabel(ylabel)
     colorbar = fig.colorbar(image, cax=axes[0][-1])
-    colorbar.set_label("dB re full scale")
+    colorbar.set_label(unit)
     colorbar.outline.set_visible(False)
     finish(fig)
     return fig
+
+
+def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, amplify: int | None = None):
+    """Side-by-side spectrograms on one colour scale (``top`` dB down to ``top - SPECTRUM_RANGE_DB``),
+    one colour bar. δ is drawn at its true level (not amplified), so its darkness is its quietness."""
+    hop = int(2 ** round(np.log2(max(0.032 * rate, 64)))) // 4
+    titles = {"δ": "δ at its true level" + (f" (played ×{amplify})" if amplify else "")}
+    return _maps_figure(spectra, top - SPECTRUM_RANGE_DB, top, lambda p: (0, p.shape[1] * hop / rate, 0, rate / 2000),
+                        titles, "time (s)", "frequency (kHz)", "dB re full scale")
 
 
 def feature_figure(features: dict[str, np.ndarray]):
     """Side-by-side feature maps ``[F, frames]`` (normalised log-mel units) on one colour scale."""
-    n = len(features)
-    fig, axes = figure(1, n + 1, width=WIDTH + 2.5, height=2.3, gridspec_kw={"width_ratios": [1] * n + [0.04]})
     low = min(float(np.percentile(f, 1)) for f in features.values())
     high = max(float(np.percentile(f, 99)) for f in features.values())
-    image = None
-    for ax, (name, values) in zip(axes[0], features.items()):
-        image = ax.imshow(values, origin="lower", aspect="auto", vmin=low, vmax=high, cmap=SPECTRUM_MAP,
-                          interpolation="nearest")
-        ax.set_title(name)
-        ax.set_xlabel("frame")
-        ax.grid(False)
-        if ax is not axes[0][0]:
-            ax.tick_params(labelleft=False)
-    axes[0][0].set_ylabel("mel band")
-    colorbar = fig.colorbar(image, cax=axes[0][-1])
-    colorbar.set_label("normalised log-mel")
-    colorbar.outline.set_visible(False)
-    finish(fig)
-    return fig
+    return _maps_figure(features, low, high, lambda f: None, {}, "frame", "mel band", "normalised log-mel")
 
 
 # ---- output -----------------------------------------------------------------------------------------
