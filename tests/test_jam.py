@@ -391,3 +391,17 @@ def test_music_through_the_room_is_the_loops_steady_state():
     wet = torchaudio.functional.fftconvolve(dry, rooms.speech_rirs[transforms.room])[:, :length]
     scale = parts["speech"].norm(dim=1, keepdim=True) / wet.norm(dim=1, keepdim=True)
     torch.testing.assert_close(parts["speech"], wet * scale, atol=1e-5, rtol=1e-4)
+
+
+def test_a_silent_loop_adds_nothing_and_no_nan():
+    """A scene whose loop is all zeros (e.g. a 'no music' row in a batch of loops) is speech and noise only;
+    before the fix its level gain was inf and the scene NaN."""
+    rooms = make_rooms("optimisation", 2, 0, FAST.rt60)
+    speech = tone_utterances(2)
+    transforms = sample_transforms(2, rooms, FAST, torch.Generator().manual_seed(0), loop_samples=8000)
+    loops = torch.stack([torch.zeros(8000), KarplusStrong(seconds=0.5, seed=0)().detach()])
+    parts = render_parts(speech, loops, transforms, rooms, FAST)
+    assert torch.isfinite(parts["music"]).all() and float(parts["music"][0].abs().max()) == 0.0
+    assert float(parts["music"][1].abs().max()) > 0
+    torch.testing.assert_close(render(speech, loops, transforms, rooms, FAST)[0],
+                               (parts["speech"][0] + parts["noise"][0]).clamp(-1, 1))

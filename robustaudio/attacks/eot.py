@@ -371,7 +371,9 @@ def music_part(music: torch.Tensor, transforms: Transforms, rooms: RoomSet, part
             steady = torch.fft.irfft(torch.fft.rfft(music) * responses[transforms.room], n=loop)
         index = (transforms.music_offset.unsqueeze(1) + torch.arange(length)) % loop
         heard = torch.gather(steady, 1, index)
-    return heard * _gain_to_level(speech * span, heard * span, transforms.music_db)
+    gain = _gain_to_level(speech * span, heard * span, transforms.music_db)
+    # a silent loop (or one silent while the utterance plays) has no level to set: it stays silent, not NaN
+    return heard * torch.where(torch.isfinite(gain), gain, torch.zeros_like(gain))
 
 
 def render_parts(speech: Utterances, music: torch.Tensor | None, transforms: Transforms, rooms: RoomSet,
