@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..attacks.threat import input_view
 from ..models.base import Classifier, frozen
 
 ABSTAIN = -1
@@ -141,9 +142,8 @@ class Smooth:
 
     def clean_input(self, audio: torch.Tensor) -> torch.Tensor:
         """The clip ``[T]`` in the smoothed space: ``[T]`` (waveform) or ``[F, frames]`` (features)."""
-        audio = audio.reshape(1, -1).to(self.device)
-        with torch.no_grad():
-            return (audio if self.domain == "waveform" else self.model.features(audio))[0]
+        with torch.no_grad():  # the domain views have one owner: the threat model's input_view
+            return input_view(self.model, audio.reshape(1, -1).to(self.device), self.domain)[0][0]
 
     @property
     def device(self) -> torch.device:
