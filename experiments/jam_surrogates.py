@@ -193,10 +193,16 @@ def main() -> None:
         log(f"training {name}")
         train(model, positives, negatives, optimisation, config, args.train_steps, seed=1)
         detectors[name] = Detector(model, "alexa")
-        ok = clean_correct(detectors[name], validation, config)
-        labels = validation.labels == 1
-        quality[name] = {"tpr_dry": float(ok[labels].float().mean()), "fpr_dry": float((~ok[~labels]).float().mean())}
-        log(f"{name} on validation voices, dry: {quality[name]}")
+        # quality where it will be used: scenes (rooms, noise, no music) of the validation voices in held-out
+        # rooms; a dry clip in digital silence is outside what the surrogates were trained on
+        rows = evaluate_seeds({"target": detectors[name]}, validation, config, {"clean": None}, seeds=(1,),
+                              held_out_rooms=16, draws=2, avoid=optimisation)
+        labels = np.array([r["label"] for r in rows], dtype=bool)
+        fired = np.array([r["fired"] for r in rows], dtype=bool)
+        quality[name] = {"tpr_scenes": float(fired[labels].mean()), "fpr_scenes": float(fired[~labels].mean())}
+        log(f"{name} on validation voices in held-out rooms: {quality[name]}")
+    torch.save({name: d.model.state_dict() for name, d in detectors.items() if name != "openwakeword"},
+               args.out / "surrogates.pt")
 
     musics = {}
     for set_name, members in (("openwakeword", ["openwakeword"]), ("ensemble", list(detectors))):
@@ -231,8 +237,9 @@ def main() -> None:
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
     conditions = ["clean", "random", "adversarial (openwakeword)", "adversarial (ensemble)"]
     lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",
-             "Surrogates trained here on eSpeak NG speech in the optimisation rooms (dry detection on validation "
-             "voices): " + "; ".join(f"{k} TPR {v['tpr_dry']:.2f}, FPR {v['fpr_dry']:.2f}" for k, v in quality.items()),
+             "Surrogates trained here on eSpeak NG speech in the optimisation rooms (detection on scenes of the "
+             "validation voices in held-out rooms, no music): " + "; ".join(
+                 f"{k} TPR {v['tpr_scenes']:.2f}, FPR {v['fpr_scenes']:.2f}" for k, v in quality.items()),
              "", f"Held-out flite + Festival voices, held-out rooms, scene seeds {args.seeds} x {args.draws} draws; "
              "F1 with 95% intervals resampling voices.", "",
              "| detector @ level | " + " | ".join(conditions) + " |", "|---|" + "---|" * len(conditions)]
