@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from hypothesis import settings
 from torch import nn
 
 from robustaudio.models import Classifier
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+
+# Property tests draw the same examples on every run (CI must not pass or fail by chance); explore new ones
+# locally with HYPOTHESIS_PROFILE=explore.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 torch.set_num_threads(2)
 
 

@@ -197,7 +197,7 @@ def test_reverb_rooms_come_from_one_shared_bank():
 
 def test_reverb_without_pyroomacoustics_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyroomacoustics", None)   # makes the import fail
-    with pytest.raises(ImportError, match=r"pip install robustaudio\[rooms\]"):
+    with pytest.raises(ImportError, match=r"pip install 'robustaudio\[rooms\]'"):
         reverb(clips(batch=1), 0.3, seeded())
 
 

@@ -1,7 +1,7 @@
 """Simulated shoebox rooms: impulse responses (cached, seeded) and batched FFT reverberation.
 
 Rooms are simulated with pyroomacoustics' image-source method (the optional extra
-``pip install robustaudio[rooms]``). Shoeboxes are living-room sized (``ROOM_MIN`` to ``ROOM_MAX``
+``pip install 'robustaudio[rooms]'``). Shoeboxes are living-room sized (``ROOM_MIN`` to ``ROOM_MAX``
 metres). The RT60 is the *design* reverberation time: Sabine's formula sets the walls' absorption
 (``pyroomacoustics.inverse_sabine``), as is usual with pyroomacoustics. Sabine is only an
 approximation for a shoebox: the realised T20 is shorter than asked at high absorption and longer

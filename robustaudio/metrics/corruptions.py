@@ -283,7 +283,7 @@ def reverb(audio: torch.Tensor, rt60: float, generator: torch.Generator | None =
     the direct sound (the response's largest tap) lines up with the input, cut to the input length
     (the reverberant tail past the end is dropped) and rescaled to the input's RMS, so the
     corruption changes the sound, not the level. Needs pyroomacoustics (``pip install
-    robustaudio[rooms]``). The image-source simulation costs about 0.02 s (RT60 0.2 s) to 2 s (1 s)
+    'robustaudio[rooms]'``). The image-source simulation costs about 0.02 s (RT60 0.2 s) to 2 s (1 s)
     per room, so by default each clip gets one of a bank of ``rooms`` rooms (seed 0), each
     simulated once per process the first time a clip is put in it
     (:func:`robustaudio.acoustics.bank_responses`); ``rooms=None`` simulates a fresh room per clip.
