@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, log, speech_split  # noqa: E402
+from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.attacks.eot import Augmentation, EOTConfig, room_split
 from robustaudio.attacks.jamming import (
@@ -62,35 +64,16 @@ from robustaudio.attacks.jamming import (
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
-from robustaudio.data.speech import engine_split, read_speech_set, voice_split
+from robustaudio.data.speech import read_speech_set
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
-
-LEARN_ENGINES = ("espeak-ng",)
-EVALUATE_ENGINES = ("flite", "festival")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:
     """learn / validate / evaluate utterances with their voices and engines, filtered to the clips
     the detector handles dry."""
-    bundled = read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
-    voices = read_speech_set(args.voices, "voices")
-    validate = [c for c in bundled if c.split == "test" and c.engine in LEARN_ENGINES]
-    learn_pool = [c for c in bundled if c.split == "train"] + voices
-    learn, evaluate = engine_split(learn_pool, EVALUATE_ENGINES, LEARN_ENGINES)
-    learn, _ = voice_split(learn, {c.voice for c in validate})
-    learn = [c for c in learn if c.label == "alexa" and c.voice not in {v.voice for v in validate}]
-    evaluate = [c for c in evaluate if c.id.startswith("voices/")]
-    if args.learn_set == "bundled":  # the bundled eSpeak NG train voices only (the ablation of speaker diversity)
-        learn = [c for c in learn if c.id.startswith("bundled/")]
-    engine_split(learn + validate + evaluate, EVALUATE_ENGINES, LEARN_ENGINES)  # raises on any leak
-    if args.quick:
-        learn, validate = learn[::6], validate[::3]
-        evaluate = [c for i, c in enumerate(evaluate) if i % 3 == 0]
+    sets = speech_split(args.voices, bundled_only=args.learn_set == "bundled", quick=args.quick)
+    learn, validate, evaluate = sets["learn"], sets["validate"], sets["evaluate"]
     out = {}
     for name, clips in (("learn", learn), ("validate", validate), ("evaluate", evaluate)):
         utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
@@ -110,8 +93,7 @@ def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dic
 
 
 def fmt(estimate: dict) -> str:
-    low, high = estimate["ci95"]
-    return f"{estimate['value']:.3f} [{low:.2f}, {high:.2f}]"
+    return shared_fmt(estimate, digits=2)
 
 
 def markdown(result: dict) -> str:

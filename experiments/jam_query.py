@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from wakeword_protocol import fmt, log, speech_split  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.attacks.eot import EOTConfig, room_split
 from robustaudio.attacks.jamming import (
@@ -46,34 +47,15 @@ from robustaudio.attacks.jamming import (
 )
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import QuerySettings, query_jam
-from robustaudio.data.datasets import BUNDLED_ROOT
-from robustaudio.data.speech import engine_split, read_speech_set, voice_split
 from robustaudio.models import load_model
 from robustaudio.report import style
 from robustaudio.report.card import json_safe
 
-LEARN_ENGINES = ("espeak-ng",)
-EVALUATE_ENGINES = ("flite", "festival")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
 
 def sets(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:
-    bundled = read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
-    voices = read_speech_set(args.voices, "voices")
-    validate = [c for c in bundled if c.split == "test" and c.engine in LEARN_ENGINES]
-    learn, evaluate = engine_split([c for c in bundled if c.split == "train"] + voices, EVALUATE_ENGINES,
-                                   LEARN_ENGINES)
-    learn, _ = voice_split(learn, {c.voice for c in validate})
-    learn = [c for c in learn if c.label == "alexa"]
-    evaluate = [c for c in evaluate if c.id.startswith("voices/")]
-    engine_split(learn + validate + evaluate, EVALUATE_ENGINES, LEARN_ENGINES)  # raises on any leak
-    if args.quick:
-        learn, validate, evaluate = learn[::6], validate[::3], evaluate[::3]
+    split = speech_split(args.voices, quick=args.quick)
     out = {}
-    for name, clips in (("learn", learn), ("validate", validate), ("evaluate", evaluate)):
+    for name, clips in split.items():
         utterances, voice_of, engine_of, _ = load_speech(clips, "alexa", detector.sample_rate)
         keep = clean_correct(detector, utterances, config)
         if name == "learn":
@@ -88,10 +70,6 @@ def sets(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dic
 
 def summarise(rows: list[dict], voices: dict, seed: int, n_resamples: int) -> dict:
     return {r["condition"]: r for r in seed_summary(rows, voices, n_resamples=n_resamples, seed=seed)}
-
-
-def fmt(estimate: dict) -> str:
-    return f"{estimate['value']:.3f} [{estimate['ci95'][0]:.3f}, {estimate['ci95'][1]:.3f}]"
 
 
 def main() -> None:

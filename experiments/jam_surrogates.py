@@ -50,8 +50,6 @@ from robustaudio.attacks.jamming import (
     seed_summary,
 )
 from robustaudio.attacks.music import KarplusStrong
-from robustaudio.data.datasets import BUNDLED_ROOT
-from robustaudio.data.speech import engine_split, read_speech_set, voice_split
 from robustaudio.models import load_model
 from robustaudio.models.zoo.crnn import CRNN
 from robustaudio.models.zoo.dscnn import DSCNN
@@ -59,14 +57,9 @@ from robustaudio.report.card import json_safe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_wakeword_clips import VOICE_NEGATIVES, espeak_cli, espeak_variants, to_clip  # noqa: E402
+from wakeword_protocol import fmt, log, speech_split  # noqa: E402
 
-LEARN_ENGINES = ("espeak-ng",)
-EVALUATE_ENGINES = ("flite", "festival")
 LABELS = ("other", "alexa")
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def espeak_negatives(count: int, seed: int) -> Utterances:
@@ -144,10 +137,6 @@ class Ensemble:
         return torch.stack([d.scores(audio) for d in self.detectors.values()]).amax(dim=0)
 
 
-def fmt(estimate: dict) -> str:
-    return f"{estimate['value']:.3f} [{estimate['ci95'][0]:.3f}, {estimate['ci95'][1]:.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--voices", type=Path, default=Path("runs/voices"))
@@ -171,17 +160,8 @@ def main() -> None:
     oww = Detector(load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0), "alexa")
     mww = Detector(load_model("microwakeword:alexa"), "alexa")
 
-    bundled = read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
-    voices = read_speech_set(args.voices, "voices")
-    validate = [c for c in bundled if c.split == "test" and c.engine in LEARN_ENGINES]
-    learn, evaluate = engine_split([c for c in bundled if c.split == "train"] + voices, EVALUATE_ENGINES,
-                                   LEARN_ENGINES)
-    learn, _ = voice_split(learn, {c.voice for c in validate})
-    learn = [c for c in learn if c.label == "alexa"]
-    evaluate = [c for c in evaluate if c.id.startswith("voices/")]
-    engine_split(learn + validate + evaluate, EVALUATE_ENGINES, LEARN_ENGINES)  # raises on any leak
-    if args.quick:
-        learn, validate, evaluate = learn[::6], validate[::3], evaluate[::3]
+    split = speech_split(args.voices, quick=args.quick)
+    learn, validate, evaluate = split["learn"], split["validate"], split["evaluate"]
     positives, _, _, _ = load_speech(learn, "alexa", 16000)
     validation, _, _, _ = load_speech(validate, "alexa", 16000)
     negatives = espeak_negatives(args.negatives if not args.quick else 30, seed=0)

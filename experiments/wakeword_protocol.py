@@ -1,0 +1,51 @@
+"""What the jamming studies share (``jam_heldout.py``, ``jam_query.py``, ``jam_surrogates.py``): the engine
+split of their speech and the way they print an estimate.
+
+- **learn**: the bundled set's eSpeak NG ``train`` clips and every eSpeak NG clip of ``--voices`` saying
+  "alexa", minus any voice of the validation set;
+- **validate**: the bundled set's eSpeak NG ``test`` clips (positives and negatives), for choosing settings;
+- **evaluate**: the ``--voices`` clips of flite and Festival (never learned from).
+
+:func:`robustaudio.data.speech.engine_split` raises if an engine, voice or speaker were on both sides.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from robustaudio.data.datasets import BUNDLED_ROOT
+from robustaudio.data.speech import SpeechClip, engine_split, read_speech_set, voice_split
+
+LEARN_ENGINES = ("espeak-ng",)
+EVALUATE_ENGINES = ("flite", "festival")
+
+
+def speech_split(voices_dir: Path, *, bundled_only: bool = False, quick: bool = False
+                 ) -> dict[str, list[SpeechClip]]:
+    """``{"learn", "validate", "evaluate"}`` clips (see the module); ``bundled_only``: learn from the bundled
+    eSpeak NG train voices alone; ``quick``: a third of validate / evaluate and a sixth of learn."""
+    bundled = read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
+    voices = read_speech_set(voices_dir, "voices")
+    validate = [c for c in bundled if c.split == "test" and c.engine in LEARN_ENGINES]
+    learn, evaluate = engine_split([c for c in bundled if c.split == "train"] + voices, EVALUATE_ENGINES,
+                                   LEARN_ENGINES)
+    learn, _ = voice_split(learn, {c.voice for c in validate})
+    learn = [c for c in learn if c.label == "alexa"]
+    evaluate = [c for c in evaluate if c.id.startswith("voices/")]
+    if bundled_only:
+        learn = [c for c in learn if c.id.startswith("bundled/")]
+    engine_split(learn + validate + evaluate, EVALUATE_ENGINES, LEARN_ENGINES)  # raises on any leak
+    if quick:
+        learn, validate, evaluate = learn[::6], validate[::3], evaluate[::3]
+    return {"learn": learn, "validate": validate, "evaluate": evaluate}
+
+
+def fmt(estimate: dict, digits: int = 3) -> str:
+    """``value [low, high]`` of a bootstrap estimate."""
+    low, high = estimate["ci95"]
+    return f"{estimate['value']:.3f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
