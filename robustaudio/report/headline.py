@@ -90,14 +90,16 @@ def evaluation_text(settings: dict, norm: str | None = None, short: bool = False
             return f"reliable ({' → '.join(MEMBER_NAMES[m] for m in members)}, {steps} steps)"
         parts = [f"{runs} per APGD member"]
         if "apgd-t" in members:
-            parts.append(f"APGD-T on {settings.get('targets', 3)} runner-up classes")
+            targets = settings.get("targets", 3)
+            parts.append(f"APGD-T on {targets} runner-up class{'es' if targets != 1 else ''}")
         if "square" in members:
             parts.append(f"Square {settings.get('queries')} queries")
         return f"reliable ({' → '.join(MEMBER_NAMES[m] for m in members)}; {', '.join(parts)})"
     if name == "square":
         return f"Square (black-box), {settings.get('queries')} queries"
     if name == "apgd-t":
-        return f"APGD-T, {runs}, {settings.get('targets', 3)} runner-up classes"
+        targets = settings.get("targets", 3)
+        return f"APGD-T, {runs}, {targets} runner-up class{'es' if targets != 1 else ''}"
     if name == "minimal":
         return f"minimal-ε search (bisection over PGD runs of {steps} steps)"
     if name == "universal":
