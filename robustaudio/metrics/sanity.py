@@ -107,7 +107,8 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
             f"at {budget}: {weak_robust} of {n} clean-correct clips robust to the run's {attack_name}, "
             f"{strong_robust} to about 4× the work (flagged beyond {tolerance} clip(s))",
             "If more work still lowers accuracy, the reported numbers are upper bounds far from the truth.",
-            "Rerun with more --steps and --restarts, or the default --attack reliable."))
+            "Rerun with more --steps and --restarts" + ("." if attack_name.startswith("reliable") else
+                                                         ", or the default --attack reliable.")))
 
         noise_fooled = torch.zeros(n, dtype=torch.bool)
         for _ in range(noise_draws):
