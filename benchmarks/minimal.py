@@ -16,7 +16,7 @@ Methods:
 
 - ours: :func:`robustaudio.attacks.minimal_eps` as ``robustaudio attack --minimal`` runs it
   (``AttackSpec("minimal")``: PGD-10 per budget tried, 10 bisection steps, rel_tol 0.01, start at
-  ``DEFAULT_START``: L∞ 1e-3, L2 0.1);
+  ``DEFAULT_START``: L∞ 1e-3, L2 0.1, then the 40-step boundary walk);
 - foolbox FMN at its defaults (100 steps, ``max_stepsize`` 1.0: a step size for images in [0, 1]);
 - foolbox FMN tuned: ``max_stepsize`` in {1 (the default), 0.1, 0.01, 0.001} x ``steps`` in {50, 100,
   200} swept on the TUNING clips (step sizes at 100 steps, then step counts at the best step size: a
