@@ -41,9 +41,7 @@ import json
 import math
 import os
 import statistics
-import sys
 import time
-import types
 import warnings
 from pathlib import Path
 
@@ -51,6 +49,8 @@ import torch
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 warnings.filterwarnings("ignore")
+
+from clips import UnitInput, import_adv_lib  # noqa: E402
 
 from robustaudio.attacks import ThreatModel, is_fooled, minimal_eps  # noqa: E402
 from robustaudio.attacks.backends import foolbox_minimal_norms  # noqa: E402
@@ -107,27 +107,10 @@ def foolbox_fmn(model, audio, labels, norm: str, steps: int = 100, max_stepsize:
 
 
 def _adv_lib():
-    if "visdom" not in sys.modules:  # adv_lib imports visdom (a plotting server) at import time; unused here
-        try:
-            import visdom  # noqa: F401
-        except ImportError:
-            stub = types.ModuleType("visdom")
-            stub.Visdom = object
-            sys.modules["visdom"] = stub
+    import_adv_lib()
     from adv_lib.attacks import fmn
 
     return fmn
-
-
-class UnitInput(torch.nn.Module):
-    """The model on ``u = (x + 1) / 2`` in [0, 1], as adv_lib expects."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, u):
-        return self.model(2 * u - 1)
 
 
 def adv_lib_fmn(model, audio, labels, norm: str, steps: int = 10, step_size: float | None = None):

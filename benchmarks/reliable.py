@@ -38,9 +38,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-import types
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -49,6 +47,8 @@ import torch
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 warnings.filterwarnings("ignore")
+
+from clips import UnitInput, import_adv_lib  # noqa: E402
 
 from robustaudio.attacks import ThreatModel, is_fooled  # noqa: E402
 from robustaudio.data import AudioDataset  # noqa: E402
@@ -188,28 +188,12 @@ def tune(args) -> None:
 
 # -- the benchmark on the test split --------------------------------------------------------------
 
-def import_adv_lib():
-    """adv_lib's APGD; adv_lib imports visdom (a plotting server) at import time: a stub stands in if absent."""
-    try:
-        import visdom  # noqa: F401
-    except ImportError:
-        stub = types.ModuleType("visdom")
-        stub.Visdom = object
-        sys.modules["visdom"] = stub
+def adv_lib_apgd():
+    """adv_lib's APGD and APGD-T."""
+    import_adv_lib()
     from adv_lib.attacks.auto_pgd import apgd, apgd_targeted
 
     return apgd, apgd_targeted
-
-
-class UnitInput(torch.nn.Module):
-    """``u in [0, 1] -> model(2u - 1)``: adv_lib assumes inputs in [0, 1]."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, u):
-        return self.model(2 * u - 1)
 
 
 def score(model, adversarial, audio, labels, attacked, threat, eps) -> torch.Tensor:
@@ -226,7 +210,7 @@ def score(model, adversarial, audio, labels, attacked, threat, eps) -> torch.Ten
 
 def run_adv_lib(model, audio, labels, attacked, threat, eps: float, steps: int, targets: int) -> Outcome:
     """adv_lib's APGD-CE, then APGD-T (targeted DLR, ``targets`` runner-ups) on the clips still standing."""
-    apgd, apgd_targeted = import_adv_lib()
+    apgd, apgd_targeted = adv_lib_apgd()
     unit = UnitInput(model).eval()
     norm = {"linf": float("inf"), "l2": 2.0}[threat.norm]
     x, y = audio[attacked], labels[attacked]
