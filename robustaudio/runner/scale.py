@@ -27,13 +27,12 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
     """
     writer = RecordWriter(run_dir)
     done = writer.done_batches()
-    usable, skipped = [bool(done)], list[dict]()
+    skipped: list[dict] = []
 
     def finish(batch: Batch, batch_rows: list[dict] | None) -> None:
         append_warnings(run_dir, batch.warnings)
         if batch_rows:
             writer.append(batch_rows)
-            usable[0] = True
 
     def report(batch: Batch) -> None:
         skipped.extend(w for w in batch.warnings if w["kind"] == "skipped")
@@ -45,7 +44,7 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
             if batch.index not in done:
                 finish(batch, rows(batch) if batch.ids else None)
             report(batch)
-        _refuse_empty_run(run_dir, usable[0], skipped)
+        _refuse_empty_run(run_dir, writer, skipped)
         return run_dir
 
     ray = _ray()
@@ -75,14 +74,14 @@ def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Bat
     finally:
         if started:
             ray.shutdown()
-    _refuse_empty_run(run_dir, usable[0], skipped)
+    _refuse_empty_run(run_dir, writer, skipped)
     return run_dir
 
 
-def _refuse_empty_run(run_dir: Path, usable: bool, skipped: list[dict]) -> None:
+def _refuse_empty_run(run_dir: Path, writer: RecordWriter, skipped: list[dict]) -> None:
     """A run where every clip was unusable has no number to report: say so (the reasons stay in the
     run's warnings) instead of writing a report over zero clips."""
-    if usable or not skipped:
+    if not skipped or writer.done_batches():  # the records are read back only when clips were skipped
         return
     raise DatasetError(f"All {len(skipped)} clip(s) were unusable, so nothing was attacked; first: "
                        f"{skipped[0]['message']} (all reasons: {run_dir / WARNINGS_FILE}).")
