@@ -72,11 +72,11 @@ from robustaudio.report.card import json_safe
 def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:
     """learn / validate / evaluate utterances with their voices and engines, filtered to the clips
     the detector handles dry."""
-    sets = speech_split(args.voices, bundled_only=args.learn_set == "bundled", quick=args.quick)
+    sets = speech_split(args.voices, word=detector.target, bundled_only=args.learn_set == "bundled", quick=args.quick)
     learn, validate, evaluate = sets["learn"], sets["validate"], sets["evaluate"]
     out = {}
     for name, clips in (("learn", learn), ("validate", validate), ("evaluate", evaluate)):
-        utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
+        utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
         keep = clean_correct(detector, utterances, config) if name != "learn" else \
             clean_correct(detector, utterances, config) & (utterances.labels == 1)
         kept = utterances.subset(keep)
@@ -98,7 +98,8 @@ def fmt(estimate: dict) -> str:
 
 def markdown(result: dict) -> str:
     s = result["settings"]
-    lines = [f"# Adversarial music vs new engines and voices (openWakeWord alexa, {result['music_db']:g} dB re speech)",
+    word = result["settings"].get("word", "alexa")
+    lines = [f"# Adversarial music vs new engines and voices (openWakeWord {word}, {result['music_db']:g} dB re speech)",
              "", f"Learned on eSpeak NG only ({result['clips']['learn']['kept']['positives']} positives, "
              f"{result['clips']['learn']['kept']['voices']} voices) with talker and device augmentation "
              f"({'on' if s['augmentation'] else 'off'}); {s['steps']} steps × {s['batch_size']} scenes, lr {s['lr']}, "
@@ -188,7 +189,6 @@ def compare(dirs: list[Path], args: argparse.Namespace) -> str:
     intervals, adversarial − random on the same scenes, and adversarial F1 minus the first run's."""
     voices = {c.id: c.voice for c in read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
               + read_speech_set(args.voices, "voices")}
-    detector = "openwakeword:alexa"
     lines = ["| run | learned on | augmentation | steps | music dB | clean F1 | random F1 | adversarial F1 | "
              "adversarial − random | adversarial − first run's | validation voices: random / adversarial F1 |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -196,6 +196,7 @@ def compare(dirs: list[Path], args: argparse.Namespace) -> str:
     for folder in dirs:
         result = json.loads((folder / "jam_heldout.json").read_text())
         rows = json.loads((folder / "rows.json").read_text())
+        detector = f"openwakeword:{result['settings'].get('word', 'alexa')}"
         s, kept = result["settings"], result["clips"]["learn"]["kept"]
         overall = {r["condition"]: r for r in result["summary"]["evaluate"]["overall"] if r["detector"] == detector}
         validate = {r["condition"]: r for r in result["summary"]["validate"]["overall"] if r["detector"] == detector}
@@ -228,6 +229,8 @@ def main() -> None:
     parser.add_argument("--no-augment", action="store_true")
     parser.add_argument("--learn-set", choices=("all", "bundled"), default="all",
                         help="learn on every eSpeak NG voice (default) or on the bundled train voices only")
+    parser.add_argument("--word", choices=("alexa", "hey_jarvis"), default="alexa",
+                        help="the wake word (openWakeWord's model of that name); --voices must hold it")
     parser.add_argument("--transfer-to", help="also score with this detector, e.g. microwakeword:alexa")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
@@ -243,7 +246,7 @@ def main() -> None:
         return
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    detector = Detector(load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0), "alexa")
+    detector = Detector(load_model(f"openwakeword:{args.word}", pad_before=0.0, pad_after=0.0), args.word)
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     sets = data(args, detector, base)
     optimisation, _ = room_split(base, 16, 16, 0)
@@ -270,9 +273,9 @@ def main() -> None:
                   batch_size=args.batch_size, lr=args.lr, seed=0, callback=progress, augmentation=augmentation)
     write_audio(args.out / "adversarial.wav", learned.music, detector.sample_rate)
     torch.save({"music": learned.music, "music_db": music_db}, args.out / "music.pt")
-    detectors = {"openwakeword:alexa": detector}
+    detectors = {f"openwakeword:{args.word}": detector}
     if args.transfer_to:
-        detectors[args.transfer_to] = Detector(load_model(args.transfer_to), "alexa")
+        detectors[args.transfer_to] = Detector(load_model(args.transfer_to), args.word)
     musics = {"clean": None, "random": random_loops(4.0, detector.sample_rate), "adversarial": learned.music}
     summary, voices, rows_out = {}, {}, {}
     for name in ("evaluate", "validate"):
@@ -290,7 +293,7 @@ def main() -> None:
         for row in summary[name]["overall"]:
             log(f"{name} {row['detector']} {row['condition']}: F1 {fmt(row['f1'])}, per seed {row['per_seed']}")
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()},
-              "settings": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
+              "settings": {"word": args.word, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
                            "draws": args.draws, "sweep_draws": args.sweep_draws, "levels": args.levels,
                            "n_resamples": args.n_resamples, "quick": args.quick, "learn_set": args.learn_set,
                            "augmentation": augmentation.as_dict() if augmentation else None, "eot": config.as_dict(),

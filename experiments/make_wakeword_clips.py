@@ -115,7 +115,7 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")            # awb_time is a 
 FESTIVAL_VOICES = {"kal_diphone": "kal", "ked_diphone": "ked", "cmu_us_slt_arctic_hts": "slt",
                    "lp_diphone": "lp", "pc_diphone": "pc"}     # voice -> speaker
 STRETCHES = (0.9, 1.0, 1.15)                                   # duration stretch (1.15 = 15% slower)
-TEXTS = {"alexa": ("alexa", "Alexa?")}                          # a statement and a question intonation
+TEXTS = {"alexa": ("alexa", "Alexa?"), "hey jarvis": ("hey jarvis", "Hey Jarvis?")}  # statement and question
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 

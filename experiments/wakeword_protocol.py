@@ -2,7 +2,7 @@
 split of their speech and the way they print an estimate.
 
 - **learn**: the bundled set's eSpeak NG ``train`` clips and every eSpeak NG clip of ``--voices`` saying
-  "alexa", minus any voice of the validation set;
+  the wake word, minus any voice of the validation set;
 - **validate**: the bundled set's eSpeak NG ``test`` clips (positives and negatives), for choosing settings;
 - **evaluate**: the ``--voices`` clips of flite and Festival (never learned from).
 
@@ -21,17 +21,19 @@ LEARN_ENGINES = ("espeak-ng",)
 EVALUATE_ENGINES = ("flite", "festival")
 
 
-def speech_split(voices_dir: Path, *, bundled_only: bool = False, quick: bool = False
+def speech_split(voices_dir: Path, *, word: str = "alexa", bundled_only: bool = False, quick: bool = False
                  ) -> dict[str, list[SpeechClip]]:
-    """``{"learn", "validate", "evaluate"}`` clips (see the module); ``bundled_only``: learn from the bundled
-    eSpeak NG train voices alone; ``quick``: a third of validate / evaluate and a sixth of learn."""
+    """``{"learn", "validate", "evaluate"}`` clips (see the module) for the wake word ``word`` (a label:
+    ``alexa``, ``hey_jarvis``); ``bundled_only``: learn from the bundled eSpeak NG train voices alone; ``quick``:
+    a third of validate / evaluate and a sixth of learn. Validation negatives include the bundled clips of the
+    other wake word."""
     bundled = read_speech_set(BUNDLED_ROOT / "wakeword", "bundled")
     voices = read_speech_set(voices_dir, "voices")
     validate = [c for c in bundled if c.split == "test" and c.engine in LEARN_ENGINES]
     learn, evaluate = engine_split([c for c in bundled if c.split == "train"] + voices, EVALUATE_ENGINES,
                                    LEARN_ENGINES)
     learn, _ = voice_split(learn, {c.voice for c in validate})
-    learn = [c for c in learn if c.label == "alexa"]
+    learn = [c for c in learn if c.label == word]
     evaluate = [c for c in evaluate if c.id.startswith("voices/")]
     if bundled_only:
         learn = [c for c in learn if c.id.startswith("bundled/")]

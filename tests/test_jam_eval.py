@@ -352,6 +352,14 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
     assert all(set(s["per_seed"]) == {1, 2} for s in run.seed_summary)
     assert run.settings["scene_seeds"] == [1, 2] and run.settings["augmentation"]["speed"] == [0.85, 1.15]
     assert {t["voice"] for t in run.voice_table} <= {"v1", "v2"}
+    # the held-out rows are the seeds' (no extra single-draw pass over one more set of held-out rooms)
+    held_out = [r for r in run.rows if r["rooms"] == "held-out"]
+    assert held_out == run.seed_rows
+    assert len(run.rows) == len(run.seed_rows) + 3 * kept  # + the optimisation rooms, one draw
+    pooled = {s["condition"]: s["scenes"] for s in run.summary if s["rooms"] == "held-out"}
+    assert pooled == {c: 2 * kept for c in ("clean", "random", "adversarial")}
+    assert set(run.rooms) == {"optimisation", "held-out, seed 1", "held-out, seed 2"}
     plain = jam_and_evaluate(detector, speech, speech, FAST, steps=1, batch_size=2, loop_seconds=0.5,
                              optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2)
     assert plain.seed_rows == [] and plain.settings["augmentation"] is None
+    assert set(plain.rooms) == {"optimisation", "held-out"} and {r["rooms"] for r in plain.rows} == set(plain.rooms)

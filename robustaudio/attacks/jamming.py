@@ -628,9 +628,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``progress(phase, done, total)``: ``"optimising"`` (steps), ``"evaluating"`` and ``"scene seeds"``
     (scenes), for elapsed time and time left in every phase.
 
-    ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): also :func:`evaluate_seeds` on the same test clips,
-    one set of new held-out rooms, scenes and random loops (:func:`random_loops`) per seed, into
-    ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
+    ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): the held-out rooms are those of :func:`evaluate_seeds`
+    on the same test clips, one set of new held-out rooms, scenes and random loops (:func:`random_loops`)
+    per seed (``rows`` and ``summary`` then pool the seeds for the held-out rooms, and ``rooms`` lists each
+    seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
     clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
     (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
     """
@@ -661,8 +662,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     with torch.no_grad():
         random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
                                     for k in range(random_pieces)])
-    rooms = {"optimisation": optimisation, "held-out": held_out}
     detectors = {"target": detector, **(extra_detectors or {})}
+    # With scene seeds the held-out rows are the seeds' (each its own rooms and random loops): one more
+    # single-draw pass over the seed-`seed` held-out rooms would only repeat a subset of them.
+    rooms = {"optimisation": optimisation} if scene_seeds else {"optimisation": optimisation, "held-out": held_out}
     rows = evaluate(detectors, evaluated, rooms, config,
                     {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed,
                     progress=phase("evaluating"))
@@ -676,7 +679,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "test_positives_given": int((test.labels == 1).sum()),
                 "test_negatives": int((evaluated.labels == 0).sum()),
                 "test_negatives_given": int((test.labels == 0).sum())}
-    run = JamRun(result, random_music, rows, summarize(rows, seed), rooms, selected, synth.describe(), settings)
+    run = JamRun(result, random_music, rows, [], rooms, selected, synth.describe(), settings)
     if scene_seeds:
         clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
         run.seed_rows = evaluate_seeds(detectors, evaluated, config,
@@ -684,12 +687,17 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                                         "adversarial": result.music},
                                        seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
                                        avoid=optimisation, progress=phase("scene seeds"))
+        run.rows = rows + run.seed_rows
+        for s in scene_seeds:
+            rooms[f"held-out, seed {int(s)}"] = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60),
+                                                           config.sample_rate)  # cached: already drawn
         run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
         run.voice_table = voice_table(run.seed_rows, clusters, engines)
         if engines is not None:
             run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=n_resamples, seed=seed)
         settings["scene_seeds"] = [int(s) for s in scene_seeds]
         settings["seconds"] = time.perf_counter() - started
+    run.summary = summarize(run.rows, seed)
     return run
 
 

@@ -222,10 +222,10 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
             f"rooms of design RT60 {eot['rt60'][0]:g}-{eot['rt60'][1]:g} s. Intervals: 95% percentile bootstrap "
             f"over scenes.")
     room_header = ["split", "room", "size (m)", "RT60 (s)", "absorption", "talker", "loudspeaker", "mic"]
-    room_rows = [[r["split"], str(r["index"]), " × ".join(f"{v:.2f}" for v in r["size_m"]), f"{r['rt60']:.2f}",
+    room_rows = [[name, str(r["index"]), " × ".join(f"{v:.2f}" for v in r["size_m"]), f"{r['rt60']:.2f}",
                   f"{r['absorption']:.3f}", *(", ".join(f"{v:.2f}" for v in r[key])
                                               for key in ("talker", "loudspeaker", "mic"))]
-                 for rooms in card["rooms"].values() for r in rooms]
+                 for name, rooms in card["rooms"].items() for r in rooms]
     return [*_seed_sections(card), ("Detection", header, rows, note),
             ("Rooms", room_header, room_rows, "Optimisation and held-out rooms come from separate seeded streams; "
                                               "the optimisation never draws a held-out room.")]
