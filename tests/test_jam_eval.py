@@ -122,14 +122,13 @@ def test_f1_is_computed_from_counts_pooled_over_the_clusters_drawn():
 
 
 def test_the_level_is_the_loudest_whose_mean_over_seeds_keeps_the_floor():
-    sweep = {-14.0: [0.9, 0.85], -12.0: [0.8, 0.7], -10.0: [0.82, 0.55], -8.0: [0.5, 0.4]}
+    # sweep_levels' output, {level: {seed: F1}}: a bug once averaged the seed numbers instead of the F1s
+    sweep = {-14.0: {1: 0.9, 2: 0.85}, -12.0: {1: 0.8, 2: 0.7}, -10.0: {1: 0.82, 2: 0.55}, -8.0: {1: 0.5, 2: 0.4}}
     assert choose_level(sweep) == -12.0           # -10 dB: one lucky seed (0.82) but a mean of 0.685
     assert choose_level(sweep, floor=0.65) == -10.0
     with pytest.raises(JamError, match="none of the levels"):
         choose_level(sweep, floor=0.95)
-    # sweep_levels' own output, {level: {seed: F1}}: before the fix the mean was taken over the seed numbers
-    by_seed = {level: {s: f1 for s, f1 in zip((1, 2), values)} for level, values in sweep.items()}
-    assert choose_level(by_seed) == -12.0
+    assert choose_level({-10.0: {7: 0.75, 9: 0.72}}) == -10.0  # seeds 7 and 9: numbers that are not F1s
 
 
 # ---- splits by engine and voice -------------------------------------------------------------------

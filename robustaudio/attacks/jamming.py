@@ -550,13 +550,12 @@ def voice_table(rows: list[dict], clusters: Mapping[str, str], engines: Mapping[
     return out
 
 
-def choose_level(f1_by_level: Mapping[float, Any], floor: float = 0.70) -> float:
-    """The loudest music level (dB re speech) whose random-music F1, averaged over scene seeds
-    (``f1_by_level``: level -> F1 per seed), is at least ``floor``; raises if none is."""
-    # per-seed F1s as a list, or as {seed: F1} (what sweep_levels returns): average the F1s, never the seeds
-    means = {float(level): float(np.nanmean(np.asarray(list(values.values() if isinstance(values, Mapping)
-                                                             else values), dtype=float)))
-             for level, values in f1_by_level.items()}
+def choose_level(f1_by_level: Mapping[float, Mapping[int, float]], floor: float = 0.70) -> float:
+    """The loudest music level (dB re speech) whose random-music F1, averaged over scene seeds, is at
+    least ``floor``; raises if none is. ``f1_by_level``: level -> {scene seed: F1}, as :func:`sweep_levels`
+    returns it."""
+    means = {float(level): float(np.nanmean(np.fromiter(per_seed.values(), dtype=float)))
+             for level, per_seed in f1_by_level.items()}
     allowed = [level for level, mean in means.items() if mean >= floor]
     if not allowed:
         shown = ", ".join(f"{level:g} dB: {mean:.3f}" for level, mean in sorted(means.items()))
