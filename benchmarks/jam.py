@@ -4,7 +4,7 @@
 
 ``optimise``: :func:`robustaudio.attacks.jamming.jam` steps (render the scenes with the current loop,
 forward and backward through the detector, one Adam step), after two warm-up steps. ``evaluate``:
-:func:`~robustaudio.attacks.jamming.evaluate` on the bundled test clips in one room set, three music
+:func:`~robustaudio.metrics.jamming.evaluate` on the bundled test clips in one room set, three music
 conditions (clean, random, adversarial), scenes counted once per condition. ``render`` is the scene
 rendering alone (speech + music + noise at the microphone) for one optimisation batch, and
 ``forward`` the detector's forward pass alone on the same batch, so each phase can be read as a
@@ -23,9 +23,10 @@ import torch
 warnings.filterwarnings("ignore")
 
 from robustaudio.attacks.eot import EOTConfig, render, room_split, sample_transforms  # noqa: E402
-from robustaudio.attacks.jamming import Detector, evaluate, jam, load_utterances  # noqa: E402
+from robustaudio.attacks.jamming import Detector, jam, load_utterances  # noqa: E402
 from robustaudio.attacks.music import KarplusStrong  # noqa: E402
 from robustaudio.data.datasets import BUNDLED_ROOT  # noqa: E402
+from robustaudio.metrics.jamming import evaluate  # noqa: E402
 from robustaudio.models import load_model  # noqa: E402
 
 

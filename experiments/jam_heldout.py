@@ -23,11 +23,11 @@ The protocol (issue: "jamming that holds for speakers it never heard"):
 - **The level from a validation set, averaged over scene seeds**: random-music F1 of the bundled
   eSpeak NG ``test`` voices (unseen when learning, never the evaluation engines) at each of
   ``--levels``, mean over the scene seeds; the loudest level keeping >= 0.70 is used
-  (:func:`robustaudio.attacks.jamming.choose_level`).
+  (:func:`robustaudio.metrics.jamming.choose_level`).
 - **Evaluation over scene seeds with voice-clustered intervals**: for each of ``--seeds``, 16 new
-  held-out rooms, new scenes and new random loops (:func:`~robustaudio.attacks.jamming.evaluate_seeds`);
+  held-out rooms, new scenes and new random loops (:func:`~robustaudio.metrics.jamming.evaluate_seeds`);
   F1 from counts pooled over seeds, 95% intervals that resample voices
-  (:func:`~robustaudio.attacks.jamming.clustered_bootstrap`), per-engine rows, per-seed F1 and a
+  (:func:`~robustaudio.stats.clustered_bootstrap`), per-engine rows, per-seed F1 and a
   per-voice TPR table. Only clips the detector handles correctly when dry are evaluated.
 
 Writes ``OUT/jam_heldout.md`` and ``OUT/jam_heldout.json`` (``--md`` also copies the markdown, e.g.
@@ -47,26 +47,23 @@ from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, log, speech_split
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.attacks.eot import Augmentation, EOTConfig, room_split
-from robustaudio.attacks.jamming import (
-    Detector,
+from robustaudio.attacks.jamming import Detector, jam, load_speech
+from robustaudio.attacks.music import KarplusStrong
+from robustaudio.data.audio import write_audio
+from robustaudio.data.datasets import BUNDLED_ROOT
+from robustaudio.data.speech import read_speech_set
+from robustaudio.metrics.jamming import (
     choose_level,
     clean_correct,
-    clustered_bootstrap,
     evaluate_seeds,
-    f1_from_counts,
-    jam,
-    load_speech,
     random_loops,
     seed_summary,
     sweep_levels,
     voice_table,
 )
-from robustaudio.attacks.music import KarplusStrong
-from robustaudio.data.audio import write_audio
-from robustaudio.data.datasets import BUNDLED_ROOT
-from robustaudio.data.speech import read_speech_set
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
+from robustaudio.stats import clustered_bootstrap, f1_from_counts
 
 
 def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:

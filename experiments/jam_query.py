@@ -35,22 +35,21 @@ import torch
 from wakeword_protocol import fmt, log, speech_split  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.attacks.eot import EOTConfig, room_split
-from robustaudio.attacks.jamming import (
-    Detector,
+from robustaudio.attacks.jamming import Detector, load_speech
+from robustaudio.attacks.music import KarplusStrong
+from robustaudio.attacks.query_jam import QuerySettings, query_jam
+from robustaudio.metrics.jamming import (
     choose_level,
     clean_correct,
     evaluate_seeds,
-    f1_from_counts,
-    load_speech,
     random_loops,
     seed_summary,
     sweep_levels,
 )
-from robustaudio.attacks.music import KarplusStrong
-from robustaudio.attacks.query_jam import QuerySettings, query_jam
 from robustaudio.models import load_model
 from robustaudio.report import style
 from robustaudio.report.card import json_safe
+from robustaudio.stats import f1_from_counts
 
 
 def sets(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:

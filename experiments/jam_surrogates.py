@@ -40,16 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from robustaudio.attacks.eot import Augmentation, EOTConfig, Utterances, render, room_split, sample_transforms
-from robustaudio.attacks.jamming import (
-    Detector,
-    clean_correct,
-    evaluate_seeds,
-    jam,
-    load_speech,
-    random_loops,
-    seed_summary,
-)
+from robustaudio.attacks.jamming import Detector, jam, load_speech
 from robustaudio.attacks.music import KarplusStrong
+from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary
 from robustaudio.models import load_model
 from robustaudio.models.zoo.crnn import CRNN
 from robustaudio.models.zoo.dscnn import DSCNN

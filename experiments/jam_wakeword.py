@@ -65,11 +65,12 @@ from pathlib import Path
 import torch
 
 from robustaudio.attacks.eot import EOTConfig
-from robustaudio.attacks.jamming import Detector, jam_and_evaluate, load_utterances
+from robustaudio.attacks.jamming import Detector, load_utterances
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 from robustaudio.report.jam import write_jam_report
+from robustaudio.runner.jam import jam_and_evaluate
 
 DATA = BUNDLED_ROOT / "wakeword"
 # Music level (dB re speech) and optimisation steps per word, from the sweep in the docstring: the

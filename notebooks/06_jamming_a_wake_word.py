@@ -20,11 +20,12 @@ import torch
 from IPython.display import Audio, display
 
 from robustaudio.attacks.eot import EOTConfig, render, sample_transforms
-from robustaudio.attacks.jamming import Detector, jam_and_evaluate, load_utterances
+from robustaudio.attacks.jamming import Detector, load_utterances
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT
 
 from robustaudio.models import load_model
+from robustaudio.runner.jam import jam_and_evaluate
 
 torch.set_num_threads(2)
 model = load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0)

@@ -1,6 +1,9 @@
-"""Bootstrap confidence intervals and per-class means: the statistics every layer reports with (numpy, scipy only)."""
+"""Bootstrap confidence intervals, per-class means and detection rates: the statistics every layer reports with
+(numpy, scipy only). Intervals resample the unit that repeats: clips, scenes, or clusters such as voices."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from scipy import stats
@@ -30,3 +33,89 @@ def per_class_mean(values, classes) -> dict[str, float]:
     values = np.asarray(values, dtype=float)
     classes = np.asarray(classes)
     return {str(c): float(values[classes == c].mean()) for c in sorted(set(classes.tolist()))}
+
+
+def _f1(labels: np.ndarray, fired: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN) along the last axis (NaN where there is no positive and no detection)."""
+    tp = np.sum(fired & labels, axis=-1)
+    denominator = 2 * tp + np.sum(fired != labels, axis=-1)
+    return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), np.nan)
+
+
+def detection_metrics(labels, fired, seed: int = 0, n_resamples: int = 2000) -> dict:
+    """TPR, FPR, precision and F1 of binary decisions, with 95% percentile-bootstrap intervals.
+
+    Args:
+        labels, fired: ``[N]`` 0/1 truth and decisions (scenes).
+    Returns: ``{"tpr", "fpr", "f1": {"value", "ci95", "n"}, "precision", "tp", "fp", "fn", "tn"}``;
+        the F1 interval resamples scenes (pairs of label and decision), ignoring resamples where F1
+        is undefined.
+    """
+    labels = np.asarray(labels, dtype=bool)
+    fired = np.asarray(fired, dtype=bool)
+
+    def estimate(values) -> dict:
+        mean, low, high = mean_with_ci(np.asarray(values, dtype=float), seed=seed, n_resamples=n_resamples)
+        return {"value": mean, "ci95": [low, high], "n": int(len(values))}
+
+    f1 = float(_f1(labels, fired)) if len(labels) else float("nan")
+    low = high = f1
+    if len(labels) > 1 and np.isfinite(f1):
+        index = np.random.default_rng(seed).integers(0, len(labels), (n_resamples, len(labels)))
+        low, high = (float(v) for v in np.nanpercentile(_f1(labels[index], fired[index]), [2.5, 97.5]))
+    tp, fp = int(np.sum(fired & labels)), int(np.sum(fired & ~labels))
+    return {"tpr": estimate(fired[labels]), "fpr": estimate(fired[~labels]),
+            "f1": {"value": f1, "ci95": [low, high], "n": int(len(labels))},
+            "precision": tp / (tp + fp) if tp + fp else float("nan"),
+            "tp": tp, "fp": fp, "fn": int(np.sum(~fired & labels)), "tn": int(np.sum(~fired & ~labels))}
+
+
+def f1_from_counts(values: np.ndarray) -> float:
+    """F1 = 2TP / (2TP + FP + FN) pooled over rows ``[N, 2]`` of (label, fired); NaN with no
+    positive and no detection. The statistic for :func:`clustered_bootstrap` on detection rows."""
+    values = np.asarray(values, dtype=bool).reshape(-1, 2)
+    return float(_f1(values[:, 0], values[:, 1]))
+
+
+def rate_of(values: np.ndarray) -> float:
+    """Mean of 0/1 ``values`` ``[N]`` (a TPR or FPR), NaN if empty."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()) if values.size else float("nan")
+
+
+def clustered_bootstrap(values, clusters, statistic: Callable[[np.ndarray], float], n_resamples: int = 2000,
+                        seed: int = 0, level: float = 0.95) -> dict:
+    """A percentile-bootstrap interval that resamples clusters (voices), not rows (scenes).
+
+    Each resample draws as many clusters as there are, uniformly with replacement, stacks the rows
+    of the clusters drawn (a cluster drawn twice counts twice) and evaluates ``statistic`` on them;
+    the interval is the ``(1 ± level) / 2`` percentiles of the finite resampled values. For F1 use
+    :func:`f1_from_counts` on (label, fired) rows: the counts are pooled within each resample, F1 is
+    not averaged over clusters.
+
+    Args:
+        values: ``[N, ...]`` rows (any array with a first axis).
+        clusters: ``[N]`` the cluster of each row (any hashable labels).
+        statistic: rows ``[n, ...]`` -> float.
+        n_resamples, seed, level: resamples, the generator's seed, the coverage.
+    Returns: a dict with ``value`` (``statistic(values)``), ``ci95`` (``[low, high]``, the ``level``
+    interval whatever ``level``), ``clusters`` (k), ``n`` (N) and ``resamples`` (the finite ones).
+    """
+    values = np.asarray(values)
+    labels = np.asarray(clusters)
+    if len(values) != len(labels):
+        raise ValueError(f"{len(values)} values for {len(labels)} cluster labels: give one label per row.")
+    if len(values) == 0:
+        return {"value": float("nan"), "ci95": [float("nan"), float("nan")], "clusters": 0, "n": 0, "resamples": 0}
+    names, index = np.unique(labels, return_inverse=True)
+    members = [np.flatnonzero(index == k) for k in range(len(names))]
+    value = float(statistic(values))
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(members), (n_resamples, len(members)))
+    resampled = np.array([statistic(values[np.concatenate([members[k] for k in row])]) for row in draws],
+                         dtype=float)
+    finite = resampled[np.isfinite(resampled)]
+    tail = (1 - level) / 2 * 100
+    low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail])) if finite.size else (value, value)
+    return {"value": value, "ci95": [low, high], "clusters": int(len(members)), "n": int(len(values)),
+            "resamples": int(finite.size)}

@@ -24,11 +24,13 @@ from robustaudio.attacks.eot import (
     room_split,
     sample_transforms,
 )
-from robustaudio.attacks.jamming import Detector, detection_metrics, evaluate, jam, jam_loss, load_utterances
+from robustaudio.attacks.jamming import Detector, jam, jam_loss, load_utterances
 from robustaudio.attacks.music import PEAK, KarplusStrong, MusicError, pluck
 from robustaudio.attacks.threat import snr_db
 from robustaudio.data.datasets import bundled_path
+from robustaudio.metrics.jamming import evaluate
 from robustaudio.models import load_model
+from robustaudio.stats import detection_metrics
 
 pytest.importorskip("pyroomacoustics")
 

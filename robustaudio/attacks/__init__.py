@@ -8,7 +8,7 @@ A new attack goes in its own module here and is exported below.
 
 from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
-from .jamming import Detector, JamResult, jam, jam_and_evaluate
+from .jamming import Detector, JamResult, jam
 from .joint import JointResult, pgd_joint
 from .minimal import MinimalResult, minimal_eps
 from .music import KarplusStrong
@@ -23,5 +23,5 @@ __all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "pro
            "attack_loss", "is_correct", "is_fooled",
            "minimal_eps", "MinimalResult", "pgd_joint", "JointResult", "universal_perturbation", "project_universal",
            "UniversalResult",
-           "jam", "jam_and_evaluate", "JamResult", "Detector", "KarplusStrong",
+           "jam", "JamResult", "Detector", "KarplusStrong",
            "optimise_sticker", "random_dot_control", "Sticker", "StickerResult", "DotOptics"]

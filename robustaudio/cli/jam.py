@@ -118,10 +118,11 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     import torch
 
     from ..attacks.eot import Augmentation, EOTConfig, JamError
-    from ..attacks.jamming import Detector, jam_and_evaluate
+    from ..attacks.jamming import Detector
     from ..attacks.music import MusicError
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
+    from ..runner.jam import jam_and_evaluate
     torch.manual_seed(seed)
     from ..acoustics import require_pyroomacoustics
     try:

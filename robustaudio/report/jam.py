@@ -1,6 +1,6 @@
 """The jamming report: ``card.json``, ``scenes.jsonl``, the music as WAV, figures, ``report.md`` and ``report.html``.
 
-Built from a :class:`robustaudio.attacks.jamming.JamRun` only. Files written under ``out``:
+Built from a :class:`robustaudio.runner.jam.JamRun` only. Files written under ``out``:
 
 - ``card.json``: settings, rooms, clips used, the detection table (F1 / TPR / FPR with 95% intervals
   per detector × room set × condition), the headline (F1 per room set and condition), the
@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .. import versions
-from ..attacks.jamming import CONDITIONS, JamRun
 from ..data.audio import write_audio
+from ..metrics.jamming import CONDITIONS
+from ..runner.jam import JamRun
 from . import style
 from .card import json_safe
 from .headline import Flag, Headline

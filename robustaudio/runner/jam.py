@@ -1,0 +1,139 @@
+"""The jamming protocol end to end: learn a loop in optimisation rooms, then score it in held-out rooms
+(and over scene seeds, with voice-clustered intervals) against random music at the same level."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ..attacks.eot import Augmentation, EOTConfig, JamError, RoomSet, Utterances, make_rooms, room_split
+from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
+from ..attacks.music import KarplusStrong
+from ..metrics.jamming import (
+    clean_correct,
+    evaluate,
+    evaluate_seeds,
+    random_loops,
+    seed_summary,
+    summarize,
+    voice_table,
+)
+
+
+@dataclass
+class JamRun:
+    """Everything a report needs: the attack, the random baseline, the scenes' rows and their summary."""
+
+    result: JamResult
+    random_music: torch.Tensor        # [P, Tm] random loops from the same synthesiser, same loudness
+    rows: list[dict]
+    summary: list[dict]
+    rooms: dict[str, RoomSet]
+    selected: dict[str, int]          # clips used: positives found clean / given, negatives
+    synth: dict                       # the synthesiser's settings
+    settings: dict
+    seed_rows: list[dict] = field(default_factory=list)     # evaluate_seeds rows (scene_seeds given)
+    seed_summary: list[dict] = field(default_factory=list)  # seed_summary of them, voice-clustered
+    voice_table: list[dict] = field(default_factory=list)   # TPR per voice over the scene seeds
+    engine_summary: list[dict] = field(default_factory=list)  # seed_summary per engine (engines given)
+
+
+def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
+                     steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0,
+                     loop_seconds: float = 4.0, optimisation_rooms: int = 16, held_out_rooms: int = 16,
+                     draws: int = 4, random_pieces: int = 4, seed: int = 0,
+                     extra_detectors: Mapping[str, ScoringDetector] | None = None,
+                     callback: Callable[[dict], None] | None = None,
+                     augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
+                     voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
+                     n_resamples: int = 2000, progress: Callable[[str, int, int], None] | None = None) -> JamRun:
+    """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
+    finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
+    clips it handles correctly clean (positives it fires on, negatives it does not), in both room
+    sets, clean / random music / adversarial music, by ``detector`` and any ``extra_detectors``
+    (e.g. a black-box transfer target, scored on the same audio).
+
+    ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
+    first is where the attack started) at the same level are the random-music condition.
+    ``augmentation``: talker and device augmentation while learning (see :func:`jam`).
+
+    ``progress(phase, done, total)``: ``"optimising"`` (steps), ``"evaluating"`` and ``"scene seeds"``
+    (scenes), for elapsed time and time left in every phase.
+
+    ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): the held-out rooms are those of :func:`evaluate_seeds`
+    on the same test clips, one set of new held-out rooms, scenes and random loops (:func:`random_loops`)
+    per seed (``rows`` and ``summary`` then pool the seeds for the held-out rooms, and ``rooms`` lists each
+    seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
+    clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
+    (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
+    """
+    started = time.perf_counter()
+    optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
+    learn_found = clean_correct(detector, learn.positives(), config)
+    test_found = clean_correct(detector, test, config)
+    if not bool(learn_found.any()):
+        raise JamError(f"The detector fires on none of the {len(learn.positives())} clean '{detector.target}' "
+                       f"clips to optimise on: check the data (or the target class).")
+    if not bool((test_found & (test.labels == 1)).any()):
+        raise JamError(f"The detector fires on none of the {int(test.labels.sum())} clean '{detector.target}' "
+                       f"test clips: nothing to jam.")
+    positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
+    sample_rate = detector.sample_rate
+    synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
+    def on_step(entry: dict) -> None:
+        if callback is not None:
+            callback(entry)
+        if progress is not None:
+            progress("optimising", int(entry["step"]), steps)
+
+    def phase(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
+                 confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
+    with torch.no_grad():
+        random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
+                                    for k in range(random_pieces)])
+    detectors = {"target": detector, **(extra_detectors or {})}
+    # With scene seeds the held-out rows are the seeds' (each its own rooms and random loops): one more
+    # single-draw pass over the seed-`seed` held-out rooms would only repeat a subset of them.
+    rooms = {"optimisation": optimisation} if scene_seeds else {"optimisation": optimisation, "held-out": held_out}
+    rows = evaluate(detectors, evaluated, rooms, config,
+                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed,
+                    progress=phase("evaluating"))
+    settings = {"target": detector.target, "eot": config.as_dict(), "steps": steps, "batch_size": batch_size,
+                "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
+                "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
+                "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
+                "augmentation": augmentation.as_dict() if augmentation is not None else None}
+    selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
+                "test_positives": int((evaluated.labels == 1).sum()),
+                "test_positives_given": int((test.labels == 1).sum()),
+                "test_negatives": int((evaluated.labels == 0).sum()),
+                "test_negatives_given": int((test.labels == 0).sum())}
+    run = JamRun(result, random_music, rows, [], rooms, selected, synth.describe(), settings)
+    if scene_seeds:
+        clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
+        run.seed_rows = evaluate_seeds(detectors, evaluated, config,
+                                       {"clean": None, "random": random_loops(loop_seconds, sample_rate, random_pieces),
+                                        "adversarial": result.music},
+                                       seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
+                                       avoid=optimisation, progress=phase("scene seeds"))
+        run.rows = rows + run.seed_rows
+        for s in scene_seeds:
+            rooms[f"held-out, seed {int(s)}"] = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60),
+                                                           config.sample_rate)  # cached: already drawn
+        run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
+        run.voice_table = voice_table(run.seed_rows, clusters, engines)
+        if engines is not None:
+            run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=n_resamples, seed=seed)
+        settings["scene_seeds"] = [int(s) for s in scene_seeds]
+        settings["seconds"] = time.perf_counter() - started
+    run.summary = summarize(run.rows, seed)
+    return run
+
+
+__all__ = ["JamRun", "jam_and_evaluate"]
