@@ -58,6 +58,17 @@ def test_eps_values_after_one_flag_form_a_curve_and_minimal_writes_its_distribut
     assert (out / "figures" / "minimal_eps.png").is_file()
     assert "median minimal ε" in result.output and "minimal ε" in (out / "report.md").read_text()
 
+    # --walk-steps sets the boundary walk: without it the same search stops at PGD's larger budgets
+    out0 = tmp_path / "minimal-no-walk"
+    result = CliRunner().invoke(main, ["attack", "--norm", "linf", "--minimal", "--walk-steps", "0", "--limit", "6",
+                                       "--steps", "3", "--out", str(out0)])
+    assert result.exit_code == 0, result.output
+    walked, plain = (read_records(o).set_index("clip_id")["linf"] for o in (out, out0))
+    assert (walked <= plain * (1 + 1e-6)).all() and (walked < plain).any()
+    assert json.loads((out0 / "run.json").read_text())["settings"]["minimal_options"] == {"refine_steps": 0}
+    result = CliRunner().invoke(main, ["attack", "--eps", "0.002", "--walk-steps", "10"])
+    assert result.exit_code == 2 and "--walk-steps belongs to --minimal" in result.output
+
 
 def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
     for extra, condition in [(["--backend", "foolbox", "--attack", "fmn", "--steps", "20"], "foolbox-fmn-linf-waveform-eps=0.005"),

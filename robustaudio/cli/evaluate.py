@@ -49,6 +49,9 @@ def models() -> None:
 @click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
 @click.option("--minimal", is_flag=True,
               help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
+@click.option("--walk-steps", type=click.IntRange(min=0), default=None,
+              help="With --minimal: boundary-walk steps after the search (default 40; more find smaller ε for "
+                   "2 passes per clip each; 0: none).")
 @click.option("--backend", type=click.Choice(["native", "art", "foolbox"]), default="native", show_default=True,
               help="Whose attack implementation runs.")
 @click.option("--attack", "attack_name", default="reliable", show_default=True,
@@ -89,7 +92,7 @@ def models() -> None:
                    "accuracy then reads as the share of predictions that do not flip.")
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score the adversarial audio with this model (black-box transfer, e.g. microwakeword:alexa).")
-def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, backend, attack_name, queries,
+def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, walk_steps, backend, attack_name, queries,
            universal, learn_split, epochs,
            projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
            restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to,
@@ -114,6 +117,8 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
                                "all clips, so a per-clip SNR budget does not apply.")
     if universal and minimal:
         raise click.UsageError("Choose one of --universal and --minimal.")
+    if walk_steps is not None and not minimal:
+        raise click.UsageError("--walk-steps belongs to --minimal (the boundary walk after the minimal-ε search).")
     if (backend != "native" or attack_name not in ("reliable", "pgd")) and (universal or minimal):
         raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
                                "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
@@ -156,7 +161,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, ba
             load_model(transfer_to, device=parse_device(device)), transfer_to, model)
         name = "universal" if universal else "minimal" if minimal else attack_name
         options = ({"epochs": epochs, "projection": projection, "frame_length": model.sample_rate // 100}
-                   if universal else {})
+                   if universal else {"refine_steps": walk_steps} if minimal and walk_steps is not None else {})
         spec = AttackSpec(name, backend=backend, steps=steps, restarts=restarts, queries=queries,
                           precision=precision, options=options)
         if out is None:

@@ -38,7 +38,8 @@ class AttackSpec:
             ``None``: :data:`DEFAULT_QUERIES`.
         targets: runner-up classes APGD-T aims at in turn.
         precision: ``fp32``, or ``bf16`` autocast for the attack's passes.
-        options: mode settings: ``minimal`` takes ``eps_max``, ``search_steps``, ``rel_tol``;
+        options: mode settings: ``minimal`` takes ``eps_max``, ``search_steps``, ``rel_tol``, ``refine_steps``
+            (the boundary walk, ``--walk-steps``);
             ``universal`` takes ``epochs``, ``projection``, ``frame_length``.
     """
 
