@@ -3,6 +3,7 @@
     python benchmarks/minimal.py [--norms linf l2] [--tune-clips 6] [--clips 8] [--stage all]
     python benchmarks/minimal.py --norms linf --stage tune --tuned /tmp/fmn.json   # the sweep (train split)
     python benchmarks/minimal.py --norms linf --stage test --tuned /tmp/fmn.json   # the comparison (test split)
+    python benchmarks/minimal.py --stage walk                                     # walk length (train split)
 
 (On a shared 2-core machine one norm's sweep, or one norm's comparison, takes about five minutes:
 run them one at a time; ``--tuned`` collects the sweep's choices of every norm.)
@@ -217,12 +218,24 @@ def compare_norm(model, audio, labels, norm: str, size: float, steps: int) -> No
     print("   target: ours / best tuned FMN median <= 1 at time <= 1")
 
 
+def walk_sweep(model, norms, n: int) -> None:
+    """Our search with 40, 80, 120, 160 boundary-walk steps on ``n`` train clips: median and passes per clip."""
+    audio, labels = clips(model, "train", n)
+    print(f"WALK SWEEP: {len(audio)} clean-correct train clips")
+    for norm in norms:
+        for walk in (40, 80, 120, 160):
+            found, seconds = timed(lambda w=walk: ours(model, audio, labels, norm, walk=w))
+            print(f"   {norm:4s} {walk:3d} walk steps: median {median(found):.3g}  {PASSES['last']:.0f} passes per clip  "
+                  f"{seconds:6.1f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--norms", nargs="+", default=["linf", "l2"], choices=["linf", "l2"])
     parser.add_argument("--tune-clips", type=int, default=6)
     parser.add_argument("--clips", type=int, default=8)
-    parser.add_argument("--stage", choices=["all", "tune", "test"], default="all")
+    parser.add_argument("--stage", choices=["all", "tune", "test", "walk"], default="all",
+                        help="walk: our search at 40-160 boundary-walk steps on the train clips")
     parser.add_argument("--tuned", type=Path, default=None, help="JSON of the sweep's choice (written by tune, "
                         "read by test)")
     parser.add_argument("--threads", type=int, default=1)
@@ -230,6 +243,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = load_model("cnn").eval()
+    if args.stage == "walk":
+        walk_sweep(model, args.norms, args.clips)
+        return
     if args.stage in ("all", "tune"):
         chosen = tune(model, args.norms, args.tune_clips, args.tuned)
     else:
