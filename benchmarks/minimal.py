@@ -224,9 +224,9 @@ def walk_sweep(model, norms, n: int) -> None:
     print(f"WALK SWEEP: {len(audio)} clean-correct train clips")
     for norm in norms:
         for walk in (40, 80, 120, 160):
-            found, seconds = timed(lambda w=walk: ours(model, audio, labels, norm, walk=w))
-            print(f"   {norm:4s} {walk:3d} walk steps: median {median(found):.3g}  {PASSES['last']:.0f} passes per clip  "
-                  f"{seconds:6.1f} s", flush=True)
+            found, seconds = timed(lambda w=walk, p=norm: ours(model, audio, labels, p, walk=w))
+            print(f"   {norm:4s} {walk:3d} walk steps: median {median(found):.3g}  "
+                  f"{PASSES['last']:.0f} passes per clip  {seconds:6.1f} s", flush=True)
 
 
 def main() -> None:
