@@ -12,23 +12,20 @@ import pytest
 import torch
 from test_jam import BandEnergy
 
-from robustaudio.attacks.eot import (
-    Augmentation,
-    EOTConfig,
-    JamError,
-    Utterances,
-    augment_utterances,
+from robustaudio.acoustics.mixing import AcousticsError
+from robustaudio.acoustics.voice import (
     band_limit_gain,
     change_speed,
     device_filter,
     equalise,
     filter_gain,
-    make_rooms,
+    realised_speed,
     shift_pitch,
     spectral_envelope,
     time_stretch,
     warp_formants,
 )
+from robustaudio.attacks.eot import Augmentation, EOTConfig, JamError, Utterances, augment_utterances, make_rooms
 from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT
@@ -185,6 +182,15 @@ def test_speed_changes_duration_and_frequency_by_the_factor(factor):
     assert len(fast) / len(tone) == pytest.approx(1 / factor, rel=1e-3)
     assert _peak_hz(fast) == pytest.approx(440.0 * factor, rel=2e-3)
     assert change_speed(tone, 1.0) is tone
+    assert realised_speed(factor) == pytest.approx(factor, abs=1 / 200)
+
+
+def test_voice_transforms_refuse_factors_they_cannot_apply():
+    tone = _tone(440.0)
+    for transform, factor, name in ((change_speed, 5.0, "Speed"), (time_stretch, 0.1, "Stretch"),
+                                    (warp_formants, 3.0, "Formant")):
+        with pytest.raises(AcousticsError, match=name):
+            transform(tone, factor)
 
 
 def test_time_stretch_keeps_the_frequency():

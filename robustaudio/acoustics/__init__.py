@@ -2,7 +2,8 @@
 
 - :mod:`.rooms`: simulated shoebox rooms (pyroomacoustics, optional extra ``rooms``), their impulse
   responses cached per (RT60, seed, room), and batched FFT reverberation;
-- :mod:`.mixing`: mixing at an SNR and segments of the bundled background recordings.
+- :mod:`.mixing`: mixing at an SNR and segments of the bundled background recordings;
+- :mod:`.voice`: talker and device transforms (speed, pitch, formants, EQ, loudspeaker and microphone bands).
 
 A lower layer than ``attacks`` and ``metrics``: it imports only torch, torchaudio, numpy, scipy,
 pyroomacoustics and :mod:`robustaudio.data`.

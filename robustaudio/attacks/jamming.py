@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
+from ..acoustics.voice import device_filter
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
 from ..data.speech import SpeechClip, SpeechSplitError
@@ -44,7 +45,6 @@ from .eot import (
     Utterances,
     augment_utterances,
     device_bands,
-    device_filter,
     render,
     sample_transforms,
 )
