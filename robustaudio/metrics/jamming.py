@@ -124,16 +124,21 @@ def evaluate(detectors: Mapping[str, ScoringDetector], utterances: Utterances, r
     return rows
 
 
+def _grouped(rows: list[dict], middle: Callable[[dict], Any]) -> list[tuple[tuple, list[dict]]]:
+    """Rows grouped by (detector, ``middle(row)``, condition), sorted by detector, then the middle key, then
+    condition in :data:`CONDITIONS` order (others after, by name)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["detector"], middle(row), row["condition"]), []).append(row)
+    order = {c: i for i, c in enumerate(CONDITIONS)}
+    return sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][2]))
+
+
 def summarize(rows: list[dict], seed: int = 0) -> list[dict]:
     """Per detector × room set × condition (in :data:`CONDITIONS` order): :func:`detection_metrics`
     plus the mean score of positives."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["detector"], row["rooms"], row["condition"]), []).append(row)
-    order = {c: i for i, c in enumerate(CONDITIONS)}
     out = []
-    for (name, rooms, condition), group in sorted(groups.items(), key=lambda kv: (
-            kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][2])):
+    for (name, rooms, condition), group in _grouped(rows, lambda row: row["rooms"]):
         labels = np.array([r["label"] for r in group], dtype=bool)
         fired = np.array([r["fired"] for r in group], dtype=bool)
         positive_scores = [r["score"] for r in group if r["label"]]
@@ -213,14 +218,9 @@ def seed_summary(rows: list[dict], clusters: Mapping[str, str], *, by: Mapping[s
 
     ``by``: clip id -> group (e.g. the engine): one entry per group, clusters resampled within it.
     """
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        group = by[row["clip_id"]] if by is not None else "all"
-        groups.setdefault((row["detector"], group, row["condition"]), []).append(row)
-    order = {c: i for i, c in enumerate(CONDITIONS)}
     out = []
-    for (name, group, condition), members in sorted(groups.items(), key=lambda kv: (
-            kv[0][0], kv[0][1], order.get(kv[0][2], len(order)), kv[0][2])):
+    for (name, group, condition), members in _grouped(rows, lambda row: by[row["clip_id"]] if by is not None
+                                                      else "all"):
         labels = np.array([r["label"] for r in members], dtype=bool)
         fired = np.array([r["fired"] for r in members], dtype=bool)
         voices = np.array([clusters[r["clip_id"]] for r in members])
