@@ -160,8 +160,10 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, wa
         transfer = None if not transfer_to else TransferTarget(
             load_model(transfer_to, device=parse_device(device)), transfer_to, model)
         name = "universal" if universal else "minimal" if minimal else attack_name
-        options = ({"epochs": epochs, "projection": projection, "frame_length": model.sample_rate // 100}
-                   if universal else {"refine_steps": walk_steps} if minimal and walk_steps is not None else {})
+        options = {"epochs": epochs, "projection": projection, "frame_length": model.sample_rate // 100} \
+            if universal else {}
+        if walk_steps is not None:  # only with --minimal (checked above)
+            options["refine_steps"] = walk_steps
         spec = AttackSpec(name, backend=backend, steps=steps, restarts=restarts, queries=queries,
                           precision=precision, options=options)
         if out is None:
