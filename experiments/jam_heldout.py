@@ -43,18 +43,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, log, speech_split  # noqa: E402
+from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.attacks.eot import Augmentation, EOTConfig, room_split
-from robustaudio.attacks.jamming import Detector, jam, load_speech
+from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
     choose_level,
-    clean_correct,
     evaluate_seeds,
     random_loops,
     seed_summary,
@@ -66,29 +65,6 @@ from robustaudio.report.card import json_safe
 from robustaudio.stats import clustered_bootstrap, f1_from_counts
 
 
-def data(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:
-    """learn / validate / evaluate utterances with their voices and engines, filtered to the clips
-    the detector handles dry."""
-    sets = speech_split(args.voices, word=detector.target, bundled_only=args.learn_set == "bundled", quick=args.quick)
-    learn, validate, evaluate = sets["learn"], sets["validate"], sets["evaluate"]
-    out = {}
-    for name, clips in (("learn", learn), ("validate", validate), ("evaluate", evaluate)):
-        utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
-        keep = clean_correct(detector, utterances, config) if name != "learn" else \
-            clean_correct(detector, utterances, config) & (utterances.labels == 1)
-        kept = utterances.subset(keep)
-        out[name] = {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes,
-                     "given": {"positives": int(utterances.labels.sum()),
-                               "negatives": int((utterances.labels == 0).sum())},
-                     "kept": {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-                              "voices": len({voice_of[i] for i in kept.ids}),
-                              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist())
-                                                      if y}),
-                              "engines": sorted({engine_of[i] for i in kept.ids})}}
-        log(f"{name}: kept {out[name]['kept']} of {out[name]['given']}")
-    return out
-
-
 def fmt(estimate: dict) -> str:
     return shared_fmt(estimate, digits=2)
 
@@ -96,7 +72,8 @@ def fmt(estimate: dict) -> str:
 def markdown(result: dict) -> str:
     s = result["settings"]
     word = result["settings"].get("word", "alexa")
-    lines = [f"# Adversarial music vs new engines and voices (openWakeWord {word}, {result['music_db']:g} dB re speech)",
+    lines = [f"# Adversarial music vs new engines and voices (openWakeWord {word}, "
+             f"{result['music_db']:g} dB re speech)",
              "", f"Learned on eSpeak NG only ({result['clips']['learn']['kept']['positives']} positives, "
              f"{result['clips']['learn']['kept']['voices']} voices) with talker and device augmentation "
              f"({'on' if s['augmentation'] else 'off'}); {s['steps']} steps × {s['batch_size']} scenes, lr {s['lr']}, "
@@ -245,7 +222,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     detector = Detector(load_model(f"openwakeword:{args.word}", pad_before=0.0, pad_after=0.0), args.word)
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
-    sets = data(args, detector, base)
+    sets = detectable_sets(args.voices, detector, base, bundled_only=args.learn_set == "bundled",
+                           quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, 0)
 
     if args.music_db is None:
@@ -290,7 +268,8 @@ def main() -> None:
         for row in summary[name]["overall"]:
             log(f"{name} {row['detector']} {row['condition']}: F1 {fmt(row['f1'])}, per seed {row['per_seed']}")
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()},
-              "settings": {"word": args.word, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seeds": args.seeds,
+              "settings": {"word": args.word, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+                           "seeds": args.seeds,
                            "draws": args.draws, "sweep_draws": args.sweep_draws, "levels": args.levels,
                            "n_resamples": args.n_resamples, "quick": args.quick, "learn_set": args.learn_set,
                            "augmentation": augmentation.as_dict() if augmentation else None, "eot": config.as_dict(),

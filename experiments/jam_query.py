@@ -32,15 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import fmt, log, speech_split  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import detectable_sets, fmt, log  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.attacks.eot import EOTConfig, room_split
-from robustaudio.attacks.jamming import Detector, load_speech
+from robustaudio.attacks.jamming import Detector
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import QuerySettings, query_jam
 from robustaudio.metrics.jamming import (
     choose_level,
-    clean_correct,
     evaluate_seeds,
     random_loops,
     seed_summary,
@@ -50,22 +49,6 @@ from robustaudio.models import load_model
 from robustaudio.report import style
 from robustaudio.report.card import json_safe
 from robustaudio.stats import f1_from_counts
-
-
-def sets(args: argparse.Namespace, detector: Detector, config: EOTConfig) -> dict:
-    split = speech_split(args.voices, quick=args.quick)
-    out = {}
-    for name, clips in split.items():
-        utterances, voice_of, engine_of, _ = load_speech(clips, "alexa", detector.sample_rate)
-        keep = clean_correct(detector, utterances, config)
-        if name == "learn":
-            keep &= utterances.labels == 1
-        kept = utterances.subset(keep)
-        out[name] = {"utterances": kept, "voices": voice_of, "engines": engine_of,
-                     "kept": {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-                              "of": len(utterances), "voices": len({voice_of[i] for i in kept.ids})}}
-        log(f"{name}: {out[name]['kept']}")
-    return out
 
 
 def summarise(rows: list[dict], voices: dict, seed: int, n_resamples: int) -> dict:
@@ -122,7 +105,7 @@ def main() -> None:
     started = time.perf_counter()
     detector = Detector(load_model("microwakeword:alexa"), "alexa")
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
-    data = sets(args, detector, base)
+    data = detectable_sets(args.voices, detector, base, quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, args.seed)
     sweep = sweep_levels(detector, data["validate"]["utterances"], base, args.levels, seeds=tuple(args.seeds),
                          avoid=optimisation)

@@ -14,8 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from robustaudio.attacks.eot import EOTConfig
+from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, engine_split, read_speech_set, voice_split
+from robustaudio.metrics.jamming import clean_correct
 
 LEARN_ENGINES = ("espeak-ng",)
 EVALUATE_ENGINES = ("flite", "festival")
@@ -41,6 +44,31 @@ def speech_split(voices_dir: Path, *, word: str = "alexa", bundled_only: bool = 
     if quick:
         learn, validate, evaluate = learn[::6], validate[::3], evaluate[::3]
     return {"learn": learn, "validate": validate, "evaluate": evaluate}
+
+
+def detectable_sets(voices_dir: Path, detector: Detector, config: EOTConfig, *, bundled_only: bool = False,
+                    quick: bool = False) -> dict[str, dict]:
+    """learn / validate / evaluate (:func:`speech_split` for ``detector.target``) as utterances with their voices
+    and engines, kept where the detector handles them dry (learn: its positives only), with the counts given
+    and kept."""
+    sets = speech_split(voices_dir, word=detector.target, bundled_only=bundled_only, quick=quick)
+    out = {}
+    for name, clips in sets.items():
+        utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
+        keep = clean_correct(detector, utterances, config)
+        if name == "learn":
+            keep &= utterances.labels == 1
+        kept = utterances.subset(keep)
+        out[name] = {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes,
+                     "given": {"positives": int(utterances.labels.sum()),
+                               "negatives": int((utterances.labels == 0).sum())},
+                     "kept": {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
+                              "voices": len({voice_of[i] for i in kept.ids}),
+                              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist())
+                                                      if y}),
+                              "engines": sorted({engine_of[i] for i in kept.ids})}}
+        log(f"{name}: kept {out[name]['kept']} of {out[name]['given']}")
+    return out
 
 
 def fmt(estimate: dict, digits: int = 3) -> str:
