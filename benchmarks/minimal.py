@@ -56,7 +56,7 @@ from clips import UnitInput, import_adv_lib  # noqa: E402
 
 from robustaudio.attacks import ThreatModel, is_fooled, minimal_eps  # noqa: E402
 from robustaudio.attacks.backends import foolbox_minimal_norms  # noqa: E402
-from robustaudio.attacks.minimal import DEFAULT_START  # noqa: E402
+from robustaudio.attacks.minimal import DEFAULT_START, MinimalResult  # noqa: E402
 from robustaudio.attacks.threat import lp_norm  # noqa: E402
 from robustaudio.data import AudioDataset  # noqa: E402
 from robustaudio.models import frozen, load_model  # noqa: E402
@@ -93,17 +93,18 @@ def timed(run):
     return out, time.perf_counter() - start
 
 
-PASSES: dict[str, float] = {}  # ours: mean forward + backward passes per clip of the last run
-
-
-def ours(model, audio, labels, norm: str, steps: int | None = None, walk: int | None = None) -> torch.Tensor:
+def ours(model, audio, labels, norm: str, steps: int | None = None, walk: int | None = None) -> MinimalResult:
     spec = AttackSpec("minimal", steps=steps)
     threat = ThreatModel(norm, eps=DEFAULT_START[norm])
     options = dict(spec.options) | ({"refine_steps": walk} if walk is not None else {})
     result = minimal_eps(model, audio, labels, threat, steps=spec.steps, generator=torch.Generator().manual_seed(0),
                          **options)
-    PASSES["last"] = float((result.forwards + result.backwards).float().mean())
-    return result.found_norm
+    return result
+
+
+def passes(result: MinimalResult) -> float:
+    """Mean forward + backward passes per clip of one search."""
+    return float((result.forwards + result.backwards).float().mean())
 
 
 def foolbox_fmn(model, audio, labels, norm: str, steps: int = 100, max_stepsize: float | None = None):
@@ -175,16 +176,20 @@ def compare(model, norms, n: int, chosen: dict) -> None:
 
 def compare_norm(model, audio, labels, norm: str, size: float, steps: int) -> None:
     results = {}
+    searches: dict[str, MinimalResult] = {}  # our rows' whole results (pass counts)
 
     def row(name, run):
-        found, seconds = timed(run)
+        out, seconds = timed(run)
+        if isinstance(out, MinimalResult):
+            searches[name] = out
+        found = out.found_norm if isinstance(out, MinimalResult) else out
         results[name] = (median(found), seconds, found)
         print(f"   {name:44s} median {results[name][0]:.3g}  {seconds:7.1f} s  "
               f"found {int(torch.isfinite(found).sum())}/{len(audio)}", flush=True)
 
     print(f"\n {norm}:")
     row("ours: minimal_eps (AttackSpec('minimal'))", lambda: ours(model, audio, labels, norm))
-    our_passes = PASSES["last"]
+    our_passes = passes(searches["ours: minimal_eps (AttackSpec('minimal'))"])
     row("foolbox FMN, defaults (100 steps, 1.0)", lambda: foolbox_fmn(model, audio, labels, norm))
     row(f"foolbox FMN, tuned ({steps} steps, {size:g})", lambda: foolbox_fmn(model, audio, labels, norm, steps, size))
     row(f"adv_lib FMN, tuned ({steps} steps, {size:g})", lambda: adv_lib_fmn(model, audio, labels, norm, steps, size))
@@ -224,9 +229,9 @@ def walk_sweep(model, norms, n: int) -> None:
     print(f"WALK SWEEP: {len(audio)} clean-correct train clips")
     for norm in norms:
         for walk in (40, 80, 120, 160):
-            found, seconds = timed(lambda w=walk, p=norm: ours(model, audio, labels, p, walk=w))
-            print(f"   {norm:4s} {walk:3d} walk steps: median {median(found):.3g}  "
-                  f"{PASSES['last']:.0f} passes per clip  {seconds:6.1f} s", flush=True)
+            result, seconds = timed(lambda w=walk, p=norm: ours(model, audio, labels, p, walk=w))
+            print(f"   {norm:4s} {walk:3d} walk steps: median {median(result.found_norm):.3g}  "
+                  f"{passes(result):.0f} passes per clip  {seconds:6.1f} s", flush=True)
 
 
 def main() -> None:
