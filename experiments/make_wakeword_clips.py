@@ -18,6 +18,13 @@ setting, text``; ``split`` is the engine's role (``learn`` for eSpeak NG, ``eval
 others: see :mod:`robustaudio.data.speech`); ``speaker`` names the recorded person behind a voice
 where two engines share one (flite and Festival kal, flite and Festival slt).
 
+``--accented`` writes a set of voices that none of the above uses (split ``fresh``): Festival's Czech
+(dita, krb, machac, ph), Finnish (lj, mv), Catalan (ona, HTS) and Russian (nsh, unit selection) voices
+saying the English word with their own letter-to-sound rules, or respelt as a speaker of the language
+would write it where that is needed to be understood (Czech "hej džárvis", Catalan "hei jàrvis") (``apt-get install festival festvox-czech-dita
+festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv
+festvox-ca-ona-hts festvox-ru``), with the same negatives.
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -116,6 +123,15 @@ FESTIVAL_VOICES = {"kal_diphone": "kal", "ked_diphone": "ked", "cmu_us_slt_arcti
                    "lp_diphone": "lp", "pc_diphone": "pc"}     # voice -> speaker
 STRETCHES = (0.9, 1.0, 1.15)                                   # duration stretch (1.15 = 15% slower)
 TEXTS = {"alexa": ("alexa", "Alexa?"), "hey jarvis": ("hey jarvis", "Hey Jarvis?")}  # statement and question
+# voice -> the character set its front end reads (the Hindi, Marathi and Telugu voices read no Latin text)
+ACCENTED_VOICES = {"czech_dita": "iso-8859-2", "czech_krb": "iso-8859-2", "czech_machac": "iso-8859-2",
+                   "czech_ph": "iso-8859-2", "suo_fi_lj_diphone": "iso-8859-1", "hy_fi_mv_diphone": "iso-8859-1",
+                   "upc_ca_ona_hts": "iso-8859-1", "msu_ru_nsh_clunits": "ascii"}
+# How a speaker of the voice's language would write the word to say it (English spelling where that already
+# works: Czech reads "alexa" as [aleksa]); voice-name prefix -> (statement, question)
+ACCENTED_TEXTS = {"hey jarvis": {"czech": ("hej džárvis", "Hej džárvis?"), "upc_ca": ("hei jàrvis", "Hei jàrvis?")}}
+ACCENTED_PACKAGES = ("festvox-czech-dita", "festvox-czech-krb", "festvox-czech-machac", "festvox-czech-ph",
+                     "festvox-suopuhe-lj", "festvox-suopuhe-mv", "festvox-ca-ona-hts", "festvox-ru")
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 
@@ -140,10 +156,12 @@ def flite_say(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
         return read_wav(handle.name)
 
 
-def festival_say(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
+def festival_say(text: str, voice: str, stretch: float, encoding: str = "ascii") -> tuple[np.ndarray, int]:
+    """Festival's ``text2wave``; ``encoding``: the character set the voice's front end reads (Czech voices:
+    ISO-8859-2)."""
     with tempfile.TemporaryDirectory() as folder:
         source, wav = Path(folder) / "text.txt", Path(folder) / "out.wav"
-        source.write_text(text + "\n")
+        source.write_bytes((text + "\n").encode(encoding))
         subprocess.run(["text2wave", "-eval", f"(voice_{voice})",
                         "-eval", f"(Parameter.set 'Duration_Stretch {stretch})", str(source), "-o", str(wav)],
                        check=True, capture_output=True)
@@ -157,15 +175,8 @@ def espeak_variants() -> list[str]:
                   | {f"m{k}" for k in range(1, 8)} | {f"f{k}" for k in range(1, 6)})
 
 
-def build_voice_set(out: Path, word: str = "alexa") -> int:
-    """Write the --voices set under ``out`` (clips + metadata.csv); returns the number of clips."""
-    for tool in ("espeak-ng", "flite", "text2wave"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is missing: apt-get install -y espeak-ng flite festival festvox-kallpc16k "
-                             f"festvox-us-slt-hts festvox-italp16k festvox-itapc16k")
-    label = word.replace(" ", "_")
-    rows: list[dict] = []
-
+def _saver(out: Path, rows: list[dict]):
+    """A function that writes one clip under ``out/clips/<kind>/`` and appends its metadata row."""
     def save(kind: str, name: str, samples: np.ndarray, rate: int, split: str, engine: str, voice: str,
              speaker: str, setting: str, text: str) -> None:
         if samples.size == 0 or not np.abs(samples).max():
@@ -175,7 +186,26 @@ def build_voice_set(out: Path, word: str = "alexa") -> int:
         write(out / path.parent, path.stem, to_clip(samples, rate))
         rows.append({"path": str(path), "label": kind, "split": split, "engine": engine, "voice": voice,
                      "speaker": speaker, "setting": setting, "text": text})
+    return save
 
+
+def _write_metadata(out: Path, rows: list[dict]) -> int:
+    with open(out / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
+
+
+def build_voice_set(out: Path, word: str = "alexa") -> int:
+    """Write the --voices set under ``out`` (clips + metadata.csv); returns the number of clips."""
+    for tool in ("espeak-ng", "flite", "text2wave"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is missing: apt-get install -y espeak-ng flite festival festvox-kallpc16k "
+                             f"festvox-us-slt-hts festvox-italp16k festvox-itapc16k")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
     for variant in espeak_variants():  # three accents per variant, rate and pitch drawn from the name
         draw = zlib.crc32(variant.encode())
         for k in range(3):
@@ -204,11 +234,29 @@ def build_voice_set(out: Path, word: str = "alexa") -> int:
         for voice, speaker in FESTIVAL_VOICES.items():
             save(f"not-{label}", f"{k:02d}-festival-{voice}", *festival_say(text, voice, 1.0), "evaluate",
                  "festival", voice, speaker, "Duration_Stretch 1", text)
-    with open(out / "metadata.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return len(rows)
+    return _write_metadata(out, rows)
+
+
+def build_accented_set(out: Path, word: str = "alexa") -> int:
+    """Write the --accented set under ``out``: Festival's non-English voices (Czech, Finnish, Catalan HTS,
+    Russian unit selection) saying the English wake word with their own letter-to-sound rules, at three
+    rates and two intonations, plus the everyday-phrase negatives; ``split`` is ``fresh``. Voices and
+    speakers appear in no other set of this script."""
+    if shutil.which("text2wave") is None:
+        raise SystemExit("text2wave is missing: apt-get install -y festival " + " ".join(ACCENTED_PACKAGES))
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for (voice, encoding), stretch in itertools.product(ACCENTED_VOICES.items(), STRETCHES):
+        respelt = [texts for prefix, texts in ACCENTED_TEXTS.get(word, {}).items() if voice.startswith(prefix)]
+        for text in (respelt[0] if respelt else TEXTS.get(word, (word,))):
+            question = "q" if text.endswith("?") else "s"
+            save(label, f"festival-{voice}-{stretch:g}-{question}", *festival_say(text, voice, stretch, encoding),
+                 "fresh", "festival", voice, voice, f"Duration_Stretch {stretch:g}", text)
+    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), ACCENTED_VOICES):
+        save(f"not-{label}", f"{k:02d}-festival-{voice}", *festival_say(text, voice, 1.0), "fresh", "festival",
+             voice, voice, "Duration_Stretch 1", text)
+    return _write_metadata(out, rows)
 
 
 def main() -> None:
@@ -216,7 +264,12 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--word", default="alexa", help="the wake word as spoken (folder name: spaces -> _)")
     parser.add_argument("--voices", action="store_true", help="the many-voice, three-engine set (see above)")
+    parser.add_argument("--accented", action="store_true",
+                        help="Festival's Czech, Finnish, Catalan and Russian voices saying the word (see above)")
     args = parser.parse_args()
+    if args.accented:
+        print(f"wrote {build_accented_set(args.out, args.word)} clips under {args.out}")
+        return
     if args.voices:
         print(f"wrote {build_voice_set(args.out, args.word)} clips under {args.out}")
         return
