@@ -21,9 +21,9 @@ where two engines share one (flite and Festival kal, flite and Festival slt).
 ``--accented`` writes a set of voices that none of the above uses (split ``fresh``): Festival's Czech
 (dita, krb, machac, ph), Finnish (lj, mv), Catalan (ona, HTS) and Russian (nsh, unit selection) voices
 saying the English word with their own letter-to-sound rules, or respelt as a speaker of the language
-would write it where that is needed to be understood (Czech "hej džárvis", Catalan "hei jàrvis") (``apt-get install festival festvox-czech-dita
-festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv
-festvox-ca-ona-hts festvox-ru``), with the same negatives.
+would write it where that is needed to be understood (Czech "hej džárvis", Catalan "hei jàrvis")
+(``apt-get install festival festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph
+festvox-suopuhe-lj festvox-suopuhe-mv festvox-ca-ona-hts festvox-ru``), with the same negatives.
 
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
