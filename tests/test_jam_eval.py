@@ -30,7 +30,14 @@ from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, SpeechSplitError, engine_split, read_speech_set, voice_split
-from robustaudio.metrics.jamming import choose_level, evaluate_seeds, random_loops, seed_summary, voice_table
+from robustaudio.metrics.jamming import (
+    choose_level,
+    evaluate_seeds,
+    random_loops,
+    seed_rooms,
+    seed_summary,
+    voice_table,
+)
 from robustaudio.runner.jam import jam_and_evaluate
 from robustaudio.stats import clustered_bootstrap, f1_from_counts, rate_of
 
@@ -355,6 +362,10 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
     pooled = {s["condition"]: s["scenes"] for s in run.summary if s["rooms"] == "held-out"}
     assert pooled == {c: 2 * kept for c in ("clean", "random", "adversarial")}
     assert set(run.rooms) == {"optimisation", "held-out, seed 1", "held-out, seed 2"}
+    for s in (1, 2):  # the rooms listed are the ones each seed's rows were scored in (row "room": an index)
+        listed = run.rooms[f"held-out, seed {s}"]
+        assert listed.seed == s and listed.rooms == seed_rooms(FAST, 2, (s,))[s].rooms
+        assert {r["room"] for r in run.seed_rows if r["seed"] == s} <= set(range(len(listed.rooms)))
     plain = jam_and_evaluate(detector, speech, speech, FAST, steps=1, batch_size=2, loop_seconds=0.5,
                              optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2)
     assert plain.seed_rows == [] and plain.settings["augmentation"] is None

@@ -150,14 +150,13 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
-            scene_seeds=tuple(scene_seeds), voices=voices, engines=engines,
+            scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
             augmentation=Augmentation() if augment else None,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
-    run.settings["evaluate_engines"] = list(evaluate_engines)
     write_jam_report(out, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))

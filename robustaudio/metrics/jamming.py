@@ -16,7 +16,7 @@ The statistics themselves (F1 from counts, the voice-clustered bootstrap) live i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -178,6 +178,13 @@ def random_loops(loop_seconds: float, sample_rate: int, pieces: int = 4, base: i
 
 
 @torch.no_grad()
+def seed_rooms(config: EOTConfig, held_out_rooms: int, seeds: Sequence[int]) -> dict[int, RoomSet]:
+    """Scene seed -> its ``held_out_rooms`` held-out rooms (:func:`~.eot.make_rooms`, cached: asking again
+    simulates nothing)."""
+    return {int(s): make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60), config.sample_rate)
+            for s in seeds}
+
+
 def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utterances, config: EOTConfig,
                    musics: Mapping[str, Any], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 4,
                    avoid: RoomSet | None = None, batch_size: int = 32,
@@ -196,7 +203,7 @@ def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utteran
     per_seed = len(musics) * len(utterances) * draws
     for k, s in enumerate(seeds):
         started = time.perf_counter()
-        rooms = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60), config.sample_rate)
+        rooms = seed_rooms(config, held_out_rooms, (s,))[int(s)]
         if avoid is not None and set(rooms.rooms) & set(avoid.rooms):
             raise JamError(f"Scene seed {s}: a held-out room is also one the music was optimised in; use other seeds.")
         resolved = {name: resolve_music(music, int(s)) for name, music in musics.items()}
@@ -294,4 +301,4 @@ def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTC
 
 
 __all__ = ["CONDITIONS", "choose_level", "clean_correct", "evaluate", "evaluate_seeds", "random_loops", "resolve_music",
-           "seed_summary", "summarize", "sweep_levels", "voice_table"]
+           "seed_rooms", "seed_summary", "summarize", "sweep_levels", "voice_table"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..attacks.eot import Augmentation, EOTConfig, JamError, RoomSet, Utterances, make_rooms, room_split
+from ..attacks.eot import Augmentation, EOTConfig, JamError, RoomSet, Utterances, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
 from ..metrics.jamming import (
@@ -17,6 +17,7 @@ from ..metrics.jamming import (
     evaluate,
     evaluate_seeds,
     random_loops,
+    seed_rooms,
     seed_summary,
     summarize,
     voice_table,
@@ -49,7 +50,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      callback: Callable[[dict], None] | None = None,
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
-                     n_resamples: int = 2000, progress: Callable[[str, int, int], None] | None = None) -> JamRun:
+                     evaluate_engines: Sequence[str] = (), n_resamples: int = 2000,
+                     progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
     clips it handles correctly clean (positives it fires on, negatives it does not), in both room
@@ -69,6 +71,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
     clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
     (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
+    ``evaluate_engines``: the engines held out from learning (recorded in ``settings``).
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -108,7 +111,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
                 "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
-                "augmentation": augmentation.as_dict() if augmentation is not None else None}
+                "augmentation": augmentation.as_dict() if augmentation is not None else None,
+                "evaluate_engines": list(evaluate_engines)}
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
                 "test_positives_given": int((test.labels == 1).sum()),
@@ -123,9 +127,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                                        seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
                                        avoid=optimisation, progress=phase("scene seeds"))
         run.rows = rows + run.seed_rows
-        for s in scene_seeds:
-            rooms[f"held-out, seed {int(s)}"] = make_rooms("held-out", held_out_rooms, int(s), tuple(config.rt60),
-                                                           config.sample_rate)  # cached: already drawn
+        rooms.update({f"held-out, seed {s}": room_set
+                      for s, room_set in seed_rooms(config, held_out_rooms, scene_seeds).items()})
         run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
         run.voice_table = voice_table(run.seed_rows, clusters, engines)
         if engines is not None:
