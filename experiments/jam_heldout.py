@@ -46,7 +46,7 @@ import torch
 from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
-from robustaudio.attacks.eot import Augmentation, EOTConfig, room_split
+from robustaudio.attacks.eot import Augmentation, EOTConfig, Utterances, room_split
 from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
@@ -63,6 +63,14 @@ from robustaudio.metrics.jamming import (
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 from robustaudio.stats import clustered_bootstrap, f1_from_counts
+
+
+def joined(first: Utterances, second: Utterances) -> Utterances:
+    """The clips of both sets, zero-padded to the longer one's width."""
+    width = max(first.audio.shape[1], second.audio.shape[1])
+    audio = torch.cat([torch.nn.functional.pad(u.audio, (0, width - u.audio.shape[1])) for u in (first, second)])
+    return Utterances(first.ids + second.ids, audio, torch.cat([first.lengths, second.lengths]),
+                      torch.cat([first.labels, second.labels]))
 
 
 def fmt(estimate: dict) -> str:
@@ -201,13 +209,17 @@ def main() -> None:
     parser.add_argument("--sweep-draws", type=int, default=2)
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--learn-set", choices=("all", "bundled"), default="all",
-                        help="learn on every eSpeak NG voice (default) or on the bundled train voices only")
+    parser.add_argument("--learn-set", choices=("all", "bundled", "espeak+flite"), default="all",
+                        help="learn on every eSpeak NG voice (default), on the bundled train voices only, or on every "
+                             "eSpeak NG voice plus the flite positives (then only Festival voices are never learned "
+                             "from: the flite rows of the evaluation are not held out)")
     parser.add_argument("--word", choices=("alexa", "hey_jarvis"), default="alexa",
                         help="the wake word (openWakeWord's model of that name); --voices must hold it")
     parser.add_argument("--transfer-to", help="also score with this detector, e.g. microwakeword:alexa")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--opt-seed", type=int, default=0,
+                        help="the optimiser's seed (its starting loop and scene draws; the rooms stay seed 0's)")
     parser.add_argument("--render", action="store_true", help="only rebuild OUT/jam_heldout.md from its JSON")
     parser.add_argument("--compare", type=Path, nargs="+", help="only print a table comparing these runs' outputs")
     args = parser.parse_args()
@@ -225,6 +237,14 @@ def main() -> None:
     sets = detectable_sets(args.voices, detector, base, bundled_only=args.learn_set == "bundled",
                            quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, 0)
+    if args.learn_set == "espeak+flite":
+        part = sets["evaluate"]
+        flite = torch.tensor([part["engines"][i] == "flite" and y == 1
+                              for i, y in zip(part["utterances"].ids, part["utterances"].labels.tolist())])
+        sets["learn"]["utterances"] = joined(sets["learn"]["utterances"], part["utterances"].subset(flite))
+        sets["learn"]["kept"]["positives"] = len(sets["learn"]["utterances"])
+        sets["learn"]["kept"]["voices"] += len({part["voices"][i] for i in part["utterances"].subset(flite).ids})
+        log(f"learn: + {int(flite.sum())} flite positives")
 
     if args.music_db is None:
         sweep = sweep_levels(detector, sets["validate"]["utterances"], base, args.levels, seeds=args.seeds,
@@ -237,7 +257,7 @@ def main() -> None:
     log(f"music at {music_db:g} dB re speech")
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     augmentation = None if args.no_augment else Augmentation()
-    synth = KarplusStrong(4.0, detector.sample_rate, seed=0)
+    synth = KarplusStrong(4.0, detector.sample_rate, seed=args.opt_seed)
 
     def progress(entry: dict) -> None:
         if entry["step"] % 25 == 0 or entry["step"] == 1:
@@ -245,7 +265,8 @@ def main() -> None:
                 f"{entry['seconds']:.0f} s")
 
     learned = jam(synth, detector, sets["learn"]["utterances"], optimisation, config, steps=args.steps,
-                  batch_size=args.batch_size, lr=args.lr, seed=0, callback=progress, augmentation=augmentation)
+                  batch_size=args.batch_size, lr=args.lr, seed=args.opt_seed, callback=progress,
+                  augmentation=augmentation)
     write_audio(args.out / "adversarial.wav", learned.music, detector.sample_rate)
     torch.save({"music": learned.music, "music_db": music_db}, args.out / "music.pt")
     detectors = {f"openwakeword:{args.word}": detector}
@@ -268,7 +289,8 @@ def main() -> None:
         for row in summary[name]["overall"]:
             log(f"{name} {row['detector']} {row['condition']}: F1 {fmt(row['f1'])}, per seed {row['per_seed']}")
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()},
-              "settings": {"word": args.word, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "settings": {"word": args.word, "steps": args.steps, "opt_seed": args.opt_seed,
+                           "batch_size": args.batch_size, "lr": args.lr,
                            "seeds": args.seeds,
                            "draws": args.draws, "sweep_draws": args.sweep_draws, "levels": args.levels,
                            "n_resamples": args.n_resamples, "quick": args.quick, "learn_set": args.learn_set,
