@@ -407,3 +407,35 @@ def test_a_silent_loop_adds_nothing_and_no_nan():
     assert float(parts["music"][1].abs().max()) > 0
     torch.testing.assert_close(render(speech, loops, transforms, rooms, FAST)[0],
                                (parts["speech"][0] + parts["noise"][0]).clamp(-1, 1))
+
+
+def test_cli_jam_chooses_the_music_level_on_its_own_split(tmp_path, few_minievents):
+    """--level-split: the level is the loudest of --levels whose random-music F1 (mean over the scene seeds)
+    on that split's clips stays >= --level-floor; it is recorded and reported; it may not be the evaluation
+    split nor come with --music-db."""
+    from robustaudio.cli import main
+
+    table = pd.read_csv(bundled_path() / "metadata.csv")
+    speech = table["label"] == "speech"
+    extra = pd.concat([table[speech & (table["split"] == "train")].iloc[2:4],
+                       table[~speech & (table["split"] == "train")].head(2)])
+    extra = extra.assign(path=[str(bundled_path() / p) for p in extra["path"]], split="validation")
+    pd.concat([pd.read_csv(few_minievents / "metadata.csv"), extra[["path", "label", "split"]]]).to_csv(
+        few_minievents / "metadata.csv", index=False)
+    common = ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents), "--steps", "2",
+              "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+              "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1"]
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, [*common, "--level-split", "validation", "--levels", "-40", "--levels", "10",
+                                       "--level-floor", "0.6", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    choice = card["settings"]["level_choice"]
+    means = {float(level): entry["mean"] for level, entry in choice["random_f1"].items()}
+    assert set(means) == {-40.0, 10.0} and choice["split"] == "validation" and choice["scene_seeds"] == [1001]
+    assert card["music_db"] == choice["chosen_db"] == max(level for level, m in means.items() if m >= 0.6)
+    assert means[-40.0] > means[10.0]  # music 10 dB above the speech jams more than music 40 dB below it
+    assert "music level chosen on split 'validation'" in (out / "report.md").read_text()
+    for wrong in (["--level-split", "validation", "--music-db", "-10"], ["--level-split", "test"]):
+        refused = CliRunner().invoke(main, [*common, *wrong, "--out", str(tmp_path / "x")])
+        assert refused.exit_code == 2 and "--level-split" in refused.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -65,6 +66,36 @@ def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: s
     return learn, test, {**voices, **more_voices}, {**engines, **more_engines}, notes + more
 
 
+def _level_utterances(root: Path | None, target: str, sample_rate: int, level_split: str, test, voices,
+                      evaluate_engines: tuple[str, ...]):
+    """The clips of ``level_split`` to choose the music level on; refuses any clip or voice that is also
+    evaluated on."""
+    from ..attacks.eot import JamError
+    from ..attacks.jamming import load_speech, load_utterances
+    from ..data.speech import SpeechSplitError, read_speech_set
+    try:
+        clips = read_speech_set(root) if root is not None else None
+    except (SpeechSplitError, OSError):
+        clips = None
+    if clips is None:
+        chosen, _ = load_utterances(root, target, sample_rate, level_split)
+        shared = set(chosen.ids) & set(test.ids)
+    else:
+        picked = [c for c in clips if c.split == level_split and c.engine not in evaluate_engines]
+        if not picked:
+            raise JamError(f"No clip of split {level_split!r} to choose the music level on in {root} "
+                           f"(outside the evaluated engines).")
+        chosen, level_voices, _, _ = load_speech(picked, target, sample_rate)
+        shared = {level_voices[i] for i in chosen.ids} & {voices[i] for i in test.ids} if voices else set()
+        shared |= set(chosen.ids) & set(test.ids)
+    if not len(chosen):
+        raise JamError(f"No usable clip of split {level_split!r} to choose the music level on.")
+    if shared:
+        raise JamError(f"--level-split {level_split}: {len(shared)} clip(s) or voice(s) are also evaluated on "
+                       f"({', '.join(sorted(shared)[:3])}): choose the level on other clips.")
+    return chosen
+
+
 @click.command()
 @model_options
 @click.option("--target", help="Class to stop detecting (default: the wake word of a wake-word model).")
@@ -73,8 +104,15 @@ def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: s
                    "Default: the bundled wake-word set for openwakeword:, else the bundled minievents.")
 @click.option("--learn-split", default="train", show_default=True, help="Split of the clips to optimise on.")
 @click.option("--split", default="test", show_default=True, help="Split of the clips to evaluate on.")
-@click.option("--music-db", type=float, default=choices.JAM_MUSIC_DB, show_default=True,
-              help="Music level relative to the speech at the microphone (dB): the loudness constraint.")
+@click.option("--music-db", type=float, help="Music level relative to the speech at the microphone (dB): the "
+              f"loudness constraint (default {choices.JAM_MUSIC_DB:g}, or chosen with --level-split).")
+@click.option("--level-split", help="Choose the music level on the clips of this split (never the evaluation "
+              "clips, e.g. a validation split): the loudest of --levels at which random music keeps a mean F1 >= "
+              "--level-floor over the scene seeds. Only random music is played to choose.")
+@click.option("--levels", type=float, multiple=True, default=(-14.0, -12.0, -10.0, -8.0), show_default=True,
+              help="Music levels (dB re speech) --level-split tries.")
+@click.option("--level-floor", type=click.FloatRange(0, 1), default=0.70, show_default=True,
+              help="The random-music F1 the chosen level must keep on the --level-split clips.")
 @click.option("--jitter-db", type=float, default=choices.JAM_JITTER_DB, show_default=True,
               help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
 @click.option("--noise-snr-db", type=float, nargs=2, default=choices.JAM_NOISE_SNR_DB, show_default=True,
@@ -109,7 +147,8 @@ def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: s
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
                    "the music is optimised on --model only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
-def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, jitter_db, noise_snr_db,
+def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
+        level_floor, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
         random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
@@ -122,7 +161,11 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..attacks.music import MusicError
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
-    from ..runner.jam import jam_and_evaluate
+    from ..runner.jam import choose_music_level, jam_and_evaluate
+    if level_split is not None and music_db is not None:
+        raise click.UsageError("--music-db sets the level and --level-split chooses it: pass one of them.")
+    if level_split is not None and level_split == split and not evaluate_engines:
+        raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
     from ..acoustics import require_pyroomacoustics
     try:
@@ -130,7 +173,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
         if scene_seconds is None:
             scene_seconds = STREAMING_SCENE_SECONDS if detector.windowed else float(detector.model.clip_seconds)
-        config = EOTConfig(music_db=music_db, jitter_db=jitter_db, noise_snr_db=tuple(noise_snr_db),
+        config = EOTConfig(music_db=choices.JAM_MUSIC_DB if music_db is None else music_db, jitter_db=jitter_db,
+                           noise_snr_db=tuple(noise_snr_db),
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
         from ..data.datasets import BUNDLED_ROOT
 
@@ -141,17 +185,35 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         if learn.ids == test.ids:
             notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
                          f"evaluated (the rooms are still held out).")
+        level_choice = None
+        if level_split is not None:
+            level_clips = _level_utterances(root, detector.target, detector.sample_rate, level_split, test, voices,
+                                            tuple(evaluate_engines))
+            click.echo(f"choosing the music level on split {level_split!r} ({len(level_clips)} clips): "
+                       f"{', '.join(f'{v:g}' for v in levels)} dB")
+            level_progress = PhaseProgress("level", {"choosing the level": "levels"})
+            level, level_choice = choose_music_level(
+                detector, level_clips, config, levels, seeds=tuple(scene_seeds) or (1,), floor=level_floor,
+                optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, loop_seconds=loop_seconds,
+                random_pieces=random_pieces, seed=seed,
+                progress=lambda done, total: level_progress("choosing the level", done, total))
+            level_progress.close()
+            level_choice["split"] = level_split
+            for value, entry in level_choice["random_f1"].items():
+                click.echo(f"  {value} dB: random-music F1 mean {entry['mean']:.3f} over scene seeds")
+            config = replace(config, music_db=level)
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
-        out = Path(out) if out else default_out("jam", [model_name, detector.target, music_db, steps, seed,
-                                                        transfer_to, scene_seeds, evaluate_engines, augment])
-        click.echo(f"jamming {model_name} ({detector.target!r}) at {music_db:g} dB re speech; writing {out}")
+        out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
+                                                        steps, seed, transfer_to, scene_seeds, evaluate_engines,
+                                                        augment])
+        click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
             detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
-            augmentation=Augmentation() if augment else None,
+            level_choice=level_choice, augmentation=Augmentation() if augment else None,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
         progress.close()

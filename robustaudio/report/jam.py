@@ -248,6 +248,14 @@ def _summary_lines(card: dict) -> list[str]:
              f"{card['optimisation_seconds']:.0f} s; whole run {card['wall_seconds']:.0f} s",
              f"music: {card['files']['adversarial']} (adversarial), {card['files']['random']} (random start)",
              f"seed: {s['seed']}; versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
+    choice = s.get("level_choice")
+    if choice:
+        lines.append(f"music level chosen on split {choice['split']!r} ({choice['positives']} positives, "
+                     f"{choice['negatives']} negatives, never evaluated on): the loudest level keeping a mean "
+                     f"random-music F1 ≥ {choice['floor']:g} over scene seeds "
+                     f"{', '.join(map(str, choice['scene_seeds']))}: "
+                     + ", ".join(f"{level} dB {_fmt(entry['mean'])}" for level, entry in choice["random_f1"].items())
+                     + f": {choice['chosen_db']:g} dB")
     for rooms, values in card["headline_f1"].items():
         lines.append(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {_fmt(v)}" for c, v in values.items()))
     return lines

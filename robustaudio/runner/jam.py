@@ -13,6 +13,7 @@ from ..attacks.eot import Augmentation, EOTConfig, JamError, RoomSet, Utterances
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
 from ..metrics.jamming import (
+    choose_level,
     clean_correct,
     evaluate,
     evaluate_seeds,
@@ -20,8 +21,11 @@ from ..metrics.jamming import (
     seed_rooms,
     seed_summary,
     summarize,
+    sweep_levels,
     voice_table,
 )
+
+LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
 
 
 @dataclass
@@ -50,7 +54,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      callback: Callable[[dict], None] | None = None,
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
-                     evaluate_engines: Sequence[str] = (), n_resamples: int = 2000,
+                     evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
+                     n_resamples: int = 2000,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -71,7 +76,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
     clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
     (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
-    ``evaluate_engines``: the engines held out from learning (recorded in ``settings``).
+    ``evaluate_engines``: the engines held out from learning; ``level_choice``: how ``config.music_db`` was
+    chosen (:func:`choose_music_level`'s record); both recorded in ``settings``.
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -112,7 +118,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
                 "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
-                "evaluate_engines": list(evaluate_engines)}
+                "evaluate_engines": list(evaluate_engines),
+                "level_choice": dict(level_choice) if level_choice is not None else None}
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
                 "test_positives_given": int((test.labels == 1).sum()),
@@ -139,4 +146,41 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     return run
 
 
-__all__ = ["JamRun", "jam_and_evaluate"]
+def choose_music_level(detector: Detector, utterances: Utterances, config: EOTConfig,
+                       levels: Sequence[float], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), floor: float = 0.70,
+                       optimisation_rooms: int = 16, held_out_rooms: int = 16, draws: int = 2,
+                       loop_seconds: float = 4.0, random_pieces: int = 4, seed: int = 0,
+                       progress: Callable[[int, int], None] | None = None) -> tuple[float, dict]:
+    """The music level (dB re speech) for a jam: the loudest of ``levels`` at which random music keeps a
+    mean F1 >= ``floor`` over the scene seeds (:func:`~..metrics.jamming.sweep_levels`,
+    :func:`~..metrics.jamming.choose_level`) on ``utterances``, clips set aside for this (never the ones the
+    headline is measured on), kept where the detector handles them dry.
+
+    The sweep plays each level in held-out rooms of scene seeds ``1000 + s`` (none an optimisation room of
+    ``room_split(config, optimisation_rooms, held_out_rooms, seed)``, none an evaluation seed's), with
+    :func:`random_loops` music. Only random music is played: the choice never sees the adversarial music.
+    Returns ``(level, record)``: the record has every level's F1 per seed and its mean, the floor, the
+    clips used and the level chosen. ``progress(levels_done, levels_total)``.
+    """
+    kept = utterances.subset(clean_correct(detector, utterances, config))
+    positives = int((kept.labels == 1).sum())
+    if positives == 0:
+        raise JamError(f"None of the {int((utterances.labels == 1).sum())} '{detector.target}' clips set aside to "
+                       f"choose the music level is detected clean: the level cannot be chosen on them.")
+    optimisation, _ = room_split(config, optimisation_rooms, held_out_rooms, seed)
+    sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in seeds)
+    sweep: dict[float, dict[int, float]] = {}
+    for k, level in enumerate(levels):
+        sweep.update(sweep_levels(detector, kept, config, [level], seeds=sweep_seeds, held_out_rooms=held_out_rooms,
+                                  draws=draws, loop_seconds=loop_seconds, pieces=random_pieces, avoid=optimisation))
+        if progress is not None:
+            progress(k + 1, len(levels))
+    level = choose_level(sweep, floor)
+    record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": draws,
+              "positives": positives, "negatives": int((kept.labels == 0).sum()),
+              "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": sum(per_seed.values()) / len(per_seed)}
+                            for lvl, per_seed in sorted(sweep.items())}}
+    return level, record
+
+
+__all__ = ["JamRun", "choose_music_level", "jam_and_evaluate"]
