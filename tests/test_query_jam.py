@@ -50,6 +50,21 @@ def test_nes_lowers_a_black_box_score_within_its_query_budget():
     torch.testing.assert_close(result.music, synth().detach())
 
 
+def test_nes_searches_only_the_parameters_named():
+    """parameters=("gains", "damping_logit"): the excitations (the strings' timbre) stay exactly at their start
+    while the melody moves."""
+    speech, rooms = tone_utterances(4), make_rooms("optimisation", 2, 0, FAST.rt60)
+    synth = KarplusStrong(seconds=0.5, seed=0)
+    start = {name: p.detach().clone() for name, p in synth.named_parameters()}
+    settings = QuerySettings(queries=256, population=8, batch_size=4, sigma=0.1, lr=0.05, snapshots=(),
+                             parameters=("gains", "damping_logit"))
+    query_jam(synth, ScoresOnly(Detector(BandEnergy(), "tone")), speech, rooms, FAST, settings, seed=0)
+    torch.testing.assert_close(synth.excitation.detach(), start["excitation"], rtol=0, atol=0)
+    assert not torch.equal(synth.gains.detach(), start["gains"])
+    with pytest.raises(JamError, match="parameters must name"):
+        QuerySettings(parameters=("timbre",))
+
+
 def test_query_settings_refuse_what_cannot_run():
     with pytest.raises(JamError, match="even"):
         QuerySettings(population=5)
