@@ -175,8 +175,8 @@ def main() -> None:
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
           for q in qs], "",
         f"NES over {', '.join(settings.parameters)}: population {settings.population}, {settings.batch_size} "
-        f"scenes per step, σ {settings.sigma}, lr {settings.lr}; attack {result.seconds:.0f} s, whole run {time.perf_counter() - started:.0f} s "
-        f"(learning set {data['learn']['kept']}).", "",
+        f"scenes per step, σ {settings.sigma}, lr {settings.lr}; attack {result.seconds:.0f} s, "
+        f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}).", "",
         "![F1 against queries](f1_queries.png)", ""]
     if tuning:
         lines += ["## NES settings chosen on the validation voices", "",
