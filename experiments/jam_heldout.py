@@ -220,6 +220,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--opt-seed", type=int, default=0,
                         help="the optimiser's seed (its starting loop and scene draws; the rooms stay seed 0's)")
+    parser.add_argument("--learn-only", action="store_true",
+                        help="save the music (music.pt, adversarial.wav, jam_heldout.json's settings) and stop: for "
+                             "jam_fresh.py, which scores it elsewhere")
     parser.add_argument("--render", action="store_true", help="only rebuild OUT/jam_heldout.md from its JSON")
     parser.add_argument("--compare", type=Path, nargs="+", help="only print a table comparing these runs' outputs")
     args = parser.parse_args()
@@ -269,6 +272,15 @@ def main() -> None:
                   augmentation=augmentation)
     write_audio(args.out / "adversarial.wav", learned.music, detector.sample_rate)
     torch.save({"music": learned.music, "music_db": music_db}, args.out / "music.pt")
+    if args.learn_only:
+        (args.out / "jam_heldout.json").write_text(json.dumps(json_safe({
+            "music_db": music_db, "learn_only": True, "history": learned.history,
+            "settings": {"word": args.word, "steps": args.steps, "opt_seed": args.opt_seed, "lr": args.lr,
+                         "batch_size": args.batch_size, "learn_set": args.learn_set,
+                         "augmentation": augmentation.as_dict() if augmentation else None},
+            "wall_seconds": time.perf_counter() - started}), indent=1, allow_nan=False))
+        log(f"learned in {(time.perf_counter() - started) / 60:.1f} min: {args.out / 'music.pt'}")
+        return
     detectors = {f"openwakeword:{args.word}": detector}
     if args.transfer_to:
         detectors[args.transfer_to] = Detector(load_model(args.transfer_to), args.word)
