@@ -91,7 +91,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {float(level):g} | {', '.join(f'{v:.2f}' for v in values)} | "
                      f"{sum(values) / len(values):.3f} |")
     lines += ["", f"Chosen: **{result['music_db']:g} dB** (loudest mean >= {FLOOR}). Music: `{s['music_from']}` "
-              f"({s['music_steps']} steps, learned at {result['music_db']:g} dB on eSpeak NG voices).", "",
+              f"({s['music_steps']} steps, learned at {result['music_db']:g} dB on {s['music_learned_on']} voices, "
+              f"optimiser seed {s['music_opt_seed']}).", "",
               f"## Fresh voices ({result['kept']['positives']} positives from {result['kept']['positive_voices']} "
               f"voices, {result['kept']['negatives']} negatives; seeds {', '.join(map(str, s['seeds']))}, "
               f"{s['draws']} scenes per clip and seed)", "",
@@ -167,7 +168,9 @@ def main() -> None:
                          f"learn at that level first, e.g. `python experiments/jam_heldout.py --word {args.word} "
                          f"--voices {voices_dir} --music-db {music_db:g} --steps 2000 --out runs/jam_{args.word}_"
                          f"{music_db:g}`.")
-    steps = json.loads((args.music_from / "jam_heldout.json").read_text())["settings"]["steps"]
+    learned = json.loads((args.music_from / "jam_heldout.json").read_text())["settings"]
+    steps, learned_on = learned["steps"], {"all": "eSpeak NG", "bundled": "bundled eSpeak NG",
+                                           "espeak+flite": "eSpeak NG + flite"}[learned.get("learn_set", "all")]
 
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     fresh = fresh_set(fresh_dir, detector, config)
@@ -185,6 +188,8 @@ def main() -> None:
         log(f"{row['detector']} {row['condition']}: F1 {fmt(row['f1'])}, per seed {row['per_seed']}")
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()}, "kept": fresh["kept"],
               "settings": {"word": args.word, "music_from": str(args.music_from), "music_steps": steps,
+                           "music_learned_on": learned_on,
+                           "music_opt_seed": learned.get("opt_seed", 0),
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
                            "sweep_draws": args.sweep_draws, "floor": FLOOR, "n_resamples": args.n_resamples,
                            "quick": args.quick, "eot": config.as_dict(), "detectors": list(detectors)},
