@@ -435,24 +435,22 @@ class TFLiteSection(nn.Module):
             out = out.reshape(list(x.shape[:-1]) + [weight.shape[0]])
         return _activation(out, op.options.get("FusedActivationFunction"))
 
-    def _conv_2d(self, op, args):
+    def _conv(self, op, args, layout: str):
+        """CONV_2D (``layout`` "conv") or DEPTHWISE_CONV_2D ("depthwise": one group per input channel)."""
         x, bias = args[0], args[2] if len(args) > 2 else None
-        weight = self._float(op.inputs[1], "conv")
-        o = op.options
-        x = _pad_nhwc(x, o, (weight.shape[2], weight.shape[3]))
-        out = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride=(o["StrideH"], o["StrideW"]),
-                       dilation=(o.get("DilationHFactor") or 1, o.get("DilationWFactor") or 1))
-        return _activation(out.permute(0, 2, 3, 1), o.get("FusedActivationFunction"))
-
-    def _depthwise_conv_2d(self, op, args):
-        x, bias = args[0], args[2] if len(args) > 2 else None
-        weight = self._float(op.inputs[1], "depthwise")
+        weight = self._float(op.inputs[1], layout)
         o = op.options
         x = _pad_nhwc(x, o, (weight.shape[2], weight.shape[3]))
         out = F.conv2d(x.permute(0, 3, 1, 2), weight, bias, stride=(o["StrideH"], o["StrideW"]),
                        dilation=(o.get("DilationHFactor") or 1, o.get("DilationWFactor") or 1),
-                       groups=x.shape[3])
+                       groups=x.shape[3] if layout == "depthwise" else 1)
         return _activation(out.permute(0, 2, 3, 1), o.get("FusedActivationFunction"))
+
+    def _conv_2d(self, op, args):
+        return self._conv(op, args, "conv")
+
+    def _depthwise_conv_2d(self, op, args):
+        return self._conv(op, args, "depthwise")
 
     def _pool(self, op, args, kind: str):
         x, o = args[0], op.options
