@@ -52,6 +52,7 @@ from robustaudio.metrics.jamming import (
     choose_level,
     clean_correct,
     evaluate_seeds,
+    level_means,
     random_loops,
     seed_summary,
     sweep_levels,
@@ -86,10 +87,10 @@ def markdown(result: dict) -> str:
     lines = [f"# Blind headline: openWakeWord {s['word']} on fresh voices, level chosen on development engines",
              "", "## Level (development voices: flite + Festival English; mean random-music F1 over seeds 1-5)", "",
              "| music dB re speech | random-music F1 per seed | mean |", "|---|---|---|"]
+    means = level_means(result["level_sweep"])
     for level, per_seed in sorted(result["level_sweep"].items(), key=lambda kv: float(kv[0])):
-        values = list(per_seed.values())
-        lines.append(f"| {float(level):g} | {', '.join(f'{v:.2f}' for v in values)} | "
-                     f"{sum(values) / len(values):.3f} |")
+        lines.append(f"| {float(level):g} | {', '.join(f'{v:.2f}' for v in per_seed.values())} | "
+                     f"{means[float(level)]:.3f} |")
     lines += ["", f"Chosen: **{result['music_db']:g} dB** (loudest mean >= {FLOOR}). Music: `{s['music_from']}` "
               f"({s['music_steps']} steps, learned at {result['music_db']:g} dB on {s['music_learned_on']} voices, "
               f"optimiser seed {s['music_opt_seed']}).", "",

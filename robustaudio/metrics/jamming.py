@@ -268,12 +268,18 @@ def voice_table(rows: list[dict], clusters: Mapping[str, str], engines: Mapping[
     return out
 
 
+def level_means(f1_by_level: Mapping[float, Mapping[int, float]]) -> dict[float, float]:
+    """Level -> its random-music F1 averaged over scene seeds (NaN seeds ignored): what :func:`choose_level`
+    compares with the floor."""
+    return {float(level): float(np.nanmean(np.fromiter(per_seed.values(), dtype=float)))
+            for level, per_seed in f1_by_level.items()}
+
+
 def choose_level(f1_by_level: Mapping[float, Mapping[int, float]], floor: float = 0.70) -> float:
     """The loudest music level (dB re speech) whose random-music F1, averaged over scene seeds, is at
     least ``floor``; raises if none is. ``f1_by_level``: level -> {scene seed: F1}, as :func:`sweep_levels`
     returns it."""
-    means = {float(level): float(np.nanmean(np.fromiter(per_seed.values(), dtype=float)))
-             for level, per_seed in f1_by_level.items()}
+    means = level_means(f1_by_level)
     allowed = [level for level, mean in means.items() if mean >= floor]
     if not allowed:
         shown = ", ".join(f"{level:g} dB: {mean:.3f}" for level, mean in sorted(means.items()))
@@ -285,20 +291,24 @@ def choose_level(f1_by_level: Mapping[float, Mapping[int, float]], floor: float 
 @torch.no_grad()
 def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
                  seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2, loop_seconds: float = 4.0,
-                 pieces: int = 4, avoid: RoomSet | None = None) -> dict[float, dict[int, float]]:
+                 pieces: int = 4, avoid: RoomSet | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict[float, dict[int, float]]:
     """Random-music F1 per level and scene seed (held-out rooms; :func:`random_loops` music): the
-    input of :func:`choose_level`. Use clips and voices that are not the ones the headline is measured on."""
+    input of :func:`choose_level`. Use clips and voices that are not the ones the headline is measured on.
+    ``progress(levels_done, levels_total)`` after each level."""
     out: dict[float, dict[int, float]] = {}
     music = random_loops(loop_seconds, config.sample_rate, pieces)
-    for level in levels:
+    for k, level in enumerate(levels):
         rows = evaluate_seeds({"target": detector}, utterances, replace(config, music_db=float(level)),
                               {"random": music}, seeds=seeds, held_out_rooms=held_out_rooms, draws=draws,
                               avoid=avoid)
         out[float(level)] = {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows
                                                              if r["seed"] == s], dtype=bool))
                              for s in seeds}
+        if progress is not None:
+            progress(k + 1, len(levels))
     return out
 
 
-__all__ = ["CONDITIONS", "choose_level", "clean_correct", "evaluate", "evaluate_seeds", "random_loops", "resolve_music",
-           "seed_rooms", "seed_summary", "summarize", "sweep_levels", "voice_table"]
+__all__ = ["CONDITIONS", "choose_level", "clean_correct", "evaluate", "evaluate_seeds", "level_means", "random_loops",
+           "resolve_music", "seed_rooms", "seed_summary", "summarize", "sweep_levels", "voice_table"]

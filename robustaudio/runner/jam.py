@@ -17,6 +17,7 @@ from ..metrics.jamming import (
     clean_correct,
     evaluate,
     evaluate_seeds,
+    level_means,
     random_loops,
     seed_rooms,
     seed_summary,
@@ -169,16 +170,13 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
                        f"choose the music level is detected clean: the level cannot be chosen on them.")
     optimisation, _ = room_split(config, optimisation_rooms, held_out_rooms, seed)
     sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in seeds)
-    sweep: dict[float, dict[int, float]] = {}
-    for k, level in enumerate(levels):
-        sweep.update(sweep_levels(detector, kept, config, [level], seeds=sweep_seeds, held_out_rooms=held_out_rooms,
-                                  draws=draws, loop_seconds=loop_seconds, pieces=random_pieces, avoid=optimisation))
-        if progress is not None:
-            progress(k + 1, len(levels))
-    level = choose_level(sweep, floor)
+    sweep = sweep_levels(detector, kept, config, levels, seeds=sweep_seeds, held_out_rooms=held_out_rooms,
+                         draws=draws, loop_seconds=loop_seconds, pieces=random_pieces, avoid=optimisation,
+                         progress=progress)
+    level, means = choose_level(sweep, floor), level_means(sweep)
     record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": draws,
               "positives": positives, "negatives": int((kept.labels == 0).sum()),
-              "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": sum(per_seed.values()) / len(per_seed)}
+              "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": means[lvl]}
                             for lvl, per_seed in sorted(sweep.items())}}
     return level, record
 
