@@ -30,19 +30,25 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
-def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: str, split: str,
+def _speech_set(root: Path | None):
+    """The clips of ``root/metadata.csv`` with their engines and voices, or None where the data has no such
+    table (folders per label, or a metadata.csv without engine and voice columns)."""
+    from ..data.speech import SpeechSplitError, read_speech_set
+    try:
+        return read_speech_set(root) if root is not None else None
+    except (SpeechSplitError, OSError):
+        return None
+
+
+def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_split: str, split: str,
                 evaluate_engines: tuple[str, ...]):
-    """(learn, test, voices, engines, notes). With ``engine`` and ``voice`` columns in metadata.csv, the
-    voices (the unit the intervals resample) and engines come from them, and ``evaluate_engines`` puts
-    whole engines on the evaluation side (learning from every other engine); else each clip is its own
-    voice and the splits are the data's."""
+    """(learn, test, voices, engines, notes). With ``clips`` (:func:`_speech_set`'s: ``engine`` and ``voice``
+    columns in metadata.csv), the voices (the unit the intervals resample) and engines come from them, and
+    ``evaluate_engines`` puts whole engines on the evaluation side (learning from every other engine); else
+    each clip is its own voice and the splits are the data's."""
     from ..attacks.eot import JamError
     from ..attacks.jamming import load_speech, load_utterances
-    from ..data.speech import SpeechSplitError, engine_split, read_speech_set
-    try:
-        clips = read_speech_set(root) if root is not None else None
-    except (SpeechSplitError, OSError):
-        clips = None
+    from ..data.speech import engine_split
     if clips is None:
         if evaluate_engines:
             raise JamError(f"--evaluate-engine needs engine and voice columns in the data's metadata.csv ({root}).")
@@ -66,17 +72,12 @@ def _utterances(root: Path | None, target: str, sample_rate: int, learn_split: s
     return learn, test, {**voices, **more_voices}, {**engines, **more_engines}, notes + more
 
 
-def _level_utterances(root: Path | None, target: str, sample_rate: int, level_split: str, test, voices,
+def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, level_split: str, test, voices,
                       evaluate_engines: tuple[str, ...]):
-    """The clips of ``level_split`` to choose the music level on; refuses any clip or voice that is also
-    evaluated on."""
+    """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s); refuses any
+    clip or voice that is also evaluated on."""
     from ..attacks.eot import JamError
     from ..attacks.jamming import load_speech, load_utterances
-    from ..data.speech import SpeechSplitError, read_speech_set
-    try:
-        clips = read_speech_set(root) if root is not None else None
-    except (SpeechSplitError, OSError):
-        clips = None
     if clips is None:
         chosen, _ = load_utterances(root, target, sample_rate, level_split)
         shared = set(chosen.ids) & set(test.ids)
@@ -180,15 +181,16 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
 
         bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None
         root = Path(data) if data else bundled
-        learn, test, voices, engines, notes = _utterances(root, detector.target, detector.sample_rate, learn_split,
-                                                          split, tuple(evaluate_engines))
+        clips = _speech_set(root)
+        learn, test, voices, engines, notes = _utterances(root, clips, detector.target, detector.sample_rate,
+                                                          learn_split, split, tuple(evaluate_engines))
         if learn.ids == test.ids:
             notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
                          f"evaluated (the rooms are still held out).")
         level_choice = None
         if level_split is not None:
-            level_clips = _level_utterances(root, detector.target, detector.sample_rate, level_split, test, voices,
-                                            tuple(evaluate_engines))
+            level_clips = _level_utterances(root, clips, detector.target, detector.sample_rate, level_split, test,
+                                            voices, tuple(evaluate_engines))
             click.echo(f"choosing the music level on split {level_split!r} ({len(level_clips)} clips): "
                        f"{', '.join(f'{v:g}' for v in levels)} dB")
             level_progress = PhaseProgress("level", {"choosing the level": "levels"})
