@@ -68,9 +68,15 @@ def fmt(estimate: dict) -> str:
     return shared_fmt(estimate, digits=2)
 
 
-def fresh_set(folder: Path, detector: Detector, config: EOTConfig) -> dict:
-    """The fresh clips the detector handles dry, with their voices and the counts given and kept."""
+def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None) -> dict:
+    """The fresh clips the detector handles dry (of ``only_voices`` where given), with their voices and the
+    counts given and kept."""
     clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
+    if only_voices:
+        unknown = set(only_voices) - {c.voice for c in clips}
+        if unknown:
+            raise SystemExit(f"--only-voices {sorted(unknown)} are not voices of {folder}.")
+        clips = [c for c in clips if c.voice in only_voices]
     if not clips:
         raise SystemExit(f"{folder} has no clips of split 'fresh': make it with "
                          f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
@@ -131,6 +137,8 @@ def main() -> None:
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--transfer-to", default=None, help="default microwakeword:alexa for alexa, none otherwise")
     parser.add_argument("--choose-only", action="store_true")
+    parser.add_argument("--only-voices", nargs="+", help="score only these fresh voices (the ones a leave-one-"
+                        "language-out music never heard)")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -171,10 +179,21 @@ def main() -> None:
                          f"{music_db:g}`.")
     learned = json.loads((args.music_from / "jam_heldout.json").read_text())["settings"]
     steps, learned_on = learned["steps"], {"all": "eSpeak NG", "bundled": "bundled eSpeak NG",
-                                           "espeak+flite": "eSpeak NG + flite"}[learned.get("learn_set", "all")]
+                                           "espeak+flite": "eSpeak NG + flite",
+                                           "espeak+flite+festival": "eSpeak NG + flite + Festival English"}[
+        learned.get("learn_set", "all")]
+    added = [voice for entry in learned.get("added", []) if entry["from"].startswith(str(fresh_dir))
+             for voice in entry["voices"]]
+    if added:
+        learned_on += f" + fresh voices {', '.join(added)}"
+    if set(added) & set(args.only_voices or []):
+        raise SystemExit(f"{args.music_from} learned from {sorted(set(added) & set(args.only_voices))}: "
+                         f"score it only on voices it never heard.")
+    if added and not args.only_voices:
+        raise SystemExit(f"{args.music_from} learned from fresh voices: name the held-out ones with --only-voices.")
 
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
-    fresh = fresh_set(fresh_dir, detector, config)
+    fresh = fresh_set(fresh_dir, detector, config, args.only_voices)
     detectors = {f"openwakeword:{args.word}": detector}
     transfer = args.transfer_to or ("microwakeword:alexa" if args.word == "alexa" else None)
     if transfer:
@@ -190,7 +209,7 @@ def main() -> None:
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()}, "kept": fresh["kept"],
               "settings": {"word": args.word, "music_from": str(args.music_from), "music_steps": steps,
                            "music_learned_on": learned_on,
-                           "music_opt_seed": learned.get("opt_seed", 0),
+                           "music_opt_seed": learned.get("opt_seed", 0), "only_voices": args.only_voices,
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
                            "sweep_draws": args.sweep_draws, "floor": FLOOR, "n_resamples": args.n_resamples,
                            "quick": args.quick, "eot": config.as_dict(), "detectors": list(detectors)},

@@ -47,13 +47,14 @@ from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, 
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.attacks.eot import Augmentation, EOTConfig, Utterances, room_split
-from robustaudio.attacks.jamming import Detector, jam
+from robustaudio.attacks.jamming import Detector, jam, load_speech
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
     choose_level,
+    clean_correct,
     evaluate_seeds,
     random_loops,
     seed_summary,
@@ -71,6 +72,31 @@ def joined(first: Utterances, second: Utterances) -> Utterances:
     audio = torch.cat([torch.nn.functional.pad(u.audio, (0, width - u.audio.shape[1])) for u in (first, second)])
     return Utterances(first.ids + second.ids, audio, torch.cat([first.lengths, second.lengths]),
                       torch.cat([first.labels, second.labels]))
+
+
+def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -> None:
+    """Add ``part``'s positives whose id ``chosen`` accepts to the learning set ``learn`` (in place),
+    ``repeat`` times each (so that a small population is drawn into batches as often as ``repeat`` clips)."""
+    keep = torch.tensor([bool(chosen(i)) and y == 1
+                         for i, y in zip(part["utterances"].ids, part["utterances"].labels.tolist())])
+    added = part["utterances"].subset(keep)
+    for _ in range(repeat):
+        learn["utterances"] = joined(learn["utterances"], added)
+    learn["kept"]["positives"] = len(learn["utterances"])
+    learn["kept"]["voices"] += len({part["voices"][i] for i in added.ids})
+    learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
+                                          "voices": sorted({part["voices"][i] for i in added.ids})})
+    log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
+
+
+def fresh_positives(folder: Path, detector: Detector, config: EOTConfig) -> dict:
+    """The clips of split ``fresh`` under ``folder`` the detector handles dry, with their voices."""
+    clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
+    if not clips:
+        raise SystemExit(f"{folder} has no clips of split 'fresh' (make_wakeword_clips.py --accented).")
+    utterances, voice_of, engine_of, _ = load_speech(clips, detector.target, detector.sample_rate)
+    return {"utterances": utterances.subset(clean_correct(detector, utterances, config)), "voices": voice_of,
+            "engines": engine_of}
 
 
 def fmt(estimate: dict) -> str:
@@ -209,10 +235,18 @@ def main() -> None:
     parser.add_argument("--sweep-draws", type=int, default=2)
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--learn-set", choices=("all", "bundled", "espeak+flite"), default="all",
+    parser.add_argument("--learn-set", choices=("all", "bundled", "espeak+flite", "espeak+flite+festival"),
+                        default="all",
                         help="learn on every eSpeak NG voice (default), on the bundled train voices only, or on every "
-                             "eSpeak NG voice plus the flite positives (then only Festival voices are never learned "
-                             "from: the flite rows of the evaluation are not held out)")
+                             "eSpeak NG voice plus the flite (and Festival English) positives; the evaluation rows of "
+                             "an engine learned from are then not held out")
+    parser.add_argument("--add-learn", type=Path, nargs="+", default=[],
+                        help="--accented folders (split 'fresh') whose positives detected dry are learned from too, "
+                             "except the voices of --hold-out-voices (leave-one-language-out)")
+    parser.add_argument("--add-repeat", type=int, default=1,
+                        help="each --add-learn positive enters the learning set this many times")
+    parser.add_argument("--hold-out-voices", nargs="+", default=[],
+                        help="voices of the --add-learn folders never learned from (full voice names)")
     parser.add_argument("--word", choices=("alexa", "hey_jarvis"), default="alexa",
                         help="the wake word (openWakeWord's model of that name); --voices must hold it")
     parser.add_argument("--transfer-to", help="also score with this detector, e.g. microwakeword:alexa")
@@ -240,14 +274,18 @@ def main() -> None:
     sets = detectable_sets(args.voices, detector, base, bundled_only=args.learn_set == "bundled",
                            quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, 0)
-    if args.learn_set == "espeak+flite":
-        part = sets["evaluate"]
-        flite = torch.tensor([part["engines"][i] == "flite" and y == 1
-                              for i, y in zip(part["utterances"].ids, part["utterances"].labels.tolist())])
-        sets["learn"]["utterances"] = joined(sets["learn"]["utterances"], part["utterances"].subset(flite))
-        sets["learn"]["kept"]["positives"] = len(sets["learn"]["utterances"])
-        sets["learn"]["kept"]["voices"] += len({part["voices"][i] for i in part["utterances"].subset(flite).ids})
-        log(f"learn: + {int(flite.sum())} flite positives")
+    if args.learn_set.startswith("espeak+flite"):
+        engines = args.learn_set.split("+")[1:]
+        add_positives(sets["learn"], sets["evaluate"], lambda i: sets["evaluate"]["engines"][i] in engines,
+                      "+".join(engines))
+    for folder in args.add_learn:
+        fresh = fresh_positives(folder, detector, base)
+        unknown = set(args.hold_out_voices) - set(fresh["voices"].values())
+        if unknown:
+            raise SystemExit(f"--hold-out-voices {sorted(unknown)} are not voices of {folder}: "
+                             f"its voices are {sorted(set(fresh['voices'].values()))}.")
+        add_positives(sets["learn"], fresh, lambda i, f=fresh: f["voices"][i] not in args.hold_out_voices,
+                      f"{folder} (held out: {', '.join(args.hold_out_voices) or 'none'})", args.add_repeat)
 
     if args.music_db is None:
         sweep = sweep_levels(detector, sets["validate"]["utterances"], base, args.levels, seeds=args.seeds,
@@ -277,6 +315,8 @@ def main() -> None:
             "music_db": music_db, "learn_only": True, "history": learned.history,
             "settings": {"word": args.word, "steps": args.steps, "opt_seed": args.opt_seed, "lr": args.lr,
                          "batch_size": args.batch_size, "learn_set": args.learn_set,
+                         "add_learn": [str(f) for f in args.add_learn], "hold_out_voices": args.hold_out_voices,
+                         "added": sets["learn"].get("added", []), "music_db_given": args.music_db is not None,
                          "augmentation": augmentation.as_dict() if augmentation else None},
             "wall_seconds": time.perf_counter() - started}), indent=1, allow_nan=False))
         log(f"learned in {(time.perf_counter() - started) / 60:.1f} min: {args.out / 'music.pt'}")
