@@ -286,7 +286,7 @@ def _move(value, device):
 
 
 def jam_epoch(device, precision: str, batch: int, smoke: bool, steps: int | None = None):
-    from robustaudio.attacks.eot import EOTConfig, make_rooms
+    from robustaudio.acoustics.scenes import EOTConfig, make_rooms
     from robustaudio.attacks.jamming import Detector, jam, load_utterances
     from robustaudio.attacks.music import KarplusStrong
 

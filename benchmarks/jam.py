@@ -22,7 +22,7 @@ import torch
 
 warnings.filterwarnings("ignore")
 
-from robustaudio.attacks.eot import EOTConfig, render, room_split, sample_transforms  # noqa: E402
+from robustaudio.acoustics.scenes import EOTConfig, render, room_split, sample_transforms  # noqa: E402
 from robustaudio.attacks.jamming import Detector, jam, load_utterances  # noqa: E402
 from robustaudio.attacks.music import KarplusStrong  # noqa: E402
 from robustaudio.data.datasets import BUNDLED_ROOT  # noqa: E402

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from make_wakeword_clips import Espeak, to_clip  # noqa: E402
 
-from robustaudio.attacks.eot import trim_silence  # noqa: E402
+from robustaudio.acoustics.scenes import trim_silence  # noqa: E402
 from robustaudio.data.datasets import BUNDLED_ROOT  # noqa: E402
 
 OUT = BUNDLED_ROOT / "wakeword"

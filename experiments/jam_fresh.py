@@ -45,7 +45,7 @@ import torch
 from wakeword_protocol import detectable_sets, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
-from robustaudio.attacks.eot import EOTConfig, room_split
+from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (

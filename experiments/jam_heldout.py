@@ -17,7 +17,7 @@ The protocol (issue: "jamming that holds for speakers it never heard"):
   pc) voices saying "alexa" (statement and question, three speaking rates) plus ten everyday
   phrases each: two engines never used for learning (:func:`robustaudio.data.speech.engine_split`
   raises if an engine, voice or speaker were on both sides).
-- **Talker and device augmentation while learning** (:class:`robustaudio.attacks.eot.Augmentation`:
+- **Talker and device augmentation while learning** (:class:`robustaudio.acoustics.augmentation.Augmentation`:
   speed ±15%, pitch ±3 semitones, formants ×0.88-1.12, three random EQ bands ±6 dB, random
   loudspeaker and microphone bands), on top of the rooms, placements, noise and level jitter.
 - **The level from a validation set, averaged over scene seeds**: random-music F1 of the bundled
@@ -46,7 +46,8 @@ import torch
 from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
-from robustaudio.attacks.eot import Augmentation, EOTConfig, Utterances, room_split
+from robustaudio.acoustics.augmentation import Augmentation
+from robustaudio.acoustics.scenes import EOTConfig, Utterances, room_split
 from robustaudio.attacks.jamming import Detector, jam, load_speech
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio

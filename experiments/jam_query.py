@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from wakeword_protocol import detectable_sets, fmt, log  # the script's folder is on sys.path  # noqa: E402
 
-from robustaudio.attacks.eot import EOTConfig, room_split
+from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import MUSIC_PARAMETERS, QuerySettings, query_jam

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustaudio.attacks.eot import Augmentation, EOTConfig, Utterances, render, room_split, sample_transforms
+from robustaudio.acoustics.augmentation import Augmentation
+from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, room_split, sample_transforms
 from robustaudio.attacks.jamming import Detector, jam, load_speech
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary

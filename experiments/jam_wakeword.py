@@ -64,7 +64,7 @@ from pathlib import Path
 
 import torch
 
-from robustaudio.attacks.eot import EOTConfig
+from robustaudio.acoustics.scenes import EOTConfig
 from robustaudio.attacks.jamming import Detector, load_utterances
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.models import load_model

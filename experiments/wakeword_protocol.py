@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from robustaudio.attacks.eot import EOTConfig
+from robustaudio.acoustics.scenes import EOTConfig
 from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, engine_split, read_speech_set, voice_split

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from IPython.display import Audio, display
 
-from robustaudio.attacks.eot import EOTConfig, render, sample_transforms
+from robustaudio.acoustics.scenes import EOTConfig, render, sample_transforms
 from robustaudio.attacks.jamming import Detector, load_utterances
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from robustaudio.acoustics import decay_time, mix_at_snr, noise_names, room_impulse_response
-from robustaudio.attacks.threat import snr_db
+from robustaudio.acoustics.mixing import snr_db
 from robustaudio.metrics.corruptions import (
     CORRUPTIONS,
     CorruptionError,

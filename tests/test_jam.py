@@ -13,8 +13,8 @@ import soundfile
 import torch
 from click.testing import CliRunner
 
-from robustaudio.attacks import jamming
-from robustaudio.attacks.eot import (
+from robustaudio.acoustics.mixing import snr_db
+from robustaudio.acoustics.scenes import (
     EOTConfig,
     JamError,
     Utterances,
@@ -24,9 +24,9 @@ from robustaudio.attacks.eot import (
     room_split,
     sample_transforms,
 )
+from robustaudio.attacks import jamming
 from robustaudio.attacks.jamming import Detector, jam, jam_loss, load_utterances
 from robustaudio.attacks.music import PEAK, KarplusStrong, MusicError, pluck
-from robustaudio.attacks.threat import snr_db
 from robustaudio.data.datasets import bundled_path
 from robustaudio.metrics.jamming import evaluate
 from robustaudio.models import load_model

@@ -12,7 +12,9 @@ import pytest
 import torch
 from test_jam import BandEnergy
 
+from robustaudio.acoustics.augmentation import Augmentation, augment_utterances
 from robustaudio.acoustics.mixing import AcousticsError
+from robustaudio.acoustics.scenes import EOTConfig, JamError, Utterances, make_rooms
 from robustaudio.acoustics.voice import (
     band_limit_gain,
     change_speed,
@@ -25,7 +27,6 @@ from robustaudio.acoustics.voice import (
     time_stretch,
     warp_formants,
 )
-from robustaudio.attacks.eot import Augmentation, EOTConfig, JamError, Utterances, augment_utterances, make_rooms
 from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT

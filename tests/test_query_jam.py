@@ -6,7 +6,7 @@ import pytest
 import torch
 from test_jam import FAST, BandEnergy, tone_utterances
 
-from robustaudio.attacks.eot import JamError, make_rooms, render, sample_transforms
+from robustaudio.acoustics.scenes import JamError, make_rooms, render, sample_transforms
 from robustaudio.attacks.jamming import Detector
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import QuerySettings, query_jam, score_loss

@@ -1,6 +1,6 @@
 """Mixing at a signal-to-noise ratio, and segments of the bundled background recordings.
 
-SNRs follow :func:`robustaudio.attacks.threat.snr_db`: ``20 log10(||clean||_2 / ||added||_2)`` per
+SNRs follow :func:`snr_db`: ``20 log10(||clean||_2 / ||added||_2)`` per
 clip, i.e. the ratio of RMS levels over the whole clip. :func:`mix_at_snr` scales the added noise to
 hit it exactly; only clamping to [-1, 1] can lower the realised noise (raise the SNR), and only
 where the mixture clips. A silent clip (norm 0) gets no noise (its SNR is undefined).
@@ -24,6 +24,17 @@ from ..data.datasets import BUNDLED_ROOT
 
 NOISE_DIR = BUNDLED_ROOT / "noises"
 NOISE_RATE = 16000                      # the bundled noises' sample rate
+
+
+def snr_db(clean: torch.Tensor, perturbation: torch.Tensor) -> torch.Tensor:
+    """Signal-to-perturbation ratio ``20 log10(||clean||_2 / ||perturbation||_2)`` in dB, ``[B]``, each
+    ``[B, ...]`` flattened per item (the ratio of RMS levels over the whole clip).
+
+    ``inf`` where the perturbation is zero.
+    """
+    signal = clean.reshape(clean.shape[0], -1).norm(dim=1).double()
+    noise = perturbation.reshape(perturbation.shape[0], -1).norm(dim=1).double()
+    return (20 * torch.log10(signal / noise)).float()
 
 
 class AcousticsError(ValueError):
@@ -91,4 +102,4 @@ def noise_segments(batch: int, length: int, generator: torch.Generator | None = 
     return torch.stack(segments) if segments else torch.zeros(0, length)
 
 
-__all__ = ["AcousticsError", "NOISE_DIR", "NOISE_RATE", "mix_at_snr", "noise_names", "noise_segments"]
+__all__ = ["AcousticsError", "NOISE_DIR", "NOISE_RATE", "mix_at_snr", "noise_names", "noise_segments", "snr_db"]

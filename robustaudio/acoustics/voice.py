@@ -3,7 +3,7 @@ length), EQ, and loudspeaker / microphone bands.
 
 Voices a detector (or a jammer) never heard differ from the ones it learned on in speaking rate, pitch, vocal
 tract length and timbre, and a scene is heard through some microphone after some loudspeaker played the music.
-Each function changes one of these; :class:`robustaudio.attacks.eot.Augmentation` draws them per scene while a
+Each function changes one of these; :class:`.augmentation.Augmentation` draws them per scene while a
 jamming loop is learned (never at evaluation). All are differentiable in the audio. Factors outside the ranges
 a function supports raise :class:`~robustaudio.acoustics.mixing.AcousticsError`.
 """

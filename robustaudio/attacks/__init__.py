@@ -6,6 +6,7 @@ music played into simulated rooms (EOT), :func:`optimise_sticker` dots on a came
 A new attack goes in its own module here and is exported below.
 """
 
+from ..acoustics.mixing import snr_db
 from .criteria import attack_loss, is_correct, is_fooled
 from .curve import budget_order, curve_key, pgd_curve, same_curve
 from .jamming import Detector, JamResult, jam
@@ -15,7 +16,7 @@ from .music import KarplusStrong
 from .pgd import pgd
 from .result import AttackResult
 from .sticker import DotOptics, Sticker, StickerResult, optimise_sticker, random_dot_control
-from .threat import NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball, snr_db
+from .threat import NORMS, ThreatModel, ThreatModelError, ascent_direction, lp_norm, project_lp_ball
 from .universal import UniversalResult, project_universal, universal_perturbation
 
 __all__ = ["ThreatModel", "ThreatModelError", "NORMS", "lp_norm", "snr_db", "project_lp_ball",

@@ -32,22 +32,13 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
+from ..acoustics.augmentation import Augmentation, augment_utterances, device_bands
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
 from ..acoustics.voice import device_filter
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
 from ..data.speech import SpeechClip, SpeechSplitError
 from ..models.base import Classifier, frozen
-from .eot import (
-    Augmentation,
-    EOTConfig,
-    JamError,
-    RoomSet,
-    Utterances,
-    augment_utterances,
-    device_bands,
-    render,
-    sample_transforms,
-)
 from .music import KarplusStrong
 
 
@@ -235,7 +226,7 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
 
 
 def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
-    """The clips as :class:`~robustaudio.attacks.eot.Utterances` (label 1 where the clip's label is
+    """The clips as :class:`~robustaudio.acoustics.scenes.Utterances` (label 1 where the clip's label is
     ``target``) with ``{clip id: voice}`` and ``{clip id: engine}``; unreadable clips are skipped
     with a note. Returns ``(utterances, voices, engines, notes)``."""
     ids, waves, labels, notes = [], [], [], []

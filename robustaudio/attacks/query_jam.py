@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from .eot import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
 from .jamming import ScoringDetector
 from .music import KarplusStrong
 

@@ -45,16 +45,6 @@ def lp_norm(x: torch.Tensor, norm: str) -> torch.Tensor:
     raise ThreatModelError(f"Unknown norm {norm!r}; use one of {', '.join(NORMS)}.")
 
 
-def snr_db(clean: torch.Tensor, perturbation: torch.Tensor) -> torch.Tensor:
-    """Signal-to-perturbation ratio ``20 log10(||clean||_2 / ||perturbation||_2)`` in dB, ``[B]``.
-
-    ``inf`` where the perturbation is zero.
-    """
-    signal = _flat(clean).norm(dim=1).double()
-    noise = _flat(perturbation).norm(dim=1).double()
-    return (20 * torch.log10(signal / noise)).float()
-
-
 def _expand(eps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return eps.reshape(-1, *([1] * (like.dim() - 1)))
 

@@ -12,7 +12,7 @@ NOISE_DOMAINS = ("waveform", "feature")  # robustaudio.defenses.training.NOISE_D
 MIXUP_SPACES = ("input", "latent")  # robustaudio.defenses.mixup.SPACES
 MIXUP_WEIGHTINGS = ("none", "density", "convexity", "both")  # robustaudio.defenses.mixup.WEIGHTINGS
 DEFENSE_ROWS = ("none", "mixup", "mixup-latent", "adversarial", "purification")  # robustaudio.studies.defenses.ROWS
-JAM_MUSIC_DB = -10.0  # robustaudio.attacks.eot.EOTConfig.music_db
+JAM_MUSIC_DB = -10.0  # robustaudio.acoustics.scenes.EOTConfig.music_db
 JAM_JITTER_DB = 3.0  # EOTConfig.jitter_db
 JAM_NOISE_SNR_DB = (20.0, 40.0)  # EOTConfig.noise_snr_db
 JAM_RT60 = (0.15, 0.3)  # EOTConfig.rt60
@@ -27,9 +27,9 @@ OWNERS = {  # copy -> (owner module, attribute path)
     "MIXUP_SPACES": ("robustaudio.defenses.mixup", "SPACES"),
     "MIXUP_WEIGHTINGS": ("robustaudio.defenses.mixup", "WEIGHTINGS"),
     "DEFENSE_ROWS": ("robustaudio.studies.defenses", "ROWS"),
-    "JAM_MUSIC_DB": ("robustaudio.attacks.eot", "EOTConfig.music_db"),
-    "JAM_JITTER_DB": ("robustaudio.attacks.eot", "EOTConfig.jitter_db"),
-    "JAM_NOISE_SNR_DB": ("robustaudio.attacks.eot", "EOTConfig.noise_snr_db"),
-    "JAM_RT60": ("robustaudio.attacks.eot", "EOTConfig.rt60"),
+    "JAM_MUSIC_DB": ("robustaudio.acoustics.scenes", "EOTConfig.music_db"),
+    "JAM_JITTER_DB": ("robustaudio.acoustics.scenes", "EOTConfig.jitter_db"),
+    "JAM_NOISE_SNR_DB": ("robustaudio.acoustics.scenes", "EOTConfig.noise_snr_db"),
+    "JAM_RT60": ("robustaudio.acoustics.scenes", "EOTConfig.rt60"),
     "STICKER_RADIUS": ("robustaudio.attacks.sticker", "PAPER_RADIUS"),
 }

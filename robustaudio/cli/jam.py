@@ -15,7 +15,7 @@ STREAMING_SCENE_SECONDS = 3.0   # a streaming detector's ~2 s context plus the u
 
 def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str | None):
     """The model (openWakeWord without its silence padding: scenes are continuous audio) and its detector."""
-    from ..attacks.eot import JamError
+    from ..acoustics.scenes import JamError
     from ..attacks.jamming import Detector
     from ..models import load_model
     streaming = model_name.startswith("openwakeword:")
@@ -46,7 +46,7 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
     columns in metadata.csv), the voices (the unit the intervals resample) and engines come from them, and
     ``evaluate_engines`` puts whole engines on the evaluation side (learning from every other engine); else
     each clip is its own voice and the splits are the data's."""
-    from ..attacks.eot import JamError
+    from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
     from ..data.speech import engine_split
     if clips is None:
@@ -76,7 +76,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
                       evaluate_engines: tuple[str, ...]):
     """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s); refuses any
     clip or voice that is also evaluated on."""
-    from ..attacks.eot import JamError
+    from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
     if clips is None:
         chosen, _ = load_utterances(root, target, sample_rate, level_split)
@@ -157,7 +157,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     in the optimisation rooms and in held-out rooms."""
     import torch
 
-    from ..attacks.eot import Augmentation, EOTConfig, JamError
+    from ..acoustics.augmentation import Augmentation
+    from ..acoustics.scenes import EOTConfig, JamError
     from ..attacks.jamming import Detector
     from ..attacks.music import MusicError
     from ..models import load_model

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..attacks.eot import (
+from ..acoustics.scenes import (
     EOTConfig,
     JamError,
     RoomSet,

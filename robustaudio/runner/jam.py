@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..attacks.eot import Augmentation, EOTConfig, JamError, RoomSet, Utterances, room_split
+from ..acoustics.augmentation import Augmentation
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
 from ..metrics.jamming import (

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from ..acoustics.mixing import snr_db
 from ..attacks.criteria import decision_names, is_correct
 from ..attacks.joint import JointThreat
-from ..attacks.threat import ThreatModel, input_view, lp_norm, snr_db
+from ..attacks.threat import ThreatModel, input_view, lp_norm
 from ..data import Batch
 from ..metrics.transfer import TransferTarget
 from ..models.base import AttackTarget

@@ -10,7 +10,7 @@ A **scene** is ``scene_seconds`` of what one microphone hears (``[B, T]`` at ``s
   the loudspeaker's position (the loop is convolved with ``L`` samples of history, so the scene
   starts with the reverberant tail of the music already there); its level is set relative to the
   speech at the microphone: ``20 log10(RMS music / RMS speech) = music_db`` over the utterance's
-  span (:func:`robustaudio.attacks.threat.snr_db` on the two, masked to the span);
+  span (:func:`robustaudio.acoustics.mixing.snr_db` on the two, masked to the span);
 - a real recorded background (``robustaudio/data/bundled/noises``) at a random SNR relative to the
   speech, over the same span;
 - the sum is clamped to [-1, 1] (only where it would clip).
@@ -34,22 +34,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ..acoustics.mixing import noise_segments
-from ..acoustics.rooms import SimulatedRoom, simulate_room
-from ..acoustics.voice import (
-    band_limit_gain,
-    change_speed,
-    device_filter,
-    eq_gain,
-    equalise,
-    filter_gain,
-    realised_speed,
-    shift_pitch,
-    spectral_envelope,
-    time_stretch,
-    warp_formants,
-)
-from .threat import snr_db
+from .mixing import noise_segments, snr_db
+from .rooms import SimulatedRoom, simulate_room
 
 SPLITS = ("optimisation", "held-out")
 MUSIC_DB_RANGE = (-40.0, 10.0)   # music relative to speech; beyond +10 dB the speech is drowned
@@ -411,96 +397,6 @@ def render(speech: Utterances, music: torch.Tensor | None, transforms: Transform
     return (parts["speech"] + parts["music"] + parts["noise"]).clamp(-1.0, 1.0)
 
 
-@dataclass(frozen=True)
-class Augmentation:
-    """The talker and device part of the transform distribution, used when learning only.
-
-    Per scene, the dry utterance is played ``speed`` times faster (uniform in the range), its pitch
-    moved by ``pitch_semitones``, its formants warped by ``formant`` (:func:`warp_formants`), and
-    ``eq_bands`` random bands (centres log-uniform in 150 Hz-6 kHz, gains uniform in ``±eq_db``,
-    widths 0.3-1.5 octaves) applied; the music loop goes through a loudspeaker band (low corner
-    log-uniform in ``loudspeaker_low_hz``, high in ``loudspeaker_high_hz``), and the whole scene
-    through a microphone band (``microphone_low_hz``, ``microphone_high_hz``). Each of the four
-    talker changes is applied with probability ``probability`` (else left out). A range ``(1, 1)``
-    or ``eq_db = 0`` or ``None`` for a device turns that part off.
-    """
-
-    speed: tuple[float, float] = (0.85, 1.15)
-    pitch_semitones: tuple[float, float] = (-3.0, 3.0)
-    formant: tuple[float, float] = (0.88, 1.12)
-    eq_db: float = 6.0
-    eq_bands: int = 3
-    microphone_low_hz: tuple[float, float] | None = (50.0, 300.0)
-    microphone_high_hz: tuple[float, float] | None = (4000.0, 7900.0)
-    loudspeaker_low_hz: tuple[float, float] | None = (80.0, 400.0)
-    loudspeaker_high_hz: tuple[float, float] | None = (5000.0, 7900.0)
-    probability: float = 0.8
-
-    def __post_init__(self) -> None:
-        if not (0.5 <= self.speed[0] <= self.speed[1] <= 2):
-            raise JamError(f"speed {self.speed} must be (low, high) within [0.5, 2].")
-        if not (-12 <= self.pitch_semitones[0] <= self.pitch_semitones[1] <= 12):
-            raise JamError(f"pitch_semitones {self.pitch_semitones} must be (low, high) within [-12, 12].")
-        if not (0.5 <= self.formant[0] <= self.formant[1] <= 2):
-            raise JamError(f"formant {self.formant} must be (low, high) within [0.5, 2].")
-        if not (0 <= self.eq_db <= 24 and self.eq_bands >= 0 and 0 <= self.probability <= 1):
-            raise JamError("eq_db must be in [0, 24], eq_bands >= 0 and probability in [0, 1].")
-
-    def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-
-def _uniform(generator: torch.Generator, low: float, high: float, count: int = 1) -> torch.Tensor:
-    return low + (high - low) * torch.rand(count, generator=generator, dtype=torch.float64)
-
-
-def _log_uniform(generator: torch.Generator, low: float, high: float, count: int = 1) -> torch.Tensor:
-    return torch.exp(_uniform(generator, math.log(low), math.log(high), count))
-
-
-def augment_utterances(speech: Utterances, augmentation: Augmentation, generator: torch.Generator,
-                       sample_rate: int = 16000) -> tuple[Utterances, list[dict]]:
-    """Each utterance changed by its own draw of :class:`Augmentation`'s talker part; returns the
-    new utterances (lengths change with the speed) and the draws (one dict per utterance)."""
-    a = augmentation
-    waves, draws = [], []
-    for b in range(len(speech)):
-        wave = speech.audio[b, :int(speech.lengths[b])]
-        use = (torch.rand(4, generator=generator) < a.probability).tolist()
-        speed = realised_speed(float(_uniform(generator, *a.speed))) if use[0] else 1.0
-        pitch = float(_uniform(generator, *a.pitch_semitones)) if use[1] else 0.0
-        formant = float(_uniform(generator, *a.formant)) if use[2] else 1.0
-        bands = a.eq_bands if use[3] and a.eq_db > 0 else 0
-        centres = _log_uniform(generator, 150.0, 6000.0, bands)
-        gains = _uniform(generator, -a.eq_db, a.eq_db, bands)
-        widths = _uniform(generator, 0.3, 1.5, bands)
-        peak = wave.abs().max()
-        if formant != 1:
-            wave = warp_formants(wave, formant, sample_rate)
-        if pitch != 0:
-            wave = shift_pitch(wave, 2 ** (pitch / 12))
-        if speed != 1:
-            wave = change_speed(wave, speed)
-        if bands:
-            wave = equalise(wave, centres, gains, widths, sample_rate)
-        wave = wave * (peak / wave.abs().max().clamp_min(1e-8))
-        waves.append(wave)
-        draws.append({"speed": speed, "pitch_semitones": pitch, "formant": formant, "eq_bands": bands})
-    audio = torch.nn.utils.rnn.pad_sequence([w.float() for w in waves], batch_first=True)
-    return Utterances(speech.ids, audio, torch.tensor([len(w) for w in waves]), speech.labels), draws
-
-
-def device_bands(count: int, low: tuple[float, float] | None, high: tuple[float, float] | None,
-                 generator: torch.Generator, sample_rate: int = 16000) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``count`` (low, high) corner frequencies drawn log-uniformly, or ``None`` if the device is off."""
-    if low is None or high is None:
-        return None
-    high = (min(high[0], 0.495 * sample_rate), min(high[1], 0.495 * sample_rate))
-    return _log_uniform(generator, *low, count).float(), _log_uniform(generator, *high, count).float()
-
-
-__all__ = ["Augmentation", "EOTConfig", "JamError", "RoomSet", "SPLITS", "Transforms", "Utterances",
-           "augment_utterances", "band_limit_gain", "change_speed", "device_bands", "device_filter", "eq_gain",
-           "equalise", "filter_gain", "make_rooms", "music_part", "render", "render_parts", "room_split",
-           "sample_transforms", "shift_pitch", "speech_parts", "spectral_envelope", "split_seed", "time_stretch",
-           "trim_silence", "warp_formants"]
+__all__ = ["EOTConfig", "JamError", "MUSIC_DB_RANGE", "NOISE_SNR_RANGE", "RoomSet", "SPLITS", "Transforms",
+           "Utterances", "decay_length", "make_rooms", "music_part", "render", "render_parts", "room_split",
+           "sample_transforms", "speech_parts", "split_seed", "trim_silence"]
