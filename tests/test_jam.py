@@ -436,6 +436,43 @@ def test_cli_jam_chooses_the_music_level_on_its_own_split(tmp_path, few_minieven
     assert card["music_db"] == choice["chosen_db"] == max(level for level, m in means.items() if m >= 0.6)
     assert means[-40.0] > means[10.0]  # music 10 dB above the speech jams more than music 40 dB below it
     assert "music level chosen on split 'validation'" in (out / "report.md").read_text()
-    for wrong in (["--level-split", "validation", "--music-db", "-10"], ["--level-split", "test"]):
+    for wrong in (["--level-split", "validation", "--music-db", "-10"], ["--level-split", "test"],
+                  ["--level-by", "engine"]):
         refused = CliRunner().invoke(main, [*common, *wrong, "--out", str(tmp_path / "x")])
         assert refused.exit_code == 2 and "--level-split" in refused.output
+    # groups need to know each clip's engine or voice: this set has no such columns
+    refused = CliRunner().invoke(main, [*common, "--level-split", "validation", "--level-by", "voice", "--out",
+                                        str(tmp_path / "y")])
+    assert refused.exit_code == 1 and "--level-by voice needs a metadata.csv with engine and voice" in refused.output
+    assert "Traceback" not in refused.output
+
+
+def test_cli_jam_level_by_engine_keeps_the_floor_for_every_engine(tmp_path, few_minievents):
+    """--level-by engine: the record has each engine's mean F1 per level, the chosen level keeps the floor for
+    every engine at once, and the report names the weakest."""
+    from robustaudio.cli import main
+
+    table = pd.read_csv(bundled_path() / "metadata.csv")
+    speech = table["label"] == "speech"
+    extra = pd.concat([table[speech & (table["split"] == "train")].iloc[2:6],
+                       table[~speech & (table["split"] == "train")].head(2)])
+    extra = extra.assign(path=[str(bundled_path() / p) for p in extra["path"]], split="validation")
+    own = pd.read_csv(few_minievents / "metadata.csv")
+    both = pd.concat([own, extra[["path", "label", "split"]]], ignore_index=True)
+    both["engine"] = ["e1" if k % 2 else "e2" for k in range(len(both))]
+    both["voice"] = [f"v{k}" for k in range(len(both))]
+    both.to_csv(few_minievents / "metadata.csv", index=False)
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, [
+        "jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents), "--steps", "2",
+        "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+        "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1", "--level-split", "validation",
+        "--levels", "-40", "--levels", "10", "--level-floor", "0.5", "--level-by", "engine", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    choice = json.loads((out / "card.json").read_text())["settings"]["level_choice"]
+    assert choice["by"] == "engine" and set(choice["groups"]) <= {"e1", "e2"} and choice["groups"]
+    chosen = f"{choice['chosen_db']:g}"
+    assert all(means[chosen] >= 0.5 for means in choice["groups"].values())
+    louder = [lvl for lvl in ("-40", "10") if float(lvl) > choice["chosen_db"]]
+    assert all(any(means[lvl] < 0.5 for means in choice["groups"].values()) for lvl in louder)
+    assert "the floor held for every engine" in (out / "report.md").read_text()

@@ -33,10 +33,13 @@ from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, SpeechSplitError, engine_split, read_speech_set, voice_split
 from robustaudio.metrics.jamming import (
     choose_level,
+    choose_level_every,
     evaluate_seeds,
     random_loops,
     seed_rooms,
     seed_summary,
+    sweep_levels,
+    sweep_levels_by,
     voice_table,
 )
 from robustaudio.runner.jam import jam_and_evaluate
@@ -125,6 +128,43 @@ def test_the_level_is_the_loudest_whose_mean_over_seeds_keeps_the_floor():
     with pytest.raises(JamError, match="none of the levels"):
         choose_level(sweep, floor=0.95)
     assert choose_level({-10.0: {7: 0.75, 9: 0.72}}) == -10.0  # seeds 7 and 9: numbers that are not F1s
+
+
+def test_the_level_for_every_group_is_held_back_by_the_most_fragile_group():
+    """--level-by: a robust population may carry the pooled mean above the floor while a fragile one falls
+    below it; the level must keep the floor for each group at once."""
+    robust = {-14.0: {1: 0.95, 2: 0.93}, -12.0: {1: 0.9, 2: 0.9}, -10.0: {1: 0.88, 2: 0.86}}
+    fragile = {-14.0: {1: 0.78, 2: 0.74}, -12.0: {1: 0.66, 2: 0.7}, -10.0: {1: 0.5, 2: 0.55}}
+    pooled = {-14.0: {1: 0.86, 2: 0.84}, -12.0: {1: 0.78, 2: 0.8}, -10.0: {1: 0.71, 2: 0.72}}
+    assert choose_level(pooled) == -10.0
+    assert choose_level_every({"all": pooled, "flite": robust, "festival": fragile}) == -14.0
+    assert choose_level_every({"all": pooled, "flite": robust}) == -10.0
+    with pytest.raises(JamError, match="for festival at none of the levels"):
+        choose_level_every({"flite": robust, "festival": fragile}, floor=0.8)
+    with pytest.raises(JamError, match="every group at once"):  # each group has a level, but not a common one
+        choose_level_every({"a": {-14.0: {1: 0.9}, -10.0: {1: 0.5}}, "b": {-14.0: {1: 0.5}, -10.0: {1: 0.9}}})
+
+
+class AlwaysFires:
+    threshold = 0.5
+
+    def scores(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.ones(audio.shape[0])
+
+
+def test_each_group_is_scored_with_its_own_positives_and_every_negative():
+    """sweep_levels_by: group F1 = 2TP / (2TP + FP + FN) over the group's positives and all negatives; a
+    detector that always fires gives 2P / (2P + N) per group; "all" is sweep_levels' pooled sweep."""
+    utterances = _tones(6)                               # labels 0, 1, 0, 1, 0, 1
+    group_of = {"tone1": "a", "tone3": "a", "tone5": "b", "tone0": "a", "tone2": "c"}  # c: negatives only
+    avoid = make_rooms("optimisation", 2, 0, FAST.rt60)
+    kwargs = {"seeds": (1, 2), "held_out_rooms": 2, "draws": 1, "loop_seconds": 0.5, "pieces": 1, "avoid": avoid}
+    by_group = sweep_levels_by(AlwaysFires(), utterances, FAST, [-10.0], group_of, **kwargs)
+    assert set(by_group) == {"all", "a", "b"}           # no group of negatives only
+    assert by_group["a"][-10.0] == {1: pytest.approx(4 / 7), 2: pytest.approx(4 / 7)}  # P = 2, N = 3
+    assert by_group["b"][-10.0] == {1: pytest.approx(2 / 5), 2: pytest.approx(2 / 5)}  # P = 1, N = 3
+    assert by_group["all"] == sweep_levels(AlwaysFires(), utterances, FAST, [-10.0], **kwargs)
+    assert by_group["all"][-10.0][1] == pytest.approx(6 / 9)
 
 
 # ---- splits by engine and voice -------------------------------------------------------------------

@@ -73,12 +73,17 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
 
 
 def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, level_split: str, test, voices,
-                      evaluate_engines: tuple[str, ...]):
-    """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s); refuses any
-    clip or voice that is also evaluated on."""
+                      evaluate_engines: tuple[str, ...], level_by: str | None = None):
+    """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s) and, with
+    ``level_by`` (``engine`` or ``voice``), ``(level_by, clip id -> its engine or voice)``; refuses any clip or
+    voice that is also evaluated on."""
     from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
+    groups = None
     if clips is None:
+        if level_by is not None:
+            raise JamError(f"--level-by {level_by} needs a metadata.csv with engine and voice columns in {root}: "
+                           f"drop --level-by or describe the clips.")
         chosen, _ = load_utterances(root, target, sample_rate, level_split)
         shared = set(chosen.ids) & set(test.ids)
     else:
@@ -86,7 +91,9 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
         if not picked:
             raise JamError(f"No clip of split {level_split!r} to choose the music level on in {root} "
                            f"(outside the evaluated engines).")
-        chosen, level_voices, _, _ = load_speech(picked, target, sample_rate)
+        chosen, level_voices, level_engines, _ = load_speech(picked, target, sample_rate)
+        if level_by is not None:
+            groups = (level_by, {"voice": level_voices, "engine": level_engines}[level_by])
         shared = {level_voices[i] for i in chosen.ids} & {voices[i] for i in test.ids} if voices else set()
         shared |= set(chosen.ids) & set(test.ids)
     if not len(chosen):
@@ -94,7 +101,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
     if shared:
         raise JamError(f"--level-split {level_split}: {len(shared)} clip(s) or voice(s) are also evaluated on "
                        f"({', '.join(sorted(shared)[:3])}): choose the level on other clips.")
-    return chosen
+    return chosen, groups
 
 
 @click.command()
@@ -114,6 +121,10 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
               help="Music levels (dB re speech) --level-split tries.")
 @click.option("--level-floor", type=click.FloatRange(0, 1), default=0.70, show_default=True,
               help="The random-music F1 the chosen level must keep on the --level-split clips.")
+@click.option("--level-by", type=click.Choice(["engine", "voice"]),
+              help="With --level-split: the floor must hold for the positives of every engine (or voice) of those "
+                   "clips at once, not only on their pooled mean (a fragile population is not carried by a robust "
+                   "one). Needs a metadata.csv with engine and voice columns.")
 @click.option("--jitter-db", type=float, default=choices.JAM_JITTER_DB, show_default=True,
               help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
 @click.option("--noise-snr-db", type=float, nargs=2, default=choices.JAM_NOISE_SNR_DB, show_default=True,
@@ -149,7 +160,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
                    "the music is optimised on --model only.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
-        level_floor, jitter_db, noise_snr_db,
+        level_floor, level_by, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
         random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
@@ -166,6 +177,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..runner.jam import choose_music_level, jam_and_evaluate
     if level_split is not None and music_db is not None:
         raise click.UsageError("--music-db sets the level and --level-split chooses it: pass one of them.")
+    if level_by is not None and level_split is None:
+        raise click.UsageError("--level-by says how --level-split chooses the level: pass --level-split too.")
     if level_split is not None and level_split == split and not evaluate_engines:
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
@@ -190,25 +203,27 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                          f"evaluated (the rooms are still held out).")
         level_choice = None
         if level_split is not None:
-            level_clips = _level_utterances(root, clips, detector.target, detector.sample_rate, level_split, test,
-                                            voices, tuple(evaluate_engines))
+            level_clips, groups = _level_utterances(root, clips, detector.target, detector.sample_rate, level_split,
+                                                    test, voices, tuple(evaluate_engines), level_by)
             click.echo(f"choosing the music level on split {level_split!r} ({len(level_clips)} clips): "
                        f"{', '.join(f'{v:g}' for v in levels)} dB")
             level_progress = PhaseProgress("level", {"choosing the level": "levels"})
             level, level_choice = choose_music_level(
                 detector, level_clips, config, levels, seeds=tuple(scene_seeds) or (1,), floor=level_floor,
                 optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, loop_seconds=loop_seconds,
-                random_pieces=random_pieces, seed=seed,
+                random_pieces=random_pieces, seed=seed, groups=groups,
                 progress=lambda done, total: level_progress("choosing the level", done, total))
             level_progress.close()
             level_choice["split"] = level_split
             for value, entry in level_choice["random_f1"].items():
                 click.echo(f"  {value} dB: random-music F1 mean {entry['mean']:.3f} over scene seeds")
+            for group, means in level_choice.get("groups", {}).items():
+                click.echo(f"  {level_by} {group}: " + ", ".join(f"{v} dB {m:.3f}" for v, m in means.items()))
             config = replace(config, music_db=level)
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
         out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
-                                                        steps, seed, transfer_to, scene_seeds, evaluate_engines,
-                                                        augment])
+                                                        level_by, steps, seed, transfer_to, scene_seeds,
+                                                        evaluate_engines, augment])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(

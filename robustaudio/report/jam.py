@@ -256,6 +256,13 @@ def _summary_lines(card: dict) -> list[str]:
                      f"{', '.join(map(str, choice['scene_seeds']))}: "
                      + ", ".join(f"{level} dB {_fmt(entry['mean'])}" for level, entry in choice["random_f1"].items())
                      + f": {choice['chosen_db']:g} dB")
+        if choice.get("groups"):
+            at = f"{choice['chosen_db']:g}"
+            weakest = min(choice["groups"].items(), key=lambda kv: kv[1].get(at, float("inf")))
+            lines.append(f"the floor held for every {choice['by']} of those clips at once ({len(choice['groups'])}; "
+                         f"the weakest at {at} dB: {weakest[0]}, {_fmt(weakest[1][at])}): "
+                         + "; ".join(f"{group} " + ", ".join(f"{lvl} dB {_fmt(m)}" for lvl, m in means.items())
+                                     for group, means in choice["groups"].items()))
     for rooms, values in card["headline_f1"].items():
         lines.append(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {_fmt(v)}" for c, v in values.items()))
     return lines

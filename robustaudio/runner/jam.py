@@ -15,6 +15,7 @@ from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
 from ..metrics.jamming import (
     choose_level,
+    choose_level_every,
     clean_correct,
     evaluate,
     evaluate_seeds,
@@ -23,7 +24,7 @@ from ..metrics.jamming import (
     seed_rooms,
     seed_summary,
     summarize,
-    sweep_levels,
+    sweep_levels_by,
     voice_table,
 )
 
@@ -152,17 +153,20 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
                        levels: Sequence[float], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), floor: float = 0.70,
                        optimisation_rooms: int = 16, held_out_rooms: int = 16, draws: int = 2,
                        loop_seconds: float = 4.0, random_pieces: int = 4, seed: int = 0,
+                       groups: tuple[str, Mapping[str, str]] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> tuple[float, dict]:
     """The music level (dB re speech) for a jam: the loudest of ``levels`` at which random music keeps a
     mean F1 >= ``floor`` over the scene seeds (:func:`~..metrics.jamming.sweep_levels`,
     :func:`~..metrics.jamming.choose_level`) on ``utterances``, clips set aside for this (never the ones the
-    headline is measured on), kept where the detector handles them dry.
+    headline is measured on), kept where the detector handles them dry. With ``groups = (name, clip id ->
+    group)`` (e.g. ``("engine", ...)``), the floor must hold for every group's positives at once
+    (:func:`~..metrics.jamming.choose_level_every`), not only on the pooled mean.
 
     The sweep plays each level in held-out rooms of scene seeds ``1000 + s`` (none an optimisation room of
     ``room_split(config, optimisation_rooms, held_out_rooms, seed)``, none an evaluation seed's), with
     :func:`random_loops` music. Only random music is played: the choice never sees the adversarial music.
-    Returns ``(level, record)``: the record has every level's F1 per seed and its mean, the floor, the
-    clips used and the level chosen. ``progress(levels_done, levels_total)``.
+    Returns ``(level, record)``: the record has every level's F1 per seed and its mean (and per group), the
+    floor, the clips used and the level chosen. ``progress(levels_done, levels_total)``.
     """
     kept = utterances.subset(clean_correct(detector, utterances, config))
     positives = int((kept.labels == 1).sum())
@@ -171,14 +175,20 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
                        f"choose the music level is detected clean: the level cannot be chosen on them.")
     optimisation, _ = room_split(config, optimisation_rooms, held_out_rooms, seed)
     sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in seeds)
-    sweep = sweep_levels(detector, kept, config, levels, seeds=sweep_seeds, held_out_rooms=held_out_rooms,
-                         draws=draws, loop_seconds=loop_seconds, pieces=random_pieces, avoid=optimisation,
-                         progress=progress)
-    level, means = choose_level(sweep, floor), level_means(sweep)
+    by_group = sweep_levels_by(detector, kept, config, levels, groups[1] if groups else {}, seeds=sweep_seeds,
+                               held_out_rooms=held_out_rooms, draws=draws, loop_seconds=loop_seconds,
+                               pieces=random_pieces, avoid=optimisation, progress=progress)
+    sweep = by_group["all"]
+    level = choose_level_every(by_group, floor) if groups else choose_level(sweep, floor)
+    means = level_means(sweep)
     record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": draws,
               "positives": positives, "negatives": int((kept.labels == 0).sum()),
               "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": means[lvl]}
                             for lvl, per_seed in sorted(sweep.items())}}
+    if groups:
+        record["by"] = groups[0]
+        record["groups"] = {group: {f"{lvl:g}": mean for lvl, mean in sorted(level_means(per_level).items())}
+                            for group, per_level in by_group.items() if group != "all"}
     return level, record
 
 
