@@ -50,12 +50,14 @@ from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
     choose_level,
+    choose_level_every,
     clean_correct,
     evaluate_seeds,
     level_means,
     random_loops,
     seed_summary,
     sweep_levels,
+    sweep_levels_by,
     voice_table,
 )
 from robustaudio.models import load_model
@@ -137,6 +139,9 @@ def main() -> None:
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--transfer-to", default=None, help="default microwakeword:alexa for alexa, none otherwise")
     parser.add_argument("--choose-only", action="store_true")
+    parser.add_argument("--level-by", choices=("engine", "voice"),
+                        help="also show the level robustaudio jam --level-by would choose on the development voices "
+                             "(not the protocol's rule; with --choose-only)")
     parser.add_argument("--only-voices", nargs="+", help="score only these fresh voices (the ones a leave-one-"
                         "language-out music never heard)")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
@@ -166,6 +171,23 @@ def main() -> None:
         log(f"development, {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
     music_db = choose_level(sweep, FLOOR)
     log(f"chosen level {music_db:g} dB re speech")
+    if args.level_by:
+        by_file = out / f"level_sweep_by_{args.level_by}.json"
+        if by_file.exists():
+            by_group = {g: {float(k): {int(s): v for s, v in per.items()} for k, per in sweep.items()}
+                        for g, sweep in json.loads(by_file.read_text()).items()}
+        else:
+            sets = detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]
+            group_of = sets["engines"] if args.level_by == "engine" else sets["voices"]
+            by_group = sweep_levels_by(detector, sets["utterances"], base, args.levels, group_of, seeds=args.seeds,
+                                       draws=args.sweep_draws, avoid=optimisation)
+            by_file.write_text(json.dumps({g: {str(k): v for k, v in sweep.items()} for g, sweep in by_group.items()},
+                                          indent=1))
+        for group, per_level in by_group.items():
+            log(f"development, {args.level_by} {group}: mean random-music F1 "
+                + ", ".join(f"{lvl:g} dB {m:.3f}" for lvl, m in sorted(level_means(per_level).items())))
+        log(f"--level-by {args.level_by} would choose {choose_level_every(by_group, FLOOR):g} dB "
+            f"(the protocol's rule: {music_db:g} dB)")
     if args.choose_only:
         return
     if args.music_from is None:
