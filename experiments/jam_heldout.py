@@ -30,6 +30,11 @@ The protocol (issue: "jamming that holds for speakers it never heard"):
   (:func:`~robustaudio.stats.clustered_bootstrap`), per-engine rows, per-seed F1 and a
   per-voice TPR table. Only clips the detector handles correctly when dry are evaluated.
 
+Leave one language out (``jam_fresh.md``): ``--learn-set espeak+flite+festival --add-learn runs/accented
+--add-repeat 3 --hold-out-voices festival:czech_dita ... --learn-only`` learns from every engine and from the
+accented voices of the other languages (each entered three times, so a few voices are drawn into batches often
+enough), never from the held-out ones; ``jam_fresh.py --only-voices`` scores the music on those.
+
 Writes ``OUT/jam_heldout.md`` and ``OUT/jam_heldout.json`` (``--md`` also copies the markdown, e.g.
 to ``experiments/jam_heldout.md``), the learned loop as ``OUT/adversarial.wav`` and ``OUT/music.pt``.
 """
