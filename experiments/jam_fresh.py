@@ -44,16 +44,14 @@ import time
 from pathlib import Path
 
 import torch
-from wakeword_protocol import detectable_sets, log  # noqa: E402
+from wakeword_protocol import detectable_sets, fresh_set, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.acoustics.scenes import EOTConfig, room_split
-from robustaudio.attacks.jamming import Detector, load_speech
-from robustaudio.data.speech import read_speech_set
+from robustaudio.attacks.jamming import Detector
 from robustaudio.metrics.jamming import (
     choose_level,
     choose_level_every,
-    clean_correct,
     evaluate_seeds,
     level_means,
     random_loops,
@@ -70,26 +68,6 @@ FLOOR = 0.70
 
 def fmt(estimate: dict) -> str:
     return shared_fmt(estimate, digits=2)
-
-
-def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None) -> dict:
-    """The fresh clips the detector handles dry (of ``only_voices`` where given), with their voices and the
-    counts given and kept."""
-    clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
-    if only_voices:
-        unknown = set(only_voices) - {c.voice for c in clips}
-        if unknown:
-            raise SystemExit(f"--only-voices {sorted(unknown)} are not voices of {folder}.")
-        clips = [c for c in clips if c.voice in only_voices]
-    if not clips:
-        raise SystemExit(f"{folder} has no clips of split 'fresh': make it with "
-                         f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
-    utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
-    kept = utterances.subset(clean_correct(detector, utterances, config))
-    counts = {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist()) if y})}
-    log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips")
-    return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts}
 
 
 def markdown(result: dict) -> str:

@@ -48,19 +48,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, log  # noqa: E402
+from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, fresh_set, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import EOTConfig, Utterances, room_split
-from robustaudio.attacks.jamming import Detector, jam, load_speech
+from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
     choose_level,
-    clean_correct,
     evaluate_seeds,
     random_loops,
     seed_summary,
@@ -93,16 +92,6 @@ def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -
     learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
                                           "voices": sorted({part["voices"][i] for i in added.ids})})
     log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
-
-
-def fresh_positives(folder: Path, detector: Detector, config: EOTConfig) -> dict:
-    """The clips of split ``fresh`` under ``folder`` the detector handles dry, with their voices."""
-    clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
-    if not clips:
-        raise SystemExit(f"{folder} has no clips of split 'fresh' (make_wakeword_clips.py --accented).")
-    utterances, voice_of, engine_of, _ = load_speech(clips, detector.target, detector.sample_rate)
-    return {"utterances": utterances.subset(clean_correct(detector, utterances, config)), "voices": voice_of,
-            "engines": engine_of}
 
 
 def fmt(estimate: dict) -> str:
@@ -285,7 +274,7 @@ def main() -> None:
         add_positives(sets["learn"], sets["evaluate"], lambda i: sets["evaluate"]["engines"][i] in engines,
                       "+".join(engines))
     for folder in args.add_learn:
-        fresh = fresh_positives(folder, detector, base)
+        fresh = fresh_set(folder, detector, base)
         unknown = set(args.hold_out_voices) - set(fresh["voices"].values())
         if unknown:
             raise SystemExit(f"--hold-out-voices {sorted(unknown)} are not voices of {folder}: "

@@ -71,6 +71,26 @@ def detectable_sets(voices_dir: Path, detector: Detector, config: EOTConfig, *, 
     return out
 
 
+def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None) -> dict:
+    """The fresh clips the detector handles dry (of ``only_voices`` where given), with their voices and the
+    counts given and kept."""
+    clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
+    if only_voices:
+        unknown = set(only_voices) - {c.voice for c in clips}
+        if unknown:
+            raise SystemExit(f"--only-voices {sorted(unknown)} are not voices of {folder}.")
+        clips = [c for c in clips if c.voice in only_voices]
+    if not clips:
+        raise SystemExit(f"{folder} has no clips of split 'fresh': make it with "
+                         f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
+    utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
+    kept = utterances.subset(clean_correct(detector, utterances, config))
+    counts = {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
+              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist()) if y})}
+    log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips")
+    return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts}
+
+
 def fmt(estimate: dict, digits: int = 3) -> str:
     """``value [low, high]`` of a bootstrap estimate."""
     low, high = estimate["ci95"]
