@@ -37,7 +37,7 @@ from wakeword_protocol import detectable_sets, fmt, log  # the script's folder i
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector
 from robustaudio.attacks.music import KarplusStrong
-from robustaudio.attacks.query_jam import MUSIC_PARAMETERS, QuerySettings, query_jam
+from robustaudio.attacks.query_jam import FEEDBACK, MUSIC_PARAMETERS, QuerySettings, query_jam
 from robustaudio.metrics.jamming import (
     choose_level,
     evaluate_seeds,
@@ -65,7 +65,8 @@ def tune(args: argparse.Namespace, detector: Detector, data: dict, config: EOTCo
     tried = []
     for sigma, lr, batch in grid:
         settings = QuerySettings(queries=args.tune_queries, population=args.population, batch_size=batch,
-                                 sigma=sigma, lr=lr, snapshots=(), parameters=tuple(args.parameters))
+                                 sigma=sigma, lr=lr, snapshots=(), parameters=tuple(args.parameters),
+                                 feedback=args.feedback)
         synth = KarplusStrong(4.0, detector.sample_rate, seed=args.seed)
         result = query_jam(synth, detector, data["learn"]["utterances"], optimisation, config, settings,
                            seed=args.seed)
@@ -100,6 +101,9 @@ def main() -> None:
     parser.add_argument("--parameters", nargs="+", choices=MUSIC_PARAMETERS, default=list(MUSIC_PARAMETERS),
                         help="the synthesiser parameters NES searches (e.g. gains damping_logit: the melody and "
                              "decays, 187 numbers, leaving the strings' timbre as it starts)")
+    parser.add_argument("--feedback", choices=FEEDBACK, default="clip",
+                        help="what each query answers: the clip's score, or the score of every 30 ms step of the "
+                             "stream (microWakeWord's streaming API)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -123,7 +127,8 @@ def main() -> None:
         log(f"tuned on validation voices: σ {args.sigma:g}, lr {args.lr:g}, {args.batch_size} scenes per step")
     snapshots = tuple(q for q in (500, 1_000, 2_500, 5_000, 10_000, 15_000, 20_000, 30_000) if q <= args.queries)
     settings = QuerySettings(queries=args.queries, population=args.population, batch_size=args.batch_size,
-                             sigma=args.sigma, lr=args.lr, snapshots=snapshots, parameters=tuple(args.parameters))
+                             sigma=args.sigma, lr=args.lr, snapshots=snapshots, parameters=tuple(args.parameters),
+                             feedback=args.feedback)
     synth = KarplusStrong(4.0, detector.sample_rate, seed=args.seed)
     learn = data["learn"]["utterances"]
     result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
@@ -174,7 +179,8 @@ def main() -> None:
         "| queries | adversarial F1 [95% CI] | TPR | FPR |", "|---|---|---|---|",
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
           for q in qs], "",
-        f"NES over {', '.join(settings.parameters)}: population {settings.population}, {settings.batch_size} "
+        f"NES over {', '.join(settings.parameters)}, {settings.feedback} scores: population {settings.population}, "
+        f"{settings.batch_size} "
         f"scenes per step, σ {settings.sigma}, lr {settings.lr}; attack {result.seconds:.0f} s, "
         f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}).", "",
         "![F1 against queries](f1_queries.png)", ""]

@@ -55,6 +55,22 @@ def test_scores_do_not_depend_on_the_batch_or_earlier_clips(alexa):
     assert torch.equal(copy.probabilities(audio), together)
 
 
+def test_step_logits_are_the_stream_and_the_clip_is_their_highest_step(alexa):
+    """step_logits: one row per 30 ms step of the stream (2 s clip + 1 s padding); the clip's logits are the
+    highest step's, and a Detector's clip score is the maximum of its step scores (as the device decides)."""
+    from robustaudio.attacks.jamming import Detector
+
+    audio = clips("alexa-en_m8", "hello_there-en")
+    steps = alexa.step_logits(audio)
+    assert steps.shape[0] == 2 and steps.shape[2] == 2 and 90 <= steps.shape[1] <= 100
+    torch.testing.assert_close(steps.amax(dim=1)[:, 1], alexa(audio)[:, 1])
+    assert (steps[0, :, 1] > 0).sum() >= 1 and (steps[1, :, 1] > 0).sum() == 0  # alexa fires on some steps only
+    detector = Detector(alexa, "alexa")
+    step_scores = detector.step_scores(audio)
+    torch.testing.assert_close(step_scores.amax(dim=1), detector.scores(audio))
+    assert detector.scores(audio).gt(0.5).tolist() == [True, False]
+
+
 def test_queries_are_counted_and_gradients_refused(alexa):
     audio = clips("alexa-en_m8", "hello_there-en")
     alexa.reset_queries()

@@ -14,6 +14,31 @@ from robustaudio.attacks.query_jam import QuerySettings, query_jam, score_loss
 pytest.importorskip("pyroomacoustics")
 
 
+class SteppedBandEnergy(BandEnergy):
+    """BandEnergy scored on 8 consecutive chunks: a streaming black box with one logit per step (no gradients)."""
+
+    def step_logits(self, audio):
+        with torch.no_grad():
+            spectrum = torch.fft.rfft(audio.reshape(len(audio), 8, -1)).abs().pow(2)   # [B, 8, F]
+            cut = audio.shape[1] // 8 // 16                                          # the 1 kHz bin
+            z = torch.log(spectrum[..., :cut].sum(-1) + 1e-6) - torch.log(spectrum[..., cut:].sum(-1) + 1e-6)
+            return torch.stack([-z / 2, z / 2], dim=-1)
+
+
+class StepsOnly:
+    """A streaming black box: step scores and clip scores, every scored scene counted once."""
+
+    def __init__(self, detector):
+        self.detector, self.sample_rate, self.threshold, self.queries = detector, detector.sample_rate, 0.5, 0
+
+    def step_scores(self, audio):
+        self.queries += len(audio)
+        return self.detector.step_scores(audio)
+
+    def scores(self, audio):
+        return self.step_scores(audio).amax(dim=1)
+
+
 class ScoresOnly:
     """The detector as a black box: scores only (no margins, no gradients), every scored scene counted."""
 
@@ -70,3 +95,39 @@ def test_query_settings_refuse_what_cannot_run():
         QuerySettings(population=5)
     with pytest.raises(JamError, match="does not cover one step"):
         QuerySettings(queries=10, population=4, batch_size=4)
+
+
+def test_step_loss_counts_firing_steps_and_is_the_clip_loss_for_one_step():
+    """softplus(logsumexp_s logit s): one step is the clip loss; at the same (saturated) clip score, a scene
+    firing on three steps costs more than one firing on one step, and both more than a scene that never fires."""
+    clip = torch.tensor([0.9, 0.3])
+    torch.testing.assert_close(score_loss(clip.unsqueeze(1)), score_loss(clip))
+    steps = torch.tensor([[0.99, 0.99, 0.99, 0.01], [0.99, 0.01, 0.01, 0.01], [0.2, 0.01, 0.01, 0.01]])
+    loss = score_loss(steps)
+    assert loss[0] > loss[1] + 0.5 > loss[2] + 0.5
+
+
+def test_nes_on_step_feedback_lowers_the_stepped_loss_and_refuses_a_clip_only_box():
+    speech, rooms = tone_utterances(4), make_rooms("optimisation", 2, 0, FAST.rt60)
+    detector = Detector(SteppedBandEnergy(), "tone")
+    assert detector.step_scores(torch.randn(2, 16000)).shape == (2, 8)
+    box = StepsOnly(detector)
+    synth = KarplusStrong(seconds=0.5, seed=0)
+    transforms = sample_transforms(len(speech), rooms, FAST.fixed_level(), torch.Generator().manual_seed(9),
+                                   loop_samples=synth.length)
+
+    def loss() -> float:
+        with torch.no_grad():
+            return float(score_loss(detector.step_scores(render(speech, synth(), transforms, rooms, FAST))).mean())
+
+    before = loss()
+    settings = QuerySettings(queries=2_000, population=8, batch_size=4, sigma=0.1, lr=0.05, snapshots=(),
+                             feedback="steps")
+    result = query_jam(synth, box, speech, rooms, FAST, settings, seed=0)
+    after = loss()
+    assert after < 0.85 * before, (before, after)  # 0.75 of it here; a wrong-signed step raises the loss
+    assert result.queries == box.queries <= 2_000
+    with pytest.raises(JamError, match="step_scores"):
+        query_jam(synth, ScoresOnly(detector), speech, rooms, FAST, settings, seed=0)
+    with pytest.raises(JamError, match="feedback must be"):
+        QuerySettings(feedback="frames")

@@ -54,7 +54,8 @@ class Detector:
     """``model`` as a detector of the class ``target``; scores are in [0, 1], firing at 0.5.
 
     ``margins(audio)`` ``[B, W]`` (differentiable): openWakeWord models give one margin per scored
-    80 ms window, the head's pre-sigmoid logit (the hey_jarvis verifier included); other classifiers
+    80 ms window, the head's pre-sigmoid logit (the hey_jarvis verifier included); black-box streaming
+    detectors with ``step_logits`` (microWakeWord) one per 30 ms step, without gradients; other classifiers
     give ``W = 1``: ``logit_target − max_other logit`` (single-label: fires iff the target is the
     top class) or ``logit_target − logit(threshold)`` (multi-label). ``scores(audio)`` ``[B]`` is
     ``sigmoid(max_w margin)``: for openWakeWord exactly its wake-word score.
@@ -73,6 +74,7 @@ class Detector:
         self.target = target
         self.index = model.labels.index(target)
         self.windowed = hasattr(model, "window_logits")
+        self.stepped = hasattr(model, "step_logits")
 
     @property
     def sample_rate(self) -> int:
@@ -82,6 +84,8 @@ class Detector:
         model = self.model
         if self.windowed:
             logits = model.window_logits(model.embeddings(model.features(audio)))   # [B, W, K]
+        elif self.stepped:
+            logits = model.step_logits(audio)                                         # [B, S, K], no gradient
         else:
             logits = model(audio).unsqueeze(1)                                        # [B, 1, K]
         target = logits[..., self.index]
@@ -93,8 +97,13 @@ class Detector:
 
     @torch.no_grad()
     def scores(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.step_scores(audio).amax(dim=1)
+
+    @torch.no_grad()
+    def step_scores(self, audio: torch.Tensor) -> torch.Tensor:
+        """``sigmoid(margins)`` ``[B, W]``: the score of every window or step (``W = 1`` for whole-clip models)."""
         with frozen(self.model):
-            return torch.sigmoid(self.margins(audio).amax(dim=1))
+            return torch.sigmoid(self.margins(audio))
 
 
 def jam_loss(margins: torch.Tensor, confidence: float = 0.0) -> torch.Tensor:

@@ -13,8 +13,11 @@ candidate hears the same scenes, so the difference is the music's doing), and mo
 
     ĝ = Σ_j (L(θ + σu_j) − L(θ − σu_j)) u_j / (n σ),    L = mean_b softplus(logit s_b),
 
-``s_b`` the detector's score of scene ``b``. A step costs ``n · B`` queries. Snapshots of the loop
-at chosen query counts let the caller draw F1 against queries (:func:`f1_against_queries`).
+``s_b`` the detector's score of scene ``b``. With ``feedback="steps"`` the box answers the score of every
+step of the stream (``step_scores`` ``[B, S]``: microWakeWord's sliding-window probability every 30 ms, what its
+streaming API hands a caller) and ``L = mean_b softplus(logsumexp_s logit s_bs)``: a scene whose clip score is
+saturated (int8 detectors stop at one value) still says how many steps fire. A step costs ``n · B`` queries.
+Snapshots of the loop at chosen query counts let the caller draw F1 against queries (:func:`f1_against_queries`).
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from .jamming import ScoringDetector
 from .music import KarplusStrong
 
 MUSIC_PARAMETERS = ("excitation", "damping_logit", "gains")  # KarplusStrong's, in named_parameters() order
+FEEDBACK = ("clip", "steps")
 
 
 class BlackBoxDetector(ScoringDetector, Protocol):
-    """A scoring detector that also says its sample rate (Hz)."""
+    """A scoring detector that also says its sample rate (Hz); ``feedback="steps"`` also needs
+    ``step_scores(audio [B, T]) -> [B, S]`` (the clip's score is their maximum)."""
 
     sample_rate: int
 
@@ -48,7 +53,8 @@ class QuerySettings:
     at which the loop is kept (the last loop is always kept); ``parameters``: the synthesiser's parameters
     searched (names of :class:`KarplusStrong`'s: ``excitation`` ``[K, P_max]``, ``damping_logit`` ``[K]``,
     ``gains`` ``[M, K]``; the others stay at their start). Leaving out the excitations (the strings' timbre,
-    about 1,600 of the 1,800 numbers) searches the melody and the decays alone."""
+    about 1,600 of the 1,800 numbers) searches the melody and the decays alone. ``feedback``: what the box
+    answers per scene: ``"clip"`` (one score) or ``"steps"`` (the score of every stream step)."""
 
     queries: int = 20_000
     population: int = 10
@@ -57,8 +63,11 @@ class QuerySettings:
     lr: float = 0.02
     snapshots: Sequence[int] = (1_000, 2_500, 5_000, 10_000, 15_000, 20_000)
     parameters: Sequence[str] = ("excitation", "damping_logit", "gains")
+    feedback: str = "clip"
 
     def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACK:
+            raise JamError(f"feedback must be one of {', '.join(FEEDBACK)}; got {self.feedback!r}.")
         if not self.parameters or not set(self.parameters) <= set(MUSIC_PARAMETERS):
             raise JamError(f"parameters must name some of {', '.join(MUSIC_PARAMETERS)}; got {list(self.parameters)}.")
         if self.population < 2 or self.population % 2:
@@ -84,10 +93,12 @@ class QueryJamResult:
 
 
 def score_loss(scores: torch.Tensor) -> torch.Tensor:
-    """``softplus(logit s)`` per scene ``[B]``: large while the detector fires, → 0 as it stops.
+    """``softplus(logit s)`` per scene ``[B]`` for clip scores ``[B]``, or ``softplus(logsumexp_s logit s_s)``
+    for step scores ``[B, S]``: large while the detector fires (the more steps, the larger), → 0 as it stops.
     Scores are clipped to [1e-4, 1 − 1e-4] (quantised detectors answer exactly 0 or 1)."""
     p = scores.clamp(1e-4, 1 - 1e-4)
-    return F.softplus(torch.log(p / (1 - p)))
+    logits = torch.log(p / (1 - p))
+    return F.softplus(logits if logits.dim() == 1 else torch.logsumexp(logits, dim=1))
 
 
 @torch.no_grad()
@@ -107,6 +118,10 @@ def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utte
         callback: called with each history entry.
     """
     settings = settings or QuerySettings()
+    steps = settings.feedback == "steps"
+    if steps and not hasattr(detector, "step_scores"):
+        raise JamError("feedback='steps' needs a detector that answers the score of every step (step_scores); "
+                       "this one gives clip scores only: use feedback='clip'.")
     if synth.sample_rate != detector.sample_rate or config.sample_rate != detector.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
                        f"detector ({detector.sample_rate} Hz) must share one sample rate.")
@@ -134,9 +149,10 @@ def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utte
         music = torch.stack(loops).repeat_interleave(batch, dim=0)                       # [n·B, Tm]
         every = torch.arange(batch).repeat(n)
         scenes = render(utterances.subset(pick[every]), music, transforms.take(every), rooms, config)
-        scores = detector.scores(scenes)
+        answered = detector.step_scores(scenes) if steps else detector.scores(scenes)  # type: ignore[attr-defined]
+        scores = answered.amax(dim=1) if steps else answered
         result.queries += len(scenes)
-        losses = score_loss(scores).reshape(n, batch).mean(dim=1)                        # [n]
+        losses = score_loss(answered).reshape(n, batch).mean(dim=1)                      # [n]
         gradient = ((losses[: n // 2] - losses[n // 2:]).unsqueeze(1) * u).sum(dim=0) / (n * settings.sigma)
         optimiser.zero_grad()
         theta.grad = gradient

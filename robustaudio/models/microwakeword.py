@@ -104,7 +104,9 @@ class MicroWakeWord(WholeModel):
     def step_probabilities(self, clip: np.ndarray) -> np.ndarray:
         """The detector's probability every 30 ms ``[S]`` for one clip ``[T]`` (float in [-1, 1]).
 
-        Entries before the first full sliding window are 0, as the package returns them.
+        The package answers every 10 ms feature frame, with a 0.0 filler on the frames where the network
+        does not run (it runs every ``stride`` = 3 frames); only the network's steps are kept. Steps
+        before the first full sliding window are 0, as the package returns them.
         """
         pcm = np.clip(np.round(np.asarray(clip, dtype=np.float64) * INT16_SCALE), -32768, 32767).astype(np.int16)
         pcm = np.concatenate([pcm, np.zeros(self.pad_after, dtype=np.int16)])
@@ -113,7 +115,8 @@ class MicroWakeWord(WholeModel):
         steps = [self.detector.process_streaming_prob(features)
                  for features in self.front_end.process_streaming(pcm.tobytes())]
         self.queries += 1
-        return np.array([p for p in steps if p is not None], dtype=np.float64)
+        stride = int(self.detector.stride)
+        return np.array(steps[stride - 1::stride], dtype=np.float64)
 
     def probabilities(self, audio: torch.Tensor) -> torch.Tensor:
         """The clip probability ``p`` ``[B]``: the highest sliding-window mean over the clip (and its padding)."""
@@ -124,10 +127,24 @@ class MicroWakeWord(WholeModel):
         return torch.tensor([float(self.step_probabilities(clip).max(initial=0.0)) for clip in clips],
                             dtype=torch.float32, device=audio.device)
 
+    def step_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, S, 2]`` of every 30 ms step (the label convention of :meth:`forward`, from each step's
+        sliding-window probability; clips of one batch have one length, so one ``S``). The clip's logits are
+        those of its highest step: what a streaming caller of the package sees, step by step."""
+        refuse_gradients(audio, self.describe_source())
+        if audio.dim() != 2:
+            raise ModelError(f"{self.describe_source()} takes audio [B, T], got shape {tuple(audio.shape)}.")
+        steps = torch.tensor(np.stack([self.step_probabilities(clip) for clip in audio.detach().cpu().numpy()]))
+        return self._logits(steps).to(audio.device)
+
     def forward(self, audio: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
         if video is not None:
             raise ModelError(f"{self.describe_source()} takes audio only.")
-        p = self.probabilities(audio).double().clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+        return self._logits(self.probabilities(audio))
+
+    def _logits(self, p: torch.Tensor) -> torch.Tensor:
+        """``[..., 2]`` logits ``[-z/2, z/2]``, ``z = logit(p) - logit(cutoff)``, for probabilities ``p``."""
+        p = p.double().clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
         z = torch.log(p) - torch.log1p(-p) - math.log(self.cutoff / (1 - self.cutoff))
         return torch.stack([-z / 2, z / 2], dim=-1).float()
 
