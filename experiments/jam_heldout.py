@@ -60,10 +60,12 @@ from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
     choose_level,
+    choose_level_every,
     evaluate_seeds,
     random_loops,
     seed_summary,
     sweep_levels,
+    sweep_levels_by,
     voice_table,
 )
 from robustaudio.models import load_model
@@ -94,6 +96,48 @@ def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -
     log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
 
 
+def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
+    """``--test-engine``: keep only that engine's clips in ``evaluate``; learn also from the other held-out engine's
+    ``--learn-voices`` (positives) and add its ``--validate-voices`` (every clip) to ``validate``. Raises on a voice
+    named twice, a voice of the test engine on the learning or validation side, or an unknown voice."""
+    evaluate = sets["evaluate"]
+    engine_of, voice_of = evaluate["engines"], evaluate["voices"]
+    other = {voice_of[i] for i in evaluate["utterances"].ids if engine_of[i] != args.test_engine}
+    named = set(args.learn_voices) | set(args.validate_voices)
+    if set(args.learn_voices) & set(args.validate_voices) or not named <= other:
+        raise SystemExit(f"--learn-voices and --validate-voices must be distinct voices of the engine that is not "
+                         f"--test-engine {args.test_engine}: {sorted(other)}.")
+    add_positives(sets["learn"], evaluate, lambda i: voice_of[i] in args.learn_voices,
+                  f"{'+'.join(sorted(args.learn_voices))} (leave {args.test_engine} out)")
+    ids = evaluate["utterances"].ids
+    validate = sets["validate"]
+    extra = evaluate["utterances"].subset(torch.tensor([voice_of[i] in args.validate_voices for i in ids]))
+    validate["utterances"] = joined(validate["utterances"], extra)
+    validate["voices"] = {**validate["voices"], **{i: voice_of[i] for i in extra.ids}}
+    validate["engines"] = {**validate["engines"], **{i: engine_of[i] for i in extra.ids}}
+    validate["kept"]["added"] = {"voices": sorted(args.validate_voices), "clips": len(extra.ids)}
+    evaluate["utterances"] = evaluate["utterances"].subset(torch.tensor([engine_of[i] == args.test_engine
+                                                                          for i in ids]))
+    kept = evaluate["utterances"]
+    evaluate["kept"] = {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
+                        "voices": len({voice_of[i] for i in kept.ids}), "engines": [args.test_engine]}
+    seen = {voice_of.get(i) for i in sets["learn"]["utterances"].ids} | {validate["voices"].get(i)
+                                                                       for i in validate["utterances"].ids}
+    leaked = seen & {voice_of[i] for i in kept.ids}
+    if leaked:
+        raise SystemExit(f"Voices of the test engine on the learning or validation side: {sorted(leaked)}.")
+    log(f"leave {args.test_engine} out: validate + {len(extra.ids)} clips of {sorted(args.validate_voices)}; "
+        f"evaluate {evaluate['kept']}")
+
+
+def learned_on(settings: dict) -> str:
+    """Which speech the music was learned from, in words."""
+    added = settings.get("added") or []
+    if not added:
+        return "eSpeak NG only"
+    return "eSpeak NG and " + "; ".join(f"{a['from']}: {a['positives']} positives × {a['repeat']}" for a in added)
+
+
 def fmt(estimate: dict) -> str:
     return shared_fmt(estimate, digits=2)
 
@@ -103,7 +147,7 @@ def markdown(result: dict) -> str:
     word = result["settings"].get("word", "alexa")
     lines = [f"# Adversarial music vs new engines and voices (openWakeWord {word}, "
              f"{result['music_db']:g} dB re speech)",
-             "", f"Learned on eSpeak NG only ({result['clips']['learn']['kept']['positives']} positives, "
+             "", f"Learned on {learned_on(s)} ({result['clips']['learn']['kept']['positives']} positives, "
              f"{result['clips']['learn']['kept']['voices']} voices) with talker and device augmentation "
              f"({'on' if s['augmentation'] else 'off'}); {s['steps']} steps × {s['batch_size']} scenes, lr {s['lr']}, "
              f"16 optimisation rooms (seed 0). Evaluated in 16 held-out rooms per scene seed, seeds "
@@ -115,11 +159,23 @@ def markdown(result: dict) -> str:
     for level, per_seed in sorted(result["level_sweep"].items(), key=lambda kv: float(kv[0])):
         values = list(per_seed.values())
         lines.append(f"| {float(level):g} | {', '.join(f'{v:.2f}' for v in values)} | {np.nanmean(values):.3f} |")
-    lines += ["", f"Chosen: {result['music_db']:g} dB (the loudest with mean random-music F1 >= 0.70 on the "
-              "validation voices)." if result["level_sweep"] else
-              f"No sweep in this run: the level was set to {result['music_db']:g} dB (--music-db).", ""]
-    for set_name, title in (("evaluate", "Held-out engines (flite, Festival): the headline"),
-                            ("validate", "Learning engine, unseen voices (bundled eSpeak NG test voices)")):
+    for group, group_sweep in sorted(s.get("sweep_by_engine", {}).items()):
+        if group != "all":
+            lines.append(f"| {group} only | " + "; ".join(
+                f"{float(level):g} dB: {np.nanmean(list(per_seed.values())):.3f}"
+                for level, per_seed in sorted(group_sweep.items(), key=lambda kv: float(kv[0]))) + " | |")
+    if s.get("sweep_by_engine"):
+        lines += ["", f"Chosen: {result['music_db']:g} dB, the loudest keeping mean random-music F1 >= 0.70 for "
+                  "every engine of the validation voices at once.", ""]
+    else:
+        lines += ["", f"Chosen: {result['music_db']:g} dB (the loudest with mean random-music F1 >= 0.70 on the "
+                  "validation voices)." if result["level_sweep"] else
+                  f"No sweep in this run: the level was set to {result['music_db']:g} dB (--music-db).", ""]
+    test_engine = s.get("test_engine")
+    for set_name, title in (("evaluate", f"Held-out engine ({test_engine}): the headline" if test_engine else
+                             "Held-out engines (flite, Festival): the headline"),
+                            ("validate", "Validation voices (never learned from): bundled eSpeak NG test voices"
+                             + (f" and {', '.join(s['validate_voices'])}" if test_engine else ""))):
         lines += [f"## {title}", "", "| detector | engine | condition | voices | scenes | "
                   "F1 [voice-clustered 95% CI] | F1 per seed (min-max) | TPR [CI] | FPR [CI] |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -242,6 +298,14 @@ def main() -> None:
                         help="each --add-learn positive enters the learning set this many times")
     parser.add_argument("--hold-out-voices", nargs="+", default=[],
                         help="voices of the --add-learn folders never learned from (full voice names)")
+    parser.add_argument("--test-engine", choices=EVALUATE_ENGINES,
+                        help="leave one engine out: score on this engine's voices only; learn also from the other "
+                             "held-out engine's --learn-voices and choose the level on its --validate-voices")
+    parser.add_argument("--learn-voices", nargs="+", default=[],
+                        help="with --test-engine: voices of the other engine to learn from")
+    parser.add_argument("--validate-voices", nargs="+", default=[],
+                        help="with --test-engine: voices of the other engine joining the validation voices; the "
+                             "level is then the loudest keeping random-music F1 >= 0.70 for every engine at once")
     parser.add_argument("--word", choices=("alexa", "hey_jarvis"), default="alexa",
                         help="the wake word (openWakeWord's model of that name); --voices must hold it")
     parser.add_argument("--transfer-to", help="also score with this detector, e.g. microwakeword:alexa")
@@ -282,7 +346,20 @@ def main() -> None:
         add_positives(sets["learn"], fresh, lambda i, f=fresh: f["voices"][i] not in args.hold_out_voices,
                       f"{folder} (held out: {', '.join(args.hold_out_voices) or 'none'})", args.add_repeat)
 
-    if args.music_db is None:
+    if args.test_engine:
+        leave_one_engine_out(sets, args)
+    if args.music_db is None and args.test_engine:
+        validate = sets["validate"]
+        by_engine = sweep_levels_by(detector, validate["utterances"], base, args.levels, validate["engines"],
+                                    seeds=args.seeds, draws=args.sweep_draws, avoid=optimisation)
+        for group, group_sweep in by_engine.items():
+            for level, per_seed in group_sweep.items():
+                log(f"level {level:g} dB, {group}: random-music F1 per seed "
+                    f"{[round(v, 3) for v in per_seed.values()]}")
+        sweep = by_engine["all"]
+        music_db = choose_level_every({g: v for g, v in by_engine.items() if g != "all"})
+        sets["validate"]["sweep_by_engine"] = by_engine
+    elif args.music_db is None:
         sweep = sweep_levels(detector, sets["validate"]["utterances"], base, args.levels, seeds=args.seeds,
                              draws=args.sweep_draws, avoid=optimisation)
         for level, per_seed in sweep.items():
@@ -342,7 +419,12 @@ def main() -> None:
                            "draws": args.draws, "sweep_draws": args.sweep_draws, "levels": args.levels,
                            "n_resamples": args.n_resamples, "quick": args.quick, "learn_set": args.learn_set,
                            "augmentation": augmentation.as_dict() if augmentation else None, "eot": config.as_dict(),
-                           "learn_engines": LEARN_ENGINES, "evaluate_engines": EVALUATE_ENGINES},
+                           "learn_engines": LEARN_ENGINES, "evaluate_engines": EVALUATE_ENGINES,
+                           "test_engine": args.test_engine, "learn_voices": args.learn_voices,
+                           "validate_voices": args.validate_voices, "added": sets["learn"].get("added", []),
+                           "add_learn": [str(f) for f in args.add_learn], "hold_out_voices": args.hold_out_voices,
+                           "sweep_by_engine": {g: {str(k): v for k, v in sw.items()} for g, sw in
+                                               sets["validate"].get("sweep_by_engine", {}).items()}},
               "clips": {k: {"given": v["given"], "kept": v["kept"], "notes": v["notes"]} for k, v in sets.items()},
               "history": learned.history, "summary": summary, "voices": voices,
               "wall_seconds": time.perf_counter() - started}
