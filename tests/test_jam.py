@@ -476,3 +476,42 @@ def test_cli_jam_level_by_engine_keeps_the_floor_for_every_engine(tmp_path, few_
     louder = [lvl for lvl in ("-40", "10") if float(lvl) > choice["chosen_db"]]
     assert all(any(means[lvl] < 0.5 for means in choice["groups"].values()) for lvl in louder)
     assert "the floor held for every engine" in (out / "report.md").read_text()
+
+
+def test_cli_jam_by_queries_counts_them_and_draws_f1_against_queries(tmp_path, few_minievents):
+    """--queries: the loop is searched on the detector's scores (NES), every scored scene counted within the
+    budget; the card and report give the F1 of the loop at 0 queries, at each snapshot and at the end."""
+    from robustaudio.cli import main
+
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--data", str(few_minievents), "--queries", "400", "--rooms", "1",
+                                       "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+                                       "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    query = card["settings"]["query"]
+    assert query["feedback"] == "clip"  # a whole-clip classifier: its steps are the clip
+    per_step = query["population"] * query["batch_size"]
+    assert query["used"] == (400 // per_step) * per_step == card["history"][-1]["queries"]
+    assert [h["queries"] for h in card["history"]] == list(range(per_step, query["used"] + 1, per_step))
+    curve = card["query_curve"]
+    assert [c["queries"] for c in curve] == sorted({0, 40, 100, 200, query["used"]})
+    assert all(c["scenes"] == 4 and 0 <= c["f1"] <= 1 for c in curve)
+    report = (out / "report.md").read_text()
+    assert "F1 against queries" in report and "query-based (black box)" in report
+    assert (out / "figures" / "queries.png").is_file()
+
+
+def test_cli_jam_asks_for_queries_when_the_detector_gives_no_gradients(tmp_path):
+    pytest.importorskip("pymicro_wakeword")
+    from robustaudio.cli import main
+
+    result = CliRunner().invoke(main, ["jam", "--model", "microwakeword:alexa", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "gives no gradients" in result.output and "--queries 20000" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    short = CliRunner().invoke(main, ["jam", "--model", "microwakeword:alexa", "--queries", "10",
+                                      "--out", str(tmp_path / "y")])
+    assert short.exit_code == 1 and "does not cover one step" in short.output

@@ -43,7 +43,8 @@ class BlackBoxDetector(ScoringDetector, Protocol):
     """A scoring detector that also says its sample rate (Hz); ``feedback="steps"`` also needs
     ``step_scores(audio [B, T]) -> [B, S]`` (the clip's score is their maximum)."""
 
-    sample_rate: int
+    @property
+    def sample_rate(self) -> int: ...
 
 
 @dataclass

@@ -30,6 +30,27 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
+def _query_settings(model_name: str, detector, queries: int | None, feedback: str):
+    """The NES settings for ``--queries`` (None without it); refuses, before any work, a detector that gives no
+    gradients when ``--queries`` is missing, and step feedback from a detector that only scores clips."""
+    import torch
+
+    from ..acoustics.scenes import JamError
+    from ..attacks.query_jam import QuerySettings
+    from ..models.base import GradientUnavailableError
+    if queries is None:
+        try:  # a probe with an input gradient: a black box refuses it before scoring anything
+            detector.margins(torch.zeros(1, detector.sample_rate // 10, requires_grad=True))
+        except GradientUnavailableError as error:
+            raise JamError(f"{model_name} gives no gradients (a black box): jam it by its scores instead, e.g. "
+                           f"--queries 20000 (NES over the music; every scored scene counts as a query).") from error
+        return None
+    if feedback == "steps" and not (detector.windowed or detector.stepped):
+        feedback = "clip"  # one score per clip: the steps are the clip
+    return QuerySettings(queries=queries, feedback=feedback,  # refuses a budget short of one NES step
+                         snapshots=tuple(sorted({queries // 10, queries // 4, queries // 2} - {0})))
+
+
 def _speech_set(root: Path | None):
     """The clips of ``root/metadata.csv`` with their engines and voices, or None where the data has no such
     table (folders per label, or a metadata.csv without engine and voice columns)."""
@@ -158,14 +179,24 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
                    "the music is optimised on --model only.")
+@click.option("--queries", type=click.IntRange(min=1),
+              help="Query-based jamming (black box): search the synthesiser with NES on the detector's scores alone, "
+                   "this many scored scenes in all, instead of gradient steps (--steps, --batch-size, --lr and "
+                   "--augment are then unused). The way to jam a detector that gives no gradients, e.g. "
+                   "microwakeword:alexa; the report draws F1 against queries.")
+@click.option("--query-feedback", type=click.Choice(["steps", "clip"]), default="steps", show_default=True,
+              help="With --queries: what each query answers: the score of every step of the detector's stream "
+                   "(where it streams) or the clip's score alone.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
         level_floor, level_by, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
-        random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, out) -> None:
+        random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, queries, query_feedback,
+        out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
-    in the optimisation rooms and in held-out rooms."""
+    in the optimisation rooms and in held-out rooms. With --queries the loop is searched on the detector's
+    scores alone (a black box), every scored scene counted."""
     import torch
 
     from ..acoustics.augmentation import Augmentation
@@ -186,14 +217,17 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
+        query_settings = _query_settings(model_name, detector, queries, query_feedback)
         if scene_seconds is None:
-            scene_seconds = STREAMING_SCENE_SECONDS if detector.windowed else float(detector.model.clip_seconds)
+            streaming = detector.windowed or detector.stepped
+            scene_seconds = STREAMING_SCENE_SECONDS if streaming else float(detector.model.clip_seconds)
         config = EOTConfig(music_db=choices.JAM_MUSIC_DB if music_db is None else music_db, jitter_db=jitter_db,
                            noise_snr_db=tuple(noise_snr_db),
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
         from ..data.datasets import BUNDLED_ROOT
 
-        bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if model_name.startswith("openwakeword:") else None
+        wake_word = model_name.startswith(("openwakeword:", "microwakeword:"))
+        bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if wake_word else None
         root = Path(data) if data else bundled
         clips = _speech_set(root)
         learn, test, voices, engines, notes = _utterances(root, clips, detector.target, detector.sample_rate,
@@ -223,7 +257,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
         out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
                                                         level_by, steps, seed, transfer_to, scene_seeds,
-                                                        evaluate_engines, augment])
+                                                        evaluate_engines, augment, queries, query_feedback])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
@@ -231,7 +265,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
-            level_choice=level_choice, augmentation=Augmentation() if augment else None,
+            level_choice=level_choice, augmentation=Augmentation() if augment else None, queries=query_settings,
             callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
             if e["step"] % 50 == 0 or e["step"] == steps else None)
         progress.close()

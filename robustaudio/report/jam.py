@@ -75,12 +75,14 @@ def figure_spectrograms(music: dict[str, torch.Tensor], sample_rate: int) -> plt
 
 
 def figure_history(history: list[dict]) -> plt.Figure:
-    """The jamming loss and the fraction of the batch's scenes still firing, against the step."""
-    steps = [h["step"] for h in history]
+    """The jamming loss and the fraction of the batch's scenes still firing, against the step (or, for a
+    query-based jam, the queries spent)."""
+    by_queries = bool(history) and "queries" in history[0]
+    steps = [h["queries" if by_queries else "step"] for h in history]
     fig, axes = style.figure(1, 1, width=style.WIDTH, height=3.2)
     ax = axes[0][0]
     ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
-    ax.set_xlabel("step")
+    ax.set_xlabel("queries" if by_queries else "step")
     ax.set_ylabel("loss")
     twin = ax.twinx()
     twin.plot(steps, [h["firing"] for h in history], color="C1", marker=".", label="batch scenes firing")
@@ -89,6 +91,27 @@ def figure_history(history: list[dict]) -> plt.Figure:
     twin.spines["right"].set_visible(True)
     fig.legend(fontsize=7, loc="upper center", ncol=2)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def figure_queries(curve: list[dict], headline_f1: dict) -> plt.Figure | None:
+    """F1 of the loop against the queries spent, with random music and no music as lines (None without a curve)."""
+    if not curve:
+        return None
+    fig, axes = style.figure(1, 1, width=style.WIDTH, height=3.2)
+    ax = axes[0][0]
+    ax.plot([c["queries"] for c in curve], [c["f1"] for c in curve], marker="o", color=style.SERIES[2],
+            label="adversarial music")
+    held_out = headline_f1.get("held-out", {})
+    for condition, colour, line in (("random", style.SERIES[1], "--"), ("clean", style.SERIES[0], ":")):
+        if condition in held_out:
+            ax.axhline(held_out[condition], color=colour, linestyle=line,
+                       label="random music" if condition == "random" else "no music")
+    ax.set_xlabel("queries (scenes scored by the detector)")
+    ax.set_ylabel("F1, held-out rooms")
+    ax.set_ylim(0, 1.05)
+    style.legend_outside(ax)
+    style.finish(fig)
     return fig
 
 
@@ -151,6 +174,32 @@ def _seed_rows(summary: list[dict], key: str) -> list[list[str]]:
              f"{_fmt(s['seed_range'][1])})", _interval(s["tpr"]), _interval(s["fpr"])] for s in summary]
 
 
+def _query_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
+    """A query-based jam's F1 against the queries spent (empty for a gradient jam)."""
+    curve = card.get("query_curve") or []
+    if not curve:
+        return []
+    rows = [[f"{c['queries']:,}", _fmt(c["f1"]), _fmt(c["tpr"]), _fmt(c["fpr"]), str(c["scenes"])] for c in curve]
+    note = (f"The loop as it stood after each number of queries (scenes scored by the detector while searching), "
+            f"played to the test clips in the held-out rooms of scene seed {curve[0]['scene_seed']} (one scene per "
+            f"clip; the rows above pool every seed). Scoring these loops is measurement, not counted as queries.")
+    return [("F1 against queries", ["queries", "F1", "TPR", "FPR", "scenes"], rows, note)]
+
+
+def _optimisation_line(card: dict) -> str:
+    """How the loop was found: gradient steps, or counted queries to a black box."""
+    s = card["settings"]
+    query = s.get("query")
+    if query:
+        scores = "per-step" if query["feedback"] == "steps" else "clip"
+        return (f"query-based (black box): NES on the detector's {scores} scores, {query['used']:,} "
+                f"queries of {query['queries']:,} ({s['steps']} steps of {query['population']} candidates × "
+                f"{query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
+                f"{card['optimisation_seconds']:.0f} s")
+    return (f"optimisation: {s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
+            f"{card['optimisation_seconds']:.0f} s")
+
+
 def _seed_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     """Held-out rooms over several scene seeds, with voice-clustered intervals; per engine; per voice."""
     if not card.get("seed_summary"):
@@ -204,7 +253,7 @@ def build_jam_card(run: JamRun, model: str, notes: list[str] | tuple[str, ...] =
         "rooms": {name: rooms.describe() for name, rooms in run.rooms.items()},
         "headline_f1": headline(run.summary), "detection": run.summary,
         "seed_summary": run.seed_summary, "engine_summary": run.engine_summary, "voice_table": run.voice_table,
-        "history": run.result.history, "optimisation_seconds": run.result.seconds,
+        "history": run.result.history, "optimisation_seconds": run.result.seconds, "query_curve": run.query_curve,
         "wall_seconds": run.settings["seconds"], "files": {**MUSIC_FILES, "scenes": SCENES_FILE},
         "notes": list(notes), "versions": versions(),
     }
@@ -227,7 +276,7 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                   f"{r['absorption']:.3f}", *(", ".join(f"{v:.2f}" for v in r[key])
                                               for key in ("talker", "loudspeaker", "mic"))]
                  for name, rooms in card["rooms"].items() for r in rooms]
-    return [*_seed_sections(card), ("Detection", header, rows, note),
+    return [*_seed_sections(card), *_query_sections(card), ("Detection", header, rows, note),
             ("Rooms", room_header, room_rows, "Optimisation and held-out rooms come from separate seeded streams; "
                                               "the optimisation never draws a held-out room.")]
 
@@ -244,8 +293,7 @@ def _summary_lines(card: dict) -> list[str]:
              f"(those handled correctly clean)",
              f"rooms: {s['optimisation_rooms']} for optimisation, {s['held_out_rooms']} held out; "
              f"{s['draws']} scenes per clip and room set",
-             f"optimisation: {s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
-             f"{card['optimisation_seconds']:.0f} s; whole run {card['wall_seconds']:.0f} s",
+             f"{_optimisation_line(card)}; whole run {card['wall_seconds']:.0f} s",
              f"music: {card['files']['adversarial']} (adversarial), {card['files']['random']} (random start)",
              f"seed: {s['seed']}; versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
     choice = s.get("level_choice")
@@ -286,6 +334,7 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
         ("The music: waveforms", "waveforms.png", figure_waveforms(music, sample_rate)),
         ("The music: spectrograms", "spectrograms.png", figure_spectrograms(music, sample_rate)),
         ("Optimisation", "optimisation.png", figure_history(run.result.history)),
+        ("F1 against queries", "queries.png", figure_queries(run.query_curve, card["headline_f1"])),
         ("Per voice", "voices.png", figure_voices(run.voice_table)),
     ] if fig is not None]
     warnings = [{"kind": "note", "message": n} for n in notes]
@@ -341,7 +390,8 @@ def jam_headline(card: dict) -> Headline:
         if random is not None and adversarial is not None and \
                 adversarial["f1"]["ci95"][1] >= random["f1"]["ci95"][0]:
             flags.append(Flag("no clear effect", "adversarial vs random music", "their voice-clustered intervals "
-                              "overlap", "more --steps, --augment, or more voices to learn from"))
+                              "overlap", "more --queries, or more voices to learn from" if s.get("query") else
+                              "more --steps, --augment, or more voices to learn from"))
     else:
         f1 = card["headline_f1"]
         rooms = "held-out" if "held-out" in f1 else next(iter(f1), None)
@@ -354,7 +404,10 @@ def jam_headline(card: dict) -> Headline:
                           "scenes of one draw", "--scene-seeds 1 2 3 4 5 (the default)"))
     passed = ("The random-music condition is the control: the same synthesiser at the same level from random starts; "
               "only the gap between it and the optimised music is the attack's doing.")
-    settings = [f"optimisation: {s['steps']} steps × {s['batch_size']} scenes", f"rooms: {s['optimisation_rooms']} "
+    how = (f"query-based: {s['query']['used']:,} queries, "
+           f"{'per-step' if s['query']['feedback'] == 'steps' else 'clip'} scores" if s.get("query") else
+           f"optimisation: {s['steps']} steps × {s['batch_size']} scenes")
+    settings = [how, f"rooms: {s['optimisation_rooms']} "
                 f"for optimisation, {s['held_out_rooms']} held out", f"{s['draws']} scenes per clip and room set",
                 f"seed: {s['seed']}"]
     if s.get("evaluate_engines"):

@@ -7,12 +7,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..acoustics.augmentation import Augmentation
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
+from ..attacks.query_jam import QuerySettings, query_jam
 from ..metrics.jamming import (
     choose_level,
     choose_level_every,
@@ -27,6 +29,7 @@ from ..metrics.jamming import (
     sweep_levels_by,
     voice_table,
 )
+from ..stats import f1_from_counts, rate_of
 
 LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
 
@@ -47,6 +50,7 @@ class JamRun:
     seed_summary: list[dict] = field(default_factory=list)  # seed_summary of them, voice-clustered
     voice_table: list[dict] = field(default_factory=list)   # TPR per voice over the scene seeds
     engine_summary: list[dict] = field(default_factory=list)  # seed_summary per engine (engines given)
+    query_curve: list[dict] = field(default_factory=list)     # query-based jams: F1 of the loop against queries
 
 
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
@@ -58,7 +62,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
                      evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
-                     n_resamples: int = 2000,
+                     n_resamples: int = 2000, queries: QuerySettings | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -81,6 +85,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
     ``evaluate_engines``: the engines held out from learning; ``level_choice``: how ``config.music_db`` was
     chosen (:func:`choose_music_level`'s record); both recorded in ``settings``.
+
+    ``queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
+    detector's scores alone, every scored scene counted; ``steps``, ``batch_size``, ``lr`` and ``augmentation``
+    are then unused). ``query_curve`` then holds the F1 of the loop at each of ``queries.snapshots`` (and at 0),
+    scored on the test clips in the held-out rooms of the first scene seed (one scene per clip).
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -95,17 +104,25 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
+    total_steps = steps if queries is None else queries.queries // (queries.population * queries.batch_size)
+
     def on_step(entry: dict) -> None:
         if callback is not None:
             callback(entry)
         if progress is not None:
-            progress("optimising", int(entry["step"]), steps)
+            progress("optimising", int(entry["step"]), total_steps)
 
     def phase(name: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
-    result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
-                 confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
+    snapshots: dict[int, torch.Tensor] = {}
+    if queries is None:
+        result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
+                     confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
+    else:
+        found = query_jam(synth, detector, positives, optimisation, config, queries, seed=seed, callback=on_step)
+        result = JamResult(found.music, found.initial, found.history, seconds=found.seconds)
+        snapshots = {0: found.initial, **found.snapshots}
     with torch.no_grad():
         random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
                                     for k in range(random_pieces)])
@@ -123,6 +140,12 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
                 "evaluate_engines": list(evaluate_engines),
                 "level_choice": dict(level_choice) if level_choice is not None else None}
+    if queries is not None:
+        settings["query"] = {"queries": queries.queries, "used": int(result.history[-1]["queries"]) if result.history
+                             else 0, "population": queries.population, "batch_size": queries.batch_size,
+                             "sigma": queries.sigma, "lr": queries.lr, "feedback": queries.feedback,
+                             "parameters": list(queries.parameters)}
+        settings["steps"], settings["batch_size"], settings["augmentation"] = len(result.history), None, None
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
                 "test_positives_given": int((test.labels == 1).sum()),
@@ -145,8 +168,23 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
             run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=n_resamples, seed=seed)
         settings["scene_seeds"] = [int(s) for s in scene_seeds]
         settings["seconds"] = time.perf_counter() - started
+    if snapshots:
+        curve_seed = (tuple(scene_seeds or ()) or (seed + 1,))[:1]
+        for count, loop in sorted(snapshots.items()):
+            curve_rows = evaluate_seeds({"target": detector}, evaluated, config, {"adversarial": loop},
+                                        seeds=curve_seed, held_out_rooms=held_out_rooms, draws=1, avoid=optimisation)
+            run.query_curve.append({"queries": int(count), "scene_seed": int(curve_seed[0]),
+                                    **detection_counts(curve_rows)})
+        settings["seconds"] = time.perf_counter() - started
     run.summary = summarize(run.rows, seed)
     return run
+
+
+def detection_counts(rows: Sequence[Mapping]) -> dict:
+    """F1, TPR and FPR (point values, :func:`~..stats.f1_from_counts`) and the number of scenes of ``rows``."""
+    values = np.array([[bool(r["label"]), bool(r["fired"])] for r in rows], dtype=bool).reshape(-1, 2)
+    return {"f1": f1_from_counts(values), "tpr": rate_of(values[values[:, 0], 1]),
+            "fpr": rate_of(values[~values[:, 0], 1]), "scenes": len(rows)}
 
 
 def choose_music_level(detector: Detector, utterances: Utterances, config: EOTConfig,
