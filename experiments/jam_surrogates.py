@@ -70,11 +70,23 @@ def espeak_negatives(count: int, seed: int) -> Utterances:
     return Utterances.from_waveforms([f"neg{k}" for k in range(count)], waves, [0] * count, 16000)
 
 
-def surrogates() -> dict[str, torch.nn.Module]:
-    return {"dscnn-logmel": DSCNN(LABELS, feature_kind="logmel", clip_seconds=3.0),
-            "dscnn-mfcc": DSCNN(LABELS, feature_kind="mfcc", clip_seconds=3.0),
-            "crnn-logmel": CRNN(LABELS, pooling="max", n_mels=40, embedding_size=64, conv_layers=4, pool_layers=2,
-                                clip_seconds=3.0, multilabel=False)}
+SURROGATES = ("dscnn-logmel", "dscnn-mfcc", "crnn-logmel", "dscnn-pcan", "dscnn-pcan-small")
+
+
+def surrogates(names=SURROGATES[:3]) -> dict[str, torch.nn.Module]:
+    """Our detectors by name; ``-pcan``: on the TFLite-Micro front end (noise reduction, PCAN, log: the features
+    microWakeWord computes, :class:`robustaudio.models.frontends.MicroFrontend`), with other architectures, widths
+    and training data than microWakeWord's."""
+    makers = {
+        "dscnn-logmel": lambda: DSCNN(LABELS, feature_kind="logmel", clip_seconds=3.0),
+        "dscnn-mfcc": lambda: DSCNN(LABELS, feature_kind="mfcc", clip_seconds=3.0),
+        "crnn-logmel": lambda: CRNN(LABELS, pooling="max", n_mels=40, embedding_size=64, conv_layers=4, pool_layers=2,
+                                    clip_seconds=3.0, multilabel=False),
+        "dscnn-pcan": lambda: DSCNN(LABELS, feature_kind="pcan", clip_seconds=3.0, feature_mean=8.0, feature_std=8.0),
+        "dscnn-pcan-small": lambda: DSCNN(LABELS, feature_kind="pcan", clip_seconds=3.0, channels=32, blocks=3,
+                                          first_kernel=(6, 4), feature_mean=8.0, feature_std=8.0),
+    }
+    return {name: makers[name]() for name in names}
 
 
 def train(model, positives: Utterances, negatives: Utterances, rooms, config: EOTConfig, steps: int, seed: int
@@ -142,6 +154,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--levels", type=float, nargs="+", default=[-10.0, -12.0])
     parser.add_argument("--draws", type=int, default=3)
+    parser.add_argument("--surrogates", nargs="+", choices=SURROGATES, default=list(SURROGATES[:3]))
+    parser.add_argument("--sets", nargs="+", choices=("openwakeword", "ensemble", "surrogates"),
+                        default=["openwakeword", "ensemble"],
+                        help="loops to learn: against openWakeWord alone, openWakeWord + the surrogates, the "
+                             "surrogates alone")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -163,7 +180,7 @@ def main() -> None:
 
     detectors = {"openwakeword": oww}
     quality = {}
-    for name, model in surrogates().items():
+    for name, model in surrogates(args.surrogates).items():
         log(f"training {name}")
         train(model, positives, negatives, optimisation, config, args.train_steps, seed=1)
         detectors[name] = Detector(model, "alexa")
@@ -179,7 +196,9 @@ def main() -> None:
                args.out / "surrogates.pt")
 
     musics = {}
-    for set_name, members in (("openwakeword", ["openwakeword"]), ("ensemble", list(detectors))):
+    member_sets = {"openwakeword": ["openwakeword"], "ensemble": list(detectors),
+                   "surrogates": [d for d in detectors if d != "openwakeword"]}
+    for set_name, members in ((k, member_sets[k]) for k in args.sets):
         synth = KarplusStrong(4.0, 16000, seed=0)
         target = detectors[members[0]] if len(members) == 1 else Ensemble({m: detectors[m] for m in members})
         found = clean_correct(target if len(members) == 1 else oww, positives, config)
@@ -209,7 +228,7 @@ def main() -> None:
     out = {"quality": quality, "results": results, "args": {k: str(v) for k, v in vars(args).items()},
            "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
-    conditions = ["clean", "random", "adversarial (openwakeword)", "adversarial (ensemble)"]
+    conditions = ["clean", "random", *[f"adversarial ({k})" for k in args.sets]]
     lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",
              "Surrogates trained here on eSpeak NG speech in the optimisation rooms (detection on scenes of the "
              "validation voices in held-out rooms, no music): " + "; ".join(
