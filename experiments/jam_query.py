@@ -67,7 +67,7 @@ def tune(args: argparse.Namespace, detector: Detector, data: dict, config: EOTCo
         settings = QuerySettings(queries=args.tune_queries, population=args.population, batch_size=batch,
                                  sigma=sigma, lr=lr, snapshots=(), parameters=tuple(args.parameters),
                                  feedback=args.feedback)
-        synth = KarplusStrong(4.0, detector.sample_rate, seed=args.seed)
+        synth = start_synth(args, detector.sample_rate)
         result = query_jam(synth, detector, data["learn"]["utterances"], optimisation, config, settings,
                            seed=args.seed)
         rows = evaluate_seeds({"target": detector}, validate, config, {"adversarial": result.music}, seeds=(1, 2),
@@ -79,6 +79,16 @@ def tune(args: argparse.Namespace, detector: Detector, data: dict, config: EOTCo
             f"{result.queries} queries ({result.seconds:.0f} s)")
     best = min(tried, key=lambda t: t["validation_f1"])
     return {"tried": tried, "chosen": best}
+
+
+def start_synth(args: argparse.Namespace, sample_rate: int) -> KarplusStrong:
+    """The synthesiser NES starts from: a random loop (``--seed``), or ``--start-from FILE KEY``, a loop learned
+    elsewhere (``jam_surrogates.py``'s ``synths.pt``: learned on white-box surrogates, never on microWakeWord)."""
+    synth = KarplusStrong(4.0, sample_rate, seed=args.seed)
+    if args.start_from:
+        path, key = args.start_from
+        synth.load_state_dict(torch.load(path, weights_only=True)[key])
+    return synth
 
 
 def main() -> None:
@@ -104,6 +114,9 @@ def main() -> None:
     parser.add_argument("--feedback", choices=FEEDBACK, default="clip",
                         help="what each query answers: the clip's score, or the score of every 30 ms step of the "
                              "stream (microWakeWord's streaming API)")
+    parser.add_argument("--start-from", nargs=2, metavar=("FILE", "KEY"),
+                        help="start NES from a learned loop: jam_surrogates.py's OUT/synths.pt and a set name "
+                             "(e.g. surrogates), a transfer prior that never queried microWakeWord")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -129,7 +142,7 @@ def main() -> None:
     settings = QuerySettings(queries=args.queries, population=args.population, batch_size=args.batch_size,
                              sigma=args.sigma, lr=args.lr, snapshots=snapshots, parameters=tuple(args.parameters),
                              feedback=args.feedback)
-    synth = KarplusStrong(4.0, detector.sample_rate, seed=args.seed)
+    synth = start_synth(args, detector.sample_rate)
     learn = data["learn"]["utterances"]
     result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
                        callback=lambda e: log(f"step {e['step']}: {e['queries']} queries, loss {e['loss']:.3f}, "

@@ -159,6 +159,8 @@ def main() -> None:
                         default=["openwakeword", "ensemble"],
                         help="loops to learn: against openWakeWord alone, openWakeWord + the surrogates, the "
                              "surrogates alone")
+    parser.add_argument("--load-surrogates", type=Path,
+                        help="an earlier run's OUT/surrogates.pt: use its trained surrogates instead of training")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -180,9 +182,15 @@ def main() -> None:
 
     detectors = {"openwakeword": oww}
     quality = {}
+    trained = torch.load(args.load_surrogates, weights_only=True) if args.load_surrogates else {}
     for name, model in surrogates(args.surrogates).items():
-        log(f"training {name}")
-        train(model, positives, negatives, optimisation, config, args.train_steps, seed=1)
+        if name in trained:
+            log(f"{name}: loaded from {args.load_surrogates}")
+            model.load_state_dict(trained[name])
+            model.eval()
+        else:
+            log(f"training {name}")
+            train(model, positives, negatives, optimisation, config, args.train_steps, seed=1)
         detectors[name] = Detector(model, "alexa")
         # quality where it will be used: scenes (rooms, noise, no music) of the validation voices in held-out
         # rooms; a dry clip in digital silence is outside what the surrogates were trained on
@@ -195,7 +203,7 @@ def main() -> None:
     torch.save({name: d.model.state_dict() for name, d in detectors.items() if name != "openwakeword"},
                args.out / "surrogates.pt")
 
-    musics = {}
+    musics, synths = {}, {}
     member_sets = {"openwakeword": ["openwakeword"], "ensemble": list(detectors),
                    "surrogates": [d for d in detectors if d != "openwakeword"]}
     for set_name, members in ((k, member_sets[k]) for k in args.sets):
@@ -208,7 +216,9 @@ def main() -> None:
                      callback=lambda e: log(f"  step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
                      if e["step"] % 50 == 0 else None)
         musics[set_name] = result.music
+        synths[set_name] = synth.state_dict()
     torch.save(musics, args.out / "musics.pt")
+    torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
 
     evaluated, voice_of, _, _ = load_speech(evaluate, "alexa", 16000)
     results = {}
