@@ -59,9 +59,9 @@ class QuerySettings:
 
     queries: int = 20_000
     population: int = 10
-    batch_size: int = 8
-    sigma: float = 0.05
-    lr: float = 0.02
+    batch_size: int = 4      # σ, lr and B: the best of a 2 x 2 x 2 grid on validation voices against microWakeWord
+    sigma: float = 0.2       # (experiments/jam_query.md), with clip and with per-step scores alike
+    lr: float = 0.1
     snapshots: Sequence[int] = (1_000, 2_500, 5_000, 10_000, 15_000, 20_000)
     parameters: Sequence[str] = ("excitation", "damping_logit", "gains")
     feedback: str = "clip"
