@@ -116,6 +116,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     snapshots: dict[int, torch.Tensor] = {}
+    queries_used = 0
     if queries is None:
         result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                      confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
@@ -123,6 +124,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         found = query_jam(synth, detector, positives, optimisation, config, queries, seed=seed, callback=on_step)
         result = JamResult(found.music, found.initial, found.history, seconds=found.seconds)
         snapshots = {0: found.initial, **found.snapshots}
+        queries_used = found.queries
     with torch.no_grad():
         random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
                                     for k in range(random_pieces)])
@@ -141,8 +143,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "evaluate_engines": list(evaluate_engines),
                 "level_choice": dict(level_choice) if level_choice is not None else None}
     if queries is not None:
-        settings["query"] = {"queries": queries.queries, "used": int(result.history[-1]["queries"]) if result.history
-                             else 0, "population": queries.population, "batch_size": queries.batch_size,
+        settings["query"] = {"queries": queries.queries, "used": queries_used, "population": queries.population,
+                             "batch_size": queries.batch_size,
                              "sigma": queries.sigma, "lr": queries.lr, "feedback": queries.feedback,
                              "parameters": list(queries.parameters)}
         settings["steps"], settings["batch_size"], settings["augmentation"] = len(result.history), None, None
@@ -169,12 +171,14 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         settings["scene_seeds"] = [int(s) for s in scene_seeds]
         settings["seconds"] = time.perf_counter() - started
     if snapshots:
+        # every snapshot in one pass: the same scenes, and the rooms' speech rendered once for all of them
         curve_seed = (tuple(scene_seeds or ()) or (seed + 1,))[:1]
-        for count, loop in sorted(snapshots.items()):
-            curve_rows = evaluate_seeds({"target": detector}, evaluated, config, {"adversarial": loop},
-                                        seeds=curve_seed, held_out_rooms=held_out_rooms, draws=1, avoid=optimisation)
-            run.query_curve.append({"queries": int(count), "scene_seed": int(curve_seed[0]),
-                                    **detection_counts(curve_rows)})
+        curve_rows = evaluate_seeds({"target": detector}, evaluated, config,
+                                    {str(count): loop for count, loop in sorted(snapshots.items())},
+                                    seeds=curve_seed, held_out_rooms=held_out_rooms, draws=1, avoid=optimisation)
+        run.query_curve = [{"queries": count, "scene_seed": int(curve_seed[0]),
+                            **detection_counts([r for r in curve_rows if r["condition"] == str(count)])}
+                           for count in sorted(snapshots)]
         settings["seconds"] = time.perf_counter() - started
     run.summary = summarize(run.rows, seed)
     return run
