@@ -48,7 +48,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import EVALUATE_ENGINES, LEARN_ENGINES, detectable_sets, fresh_set, log  # noqa: E402
+from wakeword_protocol import (  # noqa: E402
+    EVALUATE_ENGINES,
+    LEARN_ENGINES,
+    detectable_sets,
+    fresh_set,
+    kept_counts,
+    log,
+)
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.acoustics.augmentation import Augmentation
@@ -64,7 +71,6 @@ from robustaudio.metrics.jamming import (
     evaluate_seeds,
     random_loops,
     seed_summary,
-    sweep_levels,
     sweep_levels_by,
     voice_table,
 )
@@ -119,8 +125,7 @@ def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
     evaluate["utterances"] = evaluate["utterances"].subset(torch.tensor([engine_of[i] == args.test_engine
                                                                           for i in ids]))
     kept = evaluate["utterances"]
-    evaluate["kept"] = {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-                        "voices": len({voice_of[i] for i in kept.ids}), "engines": [args.test_engine]}
+    evaluate["kept"] = kept_counts(kept, voice_of, engine_of)
     seen = {voice_of.get(i) for i in sets["learn"]["utterances"].ids} | {validate["voices"].get(i)
                                                                        for i in validate["utterances"].ids}
     leaked = seen & {voice_of[i] for i in kept.ids}
@@ -348,23 +353,21 @@ def main() -> None:
 
     if args.test_engine:
         leave_one_engine_out(sets, args)
-    if args.music_db is None and args.test_engine:
+    if args.music_db is None:
         validate = sets["validate"]
-        by_engine = sweep_levels_by(detector, validate["utterances"], base, args.levels, validate["engines"],
-                                    seeds=args.seeds, draws=args.sweep_draws, avoid=optimisation)
+        # per engine when the validation voices span engines (--test-engine); {} pools them, as sweep_levels does
+        by_engine = sweep_levels_by(detector, validate["utterances"], base, args.levels,
+                                    validate["engines"] if args.test_engine else {}, seeds=args.seeds,
+                                    draws=args.sweep_draws, avoid=optimisation)
         for group, group_sweep in by_engine.items():
             for level, per_seed in group_sweep.items():
                 log(f"level {level:g} dB, {group}: random-music F1 per seed "
                     f"{[round(v, 3) for v in per_seed.values()]}")
         sweep = by_engine["all"]
-        music_db = choose_level_every({g: v for g, v in by_engine.items() if g != "all"})
-        sets["validate"]["sweep_by_engine"] = by_engine
-    elif args.music_db is None:
-        sweep = sweep_levels(detector, sets["validate"]["utterances"], base, args.levels, seeds=args.seeds,
-                             draws=args.sweep_draws, avoid=optimisation)
-        for level, per_seed in sweep.items():
-            log(f"level {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
-        music_db = choose_level(sweep)
+        engines = {g: v for g, v in by_engine.items() if g != "all"}
+        music_db = choose_level_every(engines) if engines else choose_level(sweep)
+        if engines:
+            validate["sweep_by_engine"] = by_engine
     else:
         sweep, music_db = {}, args.music_db
     log(f"music at {music_db:g} dB re speech")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from robustaudio.acoustics.scenes import EOTConfig
+from robustaudio.acoustics.scenes import EOTConfig, Utterances
 from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, engine_split, read_speech_set, voice_split
@@ -62,13 +62,17 @@ def detectable_sets(voices_dir: Path, detector: Detector, config: EOTConfig, *, 
         out[name] = {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes,
                      "given": {"positives": int(utterances.labels.sum()),
                                "negatives": int((utterances.labels == 0).sum())},
-                     "kept": {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-                              "voices": len({voice_of[i] for i in kept.ids}),
-                              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist())
-                                                      if y}),
-                              "engines": sorted({engine_of[i] for i in kept.ids})}}
+                     "kept": kept_counts(kept, voice_of, engine_of)}
         log(f"{name}: kept {out[name]['kept']} of {out[name]['given']}")
     return out
+
+
+def kept_counts(kept: Utterances, voice_of: dict[str, str], engine_of: dict[str, str]) -> dict:
+    """Positives, negatives, voices, voices with a positive, and engines of the clips ``kept``."""
+    return {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
+            "voices": len({voice_of[i] for i in kept.ids}),
+            "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist()) if y}),
+            "engines": sorted({engine_of[i] for i in kept.ids})}
 
 
 def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None) -> dict:
@@ -85,8 +89,7 @@ def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: 
                          f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
     utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
     kept = utterances.subset(clean_correct(detector, utterances, config))
-    counts = {"positives": int(kept.labels.sum()), "negatives": int((kept.labels == 0).sum()),
-              "positive_voices": len({voice_of[i] for i, y in zip(kept.ids, kept.labels.tolist()) if y})}
+    counts = kept_counts(kept, voice_of, engine_of)
     log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips")
     return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts}
 
