@@ -34,10 +34,12 @@ import numpy as np
 import torch
 from wakeword_protocol import detectable_sets, fmt, log  # the script's folder is on sys.path  # noqa: E402
 
+from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import FEEDBACK, MUSIC_PARAMETERS, QuerySettings, query_jam
+from robustaudio.attacks.substitute_jam import SubstituteSettings, substitute_jam
 from robustaudio.metrics.jamming import (
     choose_level,
     evaluate_seeds,
@@ -117,8 +119,17 @@ def main() -> None:
     parser.add_argument("--start-from", nargs=2, metavar=("FILE", "KEY"),
                         help="start NES from a learned loop: jam_surrogates.py's OUT/synths.pt and a set name "
                              "(e.g. surrogates), a transfer prior that never queried microWakeWord")
+    parser.add_argument("--method", choices=("nes", "substitute"), default="nes",
+                        help="nes: NES over the synthesiser's parameters; substitute: fit a streaming DS-CNN to the "
+                             "box's answers and jam it with gradients, round after round "
+                             "(robustaudio.attacks.substitute_jam)")
+    parser.add_argument("--first-queries", type=int, default=4_000, help="substitute: queries before the first fit")
+    parser.add_argument("--round-queries", type=int, default=2_000, help="substitute: queries per later round")
+    parser.add_argument("--fit-steps", type=int, default=600, help="substitute: Adam steps per fit")
+    parser.add_argument("--jam-steps", type=int, default=200, help="substitute: jam steps per round")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -127,10 +138,13 @@ def main() -> None:
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     data = detectable_sets(args.voices, detector, base, quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, args.seed)
-    sweep = sweep_levels(detector, data["validate"]["utterances"], base, args.levels, seeds=tuple(args.seeds),
-                         avoid=optimisation)
-    music_db = choose_level(sweep)
-    log(f"level sweep (random-music F1 per seed): {sweep}; chosen {music_db:g} dB")
+    if args.music_db is None:
+        sweep = sweep_levels(detector, data["validate"]["utterances"], base, args.levels, seeds=tuple(args.seeds),
+                             avoid=optimisation)
+        music_db = choose_level(sweep)
+        log(f"level sweep (random-music F1 per seed): {sweep}; chosen {music_db:g} dB")
+    else:
+        sweep, music_db = {}, args.music_db
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     tuning = None
     if args.tune_queries:
@@ -144,9 +158,19 @@ def main() -> None:
                              feedback=args.feedback)
     synth = start_synth(args, detector.sample_rate)
     learn = data["learn"]["utterances"]
-    result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
-                       callback=lambda e: log(f"step {e['step']}: {e['queries']} queries, loss {e['loss']:.3f}, "
-                                              f"firing {e['firing']:.2f}") if e["step"] % 25 == 0 else None)
+    if args.method == "substitute":
+        substitute = SubstituteSettings(queries=args.queries, first_queries=args.first_queries,
+                                        round_queries=args.round_queries, fit_steps=args.fit_steps,
+                                        jam_steps=args.jam_steps, feedback=args.feedback)
+        result = substitute_jam(synth, detector, learn, optimisation, config, substitute, seed=args.seed,
+                                augmentation=Augmentation(),
+                                callback=lambda e: log(f"round {e['round']}: {e['queries']} queries, fit loss "
+                                                       f"{e['fit_loss']:.3f}, jam loss {e['jam_loss']:.3f}, "
+                                                       f"{e['seconds']:.0f} s"))
+    else:
+        result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
+                           callback=lambda e: log(f"step {e['step']}: {e['queries']} queries, loss {e['loss']:.3f}, "
+                                                  f"firing {e['firing']:.2f}") if e["step"] % 25 == 0 else None)
     evaluated, voices = data["evaluate"]["utterances"], data["evaluate"]["voices"]
     common = {"seeds": tuple(args.seeds), "held_out_rooms": 16, "draws": args.draws, "avoid": optimisation}
     detectors = {"target": detector}
@@ -160,7 +184,9 @@ def main() -> None:
     pooled = summarise(baseline, voices, args.seed, args.n_resamples)
     final = max(curve)
     result_json = {
-        "music_db": music_db, "sweep": sweep, "settings": vars(settings) | {"snapshots": list(snapshots)},
+        "music_db": music_db, "sweep": sweep, "method": args.method,
+        "settings": (vars(substitute) if args.method == "substitute" else
+                     vars(settings) | {"snapshots": list(snapshots)}),
         "sets": {k: v["kept"] for k, v in data.items()}, "clean": pooled["clean"], "random": pooled["random"],
         "curve": {str(q): s for q, s in curve.items()}, "attack_queries": result.queries,
         "attack_seconds": result.seconds, "seconds": time.perf_counter() - started,
@@ -192,9 +218,10 @@ def main() -> None:
         "| queries | adversarial F1 [95% CI] | TPR | FPR |", "|---|---|---|---|",
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
           for q in qs], "",
-        f"NES over {', '.join(settings.parameters)}, {settings.feedback} scores: population {settings.population}, "
-        f"{settings.batch_size} "
-        f"scenes per step, σ {settings.sigma}, lr {settings.lr}; attack {result.seconds:.0f} s, "
+        (f"Substitute: {substitute}" if args.method == "substitute" else
+         f"NES over {', '.join(settings.parameters)}, {settings.feedback} scores: population {settings.population}, "
+         f"{settings.batch_size} scenes per step, σ {settings.sigma}, lr {settings.lr}")
+        + f"; attack {result.seconds:.0f} s, "
         f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}).", "",
         "![F1 against queries](f1_queries.png)", ""]
     if tuning:
