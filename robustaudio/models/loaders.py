@@ -1,25 +1,25 @@
 """Models from outside robustaudio, chosen by a prefix on ``--model`` (``load_model("onnx:kws.onnx")``).
 
-===========================  =========================================================================
-``hf:DIR``                   a local Hugging Face audio classifier (AST, wav2vec2 / HuBERT heads) via
-                             transformers; the feature extractor becomes an in-graph torch front end
-``torchscript:FILE``         a TorchScript module mapping waveform ``[B, T]`` -> logits ``[B, K]``
-``onnx:FILE``                an ONNX model of the same signature, converted to torch with onnx2torch
-                             (gradients); run by onnxruntime without gradients if that fails
-``python:MODULE:FACTORY``    ``FACTORY()`` from an importable module (or a ``.py`` file): a Classifier,
-                             or an ``nn.Module`` of the same signature
-``openwakeword:NAME``        an openWakeWord 0.5.1 detector (alexa, hey_jarvis, ...) in pure torch
-``microwakeword:NAME``       a microWakeWord detector (alexa, hey_jarvis, okay_nabu, hey_mycroft) from
-                             pymicro-wakeword, run by TFLite: black-box, query-counted
-``microwakeword-float:NAME`` the same detector's int8 network dequantised in torch behind a float
-                             front end: a differentiable twin for white-box ceilings (alexa,
-                             hey_jarvis, hey_mycroft)
-``yamnet:POOLING``           YAMNet (also plain ``yamnet``) with ``mean`` or ``max`` pooling over patches
-``labelmap:MAP:MODEL``       ``MODEL`` restricted to a dataset's labels through a label map
-                             (``labelmap:minievents:yamnet``; :mod:`robustaudio.models.label_map`)
-``image:NAME``               an image classifier for camera stickers (``mtcnn-rnet``, ``mtcnn-onet``,
-                             ``fer-emotion``): images ``[B, 3, H, W]`` in [0, 1] -> logits
-===========================  =========================================================================
+============================  =========================================================================
+``hf:DIR``                    a local Hugging Face audio classifier (AST, wav2vec2 / HuBERT heads) via
+                              transformers; the feature extractor becomes an in-graph torch front end
+``torchscript:FILE``          a TorchScript module mapping waveform ``[B, T]`` -> logits ``[B, K]``
+``onnx:FILE``                 an ONNX model of the same signature, converted to torch with onnx2torch
+                              (gradients); run by onnxruntime without gradients if that fails
+``python:MODULE:FACTORY``     ``FACTORY()`` from an importable module (or a ``.py`` file): a Classifier,
+                              or an ``nn.Module`` of the same signature
+``openwakeword:NAME``         an openWakeWord 0.5.1 detector (alexa, hey_jarvis, ...) in pure torch
+``microwakeword:NAME``        a microWakeWord detector (alexa, hey_jarvis, okay_nabu, hey_mycroft) from
+                              pymicro-wakeword, run by TFLite: black-box, query-counted
+``microwakeword-float:NAME``  the same detector's int8 network dequantised in torch behind a float
+                              front end: a differentiable twin for white-box ceilings (alexa,
+                              hey_jarvis, hey_mycroft)
+``yamnet:POOLING``            YAMNet (also plain ``yamnet``) with ``mean`` or ``max`` pooling over patches
+``labelmap:MAP:MODEL``        ``MODEL`` restricted to a dataset's labels through a label map
+                              (``labelmap:minievents:yamnet``; :mod:`robustaudio.models.label_map`)
+``image:NAME``                an image classifier for camera stickers (``mtcnn-rnet``, ``mtcnn-onet``,
+                              ``fer-emotion``): images ``[B, 3, H, W]`` in [0, 1] -> logits
+============================  =========================================================================
 
 **What a wrapped module must declare.** A TorchScript, ONNX or plain ``nn.Module`` model is only a
 function from waveforms to logits; robustaudio also needs its ``sample_rate``, ``labels``,
