@@ -515,3 +515,27 @@ def test_cli_jam_asks_for_queries_when_the_detector_gives_no_gradients(tmp_path)
     short = CliRunner().invoke(main, ["jam", "--model", "microwakeword:alexa", "--queries", "10",
                                       "--out", str(tmp_path / "y")])
     assert short.exit_code == 1 and "does not cover one step" in short.output
+
+
+def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):
+    """--query-method substitute: the loop comes from rounds of fit-and-jam on the detector's answers; every
+    query the detector answered is counted within the budget, and the curve has one point per round."""
+    from robustaudio.cli import main
+
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--data", str(few_minievents), "--queries", "90", "--query-method",
+                                       "substitute", "--steps", "3", "--batch-size", "4", "--rooms", "1",
+                                       "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+                                       "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    query = card["settings"]["query"]
+    assert query["method"] == "substitute" and query["feedback"] == "clip"
+    assert (query["first_queries"], query["round_queries"], query["jam_steps"], query["fit_steps"]) == (18, 9, 3, 40)
+    assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 91, 9))
+    assert [c["queries"] for c in card["query_curve"]] == [0, *range(18, 91, 9)]
+    assert "round 9: 90 queries answered" in result.output
+    report = (out / "report.md").read_text()
+    assert "a substitute fitted to the detector's clip scores" in report

@@ -30,13 +30,16 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
-def _query_settings(model_name: str, detector, queries: int | None, feedback: str):
-    """The NES settings for ``--queries`` (None without it); refuses, before any work, a detector that gives no
-    gradients when ``--queries`` is missing, and step feedback from a detector that only scores clips."""
+def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
+                    jam: tuple[int, int, float] = (200, 16, 0.05)):
+    """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
+    work, a detector that gives no gradients when ``--queries`` is missing, and a budget too small to use.
+    ``jam``: steps, scenes per step and learning rate of each substitute round's jam."""
     import torch
 
     from ..acoustics.scenes import JamError
     from ..attacks.query_jam import QuerySettings
+    from ..attacks.substitute_jam import SubstituteSettings
     from ..models.base import GradientUnavailableError
     if queries is None:
         try:  # a probe with an input gradient: a black box refuses it before scoring anything
@@ -47,8 +50,27 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
         return None
     if feedback == "steps" and not (detector.windowed or detector.stepped):
         feedback = "clip"  # one score per clip: the steps are the clip
+    if method == "substitute":
+        if detector.sample_rate != 16000:
+            raise JamError(f"--query-method substitute fits a detector on the 16 kHz TFLite-Micro front end; "
+                           f"{model_name} runs at {detector.sample_rate} Hz: use --query-method nes.")
+        # a fifth of the budget before the first fit, then eight more rounds, 600 fitting steps each (the settings
+        # of jam_query.md at 20,000 queries); fewer fitting steps where there are few answers to fit
+        return SubstituteSettings(queries=queries, first_queries=max(1, queries // 5),
+                                  fit_steps=min(600, max(40, queries // 4)),
+                                  round_queries=max(1, (queries - queries // 5) // 8), feedback=feedback,
+                                  jam_steps=jam[0], jam_batch=jam[1], jam_lr=jam[2])
     return QuerySettings(queries=queries, feedback=feedback,  # refuses a budget short of one NES step
                          snapshots=tuple(sorted({queries // 10, queries // 4, queries // 2} - {0})))
+
+
+def _echo_progress(entry: dict, steps: int) -> None:
+    """One line per substitute round, or every 50 gradient or NES steps (and the last)."""
+    if "round" in entry:
+        click.echo(f"round {entry['round']}: {entry['queries']:,} queries answered, substitute fit loss "
+                   f"{entry['fit_loss']:.3f}, jam loss {entry['jam_loss']:.3f}")
+    elif entry["step"] % 50 == 0 or entry["step"] == steps:
+        click.echo(f"step {entry['step']}: loss {entry['loss']:.3f}, firing {entry['firing']:.2f}")
 
 
 def _speech_set(root: Path | None):
@@ -182,17 +204,22 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
 @click.option("--queries", type=click.IntRange(min=1),
               help="Query-based jamming (black box): search the synthesiser with NES on the detector's scores alone, "
                    "this many scored scenes in all, instead of gradient steps (--steps, --batch-size, --lr and "
-                   "--augment are then unused). The way to jam a detector that gives no gradients, e.g. "
+                   "--augment are then unused, except by --query-method substitute, whose every round "
+                   "they set). The way to jam a detector that gives no gradients, e.g. "
                    "microwakeword:alexa; the report draws F1 against queries.")
 @click.option("--query-feedback", type=click.Choice(["steps", "clip"]), default="steps", show_default=True,
               help="With --queries: what each query answers: the score of every step of the detector's stream "
                    "(where it streams) or the clip's score alone.")
+@click.option("--query-method", type=click.Choice(["nes", "substitute"]), default="nes", show_default=True,
+              help="With --queries: nes searches the synthesiser's parameters on the scores; substitute fits a "
+                   "streaming DS-CNN to the detector's answers and jams it with gradients, round after round "
+                   "(16 kHz detectors; --augment applies to its jams).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
         level_floor, level_by, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
         random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, queries, query_feedback,
-        out) -> None:
+        query_method, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms. With --queries the loop is searched on the detector's
@@ -217,7 +244,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
-        query_settings = _query_settings(model_name, detector, queries, query_feedback)
+        query_settings = _query_settings(model_name, detector, queries, query_feedback, query_method,
+                                         (steps, batch_size, lr))
         if scene_seconds is None:
             streaming = detector.windowed or detector.stepped
             scene_seconds = STREAMING_SCENE_SECONDS if streaming else float(detector.model.clip_seconds)
@@ -257,7 +285,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
         out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
                                                         level_by, steps, seed, transfer_to, scene_seeds,
-                                                        evaluate_engines, augment, queries, query_feedback])
+                                                        evaluate_engines, augment, queries, query_feedback,
+                                                        query_method])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
@@ -266,8 +295,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
             level_choice=level_choice, augmentation=Augmentation() if augment else None, queries=query_settings,
-            callback=lambda e: click.echo(f"step {e['step']}: loss {e['loss']:.3f}, firing {e['firing']:.2f}")
-            if e["step"] % 50 == 0 or e["step"] == steps else None)
+            callback=lambda entry: _echo_progress(entry, steps))
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error

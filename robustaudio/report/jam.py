@@ -81,6 +81,14 @@ def figure_history(history: list[dict]) -> plt.Figure:
     steps = [h["queries" if by_queries else "step"] for h in history]
     fig, axes = style.figure(1, 1, width=style.WIDTH, height=3.2)
     ax = axes[0][0]
+    if history and "fit_loss" in history[0]:  # a substitute's rounds: how well it fits, how far its jam got
+        ax.plot(steps, [h["fit_loss"] for h in history], marker=".", label="substitute's fit to the answers (BCE)")
+        ax.plot(steps, [h["jam_loss"] for h in history], marker=".", label="jam loss on the substitute")
+        ax.set_xlabel("queries answered before the round")
+        ax.set_ylabel("loss")
+        style.legend_outside(ax)
+        style.finish(fig)
+        return fig
     ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
     ax.set_xlabel("queries" if by_queries else "step")
     ax.set_ylabel("loss")
@@ -192,6 +200,12 @@ def _optimisation_line(card: dict) -> str:
     query = s.get("query")
     if query:
         scores = "per-step" if query["feedback"] == "steps" else "clip"
+        if query.get("method") == "substitute":
+            return (f"query-based (black box): a substitute fitted to the detector's {scores} scores and jammed "
+                    f"with gradients, {query['used']:,} queries of {query['queries']:,} ({s['steps']} rounds: "
+                    f"{query['first_queries']:,} queries before the first fit, then {query['round_queries']:,} per "
+                    f"round; {query['fit_steps']} fitting and {query['jam_steps']} jam steps per round), "
+                    f"{card['optimisation_seconds']:.0f} s")
         return (f"query-based (black box): NES on the detector's {scores} scores, {query['used']:,} "
                 f"queries of {query['queries']:,} ({s['steps']} steps of {query['population']} candidates × "
                 f"{query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
@@ -404,7 +418,8 @@ def jam_headline(card: dict) -> Headline:
                           "scenes of one draw", "--scene-seeds 1 2 3 4 5 (the default)"))
     passed = ("The random-music condition is the control: the same synthesiser at the same level from random starts; "
               "only the gap between it and the optimised music is the attack's doing.")
-    how = (f"query-based: {s['query']['used']:,} queries, "
+    how = (f"query-based ({'substitute' if s['query'].get('method') == 'substitute' else 'NES'}): "
+           f"{s['query']['used']:,} queries, "
            f"{'per-step' if s['query']['feedback'] == 'steps' else 'clip'} scores" if s.get("query") else
            f"optimisation: {s['steps']} steps × {s['batch_size']} scenes")
     settings = [how, f"rooms: {s['optimisation_rooms']} "

@@ -15,6 +15,7 @@ from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, room_sp
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.music import KarplusStrong
 from ..attacks.query_jam import QuerySettings, query_jam
+from ..attacks.substitute_jam import SubstituteSettings, substitute_jam
 from ..metrics.jamming import (
     choose_level,
     choose_level_every,
@@ -62,7 +63,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
                      evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
-                     n_resamples: int = 2000, queries: QuerySettings | None = None,
+                     n_resamples: int = 2000, queries: QuerySettings | SubstituteSettings | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -88,8 +89,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
 
     ``queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
     detector's scores alone, every scored scene counted; ``steps``, ``batch_size``, ``lr`` and ``augmentation``
-    are then unused). ``query_curve`` then holds the F1 of the loop at each of ``queries.snapshots`` (and at 0),
-    scored on the test clips in the held-out rooms of the first scene seed (one scene per clip).
+    are then unused), or with :class:`~..attacks.substitute_jam.SubstituteSettings` a substitute fitted to its
+    answers and jammed with gradients, round after round (:func:`~..attacks.substitute_jam.substitute_jam`;
+    ``augmentation`` is used by its jams). ``query_curve`` then holds the F1 of the loop at each of
+    ``queries.snapshots`` (NES) or after each round (substitute), and at 0, scored on the test clips in the
+    held-out rooms of the first scene seed (one scene per clip).
     """
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
@@ -104,13 +108,18 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
-    total_steps = steps if queries is None else queries.queries // (queries.population * queries.batch_size)
+    if queries is None:
+        total_steps = steps
+    elif isinstance(queries, SubstituteSettings):  # rounds: the first, then one per round_queries left
+        total_steps = 1 + -(-(queries.queries - queries.first_queries) // queries.round_queries)
+    else:
+        total_steps = queries.queries // (queries.population * queries.batch_size)
 
     def on_step(entry: dict) -> None:
         if callback is not None:
             callback(entry)
         if progress is not None:
-            progress("optimising", int(entry["step"]), total_steps)
+            progress("optimising", int(entry.get("step", entry.get("round", 0))), total_steps)
 
     def phase(name: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda done, total: progress(name, done, total))
@@ -121,7 +130,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                      confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
     else:
-        found = query_jam(synth, detector, positives, optimisation, config, queries, seed=seed, callback=on_step)
+        if isinstance(queries, SubstituteSettings):
+            found = substitute_jam(synth, detector, positives, optimisation, config, queries, seed=seed,
+                                   augmentation=augmentation, callback=on_step)
+        else:
+            found = query_jam(synth, detector, positives, optimisation, config, queries, seed=seed, callback=on_step)
         result = JamResult(found.music, found.initial, found.history, seconds=found.seconds)
         snapshots = {0: found.initial, **found.snapshots}
         queries_used = found.queries
@@ -142,9 +155,15 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
                 "evaluate_engines": list(evaluate_engines),
                 "level_choice": dict(level_choice) if level_choice is not None else None}
-    if queries is not None:
-        settings["query"] = {"queries": queries.queries, "used": queries_used, "population": queries.population,
-                             "batch_size": queries.batch_size,
+    if isinstance(queries, SubstituteSettings):
+        settings["query"] = {"method": "substitute", "queries": queries.queries, "used": queries_used,
+                             "first_queries": queries.first_queries, "round_queries": queries.round_queries,
+                             "fit_steps": queries.fit_steps, "jam_steps": queries.jam_steps,
+                             "jam_lr": queries.jam_lr, "feedback": queries.feedback}
+        settings["steps"], settings["batch_size"] = len(result.history), None
+    elif queries is not None:
+        settings["query"] = {"method": "nes", "queries": queries.queries, "used": queries_used,
+                             "population": queries.population, "batch_size": queries.batch_size,
                              "sigma": queries.sigma, "lr": queries.lr, "feedback": queries.feedback,
                              "parameters": list(queries.parameters)}
         settings["steps"], settings["batch_size"], settings["augmentation"] = len(result.history), None, None
