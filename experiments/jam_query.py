@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--round-queries", type=int, default=2_000, help="substitute: queries per later round")
     parser.add_argument("--fit-steps", type=int, default=600, help="substitute: Adam steps per fit")
     parser.add_argument("--jam-steps", type=int, default=200, help="substitute: jam steps per round")
+    parser.add_argument("--substitutes", type=int, default=1, help="substitute: how many fitted and jammed at once")
+    parser.add_argument("--keep-best", action="store_true",
+                        help="substitute: keep the round's loop that the box's own answers found firing least")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
@@ -161,11 +164,13 @@ def main() -> None:
     if args.method == "substitute":
         substitute = SubstituteSettings(queries=args.queries, first_queries=args.first_queries,
                                         round_queries=args.round_queries, fit_steps=args.fit_steps,
-                                        jam_steps=args.jam_steps, feedback=args.feedback)
+                                        jam_steps=args.jam_steps, feedback=args.feedback,
+                                        substitutes=args.substitutes, keep_best=args.keep_best)
         result = substitute_jam(synth, detector, learn, optimisation, config, substitute, seed=args.seed,
                                 augmentation=Augmentation(),
                                 callback=lambda e: log(f"round {e['round']}: {e['queries']} queries, fit loss "
-                                                       f"{e['fit_loss']:.3f}, jam loss {e['jam_loss']:.3f}, "
+                                                       f"{e['fit_loss']:.3f}, jam loss {e['jam_loss']:.3f}, box "
+                                                       f"firing {e.get('box_firing', float('nan')):.3f}, "
                                                        f"{e['seconds']:.0f} s"))
     else:
         result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,

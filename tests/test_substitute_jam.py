@@ -84,3 +84,25 @@ def test_settings_and_boxes_it_cannot_use_are_refused():
     with pytest.raises(JamError, match="step_scores"):
         substitute_jam(KarplusStrong(seconds=0.5, seed=0), ClipOnly(), tone_utterances(2),
                        make_rooms("optimisation", 1, 0, FAST.rt60), FAST)
+
+
+def test_an_ensemble_of_substitutes_keeps_the_loop_the_box_found_firing_least():
+    """Two substitutes jammed at once, keep_best: each round's loop is judged by the box's answers to the scenes
+    asked with it, the kept loop is the round's with the lowest share firing, and snapshots follow the best so far."""
+    pytest.importorskip("pymicro_wakeword")
+    pytest.importorskip("tflite")
+    config = replace(FAST, scene_seconds=1.5)
+    clips, _ = load_utterances(bundled_path("wakeword"), "alexa", 16000, "train")
+    speech, rooms = clips.positives().subset(torch.arange(6)), make_rooms("optimisation", 2, 0, config.rt60)
+    box = StepsOnly(Detector(load_model("microwakeword-float:alexa", pad_after=0.0), "alexa"))
+    settings = SubstituteSettings(queries=448, first_queries=256, round_queries=64, fit_steps=100, jam_steps=15,
+                                  jam_batch=8, path_loops=2, substitutes=2, keep_best=True)
+    result = substitute_jam(KarplusStrong(seconds=1.0, seed=0), box, speech, rooms, config, settings, seed=0,
+                            substitute=StreamDSCNN("alexa", channels=16, blocks=3))
+    assert result.queries == box.queries == 448
+    firing = [entry["box_firing"] for entry in result.history]
+    assert [entry["queries"] for entry in result.history] == [256, 320, 384] and len(firing) == 3
+    assert sorted(result.snapshots) == [320, 384, 448]
+    best = min(range(3), key=lambda k: firing[k])
+    torch.testing.assert_close(result.music, result.snapshots[448])
+    torch.testing.assert_close(result.snapshots[[320, 384, 448][best]], result.music)

@@ -25,15 +25,18 @@ Queries are counted when the box scores a scene; the substitute, the jam and the
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..acoustics.augmentation import Augmentation
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
+from ..models.base import WholeModel
 from ..models.zoo.stream_dscnn import StreamDSCNN
 from .jamming import Detector, jam
 from .music import KarplusStrong
@@ -46,7 +49,11 @@ class SubstituteSettings:
     loops, a fifth of them with no music); ``round_queries`` per later round (the new loop and
     ``path_loops`` loops from along its jam); ``fit_steps`` Adam steps (``fit_batch`` scenes, ``fit_lr``) per
     fit, on all answers so far; ``jam_steps`` / ``jam_batch`` / ``jam_lr`` for each round's jam;
-    ``feedback``: ``"steps"`` or ``"clip"`` (what the box answers)."""
+    ``feedback``: ``"steps"`` or ``"clip"`` (what the box answers); ``substitutes``: how many substitutes (other
+    initial weights) are fitted to the same answers and jammed at once (the loss pushes down the largest margin
+    of all, so the music cannot ride one substitute's mistakes); ``keep_best``: the result is the round's loop
+    that the box's own answers found firing least (each loop is judged by the scenes asked with it), not the
+    last one."""
 
     queries: int = 20_000
     first_queries: int = 4_000
@@ -59,6 +66,8 @@ class SubstituteSettings:
     jam_batch: int = 16
     jam_lr: float = 0.05
     feedback: str = "steps"
+    substitutes: int = 1
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         if self.feedback not in FEEDBACK:
@@ -66,8 +75,10 @@ class SubstituteSettings:
         if not 0 < self.first_queries <= self.queries or self.round_queries < 1:
             raise JamError(f"Need 0 < first_queries <= queries and round_queries >= 1; got {self.first_queries}, "
                            f"{self.queries}, {self.round_queries}.")
-        if min(self.fit_steps, self.fit_batch, self.jam_steps, self.jam_batch) < 1 or self.path_loops < 0:
-            raise JamError("fit_steps, fit_batch, jam_steps and jam_batch must be >= 1, path_loops >= 0.")
+        if min(self.fit_steps, self.fit_batch, self.jam_steps, self.jam_batch, self.substitutes) < 1 or \
+                self.path_loops < 0:
+            raise JamError("fit_steps, fit_batch, jam_steps, jam_batch and substitutes must be >= 1, "
+                           "path_loops >= 0.")
 
 
 class Answers:
@@ -89,16 +100,18 @@ class Answers:
         return torch.cat(self.features), torch.cat(self.targets)
 
 
-def _ask(box: BlackBoxDetector, substitute: StreamDSCNN, scenes: torch.Tensor, steps: bool, answers: Answers) -> int:
+def _ask(box: BlackBoxDetector, substitute: StreamDSCNN, scenes: torch.Tensor, steps: bool,
+         answers: Answers) -> torch.Tensor:
     """Score ``scenes`` ``[B, T]`` with the box (``B`` queries) and keep them with the substitute's features,
-    the scene padded or cut so that the substitute scores as many steps as the box answered."""
+    the scene padded or cut so that the substitute scores as many steps as the box answered. Returns whether the
+    box fired on each scene ``[B]`` (its clip score, or its highest step score, at least 0.5)."""
     with torch.no_grad():
         answer = box.step_scores(scenes) if steps else box.scores(scenes)  # type: ignore[attr-defined]
         count = answer.shape[1] if steps else substitute.front_end.frames(scenes) // substitute.step_frames
         width = substitute.frames_for_steps(count)
         fitted = F.pad(scenes, (0, max(0, width - scenes.shape[1])))[:, :width]
         answers.add(substitute.front_end(fitted), answer)
-    return len(scenes)
+    return (answer.amax(dim=1) if steps else answer) >= 0.5
 
 
 def _scenes(utterances: Utterances, loops: torch.Tensor, count: int, rooms: RoomSet, config: EOTConfig,
@@ -109,6 +122,29 @@ def _scenes(utterances: Utterances, loops: torch.Tensor, count: int, rooms: Room
     music = loops[torch.randint(len(loops), (count,), generator=generator)]
     with torch.no_grad():
         return render(utterances.subset(pick), music, transforms, rooms, config)
+
+
+class SubstituteEnsemble(WholeModel):
+    """Substitutes as one streaming detector: their step logits side by side ``[B, K·S, 2]``."""
+
+    def __init__(self, members: list[StreamDSCNN]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self._members = members
+        self.labels, self.multilabel, self.sample_rate = members[0].labels, False, members[0].sample_rate
+        self.clip_seconds = members[0].clip_seconds
+
+    def step_logits(self, audio: torch.Tensor) -> torch.Tensor:
+        return torch.cat([member.step_logits(audio) for member in self._members], dim=1)
+
+    def forward(self, audio: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
+        """The logits of the step (of any member) with the largest margin ``[B, 2]``."""
+        logits = self.step_logits(audio)
+        top = (logits[..., 1] - logits[..., 0]).argmax(dim=1)
+        return logits[torch.arange(len(logits)), top]
+
+    def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward(features, video)
 
 
 def fit(substitute: StreamDSCNN, answers: Answers, settings: SubstituteSettings, generator: torch.Generator) -> float:
@@ -144,12 +180,16 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
         config: the transform distribution (music level jittered by ``config.jitter_db``).
         settings: :class:`SubstituteSettings`.
         seed: seeds the scenes, the random loops, the fits and the jams.
-        substitute: the model to fit (a fresh :class:`StreamDSCNN` by default); it is trained in place.
+        substitute: the model to fit (a fresh :class:`StreamDSCNN` by default); it is trained in place, and
+            ``settings.substitutes - 1`` copies of it with new initial weights beside it.
         augmentation: talker and device augmentation for the jams (:func:`jam`'s).
         callback: called with each round's history entry.
 
     Returns a :class:`QueryJamResult`: ``snapshots`` maps the queries each round's substitute had seen to
-    the loop learned on it; ``history`` has per round the queries, the fit's loss and the jam's last loss.
+    the loop learned on it (with ``keep_best``: the queries spent once a round's loop was judged, to the best loop
+    judged so far; ``music`` is then that loop, not necessarily the synthesiser's last state); ``history`` has per
+    round the queries, the fits' largest loss, the jam's last loss and the share of the round's scenes with the
+    new loop on which the box fired (``box_firing``).
     """
     settings = settings or SubstituteSettings()
     steps = settings.feedback == "steps"
@@ -160,8 +200,16 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
                        f"detector ({box.sample_rate} Hz) must share one sample rate.")
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the substitute's initial weights
-    substitute = substitute or StreamDSCNN()
+    torch.manual_seed(seed)  # the substitutes' initial weights
+    members = [substitute or StreamDSCNN()]
+    for _ in range(settings.substitutes - 1):  # the same model, other initial weights
+        member = copy.deepcopy(members[0])
+        for module in member.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset):
+                reset()
+        members.append(member)
+    ensemble = SubstituteEnsemble(members)
     started = time.perf_counter()
     with torch.no_grad():
         initial = synth().detach().clone()
@@ -176,13 +224,14 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     while result.queries < settings.first_queries:
         count = min(batch, settings.first_queries - result.queries)
         pool = loops if result.queries % (5 * batch) else silent
-        result.queries += _ask(box, substitute, _scenes(utterances, pool, count, rooms, config, generator),
-                               steps, answers)
+        result.queries += len(_ask(box, members[0], _scenes(utterances, pool, count, rooms, config, generator),
+                                   steps, answers))
     round_number = 0
     every = max(1, settings.jam_steps // max(1, settings.path_loops))
+    best: tuple[float, torch.Tensor] | None = None
     while True:
         round_number += 1
-        fit_loss = fit(substitute, answers, settings, generator)
+        fit_loss = max(fit(member, answers, settings, generator) for member in members)
         path: list[torch.Tensor] = []
 
         def keep(entry: dict, path: list[torch.Tensor] = path) -> None:
@@ -190,30 +239,46 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
                 with torch.no_grad():
                     path.append(synth().detach().clone())
 
-        learned = jam(synth, Detector(substitute, substitute.labels[1]), utterances, rooms, config,
+        learned = jam(synth, Detector(ensemble, ensemble.labels[1]), utterances, rooms, config,
                       steps=settings.jam_steps, batch_size=settings.jam_batch, lr=settings.jam_lr,
                       seed=seed + round_number, log_every=1, callback=keep, augmentation=augmentation)
-        result.snapshots[result.queries] = learned.music.clone()
-        result.music = learned.music.clone()
         entry = {"round": round_number, "queries": result.queries, "fit_loss": fit_loss,
                  "jam_loss": learned.history[-1]["loss"], "seconds": time.perf_counter() - started}
-        result.history.append(entry)
-        if callback is not None:
-            callback(entry)
         remaining = settings.queries - result.queries
+        if not settings.keep_best:
+            result.snapshots[result.queries] = learned.music.clone()
+            result.music = learned.music.clone()
         if remaining <= 0:
+            result.history.append(entry)
+            if callback is not None:
+                callback(entry)
             break
         # the new loop for half the round, the loops along its path for the rest
         pools = [learned.music.unsqueeze(0)] + ([torch.stack(path)] if path else [])
-        spent = 0
+        spent, fired = 0, []
         budget = min(settings.round_queries, remaining)
         while spent < budget:
             count = min(batch, budget - spent)
-            pool = pools[0] if (spent // batch) % 2 == 0 or len(pools) == 1 else pools[1]
-            spent += _ask(box, substitute, _scenes(utterances, pool, count, rooms, config, generator), steps, answers)
+            on_new = (spent // batch) % 2 == 0 or len(pools) == 1
+            answered = _ask(box, members[0], _scenes(utterances, pools[0] if on_new else pools[1], count, rooms,
+                                                     config, generator), steps, answers)
+            if on_new:
+                fired.append(answered)
+            spent += len(answered)
         result.queries += spent
+        entry["box_firing"] = float(torch.cat(fired).float().mean())  # the box's verdict on this round's loop
+        if settings.keep_best:
+            if best is None or entry["box_firing"] < best[0]:
+                best = (entry["box_firing"], learned.music.clone())
+            result.snapshots[result.queries] = best[1]
+            result.music = best[1]
+        result.history.append(entry)
+        if callback is not None:
+            callback(entry)
+        if settings.keep_best and result.queries >= settings.queries:
+            break
     result.seconds = time.perf_counter() - started
     return result
 
 
-__all__ = ["Answers", "SubstituteSettings", "fit", "substitute_jam"]
+__all__ = ["Answers", "SubstituteEnsemble", "SubstituteSettings", "fit", "substitute_jam"]
