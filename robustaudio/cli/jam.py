@@ -254,7 +254,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
         from ..data.datasets import BUNDLED_ROOT
 
-        wake_word = model_name.startswith(("openwakeword:", "microwakeword:"))
+        wake_word = model_name.startswith(("openwakeword:", "microwakeword:", "microwakeword-float:"))
         bundled = BUNDLED_ROOT / choices.WAKEWORD_DATA if wake_word else None
         root = Path(data) if data else bundled
         clips = _speech_set(root)
