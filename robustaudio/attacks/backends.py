@@ -36,9 +36,18 @@ from torch import nn
 
 from ..models.base import frozen
 from .counting import PassCounter
-from .criteria import attack_loss, is_fooled
+from .criteria import is_fooled
+from .library_models import (  # noqa: F401  (to_art, to_foolbox: re-exported, the entry points of this module)
+    UnitBox,
+    _art_classifier,
+    _domain_module,
+    _feature_shape,
+    _foolbox_model,
+    to_art,
+    to_foolbox,
+)
 from .result import AttackResult
-from .threat import ThreatModel, ThreatModelError, lp_norm
+from .threat import ThreatModel, lp_norm
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
 
@@ -165,135 +174,6 @@ def check_backend_attack(backend: str, attack: str, norm: str, *, multilabel: bo
         raise NotImplementedError(f"ART's {attack} decides success by argmax, which is meaningless for a "
                                   f"multi-label model. Use backend='art' with attack='pgd', or the native "
                                   f"pgd or square_attack.")
-
-
-# -- adapters ----------------------------------------------------------------------------------
-
-class FeatureForward(nn.Module):
-    """``features [B, F, frames] -> logits``: a classifier's feature-domain entry point as a module."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(features)
-
-
-class UnitBox(nn.Module):
-    """``u in [0, 1] -> model(lo + (hi - lo) u)``: for attacks that assume the [0, 1] box."""
-
-    def __init__(self, model: nn.Module, bounds: tuple[float, float]):
-        super().__init__()
-        self.model = model
-        self.low, self.span = float(bounds[0]), float(bounds[1] - bounds[0])
-
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.low) / self.span
-
-    def from_unit(self, u: torch.Tensor) -> torch.Tensor:
-        return self.low + self.span * u
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        return self.model(self.from_unit(u))
-
-
-class Float32Input(nn.Module):
-    """Casts inputs to float32: ART's HopSkipJump hands the model float64 arrays."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(torch.float32))
-
-
-class ArtAttackLoss(nn.Module):
-    """:func:`attack_loss` as an ART loss, for multi-label models.
-
-    ART ascends the estimator's loss (untargeted) or descends it (targeted), and feeds it labels
-    unchanged only for losses that are not its known CE/BCE classes (it would argmax multi-hot
-    labels for ``BCEWithLogitsLoss``). ``reduction`` is set by ART's ``compute_loss``.
-    """
-
-    def __init__(self, model: nn.Module, targeted: bool, reduction: str = "sum"):
-        super().__init__()
-        self.multilabel = model.multilabel
-        self.targeted = targeted
-        self.reduction = reduction
-
-    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = attack_loss(self, logits, labels, self.targeted)
-        loss = -loss if self.targeted else loss  # attack_loss is ascended; ART descends targeted losses
-        return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[self.reduction]
-
-
-def _domain_module(model: nn.Module, domain: str) -> nn.Module:
-    if domain not in ("waveform", "feature"):
-        raise ThreatModelError(f"Unknown domain {domain!r}; use waveform or feature.")
-    return model if domain == "waveform" else FeatureForward(model)
-
-
-def _feature_shape(model: nn.Module) -> tuple[int, ...]:
-    with torch.no_grad():
-        probe = torch.zeros(1, model.clip_samples, device=next(model.parameters(), torch.zeros(0)).device)
-        return tuple(model.features(probe).shape[1:])
-
-
-def _foolbox_model(module: nn.Module, bounds: tuple[float, float], device: torch.device):
-    import foolbox as fb
-
-    return fb.PyTorchModel(module.eval(), bounds=bounds, device=device)
-
-
-def to_foolbox(model: nn.Module, domain: str = "waveform", bounds: tuple[float, float] | None = None):
-    """A ``foolbox.PyTorchModel`` for a robustaudio classifier.
-
-    Waveform domain: inputs ``[B, T]``, bounds ``model.bounds`` (``(-1, 1)``) unless given. Feature
-    domain: inputs ``model.features(audio)`` ``[B, F, frames]``, bounds as given (the threat model's
-    feature bounds) or unbounded ``(-inf, inf)``. Do not run foolbox's HopSkipJump on it directly
-    (it clips to [0, 1]); :func:`backend_attack` reparametrises for it (:class:`UnitBox`).
-    """
-    if bounds is None:
-        bounds = tuple(model.bounds) if domain == "waveform" else (-math.inf, math.inf)
-    device = next(model.parameters(), torch.zeros(0)).device
-    return _foolbox_model(_domain_module(model, domain), bounds, device)
-
-
-def _art_classifier(module: nn.Module, *, multilabel_model: nn.Module | None, nb_classes: int,
-                    input_shape: tuple[int, ...], clip_values: tuple[float, float] | None,
-                    targeted: bool, device: torch.device):
-    from art.estimators.classification import PyTorchClassifier
-
-    loss = (ArtAttackLoss(multilabel_model, targeted) if multilabel_model is not None
-            else nn.CrossEntropyLoss(reduction="sum"))
-    return PyTorchClassifier(Float32Input(module).eval(), loss=loss, input_shape=input_shape,
-                             nb_classes=nb_classes, clip_values=clip_values,
-                             device_type="gpu" if device.type == "cuda" else "cpu")
-
-
-def to_art(model: nn.Module, domain: str = "waveform", *, clip_values: tuple[float, float] | None = None,
-           input_shape: tuple[int, ...] | None = None, targeted: bool = False):
-    """An ART ``PyTorchClassifier`` for a robustaudio classifier.
-
-    Waveform domain: inputs ``[B, T]`` (``input_shape`` default ``(model.clip_samples,)``),
-    ``clip_values`` = ``model.bounds`` unless given. Feature domain: inputs ``[B, F, frames]`` from
-    ``model.features`` (shape probed on a silent clip unless given), ``clip_values`` as given
-    (the threat model's feature bounds) or ``None``. Loss: cross-entropy for single-label models;
-    for multi-label models :class:`ArtAttackLoss` (BCE-based, set ``targeted`` to match the attack).
-    ART's DeepFool scales its steps by ``hi - lo`` (2x too large on [-1, 1]); :func:`backend_attack`
-    reparametrises for it (:class:`UnitBox`).
-    """
-    if domain == "waveform":
-        clip_values = tuple(model.bounds) if clip_values is None else clip_values
-        input_shape = input_shape or (model.clip_samples,)
-    else:
-        input_shape = input_shape or _feature_shape(model)
-    device = next(model.parameters(), torch.zeros(0)).device
-    return _art_classifier(_domain_module(model, domain), multilabel_model=model if model.multilabel else None,
-                           nb_classes=model.num_classes, input_shape=tuple(input_shape), clip_values=clip_values,
-                           targeted=targeted, device=device)
 
 
 # -- running a library attack ------------------------------------------------------------------
