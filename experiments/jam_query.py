@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import detectable_sets, fmt, log  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import detectable_sets, fmt, log, validation_level  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import EOTConfig, room_split
@@ -41,11 +41,9 @@ from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import FEEDBACK, MUSIC_PARAMETERS, QuerySettings, query_jam
 from robustaudio.attacks.substitute_jam import SubstituteSettings, substitute_jam
 from robustaudio.metrics.jamming import (
-    choose_level,
     evaluate_seeds,
     random_loops,
     seed_summary,
-    sweep_levels,
 )
 from robustaudio.models import load_model
 from robustaudio.report import style
@@ -141,13 +139,7 @@ def main() -> None:
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     data = detectable_sets(args.voices, detector, base, quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, args.seed)
-    if args.music_db is None:
-        sweep = sweep_levels(detector, data["validate"]["utterances"], base, args.levels, seeds=tuple(args.seeds),
-                             avoid=optimisation)
-        music_db = choose_level(sweep)
-        log(f"level sweep (random-music F1 per seed): {sweep}; chosen {music_db:g} dB")
-    else:
-        sweep, music_db = {}, args.music_db
+    sweep, music_db = validation_level(detector, data, base, args.levels, args.seeds, optimisation, args.music_db)
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     tuning = None
     if args.tune_queries:

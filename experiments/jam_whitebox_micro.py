@@ -36,14 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import detectable_sets, fmt, log  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import detectable_sets, fmt, log, validation_level  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
-from robustaudio.metrics.jamming import choose_level, evaluate_seeds, random_loops, seed_summary, sweep_levels
+from robustaudio.metrics.jamming import evaluate_seeds, random_loops, seed_summary
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 
@@ -76,13 +76,7 @@ def main() -> None:
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     data = detectable_sets(args.voices, device, base, quick=args.quick)
     optimisation, _ = room_split(base, 16, 16, args.seed)
-    if args.music_db is None:
-        sweep = sweep_levels(device, data["validate"]["utterances"], base, args.levels, seeds=tuple(args.seeds),
-                             avoid=optimisation)
-        music_db = choose_level(sweep)
-        log(f"level sweep (device random-music F1 per seed): {sweep}; chosen {music_db:g} dB")
-    else:
-        sweep, music_db = {}, args.music_db
+    sweep, music_db = validation_level(device, data, base, args.levels, args.seeds, optimisation, args.music_db)
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     synth = KarplusStrong(4.0, device.sample_rate, seed=args.seed)
     snapshots: dict[int, torch.Tensor] = {0: synth().detach().clone()}

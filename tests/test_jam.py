@@ -478,17 +478,20 @@ def test_cli_jam_level_by_engine_keeps_the_floor_for_every_engine(tmp_path, few_
     assert "the floor held for every engine" in (out / "report.md").read_text()
 
 
+def tiny_query_jam(data, out) -> list[str]:
+    """A jam of the bundled CNN's "speech" as small as it gets: one room each side, one scene seed and draw."""
+    return ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10", "--data", str(data), "--rooms", "1",
+            "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1", "--rt60", "0.15",
+            "0.2", "--scene-seeds", "1", "--out", str(out)]
+
+
 def test_cli_jam_by_queries_counts_them_and_draws_f1_against_queries(tmp_path, few_minievents):
     """--queries: the loop is searched on the detector's scores (NES), every scored scene counted within the
     budget; the card and report give the F1 of the loop at 0 queries, at each snapshot and at the end."""
     from robustaudio.cli import main
 
     out = tmp_path / "jam"
-    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
-                                       "--data", str(few_minievents), "--queries", "400", "--rooms", "1",
-                                       "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
-                                       "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(main, [*tiny_query_jam(few_minievents, out), "--queries", "400"])
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     query = card["settings"]["query"]
@@ -523,12 +526,8 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     from robustaudio.cli import main
 
     out = tmp_path / "jam"
-    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
-                                       "--data", str(few_minievents), "--queries", "90", "--query-method",
-                                       "substitute", "--steps", "3", "--batch-size", "4", "--rooms", "1",
-                                       "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
-                                       "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1",
-                                       "--out", str(out)])
+    result = CliRunner().invoke(main, [*tiny_query_jam(few_minievents, out), "--queries", "90", "--query-method",
+                                       "substitute", "--steps", "3", "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
     query = card["settings"]["query"]

@@ -21,6 +21,17 @@ from robustaudio.models.zoo.stream_dscnn import StreamDSCNN
 pytest.importorskip("pyroomacoustics")
 
 
+def twin_box():
+    """Scenes of 1.5 s, six bundled "alexa" clips, two optimisation rooms, and microWakeWord alexa's float twin as a
+    streaming black box (step scores only, every scene counted)."""
+    pytest.importorskip("pymicro_wakeword")
+    pytest.importorskip("tflite")
+    config = replace(FAST, scene_seconds=1.5)
+    clips, _ = load_utterances(bundled_path("wakeword"), "alexa", 16000, "train")
+    speech, rooms = clips.positives().subset(torch.arange(6)), make_rooms("optimisation", 2, 0, config.rt60)
+    return config, speech, rooms, StepsOnly(Detector(load_model("microwakeword-float:alexa", pad_after=0.0), "alexa"))
+
+
 def test_stream_dscnn_is_causal_and_scores_the_steps_asked_for():
     torch.manual_seed(0)
     model = StreamDSCNN(channels=8, blocks=3).eval()
@@ -41,12 +52,7 @@ def test_substitute_jam_lowers_the_black_box_score_within_its_budget():
     """microWakeWord alexa's float twin as the black box (only its step scores reach the attack; it is the
     device's network, so a box of the real family): three rounds of fit-and-jam lower its loss on fixed scenes
     of bundled "alexa" clips, every query the box counted is accounted for, and each round's loop is kept."""
-    pytest.importorskip("pymicro_wakeword")
-    pytest.importorskip("tflite")
-    config = replace(FAST, scene_seconds=1.5)
-    clips, _ = load_utterances(bundled_path("wakeword"), "alexa", 16000, "train")
-    speech, rooms = clips.positives().subset(torch.arange(6)), make_rooms("optimisation", 2, 0, config.rt60)
-    box = StepsOnly(Detector(load_model("microwakeword-float:alexa", pad_after=0.0), "alexa"))
+    config, speech, rooms, box = twin_box()
     synth = KarplusStrong(seconds=1.0, seed=0)
     transforms = sample_transforms(len(speech), rooms, config.fixed_level(), torch.Generator().manual_seed(9),
                                    loop_samples=synth.length)
@@ -89,12 +95,7 @@ def test_settings_and_boxes_it_cannot_use_are_refused():
 def test_an_ensemble_of_substitutes_keeps_the_loop_the_box_found_firing_least():
     """Two substitutes jammed at once, keep_best: each round's loop is judged by the box's answers to the scenes
     asked with it, the kept loop is the round's with the lowest share firing, and snapshots follow the best so far."""
-    pytest.importorskip("pymicro_wakeword")
-    pytest.importorskip("tflite")
-    config = replace(FAST, scene_seconds=1.5)
-    clips, _ = load_utterances(bundled_path("wakeword"), "alexa", 16000, "train")
-    speech, rooms = clips.positives().subset(torch.arange(6)), make_rooms("optimisation", 2, 0, config.rt60)
-    box = StepsOnly(Detector(load_model("microwakeword-float:alexa", pad_after=0.0), "alexa"))
+    config, speech, rooms, box = twin_box()
     settings = SubstituteSettings(queries=448, first_queries=256, round_queries=64, fit_steps=100, jam_steps=15,
                                   jam_batch=8, path_loops=2, substitutes=2, keep_best=True)
     result = substitute_jam(KarplusStrong(seconds=1.0, seed=0), box, speech, rooms, config, settings, seed=0,

@@ -102,6 +102,17 @@ def score_loss(scores: torch.Tensor) -> torch.Tensor:
     return F.softplus(logits if logits.dim() == 1 else torch.logsumexp(logits, dim=1))
 
 
+def check_black_box(box: BlackBoxDetector, synth: KarplusStrong, config: EOTConfig, steps: bool) -> None:
+    """Raise :class:`JamError` unless ``box`` answers step scores where ``steps`` asks for them and shares the
+    synthesiser's and the transforms' sample rate."""
+    if steps and not hasattr(box, "step_scores"):
+        raise JamError("feedback='steps' needs a detector that answers the score of every step (step_scores); "
+                       "this one gives clip scores only: use feedback='clip'.")
+    if synth.sample_rate != box.sample_rate or config.sample_rate != box.sample_rate:
+        raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
+                       f"detector ({box.sample_rate} Hz) must share one sample rate.")
+
+
 @torch.no_grad()
 def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utterances, rooms: RoomSet,
               config: EOTConfig, settings: QuerySettings | None = None, *, seed: int = 0,
@@ -120,12 +131,7 @@ def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utte
     """
     settings = settings or QuerySettings()
     steps = settings.feedback == "steps"
-    if steps and not hasattr(detector, "step_scores"):
-        raise JamError("feedback='steps' needs a detector that answers the score of every step (step_scores); "
-                       "this one gives clip scores only: use feedback='clip'.")
-    if synth.sample_rate != detector.sample_rate or config.sample_rate != detector.sample_rate:
-        raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
-                       f"detector ({detector.sample_rate} Hz) must share one sample rate.")
+    check_black_box(detector, synth, config, steps)
     generator = torch.Generator().manual_seed(seed)
     directions = torch.Generator().manual_seed(seed + 1)
     parameters = [p for name, p in synth.named_parameters() if name in settings.parameters]
@@ -173,4 +179,4 @@ def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utte
     return result
 
 
-__all__ = ["BlackBoxDetector", "QueryJamResult", "QuerySettings", "query_jam", "score_loss"]
+__all__ = ["BlackBoxDetector", "QueryJamResult", "QuerySettings", "check_black_box", "query_jam", "score_loss"]

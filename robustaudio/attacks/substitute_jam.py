@@ -40,7 +40,7 @@ from ..models.base import WholeModel
 from ..models.zoo.stream_dscnn import StreamDSCNN
 from .jamming import Detector, jam
 from .music import KarplusStrong
-from .query_jam import FEEDBACK, BlackBoxDetector, QueryJamResult
+from .query_jam import FEEDBACK, BlackBoxDetector, QueryJamResult, check_black_box
 
 
 @dataclass
@@ -193,12 +193,7 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     """
     settings = settings or SubstituteSettings()
     steps = settings.feedback == "steps"
-    if steps and not hasattr(box, "step_scores"):
-        raise JamError("feedback='steps' needs a detector that answers the score of every step (step_scores); "
-                       "this one gives clip scores only: use feedback='clip'.")
-    if synth.sample_rate != box.sample_rate or config.sample_rate != box.sample_rate:
-        raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
-                       f"detector ({box.sample_rate} Hz) must share one sample rate.")
+    check_black_box(box, synth, config, steps)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the substitutes' initial weights
     members = [substitute or StreamDSCNN()]

@@ -170,23 +170,29 @@ class MicroWakeWord(WholeModel):
         self._open()
 
 
-def load_microwakeword(name: str, **options) -> MicroWakeWord:
-    """``microwakeword:NAME`` (a model of the wheel, e.g. ``alexa``) or ``microwakeword:/path/model.json``.
-
-    Options: ``pad_after``, ``clip_seconds``; ``sample_rate`` must be 16000 (the models' rate).
-    """
+def model_config(name: str, prefix: str, options: dict) -> Path:
+    """The JSON config for ``PREFIX:NAME`` (a model of the wheel, or a path to a ``.json``), after checking
+    ``options`` (``pad_after``, ``clip_seconds``; ``sample_rate``, removed from them, must be 16000)."""
     rate = options.pop("sample_rate", SAMPLE_RATE)
     if rate != SAMPLE_RATE:
         raise ModelError(f"microWakeWord runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset "
                          f"(robustaudio resamples clips to the model's rate when it reads them).")
     unknown = set(options) - {"pad_after", "clip_seconds"}
     if unknown:
-        raise ModelError(f"microwakeword: takes pad_after and clip_seconds, not {', '.join(sorted(unknown))}.")
+        raise ModelError(f"{prefix}: takes pad_after and clip_seconds, not {', '.join(sorted(unknown))}.")
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
-        return MicroWakeWord(path, **options)
+        return path
     models = available_models()
     if name not in models:
         raise ModelError(f"No microWakeWord model {name!r}; the installed pymicro-wakeword has: "
-                         f"{', '.join(models)}. A custom model can be given as microwakeword:/path/to/model.json.")
-    return MicroWakeWord(models[name], **options)
+                         f"{', '.join(models)}. A custom model can be given as {prefix}:/path/to/model.json.")
+    return models[name]
+
+
+def load_microwakeword(name: str, **options) -> MicroWakeWord:
+    """``microwakeword:NAME`` (a model of the wheel, e.g. ``alexa``) or ``microwakeword:/path/model.json``.
+
+    Options: ``pad_after``, ``clip_seconds``; ``sample_rate`` must be 16000 (the models' rate).
+    """
+    return MicroWakeWord(model_config(name, "microwakeword", options), **options)

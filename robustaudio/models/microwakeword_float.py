@@ -43,7 +43,7 @@ from torch.nn import functional as F
 
 from .base import ModelError, WholeModel
 from .frontends import MicroFrontend
-from .microwakeword import INSTALL_HINT, PROBABILITY_CLIP, SAMPLE_RATE, available_models
+from .microwakeword import PROBABILITY_CLIP, SAMPLE_RATE, model_config
 
 CHAIN = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 PLUMBING = {"CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CONCATENATION", "STRIDED_SLICE",
@@ -240,24 +240,9 @@ class MicroWakeWordFloat(WholeModel):
 def load_microwakeword_float(name: str, **options) -> MicroWakeWordFloat:
     """``microwakeword-float:NAME`` (alexa, hey_jarvis, hey_mycroft) or ``microwakeword-float:/path/model.json``.
 
-    Options: ``pad_after``, ``clip_seconds``.
+    Options: ``pad_after``, ``clip_seconds``; ``sample_rate`` must be 16000.
     """
-    rate = options.pop("sample_rate", SAMPLE_RATE)
-    if rate != SAMPLE_RATE:
-        raise ModelError(f"microWakeWord runs at {SAMPLE_RATE} Hz only, not {rate}: leave sample_rate unset.")
-    unknown = set(options) - {"pad_after", "clip_seconds"}
-    if unknown:
-        raise ModelError(f"microwakeword-float: takes pad_after and clip_seconds, not {', '.join(sorted(unknown))}.")
-    path = Path(name)
-    if path.suffix == ".json" and path.is_file():
-        return MicroWakeWordFloat(path, **options)
-    try:
-        models = available_models()
-    except ModelError as error:
-        raise ModelError(f"{error} ({INSTALL_HINT})") from None
-    if name not in models:
-        raise ModelError(f"No microWakeWord model {name!r}; the installed pymicro-wakeword has: {', '.join(models)}.")
-    return MicroWakeWordFloat(models[name], **options)
+    return MicroWakeWordFloat(model_config(name, "microwakeword-float", options), **options)
 
 
 __all__ = ["Layer", "MicroWakeWordFloat", "Network", "load_microwakeword_float", "read_network"]
