@@ -125,9 +125,11 @@ def main() -> None:
     parser.add_argument("--round-queries", type=int, default=2_000, help="substitute: queries per later round")
     parser.add_argument("--fit-steps", type=int, default=600, help="substitute: Adam steps per fit")
     parser.add_argument("--jam-steps", type=int, default=200, help="substitute: jam steps per round")
-    parser.add_argument("--substitutes", type=int, default=1, help="substitute: how many fitted and jammed at once")
+    parser.add_argument("--substitutes", type=int, default=1, help="substitute: how many fitted and jammed at once "
+                        "(1 as first run here; the library's default is 3)")
     parser.add_argument("--keep-best", action="store_true",
-                        help="substitute: keep the round's loop that the box's own answers found firing least")
+                        help="substitute: keep the round's loop that the box's own answers found firing least (the "
+                             "library's default; without it, the last round's loop, as first run here)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")

@@ -533,8 +533,12 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     query = card["settings"]["query"]
     assert query["method"] == "substitute" and query["feedback"] == "clip"
     assert (query["first_queries"], query["round_queries"], query["jam_steps"], query["fit_steps"]) == (18, 9, 3, 40)
-    assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 91, 9))
-    assert [c["queries"] for c in card["query_curve"]] == [0, *range(18, 91, 9)]
-    assert "round 9: 90 queries answered" in result.output
+    assert (query["substitutes"], query["keep_best"]) == (3, True)
+    # each round is judged by the answers to its own scenes: the last round ends where the budget does
+    assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 82, 9))
+    assert all(0 <= h["box_firing"] <= 1 for h in card["history"])
+    assert [c["queries"] for c in card["query_curve"]] == [0, *range(27, 91, 9)]
+    assert "round 8: fitted on 81 answers" in result.output
     report = (out / "report.md").read_text()
-    assert "a substitute fitted to the detector's clip scores" in report
+    assert "3 substitute(s) fitted to the detector's clip scores" in report
+    assert "the loop the detector's answers found firing least" in report

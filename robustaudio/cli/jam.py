@@ -67,8 +67,9 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
 def _echo_progress(entry: dict, steps: int) -> None:
     """One line per substitute round, or every 50 gradient or NES steps (and the last)."""
     if "round" in entry:
-        click.echo(f"round {entry['round']}: {entry['queries']:,} queries answered, substitute fit loss "
-                   f"{entry['fit_loss']:.3f}, jam loss {entry['jam_loss']:.3f}")
+        judged = f", the detector fired on {entry['box_firing']:.0%} of its scenes" if "box_firing" in entry else ""
+        click.echo(f"round {entry['round']}: fitted on {entry['queries']:,} answers (fit loss "
+                   f"{entry['fit_loss']:.3f}), jam loss {entry['jam_loss']:.3f}{judged}")
     elif entry["step"] % 50 == 0 or entry["step"] == steps:
         click.echo(f"step {entry['step']}: loss {entry['loss']:.3f}, firing {entry['firing']:.2f}")
 

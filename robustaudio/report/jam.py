@@ -201,8 +201,11 @@ def _optimisation_line(card: dict) -> str:
     if query:
         scores = "per-step" if query["feedback"] == "steps" else "clip"
         if query.get("method") == "substitute":
-            return (f"query-based (black box): a substitute fitted to the detector's {scores} scores and jammed "
-                    f"with gradients, {query['used']:,} queries of {query['queries']:,} ({s['steps']} rounds: "
+            kept = ("the loop the detector's answers found firing least" if query.get("keep_best") else
+                    "the last round's loop")
+            return (f"query-based (black box): {query.get('substitutes', 1)} substitute(s) fitted to the detector's "
+                    f"{scores} scores and jammed with gradients, {kept}, {query['used']:,} queries of "
+                    f"{query['queries']:,} ({s['steps']} rounds: "
                     f"{query['first_queries']:,} queries before the first fit, then {query['round_queries']:,} per "
                     f"round; {query['fit_steps']} fitting and {query['jam_steps']} jam steps per round), "
                     f"{card['optimisation_seconds']:.0f} s")

@@ -159,7 +159,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         settings["query"] = {"method": "substitute", "queries": queries.queries, "used": queries_used,
                              "first_queries": queries.first_queries, "round_queries": queries.round_queries,
                              "fit_steps": queries.fit_steps, "jam_steps": queries.jam_steps,
-                             "jam_lr": queries.jam_lr, "feedback": queries.feedback}
+                             "jam_lr": queries.jam_lr, "feedback": queries.feedback,
+                             "substitutes": queries.substitutes, "keep_best": queries.keep_best}
         settings["steps"], settings["batch_size"] = len(result.history), None
     elif queries is not None:
         settings["query"] = {"method": "nes", "queries": queries.queries, "used": queries_used,
