@@ -108,3 +108,16 @@ def test_an_ensemble_of_substitutes_keeps_the_loop_the_box_found_firing_least():
     best = min(range(3), key=lambda k: firing[k])
     torch.testing.assert_close(result.music, result.snapshots[448])
     torch.testing.assert_close(result.snapshots[[320, 384, 448][best]], result.music)
+
+
+def test_a_budget_spent_before_any_round_is_judged_returns_the_loop_learned():
+    """keep_best with every query spent on the first fit: no round could be judged, so the result is the loop the
+    one jam learned (not the random start)."""
+    config, speech, rooms, box = twin_box()
+    synth = KarplusStrong(seconds=1.0, seed=0)
+    settings = SubstituteSettings(queries=64, first_queries=64, fit_steps=10, jam_steps=3, jam_batch=4, substitutes=1)
+    result = substitute_jam(synth, box, speech, rooms, config, settings, seed=0,
+                            substitute=StreamDSCNN("alexa", channels=8, blocks=2))
+    assert result.queries == box.queries == 64 and list(result.snapshots) == [64]
+    assert not torch.equal(result.music, result.initial)
+    torch.testing.assert_close(result.music, synth().detach())

@@ -17,8 +17,11 @@ scored scene is one **query**; a budget of queries), with another way of spendin
    (gradients, no queries), from the previous round's loop.
 4. **Ask where the music is.** Spend ``round_queries`` on scenes with the new loop and with loops from
    along its path (the substitute is wrong where the attack took it, and those are the answers that
-   correct it), then go back to 2, until the budget is spent. The loop of the last round is the result;
-   the loop after each round is kept with the number of queries its substitute had seen.
+   correct it), then go back to 2, until the budget is spent. By default (``keep_best``) each round's loop is
+   judged by the box's answers to the scenes asked with it, and the result is the loop judged best (the last
+   round's asks are its judgement); otherwise the result is the loop of the last round, after a last fit.
+   Several substitutes (other initial weights, the same answers) are fitted and jammed at once
+   (``substitutes``), so that the music cannot ride one substitute's mistakes.
 
 Queries are counted when the box scores a scene; the substitute, the jam and the synthesiser cost none.
 """
@@ -240,7 +243,7 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
         entry = {"round": round_number, "queries": result.queries, "fit_loss": fit_loss,
                  "jam_loss": learned.history[-1]["loss"], "seconds": time.perf_counter() - started}
         remaining = settings.queries - result.queries
-        if not settings.keep_best:
+        if not settings.keep_best or (remaining <= 0 and best is None):  # nothing judged yet: the loop just learned
             result.snapshots[result.queries] = learned.music.clone()
             result.music = learned.music.clone()
         if remaining <= 0:
