@@ -48,6 +48,14 @@ PROBABILITY_CLIP = 1e-6
 INSTALL_HINT = "pip install pymicro-wakeword==2.5.0 (or pip install 'robustaudio[microwakeword]')"
 
 
+def cutoff_logits(p: torch.Tensor, cutoff: float) -> torch.Tensor:
+    """``[..., 2]`` logits ``[-z/2, z/2]``, ``z = logit(p) - logit(cutoff)``, for probabilities ``p`` (clipped to
+    [1e-6, 1 - 1e-6]): the label convention of every microWakeWord wrapper (fires exactly when ``p > cutoff``)."""
+    p = p.clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    z = torch.log(p) - torch.log1p(-p) - math.log(cutoff / (1 - cutoff))
+    return torch.stack([-z / 2, z / 2], dim=-1)
+
+
 def models_dir() -> Path:
     """``pymicro_wakeword/models`` of the installed wheel (found without importing the package)."""
     spec = importlib.util.find_spec("pymicro_wakeword")
@@ -143,10 +151,7 @@ class MicroWakeWord(WholeModel):
         return self._logits(self.probabilities(audio))
 
     def _logits(self, p: torch.Tensor) -> torch.Tensor:
-        """``[..., 2]`` logits ``[-z/2, z/2]``, ``z = logit(p) - logit(cutoff)``, for probabilities ``p``."""
-        p = p.double().clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-        z = torch.log(p) - torch.log1p(-p) - math.log(self.cutoff / (1 - self.cutoff))
-        return torch.stack([-z / 2, z / 2], dim=-1).float()
+        return cutoff_logits(p.double(), self.cutoff).float()
 
     def forward_features(self, features: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward(features, video)

@@ -32,7 +32,6 @@ Labels, logits and the cutoff follow :class:`MicroWakeWord`: ``("not-<name>", "<
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from torch.nn import functional as F
 
 from .base import ModelError, WholeModel
 from .frontends import MicroFrontend
-from .microwakeword import PROBABILITY_CLIP, SAMPLE_RATE, model_config
+from .microwakeword import SAMPLE_RATE, cutoff_logits, model_config
 
 CHAIN = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 PLUMBING = {"CALL_ONCE", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CONCATENATION", "STRIDED_SLICE",
@@ -232,9 +231,7 @@ class MicroWakeWordFloat(WholeModel):
         return self.forward(features, video)
 
     def _logits(self, p: torch.Tensor) -> torch.Tensor:
-        p = p.clamp(PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
-        z = torch.log(p) - torch.log1p(-p) - math.log(self.cutoff / (1 - self.cutoff))
-        return torch.stack([-z / 2, z / 2], dim=-1)
+        return cutoff_logits(p, self.cutoff)
 
 
 def load_microwakeword_float(name: str, **options) -> MicroWakeWordFloat:
