@@ -92,6 +92,15 @@ def test_settings_and_boxes_it_cannot_use_are_refused():
         substitute_jam(KarplusStrong(seconds=0.5, seed=0), ClipOnly(), tone_utterances(2),
                        make_rooms("optimisation", 1, 0, FAST.rt60), FAST)
 
+    class Narrowband(ClipOnly):
+        sample_rate = 8000
+
+    slow = replace(FAST, sample_rate=8000)
+    with pytest.raises(JamError, match="substitute hears 16000 Hz"):
+        substitute_jam(KarplusStrong(seconds=0.5, sample_rate=8000, seed=0), Narrowband(),
+                       tone_utterances(2, rate=8000), make_rooms("optimisation", 1, 0, FAST.rt60, 8000), slow,
+                       SubstituteSettings(feedback="clip"))
+
 
 def test_an_ensemble_of_substitutes_keeps_the_loop_the_box_found_firing_least():
     """Two substitutes jammed at once, keep_best: each round's loop is judged by the box's answers to the scenes

@@ -79,6 +79,17 @@ class QuerySettings:
         if not (self.sigma > 0 and self.lr > 0):
             raise JamError("sigma and lr must be positive.")
 
+    @property
+    def planned_steps(self) -> int:
+        """NES steps the budget pays for."""
+        return self.queries // (self.population * self.batch_size)
+
+    def record(self, used: int) -> dict:
+        """The card's ``settings.query`` for a search that spent ``used`` queries."""
+        return {"method": "nes", "queries": self.queries, "used": used, "population": self.population,
+                "batch_size": self.batch_size, "sigma": self.sigma, "lr": self.lr, "feedback": self.feedback,
+                "parameters": list(self.parameters)}
+
 
 @dataclass
 class QueryJamResult:

@@ -83,6 +83,18 @@ class SubstituteSettings:
             raise JamError("fit_steps, fit_batch, jam_steps, jam_batch and substitutes must be >= 1, "
                            "path_loops >= 0.")
 
+    @property
+    def planned_steps(self) -> int:
+        """Rounds the budget pays for: the first, then one per ``round_queries`` left."""
+        return 1 + -(-(self.queries - self.first_queries) // self.round_queries)
+
+    def record(self, used: int) -> dict:
+        """The card's ``settings.query`` for a search that spent ``used`` queries."""
+        return {"method": "substitute", "queries": self.queries, "used": used, "first_queries": self.first_queries,
+                "round_queries": self.round_queries, "fit_steps": self.fit_steps, "jam_steps": self.jam_steps,
+                "jam_lr": self.jam_lr, "feedback": self.feedback, "substitutes": self.substitutes,
+                "keep_best": self.keep_best}
+
 
 class Answers:
     """Scenes asked so far, kept as the substitute's standardised front-end features ``[N, 40, F]`` (float16),
@@ -207,6 +219,10 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
             if callable(reset):
                 reset()
         members.append(member)
+    if members[0].sample_rate != box.sample_rate:
+        raise JamError(f"The substitute hears {members[0].sample_rate} Hz (the TFLite-Micro front end) and the "
+                       f"detector {box.sample_rate} Hz: substitute jamming needs a detector at the substitute's "
+                       f"rate; search such a detector with NES instead (--query-method nes).")
     ensemble = SubstituteEnsemble(members)
     started = time.perf_counter()
     with torch.no_grad():

@@ -51,9 +51,6 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
     if feedback == "steps" and not (detector.windowed or detector.stepped):
         feedback = "clip"  # one score per clip: the steps are the clip
     if method == "substitute":
-        if detector.sample_rate != 16000:
-            raise JamError(f"--query-method substitute fits a detector on the 16 kHz TFLite-Micro front end; "
-                           f"{model_name} runs at {detector.sample_rate} Hz: use --query-method nes.")
         # a fifth of the budget before the first fit, then eight more rounds, 600 fitting steps each (the settings
         # of jam_query.md at 20,000 queries); fewer fitting steps where there are few answers to fit
         return SubstituteSettings(queries=queries, first_queries=max(1, queries // 5),

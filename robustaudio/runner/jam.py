@@ -108,12 +108,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
-    if queries is None:
-        total_steps = steps
-    elif isinstance(queries, SubstituteSettings):  # rounds: the first, then one per round_queries left
-        total_steps = 1 + -(-(queries.queries - queries.first_queries) // queries.round_queries)
-    else:
-        total_steps = queries.queries // (queries.population * queries.batch_size)
+    total_steps = steps if queries is None else queries.planned_steps
 
     def on_step(entry: dict) -> None:
         if callback is not None:
@@ -155,19 +150,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
                 "evaluate_engines": list(evaluate_engines),
                 "level_choice": dict(level_choice) if level_choice is not None else None}
-    if isinstance(queries, SubstituteSettings):
-        settings["query"] = {"method": "substitute", "queries": queries.queries, "used": queries_used,
-                             "first_queries": queries.first_queries, "round_queries": queries.round_queries,
-                             "fit_steps": queries.fit_steps, "jam_steps": queries.jam_steps,
-                             "jam_lr": queries.jam_lr, "feedback": queries.feedback,
-                             "substitutes": queries.substitutes, "keep_best": queries.keep_best}
+    if queries is not None:
+        settings["query"] = queries.record(queries_used)
         settings["steps"], settings["batch_size"] = len(result.history), None
-    elif queries is not None:
-        settings["query"] = {"method": "nes", "queries": queries.queries, "used": queries_used,
-                             "population": queries.population, "batch_size": queries.batch_size,
-                             "sigma": queries.sigma, "lr": queries.lr, "feedback": queries.feedback,
-                             "parameters": list(queries.parameters)}
-        settings["steps"], settings["batch_size"], settings["augmentation"] = len(result.history), None, None
+        if isinstance(queries, QuerySettings):  # NES renders no augmented scenes; the substitute's jams do
+            settings["augmentation"] = None
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
                 "test_positives_given": int((test.labels == 1).sum()),
