@@ -61,7 +61,6 @@ def tune(args: argparse.Namespace, detector: Detector, data: dict, config: EOTCo
     validation clips over scene seeds 1-2 in held-out rooms, and the lowest validation F1 wins (ties: the first
     in the grid, which lists the previous defaults first)."""
     grid = [(sigma, lr, batch) for batch in (8, 4) for sigma in (0.05, 0.2) for lr in (0.02, 0.1)]
-    validate = data["validate"]["utterances"]
     tried = []
     for sigma, lr, batch in grid:
         settings = QuerySettings(queries=args.tune_queries, population=args.population, batch_size=batch,
@@ -70,15 +69,22 @@ def tune(args: argparse.Namespace, detector: Detector, data: dict, config: EOTCo
         synth = start_synth(args, detector.sample_rate)
         result = query_jam(synth, detector, data["learn"]["utterances"], optimisation, config, settings,
                            seed=args.seed)
-        rows = evaluate_seeds({"target": detector}, validate, config, {"adversarial": result.music}, seeds=(1, 2),
-                              held_out_rooms=16, draws=args.draws, avoid=optimisation)
-        f1 = f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows], dtype=bool))
+        f1 = validation_score(detector, data, config, result.music, optimisation, args.draws)
         tried.append({"sigma": sigma, "lr": lr, "batch_size": batch, "validation_f1": f1,
                       "seconds": result.seconds})
         log(f"tune: σ {sigma:g}, lr {lr:g}, {batch} scenes/step: validation F1 {f1:.3f} after "
             f"{result.queries} queries ({result.seconds:.0f} s)")
     best = min(tried, key=lambda t: t["validation_f1"])
     return {"tried": tried, "chosen": best}
+
+
+def validation_score(detector: Detector, data: dict, config: EOTConfig, music: torch.Tensor, optimisation,
+                     draws: int) -> float:
+    """F1 of ``music`` on the validation voices (bundled eSpeak NG test voices, never the evaluation engines),
+    scene seeds 1-2 in held-out rooms: what settings are chosen on."""
+    rows = evaluate_seeds({"target": detector}, data["validate"]["utterances"], config, {"adversarial": music},
+                          seeds=(1, 2), held_out_rooms=16, draws=draws, avoid=optimisation)
+    return f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows], dtype=bool))
 
 
 def start_synth(args: argparse.Namespace, sample_rate: int) -> KarplusStrong:
@@ -130,6 +136,8 @@ def main() -> None:
     parser.add_argument("--keep-best", action="store_true",
                         help="substitute: keep the round's loop that the box's own answers found firing least (the "
                              "library's default; without it, the last round's loop, as first run here)")
+    parser.add_argument("--augment-asks", action="store_true",
+                        help="substitute: ask the box about scenes drawn with the jam's talker and device augmentation")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
@@ -159,7 +167,8 @@ def main() -> None:
         substitute = SubstituteSettings(queries=args.queries, first_queries=args.first_queries,
                                         round_queries=args.round_queries, fit_steps=args.fit_steps,
                                         jam_steps=args.jam_steps, feedback=args.feedback,
-                                        substitutes=args.substitutes, keep_best=args.keep_best)
+                                        substitutes=args.substitutes, keep_best=args.keep_best,
+                                        augment_asks=args.augment_asks)
         result = substitute_jam(synth, detector, learn, optimisation, config, substitute, seed=args.seed,
                                 augmentation=Augmentation(),
                                 callback=lambda e: log(f"round {e['round']}: {e['queries']} queries, fit loss "
@@ -170,6 +179,8 @@ def main() -> None:
         result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
                            callback=lambda e: log(f"step {e['step']}: {e['queries']} queries, loss {e['loss']:.3f}, "
                                                   f"firing {e['firing']:.2f}") if e["step"] % 25 == 0 else None)
+    validation_f1 = validation_score(detector, data, config, result.music, optimisation, args.draws)
+    log(f"validation F1 of the result (eSpeak NG test voices, scene seeds 1-2): {validation_f1:.3f}")
     evaluated, voices = data["evaluate"]["utterances"], data["evaluate"]["voices"]
     common = {"seeds": tuple(args.seeds), "held_out_rooms": 16, "draws": args.draws, "avoid": optimisation}
     detectors = {"target": detector}
@@ -188,7 +199,7 @@ def main() -> None:
                      vars(settings) | {"snapshots": list(snapshots)}),
         "sets": {k: v["kept"] for k, v in data.items()}, "clean": pooled["clean"], "random": pooled["random"],
         "curve": {str(q): s for q, s in curve.items()}, "attack_queries": result.queries,
-        "attack_seconds": result.seconds, "seconds": time.perf_counter() - started,
+        "attack_seconds": result.seconds, "validation_f1": validation_f1, "seconds": time.perf_counter() - started,
         "history": result.history[::10], "args": {k: str(v) for k, v in vars(args).items()}, "tuning": tuning,
     }
     (args.out / "jam_query.json").write_text(json.dumps(json_safe(result_json), indent=2))
@@ -213,7 +224,8 @@ def main() -> None:
         f"scene seeds {args.seeds}, {args.draws} draws; 95% intervals resample voices.", "",
         f"- clean F1 {fmt(pooled['clean']['f1'])}", f"- random music F1 {fmt(pooled['random']['f1'])}",
         f"- adversarial music after {final} queries F1 {fmt(curve[final]['f1'])} "
-        f"(seed mean {curve[final]['seed_mean']:.3f}, range {curve[final]['seed_range']})", "",
+        f"(seed mean {curve[final]['seed_mean']:.3f}, range {curve[final]['seed_range']}); on the validation "
+        f"voices (bundled eSpeak NG test voices, scene seeds 1-2) {validation_f1:.3f}", "",
         "| queries | adversarial F1 [95% CI] | TPR | FPR |", "|---|---|---|---|",
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
           for q in qs], "",

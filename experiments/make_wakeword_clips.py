@@ -10,7 +10,7 @@ Usage::
 eSpeak NG voice variant (``espeak-ng --voices=variant``, about 100: formant, Klatt, whisper ...)
 over English accents at varied rates and pitches, through the ``espeak-ng`` command (engine
 ``espeak-ng``), and the offline engines of Debian, flite (``apt-get install flite``: kal, kal16, awb,
-rms, slt) and Festival (``apt-get install festival festvox-kallpc16k festvox-us-slt-hts
+rms, slt) and Festival (``apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 festvox-italp16k festvox-itapc16k``: kal, ked, slt HTS, and the Italian lp and pc voices saying the
 English word) at three speaking rates and two intonations, with everyday-phrase negatives by every
 flite and Festival voice. ``metadata.csv`` has ``path, label, split, engine, voice, speaker,

@@ -9,8 +9,9 @@ import torch
 from test_jam import FAST, tone_utterances
 from test_query_jam import StepsOnly
 
+from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import JamError, make_rooms, render, sample_transforms
-from robustaudio.attacks.jamming import Detector, load_utterances
+from robustaudio.attacks.jamming import Detector, load_utterances, render_augmented
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.attacks.query_jam import score_loss
 from robustaudio.attacks.substitute_jam import SubstituteSettings, substitute_jam
@@ -130,3 +131,52 @@ def test_a_budget_spent_before_any_round_is_judged_returns_the_loop_learned():
     assert result.queries == box.queries == 64 and list(result.snapshots) == [64]
     assert not torch.equal(result.music, result.initial)
     torch.testing.assert_close(result.music, synth().detach())
+
+
+def test_augmented_asks_put_the_questions_through_the_jams_devices():
+    """augment_asks: the scenes the box is asked about are drawn with the jam's augmentation. A microphone band
+    with its high corner at 1 kHz leaves the asked scenes with a small share of their energy above 2 kHz, which the
+    plain asks keep; without an augmentation to draw from, augment_asks is refused in one line."""
+    config, speech, rooms, _ = twin_box()
+
+    class Recording:
+        sample_rate, threshold = 16000, 0.5
+
+        def __init__(self) -> None:
+            self.asked: list[torch.Tensor] = []
+
+        def step_scores(self, audio):
+            self.asked.append(audio.clone())
+            return torch.zeros(len(audio), 20)
+
+        def scores(self, audio):
+            return self.step_scores(audio).amax(dim=1)
+
+    def high_share(augment_asks: bool) -> float:
+        box = Recording()
+        settings = SubstituteSettings(queries=64, first_queries=64, fit_steps=1, jam_steps=1, jam_batch=2,
+                                      substitutes=1, augment_asks=augment_asks)
+        muffled = Augmentation(microphone_low_hz=(50.0, 50.0), microphone_high_hz=(1000.0, 1000.0))
+        substitute_jam(KarplusStrong(seconds=1.0, seed=0), box, speech, rooms, config, settings, seed=0,
+                       substitute=StreamDSCNN("alexa", channels=8, blocks=2), augmentation=muffled)
+        spectrum = torch.fft.rfft(torch.cat(box.asked), dim=1).abs() ** 2
+        above = spectrum[:, int(2000 / 8000 * (spectrum.shape[1] - 1)):].sum()
+        return float(above / spectrum.sum())
+
+    plain, augmented = high_share(False), high_share(True)
+    assert plain > 0.02 and augmented < plain / 10, (plain, augmented)
+    with pytest.raises(JamError, match="pass an augmentation"):
+        substitute_jam(KarplusStrong(seconds=1.0, seed=0), Recording(), speech, rooms, config,
+                       SubstituteSettings(queries=64, first_queries=64, augment_asks=True))
+
+
+def test_render_augmented_without_augmentation_is_render():
+    config, speech, rooms, _ = twin_box()
+    transforms = sample_transforms(len(speech), rooms, config, torch.Generator().manual_seed(1), loop_samples=16000)
+    music = KarplusStrong(seconds=1.0, seed=0)().detach()
+    plain = render(speech, music, transforms, rooms, config)
+    torch.testing.assert_close(render_augmented(speech, music, transforms, rooms, config, None, torch.Generator()),
+                               plain)
+    changed = render_augmented(speech, music, transforms, rooms, config, Augmentation(),
+                               torch.Generator().manual_seed(2))
+    assert changed.shape == plain.shape and not torch.allclose(changed, plain)

@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from ..acoustics.augmentation import Augmentation, augment_utterances, device_bands
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render, sample_transforms
 from ..acoustics.voice import device_filter
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
@@ -155,6 +155,30 @@ class JamResult:
     seconds: float = 0.0
 
 
+def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
+                     config: EOTConfig, augmentation: Augmentation | None,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Scenes ``[B, T]`` as :func:`~robustaudio.acoustics.scenes.render` makes them, with ``augmentation``'s
+    draws from ``generator`` where it is given: each utterance changed by its own talker draw
+    (:func:`~robustaudio.acoustics.augmentation.augment_utterances`), the loop ``[Tm]`` or ``[B, Tm]`` played
+    through a random loudspeaker band (wrapping around, as it loops) and the scene recorded through a random
+    microphone band. ``None`` renders the scenes as they are and draws nothing. Gradients flow to ``music``."""
+    if augmentation is None:
+        return render(speech, music, transforms, rooms, config)
+    count = len(speech)
+    speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
+    speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
+                           config.sample_rate)
+    if speaker is not None:
+        music = device_filter(music.expand(count, -1), *speaker, config.sample_rate, circular=True)
+    scenes = render(speech, music, transforms, rooms, config)
+    microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
+                              config.sample_rate)
+    if microphone is not None:
+        scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
+    return scenes
+
+
 def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
         steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0, seed: int = 0,
         log_every: int = 10, callback: Callable[[dict], None] | None = None,
@@ -202,19 +226,8 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
             pick = torch.randint(len(utterances), (batch_size,), generator=generator)
             transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
             result.rooms_seen.update(transforms.room.tolist())
-            speech, music = utterances.subset(pick), synth()
-            if augmentation is not None:
-                speech, _ = augment_utterances(speech, augmentation, augmenter, config.sample_rate)
-                speaker = device_bands(batch_size, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz,
-                                       augmenter, config.sample_rate)
-                if speaker is not None:  # a loop: the filter wraps around it
-                    music = device_filter(music.expand(batch_size, -1), *speaker, config.sample_rate, circular=True)
-            scenes = render(speech, music, transforms, rooms, config)
-            if augmentation is not None:
-                microphone = device_bands(batch_size, augmentation.microphone_low_hz,
-                                          augmentation.microphone_high_hz, augmenter, config.sample_rate)
-                if microphone is not None:
-                    scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
+            scenes = render_augmented(utterances.subset(pick), synth(), transforms, rooms, config, augmentation,
+                                      augmenter)
             margins = detector.margins(scenes)
             loss = jam_loss(margins, confidence)
             optimiser.zero_grad()
@@ -257,4 +270,5 @@ def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
     return Utterances.from_waveforms(ids, waves, labels, sample_rate), voices, engines, notes
 
 
-__all__ = ["Detector", "JamResult", "ScoringDetector", "jam", "jam_loss", "load_speech", "load_utterances"]
+__all__ = ["Detector", "JamResult", "ScoringDetector", "jam", "jam_loss", "load_speech", "load_utterances",
+           "render_augmented"]

@@ -41,7 +41,7 @@ from ..acoustics.augmentation import Augmentation
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
 from ..models.base import WholeModel
 from ..models.zoo.stream_dscnn import StreamDSCNN
-from .jamming import Detector, jam
+from .jamming import Detector, jam, render_augmented
 from .music import KarplusStrong
 from .query_jam import FEEDBACK, BlackBoxDetector, QueryJamResult, check_black_box
 
@@ -56,7 +56,8 @@ class SubstituteSettings:
     initial weights) are fitted to the same answers and jammed at once (the loss pushes down the largest margin
     of all, so the music cannot ride one substitute's mistakes); ``keep_best``: the result is the round's loop
     that the box's own answers found firing least (each loop is judged by the scenes asked with it), not the
-    last one."""
+    last one; ``augment_asks``: the scenes asked are drawn with the jam's talker and device augmentation, so that
+    the substitutes learn the box where the jam takes them (needs an ``augmentation``)."""
 
     queries: int = 20_000
     first_queries: int = 4_000
@@ -71,6 +72,7 @@ class SubstituteSettings:
     feedback: str = "steps"
     substitutes: int = 3     # three substitutes and the best-judged loop: 0.238 / 0.258 against one substitute's
     keep_best: bool = True   # last loop 0.299 on microWakeWord, 20,000 queries (experiments/jam_query.md)
+    augment_asks: bool = False
 
     def __post_init__(self) -> None:
         if self.feedback not in FEEDBACK:
@@ -93,7 +95,7 @@ class SubstituteSettings:
         return {"method": "substitute", "queries": self.queries, "used": used, "first_queries": self.first_queries,
                 "round_queries": self.round_queries, "fit_steps": self.fit_steps, "jam_steps": self.jam_steps,
                 "jam_lr": self.jam_lr, "feedback": self.feedback, "substitutes": self.substitutes,
-                "keep_best": self.keep_best}
+                "keep_best": self.keep_best, "augment_asks": self.augment_asks}
 
 
 class Answers:
@@ -130,13 +132,17 @@ def _ask(box: BlackBoxDetector, substitute: StreamDSCNN, scenes: torch.Tensor, s
 
 
 def _scenes(utterances: Utterances, loops: torch.Tensor, count: int, rooms: RoomSet, config: EOTConfig,
-            generator: torch.Generator) -> torch.Tensor:
-    """``count`` scenes of random utterances, each with a random loop of ``loops`` ``[L, Tm]``."""
+            generator: torch.Generator, augmentation: Augmentation | None = None,
+            augmenter: torch.Generator | None = None) -> torch.Tensor:
+    """``count`` scenes of random utterances, each with a random loop of ``loops`` ``[L, Tm]``; with
+    ``augmentation``, talkers and devices drawn from ``augmenter`` as the jam draws them."""
     pick = torch.randint(len(utterances), (count,), generator=generator)
     transforms = sample_transforms(count, rooms, config, generator, loop_samples=loops.shape[1])
     music = loops[torch.randint(len(loops), (count,), generator=generator)]
     with torch.no_grad():
-        return render(utterances.subset(pick), music, transforms, rooms, config)
+        if augmentation is None or augmenter is None:
+            return render(utterances.subset(pick), music, transforms, rooms, config)
+        return render_augmented(utterances.subset(pick), music, transforms, rooms, config, augmentation, augmenter)
 
 
 class SubstituteEnsemble(WholeModel):
@@ -209,6 +215,10 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     settings = settings or SubstituteSettings()
     steps = settings.feedback == "steps"
     check_black_box(box, synth, config, steps)
+    if settings.augment_asks and augmentation is None:
+        raise JamError("augment_asks draws the asked scenes with the jam's augmentation; pass an augmentation.")
+    asking = augmentation if settings.augment_asks else None
+    augmenter = torch.Generator().manual_seed(seed + 2)  # the asked scenes' talkers and devices
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the substitutes' initial weights
     members = [substitute or StreamDSCNN()]
@@ -238,7 +248,8 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     while result.queries < settings.first_queries:
         count = min(batch, settings.first_queries - result.queries)
         pool = loops if result.queries % (5 * batch) else silent
-        result.queries += len(_ask(box, members[0], _scenes(utterances, pool, count, rooms, config, generator),
+        result.queries += len(_ask(box, members[0], _scenes(utterances, pool, count, rooms, config, generator,
+                                                                     asking, augmenter),
                                    steps, answers))
     round_number = 0
     every = max(1, settings.jam_steps // max(1, settings.path_loops))
@@ -275,7 +286,7 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
             count = min(batch, budget - spent)
             on_new = (spent // batch) % 2 == 0 or len(pools) == 1
             answered = _ask(box, members[0], _scenes(utterances, pools[0] if on_new else pools[1], count, rooms,
-                                                     config, generator), steps, answers)
+                                                     config, generator, asking, augmenter), steps, answers)
             if on_new:
                 fired.append(answered)
             spent += len(answered)
