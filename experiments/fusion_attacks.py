@@ -26,12 +26,12 @@ import torch
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.criteria import is_correct
-from robustaudio.studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
+from robustaudio.report.document import document_markdown
 from robustaudio.report.fusion import fusion_sections
-from robustaudio.report.render import document_markdown
 from robustaudio.runner import noise_suite
+from robustaudio.studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 
 MODELS = ("av-early", "av-mid", "av-late", "av-superlate", "audio-only", "video-only")
 HERE = Path(__file__).parent

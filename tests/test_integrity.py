@@ -343,7 +343,7 @@ def markdown_table_rows(markdown):
 
 
 def test_report_escapes_pipes_and_html_in_labels(tmp_path, write_dataset):
-    from robustaudio.report.render import document_html, document_markdown
+    from robustaudio.report.document import document_html, document_markdown
 
     labels = ["x|y", "<script>"]
     root = write_dataset(labels=labels)

@@ -22,9 +22,9 @@ from scipy import stats
 from ..records import file_safe
 from . import style
 from .card import json_safe
+from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
 from .fusion import FUSION_FILE, figure_fusion, fusion_sections, summarize_fusion
 from .headline import NORM_NAMES, Flag, Headline, accuracy, evaluation_text, trust
-from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 
 def _read(path: Path) -> dict:
@@ -157,12 +157,12 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     header = ["model", "params", "clean", *[f"{c} @ {first['noise_at_level'][c]['severity']:g}" for c in corruptions],
               "noise mean", f"PGD {norm} ε={table_eps:g}", "density", "convexity", "sharpness", "adaptive sharpness",
               "flags"]
-    rows = [[name, _fmt(s["parameters"]), _fmt(s["clean_accuracy"]),
-             *[_fmt(s["noise_at_level"][c]["accuracy"]) for c in corruptions], _fmt(s["noise_mean"]),
-             _fmt(s["robust_accuracy"]), _fmt(s["density"].get("audio")), _fmt(s["convexity"].get("audio")),
-             _fmt(s["sharpness"]), _fmt(s["adaptive_sharpness"]), ", ".join(s["flags"]) or "–"]
+    rows = [[name, fmt(s["parameters"]), fmt(s["clean_accuracy"]),
+             *[fmt(s["noise_at_level"][c]["accuracy"]) for c in corruptions], fmt(s["noise_mean"]),
+             fmt(s["robust_accuracy"]), fmt(s["density"].get("audio")), fmt(s["convexity"].get("audio")),
+             fmt(s["sharpness"]), fmt(s["adaptive_sharpness"]), ", ".join(s["flags"]) or "–"]
             for name, s in summaries.items()]
-    corr_rows = [[pair, _fmt(c["spearman"]), _fmt(c["spearman_p"]), _fmt(c["kendall"]), _fmt(c["kendall_p"]),
+    corr_rows = [[pair, fmt(c["spearman"]), fmt(c["spearman_p"]), fmt(c["kendall"]), fmt(c["kendall_p"]),
                   str(c["n"])] for pair, c in correlations.items()]
     sections = [
         ("Models side by side", header, rows,
@@ -181,13 +181,13 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     for fusion_norm in (fusion or {}).get("plan", {}).get("norms", []):
         file = f"fusion_{fusion_norm}.png"
         figures.append((f"Audio-visual fusion under attack ({fusion_norm})", file,
-                        _save(figure_fusion(fusion, fusion_norm), out / FIGURES_DIR / file)))
+                        save_figure(figure_fusion(fusion, fusion_norm), out / FIGURES_DIR / file)))
     for name, s in summaries.items():
         file = f"noise_vs_adversarial_{file_safe(name)}.png"
         figures.append((f"Noise and adversarial curves: {name}", file,
-                        _save(figure_noise_vs_adversarial(name, s, norm), out / FIGURES_DIR / file)))
+                        save_figure(figure_noise_vs_adversarial(name, s, norm), out / FIGURES_DIR / file)))
     figures.append(("Noise robustness against adversarial robustness", "noise_against_adversarial.png",
-                    _save(figure_noise_against_adversarial(summaries, table_eps), out / FIGURES_DIR /
+                    save_figure(figure_noise_against_adversarial(summaries, table_eps), out / FIGURES_DIR /
                           "noise_against_adversarial.png")))
     lines = [f"models: {', '.join(names)}", f"data: {comparison['data']} ({comparison['clips']} clips)",
              f"attack: PGD {norm}, ε curve {[e for e, _ in first['robust_curve']]}", f"seed: {comparison['seed']}",

@@ -16,9 +16,9 @@ import numpy as np
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
 from . import style
 from .card import json_safe
+from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
 from .headline import Headline, accuracy
 from .listen import Listen, listen_html, listen_markdown, write_figures
-from .render import FIGURES_DIR, _estimate_text, _fmt, _save, document_html, document_markdown
 
 RADII_IN_SIGMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)  # the table's radii, in units of the largest σ
 COMPARABLE = 0.05  # mixup "comparable" to adversarial training: robust accuracy at most this much lower
@@ -75,7 +75,7 @@ def certification_section(summaries: list[dict]) -> tuple[str, list[str], list[l
     snrs = first["median_snr_db_at_radius"]
     header = ["smoothing", "clips", *[f"r={r:g}" + (f" ({snr:.0f} dB)" if snr is not None else "")
                                       for r, snr in zip(first["radii"], snrs)], "abstain"]
-    rows = [[s["description"], str(s["clips"]), *[_fmt(a) for a in s["certified_accuracy"]], _fmt(s["abstain_rate"])]
+    rows = [[s["description"], str(s["clips"]), *[fmt(a) for a in s["certified_accuracy"]], fmt(s["abstain_rate"])]
             for s in summaries]
     unit = "normalised log-mel units" if first["domain"] == "feature" else "waveform sample units (full scale 1)"
     note = (f"Certified accuracy: fraction of clips that CERTIFY (Cohen et al. 2019; n0 = {first['n0']}, "
@@ -134,10 +134,10 @@ def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
     cpu = any(r.get("cpu_per_epoch") for r in summary["rows"])
     header = ["defense", "what", "clean acc. [95% CI]", "robust acc. [95% CI]", "attack", "training s (wall)",
               *(["training CPU s / epoch"] if cpu else []), "attack s"]
-    rows = [[r["defense"], r["description"], _estimate_text(r["clean_accuracy"]), _estimate_text(r["robust_accuracy"]),
+    rows = [[r["defense"], r["description"], estimate_text(r["clean_accuracy"]), estimate_text(r["robust_accuracy"]),
              r["attack"],
-             _fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
-             *([_fmt(r.get("cpu_per_epoch"), 3)] if cpu else []), f"{r['attack_seconds']:.0f}"]
+             fmt(r["training_seconds"], 4) + (f" ({r['training_note']})" if r.get("training_note") else ""),
+             *([fmt(r.get("cpu_per_epoch"), 3)] if cpu else []), f"{r['attack_seconds']:.0f}"]
             for r in summary["rows"]]
     note = (f"{summary['model']} on {summary['data']} ({summary['split']} split, {summary['rows'][0]['clips']} clips), "
             f"threat model {summary['threat_name']}. Robust accuracy counts clean errors as errors; intervals are 95% "
@@ -166,7 +166,7 @@ def build_defenses_report(out: str | Path, summary: dict, listen: Listen | None 
     if certification:
         sections.append(certification_section(certification))
         figures.append(("Certified accuracy against the radius", "certified.png",
-                        _save(figure_certified(curves), out / FIGURES_DIR / "certified.png")))
+                        save_figure(figure_certified(curves), out / FIGURES_DIR / "certified.png")))
     lines = [f"model: {summary['model']}", f"data: {summary['data']} ({summary.get('split', 'test')})",
              f"seed: {summary.get('seed', 0)}"]
     lines += summary.get("notes", [])

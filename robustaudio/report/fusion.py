@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..records import file_safe, read_records
-from .render import _fmt
+from .document import fmt
 
 FUSION_FILE = "fusion.json"
 ATTACKED = ("audio", "video", "both")
@@ -150,8 +150,8 @@ def _modalities(out: Path, name: str) -> list[str]:
 
 def _cell(row: dict, key: str) -> str:
     if row[key] is None and key in ("audio", "video"):
-        return f"{_fmt(row['clean'])} (unused)"
-    return _fmt(row[key])
+        return f"{fmt(row['clean'])} (unused)"
+    return fmt(row[key])
 
 
 def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
@@ -169,7 +169,7 @@ def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]]
         rows = []
         for name, per_norm in summary["models"].items():
             row = per_norm[norm]
-            cells = [name, _fmt(row["clean"]), _cell(row, "audio"), _cell(row, "video"), _fmt(row["both"])]
+            cells = [name, fmt(row["clean"]), _cell(row, "audio"), _cell(row, "video"), fmt(row["both"])]
             if minimal:
                 cells += [_minimal_cell(row["minimal_audio"]), _minimal_cell(row["minimal_video"])]
             rows.append(cells + [", ".join(row["flags"]) or "–"])
@@ -184,7 +184,7 @@ def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]]
             continue
         header = ["fused model", "clips correct for both", "flipped below the audio model's minimal ε", "share",
                   "median ε_audio / ε_fused", "example (clip: ε_fused vs ε_audio)"]
-        rows = [[name, str(r["clips_correct_for_both"]), str(r["cases"]), _fmt(r["share"]), _fmt(r["median_ratio"]),
+        rows = [[name, str(r["clips_correct_for_both"]), str(r["cases"]), fmt(r["share"]), fmt(r["median_ratio"]),
                  "–" if r["example"] is None else f"{r['example']['clip_id']}: {r['example']['eps_fused']:.3g} vs "
                  f"{r['example']['eps_audio']:.3g}"] for name, r in check["models"].items()]
         sections.append((f"Theorem check: audio-only attacks on fused models ({norm})", header, rows,
@@ -199,7 +199,7 @@ def fusion_sections(summary: dict) -> list[tuple[str, list[str], list[list[str]]
 def _minimal_cell(entry: dict | None) -> str:
     if entry is None:
         return "–"
-    return f"{_fmt(entry['median'], 4)} ({entry['found']}/{entry['attacked']})"
+    return f"{fmt(entry['median'], 4)} ({entry['found']}/{entry['attacked']})"
 
 
 def figure_fusion(summary: dict, norm: str) -> plt.Figure:

@@ -1,8 +1,8 @@
 """What a reader sees first: one sentence with the key figure, a trust line from the sanity checks, and
 the settings, for every kind of report.
 
-A :class:`Headline` is plain data; :func:`robustaudio.report.render.document_markdown` and
-:func:`~robustaudio.report.render.document_html` render it above everything else (the HTML with the
+A :class:`Headline` is plain data; :func:`robustaudio.report.document.document_markdown` and
+:func:`~robustaudio.report.document.document_html` render it above everything else (the HTML with the
 flags in a coloured box, each with its fix). :func:`run_headline` builds one for an attack, minimal-ε
 or natural-noise run from its card and records; the study reports (comparison, jamming, defenses,
 sticker) build theirs from their own summaries.

@@ -27,8 +27,8 @@ from ..metrics.jamming import CONDITIONS
 from ..runner.jam import JamRun
 from . import style
 from .card import json_safe
+from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
 from .headline import Flag, Headline
-from .render import FIGURES_DIR, _fmt, _save, document_html, document_markdown
 
 CARD_FILE = "card.json"
 SCENES_FILE = "scenes.jsonl"
@@ -178,8 +178,8 @@ def figure_voices(table: list[dict], detector: str = "target") -> plt.Figure | N
 
 def _seed_rows(summary: list[dict], key: str) -> list[list[str]]:
     return [[s["detector"], *([s["group"]] if key == "group" else []), s["condition"], str(s["voices"]),
-             str(s["scenes"]), _interval(s["f1"]), f"{_fmt(s['seed_mean'])} ({_fmt(s['seed_range'][0])}-"
-             f"{_fmt(s['seed_range'][1])})", _interval(s["tpr"]), _interval(s["fpr"])] for s in summary]
+             str(s["scenes"]), _interval(s["f1"]), f"{fmt(s['seed_mean'])} ({fmt(s['seed_range'][0])}-"
+             f"{fmt(s['seed_range'][1])})", _interval(s["tpr"]), _interval(s["fpr"])] for s in summary]
 
 
 def _query_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
@@ -187,7 +187,7 @@ def _query_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], s
     curve = card.get("query_curve") or []
     if not curve:
         return []
-    rows = [[f"{c['queries']:,}", _fmt(c["f1"]), _fmt(c["tpr"]), _fmt(c["fpr"]), str(c["scenes"])] for c in curve]
+    rows = [[f"{c['queries']:,}", fmt(c["f1"]), fmt(c["tpr"]), fmt(c["fpr"]), str(c["scenes"])] for c in curve]
     note = (f"The loop as it stood after each number of queries (scenes scored by the detector while searching), "
             f"played to the test clips in the held-out rooms of scene seed {curve[0]['scene_seed']} (one scene per "
             f"clip; the rows above pool every seed). Scoring these loops is measurement, not counted as queries.")
@@ -240,7 +240,7 @@ def _seed_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], st
             entry = by_voice.setdefault((r["engine"] or "", r["voice"]), {"clips": r["clips"], "scenes": r["scenes"]})
             entry[r["condition"]] = r["tpr"]
     rows = [[engine, voice, str(v["clips"]), str(v["scenes"]),
-             *(_fmt(v.get(c)) for c in ("clean", "random", "adversarial"))]
+             *(fmt(v.get(c)) for c in ("clean", "random", "adversarial"))]
             for (engine, voice), v in sorted(by_voice.items())]
     if rows:
         sections.append(("Per voice", ["engine", "voice", "positive clips", "scenes per condition", "TPR clean",
@@ -250,7 +250,7 @@ def _seed_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], st
 
 
 def _interval(estimate: dict) -> str:
-    return f"{_fmt(estimate['value'])} [{_fmt(estimate['ci95'][0])}, {_fmt(estimate['ci95'][1])}]"
+    return f"{fmt(estimate['value'])} [{fmt(estimate['ci95'][0])}, {fmt(estimate['ci95'][1])}]"
 
 
 def headline(summary: list[dict], detector: str = "target") -> dict:
@@ -280,7 +280,7 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     header = ["detector", "rooms", "condition", "scenes", "F1 [95% CI]", "TPR [95% CI]", "FPR [95% CI]",
               "precision", "mean positive score"]
     rows = [[s["detector"], s["rooms"], s["condition"], str(s["scenes"]), _interval(s["f1"]), _interval(s["tpr"]),
-             _interval(s["fpr"]), _fmt(s["precision"]), _fmt(s["mean_positive_score"])] for s in card["detection"]]
+             _interval(s["fpr"]), fmt(s["precision"]), fmt(s["mean_positive_score"])] for s in card["detection"]]
     eot = card["settings"]["eot"]
     note = (f"Music at {card['music_db']:g} dB relative to the speech at the microphone (RMS over the utterance). "
             f"random: {card['settings']['random_pieces']} loops of the same synthesiser from random starts at the "
@@ -319,17 +319,17 @@ def _summary_lines(card: dict) -> list[str]:
                      f"{choice['negatives']} negatives, never evaluated on): the loudest level keeping a mean "
                      f"random-music F1 ≥ {choice['floor']:g} over scene seeds "
                      f"{', '.join(map(str, choice['scene_seeds']))}: "
-                     + ", ".join(f"{level} dB {_fmt(entry['mean'])}" for level, entry in choice["random_f1"].items())
+                     + ", ".join(f"{level} dB {fmt(entry['mean'])}" for level, entry in choice["random_f1"].items())
                      + f": {choice['chosen_db']:g} dB")
         if choice.get("groups"):
             at = f"{choice['chosen_db']:g}"
             weakest = min(choice["groups"].items(), key=lambda kv: kv[1].get(at, float("inf")))
             lines.append(f"the floor held for every {choice['by']} of those clips at once ({len(choice['groups'])}; "
-                         f"the weakest at {at} dB: {weakest[0]}, {_fmt(weakest[1][at])}): "
-                         + "; ".join(f"{group} " + ", ".join(f"{lvl} dB {_fmt(m)}" for lvl, m in means.items())
+                         f"the weakest at {at} dB: {weakest[0]}, {fmt(weakest[1][at])}): "
+                         + "; ".join(f"{group} " + ", ".join(f"{lvl} dB {fmt(m)}" for lvl, m in means.items())
                                      for group, means in choice["groups"].items()))
     for rooms, values in card["headline_f1"].items():
-        lines.append(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {_fmt(v)}" for c, v in values.items()))
+        lines.append(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {fmt(v)}" for c, v in values.items()))
     return lines
 
 
@@ -346,7 +346,7 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
     music = {"adversarial": run.result.music, "random": run.random_music[0]}
     for name, loop in music.items():
         write_audio(out / MUSIC_FILES[name], loop, sample_rate)
-    figures = [(title, name, _save(fig, out / FIGURES_DIR / name)) for title, name, fig in [
+    figures = [(title, name, save_figure(fig, out / FIGURES_DIR / name)) for title, name, fig in [
         ("F1 by condition", "f1.png", figure_f1(run.summary)),
         ("The music: waveforms", "waveforms.png", figure_waveforms(music, sample_rate)),
         ("The music: spectrograms", "spectrograms.png", figure_spectrograms(music, sample_rate)),
@@ -401,7 +401,7 @@ def jam_headline(card: dict) -> Headline:
                     f"the speech (95% intervals resample voices).")
         random, adversarial = pooled.get("random"), pooled.get("adversarial")
         if random is not None and random["f1"]["value"] < 0.7:
-            flags.append(Flag("loud control", "random music", f"F1 {_fmt(random['f1']['value'])} with random music "
+            flags.append(Flag("loud control", "random music", f"F1 {fmt(random['f1']['value'])} with random music "
                               f"alone", "a quieter --music-db: at this level any music masks the word, so the "
                               "attack's share is small"))
         if random is not None and adversarial is not None and \
@@ -413,7 +413,7 @@ def jam_headline(card: dict) -> Headline:
         f1 = card["headline_f1"]
         rooms = "held-out" if "held-out" in f1 else next(iter(f1), None)
         values = f1.get(rooms, {})
-        chain = " → ".join(f"{_fmt(values[c], 2)} ({c if c != 'random' else 'random music'})"
+        chain = " → ".join(f"{fmt(values[c], 2)} ({c if c != 'random' else 'random music'})"
                            for c in ("clean", "random", "adversarial") if c in values)
         sentence = (f"The detector's F1 for {card['target']!r} in {rooms} rooms: {chain}, with music at "
                     f"{card['music_db']:g} dB relative to the speech.")

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from . import style
+from .document import markdown_text
 from .headline import budget_text, evaluation_text
 
 MAX_EXAMPLES = 6
@@ -339,7 +340,7 @@ def listen_html(listen: Listen | None) -> list[str]:
 def listen_markdown(listen: Listen | None) -> list[str]:
     if listen is None:
         return []
-    from .render import markdown_text as t
+    t = markdown_text
     out = [f"## {TITLE}", "", t(listen.intro), ""]
     for n, example in enumerate(listen.examples, 1):
         files = ", ".join(f"[{name}]({LISTEN_DIR}/{n:02d}-{key}.wav)" for key, name in _players(example).items())

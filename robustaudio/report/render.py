@@ -1,9 +1,8 @@
-"""Markdown and self-contained HTML reports with matplotlib figures, built from records only."""
+"""The attack and noise report of a run (``robustaudio attack`` / ``noise``): its card, tables and figures, built
+from the records only; written as Markdown and HTML by :mod:`.document`."""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 
@@ -14,21 +13,9 @@ import pandas as pd
 from ..records import read_records, read_warnings
 from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
-from .headline import Flag, Headline, median_eps, noise_curves, perturbation_snr, run_headline, severity_text
+from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
+from .headline import Flag, median_eps, noise_curves, perturbation_snr, run_headline, severity_text
 from .listen import clear, listen_html, listen_markdown, recompute, write_figures
-
-FIGURES_DIR = "figures"
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-
-def _estimate_text(estimate: dict) -> str:
-    low, high = estimate["ci95"]
-    return f"{estimate['value']:.3f} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def figure_accuracy_vs_budget(card: dict, records: pd.DataFrame | None = None) -> plt.Figure | None:
@@ -204,35 +191,35 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     if attacks:
         header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
                   "median SNR dB", "fwd", "bwd", "seconds"]
-        rows = [[c["condition"], _estimate_text(c["robust_accuracy"]), _estimate_text(c["success_rate"])
-                 if c["success_rate"]["n"] else "–", _fmt(c["median_linf"]), _fmt(c["median_l2"]),
-                 _fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
+        rows = [[c["condition"], estimate_text(c["robust_accuracy"]), estimate_text(c["success_rate"])
+                 if c["success_rate"]["n"] else "–", fmt(c["median_linf"]), fmt(c["median_l2"]),
+                 fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
                 for c in attacks]
         sections.append(("Attacks at fixed budgets", header, rows, NOTE_FIXED))
     curves = noise_curves(card)
     if curves:
         header = ["corruption", "severity", "accuracy under noise [95% CI]", "clean-correct clips turned wrong",
                   "seconds"]
-        rows = [[name, severity_text(c["severity"], c["severity_unit"]), _estimate_text(c["robust_accuracy"]),
+        rows = [[name, severity_text(c["severity"], c["severity_unit"]), estimate_text(c["robust_accuracy"]),
                  _turned_wrong(c), f"{c['seconds']:.1f}"] for name, conditions in curves.items() for c in conditions]
         sections.append(("Accuracy under natural noise", header, rows, NOTE_NOISE))
     transfers = [c for c in card["conditions"] if c.get("transfer")]
     if transfers:
         target = transfers[0]["transfer"]["model"]
         header = ["condition", f"{target}: clean acc.", f"{target}: acc. on adversarial audio", "transfer rate"]
-        rows = [[c["condition"], _estimate_text(c["transfer"]["clean_accuracy"]),
-                 _estimate_text(c["transfer"]["robust_accuracy"]),
-                 _estimate_text(c["transfer"]["transfer_rate"]) if c["transfer"]["transfer_rate"]["n"] else "–"]
+        rows = [[c["condition"], estimate_text(c["transfer"]["clean_accuracy"]),
+                 estimate_text(c["transfer"]["robust_accuracy"]),
+                 estimate_text(c["transfer"]["transfer_rate"]) if c["transfer"]["transfer_rate"]["n"] else "–"]
                 for c in transfers]
         sections.append((f"Transfer to {target}", header, rows, NOTE_TRANSFER))
     if card.get("minimal"):
         header = ["search", "broken / attacked", "median minimal ε [95% CI]", "quartiles", "ε at chance",
                   "median SNR dB", "fwd", "bwd", "seconds"]
         rows = [[m["condition"], f"{m['found']} / {m['attacked']}",
-                 f"{_fmt(m['median_eps']['value'], 4)} [{_fmt(m['median_eps']['ci95'][0], 4)}, "
-                 f"{_fmt(m['median_eps']['ci95'][1], 4)}]",
-                 " / ".join(_fmt(q, 3) for q in m["quartiles_eps"]), _fmt(m["eps_at_chance"], 4),
-                 _fmt(m["median_snr_db"]), str(m["forwards"]), str(m["backwards"]), f"{m['seconds']:.1f}"]
+                 f"{fmt(m['median_eps']['value'], 4)} [{fmt(m['median_eps']['ci95'][0], 4)}, "
+                 f"{fmt(m['median_eps']['ci95'][1], 4)}]",
+                 " / ".join(fmt(q, 3) for q in m["quartiles_eps"]), fmt(m["eps_at_chance"], 4),
+                 fmt(m["median_snr_db"]), str(m["forwards"]), str(m["backwards"]), f"{m['seconds']:.1f}"]
                 for m in card["minimal"]]
         sections.append(("How much does it take: minimal ε", header, rows, NOTE_MINIMAL))
     if card.get("checks"):
@@ -247,7 +234,7 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     series = per_class_series(card)
     if series:  # the heatmap of the same numbers is shown in this section (see document_html)
         header = ["class", *series]
-        rows = [[label, *(_fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
+        rows = [[label, *(fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
         sections.append(("Accuracy per class", header, rows, ""))
     return sections
 
@@ -257,12 +244,6 @@ def _turned_wrong(condition: dict) -> str:
     if not rate["n"]:
         return "–"
     return f"{round(rate['value'] * rate['n'])} of {rate['n']} ({rate['value']:.0%})"
-
-
-def _save(fig: plt.Figure, path: Path) -> bytes:
-    data = style.png(fig)
-    path.write_bytes(data)
-    return data
 
 
 def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
@@ -290,7 +271,7 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
              figure_snr_histogram(attacks, [c for c in conditions if c in set(attacks["condition"])])),
         ]:
             if fig is not None:
-                figures.append((title, name, _save(fig, run_dir / FIGURES_DIR / name)))
+                figures.append((title, name, save_figure(fig, run_dir / FIGURES_DIR / name)))
     headline = run_headline(card, records) if len(records) else None
     if headline is not None and not card["complete"]:
         headline.flags.insert(0, Flag("incomplete", "", f"{card['clips']} of {card['settings'].get('clips')} clips "
@@ -323,136 +304,9 @@ def _summary_lines(card: dict, headline: bool = False) -> list[str]:
         else ([f"skipped clips: {card['skipped_clips']} (see Warnings)"] if card["skipped_clips"] else [])
     lines.append(f"versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}")
     if "clean_accuracy" in card:
-        lines.insert(1, f"clean accuracy: {_estimate_text(card['clean_accuracy'])}")
+        lines.insert(1, f"clean accuracy: {estimate_text(card['clean_accuracy'])}")
         noise = all(c.get("kind") == "noise" for c in card["conditions"]) and card["conditions"]
         lines.append(f"{'wall time' if noise else 'attack wall time'}: {card['wall_seconds']:.1f} s")
     if not card["complete"] and not headline:
         lines.append("INCOMPLETE: the run has not finished; rerun the same command to resume.")
     return lines
-
-
-Section = tuple[str, list[str], list[list[str]], str]  # (title, header, rows, note)
-
-
-def markdown_text(text) -> str:
-    """Text for a Markdown line: HTML special characters escaped (labels and file names are data,
-    never markup), line breaks as spaces."""
-    return " ".join(html.escape(str(text), quote=False).splitlines())
-
-
-def markdown_cell(text) -> str:
-    """Text for a Markdown table cell: :func:`markdown_text`, with backslashes and ``|`` escaped so
-    that a cell such as ``max |Δlogit|`` stays one cell."""
-    return markdown_text(str(text).replace("\\", "\\\\")).replace("|", "\\|")
-
-
-def headline_markdown(headline: Headline | None) -> list[str]:
-    """The headline as Markdown lines: the sentence in bold, the flags as a quoted list (each with its fix)
-    or the passed line, the settings on one line."""
-    if headline is None:
-        return []
-    t = markdown_text
-    out = [f"**{t(headline.sentence)}**", ""]
-    if headline.flags:
-        out += [f"> **⚠ {len(headline.flags)} problem{'s' if len(headline.flags) > 1 else ''} flagged: read the fixes "
-                f"before trusting the numbers.**", ">"]
-        out += [f"> - **{t(f.name)}**" + (f" ({t(f.where)})" if f.where else "") + f": {t(f.seen)}. Fix: {t(f.fix)}"
-                for f in headline.flags]
-        out.append("")
-    elif headline.passed:
-        out += [f"✓ {t(headline.passed)}", ""]
-    if headline.settings:
-        out += ["Settings: " + "; ".join(t(item) for item in headline.settings) + ".", ""]
-    return out
-
-
-def headline_html(headline: Headline | None) -> list[str]:
-    """The headline as HTML: the sentence, a coloured box of flags (each with its fix) or a green passed
-    line, the settings."""
-    if headline is None:
-        return []
-    e = html.escape
-    parts = ["<section class='headline'>", f"<p class='key'>{e(headline.sentence)}</p>"]
-    if headline.flags:
-        parts.append(f"<div class='flags'><p><strong>⚠ {len(headline.flags)} problem"
-                     f"{'s' if len(headline.flags) > 1 else ''} flagged: read the fixes before trusting the "
-                     f"numbers.</strong></p><ul>")
-        parts += [f"<li><strong>{e(f.name)}</strong>"
-                  + (f" <span class='where'>({e(f.where)})</span>" if f.where else "")
-                  + f": {e(f.seen)}.<br><em>Fix:</em> {e(f.fix)}</li>" for f in headline.flags]
-        parts.append("</ul></div>")
-    elif headline.passed:
-        parts.append(f"<p class='passed'>✓ {e(headline.passed)}</p>")
-    if headline.settings:
-        parts.append("<p class='settings'>" + " · ".join(e(item) for item in headline.settings) + "</p>")
-    parts.append("</section>")
-    return parts
-
-
-CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222;}"
-       "table{border-collapse:collapse;font-size:90%;}td,th{border:1px solid #ccc;padding:4px 8px;}"
-       "img{max-width:100%;}"
-       ".headline{margin:1em 0 1.5em;}.headline .key{font-size:125%;line-height:1.4;margin:.4em 0;}"
-       ".flags{background:#fff3e0;border-left:6px solid #e65100;padding:.3em 1em;margin:.6em 0;}"
-       ".flags li{margin:.3em 0;}.flags .where{color:#555;font-size:90%;}"
-       ".passed{background:#e8f5e9;border-left:6px solid #2e7d32;padding:.5em 1em;margin:.6em 0;}"
-       ".settings{color:#444;font-size:92%;}"
-       ".example{border-top:1px solid #ddd;margin-top:1em;}.example h3{font-size:105%;margin:.6em 0 .2em;}"
-       ".players{display:flex;flex-wrap:wrap;gap:1em;}.players figure{margin:0;}"
-       ".players figcaption{font-size:85%;color:#444;}.players audio{width:300px;}")
-
-
-def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
-                      headline: Headline | None = None, extra: list[str] | None = None) -> str:
-    """A report as Markdown: the headline, summary bullets, tables, figures (files under figures/), ``extra``
-    lines (already Markdown), warnings; every text escaped (:func:`markdown_text`, :func:`markdown_cell`)."""
-    t, cell = markdown_text, markdown_cell
-    out = [f"# {t(title)}", ""] + headline_markdown(headline)
-    out += [f"- {t(line)}" for line in lines] + [""]
-    titles = {heading for heading, *_ in sections}
-    for heading, header, rows, note in sections:
-        out += [f"## {t(heading)}", "", "| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-        out += ["| " + " | ".join(map(cell, r)) + " |" for r in rows] + [""]
-        out += [t(note), ""] if note else []
-        out += [f"![{t(title)}]({FIGURES_DIR}/{name})" for title, name, _ in figures if title == heading]
-        out += [""] if any(title == heading for title, *_ in figures) else []
-    for heading, name, _ in figures:
-        if heading not in titles:  # a figure titled like a section is shown in it: no heading twice
-            out += [f"## {t(heading)}", "", f"![{t(heading)}]({FIGURES_DIR}/{name})", ""]
-    out += extra or []
-    if warnings:
-        out += ["## Warnings", ""] + [f"- [{t(w['kind'])}] {t(w['message'])}" for w in warnings] + [""]
-    return "\n".join(out)
-
-
-def document_html(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
-                  headline: Headline | None = None, extra: list[str] | None = None) -> str:
-    """The same report as one self-contained HTML file (figures inline); every text escaped. ``extra``:
-    HTML fragments (already escaped) placed after the figures."""
-    e = html.escape
-    parts = [
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>{e(title)}</title>",
-        f"<style>{CSS}</style></head><body>",
-        f"<h1>{e(title)}</h1>", *headline_html(headline), "<ul>",
-        *[f"<li>{e(line)}</li>" for line in lines], "</ul>",
-    ]
-    for heading, header, rows, note in sections:
-        parts.append(f"<h2>{e(heading)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>")
-        parts += ["<tr>" + "".join(f"<td>{e(cell)}</td>" for cell in r) + "</tr>" for r in rows]
-        parts.append("</table>" + (f"<p>{e(note)}</p>" if note else ""))
-        parts += [f"<img alt='{e(title)}' src='data:image/png;base64,{base64.b64encode(png).decode('ascii')}'>"
-                  for title, _, png in figures if title == heading]
-    titles = {heading for heading, *_ in sections}
-    for heading, _, png in figures:
-        if heading in titles:  # shown in its section: no heading twice
-            continue
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h2>{e(heading)}</h2><img alt='{e(heading)}' src='data:image/png;base64,{data}'>")
-    parts += extra or []
-    if warnings:
-        parts.append("<h2>Warnings</h2><ul>")
-        parts += [f"<li>[{e(w['kind'])}] {e(w['message'])}</li>" for w in warnings]
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts)

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control, sticker_success
+from .document import FIGURES_DIR, document_html, document_markdown
 from .headline import Flag, Headline
-from .render import FIGURES_DIR, document_html, document_markdown
 from .style import png
 
 STICKER_FILE, FIGURE_FILE = "sticker.json", "sticker.png"
