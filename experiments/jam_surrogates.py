@@ -89,17 +89,30 @@ def surrogates(names=SURROGATES[:3]) -> dict[str, torch.nn.Module]:
     return {name: makers[name]() for name in names}
 
 
-def train(model, positives: Utterances, negatives: Utterances, rooms, config: EOTConfig, steps: int, seed: int
-          ) -> None:
-    """Scenes in ``rooms``: a third positives, a third negative speech, a third no speech; music in half."""
+def train(model, positives: Utterances, negatives: Utterances, rooms, config: EOTConfig, steps: int, seed: int,
+          adversarial_every: int = 0, adversarial_steps: int = 20) -> None:
+    """Scenes in ``rooms``: a third positives, a third negative speech, a third no speech; music in half.
+
+    ``adversarial_every`` > 0 trains the surrogate against the music that jams it (a *robust* surrogate: "a little
+    robustness goes a long way" for transfer, Springer et al. 2021): from a quarter of the way in, every
+    ``adversarial_every`` steps one persistent synthesiser is jammed ``adversarial_steps`` more steps against the
+    surrogate as it is (talker and device augmentation) and its loop joins a pool; half the music is then drawn from
+    the pool, the labels unchanged (the word is still said)."""
     generator = torch.Generator().manual_seed(seed)
     loops = random_loops(4.0, 16000, 8, base=50_000)(seed)
+    adversary, hard_loops = KarplusStrong(4.0, 16000, seed=seed + 77), []
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 2e-3, total_steps=steps)
     silent = Utterances.from_waveforms(["none"], [torch.full((1600,), 1e-4)], [0], 16000)
     model.train()
     batch = 24
     for step in range(steps):
+        if adversarial_every and step >= steps // 4 and step % adversarial_every == 0:
+            found = jam(adversary, Detector(model, "alexa"), positives, rooms, config, steps=adversarial_steps,
+                        batch_size=8, lr=0.05, seed=seed + step, log_every=adversarial_steps,
+                        augmentation=Augmentation())
+            hard_loops.append(found.music)
+            log(f"  step {step}: adversarial loop {len(hard_loops)}, firing {found.history[-1]['firing']:.2f}")
         kinds = torch.arange(batch) % 3
         speech = []
         for kind in kinds.tolist():
@@ -113,6 +126,9 @@ def train(model, positives: Utterances, negatives: Utterances, rooms, config: EO
         transforms = sample_transforms(batch, rooms, config, generator, loop_samples=loops.shape[1])
         with torch.no_grad():
             music = loops[torch.randint(len(loops), (batch,), generator=generator)]
+            if hard_loops:
+                hard = torch.stack(hard_loops)[torch.randint(len(hard_loops), (batch,), generator=generator)]
+                music = torch.where(torch.rand(batch, 1, generator=generator) < 0.5, hard, music)
             music = music * (torch.rand(batch, 1, generator=generator) < 0.5)
             scenes = render(utterances, music, transforms, rooms, config)
         loss = F.cross_entropy(model(scenes), (kinds == 0).long())
@@ -161,6 +177,9 @@ def main() -> None:
                              "surrogates alone")
     parser.add_argument("--load-surrogates", type=Path,
                         help="an earlier run's OUT/surrogates.pt: use its trained surrogates instead of training")
+    parser.add_argument("--adversarial-every", type=int, default=0,
+                        help="train the surrogates against their own jamming music every this many steps (robust "
+                             "surrogates); 0: plain training")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -190,7 +209,8 @@ def main() -> None:
             model.eval()
         else:
             log(f"training {name}")
-            train(model, positives, negatives, optimisation, config, args.train_steps, seed=1)
+            train(model, positives, negatives, optimisation, config, args.train_steps, seed=1,
+                  adversarial_every=args.adversarial_every)
         detectors[name] = Detector(model, "alexa")
         # quality where it will be used: scenes (rooms, noise, no music) of the validation voices in held-out
         # rooms; a dry clip in digital silence is outside what the surrogates were trained on
