@@ -533,7 +533,8 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     query = card["settings"]["query"]
     assert query["method"] == "substitute" and query["feedback"] == "clip"
     assert (query["first_queries"], query["round_queries"], query["jam_steps"], query["fit_steps"]) == (18, 9, 3, 40)
-    assert (query["substitutes"], query["keep_best"]) == (3, True)
+    assert (query["substitutes"], query["keep_best"], query["augment_asks"]) == (3, True, True)
+    assert card["settings"]["augmentation"] is not None  # on by default for the substitute: its jams and its asks
     # each round is judged by the answers to its own scenes: the last round ends where the budget does
     assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 82, 9))
     assert all(0 <= h["box_firing"] <= 1 for h in card["history"])

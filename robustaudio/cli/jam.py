@@ -31,10 +31,11 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
 
 
 def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
-                    jam: tuple[int, int, float] = (200, 16, 0.05)):
+                    jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False):
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
     work, a detector that gives no gradients when ``--queries`` is missing, and a budget too small to use.
-    ``jam``: steps, scenes per step and learning rate of each substitute round's jam."""
+    ``jam``: steps, scenes per step and learning rate of each substitute round's jam; ``augment``: its jams are
+    augmented, and the scenes it asks are drawn with the same augmentation."""
     import torch
 
     from ..acoustics.scenes import JamError
@@ -56,7 +57,7 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
         return SubstituteSettings(queries=queries, first_queries=max(1, queries // 5),
                                   fit_steps=min(600, max(40, queries // 4)),
                                   round_queries=max(1, (queries - queries // 5) // 8), feedback=feedback,
-                                  jam_steps=jam[0], jam_batch=jam[1], jam_lr=jam[2])
+                                  jam_steps=jam[0], jam_batch=jam[1], jam_lr=jam[2], augment_asks=augment)
     return QuerySettings(queries=queries, feedback=feedback,  # refuses a budget short of one NES step
                          snapshots=tuple(sorted({queries // 10, queries // 4, queries // 2} - {0})))
 
@@ -192,9 +193,10 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
 @click.option("--evaluate-engine", "evaluate_engines", multiple=True, metavar="ENGINE",
               help="Evaluate on the voices of this TTS engine (metadata.csv engine column) and learn from the "
                    "other engines: the headline is then on speech the music never heard. Repeat for several.")
-@click.option("--augment/--no-augment", default=False, show_default=True,
+@click.option("--augment/--no-augment", default=None,
               help="Talker and device augmentation while learning (speed, pitch, formants, EQ, loudspeaker and "
-                   "microphone bands).")
+                   "microphone bands). Default: on for --query-method substitute (its jams, and the scenes it asks "
+                   "the detector about, as measured in experiments/jam_query.md), off otherwise.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
@@ -242,8 +244,10 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
+        if augment is None:
+            augment = queries is not None and query_method == "substitute"
         query_settings = _query_settings(model_name, detector, queries, query_feedback, query_method,
-                                         (steps, batch_size, lr))
+                                         (steps, batch_size, lr), augment)
         if scene_seconds is None:
             streaming = detector.windowed or detector.stepped
             scene_seconds = STREAMING_SCENE_SECONDS if streaming else float(detector.model.clip_seconds)
