@@ -49,13 +49,18 @@ def test_records_are_unchanged(tmp_path, name, args):
     before, after = read_records(before_dir), read_records(out)
     assert after[NEW_FIELDS].isna().all().all()
     before, after = before.drop(columns=["seconds"]), after.drop(columns=["seconds", *NEW_FIELDS])
-    # Decisions must match exactly; scores and norms to 1e-2, pass counts to 10 %: another CPU's float kernels
-    # (AVX2 vs AVX-512) round differently and ten PGD steps amplify that (seen in CI: an adv_score 0.388 vs 0.395).
+    # Decisions must match exactly, and what precedes the attack (budgets, clean scores) to 1e-5. What the attack
+    # found (adversarial scores, norms, SNR) to 5e-2, pass counts to 10 %: another CPU's float kernels round
+    # differently and ten PGD steps amplify that (seen: an adv_score 0.388 vs 0.395 in CI; 0.638 vs 0.613 with
+    # clean scores equal to 3e-7 on a machine where the last commit that passed CI elsewhere, a60a97a, fails the same way).
     passes = ["forwards", "backwards"]
     floats = [c for c in before.columns if before[c].dtype == float]
+    found = [c for c in floats if c in ("adv_score", "linf", "l2", "snr_db")]
     exact = [c for c in before.columns if c not in floats + passes]
     pd.testing.assert_frame_equal(before[exact], after[exact])
-    pd.testing.assert_frame_equal(before[floats], after[floats], check_exact=False, rtol=1e-2, atol=1e-2)
+    fixed = [c for c in floats if c not in found]
+    pd.testing.assert_frame_equal(before[fixed], after[fixed], check_exact=False, rtol=1e-5, atol=1e-5)
+    pd.testing.assert_frame_equal(before[found], after[found], check_exact=False, rtol=5e-2, atol=5e-2)
     pd.testing.assert_frame_equal(before[passes], after[passes], check_exact=False, check_dtype=False, rtol=0.1)
     assert len(after) == {"main_job": 12, "l2_curve": 36}[name]
     assert json.loads((out / "run.json").read_text())["settings"]["attack"] == "pgd"

@@ -72,8 +72,8 @@ class SubstituteSettings:
     feedback: str = "steps"
     substitutes: int = 3     # three substitutes and the best-judged loop: 0.238 / 0.258 against one substitute's
     keep_best: bool = True   # last loop 0.299 on microWakeWord, 20,000 queries (experiments/jam_query.md)
-    augment_asks: bool = False  # True in `robustaudio jam --query-method substitute`: 0.224 / 0.185 against 0.238 /
-    # 0.258 with plain asks on microWakeWord, 20,000 queries, start seeds 0 / 1 (experiments/jam_query.md)
+    augment_asks: bool = False  # on in `robustaudio jam --query-method substitute`: 0.224 / 0.185 / 0.176 at 20,000
+    # queries on microWakeWord (start seeds 0-2), against 0.238 / 0.258 with plain asks (experiments/jam_query.md)
 
     def __post_init__(self) -> None:
         if self.feedback not in FEEDBACK:
@@ -249,9 +249,8 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     while result.queries < settings.first_queries:
         count = min(batch, settings.first_queries - result.queries)
         pool = loops if result.queries % (5 * batch) else silent
-        result.queries += len(_ask(box, members[0], _scenes(utterances, pool, count, rooms, config, generator,
-                                                                     asking, augmenter),
-                                   steps, answers))
+        asked = _scenes(utterances, pool, count, rooms, config, generator, asking, augmenter)
+        result.queries += len(_ask(box, members[0], asked, steps, answers))
     round_number = 0
     every = max(1, settings.jam_steps // max(1, settings.path_loops))
     best: tuple[float, torch.Tensor] | None = None
