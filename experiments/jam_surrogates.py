@@ -100,7 +100,7 @@ def train(model, positives: Utterances, negatives: Utterances, rooms, config: EO
     the pool, the labels unchanged (the word is still said)."""
     generator = torch.Generator().manual_seed(seed)
     loops = random_loops(4.0, 16000, 8, base=50_000)(seed)
-    adversary, hard_loops = KarplusStrong(4.0, 16000, seed=seed + 77), []
+    adversary, hard_loops = KarplusStrong(4.0, 16000, seed=seed + 77), torch.empty(0, loops.shape[1])
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, 2e-3, total_steps=steps)
     silent = Utterances.from_waveforms(["none"], [torch.full((1600,), 1e-4)], [0], 16000)
@@ -111,7 +111,7 @@ def train(model, positives: Utterances, negatives: Utterances, rooms, config: EO
             found = jam(adversary, Detector(model, "alexa"), positives, rooms, config, steps=adversarial_steps,
                         batch_size=8, lr=0.05, seed=seed + step, log_every=adversarial_steps,
                         augmentation=Augmentation())
-            hard_loops.append(found.music)
+            hard_loops = torch.cat([hard_loops, found.music[None]])  # stacked once per refresh, not per step
             log(f"  step {step}: adversarial loop {len(hard_loops)}, firing {found.history[-1]['firing']:.2f}")
         kinds = torch.arange(batch) % 3
         speech = []
@@ -126,8 +126,8 @@ def train(model, positives: Utterances, negatives: Utterances, rooms, config: EO
         transforms = sample_transforms(batch, rooms, config, generator, loop_samples=loops.shape[1])
         with torch.no_grad():
             music = loops[torch.randint(len(loops), (batch,), generator=generator)]
-            if hard_loops:
-                hard = torch.stack(hard_loops)[torch.randint(len(hard_loops), (batch,), generator=generator)]
+            if len(hard_loops):
+                hard = hard_loops[torch.randint(len(hard_loops), (batch,), generator=generator)]
                 music = torch.where(torch.rand(batch, 1, generator=generator) < 0.5, hard, music)
             music = music * (torch.rand(batch, 1, generator=generator) < 0.5)
             scenes = render(utterances, music, transforms, rooms, config)

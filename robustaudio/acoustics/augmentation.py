@@ -2,8 +2,9 @@
 
 :class:`Augmentation` is the settings; :func:`augment_utterances` changes each dry utterance by its own draw
 (speed, pitch, formants, EQ: the transforms of :mod:`.voice`), and :func:`device_bands` draws loudspeaker and
-microphone band corners. Evaluation scenes are never augmented: they are the rooms, placements and noise of
-:mod:`.scenes` only.
+microphone band corners; :func:`render_augmented` renders scenes with all of it (the jam's scenes, and the
+scenes a substitute search asks about). Evaluation scenes are never augmented: they are the rooms, placements and
+noise of :mod:`.scenes` only.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .scenes import JamError, Utterances
-from .voice import change_speed, equalise, realised_speed, shift_pitch, warp_formants
+from .scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render
+from .voice import change_speed, device_filter, equalise, realised_speed, shift_pitch, warp_formants
 
 
 @dataclass(frozen=True)
@@ -105,4 +106,28 @@ def device_bands(count: int, low: tuple[float, float] | None, high: tuple[float,
     return _log_uniform(generator, *low, count).float(), _log_uniform(generator, *high, count).float()
 
 
-__all__ = ["Augmentation", "augment_utterances", "device_bands"]
+def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
+                     config: EOTConfig, augmentation: Augmentation | None,
+                     generator: torch.Generator) -> torch.Tensor:
+    """Scenes ``[B, T]`` as :func:`~robustaudio.acoustics.scenes.render` makes them, with ``augmentation``'s
+    draws from ``generator`` where it is given: each utterance changed by its own talker draw
+    (:func:`augment_utterances`), the loop ``[Tm]`` or ``[B, Tm]`` played
+    through a random loudspeaker band (wrapping around, as it loops) and the scene recorded through a random
+    microphone band. ``None`` renders the scenes as they are and draws nothing. Gradients flow to ``music``."""
+    if augmentation is None:
+        return render(speech, music, transforms, rooms, config)
+    count = len(speech)
+    speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
+    speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
+                           config.sample_rate)
+    if speaker is not None:
+        music = device_filter(music.expand(count, -1), *speaker, config.sample_rate, circular=True)
+    scenes = render(speech, music, transforms, rooms, config)
+    microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
+                              config.sample_rate)
+    if microphone is not None:
+        scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
+    return scenes
+
+
+__all__ = ["Augmentation", "augment_utterances", "device_bands", "render_augmented"]

@@ -32,9 +32,8 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
-from ..acoustics.augmentation import Augmentation, augment_utterances, device_bands
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render, sample_transforms
-from ..acoustics.voice import device_filter
+from ..acoustics.augmentation import Augmentation, render_augmented
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
 from ..data.speech import SpeechClip, SpeechSplitError
@@ -155,30 +154,6 @@ class JamResult:
     seconds: float = 0.0
 
 
-def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
-                     config: EOTConfig, augmentation: Augmentation | None,
-                     generator: torch.Generator) -> torch.Tensor:
-    """Scenes ``[B, T]`` as :func:`~robustaudio.acoustics.scenes.render` makes them, with ``augmentation``'s
-    draws from ``generator`` where it is given: each utterance changed by its own talker draw
-    (:func:`~robustaudio.acoustics.augmentation.augment_utterances`), the loop ``[Tm]`` or ``[B, Tm]`` played
-    through a random loudspeaker band (wrapping around, as it loops) and the scene recorded through a random
-    microphone band. ``None`` renders the scenes as they are and draws nothing. Gradients flow to ``music``."""
-    if augmentation is None:
-        return render(speech, music, transforms, rooms, config)
-    count = len(speech)
-    speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
-    speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
-                           config.sample_rate)
-    if speaker is not None:
-        music = device_filter(music.expand(count, -1), *speaker, config.sample_rate, circular=True)
-    scenes = render(speech, music, transforms, rooms, config)
-    microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
-                              config.sample_rate)
-    if microphone is not None:
-        scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
-    return scenes
-
-
 def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
         steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0, seed: int = 0,
         log_every: int = 10, callback: Callable[[dict], None] | None = None,
@@ -270,5 +245,4 @@ def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
     return Utterances.from_waveforms(ids, waves, labels, sample_rate), voices, engines, notes
 
 
-__all__ = ["Detector", "JamResult", "ScoringDetector", "jam", "jam_loss", "load_speech", "load_utterances",
-           "render_augmented"]
+__all__ = ["Detector", "JamResult", "ScoringDetector", "jam", "jam_loss", "load_speech", "load_utterances"]

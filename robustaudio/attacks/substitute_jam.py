@@ -37,11 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..acoustics.augmentation import Augmentation
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
+from ..acoustics.augmentation import Augmentation, render_augmented
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
 from ..models.base import WholeModel
 from ..models.zoo.stream_dscnn import StreamDSCNN
-from .jamming import Detector, jam, render_augmented
+from .jamming import Detector, jam
 from .music import KarplusStrong
 from .query_jam import FEEDBACK, BlackBoxDetector, QueryJamResult, check_black_box
 
@@ -133,16 +133,13 @@ def _ask(box: BlackBoxDetector, substitute: StreamDSCNN, scenes: torch.Tensor, s
 
 
 def _scenes(utterances: Utterances, loops: torch.Tensor, count: int, rooms: RoomSet, config: EOTConfig,
-            generator: torch.Generator, augmentation: Augmentation | None = None,
-            augmenter: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator, augmentation: Augmentation | None, augmenter: torch.Generator) -> torch.Tensor:
     """``count`` scenes of random utterances, each with a random loop of ``loops`` ``[L, Tm]``; with
     ``augmentation``, talkers and devices drawn from ``augmenter`` as the jam draws them."""
     pick = torch.randint(len(utterances), (count,), generator=generator)
     transforms = sample_transforms(count, rooms, config, generator, loop_samples=loops.shape[1])
     music = loops[torch.randint(len(loops), (count,), generator=generator)]
     with torch.no_grad():
-        if augmentation is None or augmenter is None:
-            return render(utterances.subset(pick), music, transforms, rooms, config)
         return render_augmented(utterances.subset(pick), music, transforms, rooms, config, augmentation, augmenter)
 
 
