@@ -19,8 +19,8 @@ Protocol (issue: "query-based jamming as its own threat model"):
 - **F1 against queries.** The loop is kept at several query counts; each is scored on the held-out
   set like the final one (those scorings are measurement, not counted in the attack's budget).
 
-Writes ``OUT/jam_query.json`` and ``OUT/jam_query.md`` (``--md`` also copies the markdown) and
-``OUT/f1_queries.png``.
+Writes ``OUT/jam_query.json``, ``OUT/music.pt`` (the loops), ``OUT/jam_query.md`` (``--md`` also copies the
+markdown) and ``OUT/f1_queries.png``.
 """
 
 from __future__ import annotations
@@ -138,6 +138,9 @@ def main() -> None:
                              "library's default; without it, the last round's loop, as first run here)")
     parser.add_argument("--augment-asks", action="store_true",
                         help="substitute: ask the box about scenes drawn with the jam's talker and device augmentation")
+    parser.add_argument("--rooms", type=int, default=16,
+                        help="optimisation rooms: the only rooms the attack renders (and, for the substitute, asks "
+                             "the box about)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
@@ -148,7 +151,7 @@ def main() -> None:
     detector = Detector(load_model("microwakeword:alexa"), "alexa")
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     data = detectable_sets(args.voices, detector, base, quick=args.quick)
-    optimisation, _ = room_split(base, 16, 16, args.seed)
+    optimisation, _ = room_split(base, args.rooms, 16, args.seed)
     sweep, music_db = validation_level(detector, data, base, args.levels, args.seeds, optimisation, args.music_db)
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     tuning = None
@@ -158,9 +161,6 @@ def main() -> None:
         args.sigma, args.lr, args.batch_size = chosen["sigma"], chosen["lr"], chosen["batch_size"]
         log(f"tuned on validation voices: σ {args.sigma:g}, lr {args.lr:g}, {args.batch_size} scenes per step")
     snapshots = tuple(q for q in (500, 1_000, 2_500, 5_000, 10_000, 15_000, 20_000, 30_000) if q <= args.queries)
-    settings = QuerySettings(queries=args.queries, population=args.population, batch_size=args.batch_size,
-                             sigma=args.sigma, lr=args.lr, snapshots=snapshots, parameters=tuple(args.parameters),
-                             feedback=args.feedback)
     synth = start_synth(args, detector.sample_rate)
     learn = data["learn"]["utterances"]
     if args.method == "substitute":
@@ -176,9 +176,14 @@ def main() -> None:
                                                        f"firing {e.get('box_firing', float('nan')):.3f}, "
                                                        f"{e['seconds']:.0f} s"))
     else:
+        settings = QuerySettings(queries=args.queries, population=args.population, batch_size=args.batch_size,
+                                 sigma=args.sigma, lr=args.lr, snapshots=snapshots, parameters=tuple(args.parameters),
+                                 feedback=args.feedback)
         result = query_jam(synth, detector, learn, optimisation, config, settings, seed=args.seed,
                            callback=lambda e: log(f"step {e['step']}: {e['queries']} queries, loss {e['loss']:.3f}, "
                                                   f"firing {e['firing']:.2f}") if e["step"] % 25 == 0 else None)
+    torch.save({"music": result.music, "initial": result.initial, "snapshots": result.snapshots},
+               args.out / "music.pt")  # the loops, for later scoring or listening
     validation_f1 = validation_score(detector, data, config, result.music, optimisation, args.draws)
     log(f"validation F1 of the result (eSpeak NG test voices, scene seeds 1-2): {validation_f1:.3f}")
     evaluated, voices = data["evaluate"]["utterances"], data["evaluate"]["voices"]

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 from test_jam import FAST, tone_utterances
-from test_query_jam import StepsOnly
+from test_query_jam import SteppedBandEnergy, StepsOnly
 
 from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import JamError, make_rooms, render, sample_transforms
-from robustaudio.attacks.jamming import Detector, load_utterances, render_augmented
+from robustaudio.attacks.jamming import Detector, jam, load_utterances, render_augmented
 from robustaudio.attacks.music import KarplusStrong
-from robustaudio.attacks.query_jam import score_loss
+from robustaudio.attacks.query_jam import query_jam, score_loss
 from robustaudio.attacks.substitute_jam import SubstituteSettings, substitute_jam
 from robustaudio.data.datasets import bundled_path
 from robustaudio.models import load_model
@@ -101,6 +101,18 @@ def test_settings_and_boxes_it_cannot_use_are_refused():
         substitute_jam(KarplusStrong(seconds=0.5, sample_rate=8000, seed=0), Narrowband(),
                        tone_utterances(2, rate=8000), make_rooms("optimisation", 1, 0, FAST.rt60, 8000), slow,
                        SubstituteSettings(feedback="clip"))
+
+
+def test_no_utterance_to_jam_is_a_jam_error_not_a_crash():
+    """A word with no clip left (e.g. none detected clean) used to reach torch.randint(0) and crash."""
+    none = tone_utterances(2).subset(torch.zeros(2, dtype=torch.bool))
+    rooms, detector = make_rooms("optimisation", 1, 0, FAST.rt60), Detector(SteppedBandEnergy(), "tone")
+    calls = [lambda: jam(KarplusStrong(seconds=0.5, seed=0), detector, none, rooms, FAST, steps=1),
+             lambda: query_jam(KarplusStrong(seconds=0.5, seed=0), detector, none, rooms, FAST),
+             lambda: substitute_jam(KarplusStrong(seconds=0.5, seed=0), StepsOnly(detector), none, rooms, FAST)]
+    for call in calls:
+        with pytest.raises(JamError, match="no utterance of the target word"):
+            call()
 
 
 def test_an_ensemble_of_substitutes_keeps_the_loop_the_box_found_firing_least():

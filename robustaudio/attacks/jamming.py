@@ -154,6 +154,13 @@ class JamResult:
     seconds: float = 0.0
 
 
+def check_utterances(utterances: Utterances) -> None:
+    """Raise :class:`JamError` when there is no utterance to put in the scenes (each scene is the word spoken)."""
+    if len(utterances) == 0:
+        raise JamError("There is no utterance of the target word to jam: give at least one recording of it (or "
+                       "voices that say it).")
+
+
 def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
         steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0, seed: int = 0,
         log_every: int = 10, callback: Callable[[dict], None] | None = None,
@@ -188,6 +195,7 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
                        f"detector ({detector.sample_rate} Hz) must share one sample rate.")
     if steps < 1 or batch_size < 1:
         raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
+    check_utterances(utterances)
     generator = torch.Generator().manual_seed(seed)
     augmenter = torch.Generator().manual_seed(seed + 1)
     started = time.perf_counter()
@@ -245,4 +253,5 @@ def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
     return Utterances.from_waveforms(ids, waves, labels, sample_rate), voices, engines, notes
 
 
-__all__ = ["Detector", "JamResult", "ScoringDetector", "jam", "jam_loss", "load_speech", "load_utterances"]
+__all__ = ["Detector", "JamResult", "ScoringDetector", "check_utterances", "jam", "jam_loss", "load_speech",
+           "load_utterances"]

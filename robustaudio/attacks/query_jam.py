@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, render, sample_transforms
-from .jamming import ScoringDetector
+from .jamming import ScoringDetector, check_utterances
 from .music import KarplusStrong
 
 MUSIC_PARAMETERS = ("excitation", "damping_logit", "gains")  # KarplusStrong's, in named_parameters() order
@@ -143,6 +143,7 @@ def query_jam(synth: KarplusStrong, detector: BlackBoxDetector, utterances: Utte
     settings = settings or QuerySettings()
     steps = settings.feedback == "steps"
     check_black_box(detector, synth, config, steps)
+    check_utterances(utterances)
     generator = torch.Generator().manual_seed(seed)
     directions = torch.Generator().manual_seed(seed + 1)
     parameters = [p for name, p in synth.named_parameters() if name in settings.parameters]

@@ -41,7 +41,7 @@ from ..acoustics.augmentation import Augmentation, render_augmented
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
 from ..models.base import WholeModel
 from ..models.zoo.stream_dscnn import StreamDSCNN
-from .jamming import Detector, jam
+from .jamming import Detector, check_utterances, jam
 from .music import KarplusStrong
 from .query_jam import FEEDBACK, BlackBoxDetector, QueryJamResult, check_black_box
 
@@ -213,6 +213,7 @@ def substitute_jam(synth: KarplusStrong, box: BlackBoxDetector, utterances: Utte
     settings = settings or SubstituteSettings()
     steps = settings.feedback == "steps"
     check_black_box(box, synth, config, steps)
+    check_utterances(utterances)
     if settings.augment_asks and augmentation is None:
         raise JamError("augment_asks draws the asked scenes with the jam's augmentation; pass an augmentation.")
     asking = augmentation if settings.augment_asks else None

@@ -27,8 +27,9 @@ def fmt(value, digits: int = 3) -> str:
 
 def estimate_text(estimate: dict) -> str:
     """An estimate ``{"value", "ci95"}`` as ``value [low, high]``."""
-    low, high = estimate["ci95"]
-    return f"{estimate['value']:.3f} [{fmt(low)}, {fmt(high)}]"
+    value, (low, high) = estimate["value"], estimate["ci95"]
+    shown = f"{value:.3f}" if isinstance(value, float) and np.isfinite(value) else fmt(value)
+    return f"{shown} [{fmt(low)}, {fmt(high)}]"
 
 
 def save_figure(fig: plt.Figure, path: Path) -> bytes:

@@ -27,7 +27,7 @@ from ..metrics.jamming import CONDITIONS
 from ..runner.jam import JamRun
 from . import style
 from .card import json_safe
-from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
+from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
 from .headline import Flag, Headline
 
 CARD_FILE = "card.json"
@@ -178,8 +178,8 @@ def figure_voices(table: list[dict], detector: str = "target") -> plt.Figure | N
 
 def _seed_rows(summary: list[dict], key: str) -> list[list[str]]:
     return [[s["detector"], *([s["group"]] if key == "group" else []), s["condition"], str(s["voices"]),
-             str(s["scenes"]), _interval(s["f1"]), f"{fmt(s['seed_mean'])} ({fmt(s['seed_range'][0])}-"
-             f"{fmt(s['seed_range'][1])})", _interval(s["tpr"]), _interval(s["fpr"])] for s in summary]
+             str(s["scenes"]), estimate_text(s["f1"]), f"{fmt(s['seed_mean'])} ({fmt(s['seed_range'][0])}-"
+             f"{fmt(s['seed_range'][1])})", estimate_text(s["tpr"]), estimate_text(s["fpr"])] for s in summary]
 
 
 def _query_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
@@ -249,10 +249,6 @@ def _seed_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], st
     return sections
 
 
-def _interval(estimate: dict) -> str:
-    return f"{fmt(estimate['value'])} [{fmt(estimate['ci95'][0])}, {fmt(estimate['ci95'][1])}]"
-
-
 def headline(summary: list[dict], detector: str = "target") -> dict:
     """``{rooms: {condition: F1}}`` for one detector."""
     out: dict[str, dict[str, float]] = {}
@@ -279,8 +275,9 @@ def build_jam_card(run: JamRun, model: str, notes: list[str] | tuple[str, ...] =
 def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     header = ["detector", "rooms", "condition", "scenes", "F1 [95% CI]", "TPR [95% CI]", "FPR [95% CI]",
               "precision", "mean positive score"]
-    rows = [[s["detector"], s["rooms"], s["condition"], str(s["scenes"]), _interval(s["f1"]), _interval(s["tpr"]),
-             _interval(s["fpr"]), fmt(s["precision"]), fmt(s["mean_positive_score"])] for s in card["detection"]]
+    rows = [[s["detector"], s["rooms"], s["condition"], str(s["scenes"]),
+             *(estimate_text(s[rate]) for rate in ("f1", "tpr", "fpr")), fmt(s["precision"]),
+             fmt(s["mean_positive_score"])] for s in card["detection"]]
     eot = card["settings"]["eot"]
     note = (f"Music at {card['music_db']:g} dB relative to the speech at the microphone (RMS over the utterance). "
             f"random: {card['settings']['random_pieces']} loops of the same synthesiser from random starts at the "
@@ -391,7 +388,7 @@ def jam_headline(card: dict) -> Headline:
     pooled = {r["condition"]: r for r in card.get("seed_summary") or [] if r["detector"] == "target"}
     flags = []
     if pooled:
-        chain = " → ".join(f"{_interval(pooled[c]['f1'])} ({c if c != 'random' else 'random music'})"
+        chain = " → ".join(f"{estimate_text(pooled[c]['f1'])} ({c if c != 'random' else 'random music'})"
                            for c in ("clean", "random", "adversarial") if c in pooled)
         voices = pooled[next(iter(pooled))]["voices"]
         engines = sorted({r["group"] for r in card.get("engine_summary") or []})
