@@ -520,6 +520,16 @@ def test_cli_jam_asks_for_queries_when_the_detector_gives_no_gradients(tmp_path)
     assert short.exit_code == 1 and "does not cover one step" in short.output
 
 
+def test_cli_jam_defaults_follow_the_measured_setting_and_yield_to_the_user():
+    """The substitute search runs as measured (augmented, 64 rooms); other jams plain in 16; given values win."""
+    from robustaudio.cli.jam import _measured_defaults
+
+    assert _measured_defaults(None, None, substitute=True) == (True, 64)
+    assert _measured_defaults(None, None, substitute=False) == (False, 16)
+    assert _measured_defaults(False, 8, substitute=True) == (False, 8)
+    assert _measured_defaults(True, 32, substitute=False) == (True, 32)
+
+
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):
     """--query-method substitute: the loop comes from rounds of fit-and-jam on the detector's answers; every
     query the detector answered is counted within the budget, and the curve has one point per round."""
