@@ -192,3 +192,23 @@ def test_render_augmented_without_augmentation_is_render():
     changed = render_augmented(speech, music, transforms, rooms, config, Augmentation(),
                                torch.Generator().manual_seed(2))
     assert changed.shape == plain.shape and not torch.allclose(changed, plain)
+
+
+def test_a_plain_share_of_augmented_scenes_is_rendered_as_evaluation_renders_it():
+    """plain_share: that share of the scenes (drawn per scene) has no talker change and no device band, exactly
+    `render`'s scene; the rest are augmented; gradients still reach the music."""
+    config, speech, rooms, _ = twin_box()
+    transforms = sample_transforms(len(speech), rooms, config, torch.Generator().manual_seed(1), loop_samples=16000)
+    music = KarplusStrong(seconds=1.0, seed=0)().detach().requires_grad_(True)
+    plain = render(speech, music, transforms, rooms, config).detach()
+    every = render_augmented(speech, music, transforms, rooms, config, Augmentation(plain_share=1.0),
+                             torch.Generator().manual_seed(2))
+    torch.testing.assert_close(every.detach(), plain)
+    half = render_augmented(speech, music, transforms, rooms, config, Augmentation(plain_share=0.5),
+                            torch.Generator().manual_seed(5))
+    same = [torch.allclose(a, b, atol=1e-6) for a, b in zip(half.detach(), plain, strict=True)]
+    assert same == [False, True, False, False, False, True]  # seed 5's first draw: scenes 2 and 6 plain
+    half.pow(2).sum().backward()
+    assert music.grad is not None and music.grad.abs().sum() > 0
+    with pytest.raises(JamError, match="plain_share"):
+        Augmentation(plain_share=1.5)

@@ -10,7 +10,7 @@ noise of :mod:`.scenes` only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -29,7 +29,9 @@ class Augmentation:
     log-uniform in ``loudspeaker_low_hz``, high in ``loudspeaker_high_hz``), and the whole scene
     through a microphone band (``microphone_low_hz``, ``microphone_high_hz``). Each of the four
     talker changes is applied with probability ``probability`` (else left out). A range ``(1, 1)``
-    or ``eq_db = 0`` or ``None`` for a device turns that part off.
+    or ``eq_db = 0`` or ``None`` for a device turns that part off. ``plain_share``: the share of scenes
+    left wholly unaugmented (no talker change, no device band), as evaluation scenes are; 0 draws nothing for
+    it, so the other draws stay as they were.
     """
 
     speed: tuple[float, float] = (0.85, 1.15)
@@ -42,6 +44,7 @@ class Augmentation:
     loudspeaker_low_hz: tuple[float, float] | None = (80.0, 400.0)
     loudspeaker_high_hz: tuple[float, float] | None = (5000.0, 7900.0)
     probability: float = 0.8
+    plain_share: float = 0.0
 
     def __post_init__(self) -> None:
         if not (0.5 <= self.speed[0] <= self.speed[1] <= 2):
@@ -50,8 +53,9 @@ class Augmentation:
             raise JamError(f"pitch_semitones {self.pitch_semitones} must be (low, high) within [-12, 12].")
         if not (0.5 <= self.formant[0] <= self.formant[1] <= 2):
             raise JamError(f"formant {self.formant} must be (low, high) within [0.5, 2].")
-        if not (0 <= self.eq_db <= 24 and self.eq_bands >= 0 and 0 <= self.probability <= 1):
-            raise JamError("eq_db must be in [0, 24], eq_bands >= 0 and probability in [0, 1].")
+        if not (0 <= self.eq_db <= 24 and self.eq_bands >= 0 and 0 <= self.probability <= 1
+                and 0 <= self.plain_share <= 1):
+            raise JamError("eq_db must be in [0, 24], eq_bands >= 0, and probability and plain_share in [0, 1].")
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -113,10 +117,22 @@ def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transf
     draws from ``generator`` where it is given: each utterance changed by its own talker draw
     (:func:`augment_utterances`), the loop ``[Tm]`` or ``[B, Tm]`` played
     through a random loudspeaker band (wrapping around, as it loops) and the scene recorded through a random
-    microphone band. ``None`` renders the scenes as they are and draws nothing. Gradients flow to ``music``."""
+    microphone band. ``None`` renders the scenes as they are and draws nothing; with ``augmentation.plain_share``,
+    that share of the scenes (drawn per scene) is rendered as they are. Gradients flow to ``music``."""
     if augmentation is None:
         return render(speech, music, transforms, rooms, config)
     count = len(speech)
+    if augmentation.plain_share > 0:
+        plain = torch.rand(count, generator=generator) < augmentation.plain_share
+        pieces = []
+        for keep, how in ((plain, None), (~plain, replace(augmentation, plain_share=0.0))):
+            index = torch.nonzero(keep).flatten()
+            if len(index):
+                loops = music if music.dim() == 1 else music[index]
+                pieces.append((index, render_augmented(speech.subset(index), loops, transforms.take(index), rooms,
+                                                       config, how, generator)))
+        order = torch.argsort(torch.cat([index for index, _ in pieces]))
+        return torch.cat([scenes for _, scenes in pieces])[order]
     speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
     speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
                            config.sample_rate)
