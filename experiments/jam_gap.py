@@ -54,14 +54,13 @@ def run_table(run: Path, detector: Detector, data: dict, args: argparse.Namespac
         utterances = data[name]["utterances"].positives()
         if name == "learn":
             utterances = utterances.subset(torch.arange(0, len(utterances), args.learn_every))
+        rows = []  # pooled over the scene seeds
         for s in args.seeds:
             held_out = seed_rooms(config, 16, (s,))[s]
             musics = {"adversarial": music, "random": random_loops(4.0, detector.sample_rate, 4)(s)}
-            rows = evaluate({"target": detector}, utterances, {"optimisation": optimisation, "held-out": held_out},
-                            config, musics, draws=args.draws, seed=s)
-            for (room_set, condition), (share, count) in firing(rows).items():
-                before, seen = cells.get((name, room_set, condition), (0.0, 0))
-                cells[(name, room_set, condition)] = ((before * seen + share * count) / (seen + count), seen + count)
+            rows += evaluate({"target": detector}, utterances, {"optimisation": optimisation, "held-out": held_out},
+                             config, musics, draws=args.draws, seed=s)
+        cells.update({(name, *key): value for key, value in firing(rows).items()})
         log(f"{run.name}: {name} done")
     lines = [f"### {run.name} ({rooms} optimisation rooms, start seed {seed}, {config.music_db:g} dB)", "",
              "| voices | adversarial, its rooms | adversarial, held-out rooms | random, its rooms | "
