@@ -141,9 +141,9 @@ def main() -> None:
     parser.add_argument("--rooms", type=int, default=16,
                         help="optimisation rooms: the only rooms the attack renders (and, for the substitute, asks "
                              "the box about)")
-    parser.add_argument("--plain-share", type=float, default=0.0,
-                        help="substitute: the share of the jams' and asks' scenes left unaugmented, as evaluation "
-                             "scenes are (Augmentation.plain_share)")
+    parser.add_argument("--device-probability", type=float, default=1.0,
+                        help="substitute: the chance each device band (loudspeaker, microphone) is applied to a "
+                             "learning scene (Augmentation.device_probability)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
@@ -173,7 +173,7 @@ def main() -> None:
                                         substitutes=args.substitutes, keep_best=args.keep_best,
                                         augment_asks=args.augment_asks)
         result = substitute_jam(synth, detector, learn, optimisation, config, substitute, seed=args.seed,
-                                augmentation=Augmentation(plain_share=args.plain_share),
+                                augmentation=Augmentation(device_probability=args.device_probability),
                                 callback=lambda e: log(f"round {e['round']}: {e['queries']} queries, fit loss "
                                                        f"{e['fit_loss']:.3f}, jam loss {e['jam_loss']:.3f}, box "
                                                        f"firing {e.get('box_firing', float('nan')):.3f}, "

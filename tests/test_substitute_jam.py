@@ -194,21 +194,25 @@ def test_render_augmented_without_augmentation_is_render():
     assert changed.shape == plain.shape and not torch.allclose(changed, plain)
 
 
-def test_a_plain_share_of_augmented_scenes_is_rendered_as_evaluation_renders_it():
-    """plain_share: that share of the scenes (drawn per scene) has no talker change and no device band, exactly
-    `render`'s scene; the rest are augmented; gradients still reach the music."""
+def test_device_bands_are_applied_with_their_probability():
+    """device_probability: each band is applied to a scene with that chance; at 0 (talker changes off) the scene
+    is exactly `render`'s, at 0.5 some scenes keep full-band music and no microphone; gradients reach the music."""
     config, speech, rooms, _ = twin_box()
     transforms = sample_transforms(len(speech), rooms, config, torch.Generator().manual_seed(1), loop_samples=16000)
     music = KarplusStrong(seconds=1.0, seed=0)().detach().requires_grad_(True)
     plain = render(speech, music, transforms, rooms, config).detach()
-    every = render_augmented(speech, music, transforms, rooms, config, Augmentation(plain_share=1.0),
-                             torch.Generator().manual_seed(2))
-    torch.testing.assert_close(every.detach(), plain)
-    half = render_augmented(speech, music, transforms, rooms, config, Augmentation(plain_share=0.5),
-                            torch.Generator().manual_seed(5))
-    same = [torch.allclose(a, b, atol=1e-6) for a, b in zip(half.detach(), plain, strict=True)]
-    assert same == [False, True, False, False, False, True]  # seed 5's first draw: scenes 2 and 6 plain
-    half.pow(2).sum().backward()
+    no_talker = Augmentation(speed=(1.0, 1.0), pitch_semitones=(0.0, 0.0), formant=(1.0, 1.0), eq_db=0.0)
+
+    def scenes(probability: float, seed: int) -> torch.Tensor:
+        return render_augmented(speech, music, transforms, rooms, config,
+                                replace(no_talker, device_probability=probability), torch.Generator().manual_seed(seed))
+
+    torch.testing.assert_close(scenes(0.0, 2).detach(), plain)
+    assert not any(torch.allclose(a, b, atol=1e-6) for a, b in zip(scenes(1.0, 2).detach(), plain, strict=True))
+    some = scenes(0.5, 5)
+    same = [torch.allclose(a, b, atol=1e-6) for a, b in zip(some.detach(), plain, strict=True)]
+    assert any(same) and not all(same)
+    some.pow(2).sum().backward()
     assert music.grad is not None and music.grad.abs().sum() > 0
-    with pytest.raises(JamError, match="plain_share"):
-        Augmentation(plain_share=1.5)
+    with pytest.raises(JamError, match="device_probability"):
+        Augmentation(device_probability=1.5)

@@ -10,7 +10,7 @@ noise of :mod:`.scenes` only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -29,9 +29,10 @@ class Augmentation:
     log-uniform in ``loudspeaker_low_hz``, high in ``loudspeaker_high_hz``), and the whole scene
     through a microphone band (``microphone_low_hz``, ``microphone_high_hz``). Each of the four
     talker changes is applied with probability ``probability`` (else left out). A range ``(1, 1)``
-    or ``eq_db = 0`` or ``None`` for a device turns that part off. ``plain_share``: the share of scenes
-    left wholly unaugmented (no talker change, no device band), as evaluation scenes are; 0 draws nothing for
-    it, so the other draws stay as they were.
+    or ``eq_db = 0`` or ``None`` for a device turns that part off. ``device_probability``: the chance that
+    each device band is applied to a scene (drawn per scene and device); below 1 a share of the scenes keeps
+    full-band music and no microphone, as evaluation scenes have. At 1 it draws nothing, so the other draws
+    stay as they were.
     """
 
     speed: tuple[float, float] = (0.85, 1.15)
@@ -44,7 +45,7 @@ class Augmentation:
     loudspeaker_low_hz: tuple[float, float] | None = (80.0, 400.0)
     loudspeaker_high_hz: tuple[float, float] | None = (5000.0, 7900.0)
     probability: float = 0.8
-    plain_share: float = 0.0
+    device_probability: float = 1.0
 
     def __post_init__(self) -> None:
         if not (0.5 <= self.speed[0] <= self.speed[1] <= 2):
@@ -54,8 +55,9 @@ class Augmentation:
         if not (0.5 <= self.formant[0] <= self.formant[1] <= 2):
             raise JamError(f"formant {self.formant} must be (low, high) within [0.5, 2].")
         if not (0 <= self.eq_db <= 24 and self.eq_bands >= 0 and 0 <= self.probability <= 1
-                and 0 <= self.plain_share <= 1):
-            raise JamError("eq_db must be in [0, 24], eq_bands >= 0, and probability and plain_share in [0, 1].")
+                and 0 <= self.device_probability <= 1):
+            raise JamError("eq_db must be in [0, 24], eq_bands >= 0, and probability and device_probability in "
+                           "[0, 1].")
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -110,6 +112,16 @@ def device_bands(count: int, low: tuple[float, float] | None, high: tuple[float,
     return _log_uniform(generator, *low, count).float(), _log_uniform(generator, *high, count).float()
 
 
+def _some(plain: torch.Tensor, changed: torch.Tensor, probability: float,
+          generator: torch.Generator) -> torch.Tensor:
+    """Rows ``[B, T]`` of ``changed``, each kept with ``probability`` (else that row of ``plain``); at 1 draws
+    nothing."""
+    if probability >= 1:
+        return changed
+    use = torch.rand(len(changed), generator=generator) < probability
+    return torch.where(use[:, None], changed, plain)
+
+
 def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
                      config: EOTConfig, augmentation: Augmentation | None,
                      generator: torch.Generator) -> torch.Tensor:
@@ -117,32 +129,24 @@ def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transf
     draws from ``generator`` where it is given: each utterance changed by its own talker draw
     (:func:`augment_utterances`), the loop ``[Tm]`` or ``[B, Tm]`` played
     through a random loudspeaker band (wrapping around, as it loops) and the scene recorded through a random
-    microphone band. ``None`` renders the scenes as they are and draws nothing; with ``augmentation.plain_share``,
-    that share of the scenes (drawn per scene) is rendered as they are. Gradients flow to ``music``."""
+    microphone band, each band applied with ``augmentation.device_probability`` (drawn per scene). ``None``
+    renders the scenes as they are and draws nothing. Gradients flow to ``music``."""
     if augmentation is None:
         return render(speech, music, transforms, rooms, config)
     count = len(speech)
-    if augmentation.plain_share > 0:
-        plain = torch.rand(count, generator=generator) < augmentation.plain_share
-        pieces = []
-        for keep, how in ((plain, None), (~plain, replace(augmentation, plain_share=0.0))):
-            index = torch.nonzero(keep).flatten()
-            if len(index):
-                loops = music if music.dim() == 1 else music[index]
-                pieces.append((index, render_augmented(speech.subset(index), loops, transforms.take(index), rooms,
-                                                       config, how, generator)))
-        order = torch.argsort(torch.cat([index for index, _ in pieces]))
-        return torch.cat([scenes for _, scenes in pieces])[order]
     speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
     speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
                            config.sample_rate)
     if speaker is not None:
-        music = device_filter(music.expand(count, -1), *speaker, config.sample_rate, circular=True)
+        music = music.expand(count, -1)
+        music = _some(music, device_filter(music, *speaker, config.sample_rate, circular=True),
+                      augmentation.device_probability, generator)
     scenes = render(speech, music, transforms, rooms, config)
     microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
                               config.sample_rate)
     if microphone is not None:
-        scenes = device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0)
+        scenes = _some(scenes, device_filter(scenes, *microphone, config.sample_rate).clamp(-1.0, 1.0),
+                       augmentation.device_probability, generator)
     return scenes
 
 
