@@ -32,14 +32,14 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
 
 SUBSTITUTE_ROOMS = 64  # optimisation rooms for --query-method substitute: validation F1 0.099 / 0.136 against
 # 0.171 / 0.171 with 16 rooms (start seeds 0, 1; experiments/jam_query.md, "more rooms to ask in")
-ROOMS = 16  # optimisation rooms otherwise
 
 
 def _measured_defaults(augment: bool | None, rooms: int | None, substitute: bool) -> tuple[bool, int]:
     """``--augment`` and ``--rooms`` where the user left them out: the substitute search runs its measured setting
-    (augmented jams and asks, SUBSTITUTE_ROOMS rooms); every other jam plain, in ROOMS rooms."""
+    (augmented jams and asks, SUBSTITUTE_ROOMS rooms); every other jam plain, in the runner's OPTIMISATION_ROOMS."""
+    from ..runner.jam import OPTIMISATION_ROOMS
     return (substitute if augment is None else augment,
-            (SUBSTITUTE_ROOMS if substitute else ROOMS) if rooms is None else rooms)
+            (SUBSTITUTE_ROOMS if substitute else OPTIMISATION_ROOMS) if rooms is None else rooms)
 
 
 def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",

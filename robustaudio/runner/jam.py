@@ -35,6 +35,9 @@ from ..stats import f1_from_counts, rate_of
 LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
 
 
+
+OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute search's CLI default is 64)
+
 @dataclass
 class JamRun:
     """Everything a report needs: the attack, the random baseline, the scenes' rows and their summary."""
@@ -56,7 +59,8 @@ class JamRun:
 
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
                      steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0,
-                     loop_seconds: float = 4.0, optimisation_rooms: int = 16, held_out_rooms: int = 16,
+                     loop_seconds: float = 4.0, optimisation_rooms: int = OPTIMISATION_ROOMS,
+                     held_out_rooms: int = 16,
                      draws: int = 4, random_pieces: int = 4, seed: int = 0,
                      extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      callback: Callable[[dict], None] | None = None,
@@ -200,7 +204,7 @@ def detection_counts(rows: Sequence[Mapping]) -> dict:
 
 def choose_music_level(detector: Detector, utterances: Utterances, config: EOTConfig,
                        levels: Sequence[float], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), floor: float = 0.70,
-                       optimisation_rooms: int = 16, held_out_rooms: int = 16, draws: int = 2,
+                       optimisation_rooms: int = OPTIMISATION_ROOMS, held_out_rooms: int = 16, draws: int = 2,
                        loop_seconds: float = 4.0, random_pieces: int = 4, seed: int = 0,
                        groups: tuple[str, Mapping[str, str]] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> tuple[float, dict]:
