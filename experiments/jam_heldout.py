@@ -114,7 +114,7 @@ def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
         raise SystemExit(f"--learn-voices and --validate-voices must be distinct voices of the engine that is not "
                          f"--test-engine {args.test_engine}: {sorted(other)}.")
     add_positives(sets["learn"], evaluate, lambda i: voice_of[i] in args.learn_voices,
-                  f"{'+'.join(sorted(args.learn_voices))} (leave {args.test_engine} out)")
+                  f"{'+'.join(sorted(args.learn_voices))} (leave {args.test_engine} out)", args.learn_repeat)
     ids = evaluate["utterances"].ids
     validate = sets["validate"]
     extra = evaluate["utterances"].subset(torch.tensor([voice_of[i] in args.validate_voices for i in ids]))
@@ -308,6 +308,9 @@ def main() -> None:
                              "held-out engine's --learn-voices and choose the level on its --validate-voices")
     parser.add_argument("--learn-voices", nargs="+", default=[],
                         help="with --test-engine: voices of the other engine to learn from")
+    parser.add_argument("--learn-repeat", type=int, default=1,
+                        help="with --test-engine: each --learn-voices positive enters the learning set this many "
+                             "times (so that the other engine's few voices weigh more beside eSpeak NG's hundreds)")
     parser.add_argument("--validate-voices", nargs="+", default=[],
                         help="with --test-engine: voices of the other engine joining the validation voices; the "
                              "level is then the loudest keeping random-music F1 >= 0.70 for every engine at once")
