@@ -158,7 +158,8 @@ def markdown(result: dict) -> str:
              f"16 optimisation rooms (seed 0). Evaluated in 16 held-out rooms per scene seed, seeds "
              f"{', '.join(map(str, s['seeds']))}, {s['draws']} scenes per clip and seed; F1 from counts pooled "
              f"over seeds, 95% intervals resampling voices ({s['n_resamples']} resamples). Wall time "
-             f"{result['wall_seconds'] / 60:.1f} min on CPU, one thread, on a shared 2-core machine.", "",
+             f"{result['wall_seconds'] / 60:.1f} min on CPU, {result.get('threads', 1)} thread(s), on a shared 2-core "
+             "machine.", "",
              "## Music level (chosen on the validation voices, mean over scene seeds)", "",
              "| music dB re speech | random-music F1 per seed | mean |", "|---|---|---|"]
     for level, per_seed in sorted(result["level_sweep"].items(), key=lambda kv: float(kv[0])):
@@ -433,7 +434,7 @@ def main() -> None:
                                                sets["validate"].get("sweep_by_engine", {}).items()}},
               "clips": {k: {"given": v["given"], "kept": v["kept"], "notes": v["notes"]} for k, v in sets.items()},
               "history": learned.history, "summary": summary, "voices": voices,
-              "wall_seconds": time.perf_counter() - started}
+              "wall_seconds": time.perf_counter() - started, "threads": args.threads}
     text = markdown(result)
     (args.out / "jam_heldout.md").write_text(text)
     (args.out / "jam_heldout.json").write_text(json.dumps(json_safe(result), indent=1, allow_nan=False))
