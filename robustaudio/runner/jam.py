@@ -33,10 +33,8 @@ from ..metrics.jamming import (
 from ..stats import f1_from_counts, rate_of
 
 LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
-
-
-
 OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute search's CLI default is 64)
+
 
 @dataclass
 class JamRun:
