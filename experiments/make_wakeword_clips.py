@@ -18,6 +18,10 @@ setting, text``; ``split`` is the engine's role (``learn`` for eSpeak NG, ``eval
 others: see :mod:`robustaudio.data.speech`); ``speaker`` names the recorded person behind a voice
 where two engines share one (flite and Festival kal, flite and Festival slt).
 
+``--languages`` writes validation voices (split ``validate``, engine ``espeak-ng``): eSpeak NG voices of 47
+Latin-script languages (three variants each) saying the English word, and one everyday phrase each. The
+learning voices are English accents, so none is shared; settings may be chosen on these.
+
 ``--accented`` writes a set of voices that none of the above uses (split ``fresh``): Festival's Czech
 (dita, krb, machac, ph), Finnish (lj, mv), Catalan (ona, HTS) and Russian (nsh, unit selection) voices
 saying the English word with their own letter-to-sound rules, or respelt as a speaker of the language
@@ -132,6 +136,12 @@ ACCENTED_VOICES = {"czech_dita": "iso-8859-2", "czech_krb": "iso-8859-2", "czech
 ACCENTED_TEXTS = {"hey jarvis": {"czech": ("hej džárvis", "Hej džárvis?"), "upc_ca": ("hei jàrvis", "Hei jàrvis?")}}
 ACCENTED_PACKAGES = ("festvox-czech-dita", "festvox-czech-krb", "festvox-czech-machac", "festvox-czech-ph",
                      "festvox-suopuhe-lj", "festvox-suopuhe-mv", "festvox-ca-ona-hts", "festvox-ru")
+# eSpeak NG languages written in Latin script (their letter-to-sound rules read the English word): the
+# --languages validation voices, which no English accent of the learning set shares
+VALIDATION_LANGUAGES = ("af", "an", "bs", "ca", "cs", "cy", "da", "de", "eo", "es", "es-419", "et", "eu", "fi",
+                        "fr-fr", "fr-be", "ga", "gd", "hr", "ht", "hu", "ia", "id", "is", "it", "la", "lb", "lt",
+                        "lv", "mi", "ms", "mt", "nb", "nl", "pl", "pt", "pt-br", "ro", "sk", "sl", "sq", "sv", "sw",
+                        "tn", "tr", "uz", "vi")
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 
@@ -259,6 +269,34 @@ def build_accented_set(out: Path, word: str = "alexa") -> int:
     return _write_metadata(out, rows)
 
 
+def build_language_set(out: Path, word: str = "alexa") -> int:
+    """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
+    each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
+    everyday-phrase negative; ``split`` is ``validate``. For choosing settings: same engine as the learning
+    voices, but no voice of theirs (those are English accents)."""
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is missing: apt-get install -y espeak-ng")
+    label = word.replace(" ", "_")
+    variants = espeak_variants()
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for language in VALIDATION_LANGUAGES:
+        draw = zlib.crc32(language.encode())
+        for k in range(3):
+            variant = variants[(draw + 37 * k) % len(variants)]
+            rate, pitch = ESPEAK_RATES[(draw >> 4 + k) % 3], 30 + (draw >> 8 + k) % 41
+            voice = f"{language}+{variant}"
+            negative = VOICE_NEGATIVES[(draw >> 12 + k) % len(VOICE_NEGATIVES)]
+            for kind, text in ((label, word), (f"not-{label}", negative)):
+                try:
+                    samples, sr = espeak_cli(text, voice, rate, pitch)
+                except subprocess.CalledProcessError:
+                    continue
+                save(kind, f"espeak-{language}_{variant}", samples, sr, "validate", "espeak-ng", voice, voice,
+                     f"{rate} wpm, pitch {pitch}", text)
+    return _write_metadata(out, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
@@ -266,7 +304,12 @@ def main() -> None:
     parser.add_argument("--voices", action="store_true", help="the many-voice, three-engine set (see above)")
     parser.add_argument("--accented", action="store_true",
                         help="Festival's Czech, Finnish, Catalan and Russian voices saying the word (see above)")
+    parser.add_argument("--languages", action="store_true",
+                        help="eSpeak NG voices of 47 Latin-script languages saying the word: validation voices")
     args = parser.parse_args()
+    if args.languages:
+        print(f"wrote {build_language_set(args.out, args.word)} clips under {args.out}")
+        return
     if args.accented:
         print(f"wrote {build_accented_set(args.out, args.word)} clips under {args.out}")
         return
