@@ -51,88 +51,31 @@ import torch
 from wakeword_protocol import (  # noqa: E402
     EVALUATE_ENGINES,
     LEARN_ENGINES,
+    add_positives,
     detectable_sets,
-    fresh_set,
-    kept_counts,
+    engine_level,
+    learn_from_folders,
+    leave_one_engine_out,
     log,
 )
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.acoustics.augmentation import Augmentation
-from robustaudio.acoustics.scenes import EOTConfig, Utterances, room_split
+from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.audio import write_audio
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import (
-    choose_level,
-    choose_level_every,
     evaluate_seeds,
     random_loops,
     seed_summary,
-    sweep_levels_by,
     voice_table,
 )
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 from robustaudio.stats import clustered_bootstrap, f1_from_counts
-
-
-def joined(first: Utterances, second: Utterances) -> Utterances:
-    """The clips of both sets, zero-padded to the longer one's width."""
-    width = max(first.audio.shape[1], second.audio.shape[1])
-    audio = torch.cat([torch.nn.functional.pad(u.audio, (0, width - u.audio.shape[1])) for u in (first, second)])
-    return Utterances(first.ids + second.ids, audio, torch.cat([first.lengths, second.lengths]),
-                      torch.cat([first.labels, second.labels]))
-
-
-def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -> None:
-    """Add ``part``'s positives whose id ``chosen`` accepts to the learning set ``learn`` (in place),
-    ``repeat`` times each (so that a small population is drawn into batches as often as ``repeat`` clips)."""
-    keep = torch.tensor([bool(chosen(i)) and y == 1
-                         for i, y in zip(part["utterances"].ids, part["utterances"].labels.tolist())])
-    added = part["utterances"].subset(keep)
-    for _ in range(repeat):
-        learn["utterances"] = joined(learn["utterances"], added)
-    learn["kept"]["positives"] = len(learn["utterances"])
-    learn["kept"]["voices"] += len({part["voices"][i] for i in added.ids})
-    learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
-                                          "voices": sorted({part["voices"][i] for i in added.ids})})
-    log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
-
-
-def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
-    """``--test-engine``: keep only that engine's clips in ``evaluate``; learn also from the other held-out engine's
-    ``--learn-voices`` (positives) and add its ``--validate-voices`` (every clip) to ``validate``. Raises on a voice
-    named twice, a voice of the test engine on the learning or validation side, or an unknown voice."""
-    evaluate = sets["evaluate"]
-    engine_of, voice_of = evaluate["engines"], evaluate["voices"]
-    other = {voice_of[i] for i in evaluate["utterances"].ids if engine_of[i] != args.test_engine}
-    named = set(args.learn_voices) | set(args.validate_voices)
-    if set(args.learn_voices) & set(args.validate_voices) or not named <= other:
-        raise SystemExit(f"--learn-voices and --validate-voices must be distinct voices of the engine that is not "
-                         f"--test-engine {args.test_engine}: {sorted(other)}.")
-    add_positives(sets["learn"], evaluate, lambda i: voice_of[i] in args.learn_voices,
-                  f"{'+'.join(sorted(args.learn_voices))} (leave {args.test_engine} out)", args.learn_repeat)
-    ids = evaluate["utterances"].ids
-    validate = sets["validate"]
-    extra = evaluate["utterances"].subset(torch.tensor([voice_of[i] in args.validate_voices for i in ids]))
-    validate["utterances"] = joined(validate["utterances"], extra)
-    validate["voices"] = {**validate["voices"], **{i: voice_of[i] for i in extra.ids}}
-    validate["engines"] = {**validate["engines"], **{i: engine_of[i] for i in extra.ids}}
-    validate["kept"]["added"] = {"voices": sorted(args.validate_voices), "clips": len(extra.ids)}
-    evaluate["utterances"] = evaluate["utterances"].subset(torch.tensor([engine_of[i] == args.test_engine
-                                                                          for i in ids]))
-    kept = evaluate["utterances"]
-    evaluate["kept"] = kept_counts(kept, voice_of, engine_of)
-    seen = {voice_of.get(i) for i in sets["learn"]["utterances"].ids} | {validate["voices"].get(i)
-                                                                       for i in validate["utterances"].ids}
-    leaked = seen & {voice_of[i] for i in kept.ids}
-    if leaked:
-        raise SystemExit(f"Voices of the test engine on the learning or validation side: {sorted(leaked)}.")
-    log(f"leave {args.test_engine} out: validate + {len(extra.ids)} clips of {sorted(args.validate_voices)}; "
-        f"evaluate {evaluate['kept']}")
 
 
 def learned_on(settings: dict) -> str:
@@ -346,32 +289,13 @@ def main() -> None:
         engines = args.learn_set.split("+")[1:]
         add_positives(sets["learn"], sets["evaluate"], lambda i: sets["evaluate"]["engines"][i] in engines,
                       "+".join(engines))
-    for folder in args.add_learn:
-        fresh = fresh_set(folder, detector, base)
-        unknown = set(args.hold_out_voices) - set(fresh["voices"].values())
-        if unknown:
-            raise SystemExit(f"--hold-out-voices {sorted(unknown)} are not voices of {folder}: "
-                             f"its voices are {sorted(set(fresh['voices'].values()))}.")
-        add_positives(sets["learn"], fresh, lambda i, f=fresh: f["voices"][i] not in args.hold_out_voices,
-                      f"{folder} (held out: {', '.join(args.hold_out_voices) or 'none'})", args.add_repeat)
+    learn_from_folders(sets, args.add_learn, detector, base, args.add_repeat, args.hold_out_voices)
 
     if args.test_engine:
         leave_one_engine_out(sets, args)
     if args.music_db is None:
-        validate = sets["validate"]
-        # per engine when the validation voices span engines (--test-engine); {} pools them, as sweep_levels does
-        by_engine = sweep_levels_by(detector, validate["utterances"], base, args.levels,
-                                    validate["engines"] if args.test_engine else {}, seeds=args.seeds,
-                                    draws=args.sweep_draws, avoid=optimisation)
-        for group, group_sweep in by_engine.items():
-            for level, per_seed in group_sweep.items():
-                log(f"level {level:g} dB, {group}: random-music F1 per seed "
-                    f"{[round(v, 3) for v in per_seed.values()]}")
-        sweep = by_engine["all"]
-        engines = {g: v for g, v in by_engine.items() if g != "all"}
-        music_db = choose_level_every(engines) if engines else choose_level(sweep)
-        if engines:
-            validate["sweep_by_engine"] = by_engine
+        sweep, music_db = engine_level(detector, sets["validate"], base, args.levels, args.seeds, optimisation,
+                                       by_engine=bool(args.test_engine), draws=args.sweep_draws)
     else:
         sweep, music_db = {}, args.music_db
     log(f"music at {music_db:g} dB re speech")

@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import detectable_sets, fmt, log, validation_level  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import (  # the script's folder is on sys.path  # noqa: E402
+    EVALUATE_ENGINES,
+    detectable_sets,
+    fmt,
+    learn_from_folders,
+    leave_one_engine_out,
+    log,
+    validation_level,
+)
 
 from robustaudio.acoustics.augmentation import Augmentation
 from robustaudio.acoustics.scenes import EOTConfig, room_split
@@ -144,6 +152,16 @@ def main() -> None:
     parser.add_argument("--device-probability", type=float, default=1.0,
                         help="substitute: the chance each device band (loudspeaker, microphone) is applied to a "
                              "learning scene (Augmentation.device_probability)")
+    parser.add_argument("--test-engine", choices=EVALUATE_ENGINES,
+                        help="leave one engine out (as jam_heldout.py): score on this engine's voices only; learn "
+                             "also from the other engine's --learn-voices and choose the level on its "
+                             "--validate-voices too, for every validation engine at once")
+    parser.add_argument("--learn-voices", nargs="+", default=[], help="with --test-engine: see jam_heldout.py")
+    parser.add_argument("--learn-repeat", type=int, default=1, help="with --test-engine: see jam_heldout.py")
+    parser.add_argument("--validate-voices", nargs="+", default=[], help="with --test-engine: see jam_heldout.py")
+    parser.add_argument("--add-learn", type=Path, nargs="+", default=[],
+                        help="--accented folders whose positives the box handles dry are learned from too")
+    parser.add_argument("--add-repeat", type=int, default=1, help="each --add-learn positive enters this many times")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--music-db", type=float, help="skip the level sweep and use this level")
@@ -154,8 +172,12 @@ def main() -> None:
     detector = Detector(load_model("microwakeword:alexa"), "alexa")
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     data = detectable_sets(args.voices, detector, base, quick=args.quick)
+    learn_from_folders(data, args.add_learn, detector, base, args.add_repeat)
+    if args.test_engine:
+        leave_one_engine_out(data, args)
     optimisation, _ = room_split(base, args.rooms, 16, args.seed)
-    sweep, music_db = validation_level(detector, data, base, args.levels, args.seeds, optimisation, args.music_db)
+    sweep, music_db = validation_level(detector, data, base, args.levels, args.seeds, optimisation, args.music_db,
+                                       by_engine=bool(args.test_engine))
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     tuning = None
     if args.tune_queries:
@@ -205,7 +227,8 @@ def main() -> None:
         "music_db": music_db, "sweep": sweep, "method": args.method,
         "settings": (vars(substitute) if args.method == "substitute" else
                      vars(settings) | {"snapshots": list(snapshots)}),
-        "sets": {k: v["kept"] for k, v in data.items()}, "clean": pooled["clean"], "random": pooled["random"],
+        "sets": {k: v["kept"] for k, v in data.items()}, "added": data["learn"].get("added", []),
+        "clean": pooled["clean"], "random": pooled["random"],
         "curve": {str(q): s for q, s in curve.items()}, "attack_queries": result.queries,
         "attack_seconds": result.seconds, "validation_f1": validation_f1, "seconds": time.perf_counter() - started,
         "history": result.history[::10], "args": {k: str(v) for k, v in vars(args).items()}, "tuning": tuning,
@@ -228,12 +251,14 @@ def main() -> None:
     lines = [
         "# Query-based jamming of microWakeWord alexa", "",
         f"Music at {music_db:g} dB re speech (the loudest of {args.levels} keeping random-music F1 >= 0.70 on "
-        f"validation voices). Held-out flite + Festival voices ({data['evaluate']['kept']}), held-out rooms, "
+        f"validation voices{', every engine at once' if args.test_engine else ''}). Held-out "
+        f"{' + '.join(data['evaluate']['kept']['engines'])} voices ({data['evaluate']['kept']}), held-out rooms, "
         f"scene seeds {args.seeds}, {args.draws} draws; 95% intervals resample voices.", "",
         f"- clean F1 {fmt(pooled['clean']['f1'])}", f"- random music F1 {fmt(pooled['random']['f1'])}",
         f"- adversarial music after {final} queries F1 {fmt(curve[final]['f1'])} "
         f"(seed mean {curve[final]['seed_mean']:.3f}, range {curve[final]['seed_range']}); on the validation "
-        f"voices (bundled eSpeak NG test voices, scene seeds 1-2) {validation_f1:.3f}", "",
+        f"voices ({', '.join(sorted(set(data['validate']['engines'].values())))}, scene seeds 1-2) "
+        f"{validation_f1:.3f}", "",
         "| queries | adversarial F1 [95% CI] | TPR | FPR |", "|---|---|---|---|",
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
           for q in qs], "",
@@ -241,7 +266,9 @@ def main() -> None:
          f"NES over {', '.join(settings.parameters)}, {settings.feedback} scores: population {settings.population}, "
          f"{settings.batch_size} scenes per step, σ {settings.sigma}, lr {settings.lr}")
         + f"; attack {result.seconds:.0f} s, "
-        f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}).", "",
+        f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}"
+        + "".join(f"; + {a['positives']} positives × {a['repeat']} of {a['from']}" for a in data["learn"].get("added", []))
+        + ").", "",
         "![F1 against queries](f1_queries.png)", ""]
     if tuning:
         lines += ["## NES settings chosen on the validation voices", "",

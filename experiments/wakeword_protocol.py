@@ -11,14 +11,17 @@ split of their speech and the way they print an estimate.
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
+
+import torch
 
 from robustaudio.acoustics.scenes import EOTConfig, Utterances
 from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.data.speech import SpeechClip, engine_split, read_speech_set, voice_split
-from robustaudio.metrics.jamming import choose_level, clean_correct, sweep_levels
+from robustaudio.metrics.jamming import choose_level, choose_level_every, clean_correct, sweep_levels_by
 
 LEARN_ENGINES = ("espeak-ng",)
 EVALUATE_ENGINES = ("flite", "festival")
@@ -101,16 +104,102 @@ def fmt(estimate: dict, digits: int = 3) -> str:
 
 
 def validation_level(detector: Detector, data: dict, base: EOTConfig, levels, seeds, optimisation,
-                     given: float | None = None) -> tuple[dict, float]:
-    """``given``, or the loudest of ``levels`` at which random music keeps the mean F1 over ``seeds`` >= 0.70 on
-    ``data``'s validation clips (held-out rooms, never ``optimisation``): the level sweep and the level."""
+                     given: float | None = None, *, by_engine: bool = False) -> tuple[dict, float]:
+    """``given``, or :func:`engine_level` on ``data``'s validation clips: the level sweep and the level."""
     if given is not None:
         return {}, given
-    sweep = sweep_levels(detector, data["validate"]["utterances"], base, levels, seeds=tuple(seeds), avoid=optimisation)
-    level = choose_level(sweep)
-    log(f"level sweep (random-music F1 per seed): {sweep}; chosen {level:g} dB")
-    return sweep, level
+    return engine_level(detector, data["validate"], base, levels, seeds, optimisation, by_engine=by_engine)
 
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def joined(first: Utterances, second: Utterances) -> Utterances:
+    """The clips of both sets, zero-padded to the longer one's width."""
+    width = max(first.audio.shape[1], second.audio.shape[1])
+    audio = torch.cat([torch.nn.functional.pad(u.audio, (0, width - u.audio.shape[1])) for u in (first, second)])
+    return Utterances(first.ids + second.ids, audio, torch.cat([first.lengths, second.lengths]),
+                      torch.cat([first.labels, second.labels]))
+
+
+def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -> None:
+    """Add ``part``'s positives whose id ``chosen`` accepts to the learning set ``learn`` (in place),
+    ``repeat`` times each (so that a small population is drawn into batches as often as ``repeat`` clips)."""
+    keep = torch.tensor([bool(chosen(i)) and y == 1
+                         for i, y in zip(part["utterances"].ids, part["utterances"].labels.tolist())])
+    added = part["utterances"].subset(keep)
+    for _ in range(repeat):
+        learn["utterances"] = joined(learn["utterances"], added)
+    learn["kept"]["positives"] = len(learn["utterances"])
+    learn["kept"]["voices"] += len({part["voices"][i] for i in added.ids})
+    learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
+                                          "voices": sorted({part["voices"][i] for i in added.ids})})
+    log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
+
+
+def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
+    """``--test-engine``: keep only that engine's clips in ``evaluate``; learn also from the other held-out engine's
+    ``--learn-voices`` (positives) and add its ``--validate-voices`` (every clip) to ``validate``. Raises on a voice
+    named twice, a voice of the test engine on the learning or validation side, or an unknown voice."""
+    evaluate = sets["evaluate"]
+    engine_of, voice_of = evaluate["engines"], evaluate["voices"]
+    other = {voice_of[i] for i in evaluate["utterances"].ids if engine_of[i] != args.test_engine}
+    named = set(args.learn_voices) | set(args.validate_voices)
+    if set(args.learn_voices) & set(args.validate_voices) or not named <= other:
+        raise SystemExit(f"--learn-voices and --validate-voices must be distinct voices of the engine that is not "
+                         f"--test-engine {args.test_engine}: {sorted(other)}.")
+    add_positives(sets["learn"], evaluate, lambda i: voice_of[i] in args.learn_voices,
+                  f"{'+'.join(sorted(args.learn_voices))} (leave {args.test_engine} out)", args.learn_repeat)
+    ids = evaluate["utterances"].ids
+    validate = sets["validate"]
+    extra = evaluate["utterances"].subset(torch.tensor([voice_of[i] in args.validate_voices for i in ids]))
+    validate["utterances"] = joined(validate["utterances"], extra)
+    validate["voices"] = {**validate["voices"], **{i: voice_of[i] for i in extra.ids}}
+    validate["engines"] = {**validate["engines"], **{i: engine_of[i] for i in extra.ids}}
+    validate["kept"]["added"] = {"voices": sorted(args.validate_voices), "clips": len(extra.ids)}
+    evaluate["utterances"] = evaluate["utterances"].subset(torch.tensor([engine_of[i] == args.test_engine
+                                                                          for i in ids]))
+    kept = evaluate["utterances"]
+    evaluate["kept"] = kept_counts(kept, voice_of, engine_of)
+    seen = {voice_of.get(i) for i in sets["learn"]["utterances"].ids} | {validate["voices"].get(i)
+                                                                       for i in validate["utterances"].ids}
+    leaked = seen & {voice_of[i] for i in kept.ids}
+    if leaked:
+        raise SystemExit(f"Voices of the test engine on the learning or validation side: {sorted(leaked)}.")
+    log(f"leave {args.test_engine} out: validate + {len(extra.ids)} clips of {sorted(args.validate_voices)}; "
+        f"evaluate {evaluate['kept']}")
+
+
+def learn_from_folders(sets: dict, folders, detector: Detector, config: EOTConfig, repeat: int = 1,
+                       hold_out=()) -> None:
+    """Add the positives of ``--accented`` folders (split ``fresh``) that ``detector`` handles dry to
+    ``sets["learn"]`` (in place), ``repeat`` times each, except the voices of ``hold_out`` (full voice names)."""
+    for folder in folders:
+        fresh = fresh_set(folder, detector, config)
+        unknown = set(hold_out) - set(fresh["voices"].values())
+        if unknown:
+            raise SystemExit(f"--hold-out-voices {sorted(unknown)} are not voices of {folder}: "
+                             f"its voices are {sorted(set(fresh['voices'].values()))}.")
+        add_positives(sets["learn"], fresh, lambda i, f=fresh: f["voices"][i] not in hold_out,
+                      f"{folder} (held out: {', '.join(hold_out) or 'none'})", repeat)
+
+
+def engine_level(detector: Detector, validate: dict, base: EOTConfig, levels, seeds, optimisation, *,
+                 by_engine: bool, draws: int = 2) -> tuple[dict, float]:
+    """The sweep and the level from ``validate``'s clips: with ``by_engine`` (validation voices of several
+    engines, as in a leave-one-engine-out fold) the loudest of ``levels`` keeping random-music F1 >= 0.70 for
+    every engine at once (``validate["sweep_by_engine"]`` is set); otherwise for the pooled mean. Never in
+    ``optimisation``'s rooms."""
+    # {} pools the clips, as sweep_levels does
+    sweeps = sweep_levels_by(detector, validate["utterances"], base, levels, validate["engines"] if by_engine else {},
+                             seeds=tuple(seeds), draws=draws, avoid=optimisation)
+    for group, group_sweep in sweeps.items():
+        for level, per_seed in group_sweep.items():
+            log(f"level {level:g} dB, {group}: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
+    engines = {g: v for g, v in sweeps.items() if g != "all"}
+    if engines:
+        validate["sweep_by_engine"] = sweeps
+    level = choose_level_every(engines) if engines else choose_level(sweeps["all"])
+    log(f"level chosen on the validation clips{' (every engine at once)' if engines else ''}: {level:g} dB")
+    return sweeps["all"], level
