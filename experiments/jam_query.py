@@ -267,7 +267,8 @@ def main() -> None:
          f"{settings.batch_size} scenes per step, σ {settings.sigma}, lr {settings.lr}")
         + f"; attack {result.seconds:.0f} s, "
         f"whole run {time.perf_counter() - started:.0f} s (learning set {data['learn']['kept']}"
-        + "".join(f"; + {a['positives']} positives × {a['repeat']} of {a['from']}" for a in data["learn"].get("added", []))
+        + "".join(f"; + {a['positives']} positives × {a['repeat']} of {a['from']}"
+                  for a in data["learn"].get("added", []))
         + ").", "",
         "![F1 against queries](f1_queries.png)", ""]
     if tuning:

@@ -22,208 +22,31 @@ recipe drew and reproduces its checkpoints. On a GPU the noise tensors (augmenta
 ``noise`` method's Gaussian noise) are drawn on the GPU by a generator there seeded with
 ``seed + 2`` (no CPU draw and copy per batch); order, gains, shifts and mixup's λ and partners
 still come from the CPU generator. On the CPU nothing changes.
+
+This module owns the loop (:func:`batch_logits`, :func:`fit`, :func:`train_classifier`); the settings
+live in :mod:`.training_settings`, the data in memory and augmentation in :mod:`.training_data`, the
+log, card and checkpoint in :mod:`.training_result`, all importable from here as before.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .. import versions
-from ..attacks import ThreatModel, is_correct, pgd
-from ..data import AudioDataset, DatasetError
+from ..attacks import pgd
+from ..data import AudioDataset
 from ..data.datasets import BUNDLED_ROOT
-from ..metrics import mean_with_ci, per_class_mean
-from ..metrics.latent import latent_metrics, unpack_batch
-from ..models import ARCHITECTURES, MODELS, save_checkpoint
+from ..metrics.latent import latent_metrics
+from ..models import ARCHITECTURES
 from ..models.base import Classifier
-from ..models.registry import ModelError, unknown_model_message
-from .mixup import SPACES, WEIGHTINGS, class_weights, draw_plan
+from .mixup import class_weights, draw_plan
 from .smoothing import generator_for
-
-METHODS = ("plain", "mixup", "adversarial", "noise")
-NOISE_DOMAINS = ("waveform", "feature")
-EVAL_BATCH = 64
-
-
-class TrainingError(ValueError):
-    """Training settings or data that cannot work; the message says what to change."""
-
-
-@dataclass
-class TrainSettings:
-    """How to train. Units: ``adv_eps`` in the attacked domain (waveform samples, full scale 1, or
-    normalised features); ``noise_sigma`` in the noised domain (same units)."""
-
-    method: str = "plain"
-    epochs: int = 40
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    label_smoothing: float = 0.05
-    augment: bool = True          # gain ±6 dB, shift ±0.15 s, white noise at 20–50 dB SNR
-    seed: int = 0
-    log_every: int = 10           # epochs between test-accuracy lines
-    mixup_alpha: float = 0.2
-    mixup_space: str = "input"    # "input" (waveform and video) or "latent" (every modality's embedding)
-    mixup_weighting: str = "none"  # "none", "density", "convexity", "both"
-    mixup_modality: str = "audio"  # whose latent metrics set the class weights
-    mixup_refresh: int = 5        # epochs between weight updates (the first epochs are unweighted)
-    adv_norm: str = "linf"
-    adv_eps: float = 0.002
-    adv_domain: str = "waveform"
-    adv_steps: int = 5
-    noise_sigma: float = 0.25
-    noise_domain: str = "feature"
-
-    def check(self) -> None:
-        def fail(message: str):
-            raise TrainingError(message)
-
-        if self.method not in METHODS:
-            fail(f"Unknown training method {self.method!r}; use one of {', '.join(METHODS)}.")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            fail(f"epochs and batch size must be >= 1 and lr > 0 (got {self.epochs}, {self.batch_size}, {self.lr}).")
-        if self.mixup_space not in SPACES:
-            fail(f"Unknown mixup space {self.mixup_space!r}; use one of {', '.join(SPACES)}.")
-        if self.mixup_weighting not in WEIGHTINGS:
-            fail(f"Unknown mixup weighting {self.mixup_weighting!r}; use one of {', '.join(WEIGHTINGS)}.")
-        if self.method == "mixup" and not self.mixup_alpha > 0:
-            fail(f"mixup alpha must be > 0 (the spec uses 0.2–0.4), got {self.mixup_alpha}.")
-        if self.method == "noise" and not self.noise_sigma > 0:
-            fail(f"noise sigma must be > 0, got {self.noise_sigma}: it is the std of the Gaussian noise in "
-                 f"{self.noise_domain} units (e.g. 0.25 on normalised log-mels).")
-        if self.noise_domain not in NOISE_DOMAINS:
-            fail(f"Unknown noise domain {self.noise_domain!r}; use one of {', '.join(NOISE_DOMAINS)}.")
-        if self.method == "adversarial":
-            if self.adv_steps < 1:
-                fail(f"adversarial training needs adv_steps >= 1, got {self.adv_steps}.")
-            self.threat()  # ThreatModel validates the budget
-
-    def threat(self, bounds: tuple[float, float] | None = (-1.0, 1.0)) -> ThreatModel:
-        return ThreatModel(self.adv_norm, eps=self.adv_eps, domain=self.adv_domain,
-                           bounds=bounds if self.adv_domain == "waveform" else None)
-
-    def describe(self) -> str:
-        if self.method == "mixup":
-            weighted = f", {self.mixup_weighting}-weighted" if self.mixup_weighting != "none" else ""
-            return f"mixup (α={self.mixup_alpha:g}, {self.mixup_space}{weighted})"
-        if self.method == "adversarial":
-            return f"PGD-{self.adv_steps} adversarial training ({self.threat().describe()})"
-        if self.method == "noise":
-            return f"Gaussian noise σ={self.noise_sigma:g} ({self.noise_domain})"
-        return "plain"
-
-
-def recipe_for(name: str) -> tuple[str, dict, TrainSettings]:
-    """``(architecture, constructor config, settings)`` to train ``name``: a registered model's recipe
-    (from its bundled card), or an architecture with the default settings."""
-    if name in MODELS:
-        recipe = MODELS[name].card().get("recipe", {})
-        settings = TrainSettings(**{k: recipe[k] for k in ("epochs", "lr", "weight_decay",
-                                                           "batch_size") if k in recipe})
-        return MODELS[name].arch, dict(recipe.get("config", {})), settings
-    if name in ARCHITECTURES:
-        return name, {}, TrainSettings()
-    raise ModelError(unknown_model_message(name))
-
-
-@dataclass
-class Split:
-    """Clips in memory: ``audio`` ``[N, T]`` in [-1, 1], ``labels`` ``[N]`` or ``[N, K]``, ``video``
-    ``[N, ...]`` or None."""
-
-    audio: torch.Tensor
-    labels: torch.Tensor
-    video: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return len(self.audio)
-
-    def rows(self, index: torch.Tensor) -> Split:
-        return Split(self.audio[index], self.labels[index], None if self.video is None else self.video[index])
-
-    def chunks(self, size: int = EVAL_BATCH):
-        """``(audio, labels, video)`` tuples of at most ``size`` rows, in order."""
-        for start in range(0, len(self), size):
-            part = self.rows(torch.arange(start, min(start + size, len(self))))
-            yield part.audio, part.labels, part.video
-
-
-def load_split(dataset: AudioDataset, model: Classifier, split: str) -> Split:
-    """The clips of ``split`` loaded for ``model`` (its rate and clip length), with video if the batches have it."""
-    clips = [c for c in dataset.clips if c.split == split]
-    if not clips:
-        splits = sorted({str(c.split) for c in dataset.clips})
-        raise DatasetError(f"No clips in split {split!r} of {dataset.root} (splits present: {', '.join(splits)}). "
-                           f"Training needs a 'split' column in metadata.csv with train and test rows, or "
-                           f"choose the splits with --train-split / --test-split.")
-    audio, labels, video = [], [], []
-    for batch in AudioDataset(dataset.root, clips).batches(model, batch_size=64):
-        a, y, v = unpack_batch(batch)
-        audio.append(a)
-        labels.append(y)
-        if v is not None:
-            video.append(v)
-    return Split(torch.cat(audio), torch.cat(labels), torch.cat(video) if video else None)
-
-
-def augment(audio: torch.Tensor, generator: torch.Generator, sample_rate: int = 16000,
-            noise_generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random gain (±6 dB), time shift (±0.15 s, zero fill), white noise at 20–50 dB SNR; ``[B, T]`` in and out.
-
-    The per-clip scalars (gain, shift, SNR) come from ``generator`` (CPU); the noise ``[B, T]`` is drawn
-    on ``audio``'s device with ``noise_generator`` (default: ``generator`` on the CPU, else one on the
-    device seeded from it, :func:`~robustaudio.defenses.smoothing.generator_for`). On the CPU with the
-    default, the draws are the ones made before this option existed.
-    """
-    batch, length = audio.shape
-    device = audio.device
-    gain = 10 ** ((torch.rand(batch, 1, generator=generator) * 12 - 6) / 20)
-    shifts = ((torch.rand(batch, generator=generator) * 2 - 1) * 0.15 * sample_rate).long()
-    source = torch.arange(length).unsqueeze(0) - shifts.unsqueeze(1)  # shifted[i, j] = audio[i, j - s_i]
-    inside = ((source >= 0) & (source < length)).to(device)
-    shifted = torch.where(inside, audio.gather(1, source.clamp(0, length - 1).to(device)), 0.0)
-    x = shifted * gain.to(device)
-    snr = 20 + 30 * torch.rand(batch, 1, generator=generator)
-    rms = x.pow(2).mean(dim=1, keepdim=True).sqrt()
-    noise_generator = generator_for(device, generator) if noise_generator is None else noise_generator
-    noise = torch.randn(x.shape, generator=noise_generator, device=device, dtype=x.dtype)
-    noise = noise * rms * 10 ** (-snr.to(device) / 20)
-    return (x + noise).clamp(-1, 1)
-
-
-def fit_normalisation(model: Classifier, audio: torch.Tensor) -> dict:
-    """Set the front end's feature mean/std from the training clips ``[N, T]`` (as AST does); returns the
-    config entries (``feature_mean``, ``feature_std``), or {} for a model without such a front end."""
-    front_end = getattr(model, "front_end", None)
-    if front_end is None or not all(hasattr(front_end, name) for name in ("raw", "mean", "std")):
-        return {}
-    with torch.no_grad():
-        raw = torch.cat([front_end.raw(audio[i:i + EVAL_BATCH]) for i in range(0, len(audio), EVAL_BATCH)])
-    stats = {"feature_mean": float(raw.mean()), "feature_std": float(raw.std())}
-    front_end.mean.fill_(stats["feature_mean"])
-    front_end.std.fill_(stats["feature_std"])
-    return stats
-
-
-def correct(model: Classifier, split: Split, device: str | torch.device = "cpu") -> torch.Tensor:
-    """``[N]`` float 0/1: the model (eval mode) gets each clip right (multi-label: the exact label set)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for audio, labels, video in split.chunks():
-            logits = model(audio.to(device), None if video is None else video.to(device))
-            out.append(is_correct(model, logits, labels.to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
+from .training_data import EVAL_BATCH, Split, augment, correct, fit_normalisation, load_split  # noqa: F401
+from .training_result import FitLog, TrainResult
+from .training_settings import METHODS, NOISE_DOMAINS, TrainingError, TrainSettings, recipe_for  # noqa: F401
 
 
 def _loss(model: Classifier, logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
@@ -270,14 +93,6 @@ def batch_logits(model: Classifier, audio: torch.Tensor, labels: torch.Tensor, v
         noise = torch.randn(features.shape, generator=noise_generator, device=features.device, dtype=features.dtype)
         return model.forward_features(features + settings.noise_sigma * noise, video), labels
     return model(audio, video), labels
-
-
-@dataclass
-class FitLog:
-    seconds: float                 # wall time of the loop
-    cpu_seconds: float = 0.0       # CPU time of this process over the loop (all threads; less load-dependent)
-    history: list[dict] = field(default_factory=list)
-    class_weights: list[float] | None = None
 
 
 def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split | None = None,
@@ -337,51 +152,6 @@ def fit(model: Classifier, train: Split, settings: TrainSettings, *, test: Split
     fit_log.cpu_seconds = time.process_time() - cpu_start
     model.eval()
     return fit_log
-
-
-@dataclass
-class TrainResult:
-    """A trained model and what its card reports."""
-
-    model: Classifier
-    arch: str
-    config: dict
-    settings: TrainSettings
-    log: FitLog
-    train_correct: torch.Tensor
-    test_correct: torch.Tensor
-    test_labels: list[str]
-    data: str
-    name: str
-
-    def card(self) -> dict:
-        """Settings, seed, clean train/test accuracy (95% bootstrap CI, per class) and training time."""
-        mean, low, high = mean_with_ci(self.test_correct.numpy(), seed=self.settings.seed)
-        card = {
-            "model": self.name, "arch": self.arch, "method": self.settings.method,
-            "defense": self.settings.describe(), "data": self.data, "labels": list(self.model.labels),
-            "train_clips": len(self.train_correct), "test_clips": len(self.test_correct),
-            "train_accuracy": float(self.train_correct.mean()),
-            "test_accuracy": mean, "test_accuracy_ci95": [low, high],
-            "per_class_test_accuracy": per_class_mean(self.test_correct.numpy(), self.test_labels),
-            "parameters": sum(p.numel() for p in self.model.parameters()),
-            "settings": asdict(self.settings), "seed": self.settings.seed,
-            "training_seconds": round(self.log.seconds, 1), "training_cpu_seconds": round(self.log.cpu_seconds, 1),
-            "torch_threads": torch.get_num_threads(), "history": self.log.history,
-            "versions": versions(),
-        }
-        if self.log.class_weights is not None:
-            card["mixup_class_weights"] = dict(zip(self.model.labels, self.log.class_weights))
-        return card
-
-    def save(self, path: str | Path, **card_extra) -> dict:
-        """Write the checkpoint at ``path`` and its card at ``path`` with ``.json``; returns the card."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(path, self.arch, self.config, self.model)
-        card = {**self.card(), "checkpoint_bytes": path.stat().st_size, **card_extra}
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2))
-        return card
 
 
 def train_classifier(arch: str, config: dict, dataset: AudioDataset, settings: TrainSettings, *,
