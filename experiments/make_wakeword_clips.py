@@ -199,6 +199,17 @@ def _saver(out: Path, rows: list[dict]):
     return save
 
 
+def _save_espeak(save, kind: str, name: str, text: str, voice: str, draw: int, k: int, split: str) -> None:
+    """eSpeak NG ``voice`` saying ``text`` at the rate and pitch drawn from ``draw`` and ``k``, saved with
+    ``save`` (:func:`_saver`); a voice eSpeak NG refuses is skipped."""
+    rate, pitch = ESPEAK_RATES[(draw >> 4 + k) % 3], 30 + (draw >> 8 + k) % 41
+    try:
+        samples, sr = espeak_cli(text, voice, rate, pitch)
+    except subprocess.CalledProcessError:
+        return
+    save(kind, name, samples, sr, split, "espeak-ng", voice, voice, f"{rate} wpm, pitch {pitch}", text)
+
+
 def _write_metadata(out: Path, rows: list[dict]) -> int:
     with open(out / "metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -220,14 +231,7 @@ def build_voice_set(out: Path, word: str = "alexa") -> int:
         draw = zlib.crc32(variant.encode())
         for k in range(3):
             accent = ESPEAK_ACCENTS[(draw + 3 * k) % len(ESPEAK_ACCENTS)]
-            rate, pitch = ESPEAK_RATES[(draw >> 4 + k) % 3], 30 + (draw >> 8 + k) % 41
-            voice = f"{accent}+{variant}"
-            try:
-                samples, sr = espeak_cli(word, voice, rate, pitch)
-            except subprocess.CalledProcessError:
-                continue
-            save(label, f"espeak-{accent}_{variant}", samples, sr, "learn", "espeak-ng", voice, voice,
-                 f"{rate} wpm, pitch {pitch}", word)
+            _save_espeak(save, label, f"espeak-{accent}_{variant}", word, f"{accent}+{variant}", draw, k, "learn")
     for voice, stretch, text in itertools.product(FLITE_VOICES, STRETCHES, TEXTS.get(word, (word,))):
         question = "q" if text.endswith("?") else "s"
         save(label, f"flite-{voice}-{stretch:g}-{question}", *flite_say(text, voice, stretch), "evaluate", "flite",
@@ -284,16 +288,10 @@ def build_language_set(out: Path, word: str = "alexa") -> int:
         draw = zlib.crc32(language.encode())
         for k in range(3):
             variant = variants[(draw + 37 * k) % len(variants)]
-            rate, pitch = ESPEAK_RATES[(draw >> 4 + k) % 3], 30 + (draw >> 8 + k) % 41
-            voice = f"{language}+{variant}"
             negative = VOICE_NEGATIVES[(draw >> 12 + k) % len(VOICE_NEGATIVES)]
             for kind, text in ((label, word), (f"not-{label}", negative)):
-                try:
-                    samples, sr = espeak_cli(text, voice, rate, pitch)
-                except subprocess.CalledProcessError:
-                    continue
-                save(kind, f"espeak-{language}_{variant}", samples, sr, "validate", "espeak-ng", voice, voice,
-                     f"{rate} wpm, pitch {pitch}", text)
+                _save_espeak(save, kind, f"espeak-{language}_{variant}", text, f"{language}+{variant}", draw, k,
+                             "validate")
     return _write_metadata(out, rows)
 
 
