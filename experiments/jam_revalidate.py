@@ -11,7 +11,10 @@ two lists are paired by position (same start seed). Every loop is scored on the 
 eSpeak NG test clips (``jam_query.py``'s validation set) plus ``--languages``' clips of split ``validate`` (voices
 no learning set has: the script raises if one is a learning voice), kept where microWakeWord is right dry; at the
 run's own level, scene seeds ``--seeds``, ``--draws`` draws, in the held-out rooms of the run's start seed (never its
-optimisation rooms). The held-out evaluation voices (flite, Festival) are not read.
+optimisation rooms). The held-out evaluation voices (flite, Festival) are not read, but for:
+
+``--held-out-engine flite`` scores the evaluation voices of that engine instead: a measurement after the fact
+(e.g. two protocols' loops on the same held-out scenes), never a choice.
 
 Printed and written to ``OUT/jam_revalidate.md`` / ``.json``: each loop's validation F1 with its voice-clustered
 interval (per validation part too), the pairs, how many pairs the candidate wins, and the voice-clustered interval
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import log, speech_split  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import EVALUATE_ENGINES, log, speech_split  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, load_speech
@@ -85,6 +88,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=2)
     parser.add_argument("--n-resamples", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--music-db", type=float,
+                        help="play every loop at this level (dB re speech) instead of its run's: after the fact")
+    parser.add_argument("--held-out-engine", choices=EVALUATE_ENGINES,
+                        help="score on this evaluation engine's voices instead (a measurement after the fact, e.g. "
+                             "to compare two protocols' loops on the same held-out scenes; never to choose)")
     args = parser.parse_args()
     if len(args.baseline) != len(args.candidate):
         raise SystemExit("--baseline and --candidate pair by position: give as many of each.")
@@ -92,21 +100,27 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     detector = Detector(load_model("microwakeword:alexa"), "alexa")
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
-    utterances, voice_of, engine_of, notes = load_speech(validation_clips(args.voices, args.languages, "alexa"),
-                                                         "alexa", detector.sample_rate)
+    if args.held_out_engine:  # measurement only: the evaluation voices of one engine, never for a choice
+        clips = [c for c in speech_split(args.voices)["evaluate"] if c.engine == args.held_out_engine]
+    else:
+        clips = validation_clips(args.voices, args.languages, "alexa")
+    utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
     utterances = utterances.subset(clean_correct(detector, utterances, base))
-    part = {i: "languages" if i.startswith("languages/") else "bundled test" for i in utterances.ids}
+    part = {i: engine_of[i] if args.held_out_engine else "languages" if i.startswith("languages/") else "bundled test"
+            for i in utterances.ids}
+    part_names = sorted(set(part.values()))
     labelled = list(zip(utterances.ids, utterances.labels.tolist()))
     kept = {p: {"positives": int(sum(y for i, y in labelled if part[i] == p)),
                 "clips": sum(part[i] == p for i in utterances.ids),
                 "voices": len({voice_of[i] for i in utterances.ids if part[i] == p})}
-            for p in sorted(set(part.values()))}
+            for p in part_names}
     log(f"validation clips kept: {kept}")
     rows, scores = {}, {}
     random_f1: dict = {}
     for folder in args.baseline + args.candidate:
         run = run_settings(folder)
-        config = EOTConfig(music_db=run["music_db"], jitter_db=3.0, scene_seconds=3.0)
+        level = run["music_db"] if args.music_db is None else args.music_db
+        config = EOTConfig(music_db=level, jitter_db=3.0, scene_seconds=3.0)
         optimisation, _ = room_split(base, run["rooms"], 16, run["seed"])
         name = str(folder)
         rows[name] = evaluate_seeds({"target": detector}, utterances, config, {"adversarial": run["music"]},
@@ -124,7 +138,7 @@ def main() -> None:
         by_part = {s["group"]: s for s in seed_summary(rows[name], voice_of, by=part, n_resamples=args.n_resamples)}
         scores[name] = {"f1": pooled["f1"], "tpr": pooled["tpr"]["value"], "fpr": pooled["fpr"]["value"],
                         "parts": {p: s["f1"]["value"] for p, s in by_part.items()}, "seed": run["seed"],
-                        "device_probability": run["device_probability"], "music_db": run["music_db"]}
+                        "device_probability": run["device_probability"], "music_db": level}
         log(f"{name}: validation F1 {pooled['f1']['value']:.3f} {pooled['f1']['ci95']} "
             f"({', '.join(f'{p} {v:.3f}' for p, v in scores[name]['parts'].items())})")
     pairs = [(str(b), str(c)) for b, c in zip(args.baseline, args.candidate)]
@@ -132,24 +146,24 @@ def main() -> None:
     base_mean = float(np.mean([scores[b]["f1"]["value"] for b, _ in pairs]))
     cand_mean = float(np.mean([scores[c]["f1"]["value"] for _, c in pairs]))
     wins = sum(scores[c]["f1"]["value"] < scores[b]["f1"]["value"] for b, c in pairs)
-    lines = ["# Validation F1 of paired loops", "",
-             f"Validation clips kept: {kept}. Scene seeds {args.seeds}, {args.draws} draws, held-out rooms of each "
-             "run's start seed; 95% intervals resample voices.", "",
-             "| start seed | baseline F1 [95% CI] | candidate F1 [95% CI] | baseline (bundled / languages) | "
-             "candidate (bundled / languages) |", "|---|---|---|---|---|"]
+    title = f"Held-out {args.held_out_engine} F1" if args.held_out_engine else "Validation F1"
+    lines = [f"# {title} of paired loops", "",
+             f"Clips kept: {kept}. Music at {sorted({v['music_db'] for v in scores.values()})} dB. Scene seeds "
+             f"{args.seeds}, {args.draws} draws, held-out rooms of each run's start seed; 95% intervals resample "
+             "voices.", "",
+             f"| start seed | baseline F1 [95% CI] | candidate F1 [95% CI] | baseline ({' / '.join(part_names)}) | "
+             f"candidate ({' / '.join(part_names)}) |", "|---|---|---|---|---|"]
     for b, c in pairs:
         def cell(name: str) -> str:
             f1 = scores[name]["f1"]
             return f"{f1['value']:.3f} [{f1['ci95'][0]:.3f}, {f1['ci95'][1]:.3f}]"
 
         def parts(name: str) -> str:
-            return " / ".join(f"{scores[name]['parts'].get(p, float('nan')):.3f}"
-                              for p in ("bundled test", "languages"))
+            return " / ".join(f"{scores[name]['parts'].get(p, float('nan')):.3f}" for p in part_names)
 
         lines.append(f"| {scores[b]['seed']} | {cell(b)} | {cell(c)} | {parts(b)} | {parts(c)} |")
-    lines += ["", f"- random music (first run's rooms): F1 {random_f1['all']['value']:.3f}; bundled test "
-              f"{random_f1.get('bundled test', float('nan')):.3f}, "
-              f"languages {random_f1.get('languages', float('nan')):.3f}",
+    lines += ["", f"- random music (first run's rooms): F1 {random_f1['all']['value']:.3f}; "
+              + ", ".join(f"{p} {random_f1.get(p, float('nan')):.3f}" for p in part_names),
               f"- mean over starts: baseline {base_mean:.3f}, candidate {cand_mean:.3f}; the candidate is lower "
               f"on {wins} of {len(pairs)} starts",
               f"- mean paired difference (candidate − baseline) {diff['value']:+.3f} "
