@@ -14,6 +14,9 @@ Protocol (issue: "query-based jamming as its own threat model"):
   ``train`` voices and ``--voices``' eSpeak NG variants, minus the validation voices) in 16
   optimisation rooms; the headline is measured on flite and Festival voices (never queried) in
   held-out rooms over ``--seeds`` scene seeds, intervals resampling voices.
+- **Or one engine left out** (``--test-engine``, as ``jam_heldout.py``'s folds): learn also from the other
+  evaluation engine's ``--learn-voices`` (and ``--add-learn`` accented folders), choose the level on its
+  ``--validate-voices`` too, for every validation engine at once, and score the test engine alone.
 - **The level from validation voices.** The loudest of ``--levels`` at which random music keeps a
   mean F1 >= 0.70 on the bundled eSpeak NG ``test`` voices (never the evaluation engines).
 - **F1 against queries.** The loop is kept at several query counts; each is scored on the held-out
