@@ -7,6 +7,11 @@ split of their speech and the way they print an estimate.
 - **evaluate**: the ``--voices`` clips of flite and Festival (never learned from).
 
 :func:`robustaudio.data.speech.engine_split` raises if an engine, voice or speaker were on both sides.
+
+Leave one engine out (``--test-engine`` of ``jam_heldout.py`` and ``jam_query.py``): :func:`leave_one_engine_out`
+moves some voices of the other evaluation engine to learn and validate and keeps the test engine alone in
+evaluate; :func:`learn_from_folders` adds ``--accented`` folders to learn; :func:`engine_level` then chooses the
+level for every validation engine at once.
 """
 
 from __future__ import annotations
