@@ -213,7 +213,8 @@ def main() -> None:
     torch.save({"music": result.music, "initial": result.initial, "snapshots": result.snapshots},
                args.out / "music.pt")  # the loops, for later scoring or listening
     validation_f1 = validation_score(detector, data, config, result.music, optimisation, args.draws)
-    log(f"validation F1 of the result (eSpeak NG test voices, scene seeds 1-2): {validation_f1:.3f}")
+    validation_engines = ", ".join(sorted(set(data["validate"]["engines"].values())))
+    log(f"validation F1 of the result ({validation_engines} validation voices, scene seeds 1-2): {validation_f1:.3f}")
     evaluated, voices = data["evaluate"]["utterances"], data["evaluate"]["voices"]
     common = {"seeds": tuple(args.seeds), "held_out_rooms": 16, "draws": args.draws, "avoid": optimisation}
     detectors = {"target": detector}
@@ -260,7 +261,7 @@ def main() -> None:
         f"- clean F1 {fmt(pooled['clean']['f1'])}", f"- random music F1 {fmt(pooled['random']['f1'])}",
         f"- adversarial music after {final} queries F1 {fmt(curve[final]['f1'])} "
         f"(seed mean {curve[final]['seed_mean']:.3f}, range {curve[final]['seed_range']}); on the validation "
-        f"voices ({', '.join(sorted(set(data['validate']['engines'].values())))}, scene seeds 1-2) "
+        f"voices ({validation_engines}, scene seeds 1-2) "
         f"{validation_f1:.3f}", "",
         "| queries | adversarial F1 [95% CI] | TPR | FPR |", "|---|---|---|---|",
         *[f"| {q} | {fmt(curve[q]['f1'])} | {curve[q]['tpr']['value']:.3f} | {curve[q]['fpr']['value']:.3f} |"
