@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import EVALUATE_ENGINES, log, speech_split  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import EVALUATE_ENGINES, kept_counts, log, speech_split  # the script's folder is on sys.path  # noqa: E402
 
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, load_speech
@@ -109,11 +109,8 @@ def main() -> None:
     part = {i: engine_of[i] if args.held_out_engine else "languages" if i.startswith("languages/") else "bundled test"
             for i in utterances.ids}
     part_names = sorted(set(part.values()))
-    labelled = list(zip(utterances.ids, utterances.labels.tolist()))
-    kept = {p: {"positives": int(sum(y for i, y in labelled if part[i] == p)),
-                "clips": sum(part[i] == p for i in utterances.ids),
-                "voices": len({voice_of[i] for i in utterances.ids if part[i] == p})}
-            for p in part_names}
+    kept = {p: kept_counts(utterances.subset(torch.tensor([part[i] == p for i in utterances.ids])), voice_of,
+                           engine_of) for p in part_names}
     log(f"validation clips kept: {kept}")
     rows, scores = {}, {}
     random_f1: dict = {}
