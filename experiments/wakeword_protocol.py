@@ -137,7 +137,12 @@ def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -
     for _ in range(repeat):
         learn["utterances"] = joined(learn["utterances"], added)
     learn["kept"]["positives"] = len(learn["utterances"])
-    learn["kept"]["voices"] += len({part["voices"][i] for i in added.ids})
+    new_voices = len({part["voices"][i] for i in added.ids})
+    learn["kept"]["voices"] += new_voices
+    if "positive_voices" in learn["kept"]:
+        learn["kept"]["positive_voices"] += new_voices
+    if "engines" in learn["kept"] and "engines" in part:
+        learn["kept"]["engines"] = sorted(set(learn["kept"]["engines"]) | {part["engines"][i] for i in added.ids})
     learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
                                           "voices": sorted({part["voices"][i] for i in added.ids})})
     log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
@@ -162,7 +167,8 @@ def leave_one_engine_out(sets: dict, args: argparse.Namespace) -> None:
     validate["utterances"] = joined(validate["utterances"], extra)
     validate["voices"] = {**validate["voices"], **{i: voice_of[i] for i in extra.ids}}
     validate["engines"] = {**validate["engines"], **{i: engine_of[i] for i in extra.ids}}
-    validate["kept"]["added"] = {"voices": sorted(args.validate_voices), "clips": len(extra.ids)}
+    validate["kept"] = {**kept_counts(validate["utterances"], validate["voices"], validate["engines"]),
+                        "added": {"voices": sorted(args.validate_voices), "clips": len(extra.ids)}}
     evaluate["utterances"] = evaluate["utterances"].subset(torch.tensor([engine_of[i] == args.test_engine
                                                                           for i in ids]))
     kept = evaluate["utterances"]
