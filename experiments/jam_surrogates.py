@@ -39,15 +39,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from robustaudio.acoustics.augmentation import Augmentation, augment_utterances, device_bands
-from robustaudio.acoustics.scenes import (EOTConfig, Utterances, render, render_parts, room_split,
-                                         sample_transforms)
-from robustaudio.acoustics.voice import device_filter
+from robustaudio.acoustics.augmentation import Augmentation
+from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, room_split, sample_transforms
 from robustaudio.attacks.jamming import Detector, jam, load_speech
+from robustaudio.attacks.masking_jam import masking_jam
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary
 from robustaudio.models import load_model
-from robustaudio.models.frontends import MicroFrontend
 from robustaudio.models.zoo.crnn import CRNN
 from robustaudio.models.zoo.dscnn import DSCNN
 from robustaudio.report.card import json_safe
@@ -162,71 +160,6 @@ class Ensemble:
         return torch.stack([d.scores(audio) for d in self.detectors.values()]).amax(dim=0)
 
 
-def speech_visibility(frontend: MicroFrontend, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-    """How much of the utterance still shows in ``frontend``'s features with the music playing, per scene ``[B]``.
-
-    ``sum (F(s + m + n) - F(m + n))^2 / sum (F(s + n) - F(n))^2`` over the 40 channels of the frames whose centre
-    falls in the utterance (``F``: the front end's log output, microWakeWord's scale; ``s, m, n``: the speech,
-    music and noise parts of :func:`render_parts`). 1: the music hides nothing of the word; 0: the word's features
-    are those of the music and noise alone. A detector-free loss: it rewards energetic masking of the word in
-    the features a microcontroller detector computes, whatever network reads them."""
-    speech, music, noise, span = parts["speech"], parts["music"], parts["noise"], parts["span"]
-
-    def features(audio: torch.Tensor) -> torch.Tensor:
-        return frontend.raw(audio.clamp(-1.0, 1.0))
-
-    heard, masker = features(speech + music + noise), features(music + noise)
-    frames = heard.shape[-1]
-    centres = (160 * torch.arange(frames) + 240).clamp(max=span.shape[1] - 1)
-    weight = span[:, centres].unsqueeze(1)  # [B, 1, frames]
-    with torch.no_grad():
-        alone = ((features(speech + noise) - features(noise)) ** 2 * weight).sum(dim=(1, 2)).clamp_min(1e-6)
-    return ((heard - masker) ** 2 * weight).sum(dim=(1, 2)) / alone
-
-
-def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms, config: EOTConfig, *, steps: int,
-                batch_size: int = 16, lr: float = 0.05, seed: int = 0,
-                augmentation: Augmentation | None = None) -> torch.Tensor:
-    """Optimise ``synth`` in place to minimise :func:`speech_visibility` in microWakeWord's public front end
-    (no detector: nothing learned by any network is used); scenes as :func:`robustaudio.attacks.jamming.jam` draws
-    them (utterances with replacement, transforms from ``rooms``, the level jittered), with ``augmentation``'s
-    talker changes and loudspeaker and microphone bands (each band applied to every part, so the parts stay the
-    scene's). Returns the loop ``[Tm]``."""
-    frontend = MicroFrontend()
-    generator, augmenter = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
-    optimiser = torch.optim.Adam(synth.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr / 10)
-    for step in range(1, steps + 1):
-        pick = torch.randint(len(utterances), (batch_size,), generator=generator)
-        transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
-        speech, music = utterances.subset(pick), synth()
-        if augmentation is not None:
-            speech, _ = augment_utterances(speech, augmentation, augmenter, config.sample_rate)
-            speaker = device_bands(batch_size, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz,
-                                   augmenter, config.sample_rate)
-            if speaker is not None:
-                music = device_filter(music.expand(batch_size, -1), *speaker, config.sample_rate, circular=True)
-        parts = render_parts(speech, music, transforms, rooms, config)
-        if augmentation is not None:
-            microphone = device_bands(batch_size, augmentation.microphone_low_hz, augmentation.microphone_high_hz,
-                                      augmenter, config.sample_rate)
-            if microphone is not None:
-                for key in ("speech", "music", "noise"):
-                    parts[key] = device_filter(parts[key], *microphone, config.sample_rate)
-        visibility = speech_visibility(frontend, parts)
-        loss = visibility.mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % 50 == 0 or step == 1 or step == steps:
-            seen = visibility.detach()
-            log(f"  masking step {step}: speech visibility {float(seen.mean()):.3f} (min {float(seen.min()):.3f}, "
-                f"max {float(seen.max()):.3f})")
-    with torch.no_grad():
-        return synth().detach().clone()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--voices", type=Path, default=Path("runs/voices"))
@@ -243,7 +176,7 @@ def main() -> None:
                         default=["openwakeword", "ensemble"],
                         help="loops to learn: against openWakeWord alone, openWakeWord + the surrogates, the "
                              "surrogates alone, or masking (no detector: the word's visibility in microWakeWord's "
-                             "public front end, speech_visibility)")
+                             "public front end, robustaudio.attacks.masking_jam)")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
     parser.add_argument("--no-augment", action="store_true", help="learn the loops without talker and device "
                         "augmentation")
@@ -303,8 +236,11 @@ def main() -> None:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
         found = clean_correct(oww, positives, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives")
-        musics["masking"] = masking_jam(synth, positives.subset(found), optimisation, config, steps=args.steps,
-                                        seed=args.opt_seed, augmentation=augmentation)
+        musics["masking"] = masking_jam(
+            synth, positives.subset(found), optimisation, config, steps=args.steps, seed=args.opt_seed,
+            augmentation=augmentation, log_every=50,
+            callback=lambda e: log(f"  masking step {e['step']}: speech visibility {e['visibility']:.3f} (min "
+                                   f"{e['visibility_range'][0]:.3f}, max {e['visibility_range'][1]:.3f})")).music
         synths["masking"] = synth.state_dict()
     for set_name, members in ((k, member_sets[k]) for k in args.sets if k != "masking"):
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)

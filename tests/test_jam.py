@@ -553,3 +553,44 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     report = (out / "report.md").read_text()
     assert "3 substitute(s) fitted to the detector's clip scores" in report
     assert "the loop the detector's answers found firing least" in report
+
+
+def test_cli_jam_masking_objective_reads_no_detector_while_learning(tmp_path, few_minievents, monkeypatch):
+    """--objective masking: the loop is learned on the front end alone (the detector is never called while
+    learning, and every positive is learned from), then scored as any jam; the report says how it was found."""
+    from robustaudio.attacks import masking_jam as masking
+    from robustaudio.cli import main
+
+    calls = {"margins": 0}
+    original = masking.masking_jam
+
+    def counting(*args, **kwargs):
+        before = Detector.margins
+        def margins(self, audio):  # noqa: E306
+            calls["margins"] += 1
+            return before(self, audio)
+        monkeypatch.setattr(Detector, "margins", margins)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(Detector, "margins", before)
+
+    monkeypatch.setattr("robustaudio.runner.jam.masking_jam", counting)
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--data", str(few_minievents), "--objective", "masking",
+                                       "--steps", "3", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
+                                       "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1",
+                                       "--rt60", "0.15", "0.2", "--scene-seeds", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls["margins"] == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["settings"]["objective"] == "masking"
+    assert card["clips"]["learn_positives"] == card["clips"]["learn_positives_given"] == 2
+    assert [h["step"] for h in card["history"]] == [1, 3] and all("visibility" in h for h in card["history"])
+    assert "step 3: speech visibility" in result.output
+    assert "masking objective (no detector read" in (out / "report.md").read_text()
+    assert (out / "figures" / "optimisation.png").is_file()
+    refused = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--objective", "masking",
+                                        "--queries", "100", "--out", str(tmp_path / "q")])
+    assert refused.exit_code == 2 and "drop --queries" in refused.output and "Traceback" not in refused.output

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render
+from .scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render, render_parts
 from .voice import change_speed, device_filter, equalise, realised_speed, shift_pitch, warp_formants
 
 
@@ -122,6 +122,21 @@ def _some(plain: torch.Tensor, changed: torch.Tensor, probability: float,
     return torch.where(use[:, None], changed, plain)
 
 
+def _talker_and_loudspeaker(speech: Utterances, music: torch.Tensor, augmentation: Augmentation,
+                            generator: torch.Generator, sample_rate: int) -> tuple[Utterances, torch.Tensor]:
+    """The utterances after their talker draws and the loop ``[Tm]`` (``[B, Tm]`` once banded) after its
+    loudspeaker bands: the draws :func:`render_augmented` and :func:`render_parts_augmented` make first."""
+    count = len(speech)
+    speech, _ = augment_utterances(speech, augmentation, generator, sample_rate)
+    speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
+                           sample_rate)
+    if speaker is not None:
+        music = music.expand(count, -1)
+        music = _some(music, device_filter(music, *speaker, sample_rate, circular=True),
+                      augmentation.device_probability, generator)
+    return speech, music
+
+
 def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
                      config: EOTConfig, augmentation: Augmentation | None,
                      generator: torch.Generator) -> torch.Tensor:
@@ -134,13 +149,7 @@ def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transf
     if augmentation is None:
         return render(speech, music, transforms, rooms, config)
     count = len(speech)
-    speech, _ = augment_utterances(speech, augmentation, generator, config.sample_rate)
-    speaker = device_bands(count, augmentation.loudspeaker_low_hz, augmentation.loudspeaker_high_hz, generator,
-                           config.sample_rate)
-    if speaker is not None:
-        music = music.expand(count, -1)
-        music = _some(music, device_filter(music, *speaker, config.sample_rate, circular=True),
-                      augmentation.device_probability, generator)
+    speech, music = _talker_and_loudspeaker(speech, music, augmentation, generator, config.sample_rate)
     scenes = render(speech, music, transforms, rooms, config)
     microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
                               config.sample_rate)
@@ -150,4 +159,27 @@ def render_augmented(speech: Utterances, music: torch.Tensor, transforms: Transf
     return scenes
 
 
-__all__ = ["Augmentation", "augment_utterances", "device_bands", "render_augmented"]
+def render_parts_augmented(speech: Utterances, music: torch.Tensor, transforms: Transforms, rooms: RoomSet,
+                           config: EOTConfig, augmentation: Augmentation | None,
+                           generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The parts of :func:`~robustaudio.acoustics.scenes.render_parts` (``speech``, ``music``, ``noise``,
+    ``span``, ``[B, T]`` each) with the draws of :func:`render_augmented` in the same order: the same
+    ``generator`` state gives the same talkers and bands, and the parts sum to its scene wherever that scene is
+    not clipped (the microphone band, a linear filter, is applied to each part). Gradients flow to ``music``."""
+    if augmentation is None:
+        return render_parts(speech, music, transforms, rooms, config)
+    count = len(speech)
+    speech, music = _talker_and_loudspeaker(speech, music, augmentation, generator, config.sample_rate)
+    parts = render_parts(speech, music, transforms, rooms, config)
+    microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
+                              config.sample_rate)
+    if microphone is not None:
+        use = (None if augmentation.device_probability >= 1
+               else torch.rand(count, generator=generator) < augmentation.device_probability)
+        for key in ("speech", "music", "noise"):
+            banded = device_filter(parts[key], *microphone, config.sample_rate)
+            parts[key] = banded if use is None else torch.where(use[:, None], banded, parts[key])
+    return parts
+
+
+__all__ = ["Augmentation", "augment_utterances", "device_bands", "render_augmented", "render_parts_augmented"]

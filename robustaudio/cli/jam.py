@@ -81,7 +81,10 @@ def _echo_progress(entry: dict, steps: int) -> None:
         click.echo(f"round {entry['round']}: fitted on {entry['queries']:,} answers (fit loss "
                    f"{entry['fit_loss']:.3f}), jam loss {entry['jam_loss']:.3f}{judged}")
     elif entry["step"] % 50 == 0 or entry["step"] == steps:
-        click.echo(f"step {entry['step']}: loss {entry['loss']:.3f}, firing {entry['firing']:.2f}")
+        if "visibility" in entry:  # the masking objective: no detector is read while learning
+            click.echo(f"step {entry['step']}: speech visibility {entry['visibility']:.3f}")
+        else:
+            click.echo(f"step {entry['step']}: loss {entry['loss']:.3f}, firing {entry['firing']:.2f}")
 
 
 def _speech_set(root: Path | None):
@@ -227,12 +230,17 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
               help="With --queries: nes searches the synthesiser's parameters on the scores; substitute fits a "
                    "streaming DS-CNN to the detector's answers and jams it with gradients, round after round "
                    "(16 kHz detectors; --augment applies to its jams).")
+@click.option("--objective", type=click.Choice(["detector", "masking"]), default="detector", show_default=True,
+              help="What the loop is learned against: the detector's gradients, or masking: no detector at all "
+                   "(the word's visibility in microWakeWord's public TFLite-Micro front end, 16 kHz), so that the "
+                   "music never depends on the model it is played to; it needs no gradients and no queries. "
+                   "Measured in experiments/jam_surrogates.md.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
         level_floor, level_by, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
         random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, queries, query_feedback,
-        query_method, out) -> None:
+        query_method, objective, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms. With --queries the loop is searched on the detector's
@@ -250,6 +258,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         raise click.UsageError("--music-db sets the level and --level-split chooses it: pass one of them.")
     if level_by is not None and level_split is None:
         raise click.UsageError("--level-by says how --level-split chooses the level: pass --level-split too.")
+    if objective == "masking" and queries is not None:
+        raise click.UsageError("--objective masking reads no detector, so it spends no queries: drop --queries.")
     if level_split is not None and level_split == split and not evaluate_engines:
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
@@ -259,8 +269,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
         augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms,
                                                          queries is not None and query_method == "substitute")
-        query_settings = _query_settings(model_name, detector, queries, query_feedback, query_method,
-                                         (steps, batch_size, lr), augment)
+        query_settings = (None if objective == "masking" else  # reads no detector: no gradient probe
+                          _query_settings(model_name, detector, queries, query_feedback, query_method,
+                                          (steps, batch_size, lr), augment))
         if scene_seconds is None:
             streaming = detector.windowed or detector.stepped
             scene_seconds = STREAMING_SCENE_SECONDS if streaming else float(detector.model.clip_seconds)
@@ -301,7 +312,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
                                                         level_by, steps, seed, transfer_to, scene_seeds,
                                                         evaluate_engines, augment, queries, query_feedback,
-                                                        query_method])
+                                                        query_method,
+                                                        *([objective] if objective != "detector" else [])])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
@@ -310,7 +322,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
             level_choice=level_choice, augmentation=Augmentation() if augment else None, queries=query_settings,
-            callback=lambda entry: _echo_progress(entry, steps))
+            objective=objective, callback=lambda entry: _echo_progress(entry, steps))
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error

@@ -89,6 +89,15 @@ def figure_history(history: list[dict]) -> plt.Figure:
         style.legend_outside(ax)
         style.finish(fig)
         return fig
+    if history and "visibility" in history[0]:  # a masking jam reads no detector: nothing fires while it learns
+        ax.plot(steps, [h["visibility"] for h in history], marker=".", label="speech visibility (batch mean)")
+        ax.fill_between(steps, [h["visibility_range"][0] for h in history],
+                        [h["visibility_range"][1] for h in history], alpha=0.2, label="batch range")
+        ax.set_xlabel("step")
+        ax.set_ylabel("visibility (1 unmasked, 0 hidden)")
+        style.legend_outside(ax)
+        style.finish(fig)
+        return fig
     ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
     ax.set_xlabel("queries" if by_queries else "step")
     ax.set_ylabel("loss")
@@ -212,6 +221,10 @@ def _optimisation_line(card: dict) -> str:
         return (f"query-based (black box): NES on the detector's {scores} scores, {query['used']:,} "
                 f"queries of {query['queries']:,} ({s['steps']} steps of {query['population']} candidates × "
                 f"{query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
+                f"{card['optimisation_seconds']:.0f} s")
+    if s.get("objective") == "masking":
+        return (f"masking objective (no detector read: the word's visibility in microWakeWord's public front end): "
+                f"{s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
                 f"{card['optimisation_seconds']:.0f} s")
     return (f"optimisation: {s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
             f"{card['optimisation_seconds']:.0f} s")

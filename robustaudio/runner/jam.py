@@ -13,6 +13,7 @@ import torch
 from ..acoustics.augmentation import Augmentation
 from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
+from ..attacks.masking_jam import masking_jam
 from ..attacks.music import KarplusStrong
 from ..attacks.query_jam import QuerySettings, query_jam
 from ..attacks.substitute_jam import SubstituteSettings, substitute_jam
@@ -66,6 +67,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
                      evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
                      n_resamples: int = 2000, queries: QuerySettings | SubstituteSettings | None = None,
+                     objective: str = "detector",
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -89,6 +91,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``evaluate_engines``: the engines held out from learning; ``level_choice``: how ``config.music_db`` was
     chosen (:func:`choose_music_level`'s record); both recorded in ``settings``.
 
+    ``objective``: ``"detector"`` (the default) learns against ``detector``'s gradients; ``"masking"`` against no
+    detector (:func:`~..attacks.masking_jam.masking_jam`: the word's visibility in microWakeWord's public front
+    end, 16 kHz), learning from every positive of ``learn`` (the detector is not asked which it handles), so the
+    loop never depends on the detector it is scored on.
+
     ``queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
     detector's scores alone, every scored scene counted; ``steps``, ``batch_size``, ``lr`` and ``augmentation``
     are then unused), or with :class:`~..attacks.substitute_jam.SubstituteSettings` a substitute fitted to its
@@ -97,9 +104,14 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``queries.snapshots`` (NES) or after each round (substitute), and at 0, scored on the test clips in the
     held-out rooms of the first scene seed (one scene per clip).
     """
+    if objective not in ("detector", "masking"):
+        raise JamError(f"Unknown jam objective {objective!r}: use 'detector' or 'masking'.")
+    if objective == "masking" and queries is not None:
+        raise JamError("The masking objective reads no detector: it takes no query budget (drop --queries).")
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
-    learn_found = clean_correct(detector, learn.positives(), config)
+    learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if objective == "masking" else
+                   clean_correct(detector, learn.positives(), config))
     test_found = clean_correct(detector, test, config)
     if not bool(learn_found.any()):
         raise JamError(f"The detector fires on none of the {len(learn.positives())} clean '{detector.target}' "
@@ -123,7 +135,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
 
     snapshots: dict[int, torch.Tensor] = {}
     queries_used = 0
-    if queries is None:
+    if objective == "masking":
+        result = masking_jam(synth, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
+                             seed=seed, augmentation=augmentation, callback=on_step)
+    elif queries is None:
         result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                      confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
     else:
@@ -150,7 +165,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
                 "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
-                "evaluate_engines": list(evaluate_engines),
+                "evaluate_engines": list(evaluate_engines), "objective": objective,
                 "level_choice": dict(level_choice) if level_choice is not None else None}
     if queries is not None:
         settings["query"] = queries.record(queries_used)

@@ -1,0 +1,124 @@
+"""Masking jam: a music loop learned against no detector, to hide the word in a front end's features.
+
+Every other jam learns against some network's decision (a white box, surrogates, or a box's answers), and the
+music finds what fools that network. This one reads no network at all: it minimises the word's
+:func:`speech_visibility` in a public feature front end, by default the TFLite-Micro one that microcontroller
+keyword spotters compute (:class:`~robustaudio.models.frontends.MicroFrontend`: filterbank, noise reduction,
+PCAN gain control, log), so it needs no gradients and no queries from the detector it is played to. It rewards
+energetic masking of the word where the features are, for whatever network reads them; measured in
+``experiments/jam_surrogates.md`` (microWakeWord alexa 0.25 below random music at the same level, openWakeWord,
+on another front end, barely moved).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+
+from ..acoustics.augmentation import Augmentation, render_parts_augmented
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
+from .jamming import JamResult, check_utterances
+from .music import KarplusStrong
+
+HOP_SAMPLES = 160      # MicroFrontend: one frame every 10 ms at 16 kHz ...
+WINDOW_SAMPLES = 480   # ... each over a 30 ms window
+
+
+class FeatureFrontend(Protocol):
+    """A feature front end: ``raw(audio [B, T] in [-1, 1]) -> [B, C, frames]`` (10 ms hop, 30 ms window)."""
+
+    def raw(self, audio: torch.Tensor) -> torch.Tensor: ...
+
+
+def speech_visibility(frontend: FeatureFrontend, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+    """How much of the utterance still shows in ``frontend``'s features with the music playing, per scene ``[B]``.
+
+    ``sum (F(s + m + n) - F(m + n))^2 / sum (F(s + n) - F(n))^2`` over the channels of the frames whose centre
+    falls in the utterance, with ``F = frontend.raw`` (``[B, T]`` in [-1, 1] -> ``[B, C, frames]``, 10 ms hop,
+    30 ms window: :class:`~robustaudio.models.frontends.MicroFrontend`'s) and ``s, m, n`` the speech, music and
+    noise parts of a scene (:func:`~robustaudio.acoustics.scenes.render_parts`, ``[B, T]`` each, with the 0/1
+    ``span`` of the utterance). 1: the music hides nothing of the word (no music gives exactly 1); 0: the word's
+    features are those of the music and noise alone. The denominator is a constant (no gradient).
+    """
+    speech, music, noise, span = parts["speech"], parts["music"], parts["noise"], parts["span"]
+
+    def features(audio: torch.Tensor) -> torch.Tensor:
+        return frontend.raw(audio.clamp(-1.0, 1.0))
+
+    heard, masker = features(speech + music + noise), features(music + noise)
+    centres = (HOP_SAMPLES * torch.arange(heard.shape[-1]) + WINDOW_SAMPLES // 2).clamp(max=span.shape[1] - 1)
+    weight = span[:, centres].unsqueeze(1)  # [B, 1, frames]: the frames of the word
+    with torch.no_grad():
+        alone = ((features(speech + noise) - features(noise)) ** 2 * weight).sum(dim=(1, 2)).clamp_min(1e-6)
+    return ((heard - masker) ** 2 * weight).sum(dim=(1, 2)) / alone
+
+
+def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
+                steps: int = 2000, batch_size: int = 16, lr: float = 0.05, seed: int = 0,
+                frontend: FeatureFrontend | None = None, augmentation: Augmentation | None = None,
+                log_every: int = 10, callback: Callable[[dict], None] | None = None) -> JamResult:
+    """Optimise ``synth``'s parameters in place to minimise the mean :func:`speech_visibility` of the word.
+
+    Scenes are drawn as :func:`~robustaudio.attacks.jamming.jam` draws them (``batch_size`` utterances with
+    replacement, transforms from the optimisation ``rooms``, the music level jittered by ``config.jitter_db``,
+    Adam at ``lr`` annealed to ``lr / 10`` on a cosine), with ``augmentation``'s talker and device draws
+    (:func:`~robustaudio.acoustics.augmentation.render_parts_augmented`, from a generator seeded ``seed + 1``).
+    The synthesiser normalises its loop and the scene sets its level, so the loudness constraint holds at every
+    step. No detector is read: the loop never depends on the model it will be played to.
+
+    Args:
+        frontend: a module with ``raw(audio [B, T]) -> [B, C, frames]`` at the scenes' rate (10 ms hop, 30 ms
+            window); default: :class:`~robustaudio.models.frontends.MicroFrontend` (16 kHz only).
+    Returns: a :class:`~robustaudio.attacks.jamming.JamResult`; each history entry has the batch's mean
+    ``visibility`` (also as ``loss``) and its range.
+    """
+    if frontend is None:
+        from ..models.frontends import MicroFrontend
+        if config.sample_rate != 16000:
+            raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
+                           f"{config.sample_rate} Hz: jam a 16 kHz detector, or pass a front end at that rate.")
+        frontend = MicroFrontend()
+    if synth.sample_rate != config.sample_rate:
+        raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
+                       f"share one sample rate.")
+    if steps < 1 or batch_size < 1:
+        raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
+    check_utterances(utterances)
+    generator = torch.Generator().manual_seed(seed)
+    augmenter = torch.Generator().manual_seed(seed + 1)
+    started = time.perf_counter()
+    with torch.no_grad():
+        initial = synth().detach().clone()
+    optimiser = torch.optim.Adam(synth.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr / 10)
+    result = JamResult(music=initial, initial=initial)
+    for step in range(1, steps + 1):
+        pick = torch.randint(len(utterances), (batch_size,), generator=generator)
+        transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
+        result.rooms_seen.update(transforms.room.tolist())
+        parts = render_parts_augmented(utterances.subset(pick), synth(), transforms, rooms, config, augmentation,
+                                       augmenter)
+        visibility = speech_visibility(frontend, parts)
+        loss = visibility.mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % log_every == 0 or step == steps or step == 1:
+            seen = visibility.detach()
+            entry = {"step": step, "loss": float(seen.mean()), "visibility": float(seen.mean()),
+                     "visibility_range": [float(seen.min()), float(seen.max())],
+                     "seconds": time.perf_counter() - started}
+            result.history.append(entry)
+            if callback is not None:
+                callback(entry)
+    with torch.no_grad():
+        result.music = synth().detach().clone()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+__all__ = ["FeatureFrontend", "masking_jam", "speech_visibility"]
