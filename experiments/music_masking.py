@@ -3,6 +3,7 @@
 Usage::
 
     python experiments/music_masking.py runs/jam_alexa_m12_2000 [--voices runs/voices] [--db -12]
+    python experiments/music_masking.py runs/jam_masking2000_s0 --loop masking   # a jam_surrogates.py loop
 
 For the learned loop (``RUN/music.pt``) and the random-music condition's loops (:func:`random_loops`, scene seed 1)
 it prints the share of energy per frequency band, and, with the development "alexa" clips (flite and Festival,
@@ -63,8 +64,10 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--voices", type=Path, default=Path("runs/voices"))
     parser.add_argument("--db", type=float, default=-12.0)
+    parser.add_argument("--loop", help="a loop of RUN/musics.pt (jam_surrogates.py's) instead of RUN/music.pt")
     args = parser.parse_args()
-    learned = torch.load(args.run / "music.pt", weights_only=True)["music"]
+    learned = (torch.load(args.run / "musics.pt", weights_only=True)[args.loop] if args.loop else
+               torch.load(args.run / "music.pt", weights_only=True)["music"])
     loops = {"learned": learned, **{f"random {k}": m for k, m in enumerate(random_loops(4.0, 16000)(1))}}
     print("| loop | " + " | ".join(f"{lo}-{hi - 1 if hi > 8000 else hi} Hz" for lo, hi in zip(BANDS[:-1], BANDS[1:]))
           + " |\n|---|" + "---|" * (len(BANDS) - 1))

@@ -528,6 +528,8 @@ def test_cli_jam_defaults_follow_the_measured_setting_and_yield_to_the_user():
     assert _measured_defaults(None, None, substitute=False) == (False, 16)
     assert _measured_defaults(False, 8, substitute=True) == (False, 8)
     assert _measured_defaults(True, 32, substitute=False) == (True, 32)
+    assert _measured_defaults(None, None, substitute=False, masking=True) == (True, 16)
+    assert _measured_defaults(False, None, substitute=False, masking=True) == (False, 16)
 
 
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):
@@ -586,6 +588,7 @@ def test_cli_jam_masking_objective_reads_no_detector_while_learning(tmp_path, fe
     assert calls["margins"] == 0
     card = json.loads((out / "card.json").read_text())
     assert card["settings"]["objective"] == "masking"
+    assert card["settings"]["augmentation"] is not None  # the measured setting: augmented unless told otherwise
     assert card["clips"]["learn_positives"] == card["clips"]["learn_positives_given"] == 2
     assert [h["step"] for h in card["history"]] == [1, 3] and all("visibility" in h for h in card["history"])
     assert "step 3: speech visibility" in result.output

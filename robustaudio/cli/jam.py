@@ -34,11 +34,13 @@ SUBSTITUTE_ROOMS = 64  # optimisation rooms for --query-method substitute: valid
 # 0.171 / 0.171 with 16 rooms (start seeds 0, 1; experiments/jam_query.md, "more rooms to ask in")
 
 
-def _measured_defaults(augment: bool | None, rooms: int | None, substitute: bool) -> tuple[bool, int]:
+def _measured_defaults(augment: bool | None, rooms: int | None, substitute: bool,
+                       masking: bool = False) -> tuple[bool, int]:
     """``--augment`` and ``--rooms`` where the user left them out: the substitute search runs its measured setting
-    (augmented jams and asks, SUBSTITUTE_ROOMS rooms); every other jam plain, in the runner's OPTIMISATION_ROOMS."""
+    (augmented jams and asks, SUBSTITUTE_ROOMS rooms), the masking objective its own (augmented, in the runner's
+    OPTIMISATION_ROOMS: experiments/jam_surrogates.md); every other jam plain, in OPTIMISATION_ROOMS."""
     from ..runner.jam import OPTIMISATION_ROOMS
-    return (substitute if augment is None else augment,
+    return ((substitute or masking) if augment is None else augment,
             (SUBSTITUTE_ROOMS if substitute else OPTIMISATION_ROOMS) if rooms is None else rooms)
 
 
@@ -212,7 +214,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
 @click.option("--augment/--no-augment", default=None,
               help="Talker and device augmentation while learning (speed, pitch, formants, EQ, loudspeaker and "
                    "microphone bands). Default: on for --query-method substitute (its jams, and the scenes it asks "
-                   "the detector about, as measured in experiments/jam_query.md), off otherwise.")
+                   "the detector about, as measured in experiments/jam_query.md) and for --objective masking, off otherwise.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
@@ -268,7 +270,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
         augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms,
-                                                         queries is not None and query_method == "substitute")
+                                                         queries is not None and query_method == "substitute",
+                                                         objective == "masking")
         query_settings = (None if objective == "masking" else  # reads no detector: no gradient probe
                           _query_settings(model_name, detector, queries, query_feedback, query_method,
                                           (steps, batch_size, lr), augment))
