@@ -44,7 +44,8 @@ from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, room_spl
 from robustaudio.attacks.jamming import Detector, jam, load_speech
 from robustaudio.attacks.masking_jam import masking_jam
 from robustaudio.attacks.music import KarplusStrong
-from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary
+from robustaudio.data.speech import read_speech_set
+from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary, voice_table
 from robustaudio.models import load_model
 from robustaudio.models.zoo.crnn import CRNN
 from robustaudio.models.zoo.dscnn import DSCNN
@@ -177,6 +178,11 @@ def main() -> None:
                         help="loops to learn: against openWakeWord alone, openWakeWord + the surrogates, the "
                              "surrogates alone, or masking (no detector: the word's visibility in microWakeWord's "
                              "public front end, robustaudio.attacks.masking_jam)")
+    parser.add_argument("--load-musics", type=Path,
+                        help="an earlier run's OUT/musics.pt: score its loops (those of --sets) instead of learning")
+    parser.add_argument("--fresh", type=Path, nargs="+", default=[],
+                        help="score on these make_wakeword_clips.py --accented folders (split fresh) instead of the "
+                             "held-out flite + Festival voices")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
     parser.add_argument("--no-augment", action="store_true", help="learn the loops without talker and device "
                         "augmentation")
@@ -232,7 +238,11 @@ def main() -> None:
     member_sets = {"openwakeword": ["openwakeword"], "ensemble": list(detectors),
                    "surrogates": [d for d in detectors if d != "openwakeword"]}
     augmentation = None if args.no_augment else Augmentation()
-    if "masking" in args.sets:
+    if args.load_musics:
+        loaded = torch.load(args.load_musics, weights_only=True)
+        musics = {k: loaded[k] for k in args.sets}
+        log(f"loops {', '.join(musics)} from {args.load_musics}: nothing learned")
+    if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
         found = clean_correct(oww, positives, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives")
@@ -242,7 +252,7 @@ def main() -> None:
             callback=lambda e: log(f"  masking step {e['step']}: speech visibility {e['visibility']:.3f} (min "
                                    f"{e['visibility_range'][0]:.3f}, max {e['visibility_range'][1]:.3f})")).music
         synths["masking"] = synth.state_dict()
-    for set_name, members in ((k, member_sets[k]) for k in args.sets if k != "masking"):
+    for set_name, members in ((k, member_sets[k]) for k in args.sets if k != "masking" and not args.load_musics):
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
         target = detectors[members[0]] if len(members) == 1 else Ensemble({m: detectors[m] for m in members})
         found = clean_correct(target if len(members) == 1 else oww, positives, config)
@@ -254,9 +264,15 @@ def main() -> None:
         musics[set_name] = result.music
         synths[set_name] = synth.state_dict()
     torch.save(musics, args.out / "musics.pt")
-    torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
+    if synths:
+        torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
 
-    evaluated, voice_of, _, _ = load_speech(evaluate, "alexa", 16000)
+    if args.fresh:  # voices of another set, which no setting of these loops has seen
+        clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
+        evaluated, voice_of, _, _ = load_speech(clips, "alexa", 16000)
+    else:
+        evaluated, voice_of, _, _ = load_speech(evaluate, "alexa", 16000)
+    voice_tables = {}
     results = {}
     for level in args.levels:
         level_config = replace(config, music_db=level)
@@ -270,16 +286,19 @@ def main() -> None:
                                   seeds=tuple(args.seeds), held_out_rooms=16, draws=args.draws, avoid=optimisation)
             summary = {r["condition"]: r for r in seed_summary(rows, voice_of)}
             results[f"{name} @ {level:g} dB"] = summary
+            voice_tables[f"{name} @ {level:g} dB"] = voice_table(rows, voice_of)
             log(f"{name} at {level:g} dB: " + ", ".join(f"{c} {fmt(s['f1'])}" for c, s in summary.items()))
-    out = {"quality": quality, "results": results, "args": {k: str(v) for k, v in vars(args).items()},
-           "seconds": time.perf_counter() - started}
+    out = {"quality": quality, "results": results, "voice_tables": voice_tables,
+           "args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
     conditions = ["clean", "random", *[f"adversarial ({k})" for k in args.sets]]
+    scored = ("Fresh voices of " + ", ".join(map(str, args.fresh)) if args.fresh
+              else "Held-out flite + Festival voices")
     lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",
              "Surrogates trained here on eSpeak NG speech in the optimisation rooms (detection on scenes of the "
              "validation voices in held-out rooms, no music): " + "; ".join(
                  f"{k} TPR {v['tpr_scenes']:.2f}, FPR {v['fpr_scenes']:.2f}" for k, v in quality.items()),
-             "", f"Held-out flite + Festival voices, held-out rooms, scene seeds {args.seeds} x {args.draws} draws; "
+             "", f"{scored}, held-out rooms, scene seeds {args.seeds} x {args.draws} draws; "
              "F1 with 95% intervals resampling voices.", "",
              "| detector @ level | " + " | ".join(conditions) + " |", "|---|" + "---|" * len(conditions)]
     for key, summary in results.items():
