@@ -33,7 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from ..acoustics.augmentation import Augmentation, render_augmented
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, sample_transforms
 from ..data import AudioDataset
 from ..data.audio import AudioError, load_audio
 from ..data.speech import SpeechClip, SpeechSplitError
@@ -193,6 +193,30 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
     if synth.sample_rate != detector.sample_rate or config.sample_rate != detector.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz), transforms ({config.sample_rate} Hz) and "
                        f"detector ({detector.sample_rate} Hz) must share one sample rate.")
+
+    def batch_loss(speech: Utterances, music: torch.Tensor, transforms: Transforms,
+                   augmenter: torch.Generator) -> tuple[torch.Tensor, dict]:
+        scenes = render_augmented(speech, music, transforms, rooms, config, augmentation, augmenter)
+        margins = detector.margins(scenes)
+        return jam_loss(margins, confidence), {"firing": float((margins.detach().amax(dim=1) > 0).float().mean())}
+
+    with frozen(detector.model):
+        return optimise_loop(synth, utterances, rooms, config, batch_loss, steps=steps, batch_size=batch_size, lr=lr,
+                             seed=seed, log_every=log_every, callback=callback)
+
+
+def optimise_loop(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, config: EOTConfig,
+                  batch_loss: Callable[[Utterances, torch.Tensor, Transforms, torch.Generator],
+                                       tuple[torch.Tensor, dict]], *,
+                  steps: int, batch_size: int, lr: float, seed: int, log_every: int = 10,
+                  callback: Callable[[dict], None] | None = None) -> JamResult:
+    """The expectation-over-transforms loop every gradient jam shares: Adam on ``synth``'s parameters (``lr``
+    annealed to ``lr / 10`` on a cosine over ``steps``), each step on ``batch_size`` utterances drawn uniformly with
+    replacement and transforms from ``rooms`` (:func:`~robustaudio.acoustics.scenes.sample_transforms`, from a
+    generator seeded ``seed``). ``batch_loss(speech, loop [Tm], transforms, augmenter)`` renders the batch and returns
+    ``(loss, fields)``; ``augmenter`` (seeded ``seed + 1``) is for any augmentation draws, so that without them the
+    other draws stay as they are. A history entry every ``log_every`` steps (and the first and last): step, loss,
+    ``fields``, seconds."""
     if steps < 1 or batch_size < 1:
         raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
     check_utterances(utterances)
@@ -204,26 +228,20 @@ def jam(synth: KarplusStrong, detector: Detector, utterances: Utterances, rooms:
     optimiser = torch.optim.Adam(synth.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr / 10)
     result = JamResult(music=initial, initial=initial)
-    with frozen(detector.model):
-        for step in range(1, steps + 1):
-            pick = torch.randint(len(utterances), (batch_size,), generator=generator)
-            transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
-            result.rooms_seen.update(transforms.room.tolist())
-            scenes = render_augmented(utterances.subset(pick), synth(), transforms, rooms, config, augmentation,
-                                      augmenter)
-            margins = detector.margins(scenes)
-            loss = jam_loss(margins, confidence)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            schedule.step()
-            if step % log_every == 0 or step == steps or step == 1:
-                entry = {"step": step, "loss": float(loss.detach()),
-                         "firing": float((margins.detach().amax(dim=1) > 0).float().mean()),
-                         "seconds": time.perf_counter() - started}
-                result.history.append(entry)
-                if callback is not None:
-                    callback(entry)
+    for step in range(1, steps + 1):
+        pick = torch.randint(len(utterances), (batch_size,), generator=generator)
+        transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
+        result.rooms_seen.update(transforms.room.tolist())
+        loss, fields = batch_loss(utterances.subset(pick), synth(), transforms, augmenter)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % log_every == 0 or step == steps or step == 1:
+            entry = {"step": step, "loss": float(loss.detach()), **fields, "seconds": time.perf_counter() - started}
+            result.history.append(entry)
+            if callback is not None:
+                callback(entry)
     with torch.no_grad():
         result.music = synth().detach().clone()
     result.seconds = time.perf_counter() - started
@@ -254,4 +272,4 @@ def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
 
 
 __all__ = ["Detector", "JamResult", "ScoringDetector", "check_utterances", "jam", "jam_loss", "load_speech",
-           "load_utterances"]
+           "load_utterances", "optimise_loop"]

@@ -12,15 +12,14 @@ on another front end, barely moved).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Protocol
 
 import torch
 
 from ..acoustics.augmentation import Augmentation, render_parts_augmented
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, sample_transforms
-from .jamming import JamResult, check_utterances
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances
+from .jamming import JamResult, optimise_loop
 from .music import KarplusStrong
 
 HOP_SAMPLES = 160      # MicroFrontend: one frame every 10 ms at 16 kHz ...
@@ -84,41 +83,18 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
     if synth.sample_rate != config.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
                        f"share one sample rate.")
-    if steps < 1 or batch_size < 1:
-        raise JamError(f"steps and batch_size must be >= 1; got {steps} and {batch_size}.")
-    check_utterances(utterances)
-    generator = torch.Generator().manual_seed(seed)
-    augmenter = torch.Generator().manual_seed(seed + 1)
-    started = time.perf_counter()
-    with torch.no_grad():
-        initial = synth().detach().clone()
-    optimiser = torch.optim.Adam(synth.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, steps, eta_min=lr / 10)
-    result = JamResult(music=initial, initial=initial)
-    for step in range(1, steps + 1):
-        pick = torch.randint(len(utterances), (batch_size,), generator=generator)
-        transforms = sample_transforms(batch_size, rooms, config, generator, loop_samples=synth.length)
-        result.rooms_seen.update(transforms.room.tolist())
-        parts = render_parts_augmented(utterances.subset(pick), synth(), transforms, rooms, config, augmentation,
-                                       augmenter)
-        visibility = speech_visibility(frontend, parts)
-        loss = visibility.mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % log_every == 0 or step == steps or step == 1:
-            seen = visibility.detach()
-            entry = {"step": step, "loss": float(seen.mean()), "visibility": float(seen.mean()),
-                     "visibility_range": [float(seen.min()), float(seen.max())],
-                     "seconds": time.perf_counter() - started}
-            result.history.append(entry)
-            if callback is not None:
-                callback(entry)
-    with torch.no_grad():
-        result.music = synth().detach().clone()
-    result.seconds = time.perf_counter() - started
-    return result
+    model = frontend
+
+    def batch_loss(speech: Utterances, music: torch.Tensor, transforms: Transforms,
+                   augmenter: torch.Generator) -> tuple[torch.Tensor, dict]:
+        parts = render_parts_augmented(speech, music, transforms, rooms, config, augmentation, augmenter)
+        visibility = speech_visibility(model, parts)
+        seen = visibility.detach()
+        return visibility.mean(), {"visibility": float(seen.mean()),
+                                   "visibility_range": [float(seen.min()), float(seen.max())]}
+
+    return optimise_loop(synth, utterances, rooms, config, batch_loss, steps=steps, batch_size=batch_size, lr=lr,
+                         seed=seed, log_every=log_every, callback=callback)
 
 
 __all__ = ["FeatureFrontend", "masking_jam", "speech_visibility"]
