@@ -592,7 +592,9 @@ def test_cli_jam_masking_objective_reads_no_detector_while_learning(tmp_path, fe
     assert card["clips"]["learn_positives"] == card["clips"]["learn_positives_given"] == 2
     assert [h["step"] for h in card["history"]] == [1, 3] and all("visibility" in h for h in card["history"])
     assert "step 3: speech visibility" in result.output
-    assert "masking objective (no detector read" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "masking objective (no detector read" in report and "masking objective, no detector read: 3 steps" in report
+    assert "(all: the masking objective asks the detector nothing)" in report
     assert (out / "figures" / "optimisation.png").is_file()
     refused = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--objective", "masking",
                                         "--queries", "100", "--out", str(tmp_path / "q")])

@@ -310,12 +310,14 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
 
 def _summary_lines(card: dict) -> list[str]:
     s, clips, synth = card["settings"], card["clips"], card["synthesiser"]
+    learned_from = ("all: the masking objective asks the detector nothing" if s.get("objective") == "masking"
+                    else "those found clean")
     lines = [f"model: {card['model']} (target class {card['target']!r})",
              f"music level: {card['music_db']:g} dB relative to speech (optimised with ±{s['eot']['jitter_db']:g} dB)",
              f"synthesiser: Karplus-Strong, {len(synth['strings_hz'])} strings on the {synth['scale']} scale from "
              f"{synth['root_hz']:g} Hz, {synth['notes']} notes in a {synth['loop_seconds']:g} s loop",
              f"clips: optimised on {clips['learn_positives']} of {clips['learn_positives_given']} positives "
-             f"(those found clean); evaluated on {clips['test_positives']} of {clips['test_positives_given']} "
+             f"({learned_from}); evaluated on {clips['test_positives']} of {clips['test_positives_given']} "
              f"positives and {clips['test_negatives']} of {clips['test_negatives_given']} negatives "
              f"(those handled correctly clean)",
              f"rooms: {s['optimisation_rooms']} for optimisation, {s['held_out_rooms']} held out; "
@@ -434,7 +436,8 @@ def jam_headline(card: dict) -> Headline:
     how = (f"query-based ({'substitute' if s['query'].get('method') == 'substitute' else 'NES'}): "
            f"{s['query']['used']:,} queries, "
            f"{'per-step' if s['query']['feedback'] == 'steps' else 'clip'} scores" if s.get("query") else
-           f"optimisation: {s['steps']} steps × {s['batch_size']} scenes")
+           f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes"
+           if s.get("objective") == "masking" else f"optimisation: {s['steps']} steps × {s['batch_size']} scenes")
     settings = [how, f"rooms: {s['optimisation_rooms']} "
                 f"for optimisation, {s['held_out_rooms']} held out", f"{s['draws']} scenes per clip and room set",
                 f"seed: {s['seed']}"]
