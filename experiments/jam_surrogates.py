@@ -5,6 +5,8 @@ Usage::
     python experiments/make_wakeword_clips.py runs/voices --voices      # once (see jam_heldout.py)
     python experiments/jam_surrogates.py --voices runs/voices --out runs/jam_surrogates
     python experiments/jam_surrogates.py --train-steps 30 --steps 5 --seeds 1 --quick   # a smoke test
+    python experiments/jam_surrogates.py --surrogates --sets masking --steps 2000 --levels -12 -13 -14 \
+        --out runs/jam_masking2000_s0                                                   # the masking loop
 
 Protocol (issue: "optimise against an ensemble of white-box surrogates at once"):
 
@@ -19,6 +21,10 @@ Protocol (issue: "optimise against an ensemble of white-box surrogates at once")
   (openWakeWord + the three detectors: the loss pushes down the largest margin over all their windows),
   both with talker and device augmentation, 300 steps, at -10 dB re speech (the level
   ``jam_heldout.py`` chose on validation voices with openWakeWord; microWakeWord never chooses anything).
+- **A loop learned against no network** (``--sets masking``, :mod:`robustaudio.attacks.masking_jam`): it
+  minimises the word's visibility in the public TFLite-Micro front end (no detector's weights), 2000 steps with
+  talker and device augmentation in ``jam_surrogates.md``; ``--load-musics`` scores saved loops again, ``--fresh``
+  on ``make_wakeword_clips.py --accented`` voices instead.
 - **Scored on microWakeWord only.** Held-out flite and Festival voices in held-out rooms over five scene
   seeds, voice-clustered intervals, clean / random music / each loop; also at -12 dB, the level at which
   random music keeps microWakeWord's F1 near 0.70.
