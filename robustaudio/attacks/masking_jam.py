@@ -79,7 +79,8 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
         from ..models.frontends import MicroFrontend
         if config.sample_rate != 16000:
             raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
-                           f"{config.sample_rate} Hz: jam a 16 kHz detector, or pass a front end at that rate.")
+                           f"{config.sample_rate} Hz: use --objective detector for this model (or, from Python, give "
+                           f"masking_jam a front end at that rate).")
         frontend = MicroFrontend()
     if synth.sample_rate != config.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
