@@ -213,8 +213,12 @@ def main() -> None:
     learn, validate, evaluate = split["learn"], split["validate"], split["evaluate"]
     positives, _, _, _ = load_speech(learn, "alexa", 16000)
     validation, _, _, _ = load_speech(validate, "alexa", 16000)
-    negatives = espeak_negatives(args.negatives if not args.quick else 30, seed=0)
-    log(f"learn: {len(positives)} positives, {len(negatives)} synthesised negatives; validate {len(validation)}")
+    training = [name for name in args.surrogates if name not in (torch.load(args.load_surrogates, weights_only=True)
+                                                                  if args.load_surrogates else {})]
+    # negatives only train surrogates: none to synthesise when every surrogate is loaded (or there is none)
+    negatives = espeak_negatives(args.negatives if not args.quick else 30, seed=0) if training else None
+    log(f"learn: {len(positives)} positives, {len(negatives) if negatives else 0} synthesised negatives; "
+        f"validate {len(validation)}")
 
     detectors = {"openwakeword": oww}
     quality = {}

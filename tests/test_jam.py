@@ -529,6 +529,10 @@ def test_cli_jam_defaults_follow_the_measured_setting_and_yield_to_the_user():
     assert _measured_defaults(False, 8, substitute=True) == (False, 8)
     assert _measured_defaults(True, 32, substitute=False) == (True, 32)
     assert _measured_defaults(None, None, substitute=False, masking=True) == (True, 16)
+
+    from robustaudio.cli.jam import _default_steps
+    assert (_default_steps(None, "masking"), _default_steps(None, "detector"), _default_steps(7, "masking")) == (
+        2000, 300, 7)
     assert _measured_defaults(False, None, substitute=False, masking=True) == (False, 16)
 
 

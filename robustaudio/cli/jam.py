@@ -46,6 +46,13 @@ def _measured_defaults(augment: bool | None, rooms: int | None, substitute: bool
             (SUBSTITUTE_ROOMS if substitute else OPTIMISATION_ROOMS) if rooms is None else rooms)
 
 
+def _default_steps(steps: int | None, objective: str) -> int:
+    """``--steps`` where the user left it out: MASKING_STEPS for the masking objective, else DEFAULT_STEPS."""
+    if steps is not None:
+        return steps
+    return MASKING_STEPS if objective == "masking" else DEFAULT_STEPS
+
+
 def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
                     jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False):
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
@@ -266,8 +273,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         raise click.UsageError("--level-by says how --level-split chooses the level: pass --level-split too.")
     if objective == "masking" and queries is not None:
         raise click.UsageError("--objective masking reads no detector, so it spends no queries: drop --queries.")
-    if steps is None:
-        steps = MASKING_STEPS if objective == "masking" else DEFAULT_STEPS
+    steps = _default_steps(steps, objective)
     if level_split is not None and level_split == split and not evaluate_engines:
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
