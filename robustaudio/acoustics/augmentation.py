@@ -112,14 +112,22 @@ def device_bands(count: int, low: tuple[float, float] | None, high: tuple[float,
     return _log_uniform(generator, *low, count).float(), _log_uniform(generator, *high, count).float()
 
 
+def _rows_to_change(count: int, probability: float, generator: torch.Generator) -> torch.Tensor | None:
+    """Which of ``count`` rows a device band goes on, each with ``probability`` (``[B]`` bool), or ``None`` at 1:
+    every row, and nothing drawn."""
+    return None if probability >= 1 else torch.rand(count, generator=generator) < probability
+
+
+def _pick(use: torch.Tensor | None, plain: torch.Tensor, changed: torch.Tensor) -> torch.Tensor:
+    """Rows ``[B, T]`` of ``changed`` where ``use`` (every row where it is ``None``), else of ``plain``."""
+    return changed if use is None else torch.where(use[:, None], changed, plain)
+
+
 def _some(plain: torch.Tensor, changed: torch.Tensor, probability: float,
           generator: torch.Generator) -> torch.Tensor:
     """Rows ``[B, T]`` of ``changed``, each kept with ``probability`` (else that row of ``plain``); at 1 draws
     nothing."""
-    if probability >= 1:
-        return changed
-    use = torch.rand(len(changed), generator=generator) < probability
-    return torch.where(use[:, None], changed, plain)
+    return _pick(_rows_to_change(len(changed), probability, generator), plain, changed)
 
 
 def _talker_and_loudspeaker(speech: Utterances, music: torch.Tensor, augmentation: Augmentation,
@@ -173,12 +181,10 @@ def render_parts_augmented(speech: Utterances, music: torch.Tensor, transforms: 
     parts = render_parts(speech, music, transforms, rooms, config)
     microphone = device_bands(count, augmentation.microphone_low_hz, augmentation.microphone_high_hz, generator,
                               config.sample_rate)
-    if microphone is not None:
-        use = (None if augmentation.device_probability >= 1
-               else torch.rand(count, generator=generator) < augmentation.device_probability)
+    if microphone is not None:  # one draw of rows for the three parts: they stay one scene
+        use = _rows_to_change(count, augmentation.device_probability, generator)
         for key in ("speech", "music", "noise"):
-            banded = device_filter(parts[key], *microphone, config.sample_rate)
-            parts[key] = banded if use is None else torch.where(use[:, None], banded, parts[key])
+            parts[key] = _pick(use, parts[key], device_filter(parts[key], *microphone, config.sample_rate))
     return parts
 
 

@@ -75,17 +75,15 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
     Returns: a :class:`~robustaudio.attacks.jamming.JamResult`; each history entry has the batch's mean
     ``visibility`` (also as ``loss``) and its range.
     """
-    if frontend is None:
-        from ..models.frontends import MicroFrontend
-        if config.sample_rate != 16000:
-            raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
-                           f"{config.sample_rate} Hz: use --objective detector for this model (or, from Python, give "
-                           f"masking_jam a front end at that rate).")
-        frontend = MicroFrontend()
+    if frontend is None and config.sample_rate != 16000:
+        raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
+                       f"{config.sample_rate} Hz: use --objective detector for this model (or, from Python, give "
+                       f"masking_jam a front end at that rate).")
     if synth.sample_rate != config.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
                        f"share one sample rate.")
-    model = frontend
+    from ..models.frontends import MicroFrontend
+    model: FeatureFrontend = MicroFrontend() if frontend is None else frontend
 
     def batch_loss(speech: Utterances, music: torch.Tensor, transforms: Transforms,
                    augmenter: torch.Generator) -> tuple[torch.Tensor, dict]:
