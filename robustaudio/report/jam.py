@@ -395,6 +395,18 @@ def _players(music: dict[str, torch.Tensor], sample_rate: int, card: dict) -> tu
                       f"<div class='players'>{players}</div>"]
 
 
+def _how_found(s: dict) -> str:
+    """The headline's short account of how the loop was found: counted queries, the masking objective, or
+    gradient steps (:func:`_optimisation_line` is the long one)."""
+    if s.get("query"):
+        query = s["query"]
+        return (f"query-based ({'substitute' if query.get('method') == 'substitute' else 'NES'}): "
+                f"{query['used']:,} queries, {'per-step' if query['feedback'] == 'steps' else 'clip'} scores")
+    if s.get("objective") == "masking":
+        return f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes"
+    return f"optimisation: {s['steps']} steps × {s['batch_size']} scenes"
+
+
 def jam_headline(card: dict) -> Headline:
     """The target detector's F1 in the held-out rooms: clean, with random music, with the optimised music;
     over the scene seeds with voice-clustered intervals when they were run. Flags when the random music
@@ -433,12 +445,7 @@ def jam_headline(card: dict) -> Headline:
                           "scenes of one draw", "--scene-seeds 1 2 3 4 5 (the default)"))
     passed = ("The random-music condition is the control: the same synthesiser at the same level from random starts; "
               "only the gap between it and the optimised music is the attack's doing.")
-    how = (f"query-based ({'substitute' if s['query'].get('method') == 'substitute' else 'NES'}): "
-           f"{s['query']['used']:,} queries, "
-           f"{'per-step' if s['query']['feedback'] == 'steps' else 'clip'} scores" if s.get("query") else
-           f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes"
-           if s.get("objective") == "masking" else f"optimisation: {s['steps']} steps × {s['batch_size']} scenes")
-    settings = [how, f"rooms: {s['optimisation_rooms']} "
+    settings = [_how_found(s), f"rooms: {s['optimisation_rooms']} "
                 f"for optimisation, {s['held_out_rooms']} held out", f"{s['draws']} scenes per clip and room set",
                 f"seed: {s['seed']}"]
     if s.get("evaluate_engines"):

@@ -107,7 +107,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     if objective not in ("detector", "masking"):
         raise JamError(f"Unknown jam objective {objective!r}: use 'detector' or 'masking'.")
     if objective == "masking" and queries is not None:
-        raise JamError("The masking objective reads no detector: it takes no query budget (drop --queries).")
+        raise JamError("The masking objective reads no detector, so it takes no query budget: pass queries=None.")
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
     learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if objective == "masking" else
