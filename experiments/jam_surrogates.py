@@ -213,8 +213,8 @@ def main() -> None:
     learn, validate, evaluate = split["learn"], split["validate"], split["evaluate"]
     positives, _, _, _ = load_speech(learn, "alexa", 16000)
     validation, _, _, _ = load_speech(validate, "alexa", 16000)
-    training = [name for name in args.surrogates if name not in (torch.load(args.load_surrogates, weights_only=True)
-                                                                  if args.load_surrogates else {})]
+    trained = torch.load(args.load_surrogates, weights_only=True) if args.load_surrogates else {}
+    training = [name for name in args.surrogates if name not in trained]
     # negatives only train surrogates: none to synthesise when every surrogate is loaded (or there is none)
     negatives = espeak_negatives(args.negatives if not args.quick else 30, seed=0) if training else None
     log(f"learn: {len(positives)} positives, {len(negatives) if negatives else 0} synthesised negatives; "
@@ -222,7 +222,6 @@ def main() -> None:
 
     detectors = {"openwakeword": oww}
     quality = {}
-    trained = torch.load(args.load_surrogates, weights_only=True) if args.load_surrogates else {}
     for name, model in surrogates(args.surrogates).items():
         if name in trained:
             log(f"{name}: loaded from {args.load_surrogates}")

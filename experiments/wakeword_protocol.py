@@ -136,13 +136,9 @@ def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -
     added = part["utterances"].subset(keep)
     for _ in range(repeat):
         learn["utterances"] = joined(learn["utterances"], added)
-    learn["kept"]["positives"] = len(learn["utterances"])
-    new_voices = len({part["voices"][i] for i in added.ids})
-    learn["kept"]["voices"] += new_voices
-    if "positive_voices" in learn["kept"]:
-        learn["kept"]["positive_voices"] += new_voices
-    if "engines" in learn["kept"] and "engines" in part:
-        learn["kept"]["engines"] = sorted(set(learn["kept"]["engines"]) | {part["engines"][i] for i in added.ids})
+    learn["voices"] = {**learn["voices"], **{i: part["voices"][i] for i in added.ids}}
+    learn["engines"] = {**learn["engines"], **{i: part["engines"][i] for i in added.ids}}
+    learn["kept"] = kept_counts(learn["utterances"], learn["voices"], learn["engines"])  # counted, not tallied
     learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
                                           "voices": sorted({part["voices"][i] for i in added.ids})})
     log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
