@@ -184,11 +184,20 @@ def main() -> None:
                         help="loops to learn: against openWakeWord alone, openWakeWord + the surrogates, the "
                              "surrogates alone, or masking (no detector: the word's visibility in microWakeWord's "
                              "public front end, robustaudio.attacks.masking_jam)")
-    parser.add_argument("--load-musics", type=Path,
-                        help="an earlier run's OUT/musics.pt: score its loops (those of --sets) instead of learning")
+    parser.add_argument("--load-musics", type=Path, nargs="+", default=[],
+                        help="earlier runs' OUT/musics.pt: score their loops (those of --sets) instead of learning; "
+                             "with several, each loop is named after its run's folder")
     parser.add_argument("--fresh", type=Path, nargs="+", default=[],
-                        help="score on these make_wakeword_clips.py --accented folders (split fresh) instead of the "
-                             "held-out flite + Festival voices")
+                        help="score on every clip of these make_wakeword_clips.py folders (--accented, --languages) "
+                             "instead of the held-out flite + Festival voices")
+    parser.add_argument("--tail", type=float, default=1.0,
+                        help="masking: average the visibility over this share of each batch where the word shows "
+                             "most (robustaudio.attacks.masking_jam's tail)")
+    parser.add_argument("--learn-held-out", action="store_true",
+                        help="masking: learn from the held-out flite + Festival positives too (needs --fresh: "
+                             "those voices are then no test)")
+    parser.add_argument("--score", nargs="+", choices=("microwakeword", "openwakeword"),
+                        default=["microwakeword", "openwakeword"], help="the detectors the loops are played to")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
     parser.add_argument("--no-augment", action="store_true", help="learn the loops without talker and device "
                         "augmentation")
@@ -200,6 +209,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.learn_held_out and not args.fresh:
+        parser.error("--learn-held-out learns from the held-out flite + Festival voices: score on --fresh folders")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -247,17 +258,24 @@ def main() -> None:
     member_sets = {"openwakeword": ["openwakeword"], "ensemble": list(detectors),
                    "surrogates": [d for d in detectors if d != "openwakeword"]}
     augmentation = None if args.no_augment else Augmentation()
-    if args.load_musics:
-        loaded = torch.load(args.load_musics, weights_only=True)
-        musics = {k: loaded[k] for k in args.sets}
-        log(f"loops {', '.join(musics)} from {args.load_musics}: nothing learned")
+    for path in args.load_musics:
+        loaded = torch.load(path, weights_only=True)
+        musics |= {(k if len(args.load_musics) == 1 else f"{k}, {path.parent.name}"): loaded[k] for k in args.sets}
+        log(f"loops {', '.join(args.sets)} from {path}: nothing learned")
     if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
-        found = clean_correct(oww, positives, config)  # the same positives as the other sets learn from
-        log(f"masking jam (no detector) on {int(found.sum())} positives")
+        learning = positives
+        if args.learn_held_out:
+            held_out, _, _, _ = load_speech(evaluate, "alexa", 16000)
+            both = [positives, held_out.positives()]
+            learning = Utterances.from_waveforms(
+                [i for u in both for i in u.ids], [u.audio[k, :n] for u in both for k, n in enumerate(u.lengths)],
+                [1] * sum(len(u) for u in both), 16000, trim=False)
+        found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
+        log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
-            synth, positives.subset(found), optimisation, config, steps=args.steps, seed=args.opt_seed,
-            augmentation=augmentation, log_every=50,
+            synth, learning.subset(found), optimisation, config, steps=args.steps, seed=args.opt_seed,
+            tail=args.tail, augmentation=augmentation, log_every=50,
             callback=lambda e: log(f"  masking step {e['step']}: speech visibility {e['visibility']:.3f} (min "
                                    f"{e['visibility_range'][0]:.3f}, max {e['visibility_range'][1]:.3f})")).music
         synths["masking"] = synth.state_dict()
@@ -277,7 +295,7 @@ def main() -> None:
         torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
 
     if args.fresh:  # voices of another set, which no setting of these loops has seen
-        clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
+        clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
         evaluated, voice_of, _, _ = load_speech(clips, "alexa", 16000)
     else:
         evaluated, voice_of, _, _ = load_speech(evaluate, "alexa", 16000)
@@ -285,7 +303,7 @@ def main() -> None:
     results = {}
     for level in args.levels:
         level_config = replace(config, music_db=level)
-        for name in ("microwakeword", "openwakeword"):
+        for name in args.score:
             detector = mww if name == "microwakeword" else oww
             keep = clean_correct(detector, evaluated, level_config)
             test = evaluated.subset(keep)
@@ -300,7 +318,7 @@ def main() -> None:
     out = {"quality": quality, "results": results, "voice_tables": voice_tables,
            "args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
-    conditions = ["clean", "random", *[f"adversarial ({k})" for k in args.sets]]
+    conditions = ["clean", "random", *[f"adversarial ({k})" for k in musics]]
     scored = ("Fresh voices of " + ", ".join(map(str, args.fresh)) if args.fresh
               else "Held-out flite + Festival voices")
     lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",

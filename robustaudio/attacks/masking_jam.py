@@ -57,10 +57,12 @@ def speech_visibility(frontend: FeatureFrontend, parts: dict[str, torch.Tensor])
 
 
 def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
-                steps: int = 2000, batch_size: int = 16, lr: float = 0.05, seed: int = 0,
+                steps: int = 2000, batch_size: int = 16, lr: float = 0.05, seed: int = 0, tail: float = 1.0,
                 frontend: FeatureFrontend | None = None, augmentation: Augmentation | None = None,
                 log_every: int = 10, callback: Callable[[dict], None] | None = None) -> JamResult:
-    """Optimise ``synth``'s parameters in place to minimise the mean :func:`speech_visibility` of the word.
+    """Optimise ``synth``'s parameters in place to minimise the mean :func:`speech_visibility` of the word over the
+    ``tail`` share of each batch where it shows most (1: every scene; 0.5: the worse half, so that scenes the music
+    already hides stop pulling the loop their way).
 
     Scenes are drawn as :func:`~robustaudio.attacks.jamming.jam` draws them (``batch_size`` utterances with
     replacement, transforms from the optimisation ``rooms``, the music level jittered by ``config.jitter_db``,
@@ -70,6 +72,7 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
     step. No detector is read: the loop never depends on the model it will be played to.
 
     Args:
+        tail: the share of the batch, in (0, 1], whose visibility is averaged (at least one scene).
         frontend: a module with ``raw(audio [B, T]) -> [B, C, frames]`` at the scenes' rate (10 ms hop, 30 ms
             window); default: :class:`~robustaudio.models.frontends.MicroFrontend` (16 kHz only).
     Returns: a :class:`~robustaudio.attacks.jamming.JamResult`; each history entry has the batch's mean
@@ -79,6 +82,8 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
         raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
                        f"{config.sample_rate} Hz: use --objective detector for this model (or, from Python, give "
                        f"masking_jam a front end at that rate).")
+    if not 0.0 < tail <= 1.0:
+        raise JamError(f"tail is the share of each batch the loss averages, in (0, 1]; got {tail}.")
     if synth.sample_rate != config.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
                        f"share one sample rate.")
@@ -90,7 +95,8 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
         parts = render_parts_augmented(speech, music, transforms, rooms, config, augmentation, augmenter)
         visibility = speech_visibility(model, parts)
         seen = visibility.detach()
-        return visibility.mean(), {"visibility": float(seen.mean()),
+        worst = visibility if tail == 1.0 else visibility.topk(max(1, round(tail * len(visibility)))).values
+        return worst.mean(), {"visibility": float(seen.mean()),
                                    "visibility_range": [float(seen.min()), float(seen.max())]}
 
     return optimise_loop(synth, utterances, rooms, config, batch_loss, steps=steps, batch_size=batch_size, lr=lr,
