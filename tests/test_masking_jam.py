@@ -94,3 +94,33 @@ def test_masking_jam_refuses_other_sample_rates_and_empty_sets():
     empty = vowels().subset(torch.zeros(4, dtype=torch.bool))
     with pytest.raises(JamError, match="no utterance"):
         masking_jam(KarplusStrong(1.0, 16000, seed=0), empty, rooms, FAST, steps=1)
+
+
+@pytest.mark.parametrize("tail, reads", [(1.0, "mean"), (0.25, "top"), (1 / 8, "max")])
+def test_tail_averages_the_scenes_where_the_word_shows_most(tail, reads, monkeypatch):
+    """The loss is the mean visibility over the batch (tail 1), over its most visible quarter, or its maximum (one
+    scene of eight); the logged visibility is the whole batch's in every case."""
+    import robustaudio.attacks.masking_jam as module
+
+    seen: list[torch.Tensor] = []
+
+    def spy(frontend, parts):
+        values = speech_visibility(frontend, parts)
+        seen.append(values.detach())
+        return values
+
+    monkeypatch.setattr(module, "speech_visibility", spy)
+    rooms, _ = room_split(FAST, 2, 2, 0)
+    result = masking_jam(KarplusStrong(1.0, 16000, seed=0), vowels(), rooms, FAST, steps=1, batch_size=8, tail=tail)
+    batch, entry = seen[0], result.history[0]
+    expected = {"mean": batch.mean(), "top": batch.topk(2).values.mean(), "max": batch.max()}[reads]
+    assert entry["loss"] == pytest.approx(float(expected), rel=1e-6)
+    assert entry["visibility"] == pytest.approx(float(batch.mean()), rel=1e-6)
+    assert float(batch.std()) > 0.01  # the batch's scenes differ, so the three readings differ
+
+
+@pytest.mark.parametrize("tail", [0.0, -0.5, 1.5])
+def test_tail_outside_zero_one_is_refused(tail):
+    rooms, _ = room_split(FAST, 2, 2, 0)
+    with pytest.raises(JamError, match="tail"):
+        masking_jam(KarplusStrong(1.0, 16000, seed=0), vowels(), rooms, FAST, steps=1, tail=tail)
