@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 
 from robustaudio.acoustics.augmentation import Augmentation
-from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, room_split, sample_transforms
+from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, render_parts, room_split, sample_transforms
 from robustaudio.attacks.jamming import Detector, jam, load_speech
-from robustaudio.attacks.masking_jam import masking_jam
+from robustaudio.attacks.masking_jam import masking_jam, speech_visibility
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary, voice_table
@@ -167,6 +167,33 @@ class Ensemble:
         return torch.stack([d.scores(audio) for d in self.detectors.values()]).amax(dim=0)
 
 
+def held_out_visibility(music: torch.Tensor, speech: Utterances, config: EOTConfig, draws: int = 2) -> float:
+    """Mean :func:`speech_visibility` in microWakeWord's public front end of ``music`` [T] over ``draws`` scenes of
+    every clip of ``speech`` in the 16 held-out rooms of seed 0 (none of them an optimisation room, none a room of
+    the scoring seeds 1-5): a detector-free reading of a loop on the voices it learned from."""
+    from robustaudio.models.frontends import MicroFrontend
+    frontend, (_, rooms) = MicroFrontend(), room_split(config, 16, 16, 0)
+    generator, values = torch.Generator().manual_seed(0), []
+    with torch.no_grad():
+        for _ in range(draws):
+            for start in range(0, len(speech), 32):
+                batch = speech.subset(torch.arange(start, min(start + 32, len(speech))))
+                transforms = sample_transforms(len(batch), rooms, config, generator, loop_samples=music.shape[-1])
+                values.append(speech_visibility(frontend, render_parts(batch, music, transforms, rooms, config)))
+    return float(torch.cat(values).mean())
+
+
+def learning_positives(positives: Utterances, evaluate, held_out: bool) -> Utterances:
+    """The masking loop's learning set: ``positives`` and, with ``held_out``, the positives of ``evaluate``."""
+    if not held_out:
+        return positives
+    extra, _, _, _ = load_speech(evaluate, "alexa", 16000)
+    both = [positives, extra.positives()]
+    return Utterances.from_waveforms(
+        [i for u in both for i in u.ids], [u.audio[k, :n] for u in both for k, n in enumerate(u.lengths)],
+        [1] * sum(len(u) for u in both), 16000, trim=False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--voices", type=Path, default=Path("runs/voices"))
@@ -196,6 +223,9 @@ def main() -> None:
     parser.add_argument("--learn-held-out", action="store_true",
                         help="masking: learn from the held-out flite + Festival positives too (needs --fresh: "
                              "those voices are then no test)")
+    parser.add_argument("--pick-visibility", action="store_true",
+                        help="log each loop's speech visibility on scenes of W's learning voices (eSpeak NG learning "
+                             "+ held-out flite + Festival positives) in held-out rooms: a detector-free pick")
     parser.add_argument("--score", nargs="+", choices=("microwakeword", "openwakeword"),
                         default=["microwakeword", "openwakeword"], help="the detectors the loops are played to")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
@@ -264,13 +294,7 @@ def main() -> None:
         log(f"loops {', '.join(args.sets)} from {path}: nothing learned")
     if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
-        learning = positives
-        if args.learn_held_out:
-            held_out, _, _, _ = load_speech(evaluate, "alexa", 16000)
-            both = [positives, held_out.positives()]
-            learning = Utterances.from_waveforms(
-                [i for u in both for i in u.ids], [u.audio[k, :n] for u in both for k, n in enumerate(u.lengths)],
-                [1] * sum(len(u) for u in both), 16000, trim=False)
+        learning = learning_positives(positives, evaluate, args.learn_held_out)
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
@@ -294,6 +318,12 @@ def main() -> None:
     if synths:
         torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
 
+    visibility = {}
+    if args.pick_visibility:  # detector-free: each loop on scenes of the voices W learns from, held-out rooms
+        found = learning_positives(positives, evaluate, True)
+        for name, music in musics.items():
+            visibility[name] = held_out_visibility(music, found, replace(config, music_db=args.levels[0]))
+            log(f"visibility of the word under {name} (learning voices, held-out rooms): {visibility[name]:.4f}")
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
         evaluated, voice_of, _, _ = load_speech(clips, "alexa", 16000)
@@ -315,7 +345,7 @@ def main() -> None:
             results[f"{name} @ {level:g} dB"] = summary
             voice_tables[f"{name} @ {level:g} dB"] = voice_table(rows, voice_of)
             log(f"{name} at {level:g} dB: " + ", ".join(f"{c} {fmt(s['f1'])}" for c, s in summary.items()))
-    out = {"quality": quality, "results": results, "voice_tables": voice_tables,
+    out = {"quality": quality, "visibility": visibility, "results": results, "voice_tables": voice_tables,
            "args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
     conditions = ["clean", "random", *[f"adversarial ({k})" for k in musics]]
