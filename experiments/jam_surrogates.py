@@ -46,9 +46,9 @@ import torch
 import torch.nn.functional as F
 
 from robustaudio.acoustics.augmentation import Augmentation
-from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, render_parts, room_split, sample_transforms
+from robustaudio.acoustics.scenes import EOTConfig, Utterances, render, room_split, sample_transforms
 from robustaudio.attacks.jamming import Detector, jam, load_speech
-from robustaudio.attacks.masking_jam import masking_jam, speech_visibility
+from robustaudio.attacks.masking_jam import masking_jam, mean_visibility
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary, voice_table
@@ -165,22 +165,6 @@ class Ensemble:
 
     def scores(self, audio: torch.Tensor) -> torch.Tensor:
         return torch.stack([d.scores(audio) for d in self.detectors.values()]).amax(dim=0)
-
-
-def held_out_visibility(music: torch.Tensor, speech: Utterances, config: EOTConfig, draws: int = 2) -> float:
-    """Mean :func:`speech_visibility` in microWakeWord's public front end of ``music`` [T] over ``draws`` scenes of
-    every clip of ``speech`` in the 16 held-out rooms of seed 0 (none of them an optimisation room, none a room of
-    the scoring seeds 1-5): a detector-free reading of a loop on the voices it learned from."""
-    from robustaudio.models.frontends import MicroFrontend
-    frontend, (_, rooms) = MicroFrontend(), room_split(config, 16, 16, 0)
-    generator, values = torch.Generator().manual_seed(0), []
-    with torch.no_grad():
-        for _ in range(draws):
-            for start in range(0, len(speech), 32):
-                batch = speech.subset(torch.arange(start, min(start + 32, len(speech))))
-                transforms = sample_transforms(len(batch), rooms, config, generator, loop_samples=music.shape[-1])
-                values.append(speech_visibility(frontend, render_parts(batch, music, transforms, rooms, config)))
-    return float(torch.cat(values).mean())
 
 
 def learning_positives(positives: Utterances, evaluate, held_out: bool) -> Utterances:
@@ -320,9 +304,9 @@ def main() -> None:
 
     visibility = {}
     if args.pick_visibility:  # detector-free: each loop on scenes of the voices W learns from, held-out rooms
-        found = learning_positives(positives, evaluate, True)
-        for name, music in musics.items():
-            visibility[name] = held_out_visibility(music, found, replace(config, music_db=args.levels[0]))
+        found, (_, pick_rooms) = learning_positives(positives, evaluate, True), room_split(config, 16, 16, 0)
+        for name, music in musics.items():  # held-out rooms of seed 0: no optimisation room, no scoring seed's
+            visibility[name] = mean_visibility(music, found, pick_rooms, replace(config, music_db=args.levels[0]))
             log(f"visibility of the word under {name} (learning voices, held-out rooms): {visibility[name]:.4f}")
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]

@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 
 from ..acoustics.augmentation import Augmentation, render_parts_augmented
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Transforms, Utterances, render_parts, sample_transforms
 from .jamming import JamResult, optimise_loop
 from .music import KarplusStrong
 
@@ -54,6 +54,26 @@ def speech_visibility(frontend: FeatureFrontend, parts: dict[str, torch.Tensor])
     with torch.no_grad():
         alone = ((features(speech + noise) - features(noise)) ** 2 * weight).sum(dim=(1, 2)).clamp_min(1e-6)
     return ((heard - masker) ** 2 * weight).sum(dim=(1, 2)) / alone
+
+
+def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
+                    draws: int = 2, seed: int = 0, batch_size: int = 32,
+                    frontend: FeatureFrontend | None = None) -> float:
+    """The mean :func:`speech_visibility` of every utterance under the loop ``music`` ``[Tm]``, over ``draws``
+    scenes each in ``rooms`` (transforms from a generator seeded ``seed``, no augmentation, no gradient): how much
+    of the word a loop leaves to be seen, read without any detector. The way to pick among masking loops: the one
+    that reads lowest on held-out rooms was the best or tied best of three against microWakeWord in six blind
+    readings (``experiments/jam_surrogates.md``)."""
+    from ..models.frontends import MicroFrontend
+    model: FeatureFrontend = MicroFrontend() if frontend is None else frontend
+    generator, values = torch.Generator().manual_seed(seed), []
+    with torch.no_grad():
+        for _ in range(draws):
+            for start in range(0, len(utterances), batch_size):
+                batch = utterances.subset(torch.arange(start, min(start + batch_size, len(utterances))))
+                transforms = sample_transforms(len(batch), rooms, config, generator, loop_samples=music.shape[-1])
+                values.append(speech_visibility(model, render_parts(batch, music, transforms, rooms, config)))
+    return float(torch.cat(values).mean())
 
 
 def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
@@ -103,4 +123,4 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
                          seed=seed, log_every=log_every, callback=callback)
 
 
-__all__ = ["FeatureFrontend", "masking_jam", "speech_visibility"]
+__all__ = ["FeatureFrontend", "masking_jam", "mean_visibility", "speech_visibility"]
