@@ -603,3 +603,41 @@ def test_cli_jam_masking_objective_reads_no_detector_while_learning(tmp_path, fe
     refused = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--objective", "masking",
                                         "--queries", "100", "--out", str(tmp_path / "q")])
     assert refused.exit_code == 2 and "drop --queries" in refused.output and "Traceback" not in refused.output
+
+
+def test_cli_jam_masking_restarts_keep_the_loop_that_hides_the_word_best(tmp_path, few_minievents):
+    """--restarts 2: two masking loops (seeds 2 and 3), the one with the lower visibility in the "pick" rooms is
+    kept, and it is the loop the run scores and saves; the report says so. --restarts without the masking
+    objective is refused in one line."""
+    from robustaudio.acoustics.scenes import make_rooms
+    from robustaudio.attacks.masking_jam import mean_visibility
+    from robustaudio.cli import main
+
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--music-db", "-10",
+                                       "--data", str(few_minievents), "--objective", "masking", "--restarts", "2",
+                                       "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
+                                       "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1",
+                                       "--rt60", "0.15", "0.2", "--scene-seeds", "1", "--seed", "2",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    record = card["settings"]["restarts"]
+    assert record["seeds"] == [2, 3] and record["rooms"] == 1
+    assert record["kept"] == min((0, 1), key=record["visibility"].__getitem__) == 1  # not simply the first loop
+    assert record["visibility"][0] != record["visibility"][1]
+    # the kept loop is the one scored: its visibility, read again in the same rooms, is the record's
+    music, rate = soundfile.read(out / "music_adversarial.wav", dtype="float32")
+    config = EOTConfig(music_db=-10.0, jitter_db=3.0, rt60=(0.15, 0.2), scene_seconds=1.0)
+    learn = load_utterances(few_minievents, "speech", 16000, "train")[0].positives()
+    rooms = make_rooms("pick", 1, 2, (0.15, 0.2), 16000)
+    again = mean_visibility(torch.as_tensor(music), learn, rooms, config, seed=2)
+    assert again == pytest.approx(min(record["visibility"]), abs=2e-3)  # the WAV is 16-bit
+    assert "best of 2 loops by the word's visibility in 1 rooms of their own" in (out / "report.md").read_text()
+    refused = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--restarts", "2",
+                                        "--out", str(tmp_path / "r")])
+    assert refused.exit_code == 2 and "--objective masking" in refused.output and "Traceback" not in refused.output
+    from robustaudio.runner.jam import jam_and_evaluate
+    for objective, restarts in (("detector", 2), ("masking", 0)):
+        with pytest.raises(JamError, match="restarts"):
+            jam_and_evaluate(None, None, None, EOTConfig(), objective=objective, restarts=restarts)

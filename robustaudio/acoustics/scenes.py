@@ -37,7 +37,7 @@ import torch
 from .mixing import noise_segments, snr_db
 from .rooms import SimulatedRoom, simulate_room
 
-SPLITS = ("optimisation", "held-out")
+SPLITS = ("optimisation", "held-out", "pick")  # pick: rooms that choose among loops, never scored in
 MUSIC_DB_RANGE = (-40.0, 10.0)   # music relative to speech; beyond +10 dB the speech is drowned
 NOISE_SNR_RANGE = (-10.0, 60.0)
 RT60_LIMITS = (0.15, 1.5)        # what the room simulation accepts

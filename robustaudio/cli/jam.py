@@ -248,12 +248,16 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
                    "(the word's visibility in microWakeWord's public TFLite-Micro front end, 16 kHz), so that the "
                    "music never depends on the model it is played to; it needs no gradients and no queries. "
                    "Measured in experiments/jam_surrogates.md.")
+@click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --objective masking: learn this many loops (seeds --seed, --seed + 1, ...) and keep the one "
+                   "that hides the word best in rooms of its own, still reading no detector (the best or tied best "
+                   "of three against microWakeWord in six blind readings; each loop costs --steps).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
         level_floor, level_by, jitter_db, noise_snr_db,
         rt60, scene_seconds, loop_seconds, steps, batch_size, lr, optimisation_rooms, held_out_rooms, draws,
         random_pieces, scene_seeds, evaluate_engines, augment, seed, transfer_to, queries, query_feedback,
-        query_method, objective, out) -> None:
+        query_method, objective, restarts, out) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms. With --queries the loop is searched on the detector's
@@ -273,6 +277,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         raise click.UsageError("--level-by says how --level-split chooses the level: pass --level-split too.")
     if objective == "masking" and queries is not None:
         raise click.UsageError("--objective masking reads no detector, so it spends no queries: drop --queries.")
+    if restarts > 1 and objective != "masking":
+        raise click.UsageError("--restarts picks among masking loops by how well they hide the word: add "
+                               "--objective masking (or drop --restarts).")
     steps = _default_steps(steps, objective)
     if level_split is not None and level_split == split and not evaluate_engines:
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
@@ -328,7 +335,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                                                         level_by, steps, seed, transfer_to, scene_seeds,
                                                         evaluate_engines, augment, queries, query_feedback,
                                                         query_method,
-                                                        *([objective] if objective != "detector" else [])])
+                                                        *([objective] if objective != "detector" else []),
+                                                        *([restarts] if restarts > 1 else [])])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         run = jam_and_evaluate(
@@ -337,7 +345,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
             random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
             scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
             level_choice=level_choice, augmentation=Augmentation() if augment else None, queries=query_settings,
-            objective=objective, callback=lambda entry: _echo_progress(entry, steps))
+            objective=objective, restarts=restarts, callback=lambda entry: _echo_progress(entry, steps))
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error

@@ -223,8 +223,14 @@ def _optimisation_line(card: dict) -> str:
                 f"{query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
                 f"{card['optimisation_seconds']:.0f} s")
     if s.get("objective") == "masking":
+        restarts, kept = s.get("restarts"), ""
+        if restarts:
+            readings = ", ".join(f"seed {k} {v:.3f}" for k, v in zip(restarts["seeds"], restarts["visibility"],
+                                                                      strict=True))
+            kept = (f"; best of {len(restarts['seeds'])} loops by the word's visibility in {restarts['rooms']} rooms "
+                    f"of their own ({readings}): kept seed {restarts['seeds'][restarts['kept']]}")
         return (f"masking objective (no detector read: the word's visibility in microWakeWord's public front end): "
-                f"{s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
+                f"{s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}{kept}, "
                 f"{card['optimisation_seconds']:.0f} s")
     return (f"optimisation: {s['steps']} steps × {s['batch_size']} scenes, Adam lr {s['lr']:g}, "
             f"{card['optimisation_seconds']:.0f} s")
@@ -403,7 +409,8 @@ def _how_found(s: dict) -> str:
         return (f"query-based ({'substitute' if query.get('method') == 'substitute' else 'NES'}): "
                 f"{query['used']:,} queries, {'per-step' if query['feedback'] == 'steps' else 'clip'} scores")
     if s.get("objective") == "masking":
-        return f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes"
+        best = f", best of {len(s['restarts']['seeds'])} loops" if s.get("restarts") else ""
+        return f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes{best}"
     return f"optimisation: {s['steps']} steps × {s['batch_size']} scenes"
 
 

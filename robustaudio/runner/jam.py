@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from ..acoustics.augmentation import Augmentation
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, room_split
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, make_rooms, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
-from ..attacks.masking_jam import masking_jam
+from ..attacks.masking_jam import masking_jam, mean_visibility
 from ..attacks.music import KarplusStrong
 from ..attacks.query_jam import QuerySettings, query_jam
 from ..attacks.substitute_jam import SubstituteSettings, substitute_jam
@@ -67,7 +67,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
                      evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
                      n_resamples: int = 2000, queries: QuerySettings | SubstituteSettings | None = None,
-                     objective: str = "detector",
+                     objective: str = "detector", restarts: int = 1,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -94,7 +94,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``objective``: ``"detector"`` (the default) learns against ``detector``'s gradients; ``"masking"`` against no
     detector (:func:`~..attacks.masking_jam.masking_jam`: the word's visibility in microWakeWord's public front
     end, 16 kHz), learning from every positive of ``learn`` (the detector is not asked which it handles), so the
-    loop never depends on the detector it is scored on.
+    loop never depends on the detector it is scored on. ``restarts`` (masking only): learn that many loops
+    (synthesiser and draw seeds ``seed .. seed + restarts - 1``) and keep the one with the lowest
+    :func:`~..attacks.masking_jam.mean_visibility` on the learning positives in rooms of their own (the ``"pick"``
+    stream: no optimisation or evaluation room), still without reading the detector; ``settings["restarts"]``
+    records each loop's visibility and the one kept.
 
     ``queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
     detector's scores alone, every scored scene counted; ``steps``, ``batch_size``, ``lr`` and ``augmentation``
@@ -108,6 +112,9 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         raise JamError(f"Unknown jam objective {objective!r}: use 'detector' or 'masking'.")
     if objective == "masking" and queries is not None:
         raise JamError("The masking objective reads no detector, so it takes no query budget: pass queries=None.")
+    if restarts < 1 or (restarts > 1 and objective != "masking"):
+        raise JamError(f"restarts picks among masking loops by their visibility (objective='masking'), at least "
+                       f"one; got {restarts} with objective {objective!r}.")
     started = time.perf_counter()
     optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
     learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if objective == "masking" else
@@ -122,22 +129,43 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
-    total_steps = steps if queries is None else queries.planned_steps
+    total_steps = steps * restarts if queries is None else queries.planned_steps
+    done_before = 0  # steps of the restarts already learned
 
     def on_step(entry: dict) -> None:
         if callback is not None:
             callback(entry)
         if progress is not None:
-            progress("optimising", int(entry.get("step", entry.get("round", 0))), total_steps)
+            progress("optimising", done_before + int(entry.get("step", entry.get("round", 0))), total_steps)
 
     def phase(name: str) -> Callable[[int, int], None] | None:
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     snapshots: dict[int, torch.Tensor] = {}
     queries_used = 0
+    restart_record = None
     if objective == "masking":
         result = masking_jam(synth, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                              seed=seed, augmentation=augmentation, callback=on_step)
+        if restarts > 1:
+            pick_rooms = make_rooms("pick", held_out_rooms, seed, tuple(config.rt60), sample_rate)
+            if set(pick_rooms.rooms) & (set(optimisation.rooms) | set(held_out.rooms)):
+                raise JamError(f"Seed {seed}: a room drawn to pick among loops is also an optimisation or "
+                               f"held-out room; use another seed.")
+            visibility = [mean_visibility(result.music, positives, pick_rooms, config, seed=seed)]
+            results, synths = [result], [synth]
+            for k in range(1, restarts):
+                done_before = k * steps
+                synths.append(KarplusStrong(loop_seconds, sample_rate, seed=seed + k))
+                results.append(masking_jam(synths[-1], positives, optimisation, config, steps=steps,
+                                           batch_size=batch_size, lr=lr, seed=seed + k, augmentation=augmentation,
+                                           callback=on_step))
+                visibility.append(mean_visibility(results[-1].music, positives, pick_rooms, config, seed=seed))
+            kept = min(range(restarts), key=visibility.__getitem__)
+            result, synth = results[kept], synths[kept]
+            result.seconds = sum(r.seconds for r in results)
+            restart_record = {"seeds": [seed + k for k in range(restarts)], "visibility": visibility,
+                              "kept": kept, "rooms": len(pick_rooms)}
     elif queries is None:
         result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                      confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
@@ -165,7 +193,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
                 "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
                 "augmentation": augmentation.as_dict() if augmentation is not None else None,
-                "evaluate_engines": list(evaluate_engines), "objective": objective,
+                "evaluate_engines": list(evaluate_engines), "objective": objective, "restarts": restart_record,
                 "level_choice": dict(level_choice) if level_choice is not None else None}
     if queries is not None:
         settings["query"] = queries.record(queries_used)
