@@ -167,6 +167,27 @@ class Ensemble:
         return torch.stack([d.scores(audio) for d in self.detectors.values()]).amax(dim=0)
 
 
+def noise_loops(speech: Utterances, seconds: float = 4.0, rate: int = 16000, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Plain maskers of the loops' length, for a baseline the music must beat: white noise, pink noise (power
+    ∝ 1/f above 20 Hz) and speech-shaped noise (white noise through the mean power spectrum of ``speech``,
+    Hann frames of 512 samples hopped by 256). The scene sets every loop's level, so only the spectrum counts."""
+    n = int(seconds * rate)
+    white = torch.randn(n, generator=torch.Generator().manual_seed(seed))
+    spectrum, freqs = torch.fft.rfft(white), torch.fft.rfftfreq(n, 1.0 / rate)
+    frames = torch.cat([speech.audio[k, :int(length)].unfold(0, 512, 256) for k, length in enumerate(speech.lengths)
+                        if int(length) >= 512])
+    power = (torch.fft.rfft(frames * torch.hann_window(512), dim=1).abs() ** 2).mean(dim=0)  # [257]
+    shape = torch.nn.functional.interpolate(power.sqrt()[None, None], size=len(freqs), mode="linear")[0, 0]
+    loops = {"white noise": white, "pink noise": torch.fft.irfft(spectrum / freqs.clamp(min=20.0).sqrt(), n),
+             "speech-shaped noise": torch.fft.irfft(spectrum * shape, n)}
+    return {name: 0.9 * loop / loop.abs().max() for name, loop in loops.items()}
+
+
+def condition(name: str) -> str:
+    """A loop's condition name in the tables: plain noise is a baseline, everything learned is adversarial."""
+    return f"baseline ({name})" if name.endswith(" noise") else f"adversarial ({name})"
+
+
 def learning_positives(positives: Utterances, evaluate, held_out: bool) -> Utterances:
     """The masking loop's learning set: ``positives`` and, with ``held_out``, the positives of ``evaluate``."""
     if not held_out:
@@ -210,6 +231,9 @@ def main() -> None:
     parser.add_argument("--pick-visibility", action="store_true",
                         help="log each loop's speech visibility on scenes of W's learning voices (eSpeak NG learning "
                              "+ held-out flite + Festival positives) in held-out rooms: a detector-free pick")
+    parser.add_argument("--noise-baselines", action="store_true",
+                        help="also score white, pink and speech-shaped noise (the learning positives' spectrum) at "
+                             "the same level: what learning buys over a plain masker")
     parser.add_argument("--score", nargs="+", choices=("microwakeword", "openwakeword"),
                         default=["microwakeword", "openwakeword"], help="the detectors the loops are played to")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
@@ -302,6 +326,8 @@ def main() -> None:
     if synths:
         torch.save(synths, args.out / "synths.pt")  # the loops' parameters: a start for jam_query.py --start-from
 
+    if args.noise_baselines:
+        musics |= noise_loops(positives)
     visibility = {}
     if args.pick_visibility:  # detector-free: each loop on scenes of the voices W learns from, held-out rooms
         found, (_, pick_rooms) = learning_positives(positives, evaluate, True), room_split(config, 16, 16, 0)
@@ -323,7 +349,7 @@ def main() -> None:
             test = evaluated.subset(keep)
             rows = evaluate_seeds({"target": detector}, test, level_config,
                                   {"clean": None, "random": random_loops(4.0, 16000, 4),
-                                   **{f"adversarial ({k})": v for k, v in musics.items()}},
+                                   **{condition(k): v for k, v in musics.items()}},
                                   seeds=tuple(args.seeds), held_out_rooms=16, draws=args.draws, avoid=optimisation)
             summary = {r["condition"]: r for r in seed_summary(rows, voice_of)}
             results[f"{name} @ {level:g} dB"] = summary
@@ -332,7 +358,7 @@ def main() -> None:
     out = {"quality": quality, "visibility": visibility, "results": results, "voice_tables": voice_tables,
            "args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
-    conditions = ["clean", "random", *[f"adversarial ({k})" for k in musics]]
+    conditions = ["clean", "random", *[condition(k) for k in musics]]
     scored = ("Fresh voices of " + ", ".join(map(str, args.fresh)) if args.fresh
               else "Held-out flite + Festival voices")
     lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",
