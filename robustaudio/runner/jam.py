@@ -56,6 +56,23 @@ class JamRun:
     query_curve: list[dict] = field(default_factory=list)     # query-based jams: F1 of the loop against queries
 
 
+def _keep_least_visible(learned: list[tuple[KarplusStrong, JamResult]], positives: Utterances, config: EOTConfig,
+                        rooms: int, seed: int, avoid: tuple[RoomSet, ...]) -> tuple[KarplusStrong, JamResult, dict]:
+    """Of masking loops learned with seeds ``seed, seed + 1, ...``: the one with the lowest
+    :func:`~..attacks.masking_jam.mean_visibility` of ``positives`` in ``rooms`` rooms of the ``"pick"`` stream
+    (none of them in ``avoid``), its result (``seconds``: all the loops'), and the record of every reading."""
+    pick_rooms = make_rooms("pick", rooms, seed, tuple(config.rt60), config.sample_rate)
+    if any(set(pick_rooms.rooms) & set(other.rooms) for other in avoid):
+        raise JamError(f"Seed {seed}: a room drawn to pick among loops is also an optimisation or held-out room; "
+                       f"use another seed.")
+    visibility = [mean_visibility(result.music, positives, pick_rooms, config, seed=seed) for _, result in learned]
+    kept = min(range(len(learned)), key=visibility.__getitem__)
+    synth, result = learned[kept]
+    result.seconds = sum(r.seconds for _, r in learned)
+    return synth, result, {"seeds": [seed + k for k in range(len(learned))], "visibility": visibility,
+                           "kept": kept, "rooms": rooms}
+
+
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
                      steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0,
                      loop_seconds: float = 4.0, optimisation_rooms: int = OPTIMISATION_ROOMS,
@@ -145,27 +162,17 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     queries_used = 0
     restart_record = None
     if objective == "masking":
-        result = masking_jam(synth, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
-                             seed=seed, augmentation=augmentation, callback=on_step)
+        learned = []
+        for k in range(restarts):
+            done_before = k * steps
+            trial = synth if k == 0 else KarplusStrong(loop_seconds, sample_rate, seed=seed + k)
+            learned.append((trial, masking_jam(trial, positives, optimisation, config, steps=steps,
+                                               batch_size=batch_size, lr=lr, seed=seed + k,
+                                               augmentation=augmentation, callback=on_step)))
+        synth, result = learned[0]
         if restarts > 1:
-            pick_rooms = make_rooms("pick", held_out_rooms, seed, tuple(config.rt60), sample_rate)
-            if set(pick_rooms.rooms) & (set(optimisation.rooms) | set(held_out.rooms)):
-                raise JamError(f"Seed {seed}: a room drawn to pick among loops is also an optimisation or "
-                               f"held-out room; use another seed.")
-            visibility = [mean_visibility(result.music, positives, pick_rooms, config, seed=seed)]
-            results, synths = [result], [synth]
-            for k in range(1, restarts):
-                done_before = k * steps
-                synths.append(KarplusStrong(loop_seconds, sample_rate, seed=seed + k))
-                results.append(masking_jam(synths[-1], positives, optimisation, config, steps=steps,
-                                           batch_size=batch_size, lr=lr, seed=seed + k, augmentation=augmentation,
-                                           callback=on_step))
-                visibility.append(mean_visibility(results[-1].music, positives, pick_rooms, config, seed=seed))
-            kept = min(range(restarts), key=visibility.__getitem__)
-            result, synth = results[kept], synths[kept]
-            result.seconds = sum(r.seconds for r in results)
-            restart_record = {"seeds": [seed + k for k in range(restarts)], "visibility": visibility,
-                              "kept": kept, "rooms": len(pick_rooms)}
+            synth, result, restart_record = _keep_least_visible(learned, positives, config, held_out_rooms, seed,
+                                                                avoid=(optimisation, held_out))
     elif queries is None:
         result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
                      confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
