@@ -63,7 +63,7 @@ def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet,
     """The mean :func:`speech_visibility` of every utterance under the loop ``music`` ``[Tm]``, over ``draws``
     scenes each in ``rooms`` (transforms from a generator seeded ``seed``, no augmentation, no gradient): how much
     of the word a loop leaves to be seen, read without any detector. The way to pick among masking loops: the one
-    that reads lowest on held-out rooms was the best or tied best of three against microWakeWord in six blind
+    that reads lowest on held-out rooms was the best or tied best of three against microWakeWord in five blind
     readings (``experiments/jam_surrogates.md``)."""
     from ..models.frontends import MicroFrontend
     model: FeatureFrontend = MicroFrontend() if frontend is None else frontend
@@ -94,7 +94,7 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
 
     Args:
         tail: the share of the batch, in (0, 1], whose visibility is averaged (at least one scene). Measured
-            against: 0.5 left microWakeWord 0.15-0.20 F1 *higher* than 1 on every voice set
+            against: 0.5 left microWakeWord 0.11-0.21 F1 *higher* than 1 on every voice set
             (``experiments/jam_surrogates.md``); the loop spends itself on scenes it cannot hide at that level.
         frontend: a module with ``raw(audio [B, T]) -> [B, C, frames]`` at the scenes' rate (10 ms hop, 30 ms
             window); default: :class:`~robustaudio.models.frontends.MicroFrontend` (16 kHz only).
