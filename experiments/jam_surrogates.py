@@ -188,11 +188,11 @@ def condition(name: str) -> str:
     return f"baseline ({name})" if name.endswith(" noise") else f"adversarial ({name})"
 
 
-def learning_positives(positives: Utterances, evaluate, held_out: bool) -> Utterances:
+def learning_positives(positives: Utterances, evaluate, held_out: bool, word: str = "alexa") -> Utterances:
     """The masking loop's learning set: ``positives`` and, with ``held_out``, the positives of ``evaluate``."""
     if not held_out:
         return positives
-    extra, _, _, _ = load_speech(evaluate, "alexa", 16000)
+    extra, _, _, _ = load_speech(evaluate, word, 16000)
     both = [positives, extra.positives()]
     return Utterances.from_waveforms(
         [i for u in both for i in u.ids], [u.audio[k, :n] for u in both for k, n in enumerate(u.lengths)],
@@ -234,6 +234,9 @@ def main() -> None:
     parser.add_argument("--noise-baselines", action="store_true",
                         help="also score white, pink and speech-shaped noise (the learning positives' spectrum) at "
                              "the same level: what learning buys over a plain masker")
+    parser.add_argument("--word", choices=("alexa", "hey_jarvis"), default="alexa",
+                        help="the wake word (and the openWakeWord / microWakeWord models of it); hey_jarvis with "
+                             "--voices runs/voices_jarvis, masking loops only")
     parser.add_argument("--score", nargs="+", choices=("microwakeword", "openwakeword"),
                         default=["microwakeword", "openwakeword"], help="the detectors the loops are played to")
     parser.add_argument("--opt-seed", type=int, default=0, help="seeds the loops' synthesisers and scene draws")
@@ -247,6 +250,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.word != "alexa" and (args.surrogates or set(args.sets) != {"masking"}):
+        parser.error("our surrogates detect 'alexa' only: with another --word, learn or score masking loops alone "
+                     "(--surrogates with no names, --sets masking)")
     if args.learn_held_out and not args.fresh:
         parser.error("--learn-held-out learns from the held-out flite + Festival voices: score on --fresh folders")
     torch.set_num_threads(args.threads)
@@ -255,13 +261,14 @@ def main() -> None:
     started = time.perf_counter()
     config = EOTConfig(music_db=args.levels[0], jitter_db=3.0, scene_seconds=3.0)
     optimisation, _ = room_split(config, 16, 16, 0)
-    oww = Detector(load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0), "alexa")
-    mww = Detector(load_model("microwakeword:alexa"), "alexa")
+    word = args.word
+    oww = Detector(load_model(f"openwakeword:{word}", pad_before=0.0, pad_after=0.0), word)
+    mww = Detector(load_model(f"microwakeword:{word}"), word)
 
-    split = speech_split(args.voices, quick=args.quick)
+    split = speech_split(args.voices, word=word, quick=args.quick)
     learn, validate, evaluate = split["learn"], split["validate"], split["evaluate"]
-    positives, _, _, _ = load_speech(learn, "alexa", 16000)
-    validation, _, _, _ = load_speech(validate, "alexa", 16000)
+    positives, _, _, _ = load_speech(learn, word, 16000)
+    validation, _, _, _ = load_speech(validate, word, 16000)
     trained = torch.load(args.load_surrogates, weights_only=True) if args.load_surrogates else {}
     training = [name for name in args.surrogates if name not in trained]
     # negatives only train surrogates: none to synthesise when every surrogate is loaded (or there is none)
@@ -302,7 +309,7 @@ def main() -> None:
         log(f"loops {', '.join(args.sets)} from {path}: nothing learned")
     if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
-        learning = learning_positives(positives, evaluate, args.learn_held_out)
+        learning = learning_positives(positives, evaluate, args.learn_held_out, word)
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
@@ -330,15 +337,15 @@ def main() -> None:
         musics |= noise_loops(positives)
     visibility = {}
     if args.pick_visibility:  # detector-free: each loop on scenes of the voices W learns from, held-out rooms
-        found, (_, pick_rooms) = learning_positives(positives, evaluate, True), room_split(config, 16, 16, 0)
+        found, (_, pick_rooms) = learning_positives(positives, evaluate, True, word), room_split(config, 16, 16, 0)
         for name, music in musics.items():  # held-out rooms of seed 0: no optimisation room, no scoring seed's
             visibility[name] = mean_visibility(music, found, pick_rooms, replace(config, music_db=args.levels[0]))
             log(f"visibility of the word under {name} (learning voices, held-out rooms): {visibility[name]:.4f}")
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
-        evaluated, voice_of, _, _ = load_speech(clips, "alexa", 16000)
+        evaluated, voice_of, _, _ = load_speech(clips, word, 16000)
     else:
-        evaluated, voice_of, _, _ = load_speech(evaluate, "alexa", 16000)
+        evaluated, voice_of, _, _ = load_speech(evaluate, word, 16000)
     voice_tables = {}
     results = {}
     for level in args.levels:
@@ -361,7 +368,7 @@ def main() -> None:
     conditions = ["clean", "random", *[condition(k) for k in musics]]
     scored = ("Fresh voices of " + ", ".join(map(str, args.fresh)) if args.fresh
               else "Held-out flite + Festival voices")
-    lines = ["# Transfer to microWakeWord alexa from surrogate ensembles", "",
+    lines = [f"# Transfer to microWakeWord {word} from surrogate ensembles", "",
              "Surrogates trained here on eSpeak NG speech in the optimisation rooms (detection on scenes of the "
              "validation voices in held-out rooms, no music): " + "; ".join(
                  f"{k} TPR {v['tpr_scenes']:.2f}, FPR {v['fpr_scenes']:.2f}" for k, v in quality.items()),
