@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -147,9 +148,9 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     sample_rate = detector.sample_rate
     synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
     total_steps = steps * restarts if queries is None else queries.planned_steps
-    done_before = 0  # steps of the restarts already learned
 
-    def on_step(entry: dict) -> None:
+    def on_step(entry: dict, done_before: int = 0) -> None:
+        """``done_before``: the steps of the restarts already learned, for the progress over all of them."""
         if callback is not None:
             callback(entry)
         if progress is not None:
@@ -164,11 +165,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     if objective == "masking":
         learned = []
         for k in range(restarts):
-            done_before = k * steps
             trial = synth if k == 0 else KarplusStrong(loop_seconds, sample_rate, seed=seed + k)
             learned.append((trial, masking_jam(trial, positives, optimisation, config, steps=steps,
-                                               batch_size=batch_size, lr=lr, seed=seed + k,
-                                               augmentation=augmentation, callback=on_step)))
+                                               batch_size=batch_size, lr=lr, seed=seed + k, augmentation=augmentation,
+                                               callback=partial(on_step, done_before=k * steps))))
         synth, result = learned[0]
         if restarts > 1:
             synth, result, restart_record = _keep_least_visible(learned, positives, config, held_out_rooms, seed,
