@@ -57,6 +57,19 @@ def speech_visibility(frontend: FeatureFrontend, parts: dict[str, torch.Tensor])
     return ((heard - masker) ** 2 * weight).sum(dim=(1, 2)) / alone
 
 
+def _frontend_for(frontend: FeatureFrontend | None, sample_rate: int) -> FeatureFrontend:
+    """``frontend``, or microWakeWord's :class:`~robustaudio.models.frontends.MicroFrontend` where it is None
+    (16 kHz scenes only: refused otherwise)."""
+    if frontend is not None:
+        return frontend
+    if sample_rate != 16000:
+        raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
+                       f"{sample_rate} Hz: use --objective detector for this model (or, from Python, give "
+                       f"masking_jam a front end at that rate).")
+    from ..models.frontends import MicroFrontend
+    return MicroFrontend()
+
+
 def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet, config: EOTConfig, *,
                     draws: int = 2, seed: int = 0, batch_size: int = 32,
                     frontend: FeatureFrontend | None = None) -> float:
@@ -65,8 +78,7 @@ def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet,
     of the word a loop leaves to be seen, read without any detector. The way to pick among masking loops: the one
     that reads lowest on held-out rooms was the best or tied best of three against microWakeWord in five blind
     readings (``experiments/jam_surrogates.md``)."""
-    from ..models.frontends import MicroFrontend
-    model: FeatureFrontend = MicroFrontend() if frontend is None else frontend
+    model = _frontend_for(frontend, config.sample_rate)
     generator, values = torch.Generator().manual_seed(seed), []
     with torch.no_grad():
         for _ in range(draws):
@@ -101,17 +113,12 @@ def masking_jam(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, co
     Returns: a :class:`~robustaudio.attacks.jamming.JamResult`; each history entry has the batch's mean
     ``visibility`` (also as ``loss``) and its range.
     """
-    if frontend is None and config.sample_rate != 16000:
-        raise JamError(f"The masking jam's front end is microWakeWord's, at 16 kHz; these scenes are at "
-                       f"{config.sample_rate} Hz: use --objective detector for this model (or, from Python, give "
-                       f"masking_jam a front end at that rate).")
+    model = _frontend_for(frontend, config.sample_rate)
     if not 0.0 < tail <= 1.0:
         raise JamError(f"tail is the share of each batch the loss averages, in (0, 1]; got {tail}.")
     if synth.sample_rate != config.sample_rate:
         raise JamError(f"The synthesiser ({synth.sample_rate} Hz) and the scenes ({config.sample_rate} Hz) must "
                        f"share one sample rate.")
-    from ..models.frontends import MicroFrontend
-    model: FeatureFrontend = MicroFrontend() if frontend is None else frontend
 
     def batch_loss(speech: Utterances, music: torch.Tensor, transforms: Transforms,
                    augmenter: torch.Generator) -> tuple[torch.Tensor, dict]:
