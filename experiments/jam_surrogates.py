@@ -59,7 +59,7 @@ from robustaudio.report.card import json_safe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_wakeword_clips import VOICE_NEGATIVES, espeak_cli, espeak_variants, to_clip  # noqa: E402
-from wakeword_protocol import fmt, log, speech_split  # noqa: E402
+from wakeword_protocol import fmt, joined, log, speech_split  # noqa: E402
 
 LABELS = ("other", "alexa")
 
@@ -188,15 +188,9 @@ def condition(name: str) -> str:
     return f"baseline ({name})" if name.endswith(" noise") else f"adversarial ({name})"
 
 
-def learning_positives(positives: Utterances, evaluate, held_out: bool, word: str = "alexa") -> Utterances:
-    """The masking loop's learning set: ``positives`` and, with ``held_out``, the positives of ``evaluate``."""
-    if not held_out:
-        return positives
-    extra, _, _, _ = load_speech(evaluate, word, 16000)
-    both = [positives, extra.positives()]
-    return Utterances.from_waveforms(
-        [i for u in both for i in u.ids], [u.audio[k, :n] for u in both for k, n in enumerate(u.lengths)],
-        [1] * sum(len(u) for u in both), 16000, trim=False)
+def learning_positives(positives: Utterances, held_out: Utterances | None) -> Utterances:
+    """The masking loop's learning set: ``positives``, and ``held_out``'s positives where given."""
+    return positives if held_out is None else joined(positives, held_out.positives())
 
 
 def main() -> None:
@@ -269,6 +263,7 @@ def main() -> None:
     learn, validate, evaluate = split["learn"], split["validate"], split["evaluate"]
     positives, _, _, _ = load_speech(learn, word, 16000)
     validation, _, _, _ = load_speech(validate, word, 16000)
+    held_out, held_out_voices, _, _ = load_speech(evaluate, word, 16000)  # flite + Festival: scored, or learned
     trained = torch.load(args.load_surrogates, weights_only=True) if args.load_surrogates else {}
     training = [name for name in args.surrogates if name not in trained]
     # negatives only train surrogates: none to synthesise when every surrogate is loaded (or there is none)
@@ -309,7 +304,7 @@ def main() -> None:
         log(f"loops {', '.join(args.sets)} from {path}: nothing learned")
     if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
-        learning = learning_positives(positives, evaluate, args.learn_held_out, word)
+        learning = learning_positives(positives, held_out if args.learn_held_out else None)
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
@@ -337,15 +332,16 @@ def main() -> None:
         musics |= noise_loops(positives)
     visibility = {}
     if args.pick_visibility:  # detector-free: each loop on scenes of the voices W learns from, held-out rooms
-        found, (_, pick_rooms) = learning_positives(positives, evaluate, True, word), room_split(config, 16, 16, 0)
+        pick_speech, (_, pick_rooms) = learning_positives(positives, held_out), room_split(config, 16, 16, 0)
         for name, music in musics.items():  # held-out rooms of seed 0: no optimisation room, no scoring seed's
-            visibility[name] = mean_visibility(music, found, pick_rooms, replace(config, music_db=args.levels[0]))
+            visibility[name] = mean_visibility(music, pick_speech, pick_rooms,
+                                               replace(config, music_db=args.levels[0]))
             log(f"visibility of the word under {name} (learning voices, held-out rooms): {visibility[name]:.4f}")
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
         evaluated, voice_of, _, _ = load_speech(clips, word, 16000)
     else:
-        evaluated, voice_of, _, _ = load_speech(evaluate, word, 16000)
+        evaluated, voice_of = held_out, held_out_voices
     voice_tables = {}
     results = {}
     for level in args.levels:
