@@ -18,6 +18,7 @@ from robustaudio.acoustics.scenes import (
     EOTConfig,
     JamError,
     Utterances,
+    ensure_disjoint,
     make_rooms,
     render,
     render_parts,
@@ -151,6 +152,18 @@ def test_held_out_rooms_are_disjoint_and_never_seen_in_optimisation(monkeypatch)
                  batch_size=2, seed=0)
     assert seen and all(rooms is optimisation for rooms in seen)
     assert result.rooms_seen <= set(range(len(optimisation)))
+
+
+def test_every_room_overlap_check_names_both_streams_and_the_fix():
+    optimisation, held_out = room_split(FAST, optimisation=2, held_out=2, seed=0)
+    pick = make_rooms("pick", 2, 0, FAST.rt60)
+    ensure_disjoint(pick, optimisation, held_out, fix="unused")  # three streams, no room in common
+    with pytest.raises(JamError, match=r"^2 pick room\(s\) of seed 0 are also pick rooms of seed 0: use another"):
+        ensure_disjoint(pick, optimisation, make_rooms("pick", 3, 0, FAST.rt60), fix="use another seed.")
+    # the restarts' pick refuses rooms it would share with the rooms the loops learned in
+    from robustaudio.runner.jam import _keep_least_visible
+    with pytest.raises(JamError, match="picked in rooms of their own"):
+        _keep_least_visible([], tone_utterances(1), FAST, rooms=2, seed=0, avoid=(optimisation, pick))
 
 
 # ---- detectors, the objective, the jam ------------------------------------------------------------

@@ -241,14 +241,22 @@ def make_rooms(split: str, count: int, seed: int = 0, rt60: tuple[float, float] 
     return RoomSet(split, seed, tuple(rooms), rirs[:, 0].contiguous(), rirs[:, 1].contiguous())
 
 
+def ensure_disjoint(rooms: RoomSet, *others: RoomSet, fix: str) -> None:
+    """Raise :class:`JamError` if a room of ``rooms`` is also a room of one of ``others``: a scene scored, or a
+    loop chosen, in a room the music was learned in is not held out. ``fix`` ends the one-line message."""
+    for other in others:
+        shared = set(rooms.rooms) & set(other.rooms)
+        if shared:
+            raise JamError(f"{len(shared)} {rooms.split} room(s) of seed {rooms.seed} are also {other.split} rooms "
+                           f"of seed {other.seed}: {fix}")
+
+
 def room_split(config: EOTConfig, optimisation: int = 16, held_out: int = 16, seed: int = 0
                ) -> tuple[RoomSet, RoomSet]:
     """The optimisation rooms and the held-out rooms; raises if any room were in both."""
     train = make_rooms("optimisation", optimisation, seed, tuple(config.rt60), config.sample_rate)
     test = make_rooms("held-out", held_out, seed, tuple(config.rt60), config.sample_rate)
-    shared = set(train.rooms) & set(test.rooms)
-    if shared:
-        raise JamError(f"{len(shared)} room(s) drawn in both splits: change the seed.")
+    ensure_disjoint(test, train, fix="change the seed.")
     return train, test
 
 

@@ -28,6 +28,7 @@ from ..acoustics.scenes import (
     JamError,
     RoomSet,
     Utterances,
+    ensure_disjoint,
     make_rooms,
     music_part,
     sample_transforms,
@@ -204,8 +205,8 @@ def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utteran
     for k, s in enumerate(seeds):
         started = time.perf_counter()
         rooms = seed_rooms(config, held_out_rooms, (s,))[int(s)]
-        if avoid is not None and set(rooms.rooms) & set(avoid.rooms):
-            raise JamError(f"Scene seed {s}: a held-out room is also one the music was optimised in; use other seeds.")
+        if avoid is not None:
+            ensure_disjoint(rooms, avoid, fix="the music was optimised in them; use other scene seeds.")
         resolved = {name: resolve_music(music, int(s)) for name, music in musics.items()}
         step = None if progress is None else (lambda d, t, k=k: progress(k * per_seed + d, len(seeds) * per_seed))
         for row in evaluate(detectors, utterances, {"held-out": rooms}, config, resolved, draws=draws, seed=int(s),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..acoustics.augmentation import Augmentation
-from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, make_rooms, room_split
+from ..acoustics.scenes import EOTConfig, JamError, RoomSet, Utterances, ensure_disjoint, make_rooms, room_split
 from ..attacks.jamming import Detector, JamResult, ScoringDetector, jam
 from ..attacks.masking_jam import masking_jam, mean_visibility
 from ..attacks.music import KarplusStrong
@@ -63,9 +63,7 @@ def _keep_least_visible(learned: list[tuple[KarplusStrong, JamResult]], positive
     :func:`~..attacks.masking_jam.mean_visibility` of ``positives`` in ``rooms`` rooms of the ``"pick"`` stream
     (none of them in ``avoid``), its result (``seconds``: all the loops'), and the record of every reading."""
     pick_rooms = make_rooms("pick", rooms, seed, tuple(config.rt60), config.sample_rate)
-    if any(set(pick_rooms.rooms) & set(other.rooms) for other in avoid):
-        raise JamError(f"Seed {seed}: a room drawn to pick among loops is also an optimisation or held-out room; "
-                       f"use another seed.")
+    ensure_disjoint(pick_rooms, *avoid, fix="the loops are picked in rooms of their own; use another seed.")
     visibility = [mean_visibility(result.music, positives, pick_rooms, config, seed=seed) for _, result in learned]
     kept = min(range(len(learned)), key=visibility.__getitem__)
     synth, result = learned[kept]
