@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from . import choices
 from .common import Progress, default_out, model_options, parse_device, user_errors
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def defense_errors() -> tuple[type[Exception], ...]:
@@ -193,7 +197,8 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
             progress = Progress(name, len(clips))
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
                                  rows_file=out / f"{name}.jsonl",
-                                 on_clip=lambda row, progress=progress: progress(None, 1, False))
+                                 on_clip=cast("Callable[[dict], None]",
+                                              lambda row, progress=progress: progress(None, 1, False)))
             progress.close()
             curves.append({"name": name, "sigma": smooth.sigma, "domain": smooth.domain,
                            "denoiser": den.name if den is not None else None, "description": smooth.describe(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -18,6 +19,13 @@ from .common import (
     run_options,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import torch
+
+    from ..runner.attack import Threat
 
 
 @click.command()
@@ -143,7 +151,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, wa
         fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: the data's clip length, before masks
         bounds = model.bounds if domain == "waveform" else None
         restriction = restrict_options(model, domain, time_window, freq_band)
-        threats = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds, **restriction) for e in eps]
+        threats: list[Threat] = [ThreatModel(norm, eps=e, domain=domain, bounds=bounds, **restriction) for e in eps]
         threats += [ThreatModel(norm, snr_db=s, domain=domain, bounds=bounds, **restriction) for s in snr_db]
         if backend != "native":
             check_backend_attack(backend, attack_name, norm, multilabel=model.multilabel)
@@ -209,7 +217,7 @@ def print_summary(card: dict, run_dir: Path) -> None:
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
-def restrict_options(model, domain: str, time_window, freq_band) -> dict:
+def restrict_options(model, domain: str, time_window, freq_band: tuple[float, float] | None) -> dict:
     """ThreatModel keyword arguments for --time-window and --freq-band."""
     from ..attacks.restrict import band_mask, check_band, time_mask
     mask, labels, options = None, [], {}
@@ -316,7 +324,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
             if name not in MODELS and split_prefix(name) is None:
                 raise ModelError(unknown_model_message(name))
         if data is None:
-            trained_on = sorted({data_for(name, None) for name in model_names} - {None})
+            trained_on = sorted(cast(set[str], {data_for(name, None) for name in model_names} - {None}))
             if len(trained_on) > 1:
                 raise click.UsageError(f"The models were trained on different data ({', '.join(trained_on)}): pick "
                                        f"one with --data.")
@@ -326,7 +334,9 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
                                                              steps, batch_size, limit, seed])
         plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS,
                                                             **({norm: tuple(sorted(video_eps))} if video_eps else {})})
-        loaders = {name: (lambda name=name: load_model(name, device=parse_device(device))) for name in model_names}
+        loaders = {name: cast("Callable[[], torch.nn.Module]",
+                              lambda name=name: load_model(name, device=parse_device(device)))
+                   for name in model_names}
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
                                     seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,

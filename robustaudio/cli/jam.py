@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,7 +20,7 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     from ..attacks.jamming import Detector
     from ..models import load_model
     streaming = model_name.startswith("openwakeword:")
-    options = {"pad_before": 0.0, "pad_after": 0.0} if streaming else {}
+    options: dict[str, Any] = {"pad_before": 0.0, "pad_after": 0.0} if streaming else {}
     model = load_model(model_name, weights, trust_checkpoint=trust_checkpoint, **options)
     if target is None:
         if len(model.labels) == 2 and model.labels[0] == f"not-{model.labels[1]}":
@@ -126,6 +127,7 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
     if evaluate_engines:
         unknown = sorted(set(evaluate_engines) - {c.engine for c in clips})
         if unknown:
+            assert root is not None  # clips come from _speech_set(root), None without a root
             raise JamError(f"No clip of engine(s) {', '.join(unknown)} in {root / 'metadata.csv'}; its engines: "
                            f"{', '.join(sorted({c.engine for c in clips}))}.")
         learn_clips, test_clips = engine_split(clips, evaluate_engines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -35,7 +35,7 @@ def read_images(paths: list[Path], size: int | None) -> torch.Tensor:
         with Image.open(path) as image:
             image = image.convert("RGB")
             if size:
-                image = image.resize((size, size), Image.BILINEAR)
+                image = image.resize((size, size), Image.BILINEAR)  # type: ignore[attr-defined]
             images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
     shapes = sorted({tuple(i.shape) for i in images})
     if len(shapes) > 1:
@@ -116,7 +116,8 @@ def av_split(model, data: str, split: str, source: str) -> StickerTarget:
     if len(dataset) == 0:
         raise StickerError(f"No clips of {source!r} in split {split!r} of {data}.")
     batches = [b for b in dataset.batches(model, 64) if b.ids]
-    return visual_branch_target(model, torch.cat([b.audio for b in batches]), torch.cat([b.video for b in batches]))
+    return visual_branch_target(model, torch.cat([b.audio for b in batches]),
+                                torch.cat(cast("list[torch.Tensor]", [b.video for b in batches])))
 
 
 def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

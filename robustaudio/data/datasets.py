@@ -168,9 +168,9 @@ class AudioDataset:
             raise DatasetError(f"{csv} line {first + 2} ({clips[first].id}) has an empty label{more}: give each "
                                f"clip its label (several separated by ';'), or remove the line.")
         if "video" in table.columns and any(c.video is None for c in clips):
-            missing = [c.id for c in clips if c.video is None]
-            raise DatasetError(f"{csv} has a video column but {len(missing)} row(s) without a video (e.g. "
-                               f"{missing[0]!r}); give every clip a frame strip or drop the column.")
+            no_video = [c.id for c in clips if c.video is None]
+            raise DatasetError(f"{csv} has a video column but {len(no_video)} row(s) without a video (e.g. "
+                               f"{no_video[0]!r}); give every clip a frame strip or drop the column.")
         duplicated = pd.Series([c.id for c in clips]).duplicated()
         if duplicated.any():
             raise DatasetError(f"{csv} lists clip {clips[int(duplicated.idxmax())].id!r} twice; clips that share "
@@ -224,6 +224,7 @@ class AudioDataset:
                 try:
                     waveform, notes = load_audio(clip.path, model.sample_rate, model.clip_samples)
                     if with_video:
+                        assert clip.video is not None  # has_video: every clip of a video dataset has one
                         videos.append(load_frames(clip.video, getattr(model, "frames", None)))
                 except (AudioError, VideoError) as error:
                     warnings.append({"clip_id": clip.id, "kind": "skipped", "message": str(error)})

@@ -78,7 +78,7 @@ def unet_config(domain: str, shape: tuple[int, ...], channels: tuple[int, ...] =
 def front_end_signature(model: Classifier, domain: str) -> dict:
     """What a denoiser must match in ``model``: sample rate and input shape, and for the feature domain the
     front end's class, mel bins, hop and normalisation (mean, std)."""
-    signature = {"sample_rate": int(model.sample_rate), "clip_samples": int(model.clip_samples)}
+    signature: dict = {"sample_rate": int(model.sample_rate), "clip_samples": int(model.clip_samples)}
     if domain == "feature":
         front_end = getattr(model, "front_end", None)
         signature["front_end"] = type(front_end).__name__ if front_end is not None else type(model).__name__

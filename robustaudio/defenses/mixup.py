@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 from scipy import stats
@@ -42,6 +43,15 @@ class MixPlan:
     lam: float
     partner: torch.Tensor
     targets: torch.Tensor
+
+    @overload
+    def apply(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    @overload
+    def apply(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+    @overload
+    def apply(self, x: Mixable | None) -> Mixable | None: ...
 
     def apply(self, x: Mixable | None) -> Mixable | None:
         """``λ·x + (1 − λ)·x[partner]`` for a tensor ``[B, ...]`` or each entry of a dict of them."""

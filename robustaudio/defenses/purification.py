@@ -16,6 +16,7 @@ feature-domain attack therefore perturbs what enters the purifier, never what le
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 
@@ -121,5 +122,5 @@ class EOT(Classifier):
                                   "own. Use the wrapped model's head.")
 
     def describe(self) -> str:
-        inner = self.model.describe() if hasattr(self.model, "describe") else type(self.model).__name__
+        inner = cast(Any, self.model).describe() if hasattr(self.model, "describe") else type(self.model).__name__
         return f"EOT over {self.samples} draws of {inner}"

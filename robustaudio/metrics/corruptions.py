@@ -160,7 +160,7 @@ def background_noise(audio: torch.Tensor, snr_db: float, generator: torch.Genera
     _check_waveform(audio, "background_noise")
     snr_db = _check_severity(snr_db, "background_noise", -30.0, 120.0, "dB")
     try:
-        segments = noise_segments(*audio.shape, generator, sample_rate=sample_rate, noise=noise)
+        segments = noise_segments(audio.shape[0], audio.shape[1], generator, sample_rate=sample_rate, noise=noise)
     except AcousticsError as error:
         raise CorruptionError(str(error)) from error
     return mix_at_snr(audio, segments.to(audio.device, audio.dtype), snr_db)

@@ -264,28 +264,29 @@ def convexity(embeddings: dict[str, torch.Tensor] | torch.Tensor, labels: torch.
     grid = torch.tensor([*lambdas, 1.0])  # the last column, λ = 1, is the anchor itself
     per_pair = max(1, batch_size // len(grid))
     generator = torch.Generator().manual_seed(seed)
-    hits, per_class = [], {}
+    hits: list[torch.Tensor] = []
+    per_class = {}
     with torch.no_grad():
         for c, members in class_members(labels).items():
             i, j = ordered_pairs(len(members), pairs_per_class, generator)
             if len(i) == 0:
                 continue
             i, j = members[i], members[j]
-            decided = []
+            decided_parts = []
             for start in range(0, len(i), per_pair):
                 rows = slice(start, start + per_pair)
                 mixed = interpolate(embeddings, modality, i[rows], j[rows], grid)
                 logits = head({name: z.to(device) for name, z in mixed.items()})
-                decided.append(predicts(logits, c, multilabel, threshold).reshape(-1, len(grid)).cpu())
-            decided = torch.cat(decided)                                                 # [P, L + 1]
+                decided_parts.append(predicts(logits, c, multilabel, threshold).reshape(-1, len(grid)).cpu())
+            decided = torch.cat(decided_parts)                                           # [P, L + 1]
             hits.append(decided)
             per_class[_name(c, names)] = float(decided[:, :-1].float().mean())
     if not hits:
         return {"overall": float("nan"), "per_class": {}, "n": 0, "lambdas": list(lambdas),
                 "anchor_accuracy": float("nan")}
-    hits = torch.cat(hits).float()
-    return {"overall": float(hits[:, :-1].mean()), "per_class": per_class, "n": len(hits), "lambdas": list(lambdas),
-            "anchor_accuracy": float(hits[:, -1].mean())}
+    all_hits = torch.cat(hits).float()
+    return {"overall": float(all_hits[:, :-1].mean()), "per_class": per_class, "n": len(all_hits),
+            "lambdas": list(lambdas), "anchor_accuracy": float(all_hits[:, -1].mean())}
 
 
 def latent_metrics(model, batches: Iterable, *, modalities: Sequence[str] | None = None, k: int = 10,

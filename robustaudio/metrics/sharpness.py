@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +90,9 @@ def rebatch(batches: Iterable, m: int | None) -> Iterator[tuple[torch.Tensor, to
         pending.append((audio, labels, video))
         while sum(len(part[0]) for part in pending) >= m:
             joined = _join(pending)
-            yield tuple(None if x is None else x[:m] for x in joined)
-            rest = tuple(None if x is None else x[m:] for x in joined)
+            yield cast(tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+                       tuple(None if x is None else x[:m] for x in joined))
+            rest: tuple = tuple(None if x is None else x[m:] for x in joined)
             pending = [rest] if len(rest[0]) else []
     if pending:
         yield _join(pending)
@@ -106,9 +108,9 @@ def _ascend(u: list[torch.Tensor], grads: list[torch.Tensor], scale: list[torch.
             rho: float) -> list[torch.Tensor]:
     """One normalised step of length ρ along ``T g`` in ``u = T⁻¹ ε`` coordinates, projected on ``‖u‖₂ ≤ ρ``."""
     direction = grads if scale is None else [t * g for t, g in zip(scale, grads)]
-    norm = torch.sqrt(sum((d.double() ** 2).sum() for d in direction)).clamp_min(1e-30)
+    norm = torch.sqrt(cast(torch.Tensor, sum((d.double() ** 2).sum() for d in direction))).clamp_min(1e-30)
     u = [x + rho * d / norm.to(d.dtype) for x, d in zip(u, direction)]
-    length = torch.sqrt(sum((x.double() ** 2).sum() for x in u))
+    length = torch.sqrt(cast(torch.Tensor, sum((x.double() ** 2).sum() for x in u)))
     shrink = min(1.0, rho / float(length)) if length > 0 else 1.0
     return [x * shrink for x in u]
 
@@ -128,11 +130,12 @@ def batch_sharpness(model, params: list[torch.nn.Parameter], audio: torch.Tensor
                 clean = float(loss.detach())
             else:
                 worst = max(worst, float(loss.detach()))
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, grads)]  # unused branch
+            raw_grads = torch.autograd.grad(loss, params, allow_unused=True)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, raw_grads)]  # unused branch
             u = _ascend(u, grads, scale, rho)
             with torch.no_grad():
-                for p, w, x, t in zip(params, origin, u, scale or [None] * len(params)):
+                for p, w, x, t in zip(params, origin, u,
+                                      cast(list[torch.Tensor | None], scale) or [None] * len(params)):
                     p.copy_(w + (x if t is None else t * x))
         with torch.no_grad():
             worst = max(worst, float(training_loss(model, model(audio, video), labels)))

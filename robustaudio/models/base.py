@@ -15,7 +15,7 @@ metrics need no model-specific code::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import torch
 from torch import nn
@@ -143,7 +143,7 @@ class WholeModel(Classifier):
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         return audio
 
-    def _no_stages(self, stage: str):
+    def _no_stages(self, stage: str) -> NoReturn:
         raise NotImplementedError(f"{self.describe_source()} is run whole, so it has no {stage}(): "
                                   f"{self.stage_hint}.")
 

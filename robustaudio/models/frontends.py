@@ -26,6 +26,9 @@ class LogMel(nn.Module):
     ``i * hop_length + n_fft`` with the window in its middle.
     """
 
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
+
     def __init__(self, sample_rate: int = 16000, n_fft: int = 512, win_length: int = 400,
                  hop_length: int = 160, n_mels: int = 64, f_min: float = 50.0,
                  f_max: float | None = None, mean: float = 0.0, std: float = 1.0, *,
@@ -63,6 +66,9 @@ class KaldiFbank(nn.Module):
     the batch is processed clip by clip; output ``[B, n_mels, frames]``,
     ``frames = 1 + (T - 400) // 160`` at 16 kHz.
     """
+
+    mean: torch.Tensor  # buffers
+    std: torch.Tensor
 
     def __init__(self, sample_rate: int = 16000, n_mels: int = 128, frame_shift_ms: float = 10.0,
                  frame_length_ms: float = 25.0, mean: float = 0.0, std: float = 1.0):

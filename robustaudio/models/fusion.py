@@ -102,6 +102,7 @@ class VideoBranch(nn.Module):
             self.encoder = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, dim),
                                          nn.ReLU())
         else:
+            assert embedding_dim is not None  # checked above for video_input="embeddings"
             self.encoder = nn.Sequential(nn.Linear(embedding_dim, dim), nn.ReLU())
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -124,7 +125,7 @@ class AudioVisualClassifier(Classifier):
     """
 
     fusion = ""
-    modalities = ("audio", "video")
+    modalities: tuple[str, ...] = ("audio", "video")
     video_bounds = VIDEO_BOUNDS
 
     def __init__(self, labels: list[str] | tuple[str, ...], *, sample_rate: int = 16000, clip_seconds: float = 1.0,

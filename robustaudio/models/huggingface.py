@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -112,7 +113,8 @@ class HuggingFaceClassifier(Classifier):
 
     def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         captured: list[torch.Tensor] = []
-        hook = self.model.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        classifier = cast(nn.Module, self.model.classifier)
+        hook = classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
         try:
             self.model(input_values=self.model_input(features))
         finally:
@@ -120,7 +122,7 @@ class HuggingFaceClassifier(Classifier):
         return {"audio": captured[0]}
 
     def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model.classifier(embeddings["audio"])
+        return cast(nn.Module, self.model.classifier)(embeddings["audio"])
 
 
 class ToASTInput(nn.Module):
@@ -155,8 +157,9 @@ def front_end_for(extractor) -> tuple[nn.Module, nn.Module, float | None]:
         # transformers: fbank, ZeroPad2d / crop to max_length frames (a raw 0, not padding_value), then
         # (x - mean) / (2 std) over the padded frames too
         mean, scale = (extractor.mean, 2 * extractor.std) if extractor.do_normalize else (0.0, 1.0)
-        front_end = KaldiFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins, mean=mean, std=scale,
-                               frame_shift_ms=1000 * FBANK_SHIFT_S, frame_length_ms=1000 * FBANK_LENGTH_S)
+        front_end: nn.Module = KaldiFbank(sample_rate=extractor.sampling_rate, n_mels=extractor.num_mel_bins, mean=mean,
+                                          std=scale, frame_shift_ms=1000 * FBANK_SHIFT_S,
+                                          frame_length_ms=1000 * FBANK_LENGTH_S)
         return front_end, ToASTInput(extractor.max_length, (0.0 - mean) / scale), covered_seconds(extractor.max_length)
     if isinstance(extractor, Wav2Vec2FeatureExtractor):
         front_end = ZeroMeanUnitVariance() if extractor.do_normalize else nn.Unflatten(1, (1, -1))
@@ -230,14 +233,14 @@ def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None 
 
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
-    offline = dict(local_files_only=True, trust_remote_code=False)
+    offline: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False)
     try:
         trusted = _trusted_bin_weights(path) if trust_checkpoint else None
         if trusted is None:
             model = AutoModelForAudioClassification.from_pretrained(str(path), **offline).eval()
         else:  # transformers refuses state_dict with a folder and reads .bin files weights-only
             config = AutoConfig.from_pretrained(str(path), **offline)
-            model_class = MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING[type(config)]
+            model_class = cast(Any, MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING[type(config)])  # stubs: a tuple
             model = model_class.from_pretrained(None, config=config, state_dict=trusted).eval()
         extractor = AutoFeatureExtractor.from_pretrained(str(path), **offline)
     except pickle.UnpicklingError as error:  # weights_only refused what the .bin holds

@@ -238,6 +238,7 @@ class KerasGraph(nn.Module):
             return nn.ReLU()
         if kind == "BatchNormalization":
             norm = nn.BatchNorm2d(weights["moving_mean"].numel(), eps=config["epsilon"])
+            assert norm.running_mean is not None and norm.running_var is not None  # track_running_stats
             with torch.no_grad():
                 norm.weight.copy_(weights.get("gamma", torch.ones_like(norm.weight)))
                 norm.bias.copy_(weights.get("beta", torch.zeros_like(norm.bias)))
@@ -288,6 +289,7 @@ def _keras_conv(kind: str, config: dict, weights: dict[str, torch.Tensor]) -> nn
             spatial.weight.copy_(depthwise.permute(2, 3, 0, 1))
             mixing.weight.copy_(pointwise.permute(3, 2, 0, 1))
             if bias:
+                assert mixing.bias is not None
                 mixing.bias.copy_(weights["bias"])
         return nn.Sequential(spatial, mixing)
     weight = weights["kernel"]
@@ -295,6 +297,7 @@ def _keras_conv(kind: str, config: dict, weights: dict[str, torch.Tensor]) -> nn
     with torch.no_grad():
         conv.weight.copy_(weight.permute(3, 2, 0, 1))
         if bias:
+            assert conv.bias is not None
             conv.bias.copy_(weights["bias"])
     return conv
 

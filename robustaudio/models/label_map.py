@@ -110,6 +110,8 @@ class LabelMapped(Classifier):
     Output logits ``[B, len(mapping)]``, in the mapping's order (``labels``).
     """
 
+    gather_index: torch.Tensor  # buffer
+
     def __init__(self, model: Classifier, mapping: Mapping[str, Sequence[str]], multilabel: bool = False,
                  name: str = "label map"):
         super().__init__()

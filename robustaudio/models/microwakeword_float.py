@@ -133,11 +133,11 @@ class _RoundThrough(torch.autograd.Function):
     """``round`` forward, identity backward (straight-through)."""
 
     @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
+    def forward(ctx, x):
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
+    def backward(ctx, grad):
         return grad
 
 

@@ -14,6 +14,7 @@ returned by name so that callers can work with the logits before it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,7 +99,8 @@ def _conv(node, values) -> nn.Module:
     dims = weight.dim() - 2
     if attributes.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         raise OnnxGraphError(f"Conv node {node.name!r} uses auto_pad: not supported.")
-    conv_class = {1: nn.Conv1d, 2: nn.Conv2d}.get(dims)
+    # Any: torch's stubs take fixed-length size tuples; these are dims long, known at run time
+    conv_class: Any = {1: nn.Conv1d, 2: nn.Conv2d}.get(dims)
     if conv_class is None:
         raise OnnxGraphError(f"Conv node {node.name!r} is {dims}-D: only 1-D and 2-D are supported.")
     pads = list(attributes.get("pads") or [0] * 2 * dims)
@@ -116,7 +118,7 @@ def _conv(node, values) -> nn.Module:
     if symmetric:
         return conv
     # ONNX pads are [begin_1, .., begin_n, end_1, .., end_n]; ZeroPad takes (begin_n, end_n, .., begin_1, end_1)
-    padding = tuple(p for axis in reversed(range(dims)) for p in (pads[axis], pads[dims + axis]))
+    padding: Any = tuple(p for axis in reversed(range(dims)) for p in (pads[axis], pads[dims + axis]))
     return nn.Sequential({1: nn.ZeroPad1d, 2: nn.ZeroPad2d}[dims](padding), conv)
 
 

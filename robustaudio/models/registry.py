@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -224,7 +225,8 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
         if weights is not None:
             raise ModelError(f"--weights does not apply to {name!r}, which loads its own weights; use it with "
                              f"a model or architecture name.")
-        if trust_checkpoint and split_prefix(name)[0] == "hf":  # .bin weights that hold pickled objects
+        # .bin weights that hold pickled objects
+        if trust_checkpoint and cast("tuple[str, str]", split_prefix(name))[0] == "hf":
             options = {**options, "trust_checkpoint": True}
         return load_prefixed(name, **options).to(device).eval()
     if name not in MODELS:

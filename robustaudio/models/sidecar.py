@@ -8,6 +8,7 @@ import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from torch import nn
 
@@ -60,7 +61,7 @@ def check_spec(spec: dict, source: str) -> dict:
     unknown = set(spec) - set(SPEC_KEYS)
     if unknown:
         raise ModelError(f"{source} has unknown key(s) {sorted(unknown)}; known: {', '.join(SPEC_KEYS)}.")
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in spec.items():
         if value is None:
             continue
@@ -108,7 +109,7 @@ def constructor_keys(architecture: Callable) -> set[str]:
     base classes it passes on to."""
     keys: set[str] = set()
     for cls in (architecture.__mro__ if isinstance(architecture, type) else (architecture,)):
-        init = cls.__init__ if isinstance(cls, type) else cls
+        init = cast(Any, cls).__init__ if isinstance(cls, type) else cls
         if init is object.__init__ or init is nn.Module.__init__:
             break
         parameters = inspect.signature(init).parameters.values()

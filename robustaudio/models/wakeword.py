@@ -40,6 +40,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
@@ -105,6 +106,10 @@ class StreamingMel(nn.Module):
     Frames ``8c .. 8c + 7`` belong to chunk ``c`` (samples ``1280c - 480 .. 1280c + 1280``; the clip
     is preceded by 480 samples of silence). Values are openWakeWord's ``x / 10 + 2`` of the dB mel.
     """
+
+    real: torch.Tensor  # buffers
+    imag: torch.Tensor
+    mel_matrix: torch.Tensor
 
     def __init__(self, path: Path):
         super().__init__()
@@ -185,7 +190,8 @@ class OpenWakeWord(Classifier):
                                 f"or softmax.")
         self.mlp = chain.layers
         self.verifier = self._verifier(model, values)
-        outputs = self.mlp[-1].out_features if isinstance(self.mlp[-1], nn.Linear) else self.mlp[-2].out_features
+        outputs = cast(int, self.mlp[-1].out_features if isinstance(self.mlp[-1], nn.Linear)
+                       else self.mlp[-2].out_features)
         self.binary = chain.terminal == "Sigmoid"
         if self.binary and outputs != 1:
             raise WakeWordError(f"{head_path}: a sigmoid head with {outputs} outputs is not supported.")

@@ -130,9 +130,9 @@ def build_card(run_dir: str | Path) -> dict:
         return card
     clean = records.drop_duplicates("clip_id")
     card["clean_accuracy"] = _estimate(clean["clean_correct"].astype(float), seed)
-    searches = set(records.loc[records["kind"] == "minimal", "condition"])
-    fixed = [c for c in condition_order(records) if c not in searches]
-    searches = [c for c in condition_order(records) if c in searches]
+    searched = set(records.loc[records["kind"] == "minimal", "condition"])
+    fixed = [c for c in condition_order(records) if c not in searched]
+    searches = [c for c in condition_order(records) if c in searched]
     card["conditions"] = [summarize_condition(records[records["condition"] == c], seed) for c in fixed]
     labels = settings.get("labels")
     chance = None if settings.get("multilabel") or not labels else 1.0 / len(labels)

@@ -180,6 +180,7 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     figures = []
     for fusion_norm in (fusion or {}).get("plan", {}).get("norms", []):
         file = f"fusion_{fusion_norm}.png"
+        assert fusion is not None  # the loop runs only over fusion's norms
         figures.append((f"Audio-visual fusion under attack ({fusion_norm})", file,
                         save_figure(figure_fusion(fusion, fusion_norm), out / FIGURES_DIR / file)))
     for name, s in summaries.items():

@@ -250,7 +250,7 @@ def noise_sentence(card: dict) -> str:
         return f"Accuracy {clean} clean → accuracy {'; '.join(parts)}, on {card['clips']} clips."
     middle = {name: conditions[len(conditions) // 2] for name, conditions in curves.items()}
     values = {name: c["robust_accuracy"]["value"] for name, c in middle.items()}
-    low, high = min(values, key=values.get), max(values, key=values.get)
+    low, high = min(values, key=values.__getitem__), max(values, key=values.__getitem__)
     at = lambda name: (f"{accuracy(values[name])} at "  # noqa: E731
                        f"{severity_text(middle[name]['severity'], middle[name]['severity_unit'])}")
     return (f"Accuracy {clean} clean → {accuracy(float(np.mean(list(values.values()))))} on average under "

@@ -156,7 +156,8 @@ def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, th
         spectra.append({"clean": style.power_db(x, rate), "adversarial": style.power_db(a, rate),
                         "δ": style.power_db(a - x, rate)})
         top = max(top or -np.inf, float(spectra[-1]["clean"].max()), float(spectra[-1]["adversarial"].max()))
-    examples, used, left_out = [], 0, 0
+    examples: list[Example] = []
+    used, left_out = 0, 0
     for i, (row, why) in enumerate(chosen):
         x, a = batch.audio[i].numpy(), adversarial[i].numpy()
         delta = a - x
@@ -173,6 +174,7 @@ def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, th
         was = (f"fooled (→ {row['adv_pred']})" if row["success"] is True else "robust") + (
             f", broken by {row['broken_by']}" if isinstance(row.get("broken_by"), str) else "")
         now = f"fooled (→ {predicted[i]})" if bool(fooled[i]) else f"robust (still {predicted[i]})"
+        assert top is not None  # set by the loop above over the same clips
         figure = style.spectrogram_figure(spectra[i], rate, top, amplify)
         examples.append(Example(row["clip_id"], row["label"], why, was, now, snr, amplify, wavs,
                                 style.jpeg(figure)))

@@ -40,7 +40,8 @@ def smoothing_examples(smooth, clips: list, rows: list[dict], out: Path, seed: i
     generator = torch.Generator(device=smooth.device).manual_seed(seed)
     folder = out / LISTEN_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    examples, used, left_out = [], 0, 0
+    examples: list[Example] = []
+    used, left_out = 0, 0
     for row, why in chosen[:count]:
         audio, _ = by_id[row["clip_id"]]
         x = smooth.clean_input(audio)

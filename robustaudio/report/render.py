@@ -118,7 +118,7 @@ def per_class_series(card: dict) -> dict[str, dict[str, float]]:
     """Clean and each condition's per-class accuracy; for natural noise only each corruption's
     middle severity, so that a suite of 40 conditions stays readable."""
     series = card.get("per_class_accuracy", {})
-    noise = {}
+    noise: dict[str, list] = {}
     for c in card.get("conditions", []):
         if c.get("kind") == "noise":
             noise.setdefault(c["attack"], []).append(c["condition"])

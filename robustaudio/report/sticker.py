@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -65,7 +66,7 @@ def run_sticker(learn: StickerTarget, held: StickerTarget, source: str, goal: st
     result = optimise_sticker(learn, source, goal, dots=dots, optics=optics, epochs=epochs, lr=lr,
                               batch_size=batch_size, generator=generator)
     seconds = time.perf_counter() - start
-    summary = {
+    summary: dict[str, Any] = {
         "source": source, "target": goal, "labels": list(learn.labels),
         "sticker": result.sticker.as_dict(),
         "learned_on": sticker_success(learn, result.sticker, source, goal),

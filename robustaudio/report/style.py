@@ -11,6 +11,7 @@ their unit and a secondary SNR axis (:func:`eps_axes`), histogram counts in whol
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 
@@ -21,7 +22,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E
 
 DPI = 110
 WIDTH = 7.0  # inches: one panel of the HTML column (1100 px at DPI)
-RC = {
+RC: dict[Any, Any] = {  # Any keys: matplotlib's stubs type rc_context's keys as a Literal of rc names
     "figure.dpi": DPI, "savefig.dpi": DPI, "font.size": 9.5, "axes.titlesize": 10, "axes.labelsize": 9.5,
     "xtick.labelsize": 8.5, "ytick.labelsize": 8.5, "legend.fontsize": 8, "legend.frameon": False,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.color": "#e6e6e6",

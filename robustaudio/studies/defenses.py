@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from ..attacks import ThreatModel
 from ..data import AudioDataset
@@ -125,9 +126,10 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
     test = AudioDataset.from_path(data, split=split)
     _, _, base = recipe_for(model_name)
     base = replace(base, seed=seed)
-    summary = {"model": model_name, "data": str(dataset.root), "split": split, "threat": threat.as_dict(),
-               "threat_name": threat.describe(), "steps": steps, "restarts": restarts, "limit": limit, "seed": seed,
-               "rows": [], "certification": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    summary: dict[str, Any] = {
+        "model": model_name, "data": str(dataset.root), "split": split, "threat": threat.as_dict(),
+        "threat_name": threat.describe(), "steps": steps, "restarts": restarts, "limit": limit, "seed": seed,
+        "rows": [], "certification": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     attack_name = f"PGD-{steps} ({restarts} restart{'s' if restarts > 1 else ''}), {threat.describe()}"
     attacks = attack_dir(out, threat, steps, restarts)
 

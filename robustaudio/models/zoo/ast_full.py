@@ -139,7 +139,7 @@ class AudioSpectrogramTransformer(Classifier):
         self.target_frames = target_frames
         scale = 2 * feature_std  # AST normalises by twice the dataset std
         if feature_kind == "fbank":
-            self.front_end = KaldiFbank(sample_rate=16000, n_mels=n_mels, mean=feature_mean, std=scale)
+            self.front_end: nn.Module = KaldiFbank(sample_rate=16000, n_mels=n_mels, mean=feature_mean, std=scale)
         elif feature_kind == "logmel":
             self.front_end = talnet_logmel(n_mels, feature_mean, scale)
         else:
