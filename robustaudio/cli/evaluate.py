@@ -23,8 +23,7 @@ from .common import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    import torch
-
+    from ..models.base import Classifier
     from ..runner.attack import Threat
 
 
@@ -334,7 +333,7 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
                                                              steps, batch_size, limit, seed])
         plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS,
                                                             **({norm: tuple(sorted(video_eps))} if video_eps else {})})
-        loaders = {name: cast("Callable[[], torch.nn.Module]",
+        loaders = {name: cast("Callable[[], Classifier]",
                               lambda name=name: load_model(name, device=parse_device(device)))
                    for name in model_names}
         comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),

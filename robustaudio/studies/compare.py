@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,12 +29,14 @@ from ..data.datasets import limited
 from ..metrics.corruptions import Corruption
 from ..metrics.latent import latent_metrics
 from ..metrics.sharpness import sharpness
+from ..models.base import Classifier
 from ..records import file_safe
 from ..report.card import json_safe
 from ..report.compare import build_comparison
 from ..report.fusion import FUSION_FILE, fusion_run
 from ..report.render import build_report
 from ..runner import AttackSpec, JointThreat, noise_suite, run_attack, run_noise
+from ..runner.attack import Threat
 
 METRICS_FILE = "metrics.json"
 # Default ε curves. Audio: waveform samples (full scale 1); video: pixels in [0, 1] (16/255 = 0.063),
@@ -67,11 +70,15 @@ class FusionPlan:
     search_steps: int = 6
     rel_tol: float = 0.05
 
-    def threats(self, modality: str, norm: str, video_bounds=(0.0, 1.0)) -> list[ThreatModel]:
-        """The ε curve of one modality and norm."""
+    def budgets(self, modality: str, norm: str) -> list[float]:
+        """The ε curve of one modality and norm, smallest first (in that modality's input units)."""
+        return sorted((self.audio_eps if modality == "audio" else self.video_eps)[norm])
+
+    def threats(self, modality: str, norm: str, video_bounds=(0.0, 1.0)) -> list[Threat]:
+        """The threat models of :meth:`budgets`."""
         if modality == "audio":
-            return [ThreatModel(norm, eps=e) for e in sorted(self.audio_eps[norm])]
-        return [ThreatModel(norm, eps=e, modality="video", bounds=video_bounds) for e in sorted(self.video_eps[norm])]
+            return [ThreatModel(norm, eps=e) for e in self.budgets(modality, norm)]
+        return [ThreatModel(norm, eps=e, modality="video", bounds=video_bounds) for e in self.budgets(modality, norm)]
 
     def joint(self, norm: str, video_bounds=(0.0, 1.0)) -> JointThreat:
         return JointThreat(ThreatModel(norm, eps=middle_budget(self.audio_eps[norm])),
@@ -110,15 +117,16 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
     """
     modalities = model.modalities
     bounds = getattr(model, "video_bounds", (0.0, 1.0))
-    common = dict(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
-                  workers=workers)
+    common: dict[str, Any] = dict(batch_size=batch_size, seed=seed, device=device, limit=limit,
+                                  ray_address=ray_address, workers=workers)
     pgd = AttackSpec("pgd", steps=steps)
     for norm in plan.norms:
         for modality in ("audio", "video"):
             if modality not in modalities or (modality == "audio" and norm == main_norm):
                 continue
             curve = plan.threats(modality, norm, bounds)
-            progress(f"[{name}] PGD on the {modality}, {norm} ε curve {[round(t.eps, 5) for t in curve]}")
+            progress(f"[{name}] PGD on the {modality}, {norm} ε curve "
+                     f"{[round(e, 5) for e in plan.budgets(modality, norm)]}")
             build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd,
                                     **common))
         if {"audio", "video"} <= set(modalities):
@@ -131,15 +139,15 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
                 if modality in modalities:
                     progress(f"[{name}] minimal {norm} ε on the {modality}")
                     curve = plan.threats(modality, norm, bounds)
-                    options = {"eps_max": plan.minimal_cap * curve[-1].eps, "search_steps": plan.search_steps,
-                               "rel_tol": plan.rel_tol}
+                    options = {"eps_max": plan.minimal_cap * plan.budgets(modality, norm)[-1],
+                               "search_steps": plan.search_steps, "rel_tol": plan.rel_tol}
                     minimal = AttackSpec("minimal", steps=steps, options=options)
                     build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality,
                                                                                         norm),
                                             minimal, sanity=False, **common))
 
 
-def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: AudioDataset, out: str | Path, *,
+def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDataset, out: str | Path, *,
                    norm: str = "linf", eps: tuple[float, ...] = AUDIO_EPS["linf"],
                    corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
                    seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
@@ -172,7 +180,7 @@ def run_comparison(models: dict[str, Callable[[], torch.nn.Module]], dataset: Au
         model_dir = out / file_safe(name)
         if "audio" in model.modalities:
             progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
-            threats = [ThreatModel(norm, eps=e) for e in eps]
+            threats: list[Threat] = [ThreatModel(norm, eps=e) for e in eps]
             attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", AttackSpec("pgd", steps=steps),
                                     batch_size=batch_size, seed=seed, device=device, limit=limit,
                                     ray_address=ray_address, workers=workers)
