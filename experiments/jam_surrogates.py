@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--fresh", type=Path, nargs="+", default=[],
                         help="score on every clip of these make_wakeword_clips.py folders (--accented, --languages) "
                              "instead of the held-out flite + Festival voices")
+    parser.add_argument("--batch-size", type=int, default=16, help="masking: scenes per step")
     parser.add_argument("--tail", type=float, default=1.0,
                         help="masking: average the visibility over this share of each batch where the word shows "
                              "most (robustaudio.attacks.masking_jam's tail)")
@@ -308,8 +309,8 @@ def main() -> None:
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
-            synth, learning.subset(found), optimisation, config, steps=args.steps, seed=args.opt_seed,
-            tail=args.tail, augmentation=augmentation, log_every=50,
+            synth, learning.subset(found), optimisation, config, steps=args.steps, batch_size=args.batch_size,
+            seed=args.opt_seed, tail=args.tail, augmentation=augmentation, log_every=50,
             callback=lambda e: log(f"  masking step {e['step']}: speech visibility {e['visibility']:.3f} (min "
                                    f"{e['visibility_range'][0]:.3f}, max {e['visibility_range'][1]:.3f})")).music
         synths["masking"] = synth.state_dict()
