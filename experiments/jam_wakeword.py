@@ -70,7 +70,7 @@ from robustaudio.data.datasets import BUNDLED_ROOT
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 from robustaudio.report.jam import write_jam_report
-from robustaudio.runner.jam import jam_and_evaluate
+from robustaudio.runner.jam import LearnSettings, SceneProtocol, jam_and_evaluate
 
 DATA = BUNDLED_ROOT / "wakeword"
 # Music level (dB re speech) and optimisation steps per word, from the sweep in the docstring: the
@@ -95,8 +95,9 @@ def run_word(word: str, args: argparse.Namespace) -> dict:
 
     print(f"{word}: jamming at {music_db:g} dB re speech", flush=True)
     steps = args.steps if args.steps is not None else STEPS.get(word, 300)
-    run = jam_and_evaluate(detector, learn, test, config, steps=steps, batch_size=args.batch_size, lr=args.lr,
-                           draws=args.draws, seed=args.seed, callback=progress)
+    run = jam_and_evaluate(detector, learn, test, config,
+                           LearnSettings(steps=steps, batch_size=args.batch_size, lr=args.lr),
+                           SceneProtocol(draws=args.draws), seed=args.seed, callback=progress)
     card = write_jam_report(args.out / word, run, f"openwakeword:{word}", notes + more)
     return card
 

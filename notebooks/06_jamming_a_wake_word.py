@@ -25,7 +25,7 @@ from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT
 
 from robustaudio.models import load_model
-from robustaudio.runner.jam import jam_and_evaluate
+from robustaudio.runner.jam import LearnSettings, SceneProtocol, jam_and_evaluate
 
 torch.set_num_threads(2)
 model = load_model("openwakeword:alexa", pad_before=0.0, pad_after=0.0)
@@ -74,8 +74,8 @@ bottom.set(xlabel="time (s)", ylabel="frequency (Hz)", ylim=(0, 4000)); fig.tigh
 # %%
 config = EOTConfig(music_db=-10.0)
 start = time.perf_counter()
-run = jam_and_evaluate(detector, learn, test, config, steps=20, batch_size=4, lr=0.05,
-                       optimisation_rooms=4, held_out_rooms=4, draws=2, random_pieces=2, seed=0)
+run = jam_and_evaluate(detector, learn, test, config, LearnSettings(steps=20, batch_size=4, lr=0.05),
+                       SceneProtocol(optimisation_rooms=4, held_out_rooms=4, draws=2, random_pieces=2), seed=0)
 history = run.result.history
 print(f"{time.perf_counter() - start:.0f} s; loss {history[0]['loss']:.2f} -> {history[-1]['loss']:.2f}; "
       f"fraction of the optimisation batch still firing {history[0]['firing']:.2f} -> {history[-1]['firing']:.2f}")

@@ -650,7 +650,7 @@ def test_cli_jam_masking_restarts_keep_the_loop_that_hides_the_word_best(tmp_pat
     refused = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--restarts", "2",
                                         "--out", str(tmp_path / "r")])
     assert refused.exit_code == 2 and "--objective masking" in refused.output and "Traceback" not in refused.output
-    from robustaudio.runner.jam import jam_and_evaluate
+    from robustaudio.runner.jam import LearnSettings, jam_and_evaluate
     for objective, restarts in (("detector", 2), ("masking", 0)):
         with pytest.raises(JamError, match="restarts"):
-            jam_and_evaluate(None, None, None, EOTConfig(), objective=objective, restarts=restarts)
+            jam_and_evaluate(None, None, None, EOTConfig(), LearnSettings(objective=objective, restarts=restarts))

@@ -42,7 +42,7 @@ from robustaudio.metrics.jamming import (
     sweep_levels_by,
     voice_table,
 )
-from robustaudio.runner.jam import jam_and_evaluate
+from robustaudio.runner.jam import LearnSettings, SceneProtocol, jam_and_evaluate
 from robustaudio.stats import clustered_bootstrap, f1_from_counts, rate_of
 
 RATE = 16000
@@ -387,9 +387,10 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
     detector = Detector(BandEnergy(), "tone")
     speech = _tones(4)
     voices = {"tone0": "v1", "tone1": "v1", "tone2": "v2", "tone3": "v2"}
-    run = jam_and_evaluate(detector, speech, speech, FAST, steps=2, batch_size=2, lr=0.05, loop_seconds=0.5,
-                           optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2,
-                           scene_seeds=(1, 2), voices=voices, n_resamples=50, augmentation=Augmentation())
+    run = jam_and_evaluate(detector, speech, speech, FAST,
+                           LearnSettings(steps=2, batch_size=2, lr=0.05, augmentation=Augmentation()),
+                           SceneProtocol(optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2,
+                                         loop_seconds=0.5, scene_seeds=(1, 2), n_resamples=50), voices=voices)
     kept = run.selected["test_positives"] + run.selected["test_negatives"]
     assert len(run.seed_rows) == 2 * 3 * kept  # seeds x conditions x clips (one draw)
     assert [s["condition"] for s in run.seed_summary] == ["clean", "random", "adversarial"]
@@ -407,7 +408,8 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
         listed = run.rooms[f"held-out, seed {s}"]
         assert listed.seed == s and listed.rooms == seed_rooms(FAST, 2, (s,))[s].rooms
         assert {r["room"] for r in run.seed_rows if r["seed"] == s} <= set(range(len(listed.rooms)))
-    plain = jam_and_evaluate(detector, speech, speech, FAST, steps=1, batch_size=2, loop_seconds=0.5,
-                             optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2)
+    plain = jam_and_evaluate(detector, speech, speech, FAST, LearnSettings(steps=1, batch_size=2),
+                             SceneProtocol(optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2,
+                                           loop_seconds=0.5))
     assert plain.seed_rows == [] and plain.settings["augmentation"] is None
     assert set(plain.rooms) == {"optimisation", "held-out"} and {r["rooms"] for r in plain.rows} == set(plain.rooms)

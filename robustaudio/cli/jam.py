@@ -273,7 +273,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..attacks.music import MusicError
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
-    from ..runner.jam import choose_music_level, jam_and_evaluate
+    from ..runner.jam import LEVEL_DRAWS, LearnSettings, SceneProtocol, choose_music_level, jam_and_evaluate
     if level_split is not None and music_db is not None:
         raise click.UsageError("--music-db sets the level and --level-split chooses it: pass one of them.")
     if level_by is not None and level_split is None:
@@ -294,6 +294,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms,
                                                          queries is not None and query_method == "substitute",
                                                          objective == "masking")
+        protocol = SceneProtocol(optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
+                                 random_pieces=random_pieces, loop_seconds=loop_seconds,
+                                 scene_seeds=tuple(scene_seeds))
         query_settings = (None if objective == "masking" else  # reads no detector: no gradient probe
                           _query_settings(model_name, detector, queries, query_feedback, query_method,
                                           (steps, batch_size, lr), augment))
@@ -322,9 +325,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                        f"{', '.join(f'{v:g}' for v in levels)} dB")
             level_progress = PhaseProgress("level", {"choosing the level": "levels"})
             level, level_choice = choose_music_level(
-                detector, level_clips, config, levels, seeds=tuple(scene_seeds) or (1,), floor=level_floor,
-                optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, loop_seconds=loop_seconds,
-                random_pieces=random_pieces, seed=seed, groups=groups,
+                detector, level_clips, config, levels,
+                replace(protocol, draws=LEVEL_DRAWS, scene_seeds=protocol.scene_seeds or (1,)), floor=level_floor,
+                seed=seed, groups=groups,
                 progress=lambda done, total: level_progress("choosing the level", done, total))
             level_progress.close()
             level_choice["split"] = level_split
@@ -342,13 +345,12 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                                                         *([restarts] if restarts > 1 else [])])
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
+        learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,
+                                 augmentation=Augmentation() if augment else None, queries=query_settings)
         run = jam_and_evaluate(
-            detector, learn, test, config, steps=steps, batch_size=batch_size, lr=lr, loop_seconds=loop_seconds,
-            optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
-            random_pieces=random_pieces, seed=seed, extra_detectors=extra, progress=progress,
-            scene_seeds=tuple(scene_seeds), voices=voices, engines=engines, evaluate_engines=tuple(evaluate_engines),
-            level_choice=level_choice, augmentation=Augmentation() if augment else None, queries=query_settings,
-            objective=objective, restarts=restarts, callback=lambda entry: _echo_progress(entry, steps))
+            detector, learn, test, config, learning, protocol, seed=seed, extra_detectors=extra, voices=voices,
+            engines=engines, evaluate_engines=tuple(evaluate_engines), level_choice=level_choice,
+            callback=lambda entry: _echo_progress(entry, steps), progress=progress)
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error

@@ -36,6 +36,48 @@ from ..stats import f1_from_counts, rate_of
 
 LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
 OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute search's CLI default is 64)
+LEVEL_DRAWS = 2  # scenes per clip and scene seed when the level is chosen (random music only)
+
+
+@dataclass(frozen=True)
+class LearnSettings:
+    """How the loop is learned (:func:`jam_and_evaluate`).
+
+    ``steps`` Adam steps of ``batch_size`` scenes at ``lr`` (a gradient or masking jam), ``confidence`` (the
+    detector jam's margin); ``objective``: ``"detector"`` (the detector's gradients) or ``"masking"`` (no detector:
+    the word's visibility in microWakeWord's public front end); ``restarts`` (masking only): loops learned, the
+    least visible kept; ``augmentation``: talker and device augmentation while learning; ``queries``: a
+    query-based jam instead (NES, or a substitute with :class:`SubstituteSettings`).
+    """
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 0.01
+    confidence: float = 0.0
+    objective: str = "detector"
+    restarts: int = 1
+    augmentation: Augmentation | None = None
+    queries: QuerySettings | SubstituteSettings | None = None
+
+
+@dataclass(frozen=True)
+class SceneProtocol:
+    """Where loops are learned and scored, and against what (:func:`jam_and_evaluate`, :func:`choose_music_level`).
+
+    ``optimisation_rooms`` rooms to learn in; ``held_out_rooms`` rooms per scene seed to score in (none of them an
+    optimisation room); ``draws`` scenes per clip and room set (or scene seed); ``random_pieces`` random loops of
+    ``loop_seconds`` s from the same synthesiser at the same level (the baseline); ``scene_seeds`` (e.g.
+    ``(1, 2, 3, 4, 5)``): score over each seed's own held-out rooms, with voice-clustered intervals of
+    ``n_resamples`` resamples (empty: one pass over the seed-``seed`` held-out rooms).
+    """
+
+    optimisation_rooms: int = OPTIMISATION_ROOMS
+    held_out_rooms: int = 16
+    draws: int = 4
+    random_pieces: int = 4
+    loop_seconds: float = 4.0
+    scene_seeds: tuple[int, ...] = ()
+    n_resamples: int = 2000
 
 
 @dataclass
@@ -72,18 +114,12 @@ def _keep_least_visible(learned: list[tuple[KarplusStrong, JamResult]], positive
                            "kept": kept, "rooms": rooms}
 
 
-def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig, *,
-                     steps: int = 300, batch_size: int = 16, lr: float = 0.01, confidence: float = 0.0,
-                     loop_seconds: float = 4.0, optimisation_rooms: int = OPTIMISATION_ROOMS,
-                     held_out_rooms: int = 16,
-                     draws: int = 4, random_pieces: int = 4, seed: int = 0,
-                     extra_detectors: Mapping[str, ScoringDetector] | None = None,
-                     callback: Callable[[dict], None] | None = None,
-                     augmentation: Augmentation | None = None, scene_seeds: Sequence[int] | None = None,
+def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig,
+                     learning: LearnSettings = LearnSettings(), protocol: SceneProtocol = SceneProtocol(), *,
+                     seed: int = 0, extra_detectors: Mapping[str, ScoringDetector] | None = None,
                      voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
                      evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
-                     n_resamples: int = 2000, queries: QuerySettings | SubstituteSettings | None = None,
-                     objective: str = "detector", restarts: int = 1,
+                     callback: Callable[[dict], None] | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
     finds clean (:func:`clean_correct`) in the optimisation rooms; then :func:`evaluate` on ``test``'s
@@ -91,14 +127,15 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     sets, clean / random music / adversarial music, by ``detector`` and any ``extra_detectors``
     (e.g. a black-box transfer target, scored on the same audio).
 
-    ``random_pieces`` loops from the synthesiser's random start (seeds ``seed .. seed + P − 1``; the
-    first is where the attack started) at the same level are the random-music condition.
-    ``augmentation``: talker and device augmentation while learning (see :func:`jam`).
+    ``learning`` (:class:`LearnSettings`) says how the loop is learned, ``protocol`` (:class:`SceneProtocol`)
+    where it is learned and scored. ``protocol.random_pieces`` loops from the synthesiser's random start (seeds
+    ``seed .. seed + P − 1``; the first is where the attack started) at the same level are the random-music
+    condition. ``learning.augmentation``: talker and device augmentation while learning (see :func:`jam`).
 
     ``progress(phase, done, total)``: ``"optimising"`` (steps), ``"evaluating"`` and ``"scene seeds"``
     (scenes), for elapsed time and time left in every phase.
 
-    ``scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): the held-out rooms are those of :func:`evaluate_seeds`
+    ``protocol.scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): the held-out rooms are those of :func:`evaluate_seeds`
     on the same test clips, one set of new held-out rooms, scenes and random loops (:func:`random_loops`)
     per seed (``rows`` and ``summary`` then pool the seeds for the held-out rooms, and ``rooms`` lists each
     seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
@@ -107,16 +144,16 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``evaluate_engines``: the engines held out from learning; ``level_choice``: how ``config.music_db`` was
     chosen (:func:`choose_music_level`'s record); both recorded in ``settings``.
 
-    ``objective``: ``"detector"`` (the default) learns against ``detector``'s gradients; ``"masking"`` against no
-    detector (:func:`~..attacks.masking_jam.masking_jam`: the word's visibility in microWakeWord's public front
-    end, 16 kHz), learning from every positive of ``learn`` (the detector is not asked which it handles), so the
-    loop never depends on the detector it is scored on. ``restarts`` (masking only): learn that many loops
-    (synthesiser and draw seeds ``seed .. seed + restarts - 1``) and keep the one with the lowest
-    :func:`~..attacks.masking_jam.mean_visibility` on the learning positives in rooms of their own (the ``"pick"``
-    stream: no optimisation or evaluation room), still without reading the detector; ``settings["restarts"]``
-    records each loop's visibility and the one kept.
+    ``learning.objective``: ``"detector"`` (the default) learns against ``detector``'s gradients;
+    ``"masking"`` against no detector (:func:`~..attacks.masking_jam.masking_jam`: the word's visibility in
+    microWakeWord's public front end, 16 kHz), learning from every positive of ``learn`` (the detector is not asked
+    which it handles), so the loop never depends on the detector it is scored on. ``learning.restarts`` (masking
+    only): learn that many loops (synthesiser and draw seeds ``seed .. seed + restarts - 1``) and keep the one with
+    the lowest :func:`~..attacks.masking_jam.mean_visibility` on the learning positives in rooms of their own (the
+    ``"pick"`` stream: no optimisation or evaluation room), still without reading the detector;
+    ``settings["restarts"]`` records each loop's visibility and the one kept.
 
-    ``queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
+    ``learning.queries``: a **query-based** jam instead (black box: :func:`~..attacks.query_jam.query_jam`, NES on the
     detector's scores alone, every scored scene counted; ``steps``, ``batch_size``, ``lr`` and ``augmentation``
     are then unused), or with :class:`~..attacks.substitute_jam.SubstituteSettings` a substitute fitted to its
     answers and jammed with gradients, round after round (:func:`~..attacks.substitute_jam.substitute_jam`;
@@ -124,16 +161,17 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``queries.snapshots`` (NES) or after each round (substitute), and at 0, scored on the test clips in the
     held-out rooms of the first scene seed (one scene per clip).
     """
-    if objective not in ("detector", "masking"):
-        raise JamError(f"Unknown jam objective {objective!r}: use 'detector' or 'masking'.")
-    if objective == "masking" and queries is not None:
-        raise JamError("The masking objective reads no detector, so it takes no query budget: pass queries=None.")
-    if restarts < 1 or (restarts > 1 and objective != "masking"):
+    if learning.objective not in ("detector", "masking"):
+        raise JamError(f"Unknown jam objective {learning.objective!r}: use 'detector' or 'masking'.")
+    if learning.objective == "masking" and learning.queries is not None:
+        raise JamError("The masking objective reads no detector, so it takes no query budget: pass "
+                       "LearnSettings(queries=None).")
+    if learning.restarts < 1 or (learning.restarts > 1 and learning.objective != "masking"):
         raise JamError(f"restarts picks among masking loops by their visibility (objective='masking'), at least "
-                       f"one; got {restarts} with objective {objective!r}.")
+                       f"one; got {learning.restarts} with objective {learning.objective!r}.")
     started = time.perf_counter()
-    optimisation, held_out = room_split(config, optimisation_rooms, held_out_rooms, seed)
-    learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if objective == "masking" else
+    optimisation, held_out = room_split(config, protocol.optimisation_rooms, protocol.held_out_rooms, seed)
+    learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if learning.objective == "masking" else
                    clean_correct(detector, learn.positives(), config))
     test_found = clean_correct(detector, test, config)
     if not bool(learn_found.any()):
@@ -144,8 +182,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                        f"test clips: nothing to jam.")
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
-    synth = KarplusStrong(loop_seconds, sample_rate, seed=seed)
-    total_steps = steps * restarts if queries is None else queries.planned_steps
+    synth = KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed)
+    total_steps = learning.steps * learning.restarts if learning.queries is None else learning.queries.planned_steps
 
     def on_step(entry: dict, done_before: int = 0) -> None:
         """``done_before``: the steps of the restarts already learned, for the progress over all of them."""
@@ -160,50 +198,55 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     snapshots: dict[int, torch.Tensor] = {}
     queries_used = 0
     restart_record = None
-    if objective == "masking":
+    if learning.objective == "masking":
         learned = []
-        for k in range(restarts):
-            trial = synth if k == 0 else KarplusStrong(loop_seconds, sample_rate, seed=seed + k)
-            learned.append((trial, masking_jam(trial, positives, optimisation, config, steps=steps,
-                                               batch_size=batch_size, lr=lr, seed=seed + k, augmentation=augmentation,
-                                               callback=partial(on_step, done_before=k * steps))))
+        for k in range(learning.restarts):
+            trial = synth if k == 0 else KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed + k)
+            learned.append((trial, masking_jam(trial, positives, optimisation, config, steps=learning.steps,
+                                               batch_size=learning.batch_size, lr=learning.lr, seed=seed + k,
+                                               augmentation=learning.augmentation,
+                                               callback=partial(on_step, done_before=k * learning.steps))))
         synth, result = learned[0]
-        if restarts > 1:
-            synth, result, restart_record = _keep_least_visible(learned, positives, config, held_out_rooms, seed,
-                                                                avoid=(optimisation, held_out))
-    elif queries is None:
-        result = jam(synth, detector, positives, optimisation, config, steps=steps, batch_size=batch_size, lr=lr,
-                     confidence=confidence, seed=seed, callback=on_step, augmentation=augmentation)
+        if learning.restarts > 1:
+            synth, result, restart_record = _keep_least_visible(learned, positives, config, protocol.held_out_rooms,
+                                                                seed, avoid=(optimisation, held_out))
+    elif learning.queries is None:
+        result = jam(synth, detector, positives, optimisation, config, steps=learning.steps,
+                     batch_size=learning.batch_size, lr=learning.lr, confidence=learning.confidence, seed=seed,
+                     callback=on_step, augmentation=learning.augmentation)
     else:
-        if isinstance(queries, SubstituteSettings):
-            found = substitute_jam(synth, detector, positives, optimisation, config, queries, seed=seed,
-                                   augmentation=augmentation, callback=on_step)
+        if isinstance(learning.queries, SubstituteSettings):
+            found = substitute_jam(synth, detector, positives, optimisation, config, learning.queries, seed=seed,
+                                   augmentation=learning.augmentation, callback=on_step)
         else:
-            found = query_jam(synth, detector, positives, optimisation, config, queries, seed=seed, callback=on_step)
+            found = query_jam(synth, detector, positives, optimisation, config, learning.queries, seed=seed,
+                              callback=on_step)
         result = JamResult(found.music, found.initial, found.history, seconds=found.seconds)
         snapshots = {0: found.initial, **found.snapshots}
         queries_used = found.queries
     with torch.no_grad():
-        random_music = torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=seed + k)()
-                                    for k in range(random_pieces)])
+        random_music = torch.stack([KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed + k)()
+                                    for k in range(protocol.random_pieces)])
     detectors = {"target": detector, **(extra_detectors or {})}
     # With scene seeds the held-out rows are the seeds' (each its own rooms and random loops): one more
     # single-draw pass over the seed-`seed` held-out rooms would only repeat a subset of them.
-    rooms = {"optimisation": optimisation} if scene_seeds else {"optimisation": optimisation, "held-out": held_out}
+    rooms = ({"optimisation": optimisation} if protocol.scene_seeds else
+             {"optimisation": optimisation, "held-out": held_out})
     rows = evaluate(detectors, evaluated, rooms, config,
-                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=draws, seed=seed,
-                    progress=phase("evaluating"))
-    settings = {"target": detector.target, "eot": config.as_dict(), "steps": steps, "batch_size": batch_size,
-                "lr": lr, "confidence": confidence, "loop_seconds": loop_seconds,
-                "optimisation_rooms": optimisation_rooms, "held_out_rooms": held_out_rooms, "draws": draws,
-                "random_pieces": random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
-                "augmentation": augmentation.as_dict() if augmentation is not None else None,
-                "evaluate_engines": list(evaluate_engines), "objective": objective, "restarts": restart_record,
+                    {"clean": None, "random": random_music, "adversarial": result.music}, draws=protocol.draws,
+                    seed=seed, progress=phase("evaluating"))
+    settings = {"target": detector.target, "eot": config.as_dict(), "steps": learning.steps,
+                "batch_size": learning.batch_size, "lr": learning.lr, "confidence": learning.confidence,
+                "loop_seconds": protocol.loop_seconds, "optimisation_rooms": protocol.optimisation_rooms,
+                "held_out_rooms": protocol.held_out_rooms, "draws": protocol.draws,
+                "random_pieces": protocol.random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
+                "augmentation": learning.augmentation.as_dict() if learning.augmentation is not None else None,
+                "evaluate_engines": list(evaluate_engines), "objective": learning.objective, "restarts": restart_record,
                 "level_choice": dict(level_choice) if level_choice is not None else None}
-    if queries is not None:
-        settings["query"] = queries.record(queries_used)
+    if learning.queries is not None:
+        settings["query"] = learning.queries.record(queries_used)
         settings["steps"], settings["batch_size"] = len(result.history), None
-        if isinstance(queries, QuerySettings):  # NES renders no augmented scenes; the substitute's jams do
+        if isinstance(learning.queries, QuerySettings):  # NES renders no augmented scenes; the substitute's jams do
             settings["augmentation"] = None
     selected = {"learn_positives": int(len(positives)), "learn_positives_given": int(len(learn.positives())),
                 "test_positives": int((evaluated.labels == 1).sum()),
@@ -211,28 +254,30 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "test_negatives": int((evaluated.labels == 0).sum()),
                 "test_negatives_given": int((test.labels == 0).sum())}
     run = JamRun(result, random_music, rows, [], rooms, selected, synth.describe(), settings)
-    if scene_seeds:
+    if protocol.scene_seeds:
         clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
+        random = random_loops(protocol.loop_seconds, sample_rate, protocol.random_pieces)
         run.seed_rows = evaluate_seeds(detectors, evaluated, config,
-                                       {"clean": None, "random": random_loops(loop_seconds, sample_rate, random_pieces),
-                                        "adversarial": result.music},
-                                       seeds=tuple(scene_seeds), held_out_rooms=held_out_rooms, draws=draws,
-                                       avoid=optimisation, progress=phase("scene seeds"))
+                                       {"clean": None, "random": random, "adversarial": result.music},
+                                       seeds=protocol.scene_seeds, held_out_rooms=protocol.held_out_rooms,
+                                       draws=protocol.draws, avoid=optimisation, progress=phase("scene seeds"))
         run.rows = rows + run.seed_rows
         rooms.update({f"held-out, seed {s}": room_set
-                      for s, room_set in seed_rooms(config, held_out_rooms, scene_seeds).items()})
-        run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=n_resamples, seed=seed)
+                      for s, room_set in seed_rooms(config, protocol.held_out_rooms, protocol.scene_seeds).items()})
+        run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=protocol.n_resamples, seed=seed)
         run.voice_table = voice_table(run.seed_rows, clusters, engines)
         if engines is not None:
-            run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=n_resamples, seed=seed)
-        settings["scene_seeds"] = [int(s) for s in scene_seeds]
+            run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=protocol.n_resamples,
+                                              seed=seed)
+        settings["scene_seeds"] = [int(s) for s in protocol.scene_seeds]
         settings["seconds"] = time.perf_counter() - started
     if snapshots:
         # every snapshot in one pass: the same scenes, and the rooms' speech rendered once for all of them
-        curve_seed = (tuple(scene_seeds or ()) or (seed + 1,))[:1]
+        curve_seed = (protocol.scene_seeds or (seed + 1,))[:1]
         curve_rows = evaluate_seeds({"target": detector}, evaluated, config,
                                     {str(count): loop for count, loop in sorted(snapshots.items())},
-                                    seeds=curve_seed, held_out_rooms=held_out_rooms, draws=1, avoid=optimisation)
+                                    seeds=curve_seed, held_out_rooms=protocol.held_out_rooms, draws=1,
+                                    avoid=optimisation)
         run.query_curve = [{"queries": count, "scene_seed": int(curve_seed[0]),
                             **detection_counts([r for r in curve_rows if r["condition"] == str(count)])}
                            for count in sorted(snapshots)]
@@ -248,39 +293,39 @@ def detection_counts(rows: Sequence[Mapping]) -> dict:
             "fpr": rate_of(values[~values[:, 0], 1]), "scenes": len(rows)}
 
 
-def choose_music_level(detector: Detector, utterances: Utterances, config: EOTConfig,
-                       levels: Sequence[float], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), floor: float = 0.70,
-                       optimisation_rooms: int = OPTIMISATION_ROOMS, held_out_rooms: int = 16, draws: int = 2,
-                       loop_seconds: float = 4.0, random_pieces: int = 4, seed: int = 0,
-                       groups: tuple[str, Mapping[str, str]] | None = None,
+def choose_music_level(detector: Detector, utterances: Utterances, config: EOTConfig, levels: Sequence[float],
+                       protocol: SceneProtocol = SceneProtocol(draws=LEVEL_DRAWS, scene_seeds=(1, 2, 3, 4, 5)), *,
+                       floor: float = 0.70, seed: int = 0, groups: tuple[str, Mapping[str, str]] | None = None,
                        progress: Callable[[int, int], None] | None = None) -> tuple[float, dict]:
     """The music level (dB re speech) for a jam: the loudest of ``levels`` at which random music keeps a
-    mean F1 >= ``floor`` over the scene seeds (:func:`~..metrics.jamming.sweep_levels`,
+    mean F1 >= ``floor`` over ``protocol``'s scene seeds (:func:`~..metrics.jamming.sweep_levels`,
     :func:`~..metrics.jamming.choose_level`) on ``utterances``, clips set aside for this (never the ones the
     headline is measured on), kept where the detector handles them dry. With ``groups = (name, clip id ->
     group)`` (e.g. ``("engine", ...)``), the floor must hold for every group's positives at once
     (:func:`~..metrics.jamming.choose_level_every`), not only on the pooled mean.
 
-    The sweep plays each level in held-out rooms of scene seeds ``1000 + s`` (none an optimisation room of
-    ``room_split(config, optimisation_rooms, held_out_rooms, seed)``, none an evaluation seed's), with
-    :func:`random_loops` music. Only random music is played: the choice never sees the adversarial music.
-    Returns ``(level, record)``: the record has every level's F1 per seed and its mean (and per group), the
-    floor, the clips used and the level chosen. ``progress(levels_done, levels_total)``.
+    The sweep plays each level in ``protocol.held_out_rooms`` held-out rooms of scene seeds ``1000 + s`` (none an
+    optimisation room of the jam's :func:`room_split` with the same ``seed``, none an evaluation seed's),
+    ``protocol.draws`` scenes per clip, with ``protocol.random_pieces`` :func:`random_loops`. Only random music is
+    played: the choice never sees the adversarial music. Returns ``(level, record)``: the record has every
+    level's F1 per seed and its mean (and per group), the floor, the clips used and the level chosen.
+    ``progress(levels_done, levels_total)``.
     """
     kept = utterances.subset(clean_correct(detector, utterances, config))
     positives = int((kept.labels == 1).sum())
     if positives == 0:
         raise JamError(f"None of the {int((utterances.labels == 1).sum())} '{detector.target}' clips set aside to "
                        f"choose the music level is detected clean: the level cannot be chosen on them.")
-    optimisation, _ = room_split(config, optimisation_rooms, held_out_rooms, seed)
-    sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in seeds)
+    optimisation, _ = room_split(config, protocol.optimisation_rooms, protocol.held_out_rooms, seed)
+    sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in protocol.scene_seeds)
     by_group = sweep_levels_by(detector, kept, config, levels, groups[1] if groups else {}, seeds=sweep_seeds,
-                               held_out_rooms=held_out_rooms, draws=draws, loop_seconds=loop_seconds,
-                               pieces=random_pieces, avoid=optimisation, progress=progress)
+                               held_out_rooms=protocol.held_out_rooms, draws=protocol.draws,
+                               loop_seconds=protocol.loop_seconds, pieces=protocol.random_pieces, avoid=optimisation,
+                               progress=progress)
     sweep = by_group["all"]
     level = choose_level_every(by_group, floor) if groups else choose_level(sweep, floor)
     means = level_means(sweep)
-    record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": draws,
+    record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": protocol.draws,
               "positives": positives, "negatives": int((kept.labels == 0).sum()),
               "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": means[lvl]}
                             for lvl, per_seed in sorted(sweep.items())}}
@@ -291,4 +336,4 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     return level, record
 
 
-__all__ = ["JamRun", "choose_music_level", "jam_and_evaluate"]
+__all__ = ["JamRun", "LearnSettings", "SceneProtocol", "choose_music_level", "jam_and_evaluate"]
