@@ -53,8 +53,8 @@ import torch
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
-from robustaudio.studies.defenses import (ROWS, TRAINED_DEFENSES, bundled_defended, certify_dir, certify_study,
-                                       defense_settings, run_defenses)
+from robustaudio.studies.defenses import (ROWS, TRAINED_DEFENSES, CertifySettings, PurifySettings, bundled_defended,
+                                       certify_dir, certify_study, defense_settings, run_defenses)
 from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
@@ -119,27 +119,31 @@ def main() -> None:
         none = args.out / "train" / "none.pt"
         while not none.with_suffix(".json").is_file():  # written by the table part after training
             time.sleep(30)
-        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), certify_dir(args.out, N0, N, 0.001),
-                      denoiser="minievents-logmel", sigmas=tuple(args.sigmas), n0=N0, n=N, alpha=0.001, limit=args.limit,
-                      batch_size=250, seed=0, device="cpu", log=log)
+        settings = CertifySettings(sigmas=tuple(args.sigmas), n0=N0, n=N, alpha=0.001, batch_size=250, limit=args.limit)
+        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), certify_dir(args.out, settings),
+                      settings, denoiser="minievents-logmel", seed=0, device="cpu", log=log)
         return
     if args.part == "cost":
         print(json.dumps(training_cost(args.out), indent=1))
         return
     def strong() -> dict:  # every row attacked harder: has the table's attack converged?
         summary = run_defenses("cnn", THREAT, args.out, steps=STRONG_STEPS, restarts=STRONG_RESTARTS, batch_size=16,
-                               limit=args.limit, seed=0, retrain=True, rows=ROWS[:-1], sigmas=(), log=log)
+                               limit=args.limit, seed=0, retrain=True, rows=ROWS[:-1],
+                               certify=CertifySettings(sigmas=()), log=log)
         summary["rows"] += run_defenses("cnn", THREAT, args.out, steps=STRONG_PURIFY_STEPS, restarts=RESTARTS,
                                         batch_size=16, limit=args.limit, seed=0, retrain=True, rows=("purification",),
-                                        purify_sigma=0.25, purify_steps=2, eot=STRONG_EOT, sigmas=(), log=log)["rows"]
+                                        purify=PurifySettings(sigma=0.25, steps=2, eot=STRONG_EOT),
+                                        certify=CertifySettings(sigmas=()), log=log)["rows"]
         return summary
 
     if args.part == "strong":
         strong()
         return
     summary = run_defenses("cnn", THREAT, args.out, steps=STEPS, restarts=RESTARTS, batch_size=16, limit=args.limit,
-                           seed=0, retrain=True, rows=tuple(args.rows), purify_sigma=0.25, purify_steps=2, eot=8,
-                           sigmas=SIGMAS if args.part == "all" else (), n0=N0, n=N, alpha=0.001, log=log)
+                           seed=0, retrain=True, rows=tuple(args.rows),
+                           purify=PurifySettings(sigma=0.25, steps=2, eot=8),
+                           certify=CertifySettings(sigmas=SIGMAS if args.part == "all" else (), n0=N0, n=N,
+                                                   alpha=0.001), log=log)
     if args.part == "all":
         summary["rows"] += strong()["rows"]
     summary["notes"] = []

@@ -249,7 +249,7 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
     """
     from ..attacks import ThreatModel
     from ..report.defenses import build_defenses_report
-    from ..studies.defenses import run_defenses
+    from ..studies.defenses import CertifySettings, PurifySettings, run_defenses
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
     try:
         threat = ThreatModel(norm, eps=eps)
@@ -259,9 +259,9 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
         summary = run_defenses(model_name, threat, out, data=data, split=split, steps=steps, restarts=restarts,
                                batch_size=batch_size, limit=limit, seed=seed, device=parse_device(device),
                                retrain=retrain, rows=tuple(rows) or choices.DEFENSE_ROWS, denoiser=denoiser,
-                               purify_sigma=purify_sigma,
-                               purify_steps=purify_steps, eot=eot, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
-                               certify_limit=certify_limit, log=click.echo)
+                               purify=PurifySettings(sigma=purify_sigma, steps=purify_steps, eot=eot),
+                               certify=CertifySettings(sigmas=sigmas, n0=n0, n=n, alpha=alpha, limit=certify_limit),
+                               log=click.echo)
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         document = build_defenses_report(out, summary)
     except defense_errors() as error:

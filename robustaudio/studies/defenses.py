@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,32 @@ from ..runner import AttackSpec, run_attack
 
 TRAINED_DEFENSES = ("mixup", "mixup-latent", "adversarial")
 ROWS = ("none", *TRAINED_DEFENSES, "purification")
+
+
+@dataclass(frozen=True)
+class PurifySettings:
+    """The purification row: the undefended classifier behind :class:`~.purification.Purified` (diffuse to noise
+    ``sigma`` in the denoiser's input units, ``steps`` reverse steps), deployed and attacked as the mean of ``eot``
+    purifications (:class:`~.purification.EOT`)."""
+
+    sigma: float = 0.25
+    steps: int = 2
+    eot: int = 8
+
+
+@dataclass(frozen=True)
+class CertifySettings:
+    """CERTIFY (:func:`~.smoothing.certify_clips`) at each noise level of ``sigmas`` (the denoiser's input units;
+    empty: no certification): ``n0`` noise draws to guess the class, ``n`` to bound its probability, each
+    certificate failing with probability at most ``alpha``; ``batch_size`` noisy copies per forward pass; ``limit``
+    clips (None: every clip, or the study's own limit)."""
+
+    sigmas: tuple[float, ...] = (0.25, 0.5)
+    n0: int = 50
+    n: int = 250
+    alpha: float = 0.001
+    batch_size: int = 250
+    limit: int | None = None
 
 
 def defense_settings(defense: str, base: TrainSettings, threat: ThreatModel) -> TrainSettings:
@@ -100,19 +126,21 @@ def attack_dir(out: Path, threat: ThreatModel, steps: int, restarts: int) -> Pat
     return Path(out) / "attacks" / f"pgd{steps}x{restarts}-{file_safe(threat.describe())}"
 
 
-def certify_dir(out: Path, n0: int, n: int, alpha: float) -> Path:
+def certify_dir(out: Path, settings: CertifySettings) -> Path:
     """Where the certification rows go: one folder per CERTIFY setting, one file per curve inside."""
-    return Path(out) / "certify" / f"n0-{n0}-n-{n}-alpha-{alpha:g}"
+    return Path(out) / "certify" / f"n0-{settings.n0}-n-{settings.n}-alpha-{settings.alpha:g}"
 
 
 def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data: str | None = None,
                  split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
                  limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
-                 rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel", purify_sigma: float = 0.25,
-                 purify_steps: int = 2, eot: int = 8, sigmas: tuple[float, ...] = (0.25, 0.5), n0: int = 50,
-                 n: int = 250, alpha: float = 0.001, certify_limit: int | None = None, certify_batch: int = 250,
+                 rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel",
+                 purify: PurifySettings = PurifySettings(), certify: CertifySettings = CertifySettings(),
                  log: Callable[[str], None] = print) -> dict:
     """Run the whole study into ``out``; returns the summary that :func:`robustaudio.report.defenses` renders.
+
+    Each row is attacked by PGD with ``steps`` steps and ``restarts`` restarts at ``threat`` on ``limit`` clips
+    of ``split``; ``denoiser`` serves the purification row (``purify``) and the certification (``certify``).
 
     Finished parts are kept: trained checkpoints, attack run directories (resumed batch by batch)
     and certification rows (resumed clip by clip).
@@ -154,7 +182,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
     if "purification" in rows:
         den = load_denoiser(denoiser, device=device)
         base_model = load_model(model_name, weights=undefended, device=device)
-        purified = Purified(base_model, den, sigma=purify_sigma, steps=purify_steps)
+        purified = Purified(base_model, den, sigma=purify.sigma, steps=purify.steps)
+        eot = purify.eot
         defended = EOT(purified, samples=eot)
         run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}",
                              AttackSpec("pgd",
@@ -163,17 +192,16 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
                              sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
                                                            "eot": eot, "denoiser": denoiser})
         adaptive = (f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "
-                    f"noise), exact gradients through the UNet and all {purify_steps} sampler steps (no BPDA needed)")
+                    f"noise), exact gradients through the UNet and all {purify.steps} sampler steps (no BPDA needed)")
         card = {"training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
                 "training_note": f"denoiser training ({denoiser}); the classifier is the undefended one"}
         summary["rows"].append(_row("purification", purified.describe() + f", deployed as the mean of {eot} draws",
                                     build_report(run_dir), card, adaptive, run_dir, undefended))
         log(_row_line(summary["rows"][-1]))
-    if sigmas:
-        summary["certification"] = certify_study(model_name, undefended, test, certify_dir(out, n0, n, alpha),
-                                                 denoiser=denoiser, sigmas=sigmas, n0=n0, n=n, alpha=alpha,
-                                                 limit=certify_limit if certify_limit is not None else limit,
-                                                 batch_size=certify_batch, seed=seed, device=device, log=log)
+    if certify.sigmas:
+        certify = certify if certify.limit is not None else replace(certify, limit=limit)
+        summary["certification"] = certify_study(model_name, undefended, test, certify_dir(out, certify), certify,
+                                                 denoiser=denoiser, seed=seed, device=device, log=log)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
 
@@ -197,23 +225,24 @@ def _row_line(row: dict) -> str:
             f"robust {row['robust_accuracy']['value']:.3f} ({row['attack']})")
 
 
-def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, *, denoiser: str,
-                  sigmas: tuple[float, ...], n0: int, n: int, alpha: float, limit: int | None, batch_size: int,
-                  seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
-    """CERTIFY every test clip at each σ, with and without ``denoiser``, in the denoiser's domain."""
+def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, settings: CertifySettings, *,
+                  denoiser: str, seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
+    """CERTIFY every test clip (``settings.limit`` of them) at each σ of ``settings``, with and without
+    ``denoiser``, in the denoiser's domain."""
     model = load_model(model_name, weights=weights, device=device)
     den = load_denoiser(denoiser, device=device)
     clips = []
-    for batch in test.batches(model, batch_size=64, limit=limit):
+    for batch in test.batches(model, batch_size=64, limit=settings.limit):
         for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist()):
             clips.append((clip_id, audio.to(device), label))
     out.mkdir(parents=True, exist_ok=True)
     curves = []
-    for sigma in sigmas:
+    n0, n, alpha = settings.n0, settings.n, settings.alpha
+    for sigma in settings.sigmas:
         for use in (None, den):
             smooth = Smooth(model, sigma, domain=den.domain, denoiser=use)
             name = f"sigma-{sigma:g}-{'denoised' if use is not None else 'plain'}"
-            rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=batch_size, seed=seed,
+            rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=settings.batch_size, seed=seed,
                                  rows_file=out / f"{name}.jsonl")
             curves.append({"name": name, "sigma": sigma, "domain": den.domain, "denoiser": den.name if use else None,
                            "description": smooth.describe(), "n0": n0, "n": n, "alpha": alpha, "rows": rows,
