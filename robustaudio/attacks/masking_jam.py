@@ -76,8 +76,8 @@ def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet,
     """The mean :func:`speech_visibility` of every utterance under the loop ``music`` ``[Tm]``, over ``draws``
     scenes each in ``rooms`` (transforms from a generator seeded ``seed``, no augmentation, no gradient): how much
     of the word a loop leaves to be seen, read without any detector. A weak way to pick among masking loops: the
-    one that read lowest on held-out rooms was the best or tied best of its kind against microWakeWord in five of
-    six readings, and once the worse of two by 0.012 (``experiments/jam_surrogates.md``); it ranks loops of one
+    one that read lowest on held-out rooms was the best or tied best of its kind against microWakeWord in seven of
+    eight readings, and once the worse of two by 0.012 (``experiments/jam_surrogates.md``); it ranks loops of one
     kind, not kinds of masker (white noise reads lower than the loops and hides nothing from microWakeWord)."""
     model = _frontend_for(frontend, config.sample_rate)
     generator, values = torch.Generator().manual_seed(seed), []
