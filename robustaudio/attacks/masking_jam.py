@@ -8,8 +8,9 @@ PCAN gain control, log), so it needs no gradients and no queries from the detect
 energetic masking of the word where the features are, for whatever network reads them; measured in
 ``experiments/jam_surrogates.md``: microWakeWord alexa's F1 0.28-0.30 below random music at the same level on
 held-out flite and Festival voices, 0.15-0.26 below on accented voices no choice had seen and 0.20-0.24 below on
-141 eSpeak NG language voices (not under 0.50 on either blind set); learning from more TTS engines did not
-change that; openWakeWord, on another front end, barely moved.
+141 eSpeak NG language voices (not under 0.50 on either blind set); learning from more TTS engines, at the
+level the loop is played at, or with twice the scenes per step did not change that; openWakeWord, on another
+front end, barely moved.
 """
 
 from __future__ import annotations
