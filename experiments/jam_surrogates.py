@@ -38,6 +38,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -188,6 +189,16 @@ def condition(name: str) -> str:
     return f"baseline ({name})" if name.endswith(" noise") else f"adversarial ({name})"
 
 
+def rhythm_loops(notes_per_second: float, pieces: int = 4, base: int = 20_000) -> Callable[[int], torch.Tensor]:
+    """Random loops of the synthesiser on another rhythm grid (``notes_per_second`` onsets per second), new per scene
+    seed (seeds ``base + pieces * s + k``): the random reference for loops learned on that grid."""
+    def make(seed: int) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([KarplusStrong(4.0, 16000, notes_per_second=notes_per_second,
+                                              seed=base + pieces * seed + k)() for k in range(pieces)])
+    return make
+
+
 def learning_positives(positives: Utterances, held_out: Utterances | None) -> Utterances:
     """The masking loop's learning set: ``positives``, and ``held_out``'s positives where given."""
     return positives if held_out is None else joined(positives, held_out.positives())
@@ -217,6 +228,9 @@ def main() -> None:
                         help="score on every clip of these make_wakeword_clips.py folders (--accented, --languages) "
                              "instead of the held-out flite + Festival voices")
     parser.add_argument("--batch-size", type=int, default=16, help="masking: scenes per step")
+    parser.add_argument("--notes-per-second", type=float, default=4.0,
+                        help="masking: the loop's rhythm grid (onsets per second); other than 4, the scoring adds "
+                             "random loops on that grid as a reference condition")
     parser.add_argument("--tail", type=float, default=1.0,
                         help="masking: average the visibility over this share of each batch where the word shows "
                              "most (robustaudio.attacks.masking_jam's tail)")
@@ -304,7 +318,7 @@ def main() -> None:
         musics |= {(k if len(args.load_musics) == 1 else f"{k}, {path.parent.name}"): loaded[k] for k in args.sets}
         log(f"loops {', '.join(args.sets)} from {path}: nothing learned")
     if "masking" in args.sets and not args.load_musics:
-        synth = KarplusStrong(4.0, 16000, seed=args.opt_seed)
+        synth = KarplusStrong(4.0, 16000, notes_per_second=args.notes_per_second, seed=args.opt_seed)
         learning = learning_positives(positives, held_out if args.learn_held_out else None)
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
@@ -345,6 +359,8 @@ def main() -> None:
         evaluated, voice_of = held_out, held_out_voices
     voice_tables = {}
     results = {}
+    references = ({} if args.notes_per_second == 4.0 else
+                  {f"random, {args.notes_per_second:g} notes/s": rhythm_loops(args.notes_per_second)})
     for level in args.levels:
         level_config = replace(config, music_db=level)
         for name in args.score:
@@ -352,7 +368,7 @@ def main() -> None:
             keep = clean_correct(detector, evaluated, level_config)
             test = evaluated.subset(keep)
             rows = evaluate_seeds({"target": detector}, test, level_config,
-                                  {"clean": None, "random": random_loops(4.0, 16000, 4),
+                                  {"clean": None, "random": random_loops(4.0, 16000, 4), **references,
                                    **{condition(k): v for k, v in musics.items()}},
                                   seeds=tuple(args.seeds), held_out_rooms=16, draws=args.draws, avoid=optimisation)
             summary = {r["condition"]: r for r in seed_summary(rows, voice_of)}
@@ -362,7 +378,7 @@ def main() -> None:
     out = {"quality": quality, "visibility": visibility, "results": results, "voice_tables": voice_tables,
            "args": {k: str(v) for k, v in vars(args).items()}, "seconds": time.perf_counter() - started}
     (args.out / "jam_surrogates.json").write_text(json.dumps(json_safe(out), indent=2))
-    conditions = ["clean", "random", *[condition(k) for k in musics]]
+    conditions = ["clean", "random", *references, *[condition(k) for k in musics]]
     scored = ("Fresh voices of " + ", ".join(map(str, args.fresh)) if args.fresh
               else "Held-out flite + Festival voices")
     lines = [f"# Transfer to microWakeWord {word} from surrogate ensembles", "",
