@@ -38,7 +38,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,16 +186,6 @@ def noise_loops(speech: Utterances, seconds: float = 4.0, rate: int = 16000, see
 def condition(name: str) -> str:
     """A loop's condition name in the tables: plain noise is a baseline, everything learned is adversarial."""
     return f"baseline ({name})" if name.endswith(" noise") else f"adversarial ({name})"
-
-
-def rhythm_loops(notes_per_second: float, pieces: int = 4, base: int = 20_000) -> Callable[[int], torch.Tensor]:
-    """Random loops of the synthesiser on another rhythm grid (``notes_per_second`` onsets per second), new per scene
-    seed (seeds ``base + pieces * s + k``): the random reference for loops learned on that grid."""
-    def make(seed: int) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.stack([KarplusStrong(4.0, 16000, notes_per_second=notes_per_second,
-                                              seed=base + pieces * seed + k)() for k in range(pieces)])
-    return make
 
 
 def learning_positives(positives: Utterances, held_out: Utterances | None) -> Utterances:
@@ -360,7 +349,8 @@ def main() -> None:
     voice_tables = {}
     results = {}
     references = ({} if args.notes_per_second == 4.0 else
-                  {f"random, {args.notes_per_second:g} notes/s": rhythm_loops(args.notes_per_second)})
+                  {f"random, {args.notes_per_second:g} notes/s": random_loops(4.0, 16000, 4, base=20_000,
+                                                                     notes_per_second=args.notes_per_second)})
     for level in args.levels:
         level_config = replace(config, music_db=level)
         for name in args.score:

@@ -166,15 +166,16 @@ def resolve_music(music, seed: int) -> torch.Tensor | None:
     return music(seed) if callable(music) else music
 
 
-def random_loops(loop_seconds: float, sample_rate: int, pieces: int = 4, base: int = 10_000
-                 ) -> Callable[[int], torch.Tensor]:
+def random_loops(loop_seconds: float, sample_rate: int, pieces: int = 4, base: int = 10_000, *,
+                 notes_per_second: float = 4.0) -> Callable[[int], torch.Tensor]:
     """The random-music condition per scene seed ``s``: ``pieces`` loops of :class:`KarplusStrong`'s
-    random start, seeds ``base + pieces * s + k`` (new loops for every scene seed, none the
-    attack's own starting point, which is seed ``0`` .. ``pieces - 1`` for the usual ``seed = 0``)."""
+    random start (``notes_per_second`` onsets per second), seeds ``base + pieces * s + k`` (new loops for every
+    scene seed, none the attack's own starting point, which is seed ``0`` .. ``pieces - 1`` for the usual
+    ``seed = 0``)."""
     def make(seed: int) -> torch.Tensor:
         with torch.no_grad():
-            return torch.stack([KarplusStrong(loop_seconds, sample_rate, seed=base + pieces * seed + k)()
-                                for k in range(pieces)])
+            return torch.stack([KarplusStrong(loop_seconds, sample_rate, notes_per_second=notes_per_second,
+                                              seed=base + pieces * seed + k)() for k in range(pieces)])
     return make
 
 
