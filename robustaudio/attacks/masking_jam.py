@@ -9,8 +9,8 @@ energetic masking of the word where the features are, for whatever network reads
 ``experiments/jam_surrogates.md``: microWakeWord alexa's F1 0.28-0.30 below random music at the same level on
 held-out flite and Festival voices, 0.15-0.26 below on accented voices no choice had seen and 0.20-0.24 below on
 141 eSpeak NG language voices (not under 0.50 on either blind set); learning from more TTS engines, at the
-level the loop is played at, or with twice the scenes per step did not change that; openWakeWord, on another
-front end, barely moved.
+level the loop is played at, with twice the scenes per step or on a denser rhythm grid did not change that
+measurably; openWakeWord, on another front end, barely moved.
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def mean_visibility(music: torch.Tensor, utterances: Utterances, rooms: RoomSet,
     """The mean :func:`speech_visibility` of every utterance under the loop ``music`` ``[Tm]``, over ``draws``
     scenes each in ``rooms`` (transforms from a generator seeded ``seed``, no augmentation, no gradient): how much
     of the word a loop leaves to be seen, read without any detector. A weak way to pick among masking loops: the
-    one that read lowest on held-out rooms was the best or tied best of its kind against microWakeWord in seven of
-    eight readings, and once the worse of two by 0.012 (``experiments/jam_surrogates.md``); it ranks loops of one
+    one that read lowest on held-out rooms was the best of its kind against microWakeWord in seven of ten readings
+    and the worse of two in the other three (``experiments/jam_surrogates.md``); it ranks loops of one
     kind, not kinds of masker (white noise reads lower than the loops and hides nothing from microWakeWord)."""
     model = _frontend_for(frontend, config.sample_rate)
     generator, values = torch.Generator().manual_seed(seed), []

@@ -253,8 +253,8 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --objective masking: learn this many loops (seeds --seed, --seed + 1, ...) and keep the one "
                    "that hides the word best in rooms of its own, still reading no detector (a weak selector: the "
-                   "best or tied best of its kind against microWakeWord in seven of eight readings, once the worse "
-                   "of two by 0.012; each loop costs --steps).")
+                   "best of its kind against microWakeWord in seven of ten readings, the worse of two in the other "
+                   "three; each loop costs --steps).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
 def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
         level_floor, level_by, jitter_db, noise_snr_db,
