@@ -59,6 +59,16 @@ class LearnSettings:
     augmentation: Augmentation | None = None
     queries: QuerySettings | SubstituteSettings | None = None
 
+    def __post_init__(self) -> None:
+        if self.objective not in ("detector", "masking"):
+            raise JamError(f"Unknown jam objective {self.objective!r}: use 'detector' or 'masking'.")
+        if self.objective == "masking" and self.queries is not None:
+            raise JamError("The masking objective reads no detector, so it takes no query budget: pass "
+                           "LearnSettings(queries=None).")
+        if self.restarts < 1 or (self.restarts > 1 and self.objective != "masking"):
+            raise JamError(f"restarts picks among masking loops by their visibility (objective='masking'), at least "
+                           f"one; got {self.restarts} with objective {self.objective!r}.")
+
 
 @dataclass(frozen=True)
 class SceneProtocol:
@@ -161,14 +171,6 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``queries.snapshots`` (NES) or after each round (substitute), and at 0, scored on the test clips in the
     held-out rooms of the first scene seed (one scene per clip).
     """
-    if learning.objective not in ("detector", "masking"):
-        raise JamError(f"Unknown jam objective {learning.objective!r}: use 'detector' or 'masking'.")
-    if learning.objective == "masking" and learning.queries is not None:
-        raise JamError("The masking objective reads no detector, so it takes no query budget: pass "
-                       "LearnSettings(queries=None).")
-    if learning.restarts < 1 or (learning.restarts > 1 and learning.objective != "masking"):
-        raise JamError(f"restarts picks among masking loops by their visibility (objective='masking'), at least "
-                       f"one; got {learning.restarts} with objective {learning.objective!r}.")
     started = time.perf_counter()
     optimisation, held_out = room_split(config, protocol.optimisation_rooms, protocol.held_out_rooms, seed)
     learn_found = (torch.ones(len(learn.positives()), dtype=torch.bool) if learning.objective == "masking" else
