@@ -54,7 +54,7 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
 from robustaudio.studies.defenses import (ROWS, TRAINED_DEFENSES, CertifySettings, PurifySettings, bundled_defended,
-                                       certify_dir, certify_study, defense_settings, run_defenses)
+                                       certify_study, defense_settings, run_defenses)
 from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
@@ -120,7 +120,7 @@ def main() -> None:
         while not none.with_suffix(".json").is_file():  # written by the table part after training
             time.sleep(30)
         settings = CertifySettings(sigmas=tuple(args.sigmas), n0=N0, n=N, alpha=0.001, batch_size=250, limit=args.limit)
-        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), certify_dir(args.out, settings),
+        certify_study("cnn", str(none), AudioDataset.from_path(None, split="test"), args.out,
                       settings, denoiser="minievents-logmel", seed=0, device="cpu", log=log)
         return
     if args.part == "cost":

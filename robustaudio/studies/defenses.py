@@ -200,8 +200,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         log(_row_line(summary["rows"][-1]))
     if certify.sigmas:
         certify = certify if certify.limit is not None else replace(certify, limit=limit)
-        summary["certification"] = certify_study(model_name, undefended, test, certify_dir(out, certify), certify,
-                                                 denoiser=denoiser, seed=seed, device=device, log=log)
+        summary["certification"] = certify_study(model_name, undefended, test, out, certify, denoiser=denoiser,
+                                                 seed=seed, device=device, log=log)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
 
@@ -228,13 +228,14 @@ def _row_line(row: dict) -> str:
 def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, settings: CertifySettings, *,
                   denoiser: str, seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
     """CERTIFY every test clip (``settings.limit`` of them) at each σ of ``settings``, with and without
-    ``denoiser``, in the denoiser's domain."""
+    ``denoiser``, in the denoiser's domain; rows go to ``certify_dir(out, settings)`` (``out``: the study's folder)."""
     model = load_model(model_name, weights=weights, device=device)
     den = load_denoiser(denoiser, device=device)
     clips = []
     for batch in test.batches(model, batch_size=64, limit=settings.limit):
         for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist()):
             clips.append((clip_id, audio.to(device), label))
+    out = certify_dir(out, settings)
     out.mkdir(parents=True, exist_ok=True)
     curves = []
     n0, n, alpha = settings.n0, settings.n, settings.alpha
