@@ -14,7 +14,8 @@ run's own level, scene seeds ``--seeds``, ``--draws`` draws, in the held-out roo
 optimisation rooms). The held-out evaluation voices (flite, Festival) are not read, but for:
 
 ``--held-out-engine flite`` scores the evaluation voices of that engine instead: a measurement after the fact
-(e.g. two protocols' loops on the same held-out scenes), never a choice.
+(e.g. two protocols' loops on the same held-out scenes), never a choice. ``--fresh FOLDER`` scores every clip of a
+``make_wakeword_clips.py`` folder (``--sam``, ``--accented``) the same way.
 
 Printed and written to ``OUT/jam_revalidate.md`` / ``.json``: each loop's validation F1 with its voice-clustered
 interval (per validation part too), the pairs, how many pairs the candidate wins, and the voice-clustered interval
@@ -93,7 +94,11 @@ def main() -> None:
     parser.add_argument("--held-out-engine", choices=EVALUATE_ENGINES,
                         help="score on this evaluation engine's voices instead (a measurement after the fact, e.g. "
                              "to compare two protocols' loops on the same held-out scenes; never to choose)")
+    parser.add_argument("--fresh", type=Path,
+                        help="score on every clip of this make_wakeword_clips.py folder instead (after the fact)")
     args = parser.parse_args()
+    if args.fresh and args.held_out_engine:
+        raise SystemExit("--fresh and --held-out-engine each name the clips to score: give one.")
     if len(args.baseline) != len(args.candidate):
         raise SystemExit("--baseline and --candidate pair by position: give as many of each.")
     torch.set_num_threads(args.threads)
@@ -102,11 +107,13 @@ def main() -> None:
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     if args.held_out_engine:  # measurement only: the evaluation voices of one engine, never for a choice
         clips = [c for c in speech_split(args.voices)["evaluate"] if c.engine == args.held_out_engine]
+    elif args.fresh:  # measurement only, as above
+        clips = read_speech_set(args.fresh, "fresh")
     else:
         clips = validation_clips(args.voices, args.languages, "alexa")
     utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
     utterances = utterances.subset(clean_correct(detector, utterances, base))
-    part = {i: engine_of[i] if args.held_out_engine else "languages" if i.startswith("languages/") else "bundled test"
+    part = {i: engine_of[i] if args.held_out_engine or args.fresh else "languages" if i.startswith("languages/") else "bundled test"
             for i in utterances.ids}
     part_names = sorted(set(part.values()))
     kept = {p: kept_counts(utterances.subset(torch.tensor([part[i] == p for i in utterances.ids])), voice_of,
@@ -143,7 +150,8 @@ def main() -> None:
     base_mean = float(np.mean([scores[b]["f1"]["value"] for b, _ in pairs]))
     cand_mean = float(np.mean([scores[c]["f1"]["value"] for _, c in pairs]))
     wins = sum(scores[c]["f1"]["value"] < scores[b]["f1"]["value"] for b, c in pairs)
-    title = f"Held-out {args.held_out_engine} F1" if args.held_out_engine else "Validation F1"
+    held_out = args.held_out_engine or (args.fresh and f"fresh {args.fresh}")
+    title = f"Held-out {held_out} F1" if held_out else "Validation F1"
     lines = [f"# {title} of paired loops", "",
              f"Clips kept: {kept}. Music at {sorted({v['music_db'] for v in scores.values()})} dB. Scene seeds "
              f"{args.seeds}, {args.draws} draws, held-out rooms of each run's start seed; 95% intervals resample "

@@ -29,6 +29,12 @@ would write it where that is needed to be understood (Czech "hej džárvis", Cat
 (``apt-get install festival festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph
 festvox-suopuhe-lj festvox-suopuhe-mv festvox-ca-ona-hts festvox-ru``), with the same negatives.
 
+``--sam`` writes a set from an engine no other set uses (split ``fresh``, engine ``sam``): SAM, the 1982 Software
+Automatic Mouth formant synthesiser, through the ``sam-js`` npm package (``npm install --prefix runs/npm
+sam-js@0.3.1``, run by ``node experiments/sam_say.cjs``; abandonware, not committed here). A voice is one of
+``SAM_VOICES`` (the six settings the package documents and six more spread over pitch, throat and mouth), each saying
+the word as a statement, a question and respelt ("a lexa"), at three speeds, with the everyday-phrase negatives.
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -142,6 +148,15 @@ VALIDATION_LANGUAGES = ("af", "an", "bs", "ca", "cs", "cy", "da", "de", "eo", "e
                         "fr-fr", "fr-be", "ga", "gd", "hr", "ht", "hu", "ia", "id", "is", "it", "la", "lb", "lt",
                         "lv", "mi", "ms", "mt", "nb", "nl", "pl", "pt", "pt-br", "ro", "sk", "sl", "sq", "sv", "sw",
                         "tn", "tr", "uz", "vi")
+# SAM voice -> (speed, pitch, throat, mouth); the first six are sam-js's documented settings (a larger pitch value is
+# a lower voice, a larger speed a slower one)
+SAM_VOICES = {"sam": (72, 64, 128, 128), "elf": (72, 64, 110, 160), "little-robot": (92, 60, 190, 190),
+              "stuffy-guy": (82, 72, 110, 105), "little-old-lady": (82, 32, 145, 145),
+              "extra-terrestrial": (100, 64, 150, 200), "deep": (72, 96, 128, 128), "high": (72, 44, 128, 128),
+              "narrow": (72, 64, 100, 150), "wide": (72, 80, 160, 110), "bright": (72, 56, 140, 180),
+              "dark": (72, 84, 115, 100)}
+SAM_SPEEDS = (0.85, 1.0, 1.15)                                 # times the voice's own speed value (larger: slower)
+SAM_TEXTS = {"alexa": ("alexa", "Alexa?", "a lexa"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "hay jarvis")}
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 
@@ -176,6 +191,16 @@ def festival_say(text: str, voice: str, stretch: float, encoding: str = "ascii")
                         "-eval", f"(Parameter.set 'Duration_Stretch {stretch})", str(source), "-o", str(wav)],
                        check=True, capture_output=True)
         return read_wav(str(wav))
+
+
+def sam_say(text: str, speed: int, pitch: int, throat: int, mouth: int, library: Path) -> tuple[np.ndarray, int]:
+    """SAM through ``sam_say.cjs`` (``library``: sam-js's ``dist/samjs.common.min.js``): int16 samples at 22,050 Hz."""
+    with tempfile.NamedTemporaryFile(suffix=".f32") as handle:
+        subprocess.run(["node", str(Path(__file__).with_name("sam_say.cjs")), str(library), text, str(speed),
+                        str(pitch), str(throat), str(mouth), handle.name], check=True, capture_output=True)
+        samples = np.fromfile(handle.name, dtype=np.float32)
+    samples = samples - samples.mean()  # SAM's 8-bit output sits off zero
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16), 22050
 
 
 def espeak_variants() -> list[str]:
@@ -273,6 +298,28 @@ def build_accented_set(out: Path, word: str = "alexa") -> int:
     return _write_metadata(out, rows)
 
 
+def build_sam_set(out: Path, word: str = "alexa", npm: Path = Path("runs/npm")) -> int:
+    """Write the --sam set under ``out``: every ``SAM_VOICES`` voice saying the word (``SAM_TEXTS``) at
+    ``SAM_SPEEDS``, plus the everyday-phrase negatives at the voice's own speed; ``split`` is ``fresh``, engine
+    ``sam``. ``npm``: the folder ``npm install --prefix`` put sam-js under."""
+    library = npm / "node_modules" / "sam-js" / "dist" / "samjs.common.min.js"
+    if shutil.which("node") is None or not library.exists():
+        raise SystemExit(f"SAM is missing: install Node.js, then npm install --prefix {npm} sam-js@0.3.1")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for (voice, (speed, pitch, throat, mouth)), stretch in itertools.product(SAM_VOICES.items(), SAM_SPEEDS):
+        for k, text in enumerate(SAM_TEXTS.get(word, (word,))):
+            rate = round(speed * stretch)
+            save(label, f"sam-{voice}-{stretch:g}-{k}", *sam_say(text, rate, pitch, throat, mouth, library.resolve()),
+                 "fresh", "sam", voice, voice, f"speed {rate}, pitch {pitch}, throat {throat}, mouth {mouth}", text)
+    for (k, text), (voice, (speed, pitch, throat, mouth)) in itertools.product(enumerate(VOICE_NEGATIVES),
+                                                                               SAM_VOICES.items()):
+        save(f"not-{label}", f"{k:02d}-sam-{voice}", *sam_say(text, speed, pitch, throat, mouth, library.resolve()),
+             "fresh", "sam", voice, voice, f"speed {speed}, pitch {pitch}, throat {throat}, mouth {mouth}", text)
+    return _write_metadata(out, rows)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -304,7 +351,12 @@ def main() -> None:
                         help="Festival's Czech, Finnish, Catalan and Russian voices saying the word (see above)")
     parser.add_argument("--languages", action="store_true",
                         help="eSpeak NG voices of 47 Latin-script languages saying the word: validation voices")
+    parser.add_argument("--sam", action="store_true",
+                        help="SAM (Software Automatic Mouth) voices saying the word: an engine no other set uses")
     args = parser.parse_args()
+    if args.sam:
+        print(f"wrote {build_sam_set(args.out, args.word)} clips under {args.out}")
+        return
     if args.languages:
         print(f"wrote {build_language_set(args.out, args.word)} clips under {args.out}")
         return
