@@ -113,7 +113,8 @@ def main() -> None:
         clips = validation_clips(args.voices, args.languages, "alexa")
     utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
     utterances = utterances.subset(clean_correct(detector, utterances, base))
-    part = {i: engine_of[i] if args.held_out_engine or args.fresh else "languages" if i.startswith("languages/") else "bundled test"
+    by_engine = bool(args.held_out_engine or args.fresh)
+    part = {i: engine_of[i] if by_engine else "languages" if i.startswith("languages/") else "bundled test"
             for i in utterances.ids}
     part_names = sorted(set(part.values()))
     kept = {p: kept_counts(utterances.subset(torch.tensor([part[i] == p for i in utterances.ids])), voice_of,
