@@ -349,10 +349,12 @@ def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_mini
     result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents),
                                        "--steps", "2", "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1",
                                        "--draws", "1", "--random-pieces", "1", "--loop-seconds", "1", "--rt60",
-                                       "0.15", "0.2", "--scene-seeds", "1", "--evaluate-engine", "e2", "--out",
-                                       str(out)])
+                                       "0.15", "0.2", "--scene-seeds", "1", "--evaluate-engine", "e2",
+                                       "--notes-per-second", "8", "--out", str(out)])
     assert result.exit_code == 0, result.output
     card = json.loads((out / "card.json").read_text())
+    assert card["synthesiser"]["notes"] == 8 and card["settings"]["notes_per_second"] == 8.0
+    assert "8 notes in a 1 s loop (8 per second; the random music on the same grid)" in (out / "report.md").read_text()
     assert card["clips"]["learn_positives_given"] == 2  # the two e1 clips, whatever their split
     assert {r["group"] for r in card["engine_summary"]} == {"e2"}
     assert {r["voice"] for r in card["voice_table"]} <= {"e2:c", "e2:d"}
@@ -376,6 +378,9 @@ def test_cli_jam_refuses_bad_settings(tmp_path):
     assert result.exit_code != 0 and "Music level 60" in result.output
     result = runner.invoke(main, ["jam", "--model", "no-such-model", "--out", str(tmp_path / "d")])
     assert result.exit_code != 0 and "Unknown model" in result.output
+    result = runner.invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--notes-per-second", "64",
+                                  "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "--notes-per-second" in result.output and "Traceback" not in result.output
 
 
 def test_music_through_the_room_is_the_loops_steady_state():

@@ -413,3 +413,31 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
                                            loop_seconds=0.5))
     assert plain.seed_rows == [] and plain.settings["augmentation"] is None
     assert set(plain.rooms) == {"optimisation", "held-out"} and {r["rooms"] for r in plain.rows} == set(plain.rooms)
+
+
+def test_the_rhythm_grid_sets_the_learned_loop_and_every_random_baseline(monkeypatch):
+    """--notes-per-second: the attack and the random music it is compared with share the grid (random loops on
+    a denser grid mask less, so a baseline on the default grid would be the wrong comparison)."""
+    import robustaudio.metrics.jamming as jamming
+    from robustaudio.runner.jam import choose_music_level
+
+    grids = []
+    real = jamming.random_loops
+
+    def spy(*args, **kwargs):
+        grids.append(kwargs.get("notes_per_second", 4.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jamming, "random_loops", spy)
+    monkeypatch.setattr("robustaudio.runner.jam.random_loops", spy)
+    detector = Detector(BandEnergy(), "tone")
+    speech = _tones(4)
+    protocol = SceneProtocol(optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2, loop_seconds=1.0,
+                             notes_per_second=8.0, scene_seeds=(1,), n_resamples=20)
+    run = jam_and_evaluate(detector, speech, speech, FAST, LearnSettings(steps=1, batch_size=2), protocol, seed=3)
+    assert run.synth["notes"] == 8 and run.settings["notes_per_second"] == 8.0
+    for k in range(2):  # the single-pass baseline: the synthesiser's random starts, on the same grid
+        assert torch.equal(run.random_music[k], KarplusStrong(1.0, RATE, notes_per_second=8.0, seed=3 + k)())
+    assert not torch.equal(run.random_music[0], KarplusStrong(1.0, RATE, seed=3)())
+    choose_music_level(detector, speech, FAST, [-10.0], protocol, seed=3)
+    assert grids == [8.0, 8.0]  # the scene seeds' baseline and the level sweep's

@@ -320,7 +320,8 @@ def choose_level_every(f1_by_group: Mapping[str, Mapping[float, Mapping[int, flo
 @torch.no_grad()
 def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels,
                     group_of: Mapping[str, str], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2,
-                    loop_seconds: float = 4.0, pieces: int = 4, avoid: RoomSet | None = None,
+                    loop_seconds: float = 4.0, pieces: int = 4, notes_per_second: float = 4.0,
+                    avoid: RoomSet | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, dict[float, dict[int, float]]]:
     """Random-music F1 per group, level and scene seed (held-out rooms; :func:`random_loops` music): the
     input of :func:`choose_level_every`. ``group_of``: clip id -> group (its engine, voice ...); a group is
@@ -331,7 +332,7 @@ def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: E
     positive_groups = sorted({group_of[i] for i, y in zip(utterances.ids, utterances.labels.tolist())
                               if y == 1 and i in group_of})
     out: dict[str, dict[float, dict[int, float]]] = {"all": {}, **{g: {} for g in positive_groups}}
-    music = random_loops(loop_seconds, config.sample_rate, pieces)
+    music = random_loops(loop_seconds, config.sample_rate, pieces, notes_per_second=notes_per_second)
     for k, level in enumerate(levels):
         rows = evaluate_seeds({"target": detector}, utterances, replace(config, music_db=float(level)),
                               {"random": music}, seeds=seeds, held_out_rooms=held_out_rooms, draws=draws,
@@ -350,14 +351,14 @@ def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: E
 
 def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
                  seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2, loop_seconds: float = 4.0,
-                 pieces: int = 4, avoid: RoomSet | None = None,
+                 pieces: int = 4, notes_per_second: float = 4.0, avoid: RoomSet | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict[float, dict[int, float]]:
     """Random-music F1 per level and scene seed over all of ``utterances`` (held-out rooms;
     :func:`random_loops` music): the input of :func:`choose_level`. Use clips and voices that are not the
     ones the headline is measured on. ``progress(levels_done, levels_total)`` after each level."""
     return sweep_levels_by(detector, utterances, config, levels, {}, seeds=seeds, held_out_rooms=held_out_rooms,
-                           draws=draws, loop_seconds=loop_seconds, pieces=pieces, avoid=avoid,
-                           progress=progress)["all"]
+                           draws=draws, loop_seconds=loop_seconds, pieces=pieces,
+                           notes_per_second=notes_per_second, avoid=avoid, progress=progress)["all"]
 
 
 __all__ = ["CONDITIONS", "choose_level", "choose_level_every", "clean_correct", "evaluate", "evaluate_seeds",

@@ -321,7 +321,8 @@ def _summary_lines(card: dict) -> list[str]:
     lines = [f"model: {card['model']} (target class {card['target']!r})",
              f"music level: {card['music_db']:g} dB relative to speech (optimised with ±{s['eot']['jitter_db']:g} dB)",
              f"synthesiser: Karplus-Strong, {len(synth['strings_hz'])} strings on the {synth['scale']} scale from "
-             f"{synth['root_hz']:g} Hz, {synth['notes']} notes in a {synth['loop_seconds']:g} s loop",
+             f"{synth['root_hz']:g} Hz, {synth['notes']} notes in a {synth['loop_seconds']:g} s loop "
+             f"({synth['notes_per_second']:g} per second; the random music on the same grid)",
              f"clips: optimised on {clips['learn_positives']} of {clips['learn_positives_given']} positives "
              f"({learned_from}); evaluated on {clips['test_positives']} of {clips['test_positives_given']} "
              f"positives and {clips['test_negatives']} of {clips['test_negatives_given']} negatives "

@@ -76,7 +76,10 @@ class SceneProtocol:
 
     ``optimisation_rooms`` rooms to learn in; ``held_out_rooms`` rooms per scene seed to score in (none of them an
     optimisation room); ``draws`` scenes per clip and room set (or scene seed); ``random_pieces`` random loops of
-    ``loop_seconds`` s from the same synthesiser at the same level (the baseline); ``scene_seeds`` (e.g.
+    ``loop_seconds`` s from the same synthesiser at the same level (the baseline); ``notes_per_second``: the
+    synthesiser's rhythm grid (onsets per second), for the learned loop and the random baseline alike, so the
+    attack is always compared with random music of its own kind (random loops on a denser grid mask less:
+    ``experiments/jam_surrogates.md``); ``scene_seeds`` (e.g.
     ``(1, 2, 3, 4, 5)``): score over each seed's own held-out rooms, with voice-clustered intervals of
     ``n_resamples`` resamples (empty: one pass over the seed-``seed`` held-out rooms).
     """
@@ -86,6 +89,7 @@ class SceneProtocol:
     draws: int = 4
     random_pieces: int = 4
     loop_seconds: float = 4.0
+    notes_per_second: float = 4.0
     scene_seeds: tuple[int, ...] = ()
     n_resamples: int = 2000
 
@@ -184,7 +188,11 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                        f"test clips: nothing to jam.")
     positives, evaluated = learn.positives().subset(learn_found), test.subset(test_found)
     sample_rate = detector.sample_rate
-    synth = KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed)
+    def synthesiser(synth_seed: int) -> KarplusStrong:
+        return KarplusStrong(protocol.loop_seconds, sample_rate, notes_per_second=protocol.notes_per_second,
+                             seed=synth_seed)
+
+    synth = synthesiser(seed)
     total_steps = learning.steps * learning.restarts if learning.queries is None else learning.queries.planned_steps
 
     def on_step(entry: dict, done_before: int = 0) -> None:
@@ -203,7 +211,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     if learning.objective == "masking":
         learned = []
         for k in range(learning.restarts):
-            trial = synth if k == 0 else KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed + k)
+            trial = synth if k == 0 else synthesiser(seed + k)
             learned.append((trial, masking_jam(trial, positives, optimisation, config, steps=learning.steps,
                                                batch_size=learning.batch_size, lr=learning.lr, seed=seed + k,
                                                augmentation=learning.augmentation,
@@ -227,8 +235,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         snapshots = {0: found.initial, **found.snapshots}
         queries_used = found.queries
     with torch.no_grad():
-        random_music = torch.stack([KarplusStrong(protocol.loop_seconds, sample_rate, seed=seed + k)()
-                                    for k in range(protocol.random_pieces)])
+        random_music = torch.stack([synthesiser(seed + k)() for k in range(protocol.random_pieces)])
     detectors = {"target": detector, **(extra_detectors or {})}
     # With scene seeds the held-out rows are the seeds' (each its own rooms and random loops): one more
     # single-draw pass over the seed-`seed` held-out rooms would only repeat a subset of them.
@@ -239,7 +246,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                     seed=seed, progress=phase("evaluating"))
     settings = {"target": detector.target, "eot": config.as_dict(), "steps": learning.steps,
                 "batch_size": learning.batch_size, "lr": learning.lr, "confidence": learning.confidence,
-                "loop_seconds": protocol.loop_seconds, "optimisation_rooms": protocol.optimisation_rooms,
+                "loop_seconds": protocol.loop_seconds, "notes_per_second": protocol.notes_per_second,
+                "optimisation_rooms": protocol.optimisation_rooms,
                 "held_out_rooms": protocol.held_out_rooms, "draws": protocol.draws,
                 "random_pieces": protocol.random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
                 "augmentation": learning.augmentation.as_dict() if learning.augmentation is not None else None,
@@ -258,7 +266,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     run = JamRun(result, random_music, rows, [], rooms, selected, synth.describe(), settings)
     if protocol.scene_seeds:
         clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
-        random = random_loops(protocol.loop_seconds, sample_rate, protocol.random_pieces)
+        random = random_loops(protocol.loop_seconds, sample_rate, protocol.random_pieces,
+                              notes_per_second=protocol.notes_per_second)
         run.seed_rows = evaluate_seeds(detectors, evaluated, config,
                                        {"clean": None, "random": random, "adversarial": result.music},
                                        seeds=protocol.scene_seeds, held_out_rooms=protocol.held_out_rooms,
@@ -322,8 +331,8 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     sweep_seeds = tuple(LEVEL_SEED_OFFSET + int(s) for s in protocol.scene_seeds)
     by_group = sweep_levels_by(detector, kept, config, levels, groups[1] if groups else {}, seeds=sweep_seeds,
                                held_out_rooms=protocol.held_out_rooms, draws=protocol.draws,
-                               loop_seconds=protocol.loop_seconds, pieces=protocol.random_pieces, avoid=optimisation,
-                               progress=progress)
+                               loop_seconds=protocol.loop_seconds, pieces=protocol.random_pieces,
+                               notes_per_second=protocol.notes_per_second, avoid=optimisation, progress=progress)
     sweep = by_group["all"]
     level = choose_level_every(by_group, floor) if groups else choose_level(sweep, floor)
     means = level_means(sweep)
