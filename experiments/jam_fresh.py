@@ -47,7 +47,7 @@ import torch
 from wakeword_protocol import detectable_sets, fresh_set, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
-from robustaudio.acoustics.scenes import EOTConfig, room_split
+from robustaudio.acoustics.scenes import EOTConfig, JamError, room_split
 from robustaudio.attacks.jamming import Detector
 from robustaudio.metrics.jamming import (
     choose_level,
@@ -84,7 +84,8 @@ def markdown(result: dict) -> str:
                   f"blind result.**"]
     lines += ["", (f"Chosen: **{result['music_db']:g} dB** (loudest mean >= {FLOOR})." if s.get("at_level") is None
                    else f"Played at **{result['music_db']:g} dB**.") + f" Music: `{s['music_from']}` "
-              f"({s['music_steps']} steps, learned at {result['music_db']:g} dB on {s['music_learned_on']} voices, "
+              f"({s['music_steps']} steps, learned at {s.get('music_learned_db', result['music_db']):g} dB on "
+              f"{s['music_learned_on']} voices, "
               f"optimiser seed {s['music_opt_seed']}).", "",
               f"## Fresh voices ({result['kept']['positives']} positives from {result['kept']['positive_voices']} "
               f"voices, {result['kept']['negatives']} negatives; seeds {', '.join(map(str, s['seeds']))}, "
@@ -155,10 +156,15 @@ def main() -> None:
         sweep_file.write_text(json.dumps({str(k): v for k, v in sweep.items()}, indent=1))
     for level, per_seed in sorted(sweep.items()):
         log(f"development, {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
-    music_db = choose_level(sweep, FLOOR)
-    log(f"chosen level {music_db:g} dB re speech")
-    if args.at_level is not None:
-        log(f"--at-level {args.at_level:g} dB: NOT the protocol's choice ({music_db:g} dB); a look at another level")
+    if args.at_level is None:
+        music_db = choose_level(sweep, FLOOR)
+        log(f"chosen level {music_db:g} dB re speech")
+    else:  # the rule is only reported: it may find no level at all among --levels
+        try:
+            rule = f"{choose_level(sweep, FLOOR):g} dB"
+        except JamError as error:
+            rule = f"none: {error}"
+        log(f"--at-level {args.at_level:g} dB: NOT this script's choice ({rule}); a level given by hand")
         music_db = args.at_level
     if args.level_by:
         by_file = out / f"level_sweep_by_{args.level_by}.json"
@@ -183,7 +189,7 @@ def main() -> None:
         raise SystemExit(f"--music-from is needed: a jam_heldout.py run learned at {music_db:g} dB.")
     saved = torch.load(args.music_from / "music.pt", weights_only=True)
     learned_at = float(saved["music_db"])
-    if learned_at != music_db:
+    if learned_at != music_db and args.at_level is None:  # --at-level: a look at another level, said as such
         raise SystemExit(f"{args.music_from} was learned at {learned_at:g} dB but the rule chose {music_db:g} dB: "
                          f"learn at that level first, e.g. `python experiments/jam_heldout.py --word {args.word} "
                          f"--voices {voices_dir} --music-db {music_db:g} --steps 2000 --out runs/jam_{args.word}_"
@@ -219,7 +225,7 @@ def main() -> None:
         log(f"{row['detector']} {row['condition']}: F1 {fmt(row['f1'])}, per seed {row['per_seed']}")
     result = {"music_db": music_db, "level_sweep": {str(k): v for k, v in sweep.items()}, "kept": fresh["kept"],
               "settings": {"word": args.word, "music_from": str(args.music_from), "music_steps": steps,
-                           "music_learned_on": learned_on,
+                           "music_learned_on": learned_on, "music_learned_db": learned_at,
                            "music_opt_seed": learned.get("opt_seed", 0), "only_voices": args.only_voices,
                            "at_level": args.at_level,
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
