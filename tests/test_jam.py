@@ -553,6 +553,11 @@ def test_cli_jam_defaults_follow_the_measured_setting_and_yield_to_the_user():
         2000, 300, 7)
     assert _measured_defaults(False, None, substitute=False, masking=True) == (False, 16)
 
+    from robustaudio.cli.jam import _augmentation
+    assert _augmentation(True, substitute=True).device_probability == 0.5
+    assert _augmentation(True, substitute=False).device_probability == 1.0
+    assert _augmentation(False, substitute=True) is None
+
 
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):
     """--query-method substitute: the loop comes from rounds of fit-and-jam on the detector's answers; every
@@ -569,6 +574,7 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     assert (query["first_queries"], query["round_queries"], query["jam_steps"], query["fit_steps"]) == (18, 9, 3, 40)
     assert (query["substitutes"], query["keep_best"], query["augment_asks"]) == (3, True, True)
     assert card["settings"]["augmentation"] is not None  # on by default for the substitute: its jams and its asks
+    assert card["settings"]["augmentation"]["device_probability"] == 0.5  # as measured on held-out engines
     # each round is judged by the answers to its own scenes: the last round ends where the budget does
     assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 82, 9))
     assert all(0 <= h["box_firing"] <= 1 for h in card["history"])
