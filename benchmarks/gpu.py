@@ -224,14 +224,14 @@ def _records_passes(run_dir: Path) -> tuple[int, int, float]:
 
 @section("2. The main job: run_attack with the default AttackSpec() (reliable ensemble), L∞ 0.002")
 def run_main_job(ast, dataset, device, clips, batch, rates):
-    from robustaudio.runner import AttackSpec, run_attack
+    from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
     for precision in PRECISIONS:
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             run_attack(ast, "ast-base-random", dataset, [ThreatModel("linf", eps=0.002)], Path(folder) / "run",
-                       AttackSpec(precision=precision), batch_size=batch, device=device, limit=clips, sanity=False,
-                       labels_from="model")
+                       AttackSpec(precision=precision),
+                       RunOptions(batch_size=batch, device=device, limit=clips, sanity=False, labels_from="model"))
             sync(device)
             wall = time.perf_counter() - start
             forwards, backwards, robust = _records_passes(Path(folder) / "run")
@@ -241,14 +241,14 @@ def run_main_job(ast, dataset, device, clips, batch, rates):
 
 @section(f"3. ε curve: run_attack with AttackSpec('pgd') over L∞ {CURVE}")
 def run_curve(ast, dataset, device, clips, batch, steps, rates):
-    from robustaudio.runner import AttackSpec, run_attack
+    from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
     for precision in PRECISIONS:
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             run_attack(ast, "ast-base-random", dataset, [ThreatModel("linf", eps=e) for e in CURVE],
-                       Path(folder) / "run", AttackSpec("pgd", steps=steps, precision=precision), batch_size=batch,
-                       device=device, limit=clips, sanity=False, labels_from="model")
+                       Path(folder) / "run", AttackSpec("pgd", steps=steps, precision=precision),
+                       RunOptions(batch_size=batch, device=device, limit=clips, sanity=False, labels_from="model"))
             sync(device)
             wall = time.perf_counter() - start
             forwards, backwards, robust = _records_passes(Path(folder) / "run")
@@ -320,7 +320,7 @@ def run_jam(device, batch, smoke):
 def run_cpu_checks(ast, device, cpu, count, smoke):
     from robustaudio.defenses.denoiser import load_denoiser
     from robustaudio.defenses.smoothing import Smooth, certify_clips
-    from robustaudio.runner import AttackSpec, run_attack
+    from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
     # AST: clean logits and input gradients
     audio = clips_for(ast, count, device)
@@ -351,7 +351,8 @@ def run_cpu_checks(ast, device, cpu, count, smoke):
         with tempfile.TemporaryDirectory() as folder:
             model = load_model("cnn", device=where).eval()
             run_attack(model, "cnn", dataset, [ThreatModel("linf", eps=0.002)], Path(folder) / "run",
-                       AttackSpec(precision=precision), batch_size=count, device=where, limit=count, sanity=False)
+                       AttackSpec(precision=precision),
+                       RunOptions(batch_size=count, device=where, limit=count, sanity=False))
             records = read_records(Path(folder) / "run")
             outcomes[name] = (list(records["clean_pred"]), list(records["adv_correct"]), list(records["linf"]))
     reference = outcomes["cpu fp32"]

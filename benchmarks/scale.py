@@ -26,13 +26,14 @@ import json, resource, sys, time
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 limit, out, steps = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 ray_address, workers = sys.argv[4] or None, int(sys.argv[5])
 split = None if sys.argv[6] == "all" else sys.argv[6]
 start = time.perf_counter()
 run_attack(load_model("cnn"), "cnn", AudioDataset.from_path(split=split), [ThreatModel("linf", eps=0.002)], out,
-           AttackSpec("pgd", steps=steps), limit=limit, sanity=False, ray_address=ray_address, workers=workers)
+           AttackSpec("pgd", steps=steps),
+           RunOptions(limit=limit, sanity=False, ray_address=ray_address, workers=workers))
 print(json.dumps({"seconds": time.perf_counter() - start,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

@@ -32,7 +32,7 @@ from robustaudio.studies.compare import run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report import build_report
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 MODELS = ("cnn", "ast", "crnn-mini", "taltrans-mini")
 EPS = (0.0005, 0.001, 0.002, 0.005)
@@ -72,8 +72,9 @@ def main() -> None:
     for name in MODELS:
         run_dir = args.out / name / "universal"
         threat = ThreatModel("linf", eps=UNIVERSAL_FEATURE_EPS, domain="feature")
-        run_attack(load_model(name), name, test, [threat], run_dir, AttackSpec("universal", steps=10, options={"epochs": 20, "projection": "ball"}), limit=args.limit, sanity=False,
-                   universal_from=train)
+        run_attack(load_model(name), name, test, [threat], run_dir,
+                   AttackSpec("universal", steps=10, options={"epochs": 20, "projection": "ball"}),
+                   RunOptions(limit=args.limit, sanity=False), universal_from=train)
         universal[name] = build_report(run_dir)["conditions"][0]["robust_accuracy"]["value"]
     minutes = (time.perf_counter() - start) / 60
 

@@ -46,7 +46,7 @@ from robustaudio.models import load_model
 from robustaudio.report import build_report
 from robustaudio.report.card import json_safe
 from robustaudio.records import file_safe
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 YAMNET = "labelmap:minievents:yamnet"
 ZOO = ("cnn", "ast", "crnn-mini", "taltrans-mini")
@@ -121,7 +121,8 @@ def minimal_runs(models: list[str], dataset: AudioDataset, out: Path, *, steps: 
         print(f"[{name}] minimal L∞ ε", flush=True)
         model = load_model(name)
         run_dir = run_attack(model, name, dataset, [ThreatModel("linf", eps=DEFAULT_START["linf"])],
-                             out / "minimal" / file_safe(name), AttackSpec("minimal", steps=steps), limit=limit)
+                             out / "minimal" / file_safe(name), AttackSpec("minimal", steps=steps),
+                             RunOptions(limit=limit))
         card = build_report(run_dir)
         search = card["minimal"][0]
         results[name] = {"clean_accuracy": card["clean_accuracy"], "median_eps": search["median_eps"],

@@ -15,7 +15,7 @@ from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report import build_report, read_records
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 torch.set_num_threads(2)
 
@@ -51,7 +51,7 @@ print('forward / backward passes per clip:', result.forwards.tolist(), result.ba
 # %%
 out = Path(tempfile.mkdtemp()) / 'quickstart'
 threats = [ThreatModel('linf', eps=e) for e in (0.0005, 0.001, 0.002)]
-run_attack(model, 'cnn', data, threats, out, AttackSpec("pgd", steps=10), limit=48)
+run_attack(model, 'cnn', data, threats, out, AttackSpec("pgd", steps=10), RunOptions(limit=48))
 card = build_report(out)
 print('clean accuracy', round(card['clean_accuracy']['value'], 3))
 for c in card['conditions']:

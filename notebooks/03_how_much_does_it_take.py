@@ -18,7 +18,7 @@ from robustaudio.data import AudioDataset
 from robustaudio.metrics.potency import accuracy_from_minimal_eps, eps_at_chance, median_with_ci
 from robustaudio.models import load_model
 from robustaudio.report import build_report
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 torch.set_num_threads(2)
 model = load_model("cnn")
@@ -78,7 +78,8 @@ ax.legend(); fig.tight_layout()
 
 # %%
 out = Path(tempfile.mkdtemp())
-run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "weak", AttackSpec("pgd", steps=2), limit=16)
+run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "weak", AttackSpec("pgd", steps=2),
+           RunOptions(limit=16))
 card = build_report(out / "weak")
 print("robust accuracy with 2 steps:", round(card["conditions"][0]["robust_accuracy"]["value"], 3))
 for check in card["checks"]:
@@ -90,7 +91,7 @@ for check in card["checks"]:
 # flag exists: an unconverged attack overstates robustness.
 
 # %%
-run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "strong", AttackSpec("pgd", steps=20, restarts=2), limit=16,
-           sanity=False)
+run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "strong", AttackSpec("pgd", steps=20, restarts=2),
+           RunOptions(limit=16, sanity=False))
 strong = build_report(out / "strong")
 print("robust accuracy with 20 steps x 2 restarts:", round(strong["conditions"][0]["robust_accuracy"]["value"], 3))

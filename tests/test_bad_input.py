@@ -76,7 +76,7 @@ def test_other_sample_rate_is_resampled_and_said(tmp_path):
 def test_bad_clips_in_a_dataset_are_skipped_and_recorded(tmp_path, write_dataset):
     from robustaudio.attacks import ThreatModel
     from robustaudio.data import AudioDataset
-    from robustaudio.runner import AttackSpec, run_attack
+    from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
     root = write_dataset(labels=("bird", "dog"), per_label=2)
     soundfile.write(root / "dog" / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
@@ -86,7 +86,7 @@ def test_bad_clips_in_a_dataset_are_skipped_and_recorded(tmp_path, write_dataset
     torch.manual_seed(0)
     model = LogMelCNN(labels=["bird", "dog"]).eval()
     out = run_attack(model, "cnn-random", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)],
-                     tmp_path / "run", AttackSpec("pgd", steps=1), batch_size=3)
+                     tmp_path / "run", AttackSpec("pgd", steps=1), RunOptions(batch_size=3))
     warnings = read_warnings(out)
     skipped = {w["clip_id"] for w in warnings if w["kind"] == "skipped"}
     assert skipped == {"dog/silent.wav", "bird/broken.wav"}

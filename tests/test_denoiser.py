@@ -25,7 +25,7 @@ from robustaudio.defenses.smoothing import Smooth, SmoothingError
 from robustaudio.models import LogMelCNN, load_model, save_checkpoint
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report import build_report, read_records
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -152,7 +152,8 @@ def test_the_attack_runner_attacks_eot_over_a_purified_model(tmp_path, write_dat
     model = tiny_classifier()
     defended = EOT(Purified(model, tiny_denoiser(model), sigma=0.25, steps=2), samples=2)
     run_dir = run_attack(defended, "tiny-purified", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.01)],
-                         tmp_path / "run", AttackSpec("pgd", steps=2), batch_size=4, sanity=False)
+                         tmp_path / "run", AttackSpec("pgd", steps=2),
+                         RunOptions(batch_size=4, sanity=False))
     records = read_records(run_dir)
     assert len(records) == 4 and records["condition"].unique().tolist() == ["pgd-linf-waveform-eps=0.01"]
     attacked = records[records["attacked"]]

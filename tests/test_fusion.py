@@ -19,7 +19,7 @@ from robustaudio.models import load_model
 from robustaudio.models.fusion import FUSION_MODELS, SuperLateFusion
 from robustaudio.models.registry import MODELS
 from robustaudio.report import build_report, read_records
-from robustaudio.runner import AttackSpec, JointThreat, RunSettingsError, run_attack
+from robustaudio.runner import AttackSpec, JointThreat, RunOptions, RunSettingsError, run_attack
 from robustaudio.studies.compare import FusionPlan, run_comparison
 
 TINY = dict(clip_seconds=0.25, n_mels=16, frames=2, frame_size=16, audio_channels=(4, 8), video_channels=(4, 8),
@@ -169,8 +169,8 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     model = tiny("fusion-late")
     video_threat = ThreatModel("linf", eps=0.05, modality="video", bounds=(0.0, 1.0))
     threats = [ThreatModel("linf", eps=0.01), video_threat, JointThreat(ThreatModel("linf", eps=0.01), video_threat)]
-    run = run_attack(model, "late", data, threats, tmp_path / "run", AttackSpec("pgd", steps=2), batch_size=4,
-                     sanity=False)
+    run = run_attack(model, "late", data, threats, tmp_path / "run", AttackSpec("pgd", steps=2),
+                     RunOptions(batch_size=4, sanity=False))
     records = read_records(run)
     assert set(records["domain"]) == {"waveform", "video", "waveform+video"}
     attacked = records[records["attacked"] == True]  # noqa: E712
@@ -181,7 +181,8 @@ def test_runner_attacks_audio_video_and_both(tmp_path):
     with pytest.raises(RunSettingsError, match="does not use"):
         run_attack(tiny("fusion-audio"), "audio", data, [video_threat], tmp_path / "bad", AttackSpec("pgd", steps=1))
     minimal = run_attack(model, "late", data, [video_threat], tmp_path / "minimal",
-                         AttackSpec("minimal", steps=2, options={"eps_max": 0.5, "search_steps": 2}), sanity=False)
+                         AttackSpec("minimal", steps=2, options={"eps_max": 0.5, "search_steps": 2}),
+                         RunOptions(sanity=False))
     assert build_report(minimal)["minimal"][0]["condition"] == "minimal-linf-video"
 
 

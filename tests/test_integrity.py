@@ -15,7 +15,7 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.records import RECORDS_FILE, WARNINGS_FILE, RunDirectoryError
 from robustaudio.report import build_report, read_records, read_warnings
-from robustaudio.runner import run_attack
+from robustaudio.runner import RunOptions, run_attack
 
 TIMING = ["seconds"]
 
@@ -36,8 +36,8 @@ def pgd(steps=2):
 
 def run(root, out):
     threats = [ThreatModel("linf", eps=e) for e in (0.0005, 0.002)] + [ThreatModel("l2", snr_db=30.0)]
-    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats, out, batch_size=2, seed=7,
-                      **pgd())
+    return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats, out,
+                      options=RunOptions(batch_size=2, seed=7), **pgd())
 
 
 class FailingFile:
@@ -350,7 +350,7 @@ def test_report_escapes_pipes_and_html_in_labels(tmp_path, write_dataset):
     g = torch.Generator().manual_seed(0)
     model = LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=labels)
     out = run_attack(model, "linear", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)], tmp_path / "run",
-                     batch_size=4, sanity=False, **pgd())
+                     options=RunOptions(batch_size=4, sanity=False), **pgd())
     build_report(out)
     markdown = (out / "report.md").read_text()
     assert "<script>" not in markdown and "&lt;script&gt;" in markdown and "x\\|y" in markdown

@@ -6,7 +6,7 @@ from conftest import LinearClassifier
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.report import read_records
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 
 class Tagger(LinearClassifier):
@@ -21,7 +21,8 @@ def test_labels_from_a_multilabel_model_are_its_own_tags(tmp_path, write_dataset
     model = Tagger(torch.randn(3, 16000, generator=g) * 0.02, torch.tensor([0.5, -0.5, 0.0]),
                    labels=["wren", "owl", "wind"])
     out = run_attack(model, "tagger", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.01)], tmp_path / "run",
-                     AttackSpec("pgd", steps=5), batch_size=4, sanity=False, labels_from="model")
+                     AttackSpec("pgd", steps=5),
+                     RunOptions(batch_size=4, sanity=False, labels_from="model"))
     records = read_records(out)
     assert len(records) == 8
     assert (records["label"] == records["clean_pred"]).all()
@@ -37,7 +38,8 @@ def test_labels_from_a_single_label_model(tmp_path, write_dataset):
     g = torch.Generator().manual_seed(1)
     model = LinearClassifier(torch.randn(4, 16000, generator=g) * 0.02, torch.zeros(4), labels=["w", "x", "y", "z"])
     out = run_attack(model, "lin", AudioDataset.from_path(root), [ThreatModel("l2", eps=0.5)], tmp_path / "run",
-                     AttackSpec("pgd", steps=3), batch_size=3, sanity=False, labels_from="model")
+                     AttackSpec("pgd", steps=3),
+                     RunOptions(batch_size=3, sanity=False, labels_from="model"))
     records = read_records(out)
     assert (records["label"] == records["clean_pred"]).all() and records["clean_correct"].all()
     assert records["label"].isin(["w", "x", "y", "z"]).all()

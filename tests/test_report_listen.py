@@ -13,7 +13,7 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.report import build_report
 from robustaudio.report.listen import AUDIO_CAP_BYTES, MAX_EXAMPLES, amplification, choose_clips, wav_bytes
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 torch.set_num_threads(1)
 
@@ -58,14 +58,14 @@ def test_examples_are_skipped_with_a_reason(tmp_path, write_dataset):
     root = write_dataset(labels=labels, root=tmp_path / "data")
     g = torch.Generator().manual_seed(0)
     model = LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=labels)
-    spec = {"spec": AttackSpec("pgd", steps=2)}
+    pgd, options = AttackSpec("pgd", steps=2), RunOptions(batch_size=4, sanity=False)
     out = run_attack(model, "linear-test", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)],
-                     tmp_path / "unknown", batch_size=4, sanity=False, **spec)
+                     tmp_path / "unknown", pgd, options)
     build_report(out)
     assert "No examples to listen to: the model 'linear-test' could not be loaded here" in (out / "report.md").read_text()
     # A model that a registered name loads, but not the one the run used: the clean scores tell them apart.
     out = run_attack(model, "cnn", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)], tmp_path / "other",
-                     batch_size=4, sanity=False, **spec)
+                     pgd, options)
     build_report(out)
     markdown = (out / "report.md").read_text()
     assert "No examples to listen to: the model loaded as 'cnn' has other labels than the run's model" in markdown
@@ -76,11 +76,11 @@ def test_examples_are_skipped_with_a_reason(tmp_path, write_dataset):
     bias[cnn_labels.index("bird")] = 0.5  # right on the bird clips: they are attacked
     impostor = LinearClassifier(torch.randn(10, 16000, generator=g) * 0.001, bias, labels=cnn_labels)
     out = run_attack(impostor, "cnn", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)],
-                     tmp_path / "impostor", batch_size=4, sanity=False, **spec)
+                     tmp_path / "impostor", pgd, options)
     build_report(out)
     assert "does not reproduce the run's clean scores" in (out / "report.md").read_text()
     out = run_attack(impostor, "linear-test", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)],
-                     tmp_path / "off", batch_size=4, sanity=False, **spec)
+                     tmp_path / "off", pgd, options)
     build_report(out, listen_examples=False)
     assert "Listen and look" not in (out / "report.md").read_text()
 

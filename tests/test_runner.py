@@ -9,10 +9,10 @@ from conftest import LinearClassifier
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
-from robustaudio.records import RECORDS_FILE
+from robustaudio.records import RECORDS_FILE, read_run_json
 from robustaudio.report import FIELDS, build_report, read_records
 from robustaudio.report.card import json_safe
-from robustaudio.runner import AttackSpec, RunSettingsError, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, RunSettingsError, run_attack
 
 TIMING = ["seconds"]
 
@@ -32,7 +32,7 @@ class Interrupt(Exception):
 
 def run(root, out, on_batch=None, **kw):
     return run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
-                      batch_size=2, seed=7, on_batch=on_batch, **kw)
+                      RunOptions(batch_size=2, seed=7), on_batch=on_batch, **kw)
 
 
 def test_interrupted_run_resumes_to_identical_records(tmp_path, write_dataset):
@@ -68,10 +68,34 @@ def test_other_settings_are_refused_unless_restart(tmp_path, write_dataset):
     out = run(root, tmp_path / "run")
     with pytest.raises(RunSettingsError, match="seed"):
         run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
-                   batch_size=2, seed=8)
+                   RunOptions(batch_size=2, seed=8))
     run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), out, AttackSpec("pgd", steps=3),
-               batch_size=2, seed=8, restart=True)
+               RunOptions(batch_size=2, seed=8, restart=True))
     assert set(read_records(out)["seed"]) == {8}
+
+
+def test_run_options_refuse_bad_settings_naming_the_field():
+    with pytest.raises(RunSettingsError, match="labels_from") as info:
+        RunOptions(labels_from="oracle")
+    assert "'oracle'" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(RunSettingsError, match="batch_size") as info:
+        RunOptions(batch_size=0)
+    assert "\n" not in str(info.value)
+
+
+def test_run_options_are_recorded_as_the_run_settings(tmp_path, write_dataset):
+    root = write_dataset()
+    out = run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), tmp_path / "run",
+                     AttackSpec("pgd", steps=3), RunOptions(batch_size=3, seed=11, sanity=False, limit=3))
+    settings = read_run_json(out)["settings"]
+    assert set(settings) == {"model", "data", "clips", "threats", "attack", "backend", "steps", "restarts",
+                             "batch_size", "seed", "labels", "multilabel", "sanity"}
+    assert (settings["batch_size"], settings["seed"], settings["sanity"], settings["clips"]) == (3, 11, False, 3)
+    assert set(read_records(out)["seed"]) == {11}
+    # labels_from is recorded only when the model's decisions are the labels
+    model_labels = run_attack(tone_model(), "linear", AudioDataset.from_path(root), threats(), tmp_path / "model",
+                              AttackSpec("pgd", steps=3), RunOptions(batch_size=4, sanity=False, labels_from="model"))
+    assert read_run_json(model_labels)["settings"]["labels_from"] == "model"
 
 
 def test_eps_curve_does_not_reattack_clips_that_resisted_a_larger_budget(tmp_path, write_dataset):
@@ -94,9 +118,8 @@ def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset
     root = write_dataset(labels=("<img src=x onerror=alert(1)>", "dog"), per_label=2)
     model = LinearClassifier(torch.randn(2, 16000) * 0.05, torch.zeros(2), labels=["<img src=x onerror=alert(1)>",
                                                                                    "dog"])
-    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run", AttackSpec("pgd",
-                                                                                                            steps=2),
-                     batch_size=4)
+    out = run_attack(model, "linear", AudioDataset.from_path(root), threats(), tmp_path / "run",
+                     AttackSpec("pgd", steps=2), RunOptions(batch_size=4))
     card = build_report(out)
     html = (out / "report.html").read_text()
     assert "<img src=x" not in html and "&lt;img src=x" in html

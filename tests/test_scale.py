@@ -6,15 +6,14 @@ from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report import read_records
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 
 def records(out, precision="fp32", **options):
     """The bundled default on 12 test clips (Ray workers must import the model's class: no test-local models)."""
     threats = [ThreatModel("linf", eps=0.0005), ThreatModel("linf", eps=0.002), ThreatModel("l2", snr_db=30)]
     run_attack(load_model("cnn"), "cnn", AudioDataset.from_path(split="test"), threats, out, AttackSpec("pgd", steps=2, precision=precision),
-               batch_size=4,
-               seed=5, limit=12, **options)
+               RunOptions(batch_size=4, seed=5, limit=12, **options))
     return read_records(out).drop(columns="seconds")  # wall time is the one field allowed to differ
 
 

@@ -11,7 +11,7 @@ from robustaudio.metrics.transfer import TransferTarget
 from robustaudio.models import ModelError, load_model
 from robustaudio.models.base import WholeModel
 from robustaudio.report import build_report, read_records
-from robustaudio.runner import AttackSpec, run_attack
+from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
 
 class Reordered(WholeModel):
@@ -34,7 +34,7 @@ def cnn():
 def test_transfer_to_the_same_model_reproduces_its_decisions(cnn, tmp_path):
     # The same network with its labels reordered: matched by name, every fooled clip transfers.
     run = run_attack(cnn, "cnn", AudioDataset.from_path(split="test"), [ThreatModel("linf", eps=0.002)],
-                     tmp_path / "run", AttackSpec("pgd", steps=5), limit=12, sanity=False,
+                     tmp_path / "run", AttackSpec("pgd", steps=5), RunOptions(limit=12, sanity=False),
                      transfer=TransferTarget(Reordered(cnn), "cnn-reordered", cnn))
     records = read_records(run)
     assert (records["transfer_model"] == "cnn-reordered").all()
@@ -48,7 +48,7 @@ def test_transfer_to_the_same_model_reproduces_its_decisions(cnn, tmp_path):
 
 def test_runs_without_transfer_leave_the_fields_empty(cnn, tmp_path):
     run = run_attack(cnn, "cnn", AudioDataset.from_path(split="test"), [ThreatModel("linf", eps=0.001)],
-                     tmp_path / "run", AttackSpec("pgd", steps=2), limit=4, sanity=False)
+                     tmp_path / "run", AttackSpec("pgd", steps=2), RunOptions(limit=4, sanity=False))
     assert read_records(run)["transfer_model"].isna().all()
     assert "transfer" not in build_report(run)["conditions"][0]
 

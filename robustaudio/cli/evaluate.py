@@ -118,7 +118,7 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, wa
     from ..models import load_model
     from ..records import file_safe
     from ..report import build_report
-    from ..runner import AttackSpec, run_attack
+    from ..runner import AttackSpec, RunOptions, run_attack
     if universal and (snr_db or not eps):
         raise click.UsageError("--universal needs absolute budgets (--eps): one perturbation is shared by "
                                "all clips, so a per-clip SNR budget does not apply.")
@@ -183,10 +183,11 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, wa
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out}")
         progress = Progress("attack", n_clips)
-        run_dir = run_attack(model, model_name, dataset, threats, out, spec, batch_size=batch_size, seed=seed,
-                             device=parse_device(device), limit=limit, restart=restart, sanity=not no_sanity,
-                             extra_settings=extra, universal_from=learn, transfer=transfer,
-                             labels_from=labels_from, ray_address=ray_address, workers=workers, on_batch=progress)
+        run_options = RunOptions(batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
+                                 restart=restart, sanity=not no_sanity, labels_from=labels_from,
+                                 ray_address=ray_address, workers=workers)
+        run_dir = run_attack(model, model_name, dataset, threats, out, spec, run_options, universal_from=learn,
+                             transfer=transfer, extra_settings=extra, on_batch=progress)
         progress.close()
         card = build_report(run_dir)
     except user_errors() as error:

@@ -12,7 +12,7 @@ Parts: :mod:`.spec` (what attack, :class:`AttackSpec`), :mod:`.registry` (attack
 """
 
 from ..attacks.joint import JointThreat
-from .attack import SANITY_CLIPS, attack_batch, check_modalities, probe_batch, run_attack
+from .attack import SANITY_CLIPS, RunOptions, attack_batch, check_modalities, probe_batch, run_attack
 from .devices import PRECISIONS, precision_context, to_device
 from .files import RUN_FILE, UNIVERSAL_FILE, RunSettingsError, open_run
 from .noise import hash_name, noise_batch, noise_suite, run_noise
@@ -22,7 +22,7 @@ from .scale import run_batches
 from .spec import AttackSpec
 from .universal import apply_universal, learn_universal
 
-__all__ = ["AttackSpec", "ATTACKS", "budget_attack", "run_attack", "run_noise", "attack_batch", "noise_batch",
-           "probe_batch", "check_modalities", "noise_suite", "hash_name", "ConditionRows", "run_batches",
+__all__ = ["AttackSpec", "RunOptions", "ATTACKS", "budget_attack", "run_attack", "run_noise", "attack_batch",
+           "noise_batch", "probe_batch", "check_modalities", "noise_suite", "hash_name", "ConditionRows", "run_batches",
            "open_run", "RUN_FILE", "UNIVERSAL_FILE", "RunSettingsError", "JointThreat", "SANITY_CLIPS",
            "PRECISIONS", "precision_context", "to_device", "apply_universal", "learn_universal"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -227,38 +227,76 @@ def check_modalities(model: AttackTarget, threats: list, spec: AttackSpec) -> No
                                "only; for an audio-visual model use native PGD (per clip, ε curves, --minimal).")
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How an attack run executes (:func:`run_attack`), as opposed to what it attacks.
+
+    Args:
+        batch_size: clips per batch (at least 1); also the batch size of universal learning.
+        seed: the run's seed: each batch's random starts come from ``(seed, batch number)``.
+        device: where the model and the attack run (``"cpu"``, ``"cuda"``, a :class:`torch.device`).
+        limit: attack only the first ``limit`` clips of the dataset (``None``: all of them).
+        restart: discard a run already in the run directory and start over (without it, a run with the
+            same settings resumes and one with other settings is refused).
+        sanity: run the gradient-masking probes (native gradient attacks only) before the attack.
+        labels_from: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
+            (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
+        ray_address: shard batches over Ray workers (``"local"`` starts a local cluster of ``workers``
+            CPUs; ``None``: one process); the records are the same as a single-process run's.
+        workers: CPUs of the local Ray cluster (``ray_address="local"``); ``None``: Ray's default.
+    """
+
+    batch_size: int = 16
+    seed: int = 0
+    device: str | torch.device = "cpu"
+    limit: int | None = None
+    restart: bool = False
+    sanity: bool = True
+    labels_from: str = "data"
+    ray_address: str | None = None
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.labels_from not in ("data", "model"):
+            raise RunSettingsError(f"labels_from must be 'data' or 'model', got {self.labels_from!r}.")
+        if self.batch_size < 1:
+            raise RunSettingsError(f"batch_size must be at least 1 (clips per batch), got {self.batch_size}.")
+
+
 def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, threats: list[Threat], run_dir: str | Path,
-               spec: AttackSpec | None = None, *, batch_size: int = 16, seed: int = 0,
-               device: str | torch.device = "cpu", limit: int | None = None, restart: bool = False,
-               sanity: bool = True, extra_settings: dict | None = None, universal_from: AudioDataset | None = None,
-               transfer: TransferTarget | None = None, labels_from: str = "data", ray_address: str | None = None,
-               workers: int | None = None, on_batch: Callable[[Batch, int, bool], None] | None = None) -> Path:
+               spec: AttackSpec | None = None, options: RunOptions | None = None, *,
+               universal_from: AudioDataset | None = None, transfer: TransferTarget | None = None,
+               extra_settings: dict | None = None, on_batch: Callable[[Batch, int, bool], None] | None = None) -> Path:
     """Attack every clip of ``dataset`` under every threat model with ``spec``; rows go to ``run_dir``.
 
-    ``spec``: the attack and its settings (:class:`AttackSpec`; default PGD, 10 steps).
+    ``spec``: the attack and its settings (:class:`AttackSpec`; default ``AttackSpec()``, the "reliable" attack).
     ``spec.precision == "bf16"`` runs the attack's passes under bfloat16 autocast; check it against
-    fp32 on a subset before trusting it. ``universal_from`` (with ``spec.name == "universal"``):
+    fp32 on a subset before trusting it. ``options``: how the run executes (:class:`RunOptions`: batch
+    size, seed, device, clip limit, restart, sanity probes; default ``RunOptions()``).
+    ``universal_from`` (with ``spec.name == "universal"``):
     learn one perturbation per threat model on that dataset (``spec.options``, see
     :func:`~robustaudio.attacks.universal_perturbation`) and evaluate it on ``dataset``.
     ``transfer``: a second model that scores the same adversarial waveforms (black-box transfer).
-    ``labels_from``: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
+    ``options.labels_from``: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
     (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
-    ``ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
-    ``workers`` CPUs); the records are the same as a single-process run's.
+    ``options.ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
+    ``options.workers`` CPUs); the records are the same as a single-process run's.
+    ``extra_settings``: more entries for the run's recorded settings.
     ``on_batch(batch, n_clips, resumed)`` is called after each batch (for progress displays).
     Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively
     (PGD, ε curves, minimal ε); universal perturbations and other backends are audio-only.
     Returns the run directory.
     """
     spec = spec or AttackSpec()
+    options = options or RunOptions()
+    batch_size, seed, device, limit = options.batch_size, options.seed, options.device, options.limit
+    labels_from = options.labels_from
     if (spec.name == "universal") != (universal_from is not None):
         raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
                                "a universal run takes one.")
     check_modalities(model, threats, spec)
-    if ray_address:
+    if options.ray_address:
         require_ray()  # before the probes and the run directory
-    if labels_from not in ("data", "model"):
-        raise RunSettingsError(f"labels_from must be 'data' or 'model', got {labels_from!r}.")
     if labels_from == "model":
         dataset = unlabelled(dataset, model)
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
@@ -268,14 +306,14 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
         "clips": len(dataset) if limit is None else min(limit, len(dataset)),
         "threats": [t.as_dict() for t in threats], **spec.settings(),
         "batch_size": batch_size, "seed": seed,
-        "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": sanity,
+        "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": options.sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
             "universal_options": dict(spec.options)} if universal_from is not None else {}),
         **({"transfer_to": transfer.name} if transfer is not None else {}),
         **({"labels_from": "model"} if labels_from == "model" else {}),
         **(extra_settings or {}),
     }
-    run_dir = open_run(run_dir, settings, restart=restart)
+    run_dir = open_run(run_dir, settings, restart=options.restart)
     torch.manual_seed(seed)
     model = model.to(device).eval()
     deltas = None
@@ -284,7 +322,7 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
         deltas = learn_universal(model, universal_from, single, run_dir, batch_size=batch_size,
                                  device=device, options=dict(spec.options))
     # The probes need gradients (library and gradient-free attacks are compared by runs instead).
-    probe = sanity and spec.backend == "native" and spec.name not in ("universal", "square")
+    probe = options.sanity and spec.backend == "native" and spec.name not in ("universal", "square")
     if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
         for batch in dataset.batches(model, batch_size, limit=limit):
             if batch.ids:
@@ -297,4 +335,4 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
                             transfer=transfer, labels_from=labels_from)
 
     return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
-                       ray_address=ray_address, workers=workers)
+                       ray_address=options.ray_address, workers=options.workers)

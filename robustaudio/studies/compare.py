@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -35,7 +34,7 @@ from ..report.card import json_safe
 from ..report.compare import build_comparison
 from ..report.fusion import FUSION_FILE, fusion_run
 from ..report.render import build_report
-from ..runner import AttackSpec, JointThreat, noise_suite, run_attack, run_noise
+from ..runner import AttackSpec, JointThreat, RunOptions, noise_suite, run_attack, run_noise
 from ..runner.attack import Threat
 
 METRICS_FILE = "metrics.json"
@@ -117,8 +116,9 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
     """
     modalities = model.modalities
     bounds = getattr(model, "video_bounds", (0.0, 1.0))
-    common: dict[str, Any] = dict(batch_size=batch_size, seed=seed, device=device, limit=limit,
-                                  ray_address=ray_address, workers=workers)
+    common = RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
+                        workers=workers)
+    unprobed = replace(common, sanity=False)
     pgd = AttackSpec("pgd", steps=steps)
     for norm in plan.norms:
         for modality in ("audio", "video"):
@@ -128,12 +128,12 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
             progress(f"[{name}] PGD on the {modality}, {norm} ε curve "
                      f"{[round(e, 5) for e in plan.budgets(modality, norm)]}")
             build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd,
-                                    **common))
+                                    common))
         if {"audio", "video"} <= set(modalities):
             joint = plan.joint(norm, bounds)
             progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
             build_report(run_attack(model, name, dataset, [joint], fusion_run(model_dir, "pgd", "both", norm), pgd,
-                                    sanity=False, **common))
+                                    unprobed))
         if norm in plan.minimal_norms:
             for modality in ("audio", "video"):
                 if modality in modalities:
@@ -144,7 +144,7 @@ def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path,
                     minimal = AttackSpec("minimal", steps=steps, options=options)
                     build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality,
                                                                                         norm),
-                                            minimal, sanity=False, **common))
+                                            minimal, unprobed))
 
 
 def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDataset, out: str | Path, *,
@@ -182,8 +182,8 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
             progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
             threats: list[Threat] = [ThreatModel(norm, eps=e) for e in eps]
             attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", AttackSpec("pgd", steps=steps),
-                                    batch_size=batch_size, seed=seed, device=device, limit=limit,
-                                    ray_address=ray_address, workers=workers)
+                                    RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit,
+                                               ray_address=ray_address, workers=workers))
             build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
         noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", batch_size=batch_size,

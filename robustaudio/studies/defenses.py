@@ -38,7 +38,7 @@ from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
 from ..records import file_safe
 from ..report import build_report
-from ..runner import AttackSpec, run_attack
+from ..runner import AttackSpec, RunOptions, run_attack
 
 TRAINED_DEFENSES = ("mixup", "mixup-latent", "adversarial")
 ROWS = ("none", *TRAINED_DEFENSES, "purification")
@@ -166,15 +166,14 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         return obtain_checkpoint(model_name, row, settings, dataset, out, retrain=retrain, device=device, log=log)
 
     undefended, _ = checkpoint("none")  # purification and certification wrap it
+    pgd = AttackSpec("pgd", steps=steps, restarts=restarts)
+    options = RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit)
     for row in rows:
         if row == "purification":
             continue
         path, card = checkpoint(row)
         model = load_model(model_name, weights=path, device=device)
-        run_dir = run_attack(model, model_name, test, [threat], attacks / row,
-                             AttackSpec("pgd",
-                                        steps=steps, restarts=restarts), batch_size=batch_size, seed=seed,
-                             device=device, limit=limit,
+        run_dir = run_attack(model, model_name, test, [threat], attacks / row, pgd, options,
                              extra_settings={"defense": row, "weights": path})
         what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
         summary["rows"].append(_row(row, what, build_report(run_dir), card, attack_name, run_dir, path))
@@ -185,12 +184,10 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         purified = Purified(base_model, den, sigma=purify.sigma, steps=purify.steps)
         eot = purify.eot
         defended = EOT(purified, samples=eot)
-        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}",
-                             AttackSpec("pgd",
-                                        steps=steps, restarts=restarts), batch_size=batch_size, seed=seed,
-                             device=device, limit=limit,
-                             sanity=False, extra_settings={"defense": "purification", "purifier": purified.describe(),
-                                                           "eot": eot, "denoiser": denoiser})
+        run_dir = run_attack(defended, model_name, test, [threat], attacks / f"purification-eot{eot}", pgd,
+                             replace(options, sanity=False),
+                             extra_settings={"defense": "purification", "purifier": purified.describe(),
+                                             "eot": eot, "denoiser": denoiser})
         adaptive = (f"adaptive: {attack_name} on the average of {eot} purifications per step (EOT over the sampler's "
                     f"noise), exact gradients through the UNet and all {purify.steps} sampler steps (no BPDA needed)")
         card = {"training_seconds": _card(_denoiser_path(denoiser)).get("training_seconds"),
