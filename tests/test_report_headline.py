@@ -89,3 +89,26 @@ def test_study_reports_open_with_their_key_figure():
     assert jam_headline(card).sentence == ("The detector's F1 for 'speech' in held-out rooms: 0.9 (clean) → 0.85 "
                                            "(random music) → 0.3 (adversarial), with music at -10 dB relative to the "
                                            "speech.")
+
+
+def test_jam_headline_flags_an_engine_that_random_music_alone_masks():
+    """The pooled control can keep 0.70 while one evaluated engine's voices are drowned by any music (the
+    Festival and SAM folds of experiments/jam_loeo.md and jam_sam.md): the headline says which engine."""
+    from robustaudio.report.jam import jam_headline
+
+    def row(condition, f1, group=None):
+        entry = {"detector": "target", "condition": condition, "voices": 6, "f1": {"value": f1, "ci95": [f1 - 0.05,
+                                                                                                       f1 + 0.05]}}
+        return {**entry, "group": group} if group else entry
+
+    card = {"target": "alexa", "music_db": -10.0,
+            "seed_summary": [row("clean", 0.98), row("random", 0.72), row("adversarial", 0.05)],
+            "engine_summary": [row("random", 0.81, "flite"), row("random", 0.61, "festival"),
+                               row("adversarial", 0.04, "flite"), row("adversarial", 0.06, "festival")],
+            "settings": {"steps": 2, "batch_size": 2, "optimisation_rooms": 1, "held_out_rooms": 1, "draws": 1,
+                         "seed": 0, "scene_seeds": [1, 2], "evaluate_engines": ["flite", "festival"]}}
+    flags = jam_headline(card).flags
+    assert [f.name for f in flags] == ["loud control for an engine"]
+    assert "festival F1 0.61" in flags[0].seen and "flite" not in flags[0].seen
+    card["engine_summary"][1] = row("random", 0.75, "festival")
+    assert jam_headline(card).flags == []

@@ -418,7 +418,8 @@ def _how_found(s: dict) -> str:
 def jam_headline(card: dict) -> Headline:
     """The target detector's F1 in the held-out rooms: clean, with random music, with the optimised music;
     over the scene seeds with voice-clustered intervals when they were run. Flags when the random music
-    alone already drowns the word, or when the optimised music is not clearly worse than it."""
+    alone already drowns the word (pooled, or for one evaluated engine while the pooled control holds), or when
+    the optimised music is not clearly worse than it."""
     s = card["settings"]
     pooled = {r["condition"]: r for r in card.get("seed_summary") or [] if r["detector"] == "target"}
     flags = []
@@ -436,6 +437,13 @@ def jam_headline(card: dict) -> Headline:
             flags.append(Flag("loud control", "random music", f"F1 {fmt(random['f1']['value'])} with random music "
                               f"alone", "a quieter --music-db: at this level any music masks the word, so the "
                               "attack's share is small"))
+        fragile = [r for r in card.get("engine_summary") or [] if r["detector"] == "target"
+                   and r["condition"] == "random" and r["f1"]["value"] < 0.7]
+        if fragile and (random is None or random["f1"]["value"] >= 0.7):  # the pooled control hides an engine
+            flags.append(Flag("loud control for an engine", "random music by engine",
+                              ", ".join(f"{r['group']} F1 {fmt(r['f1']['value'])}" for r in fragile)
+                              + " with random music alone", "a quieter --music-db, or --level-split with --level-by "
+                              "engine: the level at which random music keeps 0.70 differs between engines"))
         if random is not None and adversarial is not None and \
                 adversarial["f1"]["ci95"][1] >= random["f1"]["ci95"][0]:
             flags.append(Flag("no clear effect", "adversarial vs random music", "their voice-clustered intervals "
