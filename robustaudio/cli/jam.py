@@ -309,8 +309,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
-        augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms,
-                                                         queries is not None and query_method == "substitute",
+        substitute = queries is not None and query_method == "substitute"
+        augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms, substitute,
                                                          objective == "masking")
         protocol = SceneProtocol(optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
                                  random_pieces=random_pieces, loop_seconds=loop_seconds,
@@ -364,9 +364,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,
-                                 augmentation=_augmentation(augment, queries is not None and
-                                                            query_method == "substitute"),
-                                 queries=query_settings)
+                                 augmentation=_augmentation(augment, substitute), queries=query_settings)
         run = jam_and_evaluate(
             detector, learn, test, config, learning, protocol, seed=seed, extra_detectors=extra, voices=voices,
             engines=engines, evaluate_engines=tuple(evaluate_engines), level_choice=level_choice,
