@@ -32,6 +32,11 @@ Protocol (fixed before any fresh voice was scored under music):
   seed, clips the detector handles dry; F1 from counts pooled over seeds, 95% intervals resampling voices;
   microWakeWord scores the same scenes (never used to learn or choose).
 
+The level on the scored engine itself (``jam_dectalk.md``): ``--calibrate-voices`` chooses the level on those
+voices of the ``--fresh`` folder instead, by random music alone (no adversarial music is played to them), and
+``--only-voices`` must name the others: the music never heard the engine, the level is set where the engine's own
+voices keep ``--floor`` under random music, and the score comes from voices the level never saw.
+
 Writes ``OUT/jam_fresh.md``, ``OUT/jam_fresh.json``, ``OUT/rows.json`` and ``OUT/level_sweep.json`` (reused
 when present, so a stopped run does not sweep again).
 """
@@ -72,8 +77,12 @@ def fmt(estimate: dict) -> str:
 
 def markdown(result: dict) -> str:
     s = result["settings"]
-    lines = [f"# Blind headline: openWakeWord {s['word']} on fresh voices, level chosen on development engines",
-             "", "## Level (development voices: flite + Festival English; mean random-music F1 over seeds 1-5)", "",
+    calibrated = s.get("calibrate_voices")
+    where = (f"calibration voices of the scored engine ({', '.join(calibrated)})" if calibrated
+             else "development voices: flite + Festival English")
+    lines = [f"# Blind headline: openWakeWord {s['word']} on fresh voices, level chosen on "
+             f"{'the engine' + chr(39) + 's other voices' if calibrated else 'development engines'}",
+             "", f"## Level ({where}; mean random-music F1 over seeds 1-5)", "",
              "| music dB re speech | random-music F1 per seed | mean |", "|---|---|---|"]
     means = level_means(result["level_sweep"])
     for level, per_seed in sorted(result["level_sweep"].items(), key=lambda kv: float(kv[0])):
@@ -82,7 +91,8 @@ def markdown(result: dict) -> str:
     if s.get("at_level") is not None:
         lines += ["", f"**Scored at {s['at_level']:g} dB given by hand (--at-level), not at the rule's choice: not a "
                   f"blind result.**"]
-    lines += ["", (f"Chosen: **{result['music_db']:g} dB** (loudest mean >= {FLOOR})." if s.get("at_level") is None
+    lines += ["", (f"Chosen: **{result['music_db']:g} dB** (loudest mean >= {s.get('floor', FLOOR):g})."
+                   if s.get("at_level") is None
                    else f"Played at **{result['music_db']:g} dB**.") + f" Music: `{s['music_from']}` "
               f"({s['music_steps']} steps, learned at {s.get('music_learned_db', result['music_db']):g} dB on "
               f"{s['music_learned_on']} voices, "
@@ -131,9 +141,19 @@ def main() -> None:
                         help="score at this level, not the rule's (not blind: an existence check, reported as such)")
     parser.add_argument("--only-voices", nargs="+", help="score only these fresh voices (the ones a leave-one-"
                         "language-out music never heard)")
+    parser.add_argument("--calibrate-voices", nargs="+", help="choose the level on these voices of --fresh (random "
+                        "music only) instead of the development voices; --only-voices then names the scored ones")
+    parser.add_argument("--detector", help="the detector whose random-music F1 sets the level and that the music is "
+                        "scored on (default openwakeword:WORD)")
+    parser.add_argument("--floor", type=float, default=FLOOR, help="the random-music F1 the level must keep")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.calibrate_voices and not args.only_voices:
+        raise SystemExit("--calibrate-voices needs --only-voices: the voices scored, none of the calibration ones.")
+    if set(args.calibrate_voices or []) & set(args.only_voices or []):
+        both = sorted(set(args.calibrate_voices) & set(args.only_voices))
+        raise SystemExit(f"voices both calibrate and are scored: {both}")
     torch.set_num_threads(args.threads)
     suffix = "" if args.word == "alexa" else "_jarvis"
     voices_dir = args.voices or Path(f"runs/voices{suffix}")
@@ -142,7 +162,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    detector = Detector(load_model(f"openwakeword:{args.word}", pad_before=0.0, pad_after=0.0), args.word)
+    name = args.detector or f"openwakeword:{args.word}"
+    kwargs = {"pad_before": 0.0, "pad_after": 0.0} if name.startswith("openwakeword") else {}
+    detector = Detector(load_model(name, **kwargs), args.word)
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     optimisation, _ = room_split(base, 16, 16, 0)
     sweep_file = out / "level_sweep.json"
@@ -150,18 +172,21 @@ def main() -> None:
         sweep = {float(k): {int(s): v for s, v in per.items()} for k, per in json.loads(sweep_file.read_text()).items()}
         log(f"level sweep read from {sweep_file}")
     else:
-        development = detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]["utterances"]
+        if args.calibrate_voices:
+            development = fresh_set(fresh_dir, detector, base, args.calibrate_voices)["utterances"]
+        else:
+            development = detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]["utterances"]
         sweep = sweep_levels(detector, development, base, args.levels, seeds=args.seeds, draws=args.sweep_draws,
                              avoid=optimisation)
         sweep_file.write_text(json.dumps({str(k): v for k, v in sweep.items()}, indent=1))
     for level, per_seed in sorted(sweep.items()):
         log(f"development, {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
     if args.at_level is None:
-        music_db = choose_level(sweep, FLOOR)
+        music_db = choose_level(sweep, args.floor)
         log(f"chosen level {music_db:g} dB re speech")
     else:  # the rule is only reported: it may find no level at all among --levels
         try:
-            rule = f"{choose_level(sweep, FLOOR):g} dB"
+            rule = f"{choose_level(sweep, args.floor):g} dB"
         except JamError as error:
             rule = f"none: {error}"
         log(f"--at-level {args.at_level:g} dB: NOT this script's choice ({rule}); a level given by hand")
@@ -201,6 +226,10 @@ def main() -> None:
         learned.get("learn_set", "all")]
     added = [voice for entry in learned.get("added", []) if entry["from"].startswith(str(fresh_dir))
              for voice in entry["voices"]]
+    others = sorted({entry["from"].split(" (held out")[0] for entry in learned.get("added", [])
+                     if "(held out" in entry["from"] and not entry["from"].startswith(str(fresh_dir))})
+    if others:
+        learned_on += f" + {', '.join(others)}"
     if added:
         learned_on += f" + fresh voices {', '.join(added)}"
     if set(added) & set(args.only_voices or []):
@@ -211,8 +240,9 @@ def main() -> None:
 
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
     fresh = fresh_set(fresh_dir, detector, config, args.only_voices)
-    detectors = {f"openwakeword:{args.word}": detector}
-    transfer = args.transfer_to or ("microwakeword:alexa" if args.word == "alexa" else None)
+    detectors = {name: detector}
+    transfer = args.transfer_to or ("microwakeword:alexa" if args.word == "alexa" and name != "microwakeword:alexa"
+                                    else None)
     if transfer:
         detectors[transfer] = Detector(load_model(transfer), args.word)
     musics = {"clean": None, "random": random_loops(4.0, detector.sample_rate), "adversarial": saved["music"]}
@@ -227,9 +257,9 @@ def main() -> None:
               "settings": {"word": args.word, "music_from": str(args.music_from), "music_steps": steps,
                            "music_learned_on": learned_on, "music_learned_db": learned_at,
                            "music_opt_seed": learned.get("opt_seed", 0), "only_voices": args.only_voices,
-                           "at_level": args.at_level,
+                           "at_level": args.at_level, "calibrate_voices": args.calibrate_voices,
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
-                           "sweep_draws": args.sweep_draws, "floor": FLOOR, "n_resamples": args.n_resamples,
+                           "sweep_draws": args.sweep_draws, "floor": args.floor, "n_resamples": args.n_resamples,
                            "quick": args.quick, "eot": config.as_dict(), "detectors": list(detectors)},
               "summary": summary, "voices": voice_table(rows, fresh["voices"], fresh["engines"]),
               "notes": fresh["notes"], "wall_seconds": time.perf_counter() - started}

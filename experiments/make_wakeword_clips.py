@@ -35,6 +35,16 @@ sam-js@0.3.1``, run by ``node experiments/sam_say.cjs``; abandonware, not commit
 ``SAM_VOICES`` (the six settings the package documents and six more spread over pitch, throat and mouth), each saying
 the word as a statement, a question and respelt ("a lexa"), at three speeds, with the everyday-phrase negatives.
 
+``--dectalk`` writes a set from another engine no other set uses (split ``fresh``, engine ``dectalk``): DECtalk, the
+1984 Klatt-style formant synthesiser (the voice of Stephen Hawking), built from its public source
+(github.com/dectalk/dectalk: ``cd src && autoreconf -si && ./configure && make && make install``, which puts ``say``
+under ``/opt/dectalk``; not committed here; ``--dectalk-say`` points elsewhere). Its ten built-in speakers
+(``DECTALK_SPEAKERS``), each at three head sizes (100, 88 and 112 %: formants scaled) saying the word as a statement,
+a question and an exclamation (for alexa: respelt "alecksa", "Alecksa?", "a lex a", as DECtalk reads "alexa" so
+that detectors rarely understand it) at a rate drawn per head size, with the everyday-phrase negatives at the
+speaker's own settings. DECtalk writes 11,025 Hz (speech band-limited to 5.5 kHz). ``voice`` is the speaker (head
+sizes of one speaker are one voice, so intervals that resample voices resample speakers).
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -155,6 +165,15 @@ SAM_VOICES = {"sam": (72, 64, 128, 128), "elf": (72, 64, 110, 160), "little-robo
               "extra-terrestrial": (100, 64, 150, 200), "deep": (72, 96, 128, 128), "high": (72, 44, 128, 128),
               "narrow": (72, 64, 100, 150), "wide": (72, 80, 160, 110), "bright": (72, 56, 140, 180),
               "dark": (72, 84, 115, 100)}
+# DECtalk speaker -> the inline command that selects it ([:n<letter>])
+DECTALK_SPEAKERS = {"paul": "np", "harry": "nh", "frank": "nf", "dennis": "nd", "betty": "nb", "ursula": "nu",
+                    "wendy": "nw", "rita": "nr", "kit": "nk", "val": "nv"}
+DECTALK_HEAD_SIZES = (100, 88, 112)                            # % of the speaker's own head size
+DECTALK_RATES = (150, 180, 220)                                # words per minute
+# "alexa" respelt: DECtalk's own reading of it was understood by openWakeWord in 6 of 90 clips (a probe of dry
+# detection on all ten speakers: "alecksa" 10 of 10, "a lex a" 8, "alexa" 0)
+DECTALK_TEXTS = {"alexa": ("alecksa", "Alecksa?", "a lex a"),
+                 "hey jarvis": ("hey jarvis", "Hey Jarvis?", "Hey, Jarvis!")}
 SAM_SPEEDS = (0.85, 1.0, 1.15)                                 # times the voice's own speed value (larger: slower)
 SAM_TEXTS = {"alexa": ("alexa", "Alexa?", "a lexa"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "hay jarvis")}
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
@@ -201,6 +220,17 @@ def sam_say(text: str, speed: int, pitch: int, throat: int, mouth: int, library:
         samples = np.fromfile(handle.name, dtype=np.float32)
     samples = samples - samples.mean()  # SAM's 8-bit output sits off zero
     return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16), 22050
+
+
+def dectalk_say(text: str, speaker: str, head_size: int, rate: int, say: Path) -> tuple[np.ndarray, int]:
+    """DECtalk's ``say`` (``say``: its path): ``speaker`` (a ``DECTALK_SPEAKERS`` command) at ``head_size`` % and
+    ``rate`` words per minute; int16 samples at 11,025 Hz, trailing silence trimmed to 0.2 s."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run([str(say), "-r", str(rate), "-fo", handle.name, "-a", f"[:{speaker}][:dv hs {head_size}]{text}"],
+                       check=True, capture_output=True, cwd=say.parent)
+        samples, sr = read_wav(handle.name)
+    loud = np.nonzero(np.abs(samples) > 64)[0]
+    return (samples[: loud[-1] + sr // 5] if loud.size else samples), sr
 
 
 def espeak_variants() -> list[str]:
@@ -320,6 +350,27 @@ def build_sam_set(out: Path, word: str = "alexa", npm: Path = Path("runs/npm")) 
     return _write_metadata(out, rows)
 
 
+def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dectalk/say")) -> int:
+    """Write the --dectalk set under ``out``: every ``DECTALK_SPEAKERS`` speaker at ``DECTALK_HEAD_SIZES`` saying the
+    word (``DECTALK_TEXTS``) at a rate drawn per speaker and head size, plus the everyday-phrase negatives at the
+    speaker's own head size and 180 words per minute; ``split`` is ``fresh``, engine ``dectalk``."""
+    if not say.exists():
+        raise SystemExit(f"DECtalk is missing: build github.com/dectalk/dectalk (cd src && autoreconf -si && "
+                         f"./configure && make && make install) or pass --dectalk-say; looked for {say}")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for (voice, command), head in itertools.product(DECTALK_SPEAKERS.items(), DECTALK_HEAD_SIZES):
+        rate = DECTALK_RATES[zlib.crc32(f"{voice}{head}".encode()) % len(DECTALK_RATES)]
+        for k, text in enumerate(DECTALK_TEXTS.get(word, (word,))):
+            save(label, f"dectalk-{voice}-{head}-{k}", *dectalk_say(text, command, head, rate, say), "fresh", "dectalk",
+                 voice, voice, f"head size {head} %, {rate} wpm", text)
+    for (k, text), (voice, command) in itertools.product(enumerate(VOICE_NEGATIVES), DECTALK_SPEAKERS.items()):
+        save(f"not-{label}", f"{k:02d}-dectalk-{voice}", *dectalk_say(text, command, 100, 180, say), "fresh",
+             "dectalk", voice, voice, "head size 100 %, 180 wpm", text)
+    return _write_metadata(out, rows)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -353,7 +404,13 @@ def main() -> None:
                         help="eSpeak NG voices of 47 Latin-script languages saying the word: validation voices")
     parser.add_argument("--sam", action="store_true",
                         help="SAM (Software Automatic Mouth) voices saying the word: an engine no other set uses")
+    parser.add_argument("--dectalk", action="store_true",
+                        help="DECtalk's ten speakers saying the word: an engine no other set uses (see above)")
+    parser.add_argument("--dectalk-say", type=Path, default=Path("/opt/dectalk/say"), help="DECtalk's say program")
     args = parser.parse_args()
+    if args.dectalk:
+        print(f"wrote {build_dectalk_set(args.out, args.word, args.dectalk_say)} clips under {args.out}")
+        return
     if args.sam:
         print(f"wrote {build_sam_set(args.out, args.word)} clips under {args.out}")
         return
