@@ -538,25 +538,28 @@ def test_cli_jam_asks_for_queries_when_the_detector_gives_no_gradients(tmp_path)
     assert short.exit_code == 1 and "does not cover one step" in short.output
 
 
-def test_cli_jam_defaults_follow_the_measured_setting_and_yield_to_the_user():
-    """The substitute search runs as measured (augmented, 64 rooms); other jams plain in 16; given values win."""
-    from robustaudio.cli.jam import _measured_defaults
+def test_measured_recipes_follow_the_measured_setting_and_yield_to_the_caller():
+    """The substitute search runs as measured (augmented, device bands on half the scenes, 64 rooms), the masking
+    objective augmented for 2000 steps, other jams plain for 300 steps in 16 rooms; given values win; the library
+    gives what the CLI runs (it calls the same function)."""
+    from robustaudio.runner.jam import measured_recipe
 
-    assert _measured_defaults(None, None, substitute=True) == (True, 64)
-    assert _measured_defaults(None, None, substitute=False) == (False, 16)
-    assert _measured_defaults(False, 8, substitute=True) == (False, 8)
-    assert _measured_defaults(True, 32, substitute=False) == (True, 32)
-    assert _measured_defaults(None, None, substitute=False, masking=True) == (True, 16)
-
-    from robustaudio.cli.jam import _default_steps
-    assert (_default_steps(None, "masking"), _default_steps(None, "detector"), _default_steps(7, "masking")) == (
-        2000, 300, 7)
-    assert _measured_defaults(False, None, substitute=False, masking=True) == (False, 16)
-
-    from robustaudio.cli.jam import _augmentation
-    assert _augmentation(True, substitute=True).device_probability == 0.5
-    assert _augmentation(True, substitute=False).device_probability == 1.0
-    assert _augmentation(False, substitute=True) is None
+    substitute = measured_recipe("substitute")
+    assert (substitute.augment, substitute.optimisation_rooms, substitute.steps) == (True, 64, 300)
+    assert substitute.augmentation is not None and substitute.augmentation.device_probability == 0.5
+    masking = measured_recipe("masking")
+    assert (masking.augment, masking.optimisation_rooms, masking.steps) == (True, 16, 2000)
+    assert masking.augmentation is not None and masking.augmentation.device_probability == 1.0
+    for kind in ("detector", "nes"):
+        plain = measured_recipe(kind)
+        assert (plain.augment, plain.augmentation, plain.optimisation_rooms, plain.steps) == (False, None, 16, 300)
+    assert measured_recipe("substitute", augment=False, rooms=8) == measured_recipe("detector", rooms=8)
+    given = measured_recipe("detector", augment=True, rooms=32, steps=7)
+    assert (given.augment, given.optimisation_rooms, given.steps) == (True, 32, 7)
+    assert given.augmentation is not None and given.augmentation.device_probability == 1.0
+    assert measured_recipe("masking", augment=False).augmentation is None
+    with pytest.raises(JamError, match="Unknown kind of jam 'pgd'"):
+        measured_recipe("pgd")
 
 
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):

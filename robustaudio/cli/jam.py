@@ -31,42 +31,6 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
-DEFAULT_STEPS = 300
-MASKING_STEPS = 2000  # --objective masking: the visibility was still falling at 600 steps (jam_surrogates.md)
-SUBSTITUTE_ROOMS = 64  # optimisation rooms for --query-method substitute: validation F1 0.099 / 0.136 against
-# 0.171 / 0.171 with 16 rooms (start seeds 0, 1; experiments/jam_query.md, "more rooms to ask in")
-SUBSTITUTE_DEVICE_PROBABILITY = 0.5  # --query-method substitute: loudspeaker and microphone bands on half the scenes.
-# On engines the loops never heard, lower on every start: flite + Festival 0.133 against 0.189 (four starts,
-# experiments/jam_query.md) and SAM 0.217 against 0.287 (paired -0.070 [-0.086, -0.052], experiments/jam_sam.md);
-# on new voices of the learning engine no difference (-0.002). Chosen on those held-out engines, said there.
-
-
-def _measured_defaults(augment: bool | None, rooms: int | None, substitute: bool,
-                       masking: bool = False) -> tuple[bool, int]:
-    """``--augment`` and ``--rooms`` where the user left them out: the substitute search runs its measured setting
-    (augmented jams and asks, SUBSTITUTE_ROOMS rooms), the masking objective its own (augmented, in the runner's
-    OPTIMISATION_ROOMS: experiments/jam_surrogates.md); every other jam plain, in OPTIMISATION_ROOMS."""
-    from ..runner.jam import OPTIMISATION_ROOMS
-    return ((substitute or masking) if augment is None else augment,
-            (SUBSTITUTE_ROOMS if substitute else OPTIMISATION_ROOMS) if rooms is None else rooms)
-
-
-def _augmentation(augment: bool, substitute: bool):
-    """The talker and device augmentation for ``--augment`` (None without it): the substitute search draws device
-    bands on half its scenes (SUBSTITUTE_DEVICE_PROBABILITY), every other jam on all of them."""
-    from ..acoustics.augmentation import Augmentation
-    if not augment:
-        return None
-    return Augmentation(device_probability=SUBSTITUTE_DEVICE_PROBABILITY) if substitute else Augmentation()
-
-
-def _default_steps(steps: int | None, objective: str) -> int:
-    """``--steps`` where the user left it out: MASKING_STEPS for the masking objective, else DEFAULT_STEPS."""
-    if steps is not None:
-        return steps
-    return MASKING_STEPS if objective == "masking" else DEFAULT_STEPS
-
-
 def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
                     jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False):
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
@@ -291,7 +255,14 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..attacks.music import MusicError
     from ..models import load_model
     from ..report.jam import headline, write_jam_report
-    from ..runner.jam import LEVEL_DRAWS, LearnSettings, SceneProtocol, choose_music_level, jam_and_evaluate
+    from ..runner.jam import (
+        LEVEL_DRAWS,
+        LearnSettings,
+        SceneProtocol,
+        choose_music_level,
+        jam_and_evaluate,
+        measured_recipe,
+    )
     if level_split is not None and music_db is not None:
         raise click.UsageError("--music-db sets the level and --level-split chooses it: pass one of them.")
     if level_by is not None and level_split is None:
@@ -301,7 +272,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     if restarts > 1 and objective != "masking":
         raise click.UsageError("--restarts picks among masking loops by how well they hide the word: add "
                                "--objective masking (or drop --restarts).")
-    steps = _default_steps(steps, objective)
+    kind = "masking" if objective == "masking" else "detector" if queries is None else query_method
+    recipe = measured_recipe(kind, steps=steps, augment=augment, rooms=optimisation_rooms)  # given values win
+    steps, augment, optimisation_rooms = recipe.steps, recipe.augment, recipe.optimisation_rooms
     if level_split is not None and level_split == split and not evaluate_engines:
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
@@ -309,9 +282,6 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
-        substitute = queries is not None and query_method == "substitute"
-        augment, optimisation_rooms = _measured_defaults(augment, optimisation_rooms, substitute,
-                                                         objective == "masking")
         protocol = SceneProtocol(optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
                                  random_pieces=random_pieces, loop_seconds=loop_seconds,
                                  notes_per_second=notes_per_second, scene_seeds=tuple(scene_seeds))
@@ -364,7 +334,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,
-                                 augmentation=_augmentation(augment, substitute), queries=query_settings)
+                                 augmentation=recipe.augmentation, queries=query_settings)
         run = jam_and_evaluate(
             detector, learn, test, config, learning, protocol, seed=seed, extra_detectors=extra, voices=voices,
             engines=engines, evaluate_engines=tuple(evaluate_engines), level_choice=level_choice,

@@ -35,8 +35,51 @@ from ..metrics.jamming import (
 from ..stats import f1_from_counts, rate_of
 
 LEVEL_SEED_OFFSET = 1000  # the level sweep's scene seeds: 1000 + s, rooms no evaluation seed draws
-OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute search's CLI default is 64)
+OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute search's measured setting is 64)
 LEVEL_DRAWS = 2  # scenes per clip and scene seed when the level is chosen (random music only)
+JAM_KINDS = ("detector", "masking", "nes", "substitute")
+DETECTOR_STEPS = 300  # gradient jams (and the NES jam's recorded step count)
+MASKING_STEPS = 2000  # the masking objective: the visibility was still falling at 600 steps (jam_surrogates.md)
+SUBSTITUTE_ROOMS = 64  # the substitute search's optimisation rooms: validation F1 0.099 / 0.136 against
+# 0.171 / 0.171 with 16 rooms (start seeds 0, 1; experiments/jam_query.md, "more rooms to ask in")
+SUBSTITUTE_DEVICE_PROBABILITY = 0.5  # the substitute search: loudspeaker and microphone bands on half the scenes.
+# On engines the loops never heard, lower on every start: flite + Festival 0.133 against 0.189 (four starts,
+# experiments/jam_query.md) and SAM 0.217 against 0.287 (paired -0.070 [-0.086, -0.052], experiments/jam_sam.md);
+# on new voices of the learning engine no difference (-0.002). Chosen on those held-out engines, said there.
+
+
+@dataclass(frozen=True)
+class JamRecipe:
+    """The measured setting of one kind of jam (:func:`measured_recipe`): Adam ``steps``, talker and device
+    ``augmentation`` while learning (``None``: off; ``augment`` says which), and the ``optimisation_rooms``."""
+
+    steps: int
+    augment: bool
+    augmentation: Augmentation | None
+    optimisation_rooms: int
+
+
+def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None = None,
+                    rooms: int | None = None) -> JamRecipe:
+    """The setting each kind of jam was measured with, where the caller leaves a value ``None``; given values win.
+
+    ``kind`` (:data:`JAM_KINDS`): ``"detector"`` (a gradient jam: plain, :data:`DETECTOR_STEPS` steps, in
+    :data:`OPTIMISATION_ROOMS` rooms), ``"nes"`` (the same; NES reads no steps), ``"masking"`` (augmented,
+    :data:`MASKING_STEPS` steps) or ``"substitute"`` (augmented with device bands on half the scenes,
+    :data:`SUBSTITUTE_DEVICE_PROBABILITY`, in :data:`SUBSTITUTE_ROOMS` rooms). ``robustaudio jam`` uses this, so a
+    library caller gets the same defaults by asking for them.
+    """
+    if kind not in JAM_KINDS:
+        raise JamError(f"Unknown kind of jam {kind!r}: use one of {', '.join(JAM_KINDS)}.")
+    augment = kind in ("masking", "substitute") if augment is None else augment
+    augmentation = None
+    if augment:
+        augmentation = (Augmentation(device_probability=SUBSTITUTE_DEVICE_PROBABILITY) if kind == "substitute"
+                        else Augmentation())
+    return JamRecipe(steps=(MASKING_STEPS if kind == "masking" else DETECTOR_STEPS) if steps is None else steps,
+                     augment=augment, augmentation=augmentation,
+                     optimisation_rooms=(SUBSTITUTE_ROOMS if kind == "substitute" else OPTIMISATION_ROOMS)
+                     if rooms is None else rooms)
 
 
 @dataclass(frozen=True)
@@ -347,4 +390,5 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     return level, record
 
 
-__all__ = ["JamRun", "LearnSettings", "SceneProtocol", "choose_music_level", "jam_and_evaluate"]
+__all__ = ["JamRecipe", "JamRun", "LearnSettings", "SceneProtocol", "choose_music_level", "jam_and_evaluate",
+           "measured_recipe"]
