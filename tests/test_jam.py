@@ -365,6 +365,43 @@ def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_mini
     assert wrong.exit_code == 1 and "e9" in wrong.output and "e1, e2" in wrong.output
 
 
+def test_cli_jam_chooses_the_level_on_other_voices_of_the_evaluated_engine(tmp_path, few_minievents):
+    """--evaluate-engine with --level-split: the evaluated engine's clips of that split choose the level (random
+    music only) and are not evaluated; the record and the report say so; a voice on both sides is refused."""
+    from robustaudio.cli import main
+
+    table = pd.read_csv(few_minievents / "metadata.csv")
+    table["engine"] = ["e1", "e1", "e2", "e2", "e2", "e2"]
+    table["voice"] = ["a", "b", "c", "d", "c", "d"]
+    bundled = pd.read_csv(bundled_path() / "metadata.csv")
+    speech = bundled["label"] == "speech"
+    extra = pd.concat([bundled[speech & (bundled["split"] == "train")].iloc[2:4],
+                       bundled[~speech & (bundled["split"] == "train")].head(2)])
+    extra = extra.assign(path=[str(bundled_path() / p) for p in extra["path"]], split="calibrate", engine="e2",
+                         voice=["g", "h", "g", "h"])[["path", "label", "split", "engine", "voice"]]
+    pd.concat([table, extra], ignore_index=True).to_csv(few_minievents / "metadata.csv", index=False)
+    common = ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents), "--steps", "2",
+              "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+              "--loop-seconds", "1", "--rt60", "0.15", "0.2", "--scene-seeds", "1", "--evaluate-engine", "e2",
+              "--level-split", "calibrate", "--levels", "-40", "--levels", "10", "--level-floor", "0.5"]
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, [*common, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    choice = card["settings"]["level_choice"]
+    assert choice["engines"] == ["e2"] and choice["evaluated_engines"] == ["e2"]
+    assert choice["positives"] + choice["negatives"] >= 1  # the calibration clips the detector handles dry
+    assert card["clips"]["test_positives_given"] == int((table["engine"].eq("e2") & table["label"].eq("speech")).sum())
+    assert {r["voice"] for r in card["voice_table"]} <= {"e2:c", "e2:d"}  # g and h only chose the level
+    assert "other voices of the evaluated engine(s) e2, which heard random music only" in (
+        out / "report.md").read_text()
+    shared = pd.read_csv(few_minievents / "metadata.csv")
+    shared.loc[shared["split"].eq("calibrate"), "voice"] = "c"  # a calibration voice that is also evaluated
+    shared.to_csv(few_minievents / "metadata.csv", index=False)
+    refused = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 1 and "also evaluated on" in refused.output and "Traceback" not in refused.output
+
+
 def test_cli_jam_refuses_bad_settings(tmp_path):
     from robustaudio.cli import main
 

@@ -87,11 +87,12 @@ def _speech_set(root: Path | None):
 
 
 def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_split: str, split: str,
-                evaluate_engines: tuple[str, ...]):
+                evaluate_engines: tuple[str, ...], level_split: str | None = None):
     """(learn, test, voices, engines, notes). With ``clips`` (:func:`_speech_set`'s: ``engine`` and ``voice``
     columns in metadata.csv), the voices (the unit the intervals resample) and engines come from them, and
-    ``evaluate_engines`` puts whole engines on the evaluation side (learning from every other engine); else
-    each clip is its own voice and the splits are the data's."""
+    ``evaluate_engines`` puts whole engines on the evaluation side (learning from every other engine), except
+    their clips of ``level_split``, which only choose the music level; else each clip is its own voice and the
+    splits are the data's."""
     from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
     from ..data.speech import engine_split
@@ -108,6 +109,7 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
             raise JamError(f"No clip of engine(s) {', '.join(unknown)} in {root / 'metadata.csv'}; its engines: "
                            f"{', '.join(sorted({c.engine for c in clips}))}.")
         learn_clips, test_clips = engine_split(clips, evaluate_engines)
+        test_clips = [c for c in test_clips if level_split is None or c.split != level_split]
     else:
         learn_clips = [c for c in clips if c.split == learn_split]
         test_clips = [c for c in clips if c.split == split]
@@ -120,13 +122,15 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
 
 
 def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, level_split: str, test, voices,
-                      evaluate_engines: tuple[str, ...], level_by: str | None = None):
-    """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s) and, with
-    ``level_by`` (``engine`` or ``voice``), ``(level_by, clip id -> its engine or voice)``; refuses any clip or
-    voice that is also evaluated on."""
+                      level_by: str | None = None):
+    """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s), their engines
+    (None without ``clips``) and, with ``level_by`` (``engine`` or ``voice``), ``(level_by, clip id -> its engine
+    or voice)``; refuses any clip or voice that is also evaluated on. Clips of an evaluated engine may choose the
+    level (other voices of it: only random music is played to them); the level at which random music leaves a
+    detector working differed by up to 10 dB between speech engines (experiments/jam_dectalk.md)."""
     from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
-    groups = None
+    groups, engines = None, None
     if clips is None:
         if level_by is not None:
             raise JamError(f"--level-by {level_by} needs a metadata.csv with engine and voice columns in {root}: "
@@ -134,11 +138,11 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
         chosen, _ = load_utterances(root, target, sample_rate, level_split)
         shared = set(chosen.ids) & set(test.ids)
     else:
-        picked = [c for c in clips if c.split == level_split and c.engine not in evaluate_engines]
+        picked = [c for c in clips if c.split == level_split]
         if not picked:
-            raise JamError(f"No clip of split {level_split!r} to choose the music level on in {root} "
-                           f"(outside the evaluated engines).")
+            raise JamError(f"No clip of split {level_split!r} to choose the music level on in {root}.")
         chosen, level_voices, level_engines, _ = load_speech(picked, target, sample_rate)
+        engines = sorted(set(level_engines.values()))
         if level_by is not None:
             groups = (level_by, {"voice": level_voices, "engine": level_engines}[level_by])
         shared = {level_voices[i] for i in chosen.ids} & {voices[i] for i in test.ids} if voices else set()
@@ -148,7 +152,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
     if shared:
         raise JamError(f"--level-split {level_split}: {len(shared)} clip(s) or voice(s) are also evaluated on "
                        f"({', '.join(sorted(shared)[:3])}): choose the level on other clips.")
-    return chosen, groups
+    return chosen, engines, groups
 
 
 @click.command()
@@ -163,7 +167,8 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
               f"loudness constraint (default {choices.JAM_MUSIC_DB:g}, or chosen with --level-split).")
 @click.option("--level-split", help="Choose the music level on the clips of this split (never the evaluation "
               "clips, e.g. a validation split): the loudest of --levels at which random music keeps a mean F1 >= "
-              "--level-floor over the scene seeds. Only random music is played to choose.")
+              "--level-floor over the scene seeds. Only random music is played to choose. With --evaluate-engine, "
+              "that engine's clips of this split choose the level and are not evaluated (give them other voices).")
 @click.option("--levels", type=float, multiple=True, default=(-14.0, -12.0, -10.0, -8.0), show_default=True,
               help="Music levels (dB re speech) --level-split tries.")
 @click.option("--level-floor", type=click.FloatRange(0, 1), default=0.70, show_default=True,
@@ -301,14 +306,14 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         root = Path(data) if data else bundled
         clips = _speech_set(root)
         learn, test, voices, engines, notes = _utterances(root, clips, detector.target, detector.sample_rate,
-                                                          learn_split, split, tuple(evaluate_engines))
+                                                          learn_split, split, tuple(evaluate_engines), level_split)
         if learn.ids == test.ids:
             notes.append(f"the data has no {learn_split!r}/{split!r} split: the same clips are optimised on and "
                          f"evaluated (the rooms are still held out).")
         level_choice = None
         if level_split is not None:
-            level_clips, groups = _level_utterances(root, clips, detector.target, detector.sample_rate, level_split,
-                                                    test, voices, tuple(evaluate_engines), level_by)
+            level_clips, level_engines, groups = _level_utterances(
+                root, clips, detector.target, detector.sample_rate, level_split, test, voices, level_by)
             click.echo(f"choosing the music level on split {level_split!r} ({len(level_clips)} clips): "
                        f"{', '.join(f'{v:g}' for v in levels)} dB")
             level_progress = PhaseProgress("level", {"choosing the level": "levels"})
@@ -319,6 +324,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                 progress=lambda done, total: level_progress("choosing the level", done, total))
             level_progress.close()
             level_choice["split"] = level_split
+            if level_engines is not None:
+                level_choice["engines"] = level_engines
+                level_choice["evaluated_engines"] = sorted(set(level_engines) & set(evaluate_engines))
             for value, entry in level_choice["random_f1"].items():
                 click.echo(f"  {value} dB: random-music F1 mean {entry['mean']:.3f} over scene seeds")
             for group, means in level_choice.get("groups", {}).items():

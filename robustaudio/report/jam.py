@@ -334,9 +334,12 @@ def _summary_lines(card: dict) -> list[str]:
              f"seed: {s['seed']}; versions: {', '.join(f'{k} {v}' for k, v in card['versions'].items())}"]
     choice = s.get("level_choice")
     if choice:
+        engines = (f"; engines {', '.join(choice['engines'])}" if choice.get("engines") else "")
+        own = (f"; other voices of the evaluated engine(s) {', '.join(choice['evaluated_engines'])}, which heard "
+               f"random music only, never the adversarial music" if choice.get("evaluated_engines") else "")
         lines.append(f"music level chosen on split {choice['split']!r} ({choice['positives']} positives, "
-                     f"{choice['negatives']} negatives, never evaluated on): the loudest level keeping a mean "
-                     f"random-music F1 ≥ {choice['floor']:g} over scene seeds "
+                     f"{choice['negatives']} negatives, never evaluated on{engines}{own}): the loudest level "
+                     f"keeping a mean random-music F1 ≥ {choice['floor']:g} over scene seeds "
                      f"{', '.join(map(str, choice['scene_seeds']))}: "
                      + ", ".join(f"{level} dB {fmt(entry['mean'])}" for level, entry in choice["random_f1"].items())
                      + f": {choice['chosen_db']:g} dB")
