@@ -42,7 +42,7 @@ from robustaudio.metrics.jamming import (
     sweep_levels_by,
     voice_table,
 )
-from robustaudio.runner.jam import LearnSettings, SceneProtocol, jam_and_evaluate
+from robustaudio.runner.jam import ClipOrigins, LearnSettings, SceneProtocol, jam_and_evaluate
 from robustaudio.stats import clustered_bootstrap, f1_from_counts, rate_of
 
 RATE = 16000
@@ -390,7 +390,8 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
     run = jam_and_evaluate(detector, speech, speech, FAST,
                            LearnSettings(steps=2, batch_size=2, lr=0.05, augmentation=Augmentation()),
                            SceneProtocol(optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2,
-                                         loop_seconds=0.5, scene_seeds=(1, 2), n_resamples=50), voices=voices)
+                                         loop_seconds=0.5, scene_seeds=(1, 2), n_resamples=50),
+                           origins=ClipOrigins(voices=voices))
     kept = run.selected["test_positives"] + run.selected["test_negatives"]
     assert len(run.seed_rows) == 2 * 3 * kept  # seeds x conditions x clips (one draw)
     assert [s["condition"] for s in run.seed_summary] == ["clean", "random", "adversarial"]

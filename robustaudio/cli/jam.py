@@ -262,6 +262,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..report.jam import headline, write_jam_report
     from ..runner.jam import (
         LEVEL_DRAWS,
+        ClipOrigins,
         LearnSettings,
         SceneProtocol,
         choose_music_level,
@@ -344,8 +345,8 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,
                                  augmentation=recipe.augmentation, queries=query_settings)
         run = jam_and_evaluate(
-            detector, learn, test, config, learning, protocol, seed=seed, extra_detectors=extra, voices=voices,
-            engines=engines, evaluate_engines=tuple(evaluate_engines), level_choice=level_choice,
+            detector, learn, test, config, learning, protocol, seed=seed, extra_detectors=extra,
+            origins=ClipOrigins(voices, engines, tuple(evaluate_engines)), level_choice=level_choice,
             callback=lambda entry: _echo_progress(entry, steps), progress=progress)
         progress.close()
     except user_errors(JamError, MusicError) as error:

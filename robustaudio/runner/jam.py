@@ -137,6 +137,17 @@ class SceneProtocol:
     n_resamples: int = 2000
 
 
+@dataclass(frozen=True)
+class ClipOrigins:
+    """Who said the test clips and how (:func:`jam_and_evaluate`): ``voices`` (clip id -> voice, the unit the
+    intervals resample; each clip its own voice where ``None``), ``engines`` (clip id -> TTS engine or recording
+    set, for one row per engine) and ``held_out_engines`` (the engines never learned from, recorded)."""
+
+    voices: Mapping[str, str] | None = None
+    engines: Mapping[str, str] | None = None
+    held_out_engines: tuple[str, ...] = ()
+
+
 @dataclass
 class JamRun:
     """Everything a report needs: the attack, the random baseline, the scenes' rows and their summary."""
@@ -174,8 +185,7 @@ def _keep_least_visible(learned: list[tuple[KarplusStrong, JamResult]], positive
 def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, config: EOTConfig,
                      learning: LearnSettings = LearnSettings(), protocol: SceneProtocol = SceneProtocol(), *,
                      seed: int = 0, extra_detectors: Mapping[str, ScoringDetector] | None = None,
-                     voices: Mapping[str, str] | None = None, engines: Mapping[str, str] | None = None,
-                     evaluate_engines: Sequence[str] = (), level_choice: Mapping | None = None,
+                     origins: ClipOrigins = ClipOrigins(), level_choice: Mapping | None = None,
                      callback: Callable[[dict], None] | None = None,
                      progress: Callable[[str, int, int], None] | None = None) -> JamRun:
     """The issue's protocol: rooms split by seed; the jam on ``learn``'s positives that the detector
@@ -195,11 +205,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
     ``protocol.scene_seeds`` (e.g. ``(1, 2, 3, 4, 5)``): the held-out rooms are those of :func:`evaluate_seeds`
     on the same test clips, one set of new held-out rooms, scenes and random loops (:func:`random_loops`)
     per seed (``rows`` and ``summary`` then pool the seeds for the held-out rooms, and ``rooms`` lists each
-    seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling ``voices``:
-    clip id -> voice; each clip its own voice if not given) and ``voice_table``; with ``engines``
-    (clip id -> TTS engine or recording set) also ``engine_summary``, one row per engine.
-    ``evaluate_engines``: the engines held out from learning; ``level_choice``: how ``config.music_db`` was
-    chosen (:func:`choose_music_level`'s record); both recorded in ``settings``.
+    seed's), into ``seed_rows``, with ``seed_summary`` (:func:`seed_summary`, intervals resampling
+    ``origins.voices``) and ``voice_table``; with ``origins.engines`` also ``engine_summary``, one row per engine.
+    ``origins.held_out_engines`` and ``level_choice`` (how ``config.music_db`` was chosen:
+    :func:`choose_music_level`'s record) are recorded in ``settings``.
 
     ``learning.objective``: ``"detector"`` (the default) learns against ``detector``'s gradients;
     ``"masking"`` against no detector (:func:`~..attacks.masking_jam.masking_jam`: the word's visibility in
@@ -294,7 +303,8 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "held_out_rooms": protocol.held_out_rooms, "draws": protocol.draws,
                 "random_pieces": protocol.random_pieces, "seed": seed, "seconds": time.perf_counter() - started,
                 "augmentation": learning.augmentation.as_dict() if learning.augmentation is not None else None,
-                "evaluate_engines": list(evaluate_engines), "objective": learning.objective, "restarts": restart_record,
+                "evaluate_engines": list(origins.held_out_engines), "objective": learning.objective,
+                "restarts": restart_record,
                 "level_choice": dict(level_choice) if level_choice is not None else None}
     if learning.queries is not None:
         settings["query"] = learning.queries.record(queries_used)
@@ -308,7 +318,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "test_negatives_given": int((test.labels == 0).sum())}
     run = JamRun(result, random_music, rows, [], rooms, selected, synth.describe(), settings)
     if protocol.scene_seeds:
-        clusters = dict(voices) if voices is not None else {i: i for i in evaluated.ids}
+        clusters = dict(origins.voices) if origins.voices is not None else {i: i for i in evaluated.ids}
         random = random_loops(protocol.loop_seconds, sample_rate, protocol.random_pieces,
                               notes_per_second=protocol.notes_per_second)
         run.seed_rows = evaluate_seeds(detectors, evaluated, config,
@@ -319,10 +329,10 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
         rooms.update({f"held-out, seed {s}": room_set
                       for s, room_set in seed_rooms(config, protocol.held_out_rooms, protocol.scene_seeds).items()})
         run.seed_summary = seed_summary(run.seed_rows, clusters, n_resamples=protocol.n_resamples, seed=seed)
-        run.voice_table = voice_table(run.seed_rows, clusters, engines)
-        if engines is not None:
-            run.engine_summary = seed_summary(run.seed_rows, clusters, by=engines, n_resamples=protocol.n_resamples,
-                                              seed=seed)
+        run.voice_table = voice_table(run.seed_rows, clusters, origins.engines)
+        if origins.engines is not None:
+            run.engine_summary = seed_summary(run.seed_rows, clusters, by=origins.engines,
+                                              n_resamples=protocol.n_resamples, seed=seed)
         settings["scene_seeds"] = [int(s) for s in protocol.scene_seeds]
         settings["seconds"] = time.perf_counter() - started
     if snapshots:
@@ -390,5 +400,5 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     return level, record
 
 
-__all__ = ["JamRecipe", "JamRun", "LearnSettings", "SceneProtocol", "choose_music_level", "jam_and_evaluate",
-           "measured_recipe"]
+__all__ = ["ClipOrigins", "JamRecipe", "JamRun", "LearnSettings", "SceneProtocol", "choose_music_level",
+           "jam_and_evaluate", "measured_recipe"]
