@@ -360,6 +360,7 @@ def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_mini
     assert {r["voice"] for r in card["voice_table"]} <= {"e2:c", "e2:d"}
     assert all(r["voices"] == 2 for r in card["seed_summary"])  # clusters are voices, not clips
     assert "engine(s) never learned from: e2" in (out / "report.md").read_text()
+    assert "music level given, not chosen" in (out / "report.md").read_text()  # the default --music-db
     wrong = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents),
                                       "--evaluate-engine", "e9", "--out", str(tmp_path / "x")])
     assert wrong.exit_code == 1 and "e9" in wrong.output and "e1, e2" in wrong.output
@@ -393,8 +394,9 @@ def test_cli_jam_chooses_the_level_on_other_voices_of_the_evaluated_engine(tmp_p
     assert choice["positives"] + choice["negatives"] >= 1  # the calibration clips the detector handles dry
     assert card["clips"]["test_positives_given"] == int((table["engine"].eq("e2") & table["label"].eq("speech")).sum())
     assert {r["voice"] for r in card["voice_table"]} <= {"e2:c", "e2:d"}  # g and h only chose the level
-    assert "other voices of the evaluated engine(s) e2, which heard random music only" in (
-        out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "other voices of the evaluated engine(s) e2, which heard random music only" in report
+    assert "music level chosen on other voices of the evaluated engine(s) e2 (random music only)" in report
     shared = pd.read_csv(few_minievents / "metadata.csv")
     shared.loc[shared["split"].eq("calibrate"), "voice"] = "c"  # a calibration voice that is also evaluated
     shared.to_csv(few_minievents / "metadata.csv", index=False)

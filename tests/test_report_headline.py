@@ -112,3 +112,30 @@ def test_jam_headline_flags_an_engine_that_random_music_alone_masks():
     assert "festival F1 0.61" in flags[0].seen and "flite" not in flags[0].seen
     card["engine_summary"][1] = row("random", 0.75, "festival")
     assert jam_headline(card).flags == []
+
+
+def test_jam_headline_says_whether_the_level_was_fitted_to_the_evaluated_engine():
+    """On held-out engines the headline says where the music level came from: given, chosen on other engines only
+    (which missed an unheard engine's level in both directions), or on other voices of the evaluated engine."""
+    from robustaudio.report.jam import jam_headline
+
+    def estimate(f1):
+        return {"value": f1, "ci95": [f1 - 0.05, f1 + 0.05]}
+
+    card = {"target": "alexa", "music_db": -13.0,
+            "seed_summary": [{"detector": "target", "condition": c, "voices": 5, "f1": estimate(v)}
+                             for c, v in (("clean", 0.98), ("random", 0.79), ("adversarial", 0.11))],
+            "settings": {"steps": 2, "batch_size": 2, "optimisation_rooms": 1, "held_out_rooms": 1, "draws": 1,
+                         "seed": 0, "scene_seeds": [1, 2], "evaluate_engines": ["dectalk"], "level_choice": None}}
+
+    def fit_line(choice):
+        card["settings"]["level_choice"] = choice
+        return [line for line in jam_headline(card).settings if line.startswith("music level")]
+
+    given = fit_line(None)
+    assert len(given) == 1 and "given, not chosen" in given[0]
+    assert "other engines only" in fit_line({"engines": ["espeak-ng", "flite"], "evaluated_engines": []})[0]
+    assert fit_line({"engines": ["dectalk"], "evaluated_engines": ["dectalk"]}) == [
+        "music level chosen on other voices of the evaluated engine(s) dectalk (random music only)"]
+    card["settings"]["evaluate_engines"] = []  # not a held-out-engine run: nothing to say
+    assert fit_line(None) == []

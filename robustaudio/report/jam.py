@@ -418,6 +418,20 @@ def _how_found(s: dict) -> str:
     return f"optimisation: {s['steps']} steps × {s['batch_size']} scenes"
 
 
+def _level_fit(choice: dict | None) -> str:
+    """Whether the music level of a jam evaluated on held-out engines was fitted to them (``choice``: the
+    ``level_choice`` record, None where ``--music-db`` gave the level)."""
+    if choice is None:
+        return ("music level given, not chosen: the level at which random music leaves a detector working differed "
+                "by up to 10 dB between speech engines (--level-split with other voices of the evaluated engine "
+                "fits it)")
+    if choice.get("evaluated_engines"):
+        return (f"music level chosen on other voices of the evaluated engine(s) "
+                f"{', '.join(choice['evaluated_engines'])} (random music only)")
+    return ("music level chosen on other engines only: it may not fit the evaluated one (the level at which random "
+            "music leaves a detector working differed by up to 10 dB between speech engines)")
+
+
 def jam_headline(card: dict) -> Headline:
     """The target detector's F1 in the held-out rooms: clean, with random music, with the optimised music;
     over the scene seeds with voice-clustered intervals when they were run. Flags when the random music
@@ -445,8 +459,9 @@ def jam_headline(card: dict) -> Headline:
         if fragile and (random is None or random["f1"]["value"] >= 0.7):  # the pooled control hides an engine
             flags.append(Flag("loud control for an engine", "random music by engine",
                               ", ".join(f"{r['group']} F1 {fmt(r['f1']['value'])}" for r in fragile)
-                              + " with random music alone", "a quieter --music-db, or --level-split with --level-by "
-                              "engine: the level at which random music keeps 0.70 differs between engines"))
+                              + " with random music alone", "a quieter --music-db, or --level-split with clips of "
+                              "that engine (or --level-by engine): the level at which random music keeps 0.70 "
+                              "differs between engines"))
         if random is not None and adversarial is not None and \
                 adversarial["f1"]["ci95"][1] >= random["f1"]["ci95"][0]:
             flags.append(Flag("no clear effect", "adversarial vs random music", "their voice-clustered intervals "
@@ -469,6 +484,7 @@ def jam_headline(card: dict) -> Headline:
                 f"seed: {s['seed']}"]
     if s.get("evaluate_engines"):
         settings.append(f"evaluated on engine(s) never learned from: {', '.join(s['evaluate_engines'])}")
+        settings.append(_level_fit(s.get("level_choice")))
     if s.get("augmentation"):
         settings.append("talker and device augmentation while learning")
     return Headline(sentence, flags, "" if flags else passed, settings)
