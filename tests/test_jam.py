@@ -404,6 +404,32 @@ def test_cli_jam_chooses_the_level_on_other_voices_of_the_evaluated_engine(tmp_p
     assert refused.exit_code == 1 and "also evaluated on" in refused.output and "Traceback" not in refused.output
 
 
+def test_cli_jams_openwakeword_and_refuses_a_scene_shorter_than_its_context_in_one_line(tmp_path):
+    """The canonical jam (`robustaudio jam --model openwakeword:alexa`) runs end to end: the gradient probe that tells
+    a black box from a white box is as long as a scene (a 0.1 s probe made openWakeWord, which needs ~2 s of
+    context, fail with a traceback before anything ran). A scene shorter than the context is one line."""
+    from robustaudio.cli import main
+    from robustaudio.data.datasets import bundled_path
+
+    table = pd.read_csv(bundled_path("wakeword") / "metadata.csv")
+    few = pd.concat([table[(table["label"] == "alexa") & (table["split"] == "train")].head(2),
+                     table[(table["label"] == "alexa") & (table["split"] == "test")].head(2),
+                     table[(table["label"] == "not-wake") & (table["split"] == "test")].head(2)])
+    few = few.assign(path=[str(bundled_path("wakeword") / p) for p in few["path"]])[["path", "label", "split"]]
+    few.to_csv(tmp_path / "metadata.csv", index=False)
+    common = ["jam", "--model", "openwakeword:alexa", "--data", str(tmp_path), "--music-db", "-10", "--steps", "1",
+              "--batch-size", "2", "--rooms", "1", "--held-out-rooms", "1", "--draws", "1", "--random-pieces", "1",
+              "--loop-seconds", "1", "--scene-seeds", "1"]
+    out = tmp_path / "jam"
+    result = CliRunner().invoke(main, [*common, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["target"] == "alexa" and card["settings"]["eot"]["scene_seconds"] == 3.0
+    short = CliRunner().invoke(main, [*common, "--scene-seconds", "1", "--out", str(tmp_path / "short")])
+    assert short.exit_code == 1 and "needs at least" in short.output and "Traceback" not in short.output
+    assert len(short.output.strip().splitlines()) == 1
+
+
 def test_cli_jam_refuses_bad_settings(tmp_path):
     from robustaudio.cli import main
 

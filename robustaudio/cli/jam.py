@@ -32,11 +32,14 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
 
 
 def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
-                    jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False):
+                    jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False,
+                    scene_seconds: float = 0.1):
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
     work, a detector that gives no gradients when ``--queries`` is missing, and a budget too small to use.
     ``jam``: steps, scenes per step and learning rate of each substitute round's jam; ``augment``: its jams are
-    augmented, and the scenes it asks are drawn with the same augmentation."""
+    augmented, and the scenes it asks are drawn with the same augmentation. ``scene_seconds``: the length of the
+    scenes the jam scores, and so of the gradient probe (a streaming detector refuses audio shorter than its
+    context)."""
     import torch
 
     from ..acoustics.scenes import JamError
@@ -45,7 +48,7 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
     from ..models.base import GradientUnavailableError
     if queries is None:
         try:  # a probe with an input gradient: a black box refuses it before scoring anything
-            detector.margins(torch.zeros(1, detector.sample_rate // 10, requires_grad=True))
+            detector.margins(torch.zeros(1, round(scene_seconds * detector.sample_rate), requires_grad=True))
         except GradientUnavailableError as error:
             raise JamError(f"{model_name} gives no gradients (a black box): jam it by its scores instead, e.g. "
                            f"--queries 20000 (NES over the music; every scored scene counts as a query).") from error
@@ -291,12 +294,12 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         protocol = SceneProtocol(optimisation_rooms=optimisation_rooms, held_out_rooms=held_out_rooms, draws=draws,
                                  random_pieces=random_pieces, loop_seconds=loop_seconds,
                                  notes_per_second=notes_per_second, scene_seeds=tuple(scene_seeds))
-        query_settings = (None if objective == "masking" else  # reads no detector: no gradient probe
-                          _query_settings(model_name, detector, queries, query_feedback, query_method,
-                                          (steps, batch_size, lr), augment))
         if scene_seconds is None:
             streaming = detector.windowed or detector.stepped
             scene_seconds = STREAMING_SCENE_SECONDS if streaming else float(detector.model.clip_seconds)
+        query_settings = (None if objective == "masking" else  # reads no detector: no gradient probe
+                          _query_settings(model_name, detector, queries, query_feedback, query_method,
+                                          (steps, batch_size, lr), augment, scene_seconds))
         config = EOTConfig(music_db=choices.JAM_MUSIC_DB if music_db is None else music_db, jitter_db=jitter_db,
                            noise_snr_db=tuple(noise_snr_db),
                            rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Classifier
+from .base import Classifier, ModelError
 from .onnx_sequential import Reshape, chain_from_nodes, graph_values
 
 SAMPLE_RATE = 16000
@@ -224,7 +224,7 @@ class OpenWakeWord(Classifier):
         padded = F.pad(audio, self.padding)
         chunks = padded.shape[-1] // CHUNK
         if chunks < FIRST_EMBEDDED_CHUNK + self.window:
-            raise ValueError(f"openwakeword:{self.name} needs at least "
+            raise ModelError(f"openwakeword:{self.name} needs at least "
                              f"{(FIRST_EMBEDDED_CHUNK + self.window) * CHUNK / SAMPLE_RATE:g} s of audio including "
                              f"its padding ({sum(self.padding) / SAMPLE_RATE:g} s); got "
                              f"{audio.shape[-1] / SAMPLE_RATE:g} s: pad the clip or raise pad_after.")
