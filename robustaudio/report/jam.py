@@ -418,18 +418,20 @@ def _how_found(s: dict) -> str:
     return f"optimisation: {s['steps']} steps × {s['batch_size']} scenes"
 
 
+LEVELS_DIFFER = ("the level at which random music leaves a detector working differed by up to 10 dB between speech "
+                 "engines")
+
+
 def _level_fit(choice: dict | None) -> str:
     """Whether the music level of a jam evaluated on held-out engines was fitted to them (``choice``: the
     ``level_choice`` record, None where ``--music-db`` gave the level)."""
     if choice is None:
-        return ("music level given, not chosen: the level at which random music leaves a detector working differed "
-                "by up to 10 dB between speech engines (--level-split with other voices of the evaluated engine "
-                "fits it)")
+        return (f"music level given, not chosen: {LEVELS_DIFFER} (--level-split with other voices of the evaluated "
+                f"engine fits it)")
     if choice.get("evaluated_engines"):
         return (f"music level chosen on other voices of the evaluated engine(s) "
                 f"{', '.join(choice['evaluated_engines'])} (random music only)")
-    return ("music level chosen on other engines only: it may not fit the evaluated one (the level at which random "
-            "music leaves a detector working differed by up to 10 dB between speech engines)")
+    return f"music level chosen on other engines only: it may not fit the evaluated one ({LEVELS_DIFFER})"
 
 
 def jam_headline(card: dict) -> Headline:

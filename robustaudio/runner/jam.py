@@ -51,12 +51,16 @@ SUBSTITUTE_DEVICE_PROBABILITY = 0.5  # the substitute search: loudspeaker and mi
 @dataclass(frozen=True)
 class JamRecipe:
     """The measured setting of one kind of jam (:func:`measured_recipe`): Adam ``steps``, talker and device
-    ``augmentation`` while learning (``None``: off; ``augment`` says which), and the ``optimisation_rooms``."""
+    ``augmentation`` while learning (``None``: off), and the ``optimisation_rooms``."""
 
     steps: int
-    augment: bool
     augmentation: Augmentation | None
     optimisation_rooms: int
+
+    @property
+    def augment(self) -> bool:
+        """Whether the loop is learned with talker and device augmentation."""
+        return self.augmentation is not None
 
 
 def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None = None,
@@ -77,7 +81,7 @@ def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None
         augmentation = (Augmentation(device_probability=SUBSTITUTE_DEVICE_PROBABILITY) if kind == "substitute"
                         else Augmentation())
     return JamRecipe(steps=(MASKING_STEPS if kind == "masking" else DETECTOR_STEPS) if steps is None else steps,
-                     augment=augment, augmentation=augmentation,
+                     augmentation=augmentation,
                      optimisation_rooms=(SUBSTITUTE_ROOMS if kind == "substitute" else OPTIMISATION_ROOMS)
                      if rooms is None else rooms)
 
