@@ -235,7 +235,7 @@ class RunOptions:
         batch_size: clips per batch (at least 1); also the batch size of universal learning.
         seed: the run's seed: each batch's random starts come from ``(seed, batch number)``.
         device: where the model and the attack run (``"cpu"``, ``"cuda"``, a :class:`torch.device`).
-        limit: attack only the first ``limit`` clips of the dataset (``None``: all of them).
+        limit: attack a seeded sample of ``limit`` clips, stratified over labels (``None``: all of them).
         restart: discard a run already in the run directory and start over (without it, a run with the
             same settings resumes and one with other settings is refused).
         sanity: run the gradient-masking probes (native gradient attacks only) before the attack.
