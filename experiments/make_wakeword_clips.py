@@ -45,6 +45,17 @@ that detectors rarely understand it) at a rate drawn per head size, with the eve
 speaker's own settings. DECtalk writes 11,025 Hz (speech band-limited to 5.5 kHz). ``voice`` is the speaker (head
 sizes of one speaker are one voice, so intervals that resample voices resample speakers).
 
+``--pico`` writes a set from a third engine no other set uses (split ``fresh``, engine ``pico``): SVOX Pico, the
+small-footprint statistical-parametric synthesiser of Android's default TTS, through its WASM build (``npm install
+--prefix runs/npm @echogarden/svoxpico-wasm@0.2.0``, run by ``node experiments/pico_say.mjs``; a native 64-bit
+build synthesised the same text differently on every call here, the 32-bit WASM one is deterministic) and the
+lingware files of github.com/naggety/picotts (``pico/lang``; ``--pico-lang`` points at them; not committed). Its
+six voices (``PICO_VOICES``: American and British English, German, Spanish, French and Italian lingware, each with its
+own recorded speaker) at three pitches (100, 82 and 120 %) saying the word as a statement, a question and an
+exclamation (for hey jarvis, respelt for the four non-English voices as a speaker of the language would write it:
+``PICO_RESPELT``) at a speed drawn per voice and pitch, with the everyday-phrase negatives at the voice's own pitch and
+speed. Pico writes 16 kHz. ``voice`` is the lingware's speaker (pitches of one voice are one voice).
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -174,6 +185,19 @@ DECTALK_RATES = (150, 180, 220)                                # words per minut
 # detection on all ten speakers: "alecksa" 10 of 10, "a lex a" 8, "alexa" 0)
 DECTALK_TEXTS = {"alexa": ("alecksa", "Alecksa?", "a lex a"),
                  "hey jarvis": ("hey jarvis", "Hey Jarvis?", "Hey, Jarvis!")}
+# SVOX Pico language -> (text-analysis, signal-generation) lingware; each signal-generation file is one speaker
+PICO_VOICES = {"de-DE": ("de-DE_ta.bin", "de-DE_gl0_sg.bin"), "en-GB": ("en-GB_ta.bin", "en-GB_kh0_sg.bin"),
+               "en-US": ("en-US_ta.bin", "en-US_lh0_sg.bin"), "es-ES": ("es-ES_ta.bin", "es-ES_zl0_sg.bin"),
+               "fr-FR": ("fr-FR_ta.bin", "fr-FR_nk0_sg.bin"), "it-IT": ("it-IT_ta.bin", "it-IT_cm0_sg.bin")}
+PICO_PITCHES = (100, 82, 120)                                  # % of the voice's own pitch
+PICO_SPEEDS = (85, 100, 115)                                   # % of the voice's own speed
+PICO_TEXTS = {"alexa": ("alexa", "Alexa?", "Alexa!"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "Hey, Jarvis!")}
+# "hey jarvis" as a speaker of the voice's language would write it (the non-English lingware reads "jarvis" with its
+# own j; a dry probe of three or four spellings per voice, one clip each, picked these); voice -> (statement, ...)
+PICO_RESPELT = {"hey jarvis": {"de-DE": ("hey dschahrwiss", "Hey dschahrwiss?", "Hey, dschahrwiss!"),
+                               "es-ES": ("jei yarvis", "Jei yarvis?", "Jei, yarvis!"),
+                               "fr-FR": ("hé djarvis", "Hé djarvis?", "Hé, djarvis!"),
+                               "it-IT": ("ei giarvis", "Ei giarvis?", "Ei, giarvis!")}}
 SAM_SPEEDS = (0.85, 1.0, 1.15)                                 # times the voice's own speed value (larger: slower)
 SAM_TEXTS = {"alexa": ("alexa", "Alexa?", "a lexa"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "hay jarvis")}
 VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play some music", "good morning",
@@ -231,6 +255,18 @@ def dectalk_say(text: str, speaker: str, head_size: int, rate: int, say: Path) -
         samples, sr = read_wav(handle.name)
     loud = np.nonzero(np.abs(samples) > 64)[0]
     return (samples[: loud[-1] + sr // 5] if loud.size else samples), sr
+
+
+def pico_say(text: str, language: str, pitch: int, speed: int, lingware: Path, npm: Path) -> tuple[np.ndarray, int]:
+    """SVOX Pico through ``pico_say.mjs``: ``language`` (a ``PICO_VOICES`` key) at ``pitch`` and ``speed`` % of the
+    voice's own; ``lingware``: the folder of its ``.bin`` files; int16 samples at 16 kHz."""
+    module = npm / "node_modules" / "@echogarden" / "svoxpico-wasm" / "svoxpico.js"
+    markup = f'<pitch level="{pitch}"><speed level="{speed}">{text}</speed></pitch>'
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run(["node", str(Path(__file__).with_name("pico_say.mjs")), str(module.resolve()),
+                        *(str(lingware / name) for name in PICO_VOICES[language]), markup, handle.name],
+                       check=True, capture_output=True)
+        return read_wav(handle.name)
 
 
 def espeak_variants() -> list[str]:
@@ -371,6 +407,33 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
     return _write_metadata(out, rows)
 
 
+def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("/tmp/pico/pico/lang"),
+                   npm: Path = Path("runs/npm")) -> int:
+    """Write the --pico set under ``out``: every ``PICO_VOICES`` voice at ``PICO_PITCHES`` saying the word
+    (``PICO_TEXTS``) at a speed drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
+    and speed; ``split`` is ``fresh``, engine ``pico``."""
+    module = npm / "node_modules" / "@echogarden" / "svoxpico-wasm" / "svoxpico.js"
+    if shutil.which("node") is None or not module.exists():
+        raise SystemExit(f"SVOX Pico is missing: install Node.js, then npm install --prefix {npm} "
+                         f"@echogarden/svoxpico-wasm@0.2.0")
+    if not (lingware / "en-US_ta.bin").exists():
+        raise SystemExit(f"Pico's lingware is missing: pass --pico-lang with github.com/naggety/picotts's pico/lang; "
+                         f"looked in {lingware}")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for voice, pitch in itertools.product(PICO_VOICES, PICO_PITCHES):
+        speed = PICO_SPEEDS[zlib.crc32(f"{voice}{pitch}".encode()) % len(PICO_SPEEDS)]
+        texts = PICO_RESPELT.get(word, {}).get(voice) or PICO_TEXTS.get(word, (word,))
+        for k, text in enumerate(texts):
+            save(label, f"pico-{voice}-{pitch}-{k}", *pico_say(text, voice, pitch, speed, lingware, npm), "fresh",
+                 "pico", voice, voice, f"pitch {pitch} %, speed {speed} %", text)
+    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), PICO_VOICES):
+        save(f"not-{label}", f"{k:02d}-pico-{voice}", *pico_say(text, voice, 100, 100, lingware, npm), "fresh",
+             "pico", voice, voice, "pitch 100 %, speed 100 %", text)
+    return _write_metadata(out, rows)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -407,7 +470,13 @@ def main() -> None:
     parser.add_argument("--dectalk", action="store_true",
                         help="DECtalk's ten speakers saying the word: an engine no other set uses (see above)")
     parser.add_argument("--dectalk-say", type=Path, default=Path("/opt/dectalk/say"), help="DECtalk's say program")
+    parser.add_argument("--pico", action="store_true",
+                        help="SVOX Pico's six voices saying the word: an engine no other set uses (see above)")
+    parser.add_argument("--pico-lang", type=Path, default=Path("/tmp/pico/pico/lang"), help="Pico's lingware folder")
     args = parser.parse_args()
+    if args.pico:
+        print(f"wrote {build_pico_set(args.out, args.word, args.pico_lang)} clips under {args.out}")
+        return
     if args.dectalk:
         print(f"wrote {build_dectalk_set(args.out, args.word, args.dectalk_say)} clips under {args.out}")
         return
