@@ -604,13 +604,14 @@ def test_cli_jam_asks_for_queries_when_the_detector_gives_no_gradients(tmp_path)
 
 
 def test_measured_recipes_follow_the_measured_setting_and_yield_to_the_caller():
-    """The substitute search runs as measured (augmented, device bands on half the scenes, 64 rooms), the masking
-    objective augmented for 2000 steps, other jams plain for 300 steps in 16 rooms; given values win; the library
-    gives what the CLI runs (it calls the same function)."""
+    """The substitute search runs as measured (augmented, device bands on half the scenes, 64 rooms, 200 steps per
+    round's jam, as jam_query.md ran it: the CLI jammed 300), the masking objective augmented for 2000 steps, other
+    jams plain for 300 steps in 16 rooms; given values win; the library gives what the CLI runs (it calls the same
+    function)."""
     from robustaudio.runner.jam import measured_recipe
 
     substitute = measured_recipe("substitute")
-    assert (substitute.augment, substitute.optimisation_rooms, substitute.steps) == (True, 64, 300)
+    assert (substitute.augment, substitute.optimisation_rooms, substitute.steps) == (True, 64, 200)
     assert substitute.augmentation is not None and substitute.augmentation.device_probability == 0.5
     masking = measured_recipe("masking")
     assert (masking.augment, masking.optimisation_rooms, masking.steps) == (True, 16, 2000)
@@ -618,13 +619,35 @@ def test_measured_recipes_follow_the_measured_setting_and_yield_to_the_caller():
     for kind in ("detector", "nes"):
         plain = measured_recipe(kind)
         assert (plain.augment, plain.augmentation, plain.optimisation_rooms, plain.steps) == (False, None, 16, 300)
-    assert measured_recipe("substitute", augment=False, rooms=8) == measured_recipe("detector", rooms=8)
+    assert measured_recipe("substitute", augment=False, rooms=8, steps=300) == measured_recipe("detector", rooms=8)
     given = measured_recipe("detector", augment=True, rooms=32, steps=7)
     assert (given.augment, given.optimisation_rooms, given.steps) == (True, 32, 7)
     assert given.augmentation is not None and given.augmentation.device_probability == 1.0
     assert measured_recipe("masking", augment=False).augmentation is None
     with pytest.raises(JamError, match="Unknown kind of jam 'pgd'"):
         measured_recipe("pgd")
+
+
+def test_substitute_schedule_scales_the_measured_one_to_the_budget():
+    """At 20,000 queries the schedule is jam_query.md's (4,000 before the first fit, eight rounds of 2,000, 600
+    fitting steps: the class defaults); smaller budgets keep its shape, with fewer fitting steps; the CLI asks the
+    library for it."""
+    from robustaudio.attacks.substitute_jam import SubstituteSettings
+    from robustaudio.cli.jam import _query_settings
+
+    measured = SubstituteSettings.for_budget(20_000)
+    assert measured == SubstituteSettings()
+    assert measured.planned_steps == 9
+    small = SubstituteSettings.for_budget(1_000, augment_asks=True)
+    assert (small.first_queries, small.round_queries, small.fit_steps, small.planned_steps) == (200, 100, 250, 9)
+    assert small.augment_asks and small.jam_steps == 200
+    assert SubstituteSettings.for_budget(100).fit_steps == 40
+
+    class Box:  # a streaming black box: _query_settings only reads these
+        windowed, stepped = False, True
+
+    cli = _query_settings("microwakeword:alexa", Box(), 20_000, "steps", "substitute", (200, 16, 0.05), True)
+    assert cli == SubstituteSettings(augment_asks=True)
 
 
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):

@@ -86,6 +86,17 @@ class SubstituteSettings:
             raise JamError("fit_steps, fit_batch, jam_steps, jam_batch and substitutes must be >= 1, "
                            "path_loops >= 0.")
 
+    @classmethod
+    def for_budget(cls, queries: int, *, feedback: str = "steps", jam_steps: int = 200, jam_batch: int = 16,
+                   jam_lr: float = 0.05, augment_asks: bool = False) -> SubstituteSettings:
+        """The measured schedule scaled to a budget of ``queries``: a fifth of it before the first fit, the rest
+        over eight more rounds, 600 fitting steps per fit (``experiments/jam_query.md`` at 20,000 queries: the
+        class defaults), fewer where there are few answers to fit (a quarter of the budget, at least 40)."""
+        return cls(queries=queries, first_queries=max(1, queries // 5),
+                   round_queries=max(1, (queries - queries // 5) // 8), fit_steps=min(600, max(40, queries // 4)),
+                   feedback=feedback, jam_steps=jam_steps, jam_batch=jam_batch, jam_lr=jam_lr,
+                   augment_asks=augment_asks)
+
     @property
     def planned_steps(self) -> int:
         """Rounds the budget pays for: the first, then one per ``round_queries`` left."""

@@ -56,12 +56,8 @@ def _query_settings(model_name: str, detector, queries: int | None, feedback: st
     if feedback == "steps" and not (detector.windowed or detector.stepped):
         feedback = "clip"  # one score per clip: the steps are the clip
     if method == "substitute":
-        # a fifth of the budget before the first fit, then eight more rounds, 600 fitting steps each (the settings
-        # of jam_query.md at 20,000 queries); fewer fitting steps where there are few answers to fit
-        return SubstituteSettings(queries=queries, first_queries=max(1, queries // 5),
-                                  fit_steps=min(600, max(40, queries // 4)),
-                                  round_queries=max(1, (queries - queries // 5) // 8), feedback=feedback,
-                                  jam_steps=jam[0], jam_batch=jam[1], jam_lr=jam[2], augment_asks=augment)
+        return SubstituteSettings.for_budget(queries, feedback=feedback, jam_steps=jam[0], jam_batch=jam[1],
+                                             jam_lr=jam[2], augment_asks=augment)
     return QuerySettings(queries=queries, feedback=feedback,  # refuses a budget short of one NES step
                          snapshots=tuple(sorted({queries // 10, queries // 4, queries // 2} - {0})))
 
@@ -195,7 +191,8 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
                    "than 4 on held-out voices (within noise) while random loops on that grid mask less (F1 0.81 "
                    "against 0.73), so a denser grid widens the gap to its own baseline more than it lowers F1.")
 @click.option("--steps", type=click.IntRange(min=1),
-              help="Optimisation steps (default: 300, or 2000 for --objective masking, its measured setting).")
+              help="Optimisation steps (default: the measured setting: 300; 2000 for --objective masking; 200 per "
+                   "round for --query-method substitute).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--rooms", "optimisation_rooms", type=click.IntRange(min=1),

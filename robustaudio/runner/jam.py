@@ -39,6 +39,7 @@ OPTIMISATION_ROOMS = 16  # rooms a jam learns in, unless told (the substitute se
 LEVEL_DRAWS = 2  # scenes per clip and scene seed when the level is chosen (random music only)
 JAM_KINDS = ("detector", "masking", "nes", "substitute")
 DETECTOR_STEPS = 300  # gradient jams (and the NES jam's recorded step count)
+SUBSTITUTE_JAM_STEPS = SubstituteSettings.jam_steps  # each substitute round's jam (experiments/jam_query.md: 200)
 MASKING_STEPS = 2000  # the masking objective: the visibility was still falling at 600 steps (jam_surrogates.md)
 SUBSTITUTE_ROOMS = 64  # the substitute search's optimisation rooms: validation F1 0.099 / 0.136 against
 # 0.171 / 0.171 with 16 rooms (start seeds 0, 1; experiments/jam_query.md, "more rooms to ask in")
@@ -70,7 +71,8 @@ def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None
     ``kind`` (:data:`JAM_KINDS`): ``"detector"`` (a gradient jam: plain, :data:`DETECTOR_STEPS` steps, in
     :data:`OPTIMISATION_ROOMS` rooms), ``"nes"`` (the same; NES reads no steps), ``"masking"`` (augmented,
     :data:`MASKING_STEPS` steps) or ``"substitute"`` (augmented with device bands on half the scenes,
-    :data:`SUBSTITUTE_DEVICE_PROBABILITY`, in :data:`SUBSTITUTE_ROOMS` rooms). ``robustaudio jam`` uses this, so a
+    :data:`SUBSTITUTE_DEVICE_PROBABILITY`, in :data:`SUBSTITUTE_ROOMS` rooms, :data:`SUBSTITUTE_JAM_STEPS` steps per
+    round's jam). ``robustaudio jam`` uses this, so a
     library caller gets the same defaults by asking for them.
     """
     if kind not in JAM_KINDS:
@@ -80,7 +82,8 @@ def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None
     if augment:
         augmentation = (Augmentation(device_probability=SUBSTITUTE_DEVICE_PROBABILITY) if kind == "substitute"
                         else Augmentation())
-    return JamRecipe(steps=(MASKING_STEPS if kind == "masking" else DETECTOR_STEPS) if steps is None else steps,
+    measured_steps = {"masking": MASKING_STEPS, "substitute": SUBSTITUTE_JAM_STEPS}.get(kind, DETECTOR_STEPS)
+    return JamRecipe(steps=measured_steps if steps is None else steps,
                      augmentation=augmentation,
                      optimisation_rooms=(SUBSTITUTE_ROOMS if kind == "substitute" else OPTIMISATION_ROOMS)
                      if rooms is None else rooms)
