@@ -126,7 +126,7 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
     (None without ``clips``) and, with ``level_by`` (``engine`` or ``voice``), ``(level_by, clip id -> its engine
     or voice)``; refuses any clip or voice that is also evaluated on. Clips of an evaluated engine may choose the
     level (other voices of it: only random music is played to them); the level at which random music leaves a
-    detector working differed by up to 10 dB between speech engines (experiments/jam_dectalk.md)."""
+    detector working differed by more than 20 dB between speech engines (experiments/jam_pico.md)."""
     from ..acoustics.scenes import JamError
     from ..attacks.jamming import load_speech, load_utterances
     groups, engines = None, None

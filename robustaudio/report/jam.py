@@ -418,8 +418,8 @@ def _how_found(s: dict) -> str:
     return f"optimisation: {s['steps']} steps × {s['batch_size']} scenes"
 
 
-LEVELS_DIFFER = ("the level at which random music leaves a detector working differed by up to 10 dB between speech "
-                 "engines")
+LEVELS_DIFFER = ("the level at which random music leaves a detector working differed by more than 20 dB between "
+                 "speech engines")
 
 
 def _level_fit(choice: dict | None) -> str:
