@@ -289,50 +289,49 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
     """
     spec = spec or AttackSpec()
     options = options or RunOptions()
-    batch_size, seed, device, limit = options.batch_size, options.seed, options.device, options.limit
-    labels_from = options.labels_from
     if (spec.name == "universal") != (universal_from is not None):
         raise RunSettingsError("A universal run needs universal_from (the dataset δ is learned on), and only "
                                "a universal run takes one.")
     check_modalities(model, threats, spec)
     if options.ray_address:
         require_ray()  # before the probes and the run directory
-    if labels_from == "model":
+    if options.labels_from == "model":
         dataset = unlabelled(dataset, model)
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
     budget_attack(spec) if spec.name not in ("minimal", "universal") else None  # unknown names fail here
     settings = {
         "model": model_name, "data": str(dataset.root),
-        "clips": len(dataset) if limit is None else min(limit, len(dataset)),
+        "clips": len(dataset) if options.limit is None else min(options.limit, len(dataset)),
         "threats": [t.as_dict() for t in threats], **spec.settings(),
-        "batch_size": batch_size, "seed": seed,
+        "batch_size": options.batch_size, "seed": options.seed,
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "sanity": options.sanity,
         **({"universal_from": str(universal_from.root), "universal_clips": len(universal_from),
             "universal_options": dict(spec.options)} if universal_from is not None else {}),
         **({"transfer_to": transfer.name} if transfer is not None else {}),
-        **({"labels_from": "model"} if labels_from == "model" else {}),
+        **({"labels_from": "model"} if options.labels_from == "model" else {}),
         **(extra_settings or {}),
     }
     run_dir = open_run(run_dir, settings, restart=options.restart)
-    torch.manual_seed(seed)
-    model = model.to(device).eval()
+    torch.manual_seed(options.seed)
+    model = model.to(options.device).eval()
     deltas = None
     if universal_from is not None:
         single = [t for t in threats if isinstance(t, ThreatModel)]  # check_modalities refused joint ones
-        deltas = learn_universal(model, universal_from, single, run_dir, batch_size=batch_size,
-                                 device=device, options=dict(spec.options))
+        deltas = learn_universal(model, universal_from, single, run_dir, batch_size=options.batch_size,
+                                 device=options.device, options=dict(spec.options))
     # The probes need gradients (library and gradient-free attacks are compared by runs instead).
     probe = options.sanity and spec.backend == "native" and spec.name not in ("universal", "square")
     if probe and not (run_dir / SANITY_FILE).exists():  # in this process, before any sharding
-        for batch in dataset.batches(model, batch_size, limit=limit):
+        for batch in dataset.batches(model, options.batch_size, limit=options.limit):
             if batch.ids:
-                probe_batch(model, batch, threats, run_dir, spec, seed=seed, device=device, labels_from=labels_from)
+                probe_batch(model, batch, threats, run_dir, spec, seed=options.seed, device=options.device,
+                            labels_from=options.labels_from)
             if (run_dir / SANITY_FILE).exists():
                 break
 
     def rows(batch: Batch) -> list[dict]:
-        return attack_batch(model, model_name, batch, threats, spec, seed=seed, device=device, universal=deltas,
-                            transfer=transfer, labels_from=labels_from)
+        return attack_batch(model, model_name, batch, threats, spec, seed=options.seed, device=options.device,
+                            universal=deltas, transfer=transfer, labels_from=options.labels_from)
 
-    return run_batches(run_dir, model, dataset, rows, batch_size=batch_size, limit=limit, on_batch=on_batch,
-                       ray_address=options.ray_address, workers=options.workers)
+    return run_batches(run_dir, model, dataset, rows, batch_size=options.batch_size, limit=options.limit,
+                       on_batch=on_batch, ray_address=options.ray_address, workers=options.workers)
