@@ -49,7 +49,8 @@ sizes of one speaker are one voice, so intervals that resample voices resample s
 small-footprint statistical-parametric synthesiser of Android's default TTS, through its WASM build (``npm install
 --prefix runs/npm @echogarden/svoxpico-wasm@0.2.0``, run by ``node experiments/pico_say.mjs``; a native 64-bit
 build synthesised the same text differently on every call here, the 32-bit WASM one is deterministic) and the
-lingware files of github.com/naggety/picotts (``pico/lang``; ``--pico-lang`` points at them; not committed). Its
+lingware files of github.com/naggety/picotts (``git clone https://github.com/naggety/picotts runs/picotts``, or
+``--pico-lang`` pointing at its ``pico/lang``; not committed). Its
 six voices (``PICO_VOICES``: American and British English, German, Spanish, French and Italian lingware, each with its
 own recorded speaker) at three pitches (100, 82 and 120 %) saying the word as a statement, a question and an
 exclamation (for hey jarvis, respelt for the four non-English voices as a speaker of the language would write it:
@@ -407,7 +408,7 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
     return _write_metadata(out, rows)
 
 
-def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("/tmp/pico/pico/lang"),
+def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/picotts/pico/lang"),
                    npm: Path = Path("runs/npm")) -> int:
     """Write the --pico set under ``out``: every ``PICO_VOICES`` voice at ``PICO_PITCHES`` saying the word
     (``PICO_TEXTS``) at a speed drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
@@ -417,8 +418,8 @@ def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("/tmp/p
         raise SystemExit(f"SVOX Pico is missing: install Node.js, then npm install --prefix {npm} "
                          f"@echogarden/svoxpico-wasm@0.2.0")
     if not (lingware / "en-US_ta.bin").exists():
-        raise SystemExit(f"Pico's lingware is missing: pass --pico-lang with github.com/naggety/picotts's pico/lang; "
-                         f"looked in {lingware}")
+        raise SystemExit(f"Pico's lingware is missing: git clone https://github.com/naggety/picotts runs/picotts, or "
+                         f"pass --pico-lang with its pico/lang; looked in {lingware}")
     label = word.replace(" ", "_")
     rows: list[dict] = []
     save = _saver(out, rows)
@@ -472,7 +473,7 @@ def main() -> None:
     parser.add_argument("--dectalk-say", type=Path, default=Path("/opt/dectalk/say"), help="DECtalk's say program")
     parser.add_argument("--pico", action="store_true",
                         help="SVOX Pico's six voices saying the word: an engine no other set uses (see above)")
-    parser.add_argument("--pico-lang", type=Path, default=Path("/tmp/pico/pico/lang"), help="Pico's lingware folder")
+    parser.add_argument("--pico-lang", type=Path, default=Path("runs/picotts/pico/lang"), help="Pico's lingware folder")
     args = parser.parse_args()
     if args.pico:
         print(f"wrote {build_pico_set(args.out, args.word, args.pico_lang)} clips under {args.out}")
