@@ -72,8 +72,7 @@ def measured_recipe(kind: str, *, steps: int | None = None, augment: bool | None
     :data:`OPTIMISATION_ROOMS` rooms), ``"nes"`` (the same; NES reads no steps), ``"masking"`` (augmented,
     :data:`MASKING_STEPS` steps) or ``"substitute"`` (augmented with device bands on half the scenes,
     :data:`SUBSTITUTE_DEVICE_PROBABILITY`, in :data:`SUBSTITUTE_ROOMS` rooms, :data:`SUBSTITUTE_JAM_STEPS` steps per
-    round's jam). ``robustaudio jam`` uses this, so a
-    library caller gets the same defaults by asking for them.
+    round's jam). ``robustaudio jam`` uses this, so a library caller gets the same defaults by asking for them.
     """
     if kind not in JAM_KINDS:
         raise JamError(f"Unknown kind of jam {kind!r}: use one of {', '.join(JAM_KINDS)}.")
