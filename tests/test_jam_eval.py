@@ -416,6 +416,30 @@ def test_jam_and_evaluate_over_scene_seeds_fills_the_seed_tables():
     assert set(plain.rooms) == {"optimisation", "held-out"} and {r["rooms"] for r in plain.rows} == set(plain.rooms)
 
 
+def test_a_level_sweep_that_keeps_no_floor_says_whether_any_level_could(monkeypatch):
+    """No level keeps the floor: if the clips keep it with no music in the same rooms, the grid was too loud
+    ("try quieter levels"); if they do not even then (Pico's "alexa" in rooms, experiments/jam_pico.md), the
+    refusal says no level can and names the real fixes."""
+    import robustaudio.runner.jam as runner
+    from robustaudio.metrics.jamming import clean_f1_in_rooms
+
+    detector = Detector(BandEnergy(), "tone")
+    speech = _tones(4)
+    protocol = SceneProtocol(optimisation_rooms=2, held_out_rooms=2, draws=1, random_pieces=2, loop_seconds=0.5,
+                             scene_seeds=(1, 2))
+    clean = clean_f1_in_rooms(detector, speech, FAST, seeds=(1001, 1002), held_out_rooms=2, draws=1)
+    assert set(clean) == {1001, 1002} and all(0.0 <= v <= 1.0 for v in clean.values())
+    monkeypatch.setattr(runner, "sweep_levels_by", lambda *a, **k: {"all": {-10.0: {1001: 0.2, 1002: 0.3}}})
+    monkeypatch.setattr(runner, "clean_f1_in_rooms", lambda *a, **k: {1001: 0.9, 1002: 0.8})
+    with pytest.raises(JamError, match="try quieter levels"):
+        runner.choose_music_level(detector, speech, FAST, [-10.0], protocol, floor=0.75, seed=3)
+    monkeypatch.setattr(runner, "clean_f1_in_rooms", lambda *a, **k: {1001: 0.5, 1002: 0.6})
+    with pytest.raises(JamError, match=r"Even with no music the detector's F1 .* is 0\.550 .* below the floor "
+                                       r"0\.75: no music level can keep it\. Choose level clips the detector "
+                                       r"handles in a room, or a lower --level-floor"):
+        runner.choose_music_level(detector, speech, FAST, [-10.0], protocol, floor=0.75, seed=3)
+
+
 def test_the_rhythm_grid_sets_the_learned_loop_and_every_random_baseline(monkeypatch):
     """--notes-per-second: the attack and the random music it is compared with share the grid (random loops on
     a denser grid mask less, so a baseline on the default grid would be the wrong comparison)."""

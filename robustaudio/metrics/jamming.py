@@ -349,6 +349,17 @@ def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: E
     return out
 
 
+def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, *, seeds=(1, 2, 3, 4, 5),
+                      held_out_rooms: int = 16, draws: int = 2, avoid: RoomSet | None = None) -> dict[int, float]:
+    """F1 per scene seed with no music, in the rooms :func:`sweep_levels` plays the same seeds in: the ceiling of
+    every level's random-music F1 (a level sweep that keeps no floor may be a detector that does not hear these
+    clips in a room at all, not a grid too loud)."""
+    rows = evaluate_seeds({"target": detector}, utterances, config, {"clean": None}, seeds=seeds,
+                          held_out_rooms=held_out_rooms, draws=draws, avoid=avoid)
+    return {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows if r["seed"] == s],
+                                            dtype=bool).reshape(-1, 2)) for s in seeds}
+
+
 def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
                  seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2, loop_seconds: float = 4.0,
                  pieces: int = 4, notes_per_second: float = 4.0, avoid: RoomSet | None = None,
@@ -361,6 +372,7 @@ def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTC
                            notes_per_second=notes_per_second, avoid=avoid, progress=progress)["all"]
 
 
-__all__ = ["CONDITIONS", "choose_level", "choose_level_every", "clean_correct", "evaluate", "evaluate_seeds",
+__all__ = ["CONDITIONS", "choose_level", "choose_level_every", "clean_correct", "clean_f1_in_rooms", "evaluate",
+           "evaluate_seeds",
            "level_means", "random_loops", "resolve_music", "seed_rooms", "seed_summary", "summarize", "sweep_levels",
            "sweep_levels_by", "voice_table"]

@@ -22,6 +22,7 @@ from ..metrics.jamming import (
     choose_level,
     choose_level_every,
     clean_correct,
+    clean_f1_in_rooms,
     evaluate,
     evaluate_seeds,
     level_means,
@@ -379,7 +380,9 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     ``protocol.draws`` scenes per clip, with ``protocol.random_pieces`` :func:`random_loops`. Only random music is
     played: the choice never sees the adversarial music. Returns ``(level, record)``: the record has every
     level's F1 per seed and its mean (and per group), the floor, the clips used and the level chosen.
-    ``progress(levels_done, levels_total)``.
+    ``progress(levels_done, levels_total)``. Where no level keeps the floor, the refusal says whether the clips
+    keep it with no music at all (:func:`~..metrics.jamming.clean_f1_in_rooms`): if not, no level can (SVOX Pico's
+    "alexa" in rooms: F1 0.55 clean, ``experiments/jam_pico.md``), and quieter levels are not the fix.
     """
     kept = utterances.subset(clean_correct(detector, utterances, config))
     positives = int((kept.labels == 1).sum())
@@ -393,7 +396,18 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
                                loop_seconds=protocol.loop_seconds, pieces=protocol.random_pieces,
                                notes_per_second=protocol.notes_per_second, avoid=optimisation, progress=progress)
     sweep = by_group["all"]
-    level = choose_level_every(by_group, floor) if groups else choose_level(sweep, floor)
+    try:
+        level = choose_level_every(by_group, floor) if groups else choose_level(sweep, floor)
+    except JamError as error:  # a grid too loud, or clips the detector does not handle in a room at all?
+        clean = clean_f1_in_rooms(detector, kept, config, seeds=sweep_seeds, held_out_rooms=protocol.held_out_rooms,
+                                  draws=protocol.draws, avoid=optimisation)
+        ceiling = float(np.mean(list(clean.values())))
+        if ceiling < floor:
+            raise JamError(f"Even with no music the detector's F1 on the {positives} positives and "
+                           f"{int((kept.labels == 0).sum())} negatives set aside for the level is {ceiling:.3f} in "
+                           f"the sweep's rooms, below the floor {floor:g}: no music level can keep it. Choose level "
+                           f"clips the detector handles in a room, or a lower --level-floor.") from error
+        raise
     means = level_means(sweep)
     record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": protocol.draws,
               "positives": positives, "negatives": int((kept.labels == 0).sum()),
