@@ -182,7 +182,10 @@ def main() -> None:
     for level, per_seed in sorted(sweep.items()):
         log(f"development, {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
     if args.at_level is None:
-        music_db = choose_level(sweep, args.floor)
+        try:
+            music_db = choose_level(sweep, args.floor)
+        except JamError as error:  # one line, no traceback; the saved sweep is reused as it is by a rerun
+            raise SystemExit(f"{error} (sweep saved in {sweep_file}: other --levels need another --out)") from None
         log(f"chosen level {music_db:g} dB re speech")
     else:  # the rule is only reported: it may find no level at all among --levels
         try:
