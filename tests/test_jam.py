@@ -334,6 +334,10 @@ def test_cli_jam_writes_card_music_and_report(tmp_path, few_minievents):
     assert "data:image/png;base64" in html and "spectrograms" in html.lower()
     assert card["clips"]["test_positives"] == 2 and card["clips"]["test_negatives"] == 2
     assert (out / "scenes.jsonl").read_text().count("\n") == sum(s["scenes"] for s in card["detection"])
+    from robustaudio.report.jam import jam_headline  # the console names the report's flags (two steps cannot finish)
+    flagged = [flag.name for flag in jam_headline(card).flags]
+    assert "unfinished optimisation" in flagged
+    assert f"flags: {', '.join(flagged)} (the report's first lines give each one's fix)" in result.output
 
 
 def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_minievents):

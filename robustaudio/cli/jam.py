@@ -259,7 +259,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     from ..attacks.jamming import Detector
     from ..attacks.music import MusicError
     from ..models import load_model
-    from ..report.jam import headline, write_jam_report
+    from ..report.jam import headline, jam_headline, write_jam_report
     from ..runner.jam import (
         LEVEL_DRAWS,
         ClipOrigins,
@@ -351,7 +351,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
-    write_jam_report(out, run, model_name, notes)
+    card = write_jam_report(out, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
     for row in run.seed_summary:
@@ -362,4 +362,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     if transfer_to:
         for rooms, values in headline(run.summary, transfer_to).items():
             click.echo(f"{transfer_to}, F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
+    flagged = [flag.name for flag in jam_headline(card).flags]
+    if flagged:  # the report opens with them and their fixes; say so here too, where the run is watched
+        click.echo(f"flags: {', '.join(flagged)} (the report's first lines give each one's fix)", err=True)
     click.echo(f"report: {out / 'report.html'}")
