@@ -258,10 +258,15 @@ def dectalk_say(text: str, speaker: str, head_size: int, rate: int, say: Path) -
     return (samples[: loud[-1] + sr // 5] if loud.size else samples), sr
 
 
+def pico_module(npm: Path) -> Path:
+    """Where ``npm install --prefix npm @echogarden/svoxpico-wasm`` puts Pico's WASM module."""
+    return npm / "node_modules" / "@echogarden" / "svoxpico-wasm" / "svoxpico.js"
+
+
 def pico_say(text: str, language: str, pitch: int, speed: int, lingware: Path, npm: Path) -> tuple[np.ndarray, int]:
     """SVOX Pico through ``pico_say.mjs``: ``language`` (a ``PICO_VOICES`` key) at ``pitch`` and ``speed`` % of the
     voice's own; ``lingware``: the folder of its ``.bin`` files; int16 samples at 16 kHz."""
-    module = npm / "node_modules" / "@echogarden" / "svoxpico-wasm" / "svoxpico.js"
+    module = pico_module(npm)
     markup = f'<pitch level="{pitch}"><speed level="{speed}">{text}</speed></pitch>'
     with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
         subprocess.run(["node", str(Path(__file__).with_name("pico_say.mjs")), str(module.resolve()),
@@ -413,8 +418,7 @@ def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/p
     """Write the --pico set under ``out``: every ``PICO_VOICES`` voice at ``PICO_PITCHES`` saying the word
     (``PICO_TEXTS``) at a speed drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
     and speed; ``split`` is ``fresh``, engine ``pico``."""
-    module = npm / "node_modules" / "@echogarden" / "svoxpico-wasm" / "svoxpico.js"
-    if shutil.which("node") is None or not module.exists():
+    if shutil.which("node") is None or not pico_module(npm).exists():
         raise SystemExit(f"SVOX Pico is missing: install Node.js, then npm install --prefix {npm} "
                          f"@echogarden/svoxpico-wasm@0.2.0")
     if not (lingware / "en-US_ta.bin").exists():

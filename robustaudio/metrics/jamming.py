@@ -340,13 +340,16 @@ def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: E
         for group in out:
             def member(row: dict, g: str = group) -> bool:
                 return g == "all" or row["label"] == 0 or group_of.get(row["clip_id"]) == g
-            out[group][float(level)] = {
-                int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows
-                                                 if r["seed"] == s and member(r)], dtype=bool).reshape(-1, 2))
-                for s in seeds}
+            out[group][float(level)] = _f1_per_seed([r for r in rows if member(r)], seeds)
         if progress is not None:
             progress(k + 1, len(levels))
     return out
+
+
+def _f1_per_seed(rows: list[dict], seeds) -> dict[int, float]:
+    """F1 of ``rows`` (:func:`evaluate_seeds`'s) per scene seed."""
+    return {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows if r["seed"] == s],
+                                            dtype=bool).reshape(-1, 2)) for s in seeds}
 
 
 def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, *, seeds=(1, 2, 3, 4, 5),
@@ -354,10 +357,8 @@ def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config:
     """F1 per scene seed with no music, in the rooms :func:`sweep_levels` plays the same seeds in: the ceiling of
     every level's random-music F1 (a level sweep that keeps no floor may be a detector that does not hear these
     clips in a room at all, not a grid too loud)."""
-    rows = evaluate_seeds({"target": detector}, utterances, config, {"clean": None}, seeds=seeds,
-                          held_out_rooms=held_out_rooms, draws=draws, avoid=avoid)
-    return {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows if r["seed"] == s],
-                                            dtype=bool).reshape(-1, 2)) for s in seeds}
+    return _f1_per_seed(evaluate_seeds({"target": detector}, utterances, config, {"clean": None}, seeds=seeds,
+                                       held_out_rooms=held_out_rooms, draws=draws, avoid=avoid), seeds)
 
 
 def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
@@ -373,6 +374,5 @@ def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTC
 
 
 __all__ = ["CONDITIONS", "choose_level", "choose_level_every", "clean_correct", "clean_f1_in_rooms", "evaluate",
-           "evaluate_seeds",
-           "level_means", "random_loops", "resolve_music", "seed_rooms", "seed_summary", "summarize", "sweep_levels",
-           "sweep_levels_by", "voice_table"]
+           "evaluate_seeds", "level_means", "random_loops", "resolve_music", "seed_rooms", "seed_summary",
+           "summarize", "sweep_levels", "sweep_levels_by", "voice_table"]

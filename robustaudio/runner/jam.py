@@ -385,7 +385,7 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
     "alexa" in rooms: F1 0.55 clean, ``experiments/jam_pico.md``), and quieter levels are not the fix.
     """
     kept = utterances.subset(clean_correct(detector, utterances, config))
-    positives = int((kept.labels == 1).sum())
+    positives, negatives = int((kept.labels == 1).sum()), int((kept.labels == 0).sum())
     if positives == 0:
         raise JamError(f"None of the {int((utterances.labels == 1).sum())} '{detector.target}' clips set aside to "
                        f"choose the music level is detected clean: the level cannot be chosen on them.")
@@ -403,14 +403,14 @@ def choose_music_level(detector: Detector, utterances: Utterances, config: EOTCo
                                   draws=protocol.draws, avoid=optimisation)
         ceiling = float(np.mean(list(clean.values())))
         if ceiling < floor:
-            raise JamError(f"Even with no music the detector's F1 on the {positives} positives and "
-                           f"{int((kept.labels == 0).sum())} negatives set aside for the level is {ceiling:.3f} in "
-                           f"the sweep's rooms, below the floor {floor:g}: no music level can keep it. Choose level "
-                           f"clips the detector handles in a room, or a lower --level-floor.") from error
+            raise JamError(f"Even with no music the detector's F1 on the {positives} positives and {negatives} "
+                           f"negatives set aside for the level is {ceiling:.3f} in the sweep's rooms, below the "
+                           f"floor {floor:g}: no music level can keep it. Choose level clips the detector handles "
+                           f"in a room, or a lower --level-floor.") from error
         raise
     means = level_means(sweep)
     record = {"chosen_db": level, "floor": floor, "scene_seeds": list(sweep_seeds), "draws": protocol.draws,
-              "positives": positives, "negatives": int((kept.labels == 0).sum()),
+              "positives": positives, "negatives": negatives,
               "random_f1": {f"{lvl:g}": {"per_seed": per_seed, "mean": means[lvl]}
                             for lvl, per_seed in sorted(sweep.items())}}
     if groups:
