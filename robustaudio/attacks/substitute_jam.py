@@ -32,6 +32,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,15 +88,15 @@ class SubstituteSettings:
                            "path_loops >= 0.")
 
     @classmethod
-    def for_budget(cls, queries: int, *, feedback: str = "steps", jam_steps: int = 200, jam_batch: int = 16,
-                   jam_lr: float = 0.05, augment_asks: bool = False) -> SubstituteSettings:
+    def for_budget(cls, queries: int, **settings: Any) -> SubstituteSettings:
         """The measured schedule scaled to a budget of ``queries``: a fifth of it before the first fit, the rest
         over eight more rounds, 600 fitting steps per fit (``experiments/jam_query.md`` at 20,000 queries: the
-        class defaults), fewer where there are few answers to fit (a quarter of the budget, at least 40)."""
+        class defaults), fewer where there are few answers to fit (a quarter of the budget, at least 40).
+        ``settings``: any other field (``feedback``, ``jam_steps``, ``augment_asks``, ...), the class's defaults
+        otherwise."""
         return cls(queries=queries, first_queries=max(1, queries // 5),
                    round_queries=max(1, (queries - queries // 5) // 8), fit_steps=min(600, max(40, queries // 4)),
-                   feedback=feedback, jam_steps=jam_steps, jam_batch=jam_batch, jam_lr=jam_lr,
-                   augment_asks=augment_asks)
+                   **settings)
 
     @property
     def planned_steps(self) -> int:

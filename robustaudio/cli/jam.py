@@ -31,9 +31,8 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
-def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str = "nes",
-                    jam: tuple[int, int, float] = (200, 16, 0.05), augment: bool = False,
-                    scene_seconds: float = 0.1):
+def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str,
+                    jam: tuple[int, int, float], augment: bool = False, scene_seconds: float = 0.1):
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
     work, a detector that gives no gradients when ``--queries`` is missing, and a budget too small to use.
     ``jam``: steps, scenes per step and learning rate of each substitute round's jam; ``augment``: its jams are
