@@ -57,6 +57,14 @@ exclamation (for hey jarvis, respelt for the four non-English voices as a speake
 ``PICO_RESPELT``) at a speed drawn per voice and pitch, with the everyday-phrase negatives at the voice's own pitch and
 speed. Pico writes 16 kHz. ``voice`` is the lingware's speaker (pitches of one voice are one voice).
 
+``--rhvoice`` writes a set from a fourth engine no other set uses (split ``fresh``, engine ``rhvoice``): RHVoice, a
+statistical-parametric (HTS) synthesiser with its own front end and vocoder, built from its public source with its
+English language data and five English voices (``experiments/build_rhvoice.sh``, which installs ``RHVoice-test`` under
+``/opt/rhvoice``; not committed; ``--rhvoice-say`` points elsewhere). Its voices (``RHVOICE_VOICES``: alan, bdl, clb,
+ksp, slt, each trained on one speaker) at three pitches (100, 88 and 112 %) saying the word as a statement, a question
+and an exclamation (``PICO_TEXTS``) at a rate drawn per voice and pitch, with the everyday-phrase negatives at the
+voice's own pitch and rate. RHVoice writes 24 kHz (its default quality). ``voice`` is the speaker.
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -205,6 +213,11 @@ VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 
 
+RHVOICE_VOICES = ("alan", "bdl", "clb", "ksp", "slt")        # Scottish m, US m, US f, Indian English m, US f
+RHVOICE_PITCHES = (100, 88, 112)                               # % of the voice's own pitch
+RHVOICE_RATES = (85, 100, 115)                                 # % of the voice's own rate
+
+
 def read_wav(path: str) -> tuple[np.ndarray, int]:
     data, rate = soundfile.read(path, dtype="int16")
     return (data if data.ndim == 1 else data[:, 0]), rate
@@ -272,6 +285,16 @@ def pico_say(text: str, language: str, pitch: int, speed: int, lingware: Path, n
         subprocess.run(["node", str(Path(__file__).with_name("pico_say.mjs")), str(module.resolve()),
                         *(str(lingware / name) for name in PICO_VOICES[language]), markup, handle.name],
                        check=True, capture_output=True)
+        return read_wav(handle.name)
+
+
+def rhvoice_say(text: str, voice: str, pitch: int, rate: int, say: Path) -> tuple[np.ndarray, int]:
+    """RHVoice's ``RHVoice-test`` (``say``: its path): ``voice`` (an ``RHVOICE_VOICES`` name) at ``pitch`` and
+    ``rate`` % of the voice's own (above 100 % time-stretched by sonic, below by the model); int16 samples at
+    24 kHz (the voices' default quality)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run([str(say), "-p", voice, "-t", str(pitch), "-r", str(rate), "-o", handle.name],
+                       input=text.encode(), check=True, capture_output=True)
         return read_wav(handle.name)
 
 
@@ -439,6 +462,27 @@ def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/p
     return _write_metadata(out, rows)
 
 
+def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhvoice/bin/RHVoice-test")) -> int:
+    """Write the --rhvoice set under ``out``: every ``RHVOICE_VOICES`` voice at ``RHVOICE_PITCHES`` saying the word
+    (``PICO_TEXTS``) at a rate drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
+    and rate; ``split`` is ``fresh``, engine ``rhvoice``."""
+    if not say.exists():
+        raise SystemExit(f"RHVoice is missing: run experiments/build_rhvoice.sh (builds it from its public source "
+                         f"into /opt/rhvoice) or pass --rhvoice-say; looked for {say}")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for voice, pitch in itertools.product(RHVOICE_VOICES, RHVOICE_PITCHES):
+        rate = RHVOICE_RATES[zlib.crc32(f"{voice}{pitch}".encode()) % len(RHVOICE_RATES)]
+        for k, text in enumerate(PICO_TEXTS.get(word, (word,))):
+            save(label, f"rhvoice-{voice}-{pitch}-{k}", *rhvoice_say(text, voice, pitch, rate, say), "fresh",
+                 "rhvoice", voice, voice, f"pitch {pitch} %, rate {rate} %", text)
+    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), RHVOICE_VOICES):
+        save(f"not-{label}", f"{k:02d}-rhvoice-{voice}", *rhvoice_say(text, voice, 100, 100, say), "fresh",
+             "rhvoice", voice, voice, "pitch 100 %, rate 100 %", text)
+    return _write_metadata(out, rows)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -478,7 +522,14 @@ def main() -> None:
     parser.add_argument("--pico", action="store_true",
                         help="SVOX Pico's six voices saying the word: an engine no other set uses (see above)")
     parser.add_argument("--pico-lang", type=Path, default=Path("runs/picotts/pico/lang"), help="Pico's lingware folder")
+    parser.add_argument("--rhvoice", action="store_true",
+                        help="RHVoice's five English voices saying the word: an engine no other set uses (see above)")
+    parser.add_argument("--rhvoice-say", type=Path, default=Path("/opt/rhvoice/bin/RHVoice-test"),
+                        help="RHVoice's RHVoice-test program")
     args = parser.parse_args()
+    if args.rhvoice:
+        print(f"wrote {build_rhvoice_set(args.out, args.word, args.rhvoice_say)} clips under {args.out}")
+        return
     if args.pico:
         print(f"wrote {build_pico_set(args.out, args.word, args.pico_lang)} clips under {args.out}")
         return
