@@ -170,3 +170,29 @@ def test_jam_headline_says_whether_the_level_was_fitted_to_the_evaluated_engine(
         "music level chosen on other voices of the evaluated engine(s) dectalk (random music only)"]
     card["settings"]["evaluate_engines"] = []  # not a held-out-engine run: nothing to say
     assert fit_line(None) == []
+
+
+def test_a_loud_control_at_a_chosen_level_says_the_level_did_not_hold_for_these_voices():
+    """Chosen on two RHVoice speakers (random music 0.76 at -6 dB), the level left three others at 0.35
+    (experiments/jam_rhvoice.md): the fix names the choice and --level-by voice, not only a quieter level."""
+    from robustaudio.report.jam import jam_headline
+
+    def row(condition, f1):
+        return {"detector": "target", "condition": condition, "voices": 3, "f1": {"value": f1, "ci95": [f1 - 0.1,
+                                                                                                   f1 + 0.1]}}
+
+    choice = {"chosen_db": -6.0, "floor": 0.75, "positives": 18, "negatives": 20, "scene_seeds": [1001, 1002],
+              "draws": 2, "split": "level", "random_f1": {"-8": {"per_seed": {}, "mean": 0.84},
+                                                          "-6": {"per_seed": {}, "mean": 0.759}}}
+    card = {"target": "alexa", "music_db": -6.0,
+            "seed_summary": [row("clean", 0.96), row("random", 0.354), row("adversarial", 0.01)],
+            "settings": {"steps": 2, "batch_size": 2, "optimisation_rooms": 1, "held_out_rooms": 1, "draws": 1,
+                         "seed": 0, "scene_seeds": [1, 2], "level_choice": choice}}
+    (flag,) = jam_headline(card).flags
+    assert flag.name == "loud control" and "F1 0.35" in flag.seen
+    assert "chosen on 18 other positives" in flag.fix and "0.759 at -6 dB" in flag.fix
+    assert "--level-by voice" in flag.fix and "quieter --music-db" in flag.fix
+    choice["by"] = "voice"
+    assert "every level voice kept the floor" in jam_headline(card).flags[0].fix
+    del card["settings"]["level_choice"]
+    assert jam_headline(card).flags[0].fix.startswith("a quieter --music-db")

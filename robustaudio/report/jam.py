@@ -434,6 +434,22 @@ def _level_fit(choice: dict | None) -> str:
     return f"music level chosen on other engines only: it may not fit the evaluated one ({LEVELS_DIFFER})"
 
 
+def _loud_control_fix(choice: dict | None) -> str:
+    """What to do when random music alone drowns the evaluated voices (``choice``: the ``level_choice`` record, None
+    where ``--music-db`` gave the level). A level chosen on a few voices need not hold for others: chosen on two
+    RHVoice speakers (random music 0.76 at -6 dB), it left three others at 0.35 (``experiments/jam_rhvoice.md``)."""
+    quieter = "a quieter --music-db: at this level any music masks the word, so the attack's share is small"
+    if not choice:
+        return quieter
+    at = f"{choice['chosen_db']:g}"
+    kept = choice["random_f1"].get(at, {}).get("mean")
+    where = (f"the level was chosen on {choice['positives']} other positives, where random music kept "
+             f"{fmt(kept) if kept is not None else '?'} at {at} dB; it does not hold for these voices")
+    if choice.get("by") == "voice":
+        return f"{where} although every level voice kept the floor: choose it on more voices, or {quieter}"
+    return f"{where}: choose it with --level-by voice (every voice must keep the floor) or on more voices, or {quieter}"
+
+
 STILL_FIRING = 0.2  # share of its own learning scenes a finished jam still fires on: jams that worked ended at
 # 0.00-0.06 (-7 and -13 dB, experiments/jam_dectalk.md), jams learned at -31 dB at 0.25-0.50 and did little
 # (experiments/jam_pico.md)
@@ -472,8 +488,7 @@ def jam_headline(card: dict) -> Headline:
         random, adversarial = pooled.get("random"), pooled.get("adversarial")
         if random is not None and random["f1"]["value"] < 0.7:
             flags.append(Flag("loud control", "random music", f"F1 {fmt(random['f1']['value'])} with random music "
-                              f"alone", "a quieter --music-db: at this level any music masks the word, so the "
-                              "attack's share is small"))
+                              f"alone", _loud_control_fix(s.get("level_choice"))))
         fragile = [r for r in card.get("engine_summary") or [] if r["detector"] == "target"
                    and r["condition"] == "random" and r["f1"]["value"] < 0.7]
         if fragile and (random is None or random["f1"]["value"] >= 0.7):  # the pooled control hides an engine
