@@ -437,7 +437,8 @@ def _level_fit(choice: dict | None) -> str:
 def _loud_control_fix(choice: dict | None) -> str:
     """What to do when random music alone drowns the evaluated voices (``choice``: the ``level_choice`` record, None
     where ``--music-db`` gave the level). A level chosen on a few voices need not hold for others: chosen on two
-    RHVoice speakers (random music 0.76 at -6 dB), it left three others at 0.35 (``experiments/jam_rhvoice.md``)."""
+    RHVoice speakers (random music 0.76 at -6 dB), it left three others at 0.35; the per-voice rule on the same two
+    (-10 dB) still left them at 0.51 (``experiments/jam_rhvoice.md``): more level voices first."""
     quieter = "a quieter --music-db: at this level any music masks the word, so the attack's share is small"
     if not choice:
         return quieter
@@ -447,7 +448,8 @@ def _loud_control_fix(choice: dict | None) -> str:
              f"{fmt(kept) if kept is not None else '?'} at {at} dB; it does not hold for these voices")
     if choice.get("by") == "voice":
         return f"{where} although every level voice kept the floor: choose it on more voices, or {quieter}"
-    return f"{where}: choose it with --level-by voice (every voice must keep the floor) or on more voices, or {quieter}"
+    return (f"{where}: choose it on more voices, or with --level-by voice (every voice must keep the floor), or "
+            f"{quieter}")
 
 
 STILL_FIRING = 0.2  # share of its own learning scenes a finished jam still fires on: jams that worked ended at
