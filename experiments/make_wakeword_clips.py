@@ -84,6 +84,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -436,6 +437,25 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
     return _write_metadata(out, rows)
 
 
+def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[int, ...], speeds: tuple[int, ...],
+                      speed_name: str, say, texts) -> int:
+    """The --pico and --rhvoice sets: every voice at every pitch (%) saying ``texts(voice)`` at a speed (%) drawn per
+    voice and pitch, plus the everyday-phrase negatives at 100 % of both; ``say(text, voice, pitch, speed)`` gives
+    int16 samples and their rate; ``split`` is ``fresh``."""
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for voice, pitch in itertools.product(voices, pitches):
+        speed = speeds[zlib.crc32(f"{voice}{pitch}".encode()) % len(speeds)]
+        for k, text in enumerate(texts(voice)):
+            save(label, f"{engine}-{voice}-{pitch}-{k}", *say(text, voice, pitch, speed), "fresh", engine, voice,
+                 voice, f"pitch {pitch} %, {speed_name} {speed} %", text)
+    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), voices):
+        save(f"not-{label}", f"{k:02d}-{engine}-{voice}", *say(text, voice, 100, 100), "fresh", engine, voice, voice,
+             f"pitch 100 %, {speed_name} 100 %", text)
+    return _write_metadata(out, rows)
+
+
 def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/picotts/pico/lang"),
                    npm: Path = Path("runs/npm")) -> int:
     """Write the --pico set under ``out``: every ``PICO_VOICES`` voice at ``PICO_PITCHES`` saying the word
@@ -447,19 +467,9 @@ def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/p
     if not (lingware / "en-US_ta.bin").exists():
         raise SystemExit(f"Pico's lingware is missing: git clone https://github.com/naggety/picotts runs/picotts, or "
                          f"pass --pico-lang with its pico/lang; looked in {lingware}")
-    label = word.replace(" ", "_")
-    rows: list[dict] = []
-    save = _saver(out, rows)
-    for voice, pitch in itertools.product(PICO_VOICES, PICO_PITCHES):
-        speed = PICO_SPEEDS[zlib.crc32(f"{voice}{pitch}".encode()) % len(PICO_SPEEDS)]
-        texts = PICO_RESPELT.get(word, {}).get(voice) or PICO_TEXTS.get(word, (word,))
-        for k, text in enumerate(texts):
-            save(label, f"pico-{voice}-{pitch}-{k}", *pico_say(text, voice, pitch, speed, lingware, npm), "fresh",
-                 "pico", voice, voice, f"pitch {pitch} %, speed {speed} %", text)
-    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), PICO_VOICES):
-        save(f"not-{label}", f"{k:02d}-pico-{voice}", *pico_say(text, voice, 100, 100, lingware, npm), "fresh",
-             "pico", voice, voice, "pitch 100 %, speed 100 %", text)
-    return _write_metadata(out, rows)
+    say = partial(pico_say, lingware=lingware, npm=npm)
+    return _write_engine_set(out, word, "pico", PICO_VOICES, PICO_PITCHES, PICO_SPEEDS, "speed", say,
+                             lambda voice: PICO_RESPELT.get(word, {}).get(voice) or PICO_TEXTS.get(word, (word,)))
 
 
 def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhvoice/bin/RHVoice-test")) -> int:
@@ -469,18 +479,8 @@ def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhv
     if not say.exists():
         raise SystemExit(f"RHVoice is missing: run experiments/build_rhvoice.sh (builds it from its public source "
                          f"into /opt/rhvoice) or pass --rhvoice-say; looked for {say}")
-    label = word.replace(" ", "_")
-    rows: list[dict] = []
-    save = _saver(out, rows)
-    for voice, pitch in itertools.product(RHVOICE_VOICES, RHVOICE_PITCHES):
-        rate = RHVOICE_RATES[zlib.crc32(f"{voice}{pitch}".encode()) % len(RHVOICE_RATES)]
-        for k, text in enumerate(PICO_TEXTS.get(word, (word,))):
-            save(label, f"rhvoice-{voice}-{pitch}-{k}", *rhvoice_say(text, voice, pitch, rate, say), "fresh",
-                 "rhvoice", voice, voice, f"pitch {pitch} %, rate {rate} %", text)
-    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), RHVOICE_VOICES):
-        save(f"not-{label}", f"{k:02d}-rhvoice-{voice}", *rhvoice_say(text, voice, 100, 100, say), "fresh",
-             "rhvoice", voice, voice, "pitch 100 %, rate 100 %", text)
-    return _write_metadata(out, rows)
+    return _write_engine_set(out, word, "rhvoice", RHVOICE_VOICES, RHVOICE_PITCHES, RHVOICE_RATES, "rate",
+                             partial(rhvoice_say, say=say), lambda voice: PICO_TEXTS.get(word, (word,)))
 
 
 def build_language_set(out: Path, word: str = "alexa") -> int:
