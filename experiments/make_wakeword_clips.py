@@ -62,7 +62,7 @@ statistical-parametric (HTS) synthesiser with its own front end and vocoder, bui
 English language data and five English voices (``experiments/build_rhvoice.sh``, which installs ``RHVoice-test`` under
 ``/opt/rhvoice``; not committed; ``--rhvoice-say`` points elsewhere). Its voices (``RHVOICE_VOICES``: alan, bdl, clb,
 ksp, slt, each trained on one speaker) at three pitches (100, 88 and 112 %) saying the word as a statement, a question
-and an exclamation (``PICO_TEXTS``) at a rate drawn per voice and pitch, with the everyday-phrase negatives at the
+and an exclamation (``PHRASINGS``) at a rate drawn per voice and pitch, with the everyday-phrase negatives at the
 voice's own pitch and rate. RHVoice writes 24 kHz (its default quality). ``voice`` is the speaker.
 
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
@@ -201,7 +201,8 @@ PICO_VOICES = {"de-DE": ("de-DE_ta.bin", "de-DE_gl0_sg.bin"), "en-GB": ("en-GB_t
                "fr-FR": ("fr-FR_ta.bin", "fr-FR_nk0_sg.bin"), "it-IT": ("it-IT_ta.bin", "it-IT_cm0_sg.bin")}
 PICO_PITCHES = (100, 82, 120)                                  # % of the voice's own pitch
 PICO_SPEEDS = (85, 100, 115)                                   # % of the voice's own speed
-PICO_TEXTS = {"alexa": ("alexa", "Alexa?", "Alexa!"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "Hey, Jarvis!")}
+PHRASINGS = {  # the word as a statement, a question and an exclamation (Pico, RHVoice)
+    "alexa": ("alexa", "Alexa?", "Alexa!"), "hey jarvis": ("hey jarvis", "Hey Jarvis?", "Hey, Jarvis!")}
 # "hey jarvis" as a speaker of the voice's language would write it (the non-English lingware reads "jarvis" with its
 # own j; a dry probe of three or four spellings per voice, one clip each, picked these); voice -> (statement, ...)
 PICO_RESPELT = {"hey jarvis": {"de-DE": ("hey dschahrwiss", "Hey dschahrwiss?", "Hey, dschahrwiss!"),
@@ -459,7 +460,7 @@ def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[
 def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/picotts/pico/lang"),
                    npm: Path = Path("runs/npm")) -> int:
     """Write the --pico set under ``out``: every ``PICO_VOICES`` voice at ``PICO_PITCHES`` saying the word
-    (``PICO_TEXTS``) at a speed drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
+    (``PHRASINGS``) at a speed drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
     and speed; ``split`` is ``fresh``, engine ``pico``."""
     if shutil.which("node") is None or not pico_module(npm).exists():
         raise SystemExit(f"SVOX Pico is missing: install Node.js, then npm install --prefix {npm} "
@@ -469,18 +470,18 @@ def build_pico_set(out: Path, word: str = "alexa", lingware: Path = Path("runs/p
                          f"pass --pico-lang with its pico/lang; looked in {lingware}")
     say = partial(pico_say, lingware=lingware, npm=npm)
     return _write_engine_set(out, word, "pico", PICO_VOICES, PICO_PITCHES, PICO_SPEEDS, "speed", say,
-                             lambda voice: PICO_RESPELT.get(word, {}).get(voice) or PICO_TEXTS.get(word, (word,)))
+                             lambda voice: PICO_RESPELT.get(word, {}).get(voice) or PHRASINGS.get(word, (word,)))
 
 
 def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhvoice/bin/RHVoice-test")) -> int:
     """Write the --rhvoice set under ``out``: every ``RHVOICE_VOICES`` voice at ``RHVOICE_PITCHES`` saying the word
-    (``PICO_TEXTS``) at a rate drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
+    (``PHRASINGS``) at a rate drawn per voice and pitch, plus the everyday-phrase negatives at the voice's own pitch
     and rate; ``split`` is ``fresh``, engine ``rhvoice``."""
     if not say.exists():
         raise SystemExit(f"RHVoice is missing: run experiments/build_rhvoice.sh (builds it from its public source "
                          f"into /opt/rhvoice) or pass --rhvoice-say; looked for {say}")
     return _write_engine_set(out, word, "rhvoice", RHVOICE_VOICES, RHVOICE_PITCHES, RHVOICE_RATES, "rate",
-                             partial(rhvoice_say, say=say), lambda voice: PICO_TEXTS.get(word, (word,)))
+                             partial(rhvoice_say, say=say), lambda voice: PHRASINGS.get(word, (word,)))
 
 
 def build_language_set(out: Path, word: str = "alexa") -> int:

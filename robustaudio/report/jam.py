@@ -442,10 +442,9 @@ def _loud_control_fix(choice: dict | None) -> str:
     quieter = "a quieter --music-db: at this level any music masks the word, so the attack's share is small"
     if not choice:
         return quieter
-    at = f"{choice['chosen_db']:g}"
-    kept = choice["random_f1"].get(at, {}).get("mean")
+    at = f"{choice['chosen_db']:g}"  # choose_music_level records every level it tried, the chosen one among them
     where = (f"the level was chosen on {choice['positives']} other positives, where random music kept "
-             f"{fmt(kept) if kept is not None else '?'} at {at} dB; it does not hold for these voices")
+             f"{fmt(choice['random_f1'][at]['mean'])} at {at} dB; it does not hold for these voices")
     if choice.get("by") == "voice":
         return f"{where} although every level voice kept the floor: choose it on more voices, or {quieter}"
     return (f"{where}: choose it on more voices, or with --level-by voice (every voice must keep the floor), or "
