@@ -19,7 +19,8 @@ optimisation rooms). The held-out evaluation voices (flite, Festival) are not re
 
 Printed and written to ``OUT/jam_revalidate.md`` / ``.json``: each loop's validation F1 with its voice-clustered
 interval (per validation part too), the pairs, how many pairs the candidate wins, and the voice-clustered interval
-of the mean paired difference (candidate − baseline; voices resampled jointly across all loops).
+of the mean paired difference (candidate − baseline; voices resampled jointly across all loops), and a per-voice
+table: each voice's TPR under random music and under every loop (its positive scenes over all seeds and draws).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from wakeword_protocol import EVALUATE_ENGINES, kept_counts, log, speech_split  
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, load_speech
 from robustaudio.data.speech import read_speech_set
-from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary
+from robustaudio.metrics.jamming import clean_correct, evaluate_seeds, random_loops, seed_summary, voice_table
 from robustaudio.models import load_model
 from robustaudio.report.card import json_safe
 from robustaudio.stats import clustered_bootstrap, f1_from_counts
@@ -76,6 +77,17 @@ def paired_difference(rows: dict[str, list[dict]], pairs: list[tuple[str, str]],
         return float(np.mean([f1[c] - f1[b] for b, c in index]))
 
     return clustered_bootstrap(table, clusters, statistic, n_resamples=n_resamples)
+
+
+def per_voice_lines(voice_tpr: dict[str, dict[str, float]], loops: list[str]) -> list[str]:
+    """Markdown rows: each voice's TPR under random music and under each loop (columns in ``loops`` order; a
+    folder given as both baseline and candidate is one column)."""
+    lines = ["Per voice, TPR over its positive scenes (all seeds and draws):", "",
+             "| voice | random music | " + " | ".join(loops) + " |", "|---" * (len(loops) + 2) + "|"]
+    for voice, tpr in sorted(voice_tpr.items()):
+        lines.append(f"| {voice} | " + " | ".join(f"{tpr.get(k, float('nan')):.2f}" for k in ["random", *loops])
+                     + " |")
+    return lines + [""]
 
 
 def main() -> None:
@@ -122,6 +134,7 @@ def main() -> None:
     log(f"validation clips kept: {kept}")
     rows, scores = {}, {}
     random_f1: dict = {}
+    voice_tpr: dict[str, dict[str, float]] = {}  # voice -> {"random" or loop folder: TPR}
     for folder in args.baseline + args.candidate:
         run = run_settings(folder)
         level = run["music_db"] if args.music_db is None else args.music_db
@@ -134,11 +147,15 @@ def main() -> None:
             loops = evaluate_seeds({"target": detector}, utterances, config,
                                    {"random": random_loops(4.0, detector.sample_rate, 4)}, seeds=tuple(args.seeds),
                                    held_out_rooms=16, draws=args.draws, avoid=optimisation)
+            for entry in voice_table(loops, voice_of):
+                voice_tpr.setdefault(entry["voice"], {})["random"] = entry["tpr"]
             random_f1 = {"all": seed_summary(loops, voice_of, n_resamples=args.n_resamples)[0]["f1"],
                          **{s["group"]: s["f1"]["value"]
                             for s in seed_summary(loops, voice_of, by=part, n_resamples=args.n_resamples)}}
             log(f"random music: validation F1 {random_f1['all']['value']:.3f}, by part "
                 f"{ {k: round(v, 3) for k, v in random_f1.items() if k != 'all'} }")
+        for entry in voice_table(rows[name], voice_of):
+            voice_tpr.setdefault(entry["voice"], {})[name] = entry["tpr"]
         pooled = seed_summary(rows[name], voice_of, n_resamples=args.n_resamples)[0]
         by_part = {s["group"]: s for s in seed_summary(rows[name], voice_of, by=part, n_resamples=args.n_resamples)}
         scores[name] = {"f1": pooled["f1"], "tpr": pooled["tpr"]["value"], "fpr": pooled["fpr"]["value"],
@@ -174,11 +191,13 @@ def main() -> None:
               f"on {wins} of {len(pairs)} starts",
               f"- mean paired difference (candidate − baseline) {diff['value']:+.3f} "
               f"[{diff['ci95'][0]:+.3f}, {diff['ci95'][1]:+.3f}] ({diff['clusters']} voices resampled)", ""]
+    lines += per_voice_lines(voice_tpr, [str(f) for f in dict.fromkeys(args.baseline + args.candidate)])
     text = "\n".join(lines)
     (args.out / "jam_revalidate.md").write_text(text)
     (args.out / "jam_revalidate.json").write_text(json.dumps(json_safe(
         {"kept": kept, "scores": scores, "random": random_f1, "pairs": pairs, "difference": diff,
          "baseline_mean": base_mean, "candidate_mean": cand_mean, "candidate_wins": wins, "notes": notes,
+         "voice_tpr": voice_tpr,
          "engines": sorted(set(engine_of.values())), "args": {k: str(v) for k, v in vars(args).items()}}), indent=2))
     print(text)
 
