@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -89,7 +90,7 @@ def file_safe(name: str) -> str:
     return re.sub(r"[^\w.+-]+", "_", name)
 
 
-def _clean(value):
+def _clean(value: object) -> object:
     """JSON-safe scalars: numpy/torch scalars to Python, non-finite floats to None."""
     if hasattr(value, "item"):
         value = value.item()
@@ -172,7 +173,7 @@ def _replace_bytes(path: Path, data: bytes) -> None:
             pass
 
 
-def write_json_atomic(path: str | Path, obj, **dump_options) -> None:
+def write_json_atomic(path: str | Path, obj: object, **dump_options: Any) -> None:
     """Write ``obj`` as JSON (``indent=2`` unless given) so that ``path`` holds the old or the new
     content, never a partial one; a full disk or unwritable folder raises :class:`RunDirectoryError`."""
     path = Path(path)

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
-def mean_with_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
+def mean_with_ci(values: ArrayLike, confidence: float = 0.95, n_resamples: int = 2000,
                  seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``values`` (e.g. 0/1 correctness per clip) and its percentile-bootstrap interval.
 
@@ -28,7 +29,7 @@ def mean_with_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
     return mean, float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def per_class_mean(values, classes) -> dict[str, float]:
+def per_class_mean(values: ArrayLike, classes: ArrayLike) -> dict[str, float]:
     """Mean of ``values`` within each class name in ``classes`` (same length)."""
     values = np.asarray(values, dtype=float)
     classes = np.asarray(classes)
@@ -42,7 +43,7 @@ def _f1(labels: np.ndarray, fired: np.ndarray) -> np.ndarray:
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), np.nan)
 
 
-def detection_metrics(labels, fired, seed: int = 0, n_resamples: int = 2000) -> dict:
+def detection_metrics(labels: ArrayLike, fired: ArrayLike, seed: int = 0, n_resamples: int = 2000) -> dict:
     """TPR, FPR, precision and F1 of binary decisions, with 95% percentile-bootstrap intervals.
 
     Args:
@@ -54,7 +55,7 @@ def detection_metrics(labels, fired, seed: int = 0, n_resamples: int = 2000) -> 
     labels = np.asarray(labels, dtype=bool)
     fired = np.asarray(fired, dtype=bool)
 
-    def estimate(values) -> dict:
+    def estimate(values: np.ndarray) -> dict:
         mean, low, high = mean_with_ci(np.asarray(values, dtype=float), seed=seed, n_resamples=n_resamples)
         return {"value": mean, "ci95": [low, high], "n": int(len(values))}
 
@@ -83,8 +84,8 @@ def rate_of(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
-def clustered_bootstrap(values, clusters, statistic: Callable[[np.ndarray], float], n_resamples: int = 2000,
-                        seed: int = 0, level: float = 0.95) -> dict:
+def clustered_bootstrap(values: ArrayLike, clusters: ArrayLike, statistic: Callable[[np.ndarray], float],
+                        n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
     """A percentile-bootstrap interval that resamples clusters (voices), not rows (scenes).
 
     Each resample draws as many clusters as there are, uniformly with replacement, stacks the rows

@@ -49,12 +49,7 @@ RATE = 16000
 FAST = EOTConfig(music_db=-10.0, jitter_db=5.0, scene_seconds=1.0, rt60=(0.15, 0.2))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- the clustered bootstrap ----------------------------------------------------------------------

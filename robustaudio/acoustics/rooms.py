@@ -38,6 +38,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import scipy.fft
 import torch
@@ -53,7 +54,7 @@ RT60_RANGE = (0.15, 1.5)
 ROOM_BANK = 16                          # rooms per RT60 in the default bank
 
 
-def _pyroomacoustics():
+def _pyroomacoustics() -> ModuleType:
     return require("pyroomacoustics", "rooms", "Simulating rooms (the reverb corruption, jamming scenes)")
 
 

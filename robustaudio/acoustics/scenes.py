@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -138,7 +139,8 @@ class Utterances:
     labels: torch.Tensor
 
     @classmethod
-    def from_waveforms(cls, ids, waveforms, labels, sample_rate: int, trim: bool = True) -> Utterances:
+    def from_waveforms(cls, ids: Iterable[str], waveforms: Sequence[torch.Tensor], labels: Iterable[int],
+                       sample_rate: int, trim: bool = True) -> Utterances:
         """From 1-D waveforms ``[T_i]`` in [-1, 1] at ``sample_rate`` (trimmed unless ``trim=False``)."""
         ids, labels = tuple(ids), [int(label) for label in labels]
         if not ids or len(ids) != len(waveforms) or len(ids) != len(labels):

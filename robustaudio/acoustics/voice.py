@@ -11,6 +11,7 @@ a function supports raise :class:`~robustaudio.acoustics.mixing.AcousticsError`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import torch
@@ -133,8 +134,8 @@ def band_limit_gain(frequencies: torch.Tensor, low_hz: torch.Tensor, high_hz: to
     return high_pass * low_pass
 
 
-def filter_gain(audio: torch.Tensor, response, sample_rate: int, circular: bool = False,
-                pad: int = 2048) -> torch.Tensor:
+def filter_gain(audio: torch.Tensor, response: Callable[[torch.Tensor], torch.Tensor], sample_rate: int,
+                circular: bool = False, pad: int = 2048) -> torch.Tensor:
     """Filter ``audio`` ``[..., T]`` with a zero-phase magnitude response: ``response(hz)`` ``[F]`` ->
     linear gains broadcastable to ``[..., F]``. Zero-padded by ``pad`` samples on each side unless
     ``circular`` (a loop: the filter wraps around, which is exact for a periodic signal)."""
@@ -146,7 +147,9 @@ def filter_gain(audio: torch.Tensor, response, sample_rate: int, circular: bool 
     return out if circular else out[..., pad:pad + length]
 
 
-def equalise(audio: torch.Tensor, centres_hz, gains_db, widths_octaves, sample_rate: int = 16000,
+def equalise(audio: torch.Tensor, centres_hz: torch.Tensor | Sequence[float] | Sequence[Sequence[float]],
+             gains_db: torch.Tensor | Sequence[float] | Sequence[Sequence[float]],
+             widths_octaves: torch.Tensor | Sequence[float] | Sequence[Sequence[float]], sample_rate: int = 16000,
              circular: bool = False) -> torch.Tensor:
     """A random-EQ filter: :func:`eq_gain` bands applied with :func:`filter_gain` (one set of bands
     ``[K]`` for every row, or ``[B, K]`` one per row of ``audio`` ``[B, T]``)."""
@@ -155,8 +158,8 @@ def equalise(audio: torch.Tensor, centres_hz, gains_db, widths_octaves, sample_r
     return filter_gain(audio, lambda hz: eq_gain(hz, centres, gains, widths), sample_rate, circular)
 
 
-def device_filter(audio: torch.Tensor, low_hz, high_hz, sample_rate: int = 16000, order: int = 2,
-                  circular: bool = False) -> torch.Tensor:
+def device_filter(audio: torch.Tensor, low_hz: float | torch.Tensor, high_hz: float | torch.Tensor,
+                  sample_rate: int = 16000, order: int = 2, circular: bool = False) -> torch.Tensor:
     """A microphone's or loudspeaker's band: :func:`band_limit_gain` applied with :func:`filter_gain`
     (scalars, or ``[B]`` one per row of ``audio`` ``[B, T]``)."""
     low = torch.as_tensor(low_hz, dtype=audio.dtype, device=audio.device)

@@ -107,9 +107,9 @@ class _Book:
                             budget=eps, forwards=self.passes.forwards, backwards=self.passes.backwards)
 
 
-def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, labels: torch.Tensor, targeted: bool,
-         loss_fn: LossFn, book: _Book, rows: torch.Tensor, delta: torch.Tensor, eps: torch.Tensor, steps: int,
-         rho: float, momentum: float, early_stop: bool) -> None:
+def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn: Callable[..., torch.Tensor],
+         labels: torch.Tensor, targeted: bool, loss_fn: LossFn, book: _Book, rows: torch.Tensor, delta: torch.Tensor,
+         eps: torch.Tensor, steps: int, rho: float, momentum: float, early_stop: bool) -> None:
     """One APGD run of ``steps`` steps on the clips ``rows`` (inputs ``x0``, start ``delta``)."""
     marks, last_mark = _checkpoints(steps), 0
     n, l1 = rows.numel(), threat.norm == "l1"
@@ -169,7 +169,9 @@ def _run(model: AttackTarget, threat: ThreatModel, x0: torch.Tensor, logits_fn, 
         s["prev"], s["delta"] = s["delta"], z.detach()
 
 
-def _setup(model: AttackTarget, audio, labels, threat, eps, video, clean_logits, targeted):
+def _setup(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+           eps: torch.Tensor | None, video: torch.Tensor | None, clean_logits: torch.Tensor | None, targeted: bool
+           ) -> tuple[torch.Tensor, Callable[..., torch.Tensor], torch.Tensor, _Book]:
     clean, logits_fn = threat.view(model, audio, video)
     clean = clean.detach()
     if clean.dtype in (torch.bfloat16, torch.float16):  # features made under autocast: attack in float32
@@ -183,7 +185,8 @@ def _setup(model: AttackTarget, audio, labels, threat, eps, video, clean_logits,
     return clean, logits_fn, eps, book
 
 
-def _start(threat, clean, eps, init_delta, generator):
+def _start(threat: ThreatModel, clean: torch.Tensor, eps: torch.Tensor, init_delta: torch.Tensor | None,
+           generator: torch.Generator | None) -> torch.Tensor:
     if init_delta is not None:
         return threat.project(init_delta.to(clean), clean, eps)
     return threat.random_start(clean, eps, generator)
@@ -221,14 +224,14 @@ def apgd(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat:
     with frozen(model):
         clean, logits_fn, eps, book = _setup(model, audio, labels, threat, eps, video, clean_logits, targeted)
         if loss == "ce":
-            def loss_fn(out, rows):
+            def loss_fn(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 return attack_loss(model, out, labels[rows], targeted)
         elif model.multilabel:
-            def loss_fn(out, rows):
+            def loss_fn(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 return -margin_loss(model, out.float(), labels[rows])
         else:
             _need_classes(book.logits, 3)
-            def loss_fn(out, rows):
+            def loss_fn(out: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
                 return dlr_loss(out, labels[rows])
         for restart in range(restarts):
             rows = torch.nonzero(~book.success & (eps > 0)).flatten()
@@ -275,7 +278,7 @@ def apgd_targeted(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor
         for run in range(min(target_classes, book.logits.shape[1] - 1)):
             target = order[:, run]
 
-            def loss_fn(out, rows, target=target):
+            def loss_fn(out: torch.Tensor, rows: torch.Tensor, target: torch.Tensor = target) -> torch.Tensor:
                 return dlr_loss(out, labels[rows], target[rows])
 
             for restart in range(restarts):

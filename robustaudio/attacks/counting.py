@@ -86,14 +86,14 @@ class PassCounter(nn.Module):
             out.register_hook(count_backward)
         return out
 
-    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
         return self._count(x, self.model(x, *args))
 
-    def forward_features(self, features: torch.Tensor, *args) -> torch.Tensor:
+    def forward_features(self, features: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
         """Counted like :meth:`forward`; the rows are then features (feature-domain attacks)."""
         return self._count(features, self.model.forward_features(features, *args))
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # Classifier attributes (multilabel, predict, bounds, features, ...) come from the wrapped model.
         try:
             return super().__getattr__(name)
@@ -119,12 +119,12 @@ class QueryCounter(PassCounter):
     def total(self) -> int:
         return self.total_forwards
 
-    def forward(self, x: torch.Tensor, *args) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
         refuse_gradients(x, type(self.model).__name__)
         with torch.no_grad():
             return super().forward(x, *args)
 
-    def forward_features(self, features: torch.Tensor, *args) -> torch.Tensor:
+    def forward_features(self, features: torch.Tensor, *args: torch.Tensor | None) -> torch.Tensor:
         refuse_gradients(features, type(self.model).__name__)
         with torch.no_grad():
             return super().forward_features(features, *args)

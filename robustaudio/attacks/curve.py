@@ -18,7 +18,7 @@ the curve matches separate per-budget runs.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -52,9 +52,9 @@ def same_curve(threats: list[ThreatModel]) -> bool:
     return len({curve_key(t) for t in threats}) == 1
 
 
-def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel],
-              *, generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,
-              video: torch.Tensor | None = None) -> list[AttackResult]:
+def eps_curve(attack: BudgetAttack, model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor,
+              threats: list[ThreatModel], *, generator: torch.Generator | None = None,
+              clean_logits: torch.Tensor | None = None, video: torch.Tensor | None = None) -> list[AttackResult]:
     """``attack``'s results ``[AttackResult]`` for each threat model in ``threats`` (same order).
 
     Args:
@@ -111,10 +111,12 @@ def eps_curve(attack: BudgetAttack, model, audio: torch.Tensor, labels: torch.Te
 def pgd_curve(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threats: list[ThreatModel], *,
               steps: int = 10, restarts: int = 1, generator: torch.Generator | None = None,
               clean_logits: torch.Tensor | None = None, video: torch.Tensor | None = None,
-              **pgd_options) -> list[AttackResult]:
+              **pgd_options: Any) -> list[AttackResult]:
     """:func:`eps_curve` of :func:`~robustaudio.attacks.pgd` (``steps``, ``restarts``, ``pgd_options``
     such as ``targeted`` or ``rel_step_size``)."""
-    def at_budget(model: AttackTarget, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def at_budget(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+                  eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+                  init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return pgd(model, audio, labels, threat, steps=steps, restarts=restarts, eps=eps, generator=generator,
                    clean_logits=clean_logits, video=video, init_delta=init_delta, **pgd_options)
 

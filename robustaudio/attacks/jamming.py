@@ -248,7 +248,8 @@ def optimise_loop(synth: KarplusStrong, utterances: Utterances, rooms: RoomSet, 
     return result
 
 
-def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int):
+def load_speech(clips: Iterable[SpeechClip], target: str, sample_rate: int
+                ) -> tuple[Utterances, dict[str, str], dict[str, str], list[str]]:
     """The clips as :class:`~robustaudio.acoustics.scenes.Utterances` (label 1 where the clip's label is
     ``target``) with ``{clip id: voice}`` and ``{clip id: engine}``; unreadable clips are skipped
     with a note. Returns ``(utterances, voices, engines, notes)``."""

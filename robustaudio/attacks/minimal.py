@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -76,7 +77,7 @@ def minimal_eps(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, 
                 eps_start: float | None = None, eps_max: float | None = None,
                 generator: torch.Generator | None = None, clean_logits: torch.Tensor | None = None,
                 video: torch.Tensor | None = None, refine_steps: int = 40, refine_step: float = 0.1,
-                refine_gamma: float = 0.05, **pgd_options) -> MinimalResult:
+                refine_gamma: float = 0.05, **pgd_options: Any) -> MinimalResult:
     """Smallest perturbation per clip that fools the model, in ``threat``'s norm and domain (see the module).
 
     Args:

@@ -8,10 +8,12 @@ chosen with ``ThreatModel.modality``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
+
+from ..models.base import Classifier
 
 
 def front_end_of(model: nn.Module) -> Any:
@@ -23,15 +25,15 @@ def front_end_of(model: nn.Module) -> Any:
                      f"feature-domain band cannot be mapped to bins; use the waveform domain.")
 
 
-def feature_shape(model, clip_samples: int | None = None) -> tuple[int, int]:
+def feature_shape(model: Classifier, clip_samples: int | None = None) -> tuple[int, int]:
     """``(F, frames)`` of ``model.features`` for one clip of the model's length."""
     samples = clip_samples or model.clip_samples
     with torch.no_grad():
         features = model.features(torch.zeros(1, samples, device=next(model.parameters()).device))
-    return tuple(features.shape[1:])
+    return cast(tuple[int, int], tuple(features.shape[1:]))
 
 
-def time_mask(model, domain: str, start_s: float, end_s: float) -> torch.Tensor:
+def time_mask(model: Classifier, domain: str, start_s: float, end_s: float) -> torch.Tensor:
     """1 inside ``[start_s, end_s)`` seconds of the clip: ``[T]`` (waveform) or ``[1, frames]`` (feature)."""
     if not 0 <= start_s < end_s:
         raise ValueError(f"time window [{start_s}, {end_s}) s is empty or negative: give START < END, in seconds.")
@@ -46,7 +48,7 @@ def time_mask(model, domain: str, start_s: float, end_s: float) -> torch.Tensor:
     return ((times >= start_s) & (times < end_s)).float()
 
 
-def band_mask(model, low_hz: float, high_hz: float) -> torch.Tensor:
+def band_mask(model: Classifier, low_hz: float, high_hz: float) -> torch.Tensor:
     """Feature domain: 1 on the mel bins whose centre lies in ``[low_hz, high_hz]``; ``[F, 1]``."""
     check_band(low_hz, high_hz, model.sample_rate)
     centres = front_end_of(model).centre_frequencies().cpu()

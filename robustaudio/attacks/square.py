@@ -6,6 +6,7 @@ model may be a :class:`~robustaudio.attacks.counting.QueryCounter` or an ONNX mo
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 
 import torch
 
@@ -56,7 +57,8 @@ def _unit_l2(x: torch.Tensor) -> torch.Tensor:
     return x / lp_norm(x, "l2").clamp_min(1e-12)[:, None]
 
 
-def _linf_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project, generator, device) -> torch.Tensor:
+def _linf_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project: Callable[..., torch.Tensor],
+                   generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Set a random window of ``delta`` ``[n, N]`` to ``±ε`` (one sign per window), projected.
 
     Where that leaves the window as it was, the opposite sign is used, so that no query is spent
@@ -74,7 +76,8 @@ def _linf_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project, ge
     return proposal
 
 
-def _l2_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project, generator, device) -> torch.Tensor:
+def _l2_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project: Callable[..., torch.Tensor],
+                 generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """Move L2 mass into a random window of ``delta`` ``[n, N]`` (the paper's L2 update, in 1-D).
 
     Window 1 gets a two-bump profile of random sign plus its own current direction; window 2 is
@@ -96,7 +99,8 @@ def _l2_proposal(delta: torch.Tensor, eps: torch.Tensor, p: float, project, gene
     return project(_unit_l2(proposal) * eps[:, None])
 
 
-def _initial_perturbation(clean: torch.Tensor, eps: torch.Tensor, norm: str, generator, device) -> torch.Tensor:
+def _initial_perturbation(clean: torch.Tensor, eps: torch.Tensor, norm: str, generator: torch.Generator | None,
+                          device: torch.device) -> torch.Tensor:
     """L∞: ``±ε`` with a random sign per sample (the paper's vertical stripes, one sample wide in 1-D).
     L2: 25 consecutive windows, each a two-bump profile of random sign, scaled to norm ``ε``."""
     n, length = clean.shape

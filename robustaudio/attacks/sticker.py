@@ -25,7 +25,7 @@ or the visual branch of an audio-visual :class:`~robustaudio.models.Classifier` 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import cast
 
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.base import frozen
+from ..models.base import Classifier, frozen
 
 PAPER_RADIUS = 25 / 256
 
@@ -61,7 +61,7 @@ class DotOptics:
         if self.beta <= 0:
             raise StickerError(f"edge exponent beta must be > 0, got {self.beta}.")
 
-    def tensors(self, device=None) -> dict[str, torch.Tensor]:
+    def tensors(self, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         """The parameters as float32 tensors (``colour_matrix`` ``[3, 3]``, ``colour_offset`` ``[3]``)."""
         return {key: torch.as_tensor(value, dtype=torch.float32, device=device) for key, value in asdict(self).items()}
 
@@ -78,7 +78,8 @@ def grid_centres(dots: int = 9) -> torch.Tensor:
     return torch.stack([u.flatten(), v.flatten()], dim=1)[:dots]
 
 
-def dot_alphas(centres: torch.Tensor, height: int, width: int, alpha_max, radius, beta) -> torch.Tensor:
+def dot_alphas(centres: torch.Tensor, height: int, width: int, alpha_max: float | torch.Tensor,
+               radius: float | torch.Tensor, beta: float | torch.Tensor) -> torch.Tensor:
     """Opacity of each dot at each pixel, ``[K, H, W]``; ``centres`` ``[K, 2]`` as ``(u, v)`` in [0, 1].
 
     ``alpha_max``, ``radius``, ``beta``: floats or 0-d tensors (differentiable, for fitting).
@@ -162,7 +163,7 @@ def image_target(model: nn.Module, images: torch.Tensor, labels: list[str] | tup
     return StickerTarget(images, lambda x, index: model(x), tuple(labels), model)
 
 
-def visual_branch_target(model, audio: torch.Tensor, video: torch.Tensor) -> StickerTarget:
+def visual_branch_target(model: Classifier, audio: torch.Tensor, video: torch.Tensor) -> StickerTarget:
     """The visual input of an audio-visual Classifier fed raw frames: the sticker covers every frame
     of ``video`` ``[N, F, 3, H, W]``; ``audio`` ``[N, T]`` is held fixed."""
     name = type(model).__name__
@@ -180,7 +181,7 @@ def visual_branch_target(model, audio: torch.Tensor, video: torch.Tensor) -> Sti
     return StickerTarget(video, lambda x, index: model(audio[index], x), tuple(model.labels), model)
 
 
-def _check_logits(model: nn.Module, run: Callable[[], torch.Tensor], labels, what: str) -> None:
+def _check_logits(model: nn.Module, run: Callable[[], torch.Tensor], labels: Sequence[str], what: str) -> None:
     try:
         with torch.no_grad():
             out = run()

@@ -128,7 +128,7 @@ def input_view(model: AttackTarget, audio: torch.Tensor, where: str, video: torc
             raise ThreatModelError("modality='video' needs the video input; this model or batch has none.")
         return video, lambda x, index=None: model(audio if index is None else audio[index], x)
 
-    def pick(index):
+    def pick(index: torch.Tensor | None) -> torch.Tensor | None:
         return video if video is None or index is None else video[index]
 
     if where.split("+")[0] == "waveform":

@@ -6,14 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from . import choices
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
+
+_F = TypeVar("_F", bound="Callable[..., Any]")  # a command function, decorated by option groups
 
 
 def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
@@ -89,7 +93,7 @@ class Main(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_value_lists(args))
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C: click alone prints only "Aborted!"
@@ -184,9 +188,9 @@ def clock_text(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def compose(*decorators):
+def compose(*decorators: Callable[[_F], _F]) -> Callable[[_F], _F]:
     """Several click options as one decorator: the options that commands share, defined once."""
-    def apply(function):
+    def apply(function: _F) -> _F:
         for decorator in reversed(decorators):
             function = decorator(function)
         return function

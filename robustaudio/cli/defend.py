@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
@@ -60,10 +60,12 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it, .json). "
               "Default: robustaudio-runs/train/<model>-<method>.pt")
-def train(model_name, method, data, train_split, test_split, epochs, lr, weight_decay, batch_size, no_augment,
-          mixup_alpha, mixup_space, mixup_weighting, mixup_modality, mixup_refresh, adv_norm, adv_eps, adv_domain,
-          adv_steps,
-          noise_sigma, noise_domain, seed, device, out) -> None:
+def train(model_name: str, method: str, data: str | None, train_split: str, test_split: str, epochs: int | None,
+          lr: float | None, weight_decay: float | None, batch_size: int | None, no_augment: bool,
+          mixup_alpha: float, mixup_space: str, mixup_weighting: str, mixup_modality: str, mixup_refresh: int,
+          adv_norm: str, adv_eps: float, adv_domain: str,
+          adv_steps: int,
+          noise_sigma: float, noise_domain: str, seed: int, device: str, out: str | None) -> None:
     """Train a model: plain, mixup, PGD adversarial training or Gaussian noise; writes a checkpoint and its card.
 
     Examples: robustaudio train --model cnn --method mixup --mixup-space latent --mixup-weighting convexity;
@@ -74,7 +76,7 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
     from ..records import file_safe
     try:
         arch, config, settings = recipe_for(model_name)
-        given = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
+        given: dict[str, Any] = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
         settings = replace(settings, **{k: v for k, v in given.items() if v is not None}, method=method,
                            augment=not no_augment, mixup_alpha=mixup_alpha, mixup_space=mixup_space,
                            mixup_weighting=mixup_weighting, mixup_modality=mixup_modality, mixup_refresh=mixup_refresh,
@@ -82,18 +84,20 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
                            adv_eps=adv_eps, adv_domain=adv_domain, adv_steps=adv_steps, noise_sigma=noise_sigma,
                            noise_domain=noise_domain, seed=seed)
         settings.check()
-        out = Path(out) if out else Path("robustaudio-runs") / "train" / f"{file_safe(model_name)}-{method}.pt"
+        out_file = Path(out) if out else Path("robustaudio-runs") / "train" / f"{file_safe(model_name)}-{method}.pt"
         dataset = AudioDataset.from_path(data)
-        click.echo(f"Training {model_name} ({arch}) with {settings.describe()} for {settings.epochs} epochs -> {out}")
+        click.echo(f"Training {model_name} ({arch}) with {settings.describe()} for {settings.epochs} epochs "
+                   f"-> {out_file}")
         result = train_classifier(arch, config, dataset, settings, name=model_name, train_split=train_split,
                                   test_split=test_split, device=parse_device(device), log=click.echo)
-        card = result.save(out)
+        card = result.save(out_file)
     except defense_errors() as error:
         raise _fail(error) from error
     low, high = card["test_accuracy_ci95"]
     click.echo(f"clean test accuracy {card['test_accuracy']:.3f} [{low:.3f}, {high:.3f}] on {card['test_clips']} "
                f"clips; training {card['training_seconds']:.1f} s")
-    click.echo(f"checkpoint: {out} (use: --model {arch} --weights {out}); card: {out.with_suffix('.json')}")
+    click.echo(f"checkpoint: {out_file} (use: --model {arch} --weights {out_file}); "
+               f"card: {out_file.with_suffix('.json')}")
 
 
 @click.command("train-denoiser")
@@ -113,8 +117,10 @@ def train(model_name, method, data, train_split, test_split, epochs, lr, weight_
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it). "
               "Default: robustaudio-runs/denoisers/<model>-<domain>.pt")
-def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, train_split, test_split, epochs,
-                           batch_size, lr, sigma_max, channels, seed, device, out) -> None:
+def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoint: bool, domain: str,
+                           data: str | None, train_split: str, test_split: str, epochs: int,
+                           batch_size: int, lr: float, sigma_max: float, channels: str, seed: int, device: str,
+                           out: str | None) -> None:
     """Train a diffusion denoiser (diffusers UNet + DDPM scheduler) for a model's input domain.
 
     Example: robustaudio train-denoiser --model cnn --domain feature --sigma-max 1.0
@@ -134,17 +140,18 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         settings = DenoiserSettings(domain=domain, epochs=epochs, batch_size=batch_size, lr=lr, sigma_max=sigma_max,
                                     channels=widths, seed=seed)
-        out = Path(out) if out else Path("robustaudio-runs") / "denoisers" / f"{file_safe(model_name)}-{domain}.pt"
-        click.echo(f"Training a {domain} denoiser for {model_name} (σ ≤ {sigma_max:g}) -> {out}")
+        out_file = Path(out) if out else Path("robustaudio-runs") / "denoisers" / f"{file_safe(model_name)}-{domain}.pt"
+        click.echo(f"Training a {domain} denoiser for {model_name} (σ ≤ {sigma_max:g}) -> {out_file}")
         denoiser, card = train_denoiser(model, AudioDataset.from_path(data), settings, model_name=model_name,
                                         train_split=train_split, test_split=test_split, device=parse_device(device),
-                                        log=click.echo, name=out.stem)
-        denoiser.save(out, card)
+                                        log=click.echo, name=out_file.stem)
+        denoiser.save(out_file, card)
     except defense_errors() as error:
         raise _fail(error) from error
     for row in card["test_denoising"]:
         click.echo(f"σ={row['sigma']:g}: test MSE {row['noisy_mse']:.4f} noisy -> {row['denoised_mse']:.4f} denoised")
-    click.echo(f"denoiser: {out} ({card['training_seconds']:.0f} s); use: robustaudio certify --denoiser {out}")
+    click.echo(f"denoiser: {out_file} ({card['training_seconds']:.0f} s); "
+               f"use: robustaudio certify --denoiser {out_file}")
 
 
 @click.command()
@@ -166,8 +173,10 @@ def train_denoiser_command(model_name, weights, trust_checkpoint, domain, data, 
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/certify-<hash>).")
-def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, n, alpha, noise_batch, data, split,
-            limit, seed, device, out) -> None:
+def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denoiser: str | None,
+            sigma: tuple[float, ...], domain: str | None, n0: int, n: int, alpha: float, noise_batch: int,
+            data: str | None, split: str,
+            limit: int | None, seed: int, device: str, out: str | None) -> None:
     """Certify every clip with randomized smoothing (CERTIFY of Cohen et al.), optionally denoised.
 
     Example: robustaudio certify --model cnn --denoiser minievents-logmel --sigma 0.25 --n 1000
@@ -184,34 +193,34 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
         smooths = [Smooth(model, s, domain=domain, denoiser=den) for s in sigma]  # checks σ, domain, denoiser
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
-        out = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n, alpha,
-                                                            data, split, limit, seed])
-        out.mkdir(parents=True, exist_ok=True)
+        out_dir = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n,
+                                                                alpha, data, split, limit, seed])
+        out_dir.mkdir(parents=True, exist_ok=True)
         clips = [(clip_id, audio, label) for batch in dataset.batches(model, 64, limit=limit)
                  for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist())]
         curves = []
         for smooth in smooths:
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"
             click.echo(f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> "
-                       f"{out / name}.jsonl")
+                       f"{out_dir / name}.jsonl")
             progress = Progress(name, len(clips))
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
-                                 rows_file=out / f"{name}.jsonl",
+                                 rows_file=out_dir / f"{name}.jsonl",
                                  on_clip=cast("Callable[[dict], None]",
                                               lambda row, progress=progress: progress(None, 1, False)))
             progress.close()
             curves.append({"name": name, "sigma": smooth.sigma, "domain": smooth.domain,
                            "denoiser": den.name if den is not None else None, "description": smooth.describe(),
                            "n0": n0, "n": n, "alpha": alpha, "rows": rows, "seconds": sum(r["seconds"] for r in rows)})
-        listen = smoothing_examples(smooths[0], clips, curves[0]["rows"], out, seed=seed) if curves else None
-        document = build_defenses_report(out, {"model": model_name, "data": str(dataset.root), "split": split,
-                                               "seed": seed, "rows": [], "certification": curves}, listen)
+        listen = smoothing_examples(smooths[0], clips, curves[0]["rows"], out_dir, seed=seed) if curves else None
+        document = build_defenses_report(out_dir, {"model": model_name, "data": str(dataset.root), "split": split,
+                                                   "seed": seed, "rows": [], "certification": curves}, listen)
     except defense_errors() as error:
         raise _fail(error) from error
     for s in document["certification"]:
         levels = ", ".join(f"{a:.3f} at r={r:g}" for r, a in zip(s["radii"], s["certified_accuracy"]))
         click.echo(f"{s['description']}: certified accuracy {levels}")
-    click.echo(f"report: {out / 'defenses.html'}")
+    click.echo(f"report: {out_dir / 'defenses.html'}")
 
 
 @click.command()
@@ -241,8 +250,10 @@ def certify(model_name, weights, trust_checkpoint, denoiser, sigma, domain, n0, 
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/defend-<hash>).")
-def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, purify_sigma, purify_steps, eot, sigma,
-           n0, n, alpha, certify_limit, data, split, batch_size, limit, seed, device, out) -> None:
+def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, rows: tuple[str, ...], retrain: bool,
+           denoiser: str, purify_sigma: float, purify_steps: int, eot: int, sigma: tuple[float, ...],
+           n0: int, n: int, alpha: float, certify_limit: int | None, data: str | None, split: str, batch_size: int,
+           limit: int | None, seed: int, device: str, out: str | None) -> None:
     """The defenses table (none / mixup / adversarial training / purification) and certified-accuracy curves.
 
     Example: robustaudio defend --model cnn --eps 0.002 --out runs/defenses
@@ -253,17 +264,18 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
     try:
         threat = ThreatModel(norm, eps=eps)
-        out = Path(out) if out else default_out("defend", [model_name, norm, eps, steps, restarts, rows, retrain,
-                                                           denoiser, purify_sigma, purify_steps, eot, sigmas, n0, n,
-                                                           alpha, certify_limit, data, split, batch_size, limit, seed])
-        summary = run_defenses(model_name, threat, out, data=data, split=split, steps=steps, restarts=restarts,
+        out_dir = Path(out) if out else default_out("defend", [model_name, norm, eps, steps, restarts, rows, retrain,
+                                                               denoiser, purify_sigma, purify_steps, eot, sigmas, n0,
+                                                               n, alpha, certify_limit, data, split, batch_size, limit,
+                                                               seed])
+        summary = run_defenses(model_name, threat, out_dir, data=data, split=split, steps=steps, restarts=restarts,
                                batch_size=batch_size, limit=limit, seed=seed, device=parse_device(device),
                                retrain=retrain, rows=tuple(rows) or choices.DEFENSE_ROWS, denoiser=denoiser,
                                purify=PurifySettings(sigma=purify_sigma, steps=purify_steps, eot=eot),
                                certify=CertifySettings(sigmas=sigmas, n0=n0, n=n, alpha=alpha, limit=certify_limit),
                                log=click.echo)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        document = build_defenses_report(out, summary)
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        document = build_defenses_report(out_dir, summary)
     except defense_errors() as error:
         raise _fail(error) from error
     for row in document["rows"]:
@@ -274,5 +286,5 @@ def defend(model_name, norm, eps, steps, restarts, rows, retrain, denoiser, puri
                    + ", ".join(f"{a:.3f}@{r:g}" for r, a in zip(s["radii"], s["certified_accuracy"])))
     if document["closing_note"]:
         click.echo(document["closing_note"])
-    click.echo(f"report: {out / 'defenses.html'}")
+    click.echo(f"report: {out_dir / 'defenses.html'}")
 

@@ -99,11 +99,14 @@ def models() -> None:
                    "accuracy then reads as the share of predictions that do not flip.")
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score the adversarial audio with this model (black-box transfer, e.g. microwakeword:alexa).")
-def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, walk_steps, backend, attack_name, queries,
-           universal, learn_split, epochs,
-           projection, time_window, freq_band, domain, data, split, steps, ray_address, workers,
-           restarts, batch_size, limit, seed, device, out, restart, no_sanity, precision, transfer_to,
-           labels_from) -> None:
+def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: str, eps: tuple[float, ...],
+           snr_db: tuple[float, ...], minimal: bool, walk_steps: int | None, backend: str, attack_name: str,
+           queries: int | None, universal: bool, learn_split: str, epochs: int,
+           projection: str, time_window: tuple[float, float] | None, freq_band: tuple[float, float] | None,
+           domain: str, data: str | None, split: str, steps: int | None, ray_address: str | None, workers: int | None,
+           restarts: int, batch_size: int, limit: int | None, seed: int, device: str, out: str | None, restart: bool,
+           no_sanity: bool, precision: str, transfer_to: str | None,
+           labels_from: str) -> None:
     """PGD attack on every clip; writes records, card.json, report.md and report.html.
 
     Examples: robustaudio attack --model cnn --norm linf --eps 0.001 0.002 0.005;
@@ -173,20 +176,21 @@ def attack(model_name, weights, trust_checkpoint, norm, eps, snr_db, minimal, wa
             options["refine_steps"] = walk_steps
         spec = AttackSpec(name, backend=backend, steps=steps, restarts=restarts, queries=queries,
                           precision=precision, options=options)
-        if out is None:
+        out_dir: str | Path | None = out  # a str as given, else the default run directory
+        if out_dir is None:
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
-            out = default_out(f"{file_safe(model_name)}-{spec.label}-{norm}-{domain}-{budget}",
-                              [model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
-                               batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
-                               backend, attack_name, queries, time_window, freq_band, precision, transfer_to]
-                              + ([labels_from] if labels_from != "data" else []))
+            out_dir = default_out(f"{file_safe(model_name)}-{spec.label}-{norm}-{domain}-{budget}",
+                                  [model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
+                                   batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
+                                   backend, attack_name, queries, time_window, freq_band, precision, transfer_to]
+                                  + ([labels_from] if labels_from != "data" else []))
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
-                   f"{', '.join(t.describe() for t in threats)} -> {out}")
+                   f"{', '.join(t.describe() for t in threats)} -> {out_dir}")
         progress = Progress("attack", n_clips)
         run_options = RunOptions(batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
                                  restart=restart, sanity=not no_sanity, labels_from=labels_from,
                                  ray_address=ray_address, workers=workers)
-        run_dir = run_attack(model, model_name, dataset, threats, out, spec, run_options, universal_from=learn,
+        run_dir = run_attack(model, model_name, dataset, threats, out_dir, spec, run_options, universal_from=learn,
                              transfer=transfer, extra_settings=extra, on_batch=progress)
         progress.close()
         card = build_report(run_dir)
@@ -217,7 +221,8 @@ def print_summary(card: dict, run_dir: Path) -> None:
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
-def restrict_options(model, domain: str, time_window, freq_band: tuple[float, float] | None) -> dict:
+def restrict_options(model: Classifier, domain: str, time_window: tuple[float, float] | None,
+                     freq_band: tuple[float, float] | None) -> dict:
     """ThreatModel keyword arguments for --time-window and --freq-band."""
     from ..attacks.restrict import band_mask, check_band, time_mask
     mask, labels, options = None, [], {}
@@ -249,8 +254,9 @@ def restrict_options(model, domain: str, time_window, freq_band: tuple[float, fl
 @run_options
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (default: robustaudio-runs/noise-<hash>).")
 @click.option("--restart", is_flag=True, help="Discard a previous run in --out and start over.")
-def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_size, limit, seed, device, out,
-          restart, ray_address, workers) -> None:
+def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corruption: tuple[str, ...], data: str | None,
+          split: str, batch_size: int, limit: int | None, seed: int, device: str, out: str | None,
+          restart: bool, ray_address: str | None, workers: int | None) -> None:
     """Natural-noise suite: accuracy under each corruption at each severity, as records and a report.
 
     Example: robustaudio noise --model cnn --corruption gaussian_snr --corruption reverb
@@ -266,12 +272,12 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
-        out = Path(out) if out else default_out(f"{model_name}-noise", [model_name, weights, data, split, corruption,
-                                                                         batch_size, limit, seed])
+        out_dir = Path(out) if out else default_out(f"{model_name}-noise", [model_name, weights, data, split,
+                                                                             corruption, batch_size, limit, seed])
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
-        click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out}")
+        click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out_dir}")
         progress = Progress("noise", n_clips)
-        run_dir = run_noise(model, model_name, dataset, corruptions, out, batch_size=batch_size, seed=seed,
+        run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, batch_size=batch_size, seed=seed,
                             device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
                             workers=workers, on_batch=progress)
         progress.close()
@@ -298,8 +304,10 @@ def noise(model_name, weights, trust_checkpoint, corruption, data, split, batch_
 @run_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/compare-<hash>).")
-def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, split, steps, batch_size, limit, seed,
-            device, out, ray_address, workers) -> None:
+def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], table_eps: float | None,
+            video_eps: tuple[float, ...], corruption: tuple[str, ...], data: str | None, split: str, steps: int,
+            batch_size: int, limit: int | None, seed: int,
+            device: str, out: str | None, ray_address: str | None, workers: int | None) -> None:
     """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
 
     On audio-visual data (e.g. the av-* models on avmini) also modality-wise attacks: audio only, video
@@ -330,14 +338,14 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
                                        f"one with --data.")
             data = trained_on[0] if trained_on else None
         dataset = AudioDataset.from_path(data, split=split)
-        out = Path(out) if out else default_out("compare", [model_names, norm, eps, video_eps, corruption, data, split,
-                                                             steps, batch_size, limit, seed])
+        out_dir = Path(out) if out else default_out("compare", [model_names, norm, eps, video_eps, corruption, data,
+                                                                 split, steps, batch_size, limit, seed])
         plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS,
                                                             **({norm: tuple(sorted(video_eps))} if video_eps else {})})
         loaders = {name: cast("Callable[[], Classifier]",
                               lambda name=name: load_model(name, device=parse_device(device)))
                    for name in model_names}
-        comparison = run_comparison(loaders, dataset, out, norm=norm, eps=tuple(sorted(eps)),
+        comparison = run_comparison(loaders, dataset, out_dir, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
                                     seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,
                                     ray_address=ray_address, workers=workers, fusion=plan, progress=click.echo)
@@ -355,12 +363,12 @@ def compare(model_names, norm, eps, table_eps, video_eps, corruption, data, spli
     if c["spearman"] is not None:
         click.echo(f"noise vs adversarial across models: Spearman {c['spearman']:.2f} (p {c['spearman_p']:.2f}), "
                    f"Kendall {c['kendall']:.2f}")
-    click.echo(f"report: {out / 'compare.html'}")
+    click.echo(f"report: {out_dir / 'compare.html'}")
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def report(run_dir) -> None:
+def report(run_dir: str) -> None:
     """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
     from ..report import build_report
     from ..runner import RUN_FILE

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from . import choices
 from .common import PhaseProgress, default_out, model_options, user_errors
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..acoustics.scenes import Utterances
+    from ..attacks.jamming import Detector
+    from ..attacks.query_jam import QuerySettings
+    from ..attacks.substitute_jam import SubstituteSettings
+    from ..data.speech import SpeechClip
+
 STREAMING_SCENE_SECONDS = 3.0   # a streaming detector's ~2 s context plus the utterance's end and a tail
 
 
-def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str | None):
+def _load_detector(model_name: str, weights: str | None, trust_checkpoint: bool, target: str | None) -> Detector:
     """The model (openWakeWord without its silence padding: scenes are continuous audio) and its detector."""
     from ..acoustics.scenes import JamError
     from ..attacks.jamming import Detector
@@ -31,8 +40,9 @@ def _load_detector(model_name: str, weights, trust_checkpoint: bool, target: str
     return Detector(model, target)
 
 
-def _query_settings(model_name: str, detector, queries: int | None, feedback: str, method: str,
-                    jam: tuple[int, int, float], augment: bool = False, scene_seconds: float = 0.1):
+def _query_settings(model_name: str, detector: Detector, queries: int | None, feedback: str, method: str,
+                    jam: tuple[int, int, float], augment: bool = False, scene_seconds: float = 0.1
+                    ) -> QuerySettings | SubstituteSettings | None:
     """The settings for ``--queries`` (None without it): NES, or a substitute (``method``); refuses, before any
     work, a detector that gives no gradients when ``--queries`` is missing, and a budget too small to use.
     ``jam``: steps, scenes per step and learning rate of each substitute round's jam; ``augment``: its jams are
@@ -74,7 +84,7 @@ def _echo_progress(entry: dict, steps: int) -> None:
             click.echo(f"step {entry['step']}: loss {entry['loss']:.3f}, firing {entry['firing']:.2f}")
 
 
-def _speech_set(root: Path | None):
+def _speech_set(root: Path | None) -> list[SpeechClip] | None:
     """The clips of ``root/metadata.csv`` with their engines and voices, or None where the data has no such
     table (folders per label, or a metadata.csv without engine and voice columns)."""
     from ..data.speech import SpeechSplitError, read_speech_set
@@ -84,8 +94,9 @@ def _speech_set(root: Path | None):
         return None
 
 
-def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_split: str, split: str,
-                evaluate_engines: tuple[str, ...], level_split: str | None = None):
+def _utterances(root: Path | None, clips: list[SpeechClip] | None, target: str, sample_rate: int, learn_split: str,
+                split: str, evaluate_engines: tuple[str, ...], level_split: str | None = None
+                ) -> tuple[Utterances, Utterances, dict[str, str] | None, dict[str, str] | None, list[str]]:
     """(learn, test, voices, engines, notes). With ``clips`` (:func:`_speech_set`'s: ``engine`` and ``voice``
     columns in metadata.csv), the voices (the unit the intervals resample) and engines come from them, and
     ``evaluate_engines`` puts whole engines on the evaluation side (learning from every other engine), except
@@ -119,8 +130,10 @@ def _utterances(root: Path | None, clips, target: str, sample_rate: int, learn_s
     return learn, test, {**voices, **more_voices}, {**engines, **more_engines}, notes + more
 
 
-def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, level_split: str, test, voices,
-                      level_by: str | None = None):
+def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target: str, sample_rate: int,
+                      level_split: str, test: Utterances, voices: Mapping[str, str] | None,
+                      level_by: str | None = None
+                      ) -> tuple[Utterances, list[str] | None, tuple[str, dict[str, str]] | None]:
     """The clips of ``level_split`` to choose the music level on (``clips``: :func:`_speech_set`'s), their engines
     (None without ``clips``) and, with ``level_by`` (``engine`` or ``voice``), ``(level_by, clip id -> its engine
     or voice)``; refuses any clip or voice that is also evaluated on. Clips of an evaluated engine may choose the
@@ -243,11 +256,14 @@ def _level_utterances(root: Path | None, clips, target: str, sample_rate: int, l
                    "best of its kind against microWakeWord in seven of ten readings, the worse of two in the other "
                    "three; each loop costs --steps).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default: robustaudio-runs/jam-*).")
-def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split, music_db, level_split, levels,
-        level_floor, level_by, jitter_db, noise_snr_db, rt60, scene_seconds, loop_seconds, notes_per_second, steps,
-        batch_size, lr, optimisation_rooms, held_out_rooms, draws, random_pieces,
-        scene_seeds, evaluate_engines, augment, seed, transfer_to, queries, query_feedback,
-        query_method, objective, restarts, out) -> None:
+def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: str | None, data: str | None,
+        learn_split: str, split: str, music_db: float | None, level_split: str | None, levels: tuple[float, ...],
+        level_floor: float, level_by: str | None, jitter_db: float, noise_snr_db: tuple[float, float],
+        rt60: tuple[float, float], scene_seconds: float | None, loop_seconds: float, notes_per_second: float,
+        steps: int | None, batch_size: int, lr: float, optimisation_rooms: int | None, held_out_rooms: int, draws: int,
+        random_pieces: int, scene_seeds: tuple[int, ...], evaluate_engines: tuple[str, ...], augment: bool | None,
+        seed: int, transfer_to: str | None, queries: int | None, query_feedback: str,
+        query_method: str, objective: str, restarts: int, out: str | None) -> None:
     """Adversarial music: a Karplus-Strong loop optimised over simulated rooms so that the detector stops
     firing on its target, then F1 / TPR / FPR clean, with random music and with the adversarial music,
     in the optimisation rooms and in held-out rooms. With --queries the loop is searched on the detector's
@@ -297,8 +313,9 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                           _query_settings(model_name, detector, queries, query_feedback, query_method,
                                           (steps, batch_size, lr), augment, scene_seconds))
         config = EOTConfig(music_db=choices.JAM_MUSIC_DB if music_db is None else music_db, jitter_db=jitter_db,
-                           noise_snr_db=tuple(noise_snr_db),
-                           rt60=tuple(rt60), scene_seconds=scene_seconds, sample_rate=detector.sample_rate)
+                           noise_snr_db=cast("tuple[float, float]", tuple(noise_snr_db)),
+                           rt60=cast("tuple[float, float]", tuple(rt60)), scene_seconds=scene_seconds,
+                           sample_rate=detector.sample_rate)
         from ..data.datasets import BUNDLED_ROOT
 
         wake_word = model_name.startswith(("openwakeword:", "microwakeword:", "microwakeword-float:"))
@@ -333,13 +350,13 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
                 click.echo(f"  {level_by} {group}: " + ", ".join(f"{v} dB {m:.3f}" for v, m in means.items()))
             config = replace(config, music_db=level)
         extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
-        out = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db, level_split,
-                                                        level_by, steps, seed, transfer_to, scene_seeds,
-                                                        evaluate_engines, augment, queries, query_feedback,
-                                                        query_method,
-                                                        *([objective] if objective != "detector" else []),
-                                                        *([restarts] if restarts > 1 else [])])
-        click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out}")
+        out_dir = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db,
+                                                            level_split, level_by, steps, seed, transfer_to,
+                                                            scene_seeds, evaluate_engines, augment, queries,
+                                                            query_feedback, query_method,
+                                                            *([objective] if objective != "detector" else []),
+                                                            *([restarts] if restarts > 1 else [])])
+        click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out_dir}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,
                                  augmentation=recipe.augmentation, queries=query_settings)
@@ -350,7 +367,7 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
-    card = write_jam_report(out, run, model_name, notes)
+    card = write_jam_report(out_dir, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))
     for row in run.seed_summary:
@@ -364,4 +381,4 @@ def jam(model_name, weights, trust_checkpoint, target, data, learn_split, split,
     flagged = [flag.name for flag in jam_headline(card).flags]
     if flagged:  # the report opens with them and their fixes; say so here too, where the run is watched
         click.echo(f"flags: {', '.join(flagged)} (the report's first lines give each one's fix)", err=True)
-    click.echo(f"report: {out / 'report.html'}")
+    click.echo(f"report: {out_dir / 'report.html'}")

@@ -57,7 +57,7 @@ def image_folder_split(root: Path, label: str, size: int | None) -> tuple[torch.
     return read_images(files[0::2], size), read_images(files[1::2], size)
 
 
-def load_image_model(name: str, labels: str | None):
+def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, list[str]]:
     """An AV Classifier or a plain image module with its class names, for ``--model``."""
     import torch
 
@@ -94,7 +94,7 @@ def load_image_model(name: str, labels: str | None):
     return module.eval(), [str(n).strip() for n in names]
 
 
-def visual_classifier(model: Classifier, name: str):
+def visual_classifier(model: Classifier, name: str) -> tuple[Classifier, list[str]]:
     """``model`` and its labels if it has a visual branch, else the error naming the models that do."""
     from ..attacks.sticker import StickerError
     from ..models import MODELS
@@ -106,7 +106,7 @@ def visual_classifier(model: Classifier, name: str):
     return model.eval(), list(model.labels)
 
 
-def av_split(model, data: str, split: str, source: str) -> StickerTarget:
+def av_split(model: Classifier, data: str | None, split: str, source: str) -> StickerTarget:
     import torch
 
     from ..attacks.sticker import StickerError, visual_branch_target
@@ -171,8 +171,10 @@ def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/sticker-<hash>).")
-def sticker(model_name, source, goal, images, labels, image_size, data, learn_split, split, dots, epochs, lr, opacity,
-            radius, edge, calibration, controls, seed, device, out) -> None:
+def sticker(model_name: str, source: str, goal: str, images: str | None, labels: str | None, image_size: int | None,
+            data: str | None, learn_split: str, split: str, dots: int, epochs: int, lr: float, opacity: float,
+            radius: float, edge: float, calibration: str | None, controls: int, seed: int, device: str,
+            out: str | None) -> None:
     """Universal targeted camera sticker: translucent dots on the lens that turn SOURCE into TARGET.
 
     Writes sticker.json (parameters, targeted success on held-out images, the random-dot control) and
@@ -186,9 +188,9 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
     from ..models.base import Classifier
     from ..report.sticker import FIGURE_FILE, STICKER_FILE, run_sticker
     try:
-        device = parse_device(device)
+        torch_device = parse_device(device)
         model, names = load_image_model(model_name, labels)
-        model = model.to(device)
+        model = model.to(torch_device)
         for option, name in (("--source", source), ("--target", goal)):
             if name not in names:
                 raise StickerError(f"Unknown class {name!r} for {option}: the model's classes are {', '.join(names)}.")
@@ -197,14 +199,14 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
                 raise StickerError(f"--images is for image classifiers; {model_name!r} reads its frames from --data.")
             data = data or (MODELS[model_name].data if model_name in MODELS else None)
             learn, held = (av_split(model, data, s, source) for s in (learn_split, split))
-            where = {"data": str(data), "learn_split": learn_split, "split": split}
+            where: dict[str, str | int | None] = {"data": str(data), "learn_split": learn_split, "split": split}
         else:
             if not images:
                 raise StickerError(f"{model_name!r} is an image classifier: pass --images DIR with one folder per "
                                    f"class (DIR/{source}/*.png ...).")
             learn_images, held_images = image_folder_split(Path(images), source, image_size)
-            learn = image_target(model, learn_images.to(device), names)
-            held = image_target(model, held_images.to(device), names)
+            learn = image_target(model, learn_images.to(torch_device), names)
+            held = image_target(model, held_images.to(torch_device), names)
             where = {"images": str(images), "image_size": image_size}
         optics = DotOptics(alpha_max=opacity, radius=radius, beta=edge)
         fitted = None
@@ -213,12 +215,12 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
             fit = fit_dot_optics(clean, photos, centres, colours, init=optics)
             optics, fitted = fit.optics, {"rmse": fit.rmse, "photos": len(clean)}
             click.echo(f"fitted optics: {optics} (rmse {fit.rmse:.4f} on {len(clean)} photos)")
-        out = Path(out) if out else default_out("sticker", [model_name, source, goal, images, labels, image_size, data,
-                                                            learn_split, split, dots, epochs, lr, opacity, radius,
-                                                            edge, calibration, controls, seed])
+        out_dir = Path(out) if out else default_out("sticker", [model_name, source, goal, images, labels, image_size,
+                                                                data, learn_split, split, dots, epochs, lr, opacity,
+                                                                radius, edge, calibration, controls, seed])
         click.echo(f"Optimising a {dots}-dot sticker on {len(learn.images)} images of {source!r} -> {goal!r} "
-                   f"({model_name}) -> {out}")
-        summary = run_sticker(learn, held, source, goal, out, dots=dots, optics=optics, epochs=epochs, lr=lr,
+                   f"({model_name}) -> {out_dir}")
+        summary = run_sticker(learn, held, source, goal, out_dir, dots=dots, optics=optics, epochs=epochs, lr=lr,
                               controls=controls, seed=seed,
                               settings={"model": model_name, **where, "calibration": fitted})
     except user_errors(StickerError) as error:
@@ -227,4 +229,5 @@ def sticker(model_name, source, goal, images, labels, image_size, data, learn_sp
     click.echo(f"held-out {source!r} images: clean accuracy {h['clean_accuracy']:.3f}, predicted {goal!r} "
                f"{h['clean_targeted']:.3f} clean, {h['targeted']:.3f} with the sticker; random dots "
                f"{c['targeted_mean']:.3f} (max {c['targeted_max']:.3f} over {c['draws']})")
-    click.echo(f"sticker: {out / STICKER_FILE}, picture: {out / FIGURE_FILE}, report: {out / 'report.html'}")
+    click.echo(f"sticker: {out_dir / STICKER_FILE}, picture: {out_dir / FIGURE_FILE}, "
+               f"report: {out_dir / 'report.html'}")

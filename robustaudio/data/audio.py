@@ -16,11 +16,15 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import soundfile
 import torch
 import torchaudio
+
+if TYPE_CHECKING:
+    from ..models.base import AttackTarget, Classifier
 
 SILENCE_RMS = 1e-5  # -100 dBFS: below this a clip carries no event and no SNR is defined
 
@@ -64,7 +68,7 @@ _NOTE_PATTERNS = {kind: re.compile(": " + re.sub(r"\\{(\w+)(:[^}]*)?\\}", r"(?P<
                   for kind, text in NOTE_FORMATS.items()}
 
 
-def _note(path: Path, kind: str, **values) -> str:
+def _note(path: Path, kind: str, **values: float) -> str:
     return f"{path}: " + NOTE_FORMATS[kind].format(**values)
 
 
@@ -162,7 +166,7 @@ def clip_samples_of(path: str | Path, sample_rate: int) -> int | None:
     return -(-int(info.frames) * sample_rate // int(info.samplerate))  # torchaudio's resample: ceil(T * new / old)
 
 
-def fit_clip_to_data(model, paths: Iterable[str | Path]) -> float | None:
+def fit_clip_to_data(model: AttackTarget, paths: Iterable[str | Path]) -> float | None:
     """Set ``model.clip_seconds`` to the longest clip among ``paths`` if the model asks for it.
 
     Only for models that read clips of any length and set ``clip_seconds_from_data`` (``hf:`` models
@@ -174,6 +178,7 @@ def fit_clip_to_data(model, paths: Iterable[str | Path]) -> float | None:
     """
     if not getattr(model, "clip_seconds_from_data", False):
         return None
+    model = cast("Classifier", model)  # one that sets clip_seconds_from_data (hf:) has a settable clip_seconds
     lengths = [n for n in (clip_samples_of(p, model.sample_rate) for p in paths) if n]
     if not lengths:
         return None

@@ -5,12 +5,14 @@ Needs scikit-image (``pip install -e ".[faces]"``); nothing is downloaded.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 
-def _skimage_data():
+def _skimage_data() -> ModuleType:
     try:
         from skimage import data
     except ImportError as error:

@@ -30,6 +30,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +54,7 @@ class DenoiserError(ValueError):
     """A denoiser that does not fit the model, domain or noise level; the message says the fix."""
 
 
-def _diffusers():
+def _diffusers() -> ModuleType:
     try:
         import diffusers
     except ImportError as error:  # pragma: no cover - the dev extra installs it
@@ -214,7 +216,7 @@ class Denoiser(nn.Module):
             z = sampler.step(self._epsilon(z, t), t, z, generator=generator).prev_sample
         return self._from_unet(z)
 
-    def _sampler(self, t_star: int, steps: int):
+    def _sampler(self, t_star: int, steps: int) -> tuple[Any, list[int]]:
         """A DDPM scheduler set to ``steps`` reverse timesteps from ``t*`` (cached), and those timesteps."""
         key = (t_star, steps)
         cache = self._samplers

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ from scipy import stats
 
 from ..attacks.threat import input_view
 from ..models.base import Classifier, frozen
+
+if TYPE_CHECKING:
+    from .denoiser import Denoiser
 
 ABSTAIN = -1
 DOMAINS = ("waveform", "feature")
@@ -122,7 +126,8 @@ class Smooth:
         denoiser: a :class:`~robustaudio.defenses.denoiser.Denoiser` for ``model``'s input in ``domain``.
     """
 
-    def __init__(self, model: Classifier, sigma: float, domain: str | None = None, denoiser=None):
+    def __init__(self, model: Classifier, sigma: float, domain: str | None = None,
+                 denoiser: Denoiser | None = None):
         check_settings(sigma)
         if model.multilabel:
             raise SmoothingError("Randomized smoothing certifies one top class; this model is multi-label. Certify a "

@@ -56,7 +56,8 @@ def _loss(model: Classifier, logits: torch.Tensor, targets: torch.Tensor, label_
     return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
 
 
-def _mixup_weights(model: Classifier, train: Split, settings: TrainSettings, device) -> torch.Tensor:
+def _mixup_weights(model: Classifier, train: Split, settings: TrainSettings,
+                   device: str | torch.device) -> torch.Tensor:
     metrics = latent_metrics(model, train.chunks(), modalities=[settings.mixup_modality], seed=settings.seed,
                              device=device)
     return class_weights(metrics[settings.mixup_modality], model.labels, settings.mixup_weighting)

@@ -4,6 +4,7 @@ correctness (:func:`correct`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -32,7 +33,7 @@ class Split:
     def rows(self, index: torch.Tensor) -> Split:
         return Split(self.audio[index], self.labels[index], None if self.video is None else self.video[index])
 
-    def chunks(self, size: int = EVAL_BATCH):
+    def chunks(self, size: int = EVAL_BATCH) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """``(audio, labels, video)`` tuples of at most ``size`` rows, in order."""
         for start in range(0, len(self), size):
             part = self.rows(torch.arange(start, min(start + size, len(self))))

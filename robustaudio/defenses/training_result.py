@@ -59,7 +59,7 @@ class TrainResult:
             card["mixup_class_weights"] = dict(zip(self.model.labels, self.log.class_weights))
         return card
 
-    def save(self, path: str | Path, **card_extra) -> dict:
+    def save(self, path: str | Path, **card_extra: object) -> dict:
         """Write the checkpoint at ``path`` and its card at ``path`` with ``.json``; returns the card."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from ..attacks import ThreatModel
 from ..models import ARCHITECTURES, MODELS
@@ -45,7 +46,7 @@ class TrainSettings:
     noise_domain: str = "feature"
 
     def check(self) -> None:
-        def fail(message: str):
+        def fail(message: str) -> NoReturn:
             raise TrainingError(message)
 
         if self.method not in METHODS:

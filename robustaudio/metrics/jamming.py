@@ -16,7 +16,7 @@ The statistics themselves (F1 from counts, the voice-clustered bootstrap) live i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -161,7 +161,7 @@ def summarize(rows: list[dict], seed: int = 0) -> list[dict]:
 # seed), and :func:`clustered_bootstrap` resamples whole voices.
 
 
-def resolve_music(music, seed: int) -> torch.Tensor | None:
+def resolve_music(music: torch.Tensor | Callable[[int], torch.Tensor] | None, seed: int) -> torch.Tensor | None:
     """A condition's music for a scene seed: a loop, loops, ``None`` or a callable ``seed -> loops``."""
     return music(seed) if callable(music) else music
 
@@ -188,8 +188,8 @@ def seed_rooms(config: EOTConfig, held_out_rooms: int, seeds: Sequence[int]) -> 
 
 
 def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utterances, config: EOTConfig,
-                   musics: Mapping[str, Any], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 4,
-                   avoid: RoomSet | None = None, batch_size: int = 32,
+                   musics: Mapping[str, Any], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16,
+                   draws: int = 4, avoid: RoomSet | None = None, batch_size: int = 32,
                    callback: Callable[[int, float], None] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """:func:`evaluate` once per scene seed, in that seed's own held-out rooms.
@@ -318,9 +318,9 @@ def choose_level_every(f1_by_group: Mapping[str, Mapping[float, Mapping[int, flo
 
 
 @torch.no_grad()
-def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels,
-                    group_of: Mapping[str, str], *, seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2,
-                    loop_seconds: float = 4.0, pieces: int = 4, notes_per_second: float = 4.0,
+def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels: Sequence[float],
+                    group_of: Mapping[str, str], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16,
+                    draws: int = 2, loop_seconds: float = 4.0, pieces: int = 4, notes_per_second: float = 4.0,
                     avoid: RoomSet | None = None,
                     progress: Callable[[int, int], None] | None = None) -> dict[str, dict[float, dict[int, float]]]:
     """Random-music F1 per group, level and scene seed (held-out rooms; :func:`random_loops` music): the
@@ -346,14 +346,15 @@ def sweep_levels_by(detector: ScoringDetector, utterances: Utterances, config: E
     return out
 
 
-def _f1_per_seed(rows: list[dict], seeds) -> dict[int, float]:
+def _f1_per_seed(rows: list[dict], seeds: Iterable[int]) -> dict[int, float]:
     """F1 of ``rows`` (:func:`evaluate_seeds`'s) per scene seed."""
     return {int(s): f1_from_counts(np.array([[r["label"], r["fired"]] for r in rows if r["seed"] == s],
                                             dtype=bool).reshape(-1, 2)) for s in seeds}
 
 
-def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, *, seeds=(1, 2, 3, 4, 5),
-                      held_out_rooms: int = 16, draws: int = 2, avoid: RoomSet | None = None) -> dict[int, float]:
+def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, *,
+                      seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2,
+                      avoid: RoomSet | None = None) -> dict[int, float]:
     """F1 per scene seed with no music, in the rooms :func:`sweep_levels` plays the same seeds in: the ceiling of
     every level's random-music F1 (a level sweep that keeps no floor may be a detector that does not hear these
     clips in a room at all, not a grid too loud)."""
@@ -361,9 +362,10 @@ def clean_f1_in_rooms(detector: ScoringDetector, utterances: Utterances, config:
                                        held_out_rooms=held_out_rooms, draws=draws, avoid=avoid), seeds)
 
 
-def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels, *,
-                 seeds=(1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2, loop_seconds: float = 4.0,
-                 pieces: int = 4, notes_per_second: float = 4.0, avoid: RoomSet | None = None,
+def sweep_levels(detector: ScoringDetector, utterances: Utterances, config: EOTConfig, levels: Sequence[float], *,
+                 seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16, draws: int = 2,
+                 loop_seconds: float = 4.0, pieces: int = 4, notes_per_second: float = 4.0,
+                 avoid: RoomSet | None = None,
                  progress: Callable[[int, int], None] | None = None) -> dict[float, dict[int, float]]:
     """Random-music F1 per level and scene seed over all of ``utterances`` (held-out rooms;
     :func:`random_loops` music): the input of :func:`choose_level`. Use clips and voices that are not the

@@ -31,21 +31,26 @@ carries, and "other class" means "does not carry ``c``" **[ours]**.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 
-from ..models.base import frozen
+from ..data import Batch
+from ..models.base import Classifier, frozen
 
 Head = Callable[[dict[str, torch.Tensor]], torch.Tensor]
 LAMBDAS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CHUNK_ELEMENTS = 1 << 23  # distance-matrix entries per k-NN chunk: 32 MiB of float32
 
 
-def unpack_batch(batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def unpack_batch(batch: Batch | tuple[torch.Tensor, torch.Tensor]
+                 | tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(audio [B, T], labels [B] or [B, K], video or None)`` from a data ``Batch`` or a tuple
     ``(audio, labels[, video])``."""
     if hasattr(batch, "audio"):
+        batch = cast(Batch, batch)  # a data Batch, or anything with its fields
         return batch.audio, batch.labels, getattr(batch, "video", None)
     audio, labels, *rest = batch
     return audio, labels, rest[0] if rest else None
@@ -57,7 +62,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
-def collect_embeddings(model, batches: Iterable, modalities: Sequence[str] | None = None,
+def collect_embeddings(model: Classifier, batches: Iterable, modalities: Sequence[str] | None = None,
                        device: str | torch.device | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Per-modality embeddings of every clip, streamed batch by batch without gradients.
 
@@ -147,7 +152,7 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float:
     return float(numerator.mean() / denominator.mean())
 
 
-def _name(c: int, names: Sequence[str] | None):
+def _name(c: int, names: Sequence[str] | None) -> str | int:
     return names[c] if names is not None else c
 
 
@@ -289,7 +294,7 @@ def convexity(embeddings: dict[str, torch.Tensor] | torch.Tensor, labels: torch.
             "lambdas": list(lambdas), "anchor_accuracy": float(all_hits[:, -1].mean())}
 
 
-def latent_metrics(model, batches: Iterable, *, modalities: Sequence[str] | None = None, k: int = 10,
+def latent_metrics(model: Classifier, batches: Iterable, *, modalities: Sequence[str] | None = None, k: int = 10,
                    normalize: bool = True, max_points: int | None = None, lambdas: Sequence[float] = LAMBDAS,
                    pairs_per_class: int = 100, seed: int = 0,
                    device: str | torch.device | None = None) -> dict[str, dict[str, dict]]:

@@ -7,6 +7,7 @@ clip gives the whole robust-accuracy curve, and the budget at which accuracy fal
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 
@@ -35,7 +36,7 @@ def eps_at_chance(minimal: np.ndarray, n_clips: int, chance: float) -> float | N
     return float(eps[below[0]]) if below.size else None
 
 
-def median_with_ci(values, confidence: float = 0.95, n_resamples: int = 2000,
+def median_with_ci(values: ArrayLike, confidence: float = 0.95, n_resamples: int = 2000,
                    seed: int = 0) -> tuple[float, float, float]:
     """Median and percentile-bootstrap interval; ``inf`` values (not found) count as largest."""
     x = np.asarray(values, dtype=float)

@@ -16,7 +16,9 @@ Every attack report lists all checks, flagged or not.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -24,8 +26,9 @@ from ..attacks.criteria import attack_loss, is_correct
 from ..attacks.curve import BudgetAttack
 from ..attacks.minimal import default_eps_max
 from ..attacks.pgd import pgd
+from ..attacks.result import AttackResult
 from ..attacks.threat import ThreatModel, lp_norm
-from ..models.base import frozen
+from ..models.base import AttackTarget, frozen
 
 
 @dataclass
@@ -43,22 +46,24 @@ class Check:
         return asdict(self)
 
 
-def _accuracy(model, logits: torch.Tensor, labels: torch.Tensor) -> float:
+def _accuracy(model: AttackTarget, logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(is_correct(model, logits, labels).float().mean())
 
 
-def _pgd_attack(steps: int, restarts: int, **pgd_options) -> BudgetAttack:
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+def _pgd_attack(steps: int, restarts: int, **pgd_options: Any) -> BudgetAttack:
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return pgd(model, audio, labels, threat, steps=steps, restarts=restarts, eps=eps, generator=generator,
                    clean_logits=clean_logits, video=video, init_delta=init_delta, **pgd_options)
     return attack
 
 
-def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def probe_model(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                 attack: BudgetAttack | None = None, stronger: BudgetAttack | None = None,
                 attack_name: str = "PGD", steps: int = 10, restarts: int = 1,
                 generator: torch.Generator | None = None, noise_draws: int = 8, video: torch.Tensor | None = None,
-                model_checks: bool = True, **pgd_options) -> list[Check]:
+                model_checks: bool = True, **pgd_options: Any) -> list[Check]:
     """Probe ``model`` on clean-correct clips ``audio`` ``[N, T]`` under ``threat`` (one budget).
 
     ``attack``: the run's attack at one budget (default: PGD with ``steps``, ``restarts`` and
@@ -82,7 +87,7 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
             first = logits_fn(clean)
         budget = f"{threat.norm} ε = {float(eps.max()):.3g}" if threat.eps is not None else threat.describe()
 
-        def run(which: BudgetAttack, at: torch.Tensor):
+        def run(which: BudgetAttack, at: torch.Tensor) -> AttackResult:
             return which(model, audio, labels, threat, eps=at, clean_logits=first, video=video, init_delta=None,
                          generator=generator)
 
@@ -130,7 +135,9 @@ def probe_model(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threat
     return checks
 
 
-def _model_checks(model, audio, labels, threat, clean, logits_fn, first, eps, attack_at) -> list[Check]:
+def _model_checks(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+                  clean: torch.Tensor, logits_fn: Callable[..., torch.Tensor], first: torch.Tensor, eps: torch.Tensor,
+                  attack_at: Callable[[torch.Tensor], AttackResult]) -> list[Check]:
     """Checks of the model itself: its gradients, randomness, outputs, and a budget that breaks anything."""
     checks = []
     n = len(audio)

@@ -37,12 +37,13 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
+from ..models.base import Classifier
 from .latent import model_device, unpack_batch
 
 DEFAULT_RHO = {False: 0.05, True: 0.5}  # [ours] SAM-like absolute radius; ASAM-like relative radius
 
 
-def training_loss(model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def training_loss(model: Classifier, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Scalar mean training loss in nats: CE over labels ``[B]`` or BCE over 0/1 labels ``[B, K]``."""
     if model.multilabel:
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
@@ -115,7 +116,7 @@ def _ascend(u: list[torch.Tensor], grads: list[torch.Tensor], scale: list[torch.
     return [x * shrink for x in u]
 
 
-def batch_sharpness(model, params: list[torch.nn.Parameter], audio: torch.Tensor, labels: torch.Tensor,
+def batch_sharpness(model: Classifier, params: list[torch.nn.Parameter], audio: torch.Tensor, labels: torch.Tensor,
                     video: torch.Tensor | None, rho: float, adaptive: bool, eta: float,
                     steps: int) -> tuple[float, float]:
     """``(L_B(w), max L_B(w + ε))`` for one batch, in nats; the parameters are left as found (bitwise)."""
@@ -146,7 +147,7 @@ def batch_sharpness(model, params: list[torch.nn.Parameter], audio: torch.Tensor
     return clean, worst
 
 
-def sharpness(model, batches: Iterable, *, rho: float | None = None, m: int | None = None,
+def sharpness(model: Classifier, batches: Iterable, *, rho: float | None = None, m: int | None = None,
               adaptive: bool = False, eta: float = 0.01, steps: int = 1,
               device: str | torch.device | None = None) -> dict:
     """m-sharpness (``adaptive=False``) or adaptive sharpness (``adaptive=True``) over a dataset.

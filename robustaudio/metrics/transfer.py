@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks.criteria import decision_names, is_correct
-from ..models.base import ModelError
+from ..models.base import AttackTarget, ModelError
 
 
 class TransferTarget:
@@ -27,7 +27,7 @@ class TransferTarget:
         source: the attacked (surrogate) Classifier.
     """
 
-    def __init__(self, model, name: str, source):
+    def __init__(self, model: AttackTarget, name: str, source: AttackTarget):
         if model.sample_rate != source.sample_rate:
             raise ModelError(f"--transfer-to {name} takes {model.sample_rate} Hz audio but the attacked model "
                              f"takes {source.sample_rate} Hz: transfer needs one waveform both can score.")

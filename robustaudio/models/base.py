@@ -44,14 +44,17 @@ class AttackTarget(Protocol):
 
     ``model(audio [B, T], video=None) -> logits [B, K]``; ``features(audio)`` the front end;
     ``forward_features(features, video=None)`` logits from features; ``predict`` / ``scores``
-    decisions and probabilities from logits; ``labels``, ``multilabel``, ``threshold``, ``sample_rate`` as
-    on :class:`Classifier`; ``modules`` / ``parameters`` / ``eval`` / ``to`` as on ``nn.Module``.
+    decisions and probabilities from logits; ``labels``, ``multilabel``, ``threshold``, ``sample_rate``,
+    ``clip_samples`` as on :class:`Classifier`; ``modules`` / ``parameters`` / ``eval`` / ``to`` as on ``nn.Module``.
     """
 
     labels: tuple[str, ...]
     multilabel: bool
     threshold: float
     sample_rate: int
+
+    @property
+    def clip_samples(self) -> int: ...  # the clip length the data layer loads for it
 
     def __call__(self, audio: torch.Tensor, video: torch.Tensor | None = None) -> torch.Tensor: ...
 
@@ -174,7 +177,7 @@ class frozen:
             p.requires_grad_(False)
         return self.model
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for p, flag in zip(self.model.parameters(), self.grad_flags):
             p.requires_grad_(flag)
         for module, training in self.modes:

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -284,13 +285,13 @@ def _options(target: str, options: dict, prefix: str) -> dict:
             if options.get(key) is not None}
 
 
-def load_birdnet(target: str = "v2.4", **options) -> BirdNET:
+def load_birdnet(target: str = "v2.4", **options: Any) -> BirdNET:
     """``birdnet:v2.4``: the torch rebuild, in eval mode."""
     settings = _options(target, options, "birdnet:")
     settings.pop("num_threads", None)
     return BirdNET(**settings).eval()
 
 
-def load_birdnet_litert(target: str = "v2.4", **options) -> BirdNETLiteRT:
+def load_birdnet_litert(target: str = "v2.4", **options: Any) -> BirdNETLiteRT:
     """``birdnet-litert:v2.4``: the TFLite file run by LiteRT, forward only."""
     return BirdNETLiteRT(**_options(target, options, "birdnet-litert:")).eval()

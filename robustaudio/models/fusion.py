@@ -32,6 +32,7 @@ Inputs: ``audio`` ``[B, T]`` in [-1, 1] at 16 kHz; ``video`` ``[B, F, 3, H, W]``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -174,14 +175,14 @@ class AudioOnly(AudioVisualClassifier):
     fusion = "audio"
     modalities = ("audio",)
 
-    def __init__(self, labels, **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], **config: Any) -> None:
         super().__init__(labels, **config)
         self.audio_fc = nn.Linear(2 * self.audio_branch.out_dim, len(self.labels))
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"audio": mean_max(self.audio_branch(features))}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.audio_fc(self.dropout(embeddings["audio"]))
 
 
@@ -191,14 +192,14 @@ class VideoOnly(AudioVisualClassifier):
     fusion = "video"
     modalities = ("video",)
 
-    def __init__(self, labels, **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], **config: Any) -> None:
         super().__init__(labels, **config)
         self.video_fc = nn.Linear(self.video_branch.dim, len(self.labels))
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"video": self.frame_embeddings(video).mean(dim=1)}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.video_fc(self.dropout(embeddings["video"]))
 
 
@@ -213,15 +214,15 @@ class EarlyFusion(AudioVisualClassifier):
 
     fusion = "early"
 
-    def __init__(self, labels, video_rows: int = 16, **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], video_rows: int = 16, **config: Any) -> None:
         super().__init__(labels, **config)
         self.video_rows = nn.Linear(self.video_branch.dim, video_rows)
         self.fc = nn.Linear(2 * self.audio_branch.out_dim, len(self.labels))
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"audio": features.flatten(1), "video": self.frame_embeddings(video).flatten(1)}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         mel = embeddings["audio"].reshape(embeddings["audio"].shape[0], self.n_mels, -1)   # [B, M, T]
         rows = self.video_rows(self._unflatten(embeddings["video"], self.video_branch.dim))  # [B, F, P]
         rows = F.interpolate(rows.transpose(1, 2), size=mel.shape[-1], mode="nearest")       # [B, P, T]
@@ -237,16 +238,16 @@ class MidFusion(AudioVisualClassifier):
 
     fusion = "mid"
 
-    def __init__(self, labels, hidden: int = 128, **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], hidden: int = 128, **config: Any) -> None:
         super().__init__(labels, **config)
         self.joint = nn.Sequential(nn.Linear(self.audio_branch.out_dim + self.video_branch.dim, hidden), nn.ReLU())
         self.fc = nn.Linear(2 * hidden, len(self.labels))
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"audio": segments(self.audio_branch(features), self.frames).flatten(1),
                 "video": self.frame_embeddings(video).flatten(1)}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         audio = self._unflatten(embeddings["audio"], self.audio_branch.out_dim)
         video = self._unflatten(embeddings["video"], self.video_branch.dim)
         joint = self.joint(torch.cat([audio, video], dim=-1))                     # [B, F, H]
@@ -262,7 +263,7 @@ class LateFusion(AudioVisualClassifier):
 
     fusion = "late"
 
-    def __init__(self, labels, **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], **config: Any) -> None:
         super().__init__(labels, **config)
         k = len(self.labels)
         self.audio_scores = nn.Linear(self.audio_branch.out_dim, k)
@@ -270,11 +271,11 @@ class LateFusion(AudioVisualClassifier):
         self.audio_attention = nn.Linear(self.audio_branch.out_dim, k)
         self.video_attention = nn.Linear(self.video_branch.dim, k, bias=False)
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"audio": segments(self.audio_branch(features), self.frames).flatten(1),
                 "video": self.frame_embeddings(video).flatten(1)}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         audio = self.dropout(self._unflatten(embeddings["audio"], self.audio_branch.out_dim))
         video = self.dropout(self._unflatten(embeddings["video"], self.video_branch.dim))
         scores = self.audio_scores(audio) + self.video_scores(video)                  # [B, F, K]
@@ -289,7 +290,8 @@ class SuperLateFusion(AudioVisualClassifier):
 
     fusion = "superlate"
 
-    def __init__(self, labels, weights: tuple[float, float] = (0.6, 0.4), **config):
+    def __init__(self, labels: list[str] | tuple[str, ...], weights: tuple[float, float] = (0.6, 0.4),
+                 **config: Any) -> None:
         super().__init__(labels, **config)
         if len(weights) != 2 or min(weights) <= 0 or not math.isclose(sum(weights), 1.0):
             raise ValueError(f"weights must be two positive numbers summing to 1, got {weights}.")
@@ -306,11 +308,11 @@ class SuperLateFusion(AudioVisualClassifier):
         model.load_state_dict(state)
         return model
 
-    def embeddings(self, features, video=None):
+    def embeddings(self, features: torch.Tensor, video: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"audio": mean_max(self.audio_branch(features)),
                 "video": self.frame_embeddings(video).mean(dim=1)}
 
-    def head(self, embeddings):
+    def head(self, embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
         w_a, w_v = self.weights
         audio = math.log(w_a) + torch.log_softmax(self.audio_fc(self.dropout(embeddings["audio"])), dim=-1)
         video = math.log(w_v) + torch.log_softmax(self.video_fc(self.dropout(embeddings["video"])), dim=-1)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -53,6 +53,9 @@ from torch.nn import functional as F
 
 from .base import Classifier, ModelError
 from .frontends import KaldiFbank
+
+if TYPE_CHECKING:
+    from transformers.feature_extraction_utils import FeatureExtractionMixin
 
 FBANK_SHIFT_S = 0.010   # Kaldi fbank as the AST extractor calls it: 25 ms frames every 10 ms
 FBANK_LENGTH_S = 0.025
@@ -148,7 +151,7 @@ def covered_seconds(frames: int) -> float:
     return (frames - 1) * FBANK_SHIFT_S + FBANK_LENGTH_S
 
 
-def front_end_for(extractor) -> tuple[nn.Module, nn.Module, float | None]:
+def front_end_for(extractor: FeatureExtractionMixin) -> tuple[nn.Module, nn.Module, float | None]:
     """(front end, model input, the longest useful clip in seconds or None) equivalent to a transformers
     feature extractor."""
     from transformers import ASTFeatureExtractor, Wav2Vec2FeatureExtractor
@@ -203,7 +206,7 @@ def _one_line(error: Exception, limit: int = 300) -> str:
 def load_huggingface(directory: str, labels: list[str] | tuple[str, ...] | None = None,
                      multilabel: bool | None = None, clip_seconds: float | None = None,
                      trust_checkpoint: bool = False, sample_rate: int | None = None,
-                     **unknown) -> HuggingFaceClassifier:
+                     **unknown: object) -> HuggingFaceClassifier:
     """``hf:DIR``: a saved transformers audio classifier and its feature extractor, read offline.
 
     ``labels`` / ``multilabel`` / ``clip_seconds`` override what the directory says (without

@@ -35,6 +35,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -357,7 +358,7 @@ IMAGE_MODELS: dict[str, Callable[..., ImageClassifier]] = {
 }
 
 
-def load_image_model(name: str, **options) -> ImageClassifier:
+def load_image_model(name: str, **options: Any) -> ImageClassifier:
     """``image:NAME`` (see :data:`IMAGE_MODELS`); option ``weights=FILE`` reads another copy of the weights."""
     if name not in IMAGE_MODELS:
         raise ModelError(f"No image model {name!r}; known: {', '.join(IMAGE_MODELS)}.")

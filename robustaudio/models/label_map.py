@@ -40,6 +40,7 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -190,7 +191,7 @@ def read_map(spec: str) -> tuple[dict[str, tuple[str, ...]], str]:
     return {k: (v,) if isinstance(v, str) else tuple(v) for k, v in mapping.items()}, f"label map {path.name}"
 
 
-def load_label_mapped(target: str, **options) -> LabelMapped:
+def load_label_mapped(target: str, **options: Any) -> LabelMapped:
     """``labelmap:MAP:MODEL``: ``MODEL`` (any ``load_model`` name, prefixed or not) through ``MAP``.
 
     ``multilabel`` goes to :class:`LabelMapped`; other options go to the model's loader.

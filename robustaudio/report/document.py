@@ -18,7 +18,7 @@ from .headline import Headline
 FIGURES_DIR = "figures"
 
 
-def fmt(value, digits: int = 3) -> str:
+def fmt(value: object, digits: int = 3) -> str:
     """A number for a table: ``digits`` significant digits, "–" for a missing or non-finite value."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
@@ -42,13 +42,13 @@ def save_figure(fig: plt.Figure, path: Path) -> bytes:
 Section = tuple[str, list[str], list[list[str]], str]  # (title, header, rows, note)
 
 
-def markdown_text(text) -> str:
+def markdown_text(text: object) -> str:
     """Text for a Markdown line: HTML special characters escaped (labels and file names are data,
     never markup), line breaks as spaces."""
     return " ".join(html.escape(str(text), quote=False).splitlines())
 
 
-def markdown_cell(text) -> str:
+def markdown_cell(text: object) -> str:
     """Text for a Markdown table cell: :func:`markdown_text`, with backslashes and ``|`` escaped so
     that a cell such as ``max |Δlogit|`` stays one cell."""
     return markdown_text(str(text).replace("\\", "\\\\")).replace("|", "\\|")
@@ -110,7 +110,8 @@ CSS = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1
        ".players figcaption{font-size:85%;color:#444;}.players audio{width:300px;}")
 
 
-def document_markdown(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
+def document_markdown(title: str, lines: list[str], sections: list[Section],
+                      figures: list[tuple[str, str, bytes]], warnings: list[dict],
                       headline: Headline | None = None, extra: list[str] | None = None) -> str:
     """A report as Markdown: the headline, summary bullets, tables, figures (files under figures/), ``extra``
     lines (already Markdown), warnings; every text escaped (:func:`markdown_text`, :func:`markdown_cell`)."""
@@ -133,7 +134,8 @@ def document_markdown(title: str, lines: list[str], sections: list[Section], fig
     return "\n".join(out)
 
 
-def document_html(title: str, lines: list[str], sections: list[Section], figures, warnings: list[dict],
+def document_html(title: str, lines: list[str], sections: list[Section],
+                  figures: list[tuple[str, str, bytes]], warnings: list[dict],
                   headline: Headline | None = None, extra: list[str] | None = None) -> str:
     """The same report as one self-contained HTML file (figures inline); every text escaped. ``extra``:
     HTML fragments (already escaped) placed after the figures."""

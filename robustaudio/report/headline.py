@@ -48,14 +48,14 @@ class Headline:
     table: tuple | None = None  # a render.Section
 
 
-def fmt(value, digits: int = 2) -> str:
+def fmt(value: object, digits: int = 2) -> str:
     """A number for prose: ``digits`` significant figures, '–' for None or non-finite."""
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "–"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def accuracy(value) -> str:
+def accuracy(value: float | None) -> str:
     """An accuracy for prose: two decimals."""
     return "–" if value is None or not np.isfinite(value) else f"{value:.2f}"
 

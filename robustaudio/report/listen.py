@@ -22,6 +22,7 @@ from here as before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -43,8 +44,13 @@ from .listen_clips import MAX_EXAMPLES, choose_clips, teaching_condition  # noqa
 from .listen_render import TITLE, clear, listen_html, listen_markdown, write_figures  # noqa: F401
 from .listen_smoothing import smoothing_examples  # noqa: F401
 
+if TYPE_CHECKING:
+    from ..attacks.threat import ThreatModel
+    from ..models.base import Classifier
+    from ..runner.spec import AttackSpec
 
-def _threat_for(settings: dict, condition: dict, label: str, sample_rate: int):
+
+def _threat_for(settings: dict, condition: dict, label: str, sample_rate: int) -> ThreatModel | str:
     """The run's ThreatModel of ``condition`` (matched by its condition name), or a reason string."""
     from ..attacks.threat import ThreatModel
 
@@ -113,7 +119,8 @@ class _Mismatch(Exception):
     pass
 
 
-def _attack_examples(run_dir: Path, card: dict, condition: dict, model, spec, threat, chosen) -> Listen:
+def _attack_examples(run_dir: Path, card: dict, condition: dict, model: Classifier, spec: AttackSpec,
+                     threat: ThreatModel, chosen: list[tuple[pd.Series, str]]) -> Listen:
     from ..attacks.criteria import decision_names, is_correct
     from ..data.datasets import AudioDataset
     from ..runner.registry import budget_attack

@@ -4,14 +4,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from . import style
 from .listen_audio import AUDIO_CAP_BYTES, LISTEN_DIR, Example, Listen, _keep_audio, wav_bytes
 
+if TYPE_CHECKING:
+    from ..defenses.smoothing import Smooth
 
-def smoothing_examples(smooth, clips: list, rows: list[dict], out: Path, seed: int = 0,
+
+def smoothing_examples(smooth: Smooth, clips: list, rows: list[dict], out: Path, seed: int = 0,
                        count: int = 3) -> Listen:
     """What the smoothed classifier hears: for up to ``count`` certified clips (the largest radius, the
     smallest, an abstention or error where there is one), the clean clip, one noisy copy ``x + σε`` and,

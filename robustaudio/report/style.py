@@ -11,7 +11,7 @@ their unit and a secondary SNR axis (:func:`eps_axes`), histogram counts in whol
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import matplotlib
 
@@ -19,6 +19,13 @@ matplotlib.use("Agg")  # reports are written without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.image import AxesImage
 
 DPI = 110
 WIDTH = 7.0  # inches: one panel of the HTML column (1100 px at DPI)
@@ -39,7 +46,8 @@ SPECTRUM_MAP = "magma"
 SPECTRUM_RANGE_DB = 100.0  # dynamic range of the spectrograms' one colour scale
 
 
-def figure(rows: int = 1, cols: int = 1, *, width: float | None = None, height: float = 3.2, **kwargs):
+def figure(rows: int = 1, cols: int = 1, *, width: float | None = None, height: float = 3.2,
+           **kwargs: Any) -> tuple[Figure, np.ndarray]:
     """``(fig, axes)`` (axes always 2-D) in the report style; ``width`` defaults to one HTML column."""
     with plt.rc_context(RC):
         fig, axes = plt.subplots(rows, cols, figsize=(width or WIDTH, height), squeeze=False, **kwargs)
@@ -48,7 +56,7 @@ def figure(rows: int = 1, cols: int = 1, *, width: float | None = None, height: 
     return fig, axes
 
 
-def _style(ax) -> None:
+def _style(ax: Axes) -> None:
     for key, value in RC.items():
         if key.startswith("axes.spines."):
             ax.spines[key.split(".")[-1]].set_visible(value)
@@ -61,19 +69,19 @@ def _style(ax) -> None:
     ax.yaxis.label.set_fontsize(RC["axes.labelsize"])
 
 
-def finish(fig) -> None:
+def finish(fig: Figure) -> None:
     """Tight layout in the report style (call once the figure is drawn)."""
     with plt.rc_context(RC):
         fig.tight_layout()
 
 
-def accuracy_axis(ax, label: str = "accuracy") -> None:
+def accuracy_axis(ax: Axes, label: str = "accuracy") -> None:
     ax.set_ylabel(label)
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_locator(MaxNLocator(6))
 
 
-def clean_line(ax, value: float, label: str = "clean") -> None:
+def clean_line(ax: Axes, value: float, label: str = "clean") -> None:
     """The clean accuracy as a dashed grey line, labelled at its right end (no legend entry)."""
     if value is None or not np.isfinite(value):
         return
@@ -82,13 +90,13 @@ def clean_line(ax, value: float, label: str = "clean") -> None:
                 textcoords="offset points", ha="right", va="bottom", fontsize=8, color=CLEAN)
 
 
-def count_axis(ax, label: str = "clips") -> None:
+def count_axis(ax: Axes, label: str = "clips") -> None:
     """Counts of clips: whole-number ticks only."""
     ax.set_ylabel(label)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
 
 
-def eps_axes(ax, eps: list[float], norm: str, domain: str, snr: list[float | None] | None = None) -> None:
+def eps_axes(ax: Axes, eps: list[float], norm: str, domain: str, snr: list[float | None] | None = None) -> None:
     """An ε x-axis with its unit (log-scaled over a decade or more, ticks at the budgets) and, when the
     budgets' median SNRs are known, a secondary SNR (dB) axis on top with the same ticks."""
     units = {"waveform": "full scale = 1", "feature": "normalised features", "video": "pixels in [0, 1]"}
@@ -111,15 +119,15 @@ def eps_axes(ax, eps: list[float], norm: str, domain: str, snr: list[float | Non
             top.xaxis.set_minor_locator(NullLocator())
 
 
-def legend_outside(ax, **kwargs) -> None:
+def legend_outside(ax: Axes, **kwargs: Any) -> None:
     """A legend to the right of the axes, never over the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
 
 
-def heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], *, vmin: float = 0.0, vmax: float = 1.0,
-            cmap: str = ACCURACY_MAP, fmt: str = "{:.2f}", label: str = "accuracy"):
+def heatmap(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str], *, vmin: float = 0.0, vmax: float = 1.0,
+            cmap: str = ACCURACY_MAP, fmt: str = "{:.2f}", label: str = "accuracy") -> AxesImage:
     """A labelled heatmap with each value written in its cell (NaN cells left blank); returns the image."""
     shown = np.ma.masked_invalid(np.asarray(values, dtype=float))
     image = ax.imshow(shown, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
@@ -147,7 +155,7 @@ def heatmap(ax, values: np.ndarray, rows: list[str], cols: list[str], *, vmin: f
     return image
 
 
-def percent(ax, axis: str = "y") -> None:
+def percent(ax: Axes, axis: str = "y") -> None:
     formatter = FuncFormatter(lambda v, _: f"{v:.0%}")
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
 
@@ -167,8 +175,9 @@ def power_db(samples: np.ndarray, rate: int) -> np.ndarray:
     return (10 * np.log10(spectrum + 1e-12)).T
 
 
-def _maps_figure(maps: dict[str, np.ndarray], low: float, high: float, extent, titles: dict[str, str], xlabel: str,
-                 ylabel: str, unit: str):
+def _maps_figure(maps: dict[str, np.ndarray], low: float, high: float,
+                 extent: Callable[[np.ndarray], tuple[float, float, float, float] | None], titles: dict[str, str],
+                 xlabel: str, ylabel: str, unit: str) -> Figure:
     """Side-by-side maps ``[rows, frames]`` on one colour scale ``[low, high]`` with one colour bar."""
     n = len(maps)
     fig, axes = figure(1, n + 1, width=WIDTH + 2.5, height=2.3, gridspec_kw={"width_ratios": [1] * n + [0.04]})
@@ -182,14 +191,15 @@ def _maps_figure(maps: dict[str, np.ndarray], low: float, high: float, extent, t
         if ax is not axes[0][0]:
             ax.tick_params(labelleft=False)
     axes[0][0].set_ylabel(ylabel)
-    colorbar = fig.colorbar(image, cax=axes[0][-1])
+    # cast: ``maps`` is never empty (every caller passes two or more maps), so the loop set ``image``
+    colorbar = fig.colorbar(cast("AxesImage", image), cax=axes[0][-1])
     colorbar.set_label(unit)
     colorbar.outline.set_visible(False)
     finish(fig)
     return fig
 
 
-def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, amplify: int | None = None):
+def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, amplify: int | None = None) -> Figure:
     """Side-by-side spectrograms on one colour scale (``top`` dB down to ``top - SPECTRUM_RANGE_DB``),
     one colour bar. δ is drawn at its true level (not amplified), so its darkness is its quietness."""
     hop = int(2 ** round(np.log2(max(0.032 * rate, 64)))) // 4
@@ -198,7 +208,7 @@ def spectrogram_figure(spectra: dict[str, np.ndarray], rate: int, top: float, am
                         titles, "time (s)", "frequency (kHz)", "dB re full scale")
 
 
-def feature_figure(features: dict[str, np.ndarray]):
+def feature_figure(features: dict[str, np.ndarray]) -> Figure:
     """Side-by-side feature maps ``[F, frames]`` (normalised log-mel units) on one colour scale."""
     low = min(float(np.percentile(f, 1)) for f in features.values())
     high = max(float(np.percentile(f, 99)) for f in features.values())
@@ -207,14 +217,14 @@ def feature_figure(features: dict[str, np.ndarray]):
 
 # ---- output -----------------------------------------------------------------------------------------
 
-def png(fig) -> bytes:
+def png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     plt.close(fig)
     return buffer.getvalue()
 
 
-def jpeg(fig, quality: int = 82) -> bytes:
+def jpeg(fig: Figure, quality: int = 82) -> bytes:
     """JPEG for dense images (spectrograms): a fraction of the PNG's size at no visible cost."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpeg", dpi=DPI, pil_kwargs={"quality": quality})

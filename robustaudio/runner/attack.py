@@ -105,7 +105,8 @@ def attack_batch(model: AttackTarget, model_name: str, batch: Batch, threats: li
     return rows.rows
 
 
-def clean_batch(model: AttackTarget, batch: Batch, device: str | torch.device, labels_from: str):
+def clean_batch(model: AttackTarget, batch: Batch, device: str | torch.device, labels_from: str
+                ) -> tuple[Batch, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``batch`` on ``device`` with its clean logits and which clips are attacked (clean-correct; with
     ``labels_from="model"`` the model's own decisions are the labels, and tagless multi-label clips are left
     alone). Returns ``(batch, audio, video, labels, clean_logits, attacked_mask)``."""
@@ -135,9 +136,9 @@ def unlabelled(dataset: AudioDataset, model: AttackTarget) -> AudioDataset:
     return AudioDataset(dataset.root, [replace(clip, labels=(model.labels[0],)) for clip in dataset.clips])
 
 
-def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec, audio, labels,
-                  attacked,
-                  clean_logits, video, generator, per_clip: int) -> None:
+def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatModel], spec: AttackSpec,
+                  audio: torch.Tensor, labels: torch.Tensor, attacked: torch.Tensor, clean_logits: torch.Tensor,
+                  video: torch.Tensor | None, generator: torch.Generator, per_clip: int) -> None:
     """Rows of one ε curve under the spec's attack (as one curve, or budget by budget)."""
     attack, as_curve = budget_attack(spec)
     if as_curve:
@@ -163,11 +164,13 @@ def _attack_curve(model: AttackTarget, rows: ConditionRows, curve: list[ThreatMo
                  (time.perf_counter() - start) / per_clip, backend=spec.backend)
 
 
-def _joint(model: AttackTarget, audio, video, labels, attacked, threat: JointThreat, spec: AttackSpec,
-           generator) -> AttackResult | None:
+def _joint(model: AttackTarget, audio: torch.Tensor, video: torch.Tensor | None, labels: torch.Tensor,
+           attacked: torch.Tensor, threat: JointThreat, spec: AttackSpec,
+           generator: torch.Generator) -> AttackResult | None:
     """One joint (audio and video) condition, as an AttackResult on the audio."""
     if not attacked.numel():
         return None
+    assert video is not None  # check_modalities: a joint threat needs a model that takes video; batches then have it
     joint = pgd_joint(model, audio[attacked], video[attacked], labels[attacked], threat.audio, threat.video,
                       steps=spec.gradient_steps, generator=generator)
     device = audio.device
@@ -242,7 +245,9 @@ class RunOptions:
         labels_from: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
             (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
         ray_address: shard batches over Ray workers (``"local"`` starts a local cluster of ``workers``
-            CPUs; ``None``: one process); the records are the same as a single-process run's.
+            CPUs; ``None``: one process); each worker uses one intra-op thread, and the records are bit for bit
+            a single-process run's at one thread (``OMP_NUM_THREADS=1``; with more, float32 sums round
+            differently in the last digits).
         workers: CPUs of the local Ray cluster (``ray_address="local"``); ``None``: Ray's default.
     """
 
@@ -280,7 +285,8 @@ def run_attack(model: AttackTarget, model_name: str, dataset: AudioDataset, thre
     ``options.labels_from``: ``"data"``, or ``"model"`` to take the model's clean decisions as the labels
     (robustness without ground truth: robust accuracy is then the share of decisions that do not flip).
     ``options.ray_address``: shard batches over Ray workers (``"local"`` starts a local cluster of
-    ``options.workers`` CPUs); the records are the same as a single-process run's.
+    ``options.workers`` CPUs, one intra-op thread each); the records are bit for bit a single-process run's at
+    one thread.
     ``extra_settings``: more entries for the run's recorded settings.
     ``on_batch(batch, n_clips, resumed)`` is called after each batch (for progress displays).
     Audio-visual models: threat models of either modality and :class:`JointThreat` s run natively

@@ -10,31 +10,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from ..attacks.apgd import apgd, apgd_targeted
 from ..attacks.backends import backend_attack
 from ..attacks.curve import BudgetAttack
 from ..attacks.ensemble import ensemble
 from ..attacks.pgd import pgd
+from ..attacks.result import AttackResult
 from ..attacks.square import square_attack
+from ..attacks.threat import ThreatModel
+from ..models.base import AttackTarget
 from .spec import AttackSpec
 
 
 def _pgd(spec: AttackSpec) -> BudgetAttack:
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return pgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, eps=eps,
                    generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
 
 
 def _square(spec: AttackSpec) -> BudgetAttack:
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return square_attack(model, audio, labels, threat, queries=spec.query_budget, eps=eps, generator=generator,
                              clean_logits=clean_logits, video=video)
     return attack
 
 
 def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="ce", eps=eps,
                     generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
     return attack
@@ -43,7 +54,9 @@ def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
 def _apgd_t(spec: AttackSpec) -> BudgetAttack:
     """APGD-T over ``spec.targets`` runner-up classes; on multi-label models (no class ranking) APGD with
     the threshold-margin loss instead. Single-label models need 3 classes or more (DLR's scale)."""
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         if model.multilabel:
             return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="dlr",
                         eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
@@ -59,7 +72,9 @@ def _reliable(spec: AttackSpec) -> BudgetAttack:
     two-class single-label models, Square for L1."""
     members = [("apgd-ce", _apgd_ce(spec)), ("apgd-t", _apgd_t(spec)), ("square", _square(spec))]
 
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         # APGD-T needs a runner-up ranking (3 classes or more, or tags); Square serves L∞ and L2 only.
         usable = [(name, member) for name, member in members
                   if (name != "apgd-t" or model.multilabel or len(model.labels) >= 3)
@@ -70,7 +85,9 @@ def _reliable(spec: AttackSpec) -> BudgetAttack:
 
 
 def _library(spec: AttackSpec) -> BudgetAttack:
-    def attack(model, audio, labels, threat, *, eps, clean_logits, video, init_delta, generator):
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
+               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
         return backend_attack(model, audio, labels, threat, backend=spec.backend, attack=spec.name,
                               steps=spec.steps, generator=generator)
     return attack

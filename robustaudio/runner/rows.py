@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 
 from ..acoustics.mixing import snr_db
 from ..attacks.criteria import decision_names, is_correct
 from ..attacks.joint import JointThreat
+from ..attacks.minimal import MinimalResult
+from ..attacks.result import AttackResult
 from ..attacks.threat import ThreatModel, input_view, lp_norm
 from ..data import Batch
 from ..metrics.transfer import TransferTarget
@@ -38,7 +43,7 @@ class ConditionRows:
         self.settings = {"steps": steps, "restarts": restarts, "seed": seed}
         self.rows: list[dict] = []
 
-    def view(self, domain: str):
+    def view(self, domain: str) -> tuple[torch.Tensor, Callable[..., torch.Tensor]]:
         """The batch's clean input in ``domain`` and its logits function, computed once per domain
         (:func:`~robustaudio.attacks.threat.input_view`)."""
         if domain not in self.views:
@@ -46,8 +51,9 @@ class ConditionRows:
         return self.views[domain]
 
     def add(self, threat: ThreatModel | JointThreat | None, attack: str, condition: str, attacked: torch.Tensor,
-            result, seconds: float, backend: str = "native", severity: float | None = None,
-            severity_unit: str | None = None, domain: str | None = None, kind: str = "attack") -> None:
+            result: AttackResult | MinimalResult | None, seconds: float, backend: str = "native",
+            severity: float | None = None, severity_unit: str | None = None, domain: str | None = None,
+            kind: str = "attack") -> None:
         """Rows of one condition.
 
         ``result``: an AttackResult or MinimalResult over the ``attacked`` clips (indices into the
@@ -73,6 +79,8 @@ class ConditionRows:
             forwards[attacked] = result.forwards
             backwards[attacked] = result.backwards
             if hasattr(result, "logits"):  # an AttackResult: its budget
+                result = cast(AttackResult, result)
+                assert result.carried is not None  # AttackResult.__post_init__ fills it
                 eps[attacked] = result.budget
                 adv_logits[attacked] = result.logits.float()
                 carried[attacked] = result.carried

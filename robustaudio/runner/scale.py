@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from ..data import AudioDataset, Batch, DatasetError
 from ..extras import require
+from ..models.base import AttackTarget
 from ..records import WARNINGS_FILE, RecordWriter, append_warnings
 
 
-def run_batches(run_dir: Path, model, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
+def run_batches(run_dir: Path, model: AttackTarget, dataset: AudioDataset, rows: Callable[[Batch], list[dict]], *,
                 batch_size: int, limit: int | None, on_batch: Callable[[Batch, int, bool], None] | None,
                 ray_address: str | None = None, workers: int | None = None) -> Path:
     """The resumable loop: ``rows(batch)`` for every batch not yet in the records, appended per batch.
@@ -97,5 +99,5 @@ def require_ray() -> None:
     _ray()
 
 
-def _ray():
+def _ray() -> ModuleType:
     return require("ray", "scale", "Sharding over workers (--ray)")

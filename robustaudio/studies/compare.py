@@ -73,13 +73,13 @@ class FusionPlan:
         """The ε curve of one modality and norm, smallest first (in that modality's input units)."""
         return sorted((self.audio_eps if modality == "audio" else self.video_eps)[norm])
 
-    def threats(self, modality: str, norm: str, video_bounds=(0.0, 1.0)) -> list[Threat]:
+    def threats(self, modality: str, norm: str, video_bounds: tuple[float, float] = (0.0, 1.0)) -> list[Threat]:
         """The threat models of :meth:`budgets`."""
         if modality == "audio":
             return [ThreatModel(norm, eps=e) for e in self.budgets(modality, norm)]
         return [ThreatModel(norm, eps=e, modality="video", bounds=video_bounds) for e in self.budgets(modality, norm)]
 
-    def joint(self, norm: str, video_bounds=(0.0, 1.0)) -> JointThreat:
+    def joint(self, norm: str, video_bounds: tuple[float, float] = (0.0, 1.0)) -> JointThreat:
         return JointThreat(ThreatModel(norm, eps=middle_budget(self.audio_eps[norm])),
                            ThreatModel(norm, eps=middle_budget(self.video_eps[norm]), modality="video",
                                        bounds=video_bounds))
@@ -92,7 +92,7 @@ class FusionPlan:
         return plan
 
 
-def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
+def model_metrics(model: Classifier, dataset: AudioDataset, *, batch_size: int, seed: int,
                   device: str | torch.device) -> dict:
     """Density and convexity per modality, m-sharpness and adaptive sharpness, with their settings."""
     batches = [b for b in dataset.batches(model, batch_size) if b.ids]
@@ -105,7 +105,7 @@ def model_metrics(model, dataset: AudioDataset, *, batch_size: int, seed: int,
     }
 
 
-def run_fusion_attacks(model, name: str, dataset: AudioDataset, model_dir: Path, plan: FusionPlan, *,
+def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, model_dir: Path, plan: FusionPlan, *,
                        main_norm: str, steps: int, batch_size: int, seed: int, device: str | torch.device,
                        limit: int | None,
                        ray_address: str | None, workers: int | None, progress: Callable[[str], None]) -> None:

@@ -28,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..attacks import ThreatModel
 from ..data import AudioDataset
 from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
@@ -97,7 +99,7 @@ def _card(path: Path) -> dict:
 
 
 def obtain_checkpoint(model_name: str, defense: str, settings: TrainSettings, dataset: AudioDataset, out: Path, *,
-                      retrain: bool, device, log: Callable[[str], None]) -> tuple[str | None, dict]:
+                      retrain: bool, device: str | torch.device, log: Callable[[str], None]) -> tuple[str | None, dict]:
     """``(weights path or None for the bundled model, card)`` of one trained row.
 
     Without ``retrain``: the bundled model (``none``) or a bundled defended checkpoint whose card has
@@ -133,7 +135,7 @@ def certify_dir(out: Path, settings: CertifySettings) -> Path:
 
 def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data: str | None = None,
                  split: str = "test", steps: int = 10, restarts: int = 1, batch_size: int = 16,
-                 limit: int | None = None, seed: int = 0, device="cpu", retrain: bool = False,
+                 limit: int | None = None, seed: int = 0, device: str | torch.device = "cpu", retrain: bool = False,
                  rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel",
                  purify: PurifySettings = PurifySettings(), certify: CertifySettings = CertifySettings(),
                  log: Callable[[str], None] = print) -> dict:
@@ -208,7 +210,7 @@ def _denoiser_path(denoiser: str) -> Path:
 
 
 def _row(defense: str, description: str, attack_card: dict, train_card: dict, attack: str, run_dir: Path,
-         weights) -> dict:
+         weights: str | None) -> dict:
     condition = attack_card["conditions"][0]
     return {"defense": defense, "description": description, "clean_accuracy": attack_card["clean_accuracy"],
             "robust_accuracy": condition["robust_accuracy"], "attack": attack,
@@ -223,7 +225,8 @@ def _row_line(row: dict) -> str:
 
 
 def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, settings: CertifySettings, *,
-                  denoiser: str, seed: int, device, log: Callable[[str], None] = print) -> list[dict]:
+                  denoiser: str, seed: int, device: str | torch.device,
+                  log: Callable[[str], None] = print) -> list[dict]:
     """CERTIFY every test clip (``settings.limit`` of them) at each σ of ``settings``, with and without
     ``denoiser``, in the denoiser's domain; rows go to ``certify_dir(out, settings)`` (``out``: the study's folder)."""
     model = load_model(model_name, weights=weights, device=device)

@@ -21,6 +21,8 @@ Two input specs:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -178,7 +180,7 @@ class AST64x400(AudioSpectrogramTransformer):
 
     def __init__(self, labels: list[str] | tuple[str, ...] = AUDIOSET_PLACEHOLDER_LABELS,
                  feature_kind: str = "logmel", n_mels: int = 64, target_frames: int = 400,
-                 feature_mean: float = 0.0, feature_std: float = 1.0, **config):
+                 feature_mean: float = 0.0, feature_std: float = 1.0, **config: Any) -> None:
         super().__init__(labels, feature_kind=feature_kind, n_mels=n_mels, target_frames=target_frames,
                          feature_mean=feature_mean, feature_std=feature_std, **config)
 

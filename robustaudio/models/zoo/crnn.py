@@ -107,8 +107,8 @@ class FrameMILClassifier(Classifier):
     sample_rate = 16000
     multilabel = True
 
-    def __init__(self, labels, n_mels: int, clip_seconds: float, feature_mean: float, feature_std: float,
-                 multilabel: bool = True):
+    def __init__(self, labels: list[str] | tuple[str, ...], n_mels: int, clip_seconds: float, feature_mean: float,
+                 feature_std: float, multilabel: bool = True) -> None:
         """The plumbing every thesis tagger shares: 16 kHz, TALNet log-mel, multi-label by default.
 
         ``multilabel=False`` treats the clip logits ``logit(p_k)`` as single-label logits (softmax

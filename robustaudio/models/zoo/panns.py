@@ -164,7 +164,7 @@ class Cnn14(Classifier):
         return self.fc_audioset(embeddings["audio"])  # published: no dropout between fc1 and fc_audioset
 
 
-def _use_loaded_filter_bank(model: Cnn14, incompatible_keys) -> None:
+def _use_loaded_filter_bank(model: Cnn14, incompatible_keys: object) -> None:
     """After a state-dict load, make the front end use the (possibly published) ``logmel_extractor.melW``."""
     with torch.no_grad():
         model.front_end.mel.mel_scale.fb.copy_(model.logmel_extractor.melW)
