@@ -16,15 +16,34 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import numpy as np
 import soundfile
 import torch
 import torchaudio
 
-if TYPE_CHECKING:
-    from ..models.base import AttackTarget, Classifier
+
+class LoadsClips(Protocol):
+    """What the data layer reads of a model to load clips for it (a ``Classifier`` has it; data sits below
+    models, so it names only these members): ``sample_rate`` (Hz), ``labels``, ``multilabel``, ``clip_samples``
+    (samples)."""
+
+    sample_rate: int
+    labels: tuple[str, ...]
+    multilabel: bool
+
+    @property
+    def clip_samples(self) -> int: ...
+
+
+class FitsClips(Protocol):
+    """A model whose clip length the data may set (``hf:`` models loaded without one): ``sample_rate`` (Hz),
+    ``clip_seconds`` (s)."""
+
+    sample_rate: int
+    clip_seconds: float
+
 
 SILENCE_RMS = 1e-5  # -100 dBFS: below this a clip carries no event and no SNR is defined
 
@@ -166,7 +185,7 @@ def clip_samples_of(path: str | Path, sample_rate: int) -> int | None:
     return -(-int(info.frames) * sample_rate // int(info.samplerate))  # torchaudio's resample: ceil(T * new / old)
 
 
-def fit_clip_to_data(model: AttackTarget, paths: Iterable[str | Path]) -> float | None:
+def fit_clip_to_data(model: LoadsClips, paths: Iterable[str | Path]) -> float | None:
     """Set ``model.clip_seconds`` to the longest clip among ``paths`` if the model asks for it.
 
     Only for models that read clips of any length and set ``clip_seconds_from_data`` (``hf:`` models
@@ -178,13 +197,13 @@ def fit_clip_to_data(model: AttackTarget, paths: Iterable[str | Path]) -> float 
     """
     if not getattr(model, "clip_seconds_from_data", False):
         return None
-    model = cast("Classifier", model)  # one that sets clip_seconds_from_data (hf:) has a settable clip_seconds
-    lengths = [n for n in (clip_samples_of(p, model.sample_rate) for p in paths) if n]
+    fitted = cast(FitsClips, model)  # a model that asks for it (hf:) has a settable clip_seconds
+    lengths = [n for n in (clip_samples_of(p, fitted.sample_rate) for p in paths) if n]
     if not lengths:
         return None
     samples = max(lengths)
-    longest = getattr(model, "max_clip_seconds", None)
+    longest = getattr(fitted, "max_clip_seconds", None)
     if longest is not None:
-        samples = min(samples, int(round(longest * model.sample_rate)))
-    model.clip_seconds = samples / model.sample_rate
-    return model.clip_seconds
+        samples = min(samples, int(round(longest * fitted.sample_rate)))
+    fitted.clip_seconds = samples / fitted.sample_rate
+    return fitted.clip_seconds

@@ -22,16 +22,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
-from .audio import AudioError, load_audio
+from .audio import AudioError, LoadsClips, load_audio
 from .av import VideoError, load_frames
-
-if TYPE_CHECKING:
-    from ..models.base import AttackTarget
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 BUNDLED_ROOT = Path(__file__).parent / "bundled"
@@ -206,7 +202,7 @@ class AudioDataset:
                 f"{', '.join(model_labels[:20])}{' ...' if len(model_labels) > 20 else ''}. Rename "
                 f"them in metadata.csv, or use a model trained on these labels.")
 
-    def batches(self, model: AttackTarget, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    def batches(self, model: LoadsClips, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         """Yield batches in dataset order, loaded for ``model`` (its rate and clip length).
 
         ``limit``: only that many clips, a seeded sample stratified over labels (:func:`limited`).
