@@ -161,7 +161,10 @@ def summarize(rows: list[dict], seed: int = 0) -> list[dict]:
 # seed), and :func:`clustered_bootstrap` resamples whole voices.
 
 
-def resolve_music(music: torch.Tensor | Callable[[int], torch.Tensor] | None, seed: int) -> torch.Tensor | None:
+Music = torch.Tensor | Callable[[int], torch.Tensor] | None  # a condition's loop(s), none, or seed -> loops
+
+
+def resolve_music(music: Music, seed: int) -> torch.Tensor | None:
     """A condition's music for a scene seed: a loop, loops, ``None`` or a callable ``seed -> loops``."""
     return music(seed) if callable(music) else music
 
@@ -188,7 +191,7 @@ def seed_rooms(config: EOTConfig, held_out_rooms: int, seeds: Sequence[int]) -> 
 
 
 def evaluate_seeds(detectors: Mapping[str, ScoringDetector], utterances: Utterances, config: EOTConfig,
-                   musics: Mapping[str, Any], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16,
+                   musics: Mapping[str, Music], *, seeds: Sequence[int] = (1, 2, 3, 4, 5), held_out_rooms: int = 16,
                    draws: int = 4, avoid: RoomSet | None = None, batch_size: int = 32,
                    callback: Callable[[int, float], None] | None = None,
                    progress: Callable[[int, int], None] | None = None) -> list[dict]:
