@@ -127,6 +127,33 @@ def _writing(folder: Path, name: str) -> Iterator[None]:
         raise
 
 
+def make_folder(folder: str | Path) -> Path:
+    """Create the output folder ``folder`` and its parents; any failure (a path through a file, a folder
+    that cannot exist such as one under ``/proc``, no permission, a read-only or full disk) raises a
+    one-line :class:`RunDirectoryError` naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        fix = ("free space and rerun the same command" if error.errno in NO_SPACE else "choose a writable --out")
+        raise RunDirectoryError(f"Cannot create the folder {folder} ({error.strerror or error}): {fix}.",
+                                error.errno) from error
+    return folder
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for a file-system error no layer turned into its own message (a full disk while writing a
+    report, say): what failed, on which path, and what to do. Finished batches are in ``records.jsonl``
+    already, so the fix for a full disk is to rerun the same command."""
+    path = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error)
+    if error.errno in NO_SPACE:
+        return f"{reason}:{path}: free space and rerun the same command: finished results are kept."
+    if error.errno in NOT_WRITABLE:
+        return f"Cannot write{path} ({reason}): choose a writable --out, or fix its permissions."
+    return f"{reason}:{path}: check the path (a missing folder, or a file where a folder should be)."
+
+
 def _append_bytes(path: Path, data: bytes) -> None:
     """Append ``data`` and ``fsync``, or on any error (a full disk, an interrupt) truncate the file
     back to its size before and re-raise: an append lands whole or not at all."""

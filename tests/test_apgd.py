@@ -11,8 +11,6 @@ from robustaudio.attacks.apgd import apgd, apgd_targeted, dlr_loss
 from robustaudio.attacks.criteria import attack_loss, is_fooled
 from robustaudio.models import Classifier
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 class Bowl(Classifier):
     """Two classes, ``z_1 - z_0 = -a ||x - c||^2 - 1``: never flipped; the loss (label 0) peaks at ``x = c``."""

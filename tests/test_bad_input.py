@@ -46,6 +46,45 @@ def test_no_budget_is_a_usage_error():
     assert result.exit_code == 2 and "--eps" in result.output
 
 
+def test_an_out_folder_that_cannot_be_made_is_one_line_naming_it(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    result = invoke("attack", "--eps", "0.002", "--limit", "2", "--out", tmp_path / "a_file" / "run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith("Error: Cannot create the folder") and str(tmp_path / "a_file" / "run") in error
+    assert "choose a writable --out" in error
+
+
+def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_records(tmp_path, monkeypatch):
+    """The attack is done and its records written when the report meets a full disk: one line, and the same
+    command then only writes the report (every batch is read back, none recomputed)."""
+    import errno
+
+    from robustaudio.report import read_records
+    write_text = Path.write_text
+
+    def full_disk(path, *args, **kwargs):
+        if path.name == "report.html":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write_text(path, *args, **kwargs)
+
+    out = tmp_path / "run"
+    command = ("attack", "--eps", "0.002", "--steps", "2", "--limit", "4", "--no-sanity", "--out", out)
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    result = invoke(*command)
+    monkeypatch.undo()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert "No space left on device" in error and str(out / "report.html") in error
+    assert "free space and rerun the same command" in error
+    rows = read_records(out)
+    assert len(rows) > 0 and not (out / "report.html").exists()
+    again = invoke(*command)
+    assert again.exit_code == 0, again.output
+    assert (out / "report.html").is_file()
+    assert read_records(out).drop(columns="seconds").equals(rows.drop(columns="seconds"))
+
+
 def test_corrupt_file_is_named():
     path = Path(__file__).parent / "data" / "corrupt.wav"
     with pytest.raises(AudioError, match="cannot be decoded") as info:

@@ -22,13 +22,11 @@ from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
-import torch
 from click.testing import CliRunner
 
 from robustaudio.cli import main
 from robustaudio.data.datasets import bundled_path
 
-torch.set_num_threads(1)
 CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
                  if (path := shutil.which(name))), None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian: apt-get install -y "

@@ -17,8 +17,6 @@ from robustaudio.defenses.training import Split, TrainingError, TrainSettings, f
 from robustaudio.models import load_model
 from robustaudio.studies.defenses import bundled_defended, defense_settings
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def test_mixup_targets_sum_to_one_and_mix_inputs_with_the_same_lambda_and_partner():
     labels = torch.tensor([0, 1, 2, 2, 1, 0, 3, 3])

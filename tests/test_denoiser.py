@@ -27,8 +27,6 @@ from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report import build_report, read_records
 from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def tiny_classifier(labels=("bird", "dog"), n_mels=16, sample_rate=16000, seed=0):
     torch.manual_seed(seed)

@@ -29,7 +29,6 @@ from robustaudio.defenses.training import TrainSettings, augment, batch_logits
 from robustaudio.models import LogMelCNN
 from robustaudio.models.base import frozen
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 DIM = 64
 

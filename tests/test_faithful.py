@@ -23,7 +23,6 @@ LABELS = ("bird", "dog", "rain", "siren")
 TOLERANCE = 1e-4
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def label_config() -> dict:

@@ -305,7 +305,7 @@ def test_bare_state_dict_for_an_architecture_says_what_it_needs(tmp_path):
 # ---- library backends with nothing to attack --------------------------------------------------------
 
 @pytest.mark.parametrize("backend, attack", [("art", "pgd"), ("foolbox", "pgd"), ("foolbox", "fmn")])
-def test_backends_with_no_clip_to_attack_return_the_clean_batch(backend, attack, one_thread):
+def test_backends_with_no_clip_to_attack_return_the_clean_batch(backend, attack):
     pytest.importorskip({"art": "art", "foolbox": "foolbox"}[backend])
     from conftest import binary_linear
 
@@ -321,7 +321,7 @@ def test_backends_with_no_clip_to_attack_return_the_clean_batch(backend, attack,
     assert empty.forwards.shape == (0,) and empty.logits.shape == (0, 2)
 
 
-def test_foolbox_minimal_norms_with_no_clip_to_attack(one_thread):
+def test_foolbox_minimal_norms_with_no_clip_to_attack():
     pytest.importorskip("foolbox")
     from conftest import binary_linear
 

@@ -49,7 +49,6 @@ RATE = 16000
 FAST = EOTConfig(music_db=-10.0, jitter_db=5.0, scene_seconds=1.0, rt60=(0.15, 0.2))
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---- the clustered bootstrap ----------------------------------------------------------------------

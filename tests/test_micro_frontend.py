@@ -36,7 +36,6 @@ def device_features(clip: np.ndarray) -> np.ndarray:
 
 def test_matches_pymicro_features_on_espeak_clips():
     pytest.importorskip("pymicro_wakeword", reason="needs pip install pymicro-wakeword")
-    torch.set_num_threads(1)
     audio = espeak_clips()
     front_end = MicroFrontend()
     with torch.no_grad():
@@ -51,7 +50,6 @@ def test_matches_pymicro_features_on_espeak_clips():
 
 
 def test_gradients_are_finite_and_non_zero():
-    torch.set_num_threads(1)
     audio = torch.cat([espeak_clips(1.0)[:1], torch.zeros(1, RATE)]).requires_grad_()  # speech, digital silence
     features = MicroFrontend()(audio)
     assert features.shape == (2, 40, 98) and torch.isfinite(features).all()
@@ -64,7 +62,6 @@ def test_gradients_are_finite_and_non_zero():
 def test_noise_reduction_removes_a_stationary_tone_over_time():
     """A steady 1 kHz tone under speech: its channel starts high (the noise estimate starts at 0), then the
     running estimate absorbs it and the channel falls, while the speech channels keep their level."""
-    torch.set_num_threads(1)
     front_end = MicroFrontend()
     seconds = 3.0
     speech = espeak_clips(seconds)[1]
@@ -85,7 +82,6 @@ def test_noise_reduction_removes_a_stationary_tone_over_time():
 
 
 def test_dscnn_pcan_forward_backward():
-    torch.set_num_threads(1)
     model = DSCNN(feature_kind="pcan", feature_mean=10.0, feature_std=8.0)
     audio = (0.1 * torch.randn(2, 48000, generator=torch.Generator().manual_seed(0))).requires_grad_()
     features = model.features(audio)

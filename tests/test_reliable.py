@@ -5,7 +5,6 @@ budget stays inside ε, the box, the mask and the band, whatever the warm start.
 import hashlib
 
 import hypothesis.strategies as st
-import pytest
 import torch
 from conftest import LinearClassifier
 from hypothesis import HealthCheck, given, settings
@@ -15,8 +14,6 @@ from robustaudio.attacks import AttackResult, ThreatModel
 from robustaudio.attacks.ensemble import ensemble
 from robustaudio.runner.registry import budget_attack
 from robustaudio.runner.spec import AttackSpec
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 MEMBERS = [("apgd-ce", AttackSpec("apgd-ce", steps=2)), ("apgd-t", AttackSpec("apgd-t", steps=3, targets=2)),
            ("square", AttackSpec("square", queries=60))]  # few steps: each member leaves clips to the next

@@ -6,12 +6,9 @@ import re
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 
 from robustaudio.report import style
 from robustaudio.report.render import figure_accuracy_vs_budget, figure_noise, figure_per_class, figure_snr_histogram
-
-torch.set_num_threads(1)
 
 
 def estimate(value):

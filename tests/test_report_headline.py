@@ -4,11 +4,8 @@ and the ensemble's per-member table (robustaudio.report.headline)."""
 import re
 
 import pandas as pd
-import torch
 
 from robustaudio.report.headline import ensemble_table, evaluation_text, trust
-
-torch.set_num_threads(1)
 
 
 def test_attack_headline_gives_the_key_figure_the_trust_line_and_the_settings(attack_run):

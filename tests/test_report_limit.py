@@ -3,11 +3,7 @@
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from robustaudio.data.datasets import LIMIT_SEED, AudioDataset, Clip, limited
-
-torch.set_num_threads(1)
 
 
 def clips(counts: dict[str, int]) -> list[Clip]:

@@ -15,8 +15,6 @@ from robustaudio.report import build_report
 from robustaudio.report.listen import AUDIO_CAP_BYTES, MAX_EXAMPLES, amplification, choose_clips, wav_bytes
 from robustaudio.runner import AttackSpec, RunOptions, run_attack
 
-torch.set_num_threads(1)
-
 
 def test_attack_report_embeds_recomputed_examples_to_listen_to(attack_run):
     html = (attack_run / "report.html").read_text()

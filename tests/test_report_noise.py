@@ -4,12 +4,10 @@ that apply to noise (none of the attack checks)."""
 import json
 import re
 
-import torch
 from click.testing import CliRunner
 
 from robustaudio.cli import main
 
-torch.set_num_threads(1)
 ATTACK_WORDS = ("robust acc", "success rate", "attack wall time", "accuracy rises with ε", "black-box beats",
                 "Attacks at fixed budgets", "Sanity checks", "perturbation")
 

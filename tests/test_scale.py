@@ -1,6 +1,7 @@
 """Scale-out and determinism: a two-worker Ray run writes the records of a single-process run."""
 
 import pytest
+import torch
 
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
@@ -21,10 +22,11 @@ def test_two_runs_with_one_seed_are_identical(tmp_path):
     assert records(tmp_path / "a").equals(records(tmp_path / "b"))
 
 
-def test_a_two_worker_ray_run_equals_the_single_process_run(tmp_path, one_thread):
+def test_a_two_worker_ray_run_equals_the_single_process_run(tmp_path):
     """Bit for bit at the workers' one intra-op thread: with two, torch's float32 sums round differently (an
-    L2 PGD row of this run differed in its 7th digit), so the comparison pins the thread count, not the order
-    in which other test modules happen to set it."""
+    L2 PGD row of this run differed in its 7th digit), so it relies on conftest's one thread for the
+    whole suite, not on the order in which other test modules happen to set it."""
+    assert torch.get_num_threads() == 1
     pytest.importorskip("ray")
     single = records(tmp_path / "single")
     sharded = records(tmp_path / "ray", ray_address="local", workers=2)

@@ -24,7 +24,6 @@ from robustaudio.defenses.smoothing import (
 DIM = 64
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def linear_pair(margin_in_sigmas: float, sigma: float):

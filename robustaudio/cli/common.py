@@ -104,6 +104,9 @@ class Main(click.Group):
             else:
                 click.echo(f"\nInterrupted; {command or 'the command'} keeps no partial results.", err=True)
             ctx.exit(130)
+        except OSError as error:  # a full disk or a bad path met where no layer names it (writing a report, say)
+            from ..records import describe_os_error
+            raise click.ClickException(describe_os_error(error)) from error
 
 
 class Progress:

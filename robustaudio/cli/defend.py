@@ -185,6 +185,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
     from ..defenses.denoiser import load_denoiser
     from ..defenses.smoothing import Smooth, certify_clips
     from ..models import load_model
+    from ..records import make_folder
     from ..report.defenses import build_defenses_report
     from ..report.listen import smoothing_examples
     try:
@@ -195,7 +196,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
         dataset.check_labels(model.labels)
         out_dir = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n,
                                                                 alpha, data, split, limit, seed])
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(out_dir)
         clips = [(clip_id, audio, label) for batch in dataset.batches(model, 64, limit=limit)
                  for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist())]
         curves = []

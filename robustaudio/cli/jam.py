@@ -300,6 +300,7 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
         raise click.UsageError(f"--level-split {level_split} is the evaluation split: choose the level on other clips.")
     torch.manual_seed(seed)
     from ..acoustics import require_pyroomacoustics
+    from ..records import make_folder
     try:
         require_pyroomacoustics()  # the scenes are simulated rooms: fail before loading anything
         detector = _load_detector(model_name, weights, trust_checkpoint, target)
@@ -356,6 +357,7 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
                                                             query_feedback, query_method,
                                                             *([objective] if objective != "detector" else []),
                                                             *([restarts] if restarts > 1 else [])])
+        make_folder(out_dir)  # before the hours of optimisation whose results would have nowhere to go
         click.echo(f"jamming {model_name} ({detector.target!r}) at {config.music_db:g} dB re speech; writing {out_dir}")
         progress = PhaseProgress("jam", {"optimising": "steps", "evaluating": "scenes", "scene seeds": "scenes"})
         learning = LearnSettings(steps=steps, batch_size=batch_size, lr=lr, objective=objective, restarts=restarts,

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control, sticker_success
+from ..records import make_folder
 from .document import FIGURES_DIR, document_html, document_markdown
 from .headline import Flag, Headline
 from .style import png
@@ -59,7 +60,7 @@ def run_sticker(learn: StickerTarget, held: StickerTarget, source: str, goal: st
     """Optimise a universal targeted sticker on ``learn`` (images of ``source``), measure it and
     ``controls`` random-dot stickers of the same optics on ``held``; write the files in ``out``."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     optics = optics or DotOptics()
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()

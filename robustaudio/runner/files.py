@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from .. import versions
-from ..records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, read_run_json, write_json_atomic
+from ..records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, make_folder, read_run_json, write_json_atomic
 
 RUN_FILE = "run.json"
 UNIVERSAL_FILE = "universal.pt"
@@ -31,7 +31,7 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
     elif meta_path.exists() and restart:
         for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE, UNIVERSAL_FILE):
             (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir)
     if not meta_path.exists():
         write_json_atomic(meta_path, {"settings": settings, "versions": versions(), "command": sys.argv,
                                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=2)

@@ -29,7 +29,7 @@ from ..metrics.corruptions import Corruption
 from ..metrics.latent import latent_metrics
 from ..metrics.sharpness import sharpness
 from ..models.base import Classifier
-from ..records import file_safe
+from ..records import file_safe, make_folder
 from ..report.card import json_safe
 from ..report.compare import build_comparison
 from ..report.fusion import FUSION_FILE, fusion_run
@@ -166,7 +166,7 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
     """
     out = Path(out)
     corruptions = corruptions if corruptions is not None else noise_suite()
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     if dataset.has_video:
         plan = fusion or FusionPlan(minimal_norms=(norm,))
         plan = replace(plan, norms=tuple(dict.fromkeys((norm, *plan.norms))),

@@ -38,7 +38,7 @@ from ..defenses.smoothing import Smooth, certify_clips
 from ..defenses.training import TrainSettings, recipe_for, train_classifier
 from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
-from ..records import file_safe
+from ..records import file_safe, make_folder
 from ..report import build_report
 from ..runner import AttackSpec, RunOptions, run_attack
 
@@ -151,7 +151,7 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         raise ModelError(unknown_model_message(model_name) + " `robustaudio defend` trains with a registered "
                          "model's recipe.")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     dataset = AudioDataset.from_path(data)
     test = AudioDataset.from_path(data, split=split)
     _, _, base = recipe_for(model_name)
@@ -236,7 +236,7 @@ def certify_study(model_name: str, weights: str | None, test: AudioDataset, out:
         for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist()):
             clips.append((clip_id, audio.to(device), label))
     out = certify_dir(out, settings)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     curves = []
     n0, n, alpha = settings.n0, settings.n, settings.alpha
     for sigma in settings.sigmas:
