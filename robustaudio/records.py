@@ -141,14 +141,16 @@ def make_folder(folder: str | Path) -> Path:
     return folder
 
 
-def describe_os_error(error: OSError) -> str:
+def describe_os_error(error: OSError, resumable: bool) -> str:
     """One line for a file-system error no layer turned into its own message (a full disk while writing a
-    report, say): what failed, on which path, and what to do. Finished batches are in ``records.jsonl``
-    already, so the fix for a full disk is to rerun the same command."""
+    report, say): what failed, on which path, and what to do. ``resumable``: the command keeps its finished
+    batches in its run directory (records are appended batch by batch), so rerunning it redoes none of them."""
     path = f" {error.filename}" if error.filename else ""
     reason = error.strerror or str(error)
     if error.errno in NO_SPACE:
-        return f"{reason}:{path}: free space and rerun the same command: finished results are kept."
+        kept = ("finished batches are kept, so only what is missing is redone" if resumable else
+                "this command keeps no partial results")
+        return f"{reason}:{path}: free space and rerun the same command ({kept})."
     if error.errno in NOT_WRITABLE:
         return f"Cannot write{path} ({reason}): choose a writable --out, or fix its permissions."
     return f"{reason}:{path}: check the path (a missing folder, or a file where a folder should be)."

@@ -76,13 +76,26 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_records(
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]
     assert "No space left on device" in error and str(out / "report.html") in error
-    assert "free space and rerun the same command" in error
+    assert "free space and rerun the same command (finished batches are kept" in error
     rows = read_records(out)
     assert len(rows) > 0 and not (out / "report.html").exists()
     again = invoke(*command)
     assert again.exit_code == 0, again.output
     assert (out / "report.html").is_file()
     assert read_records(out).drop(columns="seconds").equals(rows.drop(columns="seconds"))
+
+
+def test_a_full_disk_in_a_command_that_keeps_no_partial_results_says_so():
+    import errno
+
+    from robustaudio.records import describe_os_error
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/jam/report.html")
+    assert describe_os_error(full, resumable=False) == ("No space left on device: /runs/jam/report.html: free space "
+                                                        "and rerun the same command (this command keeps no partial "
+                                                        "results).")
+    assert "finished batches are kept" in describe_os_error(full, resumable=True)
+    assert "choose a writable --out" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/x"),
+                                                          resumable=True)
 
 
 def test_corrupt_file_is_named():

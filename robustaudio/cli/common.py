@@ -106,7 +106,7 @@ class Main(click.Group):
             ctx.exit(130)
         except OSError as error:  # a full disk or a bad path met where no layer names it (writing a report, say)
             from ..records import describe_os_error
-            raise click.ClickException(describe_os_error(error)) from error
+            raise click.ClickException(describe_os_error(error, ctx.invoked_subcommand in RESUMABLE)) from error
 
 
 class Progress:
