@@ -27,14 +27,15 @@ from __future__ import annotations
 import inspect
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..models.base import frozen
+from ..models.base import AttackTarget, Classifier, frozen
 from .counting import PassCounter
 from .criteria import is_fooled
 from .library_models import (  # noqa: F401  (to_art, to_foolbox: re-exported, the entry points of this module)
@@ -78,7 +79,9 @@ _PLUMBING = {"self", "estimator", "classifier", "norm", "eps", "eps_step", "targ
              "update_stats_every_k", "decay", "random_eps"}
 
 
-def _library_class(backend: str, attack: str, norm: str):
+# foolbox and ART are optional dependencies, imported lazily and loosely typed: their classes, models,
+# criteria and attack instances are Any here.
+def _library_class(backend: str, attack: str, norm: str) -> Any:
     """The library's attack class that :func:`backend_attack` builds for ``(backend, attack, norm)``."""
     if backend == "foolbox":
         import foolbox as fb
@@ -125,7 +128,7 @@ def _our_settings(backend: str, attack: str, steps: int | None, num_classes: int
 
 
 def library_settings(backend: str, attack: str, norm: str = "linf", steps: int | None = None, *,
-                     num_classes: int = 10, **options) -> dict:
+                     num_classes: int = 10, **options: Any) -> dict:
     """The settings :func:`backend_attack` runs ``backend``'s ``attack`` with, for reports.
 
     The library's own constructor defaults (read from its signature; plumbing such as ε, the norm,
@@ -211,17 +214,18 @@ def _eps_groups(eps: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
     return [(float(value), torch.nonzero(group == k).flatten()) for k, value in enumerate(values)]
 
 
-def _box(model: nn.Module, threat: ThreatModel, attack: str) -> tuple[float, float]:
+def _box(model: Classifier, threat: ThreatModel, attack: str) -> tuple[float, float]:
     """The box the library must respect: the threat's bounds, else the model's (waveform) or none."""
+    # tuple() of the model's (lo, hi) pair: mypy widens it to tuple[float, ...]
     bounds = threat.bounds if threat.bounds is not None else (
-        tuple(model.bounds) if threat.domain == "waveform" else (-math.inf, math.inf))
+        cast(tuple[float, float], tuple(model.bounds)) if threat.domain == "waveform" else (-math.inf, math.inf))
     if attack in NEEDS_BOX and not all(math.isfinite(b) for b in bounds):
         raise BackendError(f"{attack} needs a finite box; give the feature-domain threat model bounds "
                            f"(e.g. ThreatModel(..., domain='feature', bounds=(lo, hi))).")
     return bounds
 
 
-def _foolbox_starting_points(fmodel, x: torch.Tensor, criterion) -> tuple[torch.Tensor, torch.Tensor]:
+def _foolbox_starting_points(fmodel: Any, x: torch.Tensor, criterion: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Adversarial starting points for decision-based attacks and a ``[n]`` mask of where one was found.
 
     foolbox's HopSkipJump and Boundary raise if their initialisation fails for any clip; running it
@@ -257,7 +261,8 @@ def _run_foolbox(attack: str, module: nn.Module, clean: torch.Tensor, labels: to
     return cls(**settings).run(fmodel, clean, criterion_for(labels))  # fmn, deepfool, cw: minimal-norm
 
 
-def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tensor, criterion_for) -> torch.Tensor:
+def _run_foolbox_decision(instance: Any, fmodel: Any, x: torch.Tensor, labels: torch.Tensor,
+                          criterion_for: Any) -> torch.Tensor:
     """A decision-based foolbox attack on the clips for which a starting point exists; the rest stay clean."""
     points, found = _foolbox_starting_points(fmodel, x, criterion_for(labels))
     result = x.clone()
@@ -266,7 +271,7 @@ def _run_foolbox_decision(instance, fmodel, x: torch.Tensor, labels: torch.Tenso
     return result
 
 
-def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tensor, labels: torch.Tensor,
+def _run_art(attack: str, module: nn.Module, model: Classifier, clean: torch.Tensor, labels: torch.Tensor,
              eps: torch.Tensor, norm: str, bounds: tuple[float, float], *, steps: int | None, targeted: bool,
              options: dict) -> torch.Tensor:
     """Raw ART output ``[n, ...]`` for ``clean`` ``[n, ...]`` (model space, not yet projected)."""
@@ -280,7 +285,7 @@ def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tens
     settings = _our_settings("art", attack, steps, model.num_classes) | options
     step_per_eps = settings.pop(EPS_STEP_KEY, None)
 
-    def generate(instance, rows=slice(None)) -> torch.Tensor:
+    def generate(instance: Any, rows: slice | np.ndarray = slice(None)) -> torch.Tensor:
         return torch.from_numpy(instance.generate(x[rows], y[rows])).to(clean.device, torch.float32)
 
     if attack in ("pgd", "apgd"):
@@ -303,9 +308,11 @@ def _run_art(attack: str, module: nn.Module, model: nn.Module, clean: torch.Tens
     return generate(instance)
 
 
-def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
+def _library_run(model: Classifier, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
                  attack: str, steps: int | None, generator: torch.Generator | None, targeted: bool,
-                 eps: torch.Tensor | None, options: dict):
+                 eps: torch.Tensor | None, options: dict
+                 ) -> tuple[torch.Tensor, Callable[..., torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor,
+                            torch.Tensor, torch.Tensor, PassCounter | None]:
     """Shared by :func:`backend_attack` and :func:`foolbox_minimal_norms`.
 
     Returns ``clean``, ``logits_fn``, ``eps``, clean ``logits``, clean ``success`` and, for the
@@ -333,27 +340,27 @@ def _library_run(model, audio: torch.Tensor, labels: torch.Tensor, threat: Threa
     if active.numel() > 0:
         counter = PassCounter(_domain_module(model, threat.domain), reference=clean[active])
         bounds = _box(model, threat, attack)
+        module: nn.Module
         module, x, eps_lib = counter, clean[active], eps[active]
         unit = None
         if (backend, attack) in UNIT_BOX_ATTACKS and all(math.isfinite(b) for b in bounds):
             unit = UnitBox(counter, bounds)
             module, x, eps_lib, bounds = unit, unit.to_unit(x), eps_lib / unit.span, (0.0, 1.0)
-        run_settings = dict(steps=steps, targeted=targeted, options=options)
         with _seeded(seed, clean.device):
             if backend == "foolbox":
                 raw = _run_foolbox(attack, module, x, labels[active], eps_lib, threat.norm, bounds,
-                                   nb_classes=model.num_classes, **run_settings)
+                                   nb_classes=model.num_classes, steps=steps, targeted=targeted, options=options)
             else:
                 raw = _run_art(attack, module, model, x, labels[active], eps_lib, threat.norm, bounds,
-                               **run_settings)
+                               steps=steps, targeted=targeted, options=options)
         raw = raw.detach() if unit is None else unit.from_unit(raw.detach())
         raw = torch.where(torch.isfinite(raw), raw, clean[active])  # a library's NaN is a failure
     return clean, logits_fn, eps, logits, success, active, raw, counter
 
 
-def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
+def backend_attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *, backend: str,
                    attack: str, steps: int | None = None, generator: torch.Generator | None = None,
-                   targeted: bool = False, eps: torch.Tensor | None = None, **options) -> AttackResult:
+                   targeted: bool = False, eps: torch.Tensor | None = None, **options: Any) -> AttackResult:
     """Run a foolbox or ART attack on a batch; the result is projected and scored by robustaudio.
 
     Attacks (``check_backend_attack`` says which norms each serves):
@@ -396,14 +403,17 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
         decision-based attacks (hsj, boundary) the forwards are queries, for the others gradient
         passes plus their forwards.
     """
+    # cast: the adapters also read bounds and num_classes and wrap the model as an nn.Module, Classifier
+    # members that AttackTarget (what the runner passes) does not declare.
     with frozen(model):
         clean, logits_fn, eps, logits, success, active, raw, counter = _library_run(
-            model, audio, labels, threat, backend=backend, attack=attack, steps=steps, generator=generator,
-            targeted=targeted, eps=eps, options=options)
+            cast(Classifier, model), audio, labels, threat, backend=backend, attack=attack, steps=steps,
+            generator=generator, targeted=targeted, eps=eps, options=options)
         forwards = torch.ones(clean.shape[0], dtype=torch.long, device=clean.device)
         backwards = torch.zeros_like(forwards)
         adversarial = clean.clone()
         if active.numel() > 0:
+            counter = cast(PassCounter, counter)  # _library_run makes one whenever active is non-empty
             x = threat.apply(clean[active], threat.project(raw - clean[active], clean[active], eps[active]))
             with torch.no_grad():
                 out = logits_fn(x, active)
@@ -416,19 +426,19 @@ def backend_attack(model, audio: torch.Tensor, labels: torch.Tensor, threat: Thr
                         forwards=forwards, backwards=backwards)
 
 
-def foolbox_minimal_norms(model, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
+def foolbox_minimal_norms(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                           steps: int = 100, generator: torch.Generator | None = None, targeted: bool = False,
-                          **options) -> torch.Tensor:
+                          **options: Any) -> torch.Tensor:
     """Per-clip minimal adversarial norms ``[B]`` found by foolbox's FMN, unclipped.
 
     In ``threat.norm`` and ``threat.domain`` (sample units for waveforms); ``threat``'s ε and mask
     are not used, its bounds are. ``0`` for clips fooled already, ``inf`` where FMN found no
     adversarial input (checked with :func:`is_fooled` on our own forward pass).
     """
-    with frozen(model):
+    with frozen(model):  # cast: as in backend_attack
         clean, logits_fn, _, _, success, active, raw, _ = _library_run(
-            model, audio, labels, threat, backend="foolbox", attack="fmn", steps=steps, generator=generator,
-            targeted=targeted, eps=None, options=options)
+            cast(Classifier, model), audio, labels, threat, backend="foolbox", attack="fmn", steps=steps,
+            generator=generator, targeted=targeted, eps=None, options=options)
         norms = torch.zeros(clean.shape[0], device=clean.device)
         if active.numel() > 0:
             if threat.bounds is not None:  # rounding only: FMN clips to the bounds itself

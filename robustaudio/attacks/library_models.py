@@ -8,10 +8,12 @@ that box (see :mod:`robustaudio.attacks.backends`, which runs the attacks on the
 from __future__ import annotations
 
 import math
+from typing import Any, cast
 
 import torch
 from torch import nn
 
+from ..models.base import AttackTarget, Classifier
 from .criteria import attack_loss
 from .threat import ThreatModelError
 
@@ -19,7 +21,7 @@ from .threat import ThreatModelError
 class FeatureForward(nn.Module):
     """``features [B, F, frames] -> logits``: a classifier's feature-domain entry point as a module."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Classifier):
         super().__init__()
         self.model = model
 
@@ -64,37 +66,39 @@ class ArtAttackLoss(nn.Module):
     labels for ``BCEWithLogitsLoss``). ``reduction`` is set by ART's ``compute_loss``.
     """
 
-    def __init__(self, model: nn.Module, targeted: bool, reduction: str = "sum"):
+    def __init__(self, model: Classifier, targeted: bool, reduction: str = "sum"):
         super().__init__()
         self.multilabel = model.multilabel
         self.targeted = targeted
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = attack_loss(self, logits, labels, self.targeted)
+        # cast: attack_loss reads only ``multilabel`` from its model, and this loss carries the model's
+        loss = attack_loss(cast(AttackTarget, self), logits, labels, self.targeted)
         loss = -loss if self.targeted else loss  # attack_loss is ascended; ART descends targeted losses
         return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[self.reduction]
 
 
-def _domain_module(model: nn.Module, domain: str) -> nn.Module:
+def _domain_module(model: Classifier, domain: str) -> nn.Module:
     if domain not in ("waveform", "feature"):
         raise ThreatModelError(f"Unknown domain {domain!r}; use waveform or feature.")
     return model if domain == "waveform" else FeatureForward(model)
 
 
-def _feature_shape(model: nn.Module) -> tuple[int, ...]:
+def _feature_shape(model: Classifier) -> tuple[int, ...]:
     with torch.no_grad():
         probe = torch.zeros(1, model.clip_samples, device=next(model.parameters(), torch.zeros(0)).device)
         return tuple(model.features(probe).shape[1:])
 
 
-def _foolbox_model(module: nn.Module, bounds: tuple[float, float], device: torch.device):
+# foolbox and ART are optional dependencies, imported lazily, with loosely typed models: their objects are Any here.
+def _foolbox_model(module: nn.Module, bounds: tuple[float, float], device: torch.device) -> Any:
     import foolbox as fb
 
     return fb.PyTorchModel(module.eval(), bounds=bounds, device=device)
 
 
-def to_foolbox(model: nn.Module, domain: str = "waveform", bounds: tuple[float, float] | None = None):
+def to_foolbox(model: Classifier, domain: str = "waveform", bounds: tuple[float, float] | None = None) -> Any:
     """A ``foolbox.PyTorchModel`` for a robustaudio classifier.
 
     Waveform domain: inputs ``[B, T]``, bounds ``model.bounds`` (``(-1, 1)``) unless given. Feature
@@ -102,15 +106,15 @@ def to_foolbox(model: nn.Module, domain: str = "waveform", bounds: tuple[float, 
     feature bounds) or unbounded ``(-inf, inf)``. Do not run foolbox's HopSkipJump on it directly
     (it clips to [0, 1]); :func:`backend_attack` reparametrises for it (:class:`UnitBox`).
     """
-    if bounds is None:
-        bounds = tuple(model.bounds) if domain == "waveform" else (-math.inf, math.inf)
+    if bounds is None:  # tuple() of the (lo, hi) pair: mypy widens it to tuple[float, ...]
+        bounds = cast(tuple[float, float], tuple(model.bounds)) if domain == "waveform" else (-math.inf, math.inf)
     device = next(model.parameters(), torch.zeros(0)).device
     return _foolbox_model(_domain_module(model, domain), bounds, device)
 
 
-def _art_classifier(module: nn.Module, *, multilabel_model: nn.Module | None, nb_classes: int,
+def _art_classifier(module: nn.Module, *, multilabel_model: Classifier | None, nb_classes: int,
                     input_shape: tuple[int, ...], clip_values: tuple[float, float] | None,
-                    targeted: bool, device: torch.device):
+                    targeted: bool, device: torch.device) -> Any:
     from art.estimators.classification import PyTorchClassifier
 
     loss = (ArtAttackLoss(multilabel_model, targeted) if multilabel_model is not None
@@ -120,8 +124,8 @@ def _art_classifier(module: nn.Module, *, multilabel_model: nn.Module | None, nb
                              device_type="gpu" if device.type == "cuda" else "cpu")
 
 
-def to_art(model: nn.Module, domain: str = "waveform", *, clip_values: tuple[float, float] | None = None,
-           input_shape: tuple[int, ...] | None = None, targeted: bool = False):
+def to_art(model: Classifier, domain: str = "waveform", *, clip_values: tuple[float, float] | None = None,
+           input_shape: tuple[int, ...] | None = None, targeted: bool = False) -> Any:
     """An ART ``PyTorchClassifier`` for a robustaudio classifier.
 
     Waveform domain: inputs ``[B, T]`` (``input_shape`` default ``(model.clip_samples,)``),
@@ -133,7 +137,8 @@ def to_art(model: nn.Module, domain: str = "waveform", *, clip_values: tuple[flo
     reparametrises for it (:class:`UnitBox`).
     """
     if domain == "waveform":
-        clip_values = tuple(model.bounds) if clip_values is None else clip_values
+        # tuple() of the (lo, hi) pair: mypy widens it to tuple[float, ...]
+        clip_values = cast(tuple[float, float], tuple(model.bounds)) if clip_values is None else clip_values
         input_shape = input_shape or (model.clip_samples,)
     else:
         input_shape = input_shape or _feature_shape(model)
