@@ -65,6 +65,15 @@ ksp, slt, each trained on one speaker) at three pitches (100, 88 and 112 %) sayi
 and an exclamation (``PHRASINGS``) at a rate drawn per voice and pitch, with the everyday-phrase negatives at the
 voice's own pitch and rate. RHVoice writes 24 kHz (its default quality). ``voice`` is the speaker.
 
+``--mbrola`` writes a set from a fifth engine (split ``fresh``, engine ``mbrola``): MBROLA, diphone concatenation of
+one recorded speaker per voice, driven by eSpeak NG (which gives the phonemes, durations and pitch: that front end is
+the learning sets' eSpeak NG one; the waveform is recorded speech). MBROLA built from github.com/numediart/MBROLA and
+the voices of github.com/numediart/MBROLA-voices whose diphone files are there (``MBROLA_VOICES``: Croatian, Czech,
+Spanish ×3, Greek, Hindi, Japanese ×2, Malay, Mexican, Maori, Romanian (reading English), Venezuelan; not committed),
+each at three eSpeak NG pitches saying the word as a statement, a question and an exclamation (``hey jarvis`` respelt
+for the Spanish, Czech and Croatian voices: ``MBROLA_RESPELT``) at a rate drawn per voice and pitch, with the
+everyday-phrase negatives at the default pitch and rate. ``voice`` is the speaker.
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -215,6 +224,19 @@ VOICE_NEGATIVES = ("hello there", "what time is it", "turn on the lights", "play
                    "excuse me", "how are you", "set a timer", "what's the weather like", "call my sister")
 
 
+# MBROLA voice -> the eSpeak NG voice that drives it (its phonemes and prosody; the diphones are one speaker's
+# recordings): the voices whose diphone files the MBROLA-voices mirror holds (nl1's is truncated: it speaks silence).
+# ro1 reads English through eSpeak NG's English-to-Romanian phoneme map; the others read the word in their language.
+MBROLA_VOICES = {"cr1": "mb-cr1", "cz1": "mb-cz1", "es1": "mb-es1", "es3": "mb-es3", "es4": "mb-es4",
+                 "gr1": "mb-gr1", "in1": "mb-in1", "jp1": "mb-jp1", "jp3": "mb-jp3", "ma1": "mb-ma1",
+                 "mx1": "mb-mx1", "nz1": "mb-nz1", "ro1": "mb-ro1-en", "vz1": "mb-vz1"}
+MBROLA_PITCHES = (50, 38, 62)                                  # eSpeak NG -p (0-99, 50 its default)
+MBROLA_RATES = (150, 175, 200)                                 # eSpeak NG -s, words per minute (175 its default)
+# "hey jarvis" as a speaker of the voice's language would write it (as PICO_RESPELT, without a dry probe)
+MBROLA_RESPELT = {"hey jarvis": {**dict.fromkeys(("es1", "es3", "es4", "mx1", "vz1"),
+                                                 ("jei yarvis", "Jei yarvis?", "Jei, yarvis!")),
+                                 "cz1": ("hej džárvis", "Hej džárvis?", "Hej, džárvis!"),
+                                 "cr1": ("hej džarvis", "Hej džarvis?", "Hej, džarvis!")}}
 RHVOICE_VOICES = ("alan", "bdl", "clb", "ksp", "slt")        # Scottish m, US m, US f, Indian English m, US f
 RHVOICE_PITCHES = (100, 88, 112)                               # % of the voice's own pitch
 RHVOICE_RATES = (85, 100, 115)                                 # % of the voice's own rate
@@ -298,6 +320,13 @@ def rhvoice_say(text: str, voice: str, pitch: int, rate: int, say: Path) -> tupl
         subprocess.run([str(say), "-p", voice, "-t", str(pitch), "-r", str(rate), "-o", handle.name],
                        input=text.encode(), check=True, capture_output=True)
         return read_wav(handle.name)
+
+
+def mbrola_say(text: str, voice: str, pitch: int, rate: int) -> tuple[np.ndarray, int]:
+    """eSpeak NG driving MBROLA (``MBROLA_VOICES[voice]``; the ``mbrola`` program on the PATH and the voice's
+    diphone file under ``/usr/share/mbrola/<voice>/``): ``pitch`` and ``rate`` are eSpeak NG's -p and -s; int16
+    samples at the voice's rate (16 or 22.05 kHz)."""
+    return espeak_cli(text, MBROLA_VOICES[voice], rate, pitch)
 
 
 def espeak_variants() -> list[str]:
@@ -439,10 +468,11 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
 
 
 def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[int, ...], speeds: tuple[int, ...],
-                      speed_name: str, say, texts) -> int:
+                      speed_name: str, say, texts, units: tuple[str, str] = ("%", "%")) -> int:
     """The --pico and --rhvoice sets: every voice at every pitch (%) saying ``texts(voice)`` at a speed (%) drawn per
     voice and pitch, plus the everyday-phrase negatives at 100 % of both; ``say(text, voice, pitch, speed)`` gives
-    int16 samples and their rate; ``split`` is ``fresh``."""
+    int16 samples and their rate; ``split`` is ``fresh``; ``units``: of the pitch and the speed, for the metadata
+    (the negatives are said at ``pitches[0]`` and ``speeds[len(speeds) // 2]``, 100 % for Pico and RHVoice)."""
     label = word.replace(" ", "_")
     rows: list[dict] = []
     save = _saver(out, rows)
@@ -450,10 +480,11 @@ def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[
         speed = speeds[zlib.crc32(f"{voice}{pitch}".encode()) % len(speeds)]
         for k, text in enumerate(texts(voice)):
             save(label, f"{engine}-{voice}-{pitch}-{k}", *say(text, voice, pitch, speed), "fresh", engine, voice,
-                 voice, f"pitch {pitch} %, {speed_name} {speed} %", text)
+                 voice, f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
+    pitch, speed = pitches[0], speeds[len(speeds) // 2]
     for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), voices):
-        save(f"not-{label}", f"{k:02d}-{engine}-{voice}", *say(text, voice, 100, 100), "fresh", engine, voice, voice,
-             f"pitch 100 %, {speed_name} 100 %", text)
+        save(f"not-{label}", f"{k:02d}-{engine}-{voice}", *say(text, voice, pitch, speed), "fresh", engine, voice,
+             voice, f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
     return _write_metadata(out, rows)
 
 
@@ -482,6 +513,22 @@ def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhv
                          f"into /opt/rhvoice) or pass --rhvoice-say; looked for {say}")
     return _write_engine_set(out, word, "rhvoice", RHVOICE_VOICES, RHVOICE_PITCHES, RHVOICE_RATES, "rate",
                              partial(rhvoice_say, say=say), lambda voice: PHRASINGS.get(word, (word,)))
+
+
+def build_mbrola_set(out: Path, word: str = "alexa") -> int:
+    """Write the --mbrola set under ``out``: every ``MBROLA_VOICES`` voice at the ``MBROLA_PITCHES`` saying the word
+    (``PHRASINGS``, or ``MBROLA_RESPELT``) at a rate drawn per voice and pitch, plus the everyday-phrase negatives at
+    pitch 50 and 175 words per minute; ``split`` is ``fresh``, engine ``mbrola``."""
+    if shutil.which("mbrola") is None or shutil.which("espeak-ng") is None:
+        raise SystemExit("MBROLA is missing: build it from github.com/numediart/MBROLA (make), put Bin/mbrola on the "
+                         "PATH and each voice's diphone file at /usr/share/mbrola/<voice>/<voice> "
+                         "(github.com/numediart/MBROLA-voices); espeak-ng drives it")
+    missing = [v for v in MBROLA_VOICES if not Path(f"/usr/share/mbrola/{v}/{v}").is_file()]
+    if missing:
+        raise SystemExit(f"MBROLA voices missing under /usr/share/mbrola: {', '.join(missing)}")
+    return _write_engine_set(out, word, "mbrola", MBROLA_VOICES, MBROLA_PITCHES, MBROLA_RATES, "rate", mbrola_say,
+                             lambda voice: MBROLA_RESPELT.get(word, {}).get(voice) or PHRASINGS.get(word, (word,)),
+                             units=("(eSpeak NG -p)", "wpm"))
 
 
 def build_language_set(out: Path, word: str = "alexa") -> int:
@@ -525,9 +572,15 @@ def main() -> None:
     parser.add_argument("--pico-lang", type=Path, default=Path("runs/picotts/pico/lang"), help="Pico's lingware folder")
     parser.add_argument("--rhvoice", action="store_true",
                         help="RHVoice's five English voices saying the word: an engine no other set uses (see above)")
+    parser.add_argument("--mbrola", action="store_true",
+                        help="MBROLA's diphone voices (recorded speakers) driven by eSpeak NG: an engine no other "
+                             "set uses (see above)")
     parser.add_argument("--rhvoice-say", type=Path, default=Path("/opt/rhvoice/bin/RHVoice-test"),
                         help="RHVoice's RHVoice-test program")
     args = parser.parse_args()
+    if args.mbrola:
+        print(f"wrote {build_mbrola_set(args.out, args.word)} clips under {args.out}")
+        return
     if args.rhvoice:
         print(f"wrote {build_rhvoice_set(args.out, args.word, args.rhvoice_say)} clips under {args.out}")
         return
