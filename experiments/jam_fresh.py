@@ -146,6 +146,9 @@ def main() -> None:
     parser.add_argument("--detector", help="the detector whose random-music F1 sets the level and that the music is "
                         "scored on (default openwakeword:WORD)")
     parser.add_argument("--floor", type=float, default=FLOOR, help="the random-music F1 the level must keep")
+    parser.add_argument("--learned-within", type=float, default=0.0,
+                        help="accept music learned this many dB from the chosen level (a protocol's tolerance, fixed "
+                             "before the level is known: the optimisation drew levels within its own ±3 dB jitter)")
     parser.add_argument("--quick", action="store_true", help="a third of the clips (smoke test)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -217,7 +220,8 @@ def main() -> None:
         raise SystemExit(f"--music-from is needed: a jam_heldout.py run learned at {music_db:g} dB.")
     saved = torch.load(args.music_from / "music.pt", weights_only=True)
     learned_at = float(saved["music_db"])
-    if learned_at != music_db and args.at_level is None:  # --at-level: a look at another level, said as such
+    # --at-level: a look at another level, said as such; --learned-within: a protocol's tolerance, fixed in advance
+    if abs(learned_at - music_db) > args.learned_within and args.at_level is None:
         raise SystemExit(f"{args.music_from} was learned at {learned_at:g} dB but the rule chose {music_db:g} dB: "
                          f"learn at that level first, e.g. `python experiments/jam_heldout.py --word {args.word} "
                          f"--voices {voices_dir} --music-db {music_db:g} --steps 2000 --out runs/jam_{args.word}_"
@@ -262,7 +266,8 @@ def main() -> None:
                            "music_opt_seed": learned.get("opt_seed", 0), "only_voices": args.only_voices,
                            "at_level": args.at_level, "calibrate_voices": args.calibrate_voices,
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
-                           "sweep_draws": args.sweep_draws, "floor": args.floor, "n_resamples": args.n_resamples,
+                           "sweep_draws": args.sweep_draws, "floor": args.floor,
+                           "learned_within": args.learned_within, "n_resamples": args.n_resamples,
                            "quick": args.quick, "eot": config.as_dict(), "detectors": list(detectors)},
               "summary": summary, "voices": voice_table(rows, fresh["voices"], fresh["engines"]),
               "notes": fresh["notes"], "wall_seconds": time.perf_counter() - started}
