@@ -145,6 +145,8 @@ def describe_os_error(error: OSError, resumable: bool) -> str:
     """One line for a file-system error no layer turned into its own message (a full disk while writing a
     report, say): what failed, on which path, and what to do. ``resumable``: the command keeps its finished
     batches in its run directory (records are appended batch by batch), so rerunning it redoes none of them."""
+    if isinstance(error, RunDirectoryError):  # already one line with its fix
+        return str(error)
     path = f" {error.filename}" if error.filename else ""
     reason = error.strerror or str(error)
     if error.errno in NO_SPACE:

@@ -96,6 +96,9 @@ def test_a_full_disk_in_a_command_that_keeps_no_partial_results_says_so():
     assert "finished batches are kept" in describe_os_error(full, resumable=True)
     assert "choose a writable --out" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/x"),
                                                           resumable=True)
+    from robustaudio.records import RunDirectoryError
+    named = RunDirectoryError("No space left to write records.jsonl in /runs/a: free space and rerun", errno.ENOSPC)
+    assert describe_os_error(named, resumable=True) == str(named)
 
 
 def test_corrupt_file_is_named():
