@@ -3,6 +3,7 @@ errors that become one-line messages, and the run summary printed after a report
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from pathlib import Path
@@ -105,6 +106,8 @@ class Main(click.Group):
                 click.echo(f"\nInterrupted; {command or 'the command'} keeps no partial results.", err=True)
             ctx.exit(130)
         except OSError as error:  # a full disk or a bad path met where no layer names it (writing a report, say)
+            if error.errno == errno.EPIPE:  # output piped into `head`: click ends quietly on its own
+                raise
             from ..records import describe_os_error
             raise click.ClickException(describe_os_error(error, ctx.invoked_subcommand in RESUMABLE)) from error
 
