@@ -17,7 +17,7 @@ def setup():
 
 
 @pytest.mark.parametrize("norm, eps", [("linf", 0.0005), ("l2", 0.05)])
-def test_native_pgd_matches_foolbox(setup, norm, eps):
+def test_native_pgd_matches_foolbox(setup, norm, eps, two_threads):
     import foolbox as fb
 
     model, audio, labels = setup
