@@ -340,6 +340,23 @@ def test_cli_jam_writes_card_music_and_report(tmp_path, few_minievents):
     assert f"flags: {', '.join(flagged)} (the report's first lines give each one's fix)" in result.output
 
 
+def test_cli_jam_with_no_target_clip_in_the_learning_split_names_the_splits_and_the_fix(tmp_path, few_minievents):
+    """A recordings folder whose clips are all of one split (a fresh test set): one line naming the option whose split
+    is empty, where the target's clips are, and the two ways out; nothing is written."""
+    from robustaudio.cli import main
+
+    table = pd.read_csv(few_minievents / "metadata.csv")
+    table["split"], table["engine"], table["voice"] = "fresh", "e1", ["a", "b", "c", "d", "e", "f"]
+    table.to_csv(few_minievents / "metadata.csv", index=False)
+    result = CliRunner().invoke(main, ["jam", "--model", "cnn", "--target", "speech", "--data", str(few_minievents),
+                                       "--out", str(tmp_path / "jam")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    error = result.output.strip().splitlines()[-1]
+    assert "No 'speech' clip to optimise on" in error and "--learn-split 'train' has none" in error
+    assert "split(s) fresh of engine(s) e1" in error and "--evaluate-engine" in error
+    assert not (tmp_path / "jam" / "card.json").exists()
+
+
 def test_cli_jam_evaluates_on_an_engine_it_never_learned_from(tmp_path, few_minievents):
     """--evaluate-engine: learning uses the other engine's clips only, the headline and the per-voice and
     per-engine tables only the named engine's voices."""

@@ -124,7 +124,17 @@ def _utterances(root: Path | None, clips: list[SpeechClip] | None, target: str, 
         test_clips = [c for c in clips if c.split == split]
     for name, chosen in (("optimise", learn_clips), ("evaluate", test_clips)):
         if not any(c.label == target for c in chosen):
-            raise JamError(f"No {target!r} clip to {name} on in {root} (split or engines as given).")
+            held = ", ".join(evaluate_engines)
+            if evaluate_engines:
+                where = f"the engines other than {held}" if name == "optimise" else f"engine(s) {held}"
+            else:
+                where = f"--learn-split {learn_split!r}" if name == "optimise" else f"--split {split!r}"
+            splits = sorted({c.split for c in clips if c.label == target})
+            target_engines = sorted({c.engine for c in clips if c.label == target})
+            raise JamError(f"No {target!r} clip to {name} on in {root}: {where} has none (its {target!r} clips are "
+                           f"in split(s) {', '.join(splits) or 'none'} of engine(s) {', '.join(target_engines) or 'none'}). "
+                           f"Name splits of its metadata.csv with --learn-split and --split, or hold out whole "
+                           f"engines with --evaluate-engine.")
     learn, voices, engines, notes = load_speech(learn_clips, target, sample_rate)
     test, more_voices, more_engines, more = load_speech(test_clips, target, sample_rate)
     return learn, test, {**voices, **more_voices}, {**engines, **more_engines}, notes + more
