@@ -132,7 +132,8 @@ def _utterances(root: Path | None, clips: list[SpeechClip] | None, target: str, 
             splits = sorted({c.split for c in clips if c.label == target})
             target_engines = sorted({c.engine for c in clips if c.label == target})
             raise JamError(f"No {target!r} clip to {name} on in {root}: {where} has none (its {target!r} clips are "
-                           f"in split(s) {', '.join(splits) or 'none'} of engine(s) {', '.join(target_engines) or 'none'}). "
+                           f"in split(s) {', '.join(splits) or 'none'} of engine(s) "
+                           f"{', '.join(target_engines) or 'none'}). "
                            f"Name splits of its metadata.csv with --learn-split and --split, or hold out whole "
                            f"engines with --evaluate-engine.")
     learn, voices, engines, notes = load_speech(learn_clips, target, sample_rate)
