@@ -73,7 +73,7 @@ class ArtAttackLoss(nn.Module):
         self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        # cast: attack_loss reads only ``multilabel`` from its model, and this loss carries the model's
+        # cast: attack_loss reads only ``multilabel`` from its model, and this loss carries the model's flag
         loss = attack_loss(cast(AttackTarget, self), logits, labels, self.targeted)
         loss = -loss if self.targeted else loss  # attack_loss is ascended; ART descends targeted losses
         return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[self.reduction]
