@@ -67,12 +67,13 @@ voice's own pitch and rate. RHVoice writes 24 kHz (its default quality). ``voice
 
 ``--mbrola`` writes a set from a fifth engine (split ``fresh``, engine ``mbrola``): MBROLA, diphone concatenation of
 one recorded speaker per voice, driven by eSpeak NG (which gives the phonemes, durations and pitch: that front end is
-the learning sets' eSpeak NG one; the waveform is recorded speech). MBROLA built from github.com/numediart/MBROLA and
+the learning sets' eSpeak NG one; the waveform is recorded speech). MBROLA built (``experiments/build_mbrola.sh``) from github.com/numediart/MBROLA and
 the voices of github.com/numediart/MBROLA-voices whose diphone files are there (``MBROLA_VOICES``: Croatian, Czech,
 Spanish ×3, Greek, Hindi, Japanese ×2, Malay, Mexican, Maori, Romanian (reading English), Venezuelan; not committed),
 each at three eSpeak NG pitches saying the word as a statement, a question and an exclamation (``hey jarvis`` respelt
 for the Spanish, Czech and Croatian voices: ``MBROLA_RESPELT``) at a rate drawn per voice and pitch, with the
-everyday-phrase negatives at the default pitch and rate. ``voice`` is the speaker.
+everyday-phrase negatives at the default pitch and rate. ``voice`` is the speaker. The 16 kHz voices write
+identical files on every call; the 22.05 kHz ones (jp1, jp3, nz1) vary in timing by up to about 0.03 s.
 
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
