@@ -67,8 +67,9 @@ voice's own pitch and rate. RHVoice writes 24 kHz (its default quality). ``voice
 
 ``--mbrola`` writes a set from a fifth engine (split ``fresh``, engine ``mbrola``): MBROLA, diphone concatenation of
 one recorded speaker per voice, driven by eSpeak NG (which gives the phonemes, durations and pitch: that front end is
-the learning sets' eSpeak NG one; the waveform is recorded speech). MBROLA built (``experiments/build_mbrola.sh``) from github.com/numediart/MBROLA and
-the voices of github.com/numediart/MBROLA-voices whose diphone files are there (``MBROLA_VOICES``: Croatian, Czech,
+the learning sets' eSpeak NG one; the waveform is recorded speech). MBROLA is built by ``experiments/build_mbrola.sh``
+from github.com/numediart/MBROLA, with the voices of github.com/numediart/MBROLA-voices whose diphone files are there
+(``MBROLA_VOICES``: Croatian, Czech,
 Spanish ×3, Greek, Hindi, Japanese ×2, Malay, Mexican, Maori, Romanian (reading English), Venezuelan; not committed),
 each at three eSpeak NG pitches saying the word as a statement, a question and an exclamation (``hey jarvis`` respelt
 for the Spanish, Czech and Croatian voices: ``MBROLA_RESPELT``) at a rate drawn per voice and pitch, with the
