@@ -18,7 +18,7 @@ the curve matches separate per-budget runs.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import torch
 
@@ -26,6 +26,17 @@ from ..models.base import AttackTarget
 from .pgd import pgd
 from .result import AttackResult
 from .threat import ThreatModel
+
+
+class BudgetArgs(TypedDict):
+    """The keyword arguments :func:`eps_curve` passes to every :class:`BudgetAttack`, for attacks that hand them on
+    (``**run: Unpack[BudgetArgs]``) instead of restating the protocol's signature."""
+
+    eps: torch.Tensor
+    clean_logits: torch.Tensor
+    video: torch.Tensor | None
+    init_delta: torch.Tensor | None
+    generator: torch.Generator | None
 
 
 class BudgetAttack(Protocol):

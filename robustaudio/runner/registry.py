@@ -9,12 +9,13 @@ Adding an attack: its function in ``robustaudio/attacks/<name>.py``, one line in
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..attacks.apgd import apgd, apgd_targeted
 from ..attacks.backends import backend_attack
-from ..attacks.curve import BudgetAttack
+from ..attacks.curve import BudgetArgs, BudgetAttack
 from ..attacks.ensemble import ensemble
 from ..attacks.pgd import pgd
 from ..attacks.result import AttackResult
@@ -23,46 +24,42 @@ from ..attacks.threat import ThreatModel
 from ..models.base import AttackTarget
 from .spec import AttackSpec
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
+
 
 def _pgd(spec: AttackSpec) -> BudgetAttack:
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
-        return pgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, eps=eps,
-                   generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
+        return pgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, **run)
     return attack
 
 
 def _square(spec: AttackSpec) -> BudgetAttack:
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
-        return square_attack(model, audio, labels, threat, queries=spec.query_budget, eps=eps, generator=generator,
-                             clean_logits=clean_logits, video=video)
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
+        return square_attack(model, audio, labels, threat, queries=spec.query_budget, eps=run["eps"],
+                             generator=run["generator"], clean_logits=run["clean_logits"], video=run["video"])
     return attack
 
 
 def _apgd_ce(spec: AttackSpec) -> BudgetAttack:
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
-        return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="ce", eps=eps,
-                    generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
+        return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="ce", **run)
     return attack
 
 
 def _apgd_t(spec: AttackSpec) -> BudgetAttack:
     """APGD-T over ``spec.targets`` runner-up classes; on multi-label models (no class ranking) APGD with
     the threshold-margin loss instead. Single-label models need 3 classes or more (DLR's scale)."""
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
         if model.multilabel:
             return apgd(model, audio, labels, threat, steps=spec.gradient_steps, restarts=spec.restarts, loss="dlr",
-                        eps=eps, generator=generator, clean_logits=clean_logits, video=video, init_delta=init_delta)
+                        **run)
         return apgd_targeted(model, audio, labels, threat, steps=spec.gradient_steps, target_classes=spec.targets,
-                             restarts=spec.restarts, eps=eps, generator=generator, clean_logits=clean_logits,
-                             video=video, init_delta=init_delta)
+                             restarts=spec.restarts, **run)
     return attack
 
 
@@ -72,24 +69,21 @@ def _reliable(spec: AttackSpec) -> BudgetAttack:
     two-class single-label models, Square for L1."""
     members = [("apgd-ce", _apgd_ce(spec)), ("apgd-t", _apgd_t(spec)), ("square", _square(spec))]
 
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
         # APGD-T needs a runner-up ranking (3 classes or more, or tags); Square serves L∞ and L2 only.
         usable = [(name, member) for name, member in members
                   if (name != "apgd-t" or model.multilabel or len(model.labels) >= 3)
                   and (name != "square" or threat.norm in ("linf", "l2"))]
-        return ensemble(usable, model, audio, labels, threat, eps=eps, clean_logits=clean_logits, video=video,
-                        init_delta=init_delta, generator=generator)
+        return ensemble(usable, model, audio, labels, threat, **run)
     return attack
 
 
 def _library(spec: AttackSpec) -> BudgetAttack:
-    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
-               eps: torch.Tensor, clean_logits: torch.Tensor, video: torch.Tensor | None,
-               init_delta: torch.Tensor | None, generator: torch.Generator | None) -> AttackResult:
+    def attack(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+               **run: Unpack[BudgetArgs]) -> AttackResult:
         return backend_attack(model, audio, labels, threat, backend=spec.backend, attack=spec.name,
-                              steps=spec.steps, generator=generator)
+                              steps=spec.steps, generator=run["generator"])
     return attack
 
 
