@@ -124,8 +124,8 @@ def _utterances(root: Path | None, clips: list[SpeechClip] | None, target: str, 
         test_clips = [c for c in clips if c.split == split]
     for name, chosen in (("optimise", learn_clips), ("evaluate", test_clips)):
         if not any(c.label == target for c in chosen):
-            held = ", ".join(evaluate_engines)
             if evaluate_engines:
+                held = ", ".join(evaluate_engines)
                 where = f"the engines other than {held}" if name == "optimise" else f"engine(s) {held}"
             else:
                 where = f"--learn-split {learn_split!r}" if name == "optimise" else f"--split {split!r}"
