@@ -76,6 +76,16 @@ for the Spanish, Czech and Croatian voices: ``MBROLA_RESPELT``) at a rate drawn 
 everyday-phrase negatives at the default pitch and rate. ``voice`` is the speaker. The 16 kHz voices write
 identical files on every call; the 22.05 kHz ones (jp1, jp3, nz1) vary in timing by up to about 0.03 s.
 
+``--openjtalk`` writes a set from a sixth engine (split ``fresh``, engine ``openjtalk``): Open JTalk, a Japanese
+statistical-parametric (HTS) synthesiser with its own front end (MeCab and the NAIST dictionary) and vocoder
+(``apt-get install open-jtalk open-jtalk-mecab-naist-jdic``), with HTS voices trained on four recorded Japanese
+speakers, some in several speaking styles (``OPENJTALK_VOICES``: mei ×5 styles, takumi ×4 and tohoku-f01 ×4 female
+and male, nitech m001; ``experiments/install_openjtalk_voices.sh`` puts them under ``/opt/htsvoice``; not committed).
+Each style says the word as a Japanese speaker says it to a device ("アレクサ", "ヘイ ジャービス") as a statement, a
+question and an exclamation at three pitches (0, −2 and +2 half-tones) and a speed drawn per style and pitch, with
+ten everyday Japanese phrases as negatives. Open JTalk writes 48 kHz. ``voice`` is the style file (for example
+``mei_happy``), ``speaker`` the person: styles of one speaker are not independent voices.
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -239,6 +249,20 @@ MBROLA_RESPELT = {"hey jarvis": {**dict.fromkeys(("es1", "es3", "es4", "mx1", "v
                                                  ("jei yarvis", "Jei yarvis?", "Jei, yarvis!")),
                                  "cz1": ("hej džárvis", "Hej džárvis?", "Hej, džárvis!"),
                                  "cr1": ("hej džarvis", "Hej džarvis?", "Hej, džarvis!")}}
+# Open JTalk style file (under OPENJTALK_VOICE_DIR, without .htsvoice) -> the recorded speaker it was trained on
+OPENJTALK_VOICES = {**{f"mei_{s}": "mei" for s in ("angry", "bashful", "happy", "normal", "sad")},
+                    "nitech_jp_atr503_m001": "m001",
+                    **{f"takumi_{s}": "takumi" for s in ("angry", "happy", "normal", "sad")},
+                    **{f"tohoku-f01-{s}": "tohoku-f01" for s in ("angry", "happy", "neutral", "sad")}}
+OPENJTALK_VOICE_DIR = Path("/opt/htsvoice")
+OPENJTALK_DICTIONARY = Path("/var/lib/mecab/dic/open-jtalk/naist-jdic")
+OPENJTALK_PITCHES = (0, -2, 2)                                # half-tones added to the voice's own pitch (-fm)
+OPENJTALK_SPEEDS = (90, 100, 115)                             # % of the voice's own speed (-r 0.9, 1.0, 1.15)
+# the wake word as a Japanese speaker says it to a device (katakana), as a statement, a question and an exclamation
+OPENJTALK_TEXTS = {"alexa": ("アレクサ", "アレクサ？", "アレクサ！"),
+                   "hey jarvis": ("ヘイ ジャービス", "ヘイ、ジャービス？", "ヘイ、ジャービス！")}
+OPENJTALK_NEGATIVES = ("こんにちは", "今何時ですか", "電気をつけて", "音楽をかけて", "おはようございます",
+                       "すみません", "お元気ですか", "タイマーをセットして", "明日の天気はどうですか", "姉に電話して")
 RHVOICE_VOICES = ("alan", "bdl", "clb", "ksp", "slt")        # Scottish m, US m, US f, Indian English m, US f
 RHVOICE_PITCHES = (100, 88, 112)                               # % of the voice's own pitch
 RHVOICE_RATES = (85, 100, 115)                                 # % of the voice's own rate
@@ -329,6 +353,19 @@ def mbrola_say(text: str, voice: str, pitch: int, rate: int) -> tuple[np.ndarray
     diphone file under ``/usr/share/mbrola/<voice>/``): ``pitch`` and ``rate`` are eSpeak NG's -p and -s; int16
     samples at the voice's rate (16 or 22.05 kHz)."""
     return espeak_cli(text, MBROLA_VOICES[voice], rate, pitch)
+
+
+def openjtalk_say(text: str, voice: str, halftones: int, speed: int) -> tuple[np.ndarray, int]:
+    """Open JTalk (``open_jtalk`` on the PATH, the NAIST dictionary at ``OPENJTALK_DICTIONARY``): ``voice`` (an
+    ``OPENJTALK_VOICES`` style file) with ``halftones`` added to its pitch, at ``speed`` % of its speed; int16
+    samples at 48 kHz."""
+    with tempfile.TemporaryDirectory() as folder:
+        source, wav = Path(folder) / "text.txt", Path(folder) / "out.wav"
+        source.write_text(text + "\n", encoding="utf-8")
+        subprocess.run(["open_jtalk", "-x", str(OPENJTALK_DICTIONARY), "-m",
+                        str(OPENJTALK_VOICE_DIR / f"{voice}.htsvoice"), "-fm", str(halftones), "-r", f"{speed / 100:g}",
+                        "-ow", str(wav), str(source)], check=True, capture_output=True)
+        return read_wav(str(wav))
 
 
 def espeak_variants() -> list[str]:
@@ -470,11 +507,14 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
 
 
 def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[int, ...], speeds: tuple[int, ...],
-                      speed_name: str, say, texts, units: tuple[str, str] = ("%", "%")) -> int:
+                      speed_name: str, say, texts, units: tuple[str, str] = ("%", "%"),
+                      negatives: tuple[str, ...] = VOICE_NEGATIVES, speaker_of=None) -> int:
     """The --pico and --rhvoice sets: every voice at every pitch (%) saying ``texts(voice)`` at a speed (%) drawn per
     voice and pitch, plus the everyday-phrase negatives at 100 % of both; ``say(text, voice, pitch, speed)`` gives
     int16 samples and their rate; ``split`` is ``fresh``; ``units``: of the pitch and the speed, for the metadata
-    (the negatives are said at ``pitches[0]`` and ``speeds[len(speeds) // 2]``, 100 % for Pico and RHVoice)."""
+    (the negatives are said at ``pitches[0]`` and ``speeds[len(speeds) // 2]``, 100 % for Pico and RHVoice);
+    ``negatives``: the everyday phrases; ``speaker_of``: voice -> the recorded speaker (default: the voice)."""
+    speaker_of = speaker_of or {}
     label = word.replace(" ", "_")
     rows: list[dict] = []
     save = _saver(out, rows)
@@ -482,11 +522,11 @@ def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[
         speed = speeds[zlib.crc32(f"{voice}{pitch}".encode()) % len(speeds)]
         for k, text in enumerate(texts(voice)):
             save(label, f"{engine}-{voice}-{pitch}-{k}", *say(text, voice, pitch, speed), "fresh", engine, voice,
-                 voice, f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
+                 speaker_of.get(voice, voice), f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
     pitch, speed = pitches[0], speeds[len(speeds) // 2]
-    for (k, text), voice in itertools.product(enumerate(VOICE_NEGATIVES), voices):
+    for (k, text), voice in itertools.product(enumerate(negatives), voices):
         save(f"not-{label}", f"{k:02d}-{engine}-{voice}", *say(text, voice, pitch, speed), "fresh", engine, voice,
-             voice, f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
+             speaker_of.get(voice, voice), f"pitch {pitch} {units[0]}, {speed_name} {speed} {units[1]}", text)
     return _write_metadata(out, rows)
 
 
@@ -533,6 +573,23 @@ def build_mbrola_set(out: Path, word: str = "alexa") -> int:
                              units=("(eSpeak NG -p)", "wpm"))
 
 
+def build_openjtalk_set(out: Path, word: str = "alexa") -> int:
+    """Write the --openjtalk set under ``out``: every ``OPENJTALK_VOICES`` style at ``OPENJTALK_PITCHES`` saying the
+    word (``OPENJTALK_TEXTS``) at a speed drawn per style and pitch, plus ``OPENJTALK_NEGATIVES`` at the style's own
+    pitch and speed; ``split`` is ``fresh``, engine ``openjtalk``, ``speaker`` the recorded person."""
+    if shutil.which("open_jtalk") is None or not OPENJTALK_DICTIONARY.is_dir():
+        raise SystemExit("Open JTalk is missing: apt-get install -y open-jtalk open-jtalk-mecab-naist-jdic")
+    missing = [v for v in OPENJTALK_VOICES if not (OPENJTALK_VOICE_DIR / f"{v}.htsvoice").is_file()]
+    if missing:
+        raise SystemExit(f"Open JTalk voices missing under {OPENJTALK_VOICE_DIR}: {', '.join(missing)}; run "
+                         f"experiments/install_openjtalk_voices.sh")
+    if word not in OPENJTALK_TEXTS:
+        raise SystemExit(f"--openjtalk knows how a Japanese speaker says {sorted(OPENJTALK_TEXTS)}, not {word!r}")
+    return _write_engine_set(out, word, "openjtalk", OPENJTALK_VOICES, OPENJTALK_PITCHES, OPENJTALK_SPEEDS, "speed",
+                             openjtalk_say, lambda voice: OPENJTALK_TEXTS[word], units=("half-tones", "%"),
+                             negatives=OPENJTALK_NEGATIVES, speaker_of=OPENJTALK_VOICES)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -577,9 +634,15 @@ def main() -> None:
     parser.add_argument("--mbrola", action="store_true",
                         help="MBROLA's diphone voices (recorded speakers) driven by eSpeak NG: an engine no other "
                              "set uses (see above)")
+    parser.add_argument("--openjtalk", action="store_true",
+                        help="Open JTalk's Japanese HTS voices (four recorded speakers) saying the word as a Japanese "
+                             "speaker does: an engine no other set uses (see above)")
     parser.add_argument("--rhvoice-say", type=Path, default=Path("/opt/rhvoice/bin/RHVoice-test"),
                         help="RHVoice's RHVoice-test program")
     args = parser.parse_args()
+    if args.openjtalk:
+        print(f"wrote {build_openjtalk_set(args.out, args.word)} clips under {args.out}")
+        return
     if args.mbrola:
         print(f"wrote {build_mbrola_set(args.out, args.word)} clips under {args.out}")
         return
