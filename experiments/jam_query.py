@@ -252,10 +252,13 @@ def main() -> None:
     style.legend_outside(ax)
     style.finish(fig)
     fig.savefig(args.out / "f1_queries.png")
+    # the level's origin as it was: given by hand (a protocol's level, chosen elsewhere) or this run's sweep
+    origin = ("given with --music-db" if args.music_db is not None else
+              f"the loudest of {args.levels} keeping random-music F1 >= 0.70 on validation voices"
+              f"{', every engine at once' if args.test_engine else ''}")
     lines = [
         "# Query-based jamming of microWakeWord alexa", "",
-        f"Music at {music_db:g} dB re speech (the loudest of {args.levels} keeping random-music F1 >= 0.70 on "
-        f"validation voices{', every engine at once' if args.test_engine else ''}). Held-out "
+        f"Music at {music_db:g} dB re speech ({origin}). Held-out "
         f"{' + '.join(data['evaluate']['kept']['engines'])} voices ({data['evaluate']['kept']}), held-out rooms, "
         f"scene seeds {args.seeds}, {args.draws} draws; 95% intervals resample voices.", "",
         f"- clean F1 {fmt(pooled['clean']['f1'])}", f"- random music F1 {fmt(pooled['random']['f1'])}",
