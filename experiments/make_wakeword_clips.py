@@ -79,8 +79,9 @@ identical files on every call; the 22.05 kHz ones (jp1, jp3, nz1) vary in timing
 ``--openjtalk`` writes a set from a sixth engine (split ``fresh``, engine ``openjtalk``): Open JTalk, a Japanese
 statistical-parametric (HTS) synthesiser with its own front end (MeCab and the NAIST dictionary) and vocoder
 (``apt-get install open-jtalk open-jtalk-mecab-naist-jdic``), with HTS voices trained on four recorded Japanese
-speakers, some in several speaking styles (``OPENJTALK_VOICES``: mei ×5 styles, takumi ×4 and tohoku-f01 ×4 female
-and male, nitech m001; ``experiments/install_openjtalk_voices.sh`` puts them under ``/opt/htsvoice``; not committed).
+speakers, some in several speaking styles (``OPENJTALK_VOICES``: mei, female, 5 styles; takumi, male, 4; tohoku-f01,
+female, 4; nitech m001, male, 1; ``experiments/install_openjtalk_voices.sh`` puts them under ``/opt/htsvoice``; not
+committed).
 Each style says the word as a Japanese speaker says it to a device ("アレクサ", "ヘイ ジャービス") as a statement, a
 question and an exclamation at three pitches (0, −2 and +2 half-tones) and a speed drawn per style and pitch, with
 ten everyday Japanese phrases as negatives. Open JTalk writes 48 kHz. ``voice`` is the style file (for example
@@ -509,11 +510,11 @@ def build_dectalk_set(out: Path, word: str = "alexa", say: Path = Path("/opt/dec
 def _write_engine_set(out: Path, word: str, engine: str, voices, pitches: tuple[int, ...], speeds: tuple[int, ...],
                       speed_name: str, say, texts, units: tuple[str, str] = ("%", "%"),
                       negatives: tuple[str, ...] = VOICE_NEGATIVES, speaker_of=None) -> int:
-    """The --pico and --rhvoice sets: every voice at every pitch (%) saying ``texts(voice)`` at a speed (%) drawn per
-    voice and pitch, plus the everyday-phrase negatives at 100 % of both; ``say(text, voice, pitch, speed)`` gives
+    """The --pico, --rhvoice, --mbrola and --openjtalk sets: every voice at every pitch saying ``texts(voice)`` at a
+    speed drawn per voice and pitch, plus the everyday-phrase ``negatives``; ``say(text, voice, pitch, speed)`` gives
     int16 samples and their rate; ``split`` is ``fresh``; ``units``: of the pitch and the speed, for the metadata
-    (the negatives are said at ``pitches[0]`` and ``speeds[len(speeds) // 2]``, 100 % for Pico and RHVoice);
-    ``negatives``: the everyday phrases; ``speaker_of``: voice -> the recorded speaker (default: the voice)."""
+    (the negatives are said at ``pitches[0]`` and ``speeds[len(speeds) // 2]``: the voice's own pitch and speed);
+    ``speaker_of``: voice -> the recorded speaker (default: the voice)."""
     speaker_of = speaker_of or {}
     label = word.replace(" ", "_")
     rows: list[dict] = []
