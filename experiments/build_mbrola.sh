@@ -12,12 +12,7 @@ BIN=${BIN:-/usr/local/bin}
 VOICES_DIR=${VOICES_DIR:-/usr/share/mbrola}
 VOICES="cr1 cz1 es1 es3 es4 gr1 in1 jp1 jp3 ma1 mx1 nz1 ro1 vz1"
 
-repo() { # repo <owner+name>: a git dir holding it (the local mirror, or a shallow clone under $WORK/clones)
-  if [ -d "$MIRRORS/$1/repo" ]; then echo "$MIRRORS/$1/repo"; return; fi
-  local dir="$WORK/clones/$1"
-  [ -d "$dir" ] || git clone -q --depth 1 --bare "https://github.com/${1/+//}.git" "$dir"
-  echo "$dir"
-}
+source "$(dirname "$0")/mirror_repo.sh"  # repo <owner+name>: the mirror or a shallow clone
 
 # 1. The synthesiser
 rm -rf "$WORK/src"; mkdir -p "$WORK/src"

@@ -24,12 +24,7 @@ fi
 # 2. Sources
 rm -rf "$SRC" "$BLD"
 mkdir -p "$SRC"
-repo() { # repo <owner+name>: a git dir holding it (the local mirror, or a shallow clone under $WORK/clones)
-  if [ -d "$MIRRORS/$1/repo" ]; then echo "$MIRRORS/$1/repo"; return; fi
-  local dir="$WORK/clones/$1"
-  [ -d "$dir" ] || git clone -q --depth 1 --bare "https://github.com/${1/+//}.git" "$dir"
-  echo "$dir"
-}
+source "$(dirname "$0")/mirror_repo.sh"  # repo <owner+name>: the mirror or a shallow clone
 put() { # put <owner+name> <path in the source tree>
   [ "$2" = . ] || rm -rf "${SRC:?}/$2"; mkdir -p "$SRC/$2"
   git --git-dir="$(repo "$1")" archive HEAD | tar -x -C "$SRC/$2"

@@ -13,14 +13,7 @@ MIRRORS=${MIRRORS:-/work/.mirror}
 WORK=${WORK:-/tmp/openjtalk_build}
 VOICES_DIR=${VOICES_DIR:-/opt/htsvoice}
 
-repo() { # repo <owner+name>: a git dir holding it (the local mirror, or a shallow clone under $WORK/clones)
-  for dir in "$MIRRORS/$1/repo" "$MIRRORS/$1/repo/.git"; do
-    if [ -f "$dir/HEAD" ]; then echo "$dir"; return; fi
-  done
-  local dir="$WORK/clones/$1"
-  [ -d "$dir" ] || git clone -q --depth 1 --bare "https://github.com/${1/+//}.git" "$dir"
-  echo "$dir"
-}
+source "$(dirname "$0")/mirror_repo.sh"  # repo <owner+name>: the mirror or a shallow clone
 
 command -v open_jtalk >/dev/null || apt-get install -y -qq open-jtalk open-jtalk-mecab-naist-jdic
 mkdir -p "$VOICES_DIR"
