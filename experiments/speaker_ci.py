@@ -14,24 +14,16 @@ speakers, and TPR per speaker. Nothing is scored again.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
+from robustaudio.data.speech import read_speech_set
 from robustaudio.metrics.jamming import seed_summary, voice_table
 
 
-def speaker_of(metadata: Path, prefix: str = "fresh") -> dict[str, str]:
-    """clip id (as ``read_speech_set`` names it: ``<prefix>/<path>``) -> speaker, from ``metadata/metadata.csv``."""
-    with open(metadata / "metadata.csv", newline="") as handle:
-        return {f"{prefix}/{row['path']}": row["speaker"] for row in csv.DictReader(handle)}
-
-
-def summarise(rows: list[dict], speakers: dict[str, str], n_resamples: int = 2000) -> dict:
-    """Per detector × condition: F1 with a speaker-clustered interval, and TPR per speaker."""
-    summary = seed_summary(rows, speakers, n_resamples=n_resamples)
-    table = voice_table(rows, speakers)
-    return {"summary": summary, "speakers": table}
+def speaker_of(metadata: Path) -> dict[str, str]:
+    """clip id -> speaker (``speaker:<name>``), as ``jam_fresh.py`` reads the set: its ``fresh`` clips."""
+    return {clip.id: clip.speaker for clip in read_speech_set(metadata, "fresh")}
 
 
 def main() -> None:
@@ -46,7 +38,8 @@ def main() -> None:
     if missing:
         raise SystemExit(f"{len(missing)} clips of {args.run} are not in {args.metadata}/metadata.csv, "
                          f"e.g. {sorted(missing)[0]}")
-    result = summarise(rows, speakers, args.n_resamples)
+    result = {"summary": seed_summary(rows, speakers, n_resamples=args.n_resamples),
+              "speakers": voice_table(rows, speakers)}
     for row in result["summary"]:
         low, high = row["f1"]["ci95"]
         print(f"{row['detector']} {row['condition']}: F1 {row['f1']['value']:.3f} [{low:.2f}, {high:.2f}] "
