@@ -87,6 +87,20 @@ question and an exclamation at three pitches (0, −2 and +2 half-tones) and a s
 ten everyday Japanese phrases as negatives. Open JTalk writes 48 kHz. ``voice`` is the style file (for example
 ``mei_happy``), ``speaker`` the person: styles of one speaker are not independent voices.
 
+``--picovoice RAW`` writes the first set of **recorded people** (split ``fresh``, engine ``human``): the crowd-sourced
+recordings of github.com/Picovoice/wake-word-benchmark (Apache-2.0; ``RAW`` is its ``audio`` folder, from a clone or
+``git archive``; not committed), more than 50 people with their own microphones and rooms. Positives: every readable
+``alexa/<n>.flac`` (14 of 329 do not decode and are skipped, each said). Negatives: the first
+``PICOVOICE_NEGATIVES_PER_WORD`` readable recordings (by file name) of each other keyword (``PICOVOICE_NEGATIVES``:
+computer, jarvis, smart mirror, snowboy, view glass). Each recording is cropped to its speech, as silero-vad
+(:class:`robustaudio.models.silero_vad.SileroVAD`, robustaudio's own module) finds it, ± 0.15 s: the recordings hold
+up to 4 s of room noise around a 1 s word, which the scenes would otherwise count as speech. The set names no
+speaker, but the alexa recordings are numbered in the order people made them, about four per session:
+``speaker`` (and ``voice``) is the **session**, a run of consecutive recordings that a jump of more than
+``SESSION_JUMP`` in the distance between neighbours' MFCC statistics (z-scored over the set) ends. This
+approximates the person: two sessions of one person are counted as two. A negative's speaker is unknown; each
+keyword is one ``voice`` (``neg-computer`` ...). Only ``--word alexa``: the set's "jarvis" is not "hey jarvis".
+
 Speech comes from espeak-ng through the ``espeakng-loader`` wheel (its ``libespeak-ng.so`` and voice
 data; no CLI needed), driven with ctypes. Positives say the wake word over a grid of voices and
 variants (the accents and variants on which openWakeWord's alexa fires most often, per
@@ -591,6 +605,96 @@ def build_openjtalk_set(out: Path, word: str = "alexa") -> int:
                              negatives=OPENJTALK_NEGATIVES, speaker_of=OPENJTALK_VOICES)
 
 
+PICOVOICE_NEGATIVES = ("computer", "jarvis", "smart mirror", "snowboy", "view glass")
+PICOVOICE_NEGATIVES_PER_WORD = 30
+SESSION_JUMP = 8.0      # z-scored distance between consecutive recordings' MFCC statistics that starts a session
+SPEECH_MARGIN = 0.15    # seconds kept on each side of the speech silero-vad finds
+
+
+def _read_recording(path: Path) -> np.ndarray | None:
+    """Mono float32 at 16 kHz, or None (said) if the file does not decode."""
+    try:
+        audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError) as error:
+        print(f"  skipped {path}: {error}")
+        return None
+    audio = torch.from_numpy(audio.mean(axis=1))
+    return torchaudio.functional.resample(audio, rate, SAMPLE_RATE).numpy() if rate != SAMPLE_RATE else audio.numpy()
+
+
+def _speech_span(audio: np.ndarray, vad) -> np.ndarray | None:
+    """``audio`` cropped to its first to last chunk silero-vad calls speech, ± ``SPEECH_MARGIN``; None if none."""
+    with torch.no_grad():
+        speech = torch.nonzero(vad.chunk_probabilities(torch.from_numpy(audio)[None])[0] > 0.5).flatten()
+    if not len(speech):
+        return None
+    chunk, margin = 512, int(SPEECH_MARGIN * SAMPLE_RATE)
+    return audio[max(0, int(speech[0]) * chunk - margin):(int(speech[-1]) + 1) * chunk + margin]
+
+
+def recording_statistics(audio: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of 20 MFCCs over the loudest 40 % of 10 ms frames, and the 10th and 90th
+    percentile frame energies (dB): what a session's voice, microphone and room have in common."""
+    mfcc = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "hop_length": 160,
+                                                                         "n_mels": 40})(torch.from_numpy(audio))
+    frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
+    energy = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-10)
+    loud = np.pad(energy > np.percentile(energy, 60), (0, mfcc.shape[1]))[: mfcc.shape[1]]
+    kept = mfcc[:, torch.from_numpy(loud)] if loud.sum() > 5 else mfcc
+    return np.concatenate([kept.mean(1).numpy(), kept.std(1).numpy(), np.percentile(energy, [10, 90])])
+
+
+def sessions(statistics: np.ndarray, jump: float = SESSION_JUMP) -> list[int]:
+    """Session number of each of ``[N, D]`` consecutive recordings: a new one wherever the z-scored distance to the
+    previous recording exceeds ``jump``."""
+    z = (statistics - statistics.mean(0)) / (statistics.std(0) + 1e-12)
+    steps = np.linalg.norm(np.diff(z, axis=0), axis=1)
+    return [0, *np.cumsum(steps > jump).tolist()]
+
+
+def build_picovoice_set(out: Path, raw: Path, word: str = "alexa") -> int:
+    """Write the --picovoice set under ``out`` from the wake-word-benchmark ``audio`` folder ``raw`` (see above)."""
+    from robustaudio.models.silero_vad import SileroVAD
+
+    if word != "alexa":
+        raise SystemExit(f"--picovoice has recordings of alexa only (its jarvis is not {word!r}): use --word alexa")
+    if not (raw / "alexa").is_dir():
+        raise SystemExit(f"{raw / 'alexa'} is missing: pass the audio folder of "
+                         "github.com/Picovoice/wake-word-benchmark")
+    vad = SileroVAD()
+    numbers = sorted(int(path.stem) for path in (raw / "alexa").glob("*.flac"))
+    positives = [(n, audio) for n in numbers if (audio := _read_recording(raw / "alexa" / f"{n}.flac")) is not None]
+    session_of = sessions(np.stack([recording_statistics(audio) for _, audio in positives]))
+    first = {}
+    for (n, _), session in zip(positives, session_of, strict=True):
+        first.setdefault(session, n)
+    rows: list[dict] = []
+    save = _saver(out, rows)
+
+    def save_speech(kind: str, name: str, audio: np.ndarray, voice: str, source: str, text: str) -> None:
+        speech = _speech_span(audio, vad)
+        if speech is None:
+            print(f"  skipped {source}: silero-vad finds no speech")
+            return
+        samples = np.round(np.clip(speech, -1, 1) * 32767).astype(np.int16)
+        save(kind, name, samples, SAMPLE_RATE, "fresh", "human", voice, voice, source, text)
+
+    for (n, audio), session in zip(positives, session_of, strict=True):
+        save_speech("alexa", f"human-{n:03d}", audio, f"p{first[session]:03d}", f"alexa/{n}.flac", "alexa")
+    for keyword in PICOVOICE_NEGATIVES:
+        kept = 0
+        for path in sorted((raw / keyword).glob("*.wav")):
+            if kept == PICOVOICE_NEGATIVES_PER_WORD:
+                break
+            audio = _read_recording(path)
+            if audio is not None:
+                before = len(rows)
+                save_speech("not-alexa", f"{keyword.replace(' ', '_')}-{path.stem[:8]}", audio,
+                            f"neg-{keyword.replace(' ', '_')}", f"{keyword}/{path.name}", keyword)
+                kept += len(rows) - before
+    return _write_metadata(out, rows)
+
+
 def build_language_set(out: Path, word: str = "alexa") -> int:
     """Write the --languages set under ``out``: eSpeak NG voices of ``VALIDATION_LANGUAGES`` (three variants
     each, variant, rate and pitch drawn from the language's name) saying the English word, each also saying one
@@ -638,9 +742,15 @@ def main() -> None:
     parser.add_argument("--openjtalk", action="store_true",
                         help="Open JTalk's Japanese HTS voices (four recorded speakers) saying the word as a Japanese "
                              "speaker does: an engine no other set uses (see above)")
+    parser.add_argument("--picovoice", type=Path, metavar="RAW",
+                        help="recorded people: the audio folder of github.com/Picovoice/wake-word-benchmark "
+                             "(see above)")
     parser.add_argument("--rhvoice-say", type=Path, default=Path("/opt/rhvoice/bin/RHVoice-test"),
                         help="RHVoice's RHVoice-test program")
     args = parser.parse_args()
+    if args.picovoice:
+        print(f"wrote {build_picovoice_set(args.out, args.picovoice, args.word)} clips under {args.out}")
+        return
     if args.openjtalk:
         print(f"wrote {build_openjtalk_set(args.out, args.word)} clips under {args.out}")
         return
