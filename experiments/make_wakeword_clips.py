@@ -615,7 +615,7 @@ def _read_recording(path: Path) -> np.ndarray | None:
     """Mono float32 at 16 kHz, or None (said) if the file does not decode."""
     try:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError) as error:
+    except soundfile.LibsndfileError as error:
         print(f"  skipped {path}: {error}")
         return None
     audio = torch.from_numpy(audio.mean(axis=1))
@@ -671,13 +671,15 @@ def build_picovoice_set(out: Path, raw: Path, word: str = "alexa") -> int:
     rows: list[dict] = []
     save = _saver(out, rows)
 
-    def save_speech(kind: str, name: str, audio: np.ndarray, voice: str, source: str, text: str) -> None:
+    def save_speech(kind: str, name: str, audio: np.ndarray, voice: str, source: str, text: str) -> bool:
+        """Save ``audio`` cropped to its speech; False (said) if silero-vad finds none."""
         speech = _speech_span(audio, vad)
         if speech is None:
             print(f"  skipped {source}: silero-vad finds no speech")
-            return
+            return False
         samples = np.round(np.clip(speech, -1, 1) * 32767).astype(np.int16)
         save(kind, name, samples, SAMPLE_RATE, "fresh", "human", voice, voice, source, text)
+        return True
 
     for (n, audio), session in zip(positives, session_of, strict=True):
         save_speech("alexa", f"human-{n:03d}", audio, f"p{first[session]:03d}", f"alexa/{n}.flac", "alexa")
@@ -688,10 +690,8 @@ def build_picovoice_set(out: Path, raw: Path, word: str = "alexa") -> int:
                 break
             audio = _read_recording(path)
             if audio is not None:
-                before = len(rows)
-                save_speech("not-alexa", f"{keyword.replace(' ', '_')}-{path.stem[:8]}", audio,
-                            f"neg-{keyword.replace(' ', '_')}", f"{keyword}/{path.name}", keyword)
-                kept += len(rows) - before
+                kept += save_speech("not-alexa", f"{keyword.replace(' ', '_')}-{path.stem[:8]}", audio,
+                                    f"neg-{keyword.replace(' ', '_')}", f"{keyword}/{path.name}", keyword)
     return _write_metadata(out, rows)
 
 
