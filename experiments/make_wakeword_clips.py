@@ -120,7 +120,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -628,15 +628,22 @@ def _speech_span(audio: np.ndarray, vad) -> np.ndarray | None:
         speech = torch.nonzero(vad.chunk_probabilities(torch.from_numpy(audio)[None])[0] > 0.5).flatten()
     if not len(speech):
         return None
-    chunk, margin = 512, int(SPEECH_MARGIN * SAMPLE_RATE)
-    return audio[max(0, int(speech[0]) * chunk - margin):(int(speech[-1]) + 1) * chunk + margin]
+    from robustaudio.models.silero_vad import CHUNK
+
+    margin = int(SPEECH_MARGIN * SAMPLE_RATE)
+    return audio[max(0, int(speech[0]) * CHUNK - margin):(int(speech[-1]) + 1) * CHUNK + margin]
+
+
+@cache
+def _mfcc() -> torchaudio.transforms.MFCC:
+    """20 MFCCs of 10 ms frames at 16 kHz, built once for every recording."""
+    return torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "hop_length": 160, "n_mels": 40})
 
 
 def recording_statistics(audio: np.ndarray) -> np.ndarray:
     """Mean and standard deviation of 20 MFCCs over the loudest 40 % of 10 ms frames, and the 10th and 90th
     percentile frame energies (dB): what a session's voice, microphone and room have in common."""
-    mfcc = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=20, melkwargs={"n_fft": 512, "hop_length": 160,
-                                                                         "n_mels": 40})(torch.from_numpy(audio))
+    mfcc = _mfcc()(torch.from_numpy(audio))
     frames = audio[: len(audio) // 160 * 160].reshape(-1, 160)
     energy = 10 * np.log10((frames ** 2).mean(axis=1) + 1e-10)
     loud = np.pad(energy > np.percentile(energy, 60), (0, mfcc.shape[1]))[: mfcc.shape[1]]
