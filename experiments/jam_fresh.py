@@ -37,6 +37,9 @@ voices of the ``--fresh`` folder instead, by random music alone (no adversarial 
 ``--only-voices`` must name the others: the music never heard the engine, the level is set where the engine's own
 voices keep ``--floor`` under random music, and the score comes from voices the level never saw.
 
+``--cluster-by speaker``: intervals resample the set's ``speaker`` column (the recorded person) instead of its
+voices, and the per-row table lists people, for sets whose voices are styles of a few people (``--openjtalk``).
+
 Writes ``OUT/jam_fresh.md``, ``OUT/jam_fresh.json``, ``OUT/rows.json`` and ``OUT/level_sweep.json`` (reused
 when present, so a stopped run does not sweep again).
 """
@@ -49,7 +52,7 @@ import time
 from pathlib import Path
 
 import torch
-from wakeword_protocol import detectable_sets, fresh_set, log  # noqa: E402
+from wakeword_protocol import CLUSTER_CHOICES, detectable_sets, fresh_set, log  # noqa: E402
 from wakeword_protocol import fmt as shared_fmt  # noqa: E402
 
 from robustaudio.acoustics.scenes import EOTConfig, JamError, room_split
@@ -77,6 +80,7 @@ def fmt(estimate: dict) -> str:
 
 def markdown(result: dict) -> str:
     s = result["settings"]
+    unit = s.get("cluster_by", "voice")
     calibrated = s.get("calibrate_voices")
     where = (f"calibration voices of the scored engine ({', '.join(calibrated)})" if calibrated
              else "development voices: flite + Festival English")
@@ -98,17 +102,17 @@ def markdown(result: dict) -> str:
               f"{s['music_learned_on']} voices, "
               f"optimiser seed {s['music_opt_seed']}).", "",
               f"## Fresh voices ({result['kept']['positives']} positives from {result['kept']['positive_voices']} "
-              f"voices, {result['kept']['negatives']} negatives; seeds {', '.join(map(str, s['seeds']))}, "
+              f"{unit}s, {result['kept']['negatives']} negatives; seeds {', '.join(map(str, s['seeds']))}, "
               f"{s['draws']} scenes per clip and seed)", "",
-              "| detector | condition | voices | scenes | F1 [voice-clustered 95% CI] | F1 per seed (min-max) | "
+              f"| detector | condition | {unit}s | scenes | F1 [{unit}-clustered 95% CI] | F1 per seed (min-max) | "
               "TPR [CI] | FPR [CI] |", "|---|---|---|---|---|---|---|---|"]
     for row in result["summary"]:
         lo, hi = row["seed_range"]
         lines.append(f"| {row['detector']} | {row['condition']} | {row['voices']} | {row['scenes']} | "
                      f"{fmt(row['f1'])} | {row['seed_mean']:.3f} ({lo:.2f}-{hi:.2f}) | {fmt(row['tpr'])} | "
                      f"{fmt(row['fpr'])} |")
-    lines += ["", "## TPR per fresh voice (all seeds and scenes)", "",
-              "| detector | voice | positive clips | clean | random | adversarial |", "|---|---|---|---|---|---|"]
+    lines += ["", f"## TPR per fresh {unit} (all seeds and scenes)", "",
+              f"| detector | {unit} | positive clips | clean | random | adversarial |", "|---|---|---|---|---|---|"]
     per: dict[tuple, dict] = {}
     for row in result["voices"]:
         per.setdefault((row["detector"], row["voice"]), {"clips": row["clips"]})[row["condition"]] = row["tpr"]
@@ -145,6 +149,9 @@ def main() -> None:
                         "music only) instead of the development voices; --only-voices then names the scored ones")
     parser.add_argument("--detector", help="the detector whose random-music F1 sets the level and that the music is "
                         "scored on (default openwakeword:WORD)")
+    parser.add_argument("--cluster-by", choices=CLUSTER_CHOICES, default="voice",
+                        help="the unit the scored intervals resample and the per-row table lists: the voice column, "
+                             "or the speaker column (the recorded person, where voices are styles of a few people)")
     parser.add_argument("--floor", type=float, default=FLOOR, help="the random-music F1 the level must keep")
     parser.add_argument("--learned-within", type=float, default=0.0,
                         help="accept music learned this many dB from the chosen level (a protocol's tolerance, fixed "
@@ -246,7 +253,7 @@ def main() -> None:
         raise SystemExit(f"{args.music_from} learned from fresh voices: name the held-out ones with --only-voices.")
 
     config = EOTConfig(music_db=music_db, jitter_db=3.0, scene_seconds=3.0)
-    fresh = fresh_set(fresh_dir, detector, config, args.only_voices)
+    fresh = fresh_set(fresh_dir, detector, config, args.only_voices, args.cluster_by)
     detectors = {name: detector}
     transfer = args.transfer_to or ("microwakeword:alexa" if args.word == "alexa" and name != "microwakeword:alexa"
                                     else None)
@@ -264,6 +271,7 @@ def main() -> None:
               "settings": {"word": args.word, "music_from": str(args.music_from), "music_steps": steps,
                            "music_learned_on": learned_on, "music_learned_db": learned_at,
                            "music_opt_seed": learned.get("opt_seed", 0), "only_voices": args.only_voices,
+                           "cluster_by": args.cluster_by,
                            "at_level": args.at_level, "calibrate_voices": args.calibrate_voices,
                            "levels": args.levels, "seeds": args.seeds, "draws": args.draws,
                            "sweep_draws": args.sweep_draws, "floor": args.floor,

@@ -31,7 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from wakeword_protocol import EVALUATE_ENGINES, kept_counts, log, speech_split  # the script's folder is on sys.path  # noqa: E402
+from wakeword_protocol import (  # the script's folder is on sys.path  # noqa: E402
+    CLUSTER_CHOICES,
+    EVALUATE_ENGINES,
+    cluster_of,
+    kept_counts,
+    log,
+    speech_split,
+)
 
 from robustaudio.acoustics.scenes import EOTConfig, room_split
 from robustaudio.attacks.jamming import Detector, load_speech
@@ -108,6 +115,8 @@ def main() -> None:
                              "to compare two protocols' loops on the same held-out scenes; never to choose)")
     parser.add_argument("--fresh", type=Path,
                         help="score on every clip of this make_wakeword_clips.py folder instead (after the fact)")
+    parser.add_argument("--cluster-by", choices=CLUSTER_CHOICES, default="voice",
+                        help="--fresh: the unit the intervals resample (speaker: the recorded person)")
     args = parser.parse_args()
     if args.fresh and args.held_out_engine:
         raise SystemExit("--fresh and --held-out-engine each name the clips to score: give one.")
@@ -124,6 +133,7 @@ def main() -> None:
     else:
         clips = validation_clips(args.voices, args.languages, "alexa")
     utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
+    voice_of = {i: unit for i, unit in cluster_of(clips, args.cluster_by).items() if i in voice_of}
     utterances = utterances.subset(clean_correct(detector, utterances, base))
     by_engine = bool(args.held_out_engine or args.fresh)
     part = {i: engine_of[i] if by_engine else "languages" if i.startswith("languages/") else "bundled test"

@@ -59,7 +59,7 @@ from robustaudio.report.card import json_safe
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_wakeword_clips import VOICE_NEGATIVES, espeak_cli, espeak_variants, to_clip  # noqa: E402
-from wakeword_protocol import fmt, joined, log, speech_split  # noqa: E402
+from wakeword_protocol import CLUSTER_CHOICES, cluster_of, fmt, joined, log, speech_split  # noqa: E402
 
 LABELS = ("other", "alexa")
 
@@ -216,6 +216,8 @@ def main() -> None:
     parser.add_argument("--fresh", type=Path, nargs="+", default=[],
                         help="score on every clip of these make_wakeword_clips.py folders (--accented, --languages) "
                              "instead of the held-out flite + Festival voices")
+    parser.add_argument("--cluster-by", choices=CLUSTER_CHOICES, default="voice",
+                        help="--fresh: the unit the intervals resample (speaker: the recorded person)")
     parser.add_argument("--batch-size", type=int, default=16, help="masking: scenes per step")
     parser.add_argument("--notes-per-second", type=float, default=4.0,
                         help="masking: the loop's rhythm grid (onsets per second); other than 4, the scoring adds "
@@ -343,7 +345,8 @@ def main() -> None:
             log(f"visibility of the word under {name} (learning voices, held-out rooms): {visibility[name]:.4f}")
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
-        evaluated, voice_of, _, _ = load_speech(clips, word, 16000)
+        evaluated, loaded, _, _ = load_speech(clips, word, 16000)
+        voice_of = {i: unit for i, unit in cluster_of(clips, args.cluster_by).items() if i in loaded}
     else:
         evaluated, voice_of = held_out, held_out_voices
     voice_tables = {}

@@ -4,7 +4,8 @@ Usage::
 
     python experiments/speaker_ci.py runs/jam_openjtalk_alexa_s0 --metadata runs/openjtalk
 
-Why. ``jam_fresh.py`` resamples the ``voice`` column. Where the voices are speaking styles of a few people (Open
+Why. ``jam_fresh.py`` resamples the ``voice`` column unless run with ``--cluster-by speaker``; this script serves runs
+made without it. Where the voices are speaking styles of a few people (Open
 JTalk's mei, takumi, tohoku-f01 and m001), styles of one person are not independent, and an interval that resamples
 them is too narrow. This reads the rows back, maps each clip to its ``speaker`` column and gives each detector and
 condition its F1 (pooled over scene seeds, as ``jam_fresh.py``), a 95% interval resampling speakers, the number of

@@ -83,9 +83,22 @@ def kept_counts(kept: Utterances, voice_of: dict[str, str], engine_of: dict[str,
             "engines": sorted({engine_of[i] for i in kept.ids})}
 
 
-def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None) -> dict:
-    """The fresh clips the detector handles dry (of ``only_voices`` where given), with their voices and the
-    counts given and kept."""
+CLUSTER_CHOICES = ("voice", "speaker")
+
+
+def cluster_of(clips: list[SpeechClip], by: str = "voice") -> dict[str, str]:
+    """clip id -> the unit an interval resamples: the clip's ``voice``, or with ``by="speaker"`` its ``speaker``
+    (the recorded person behind a voice where several voices share one, e.g. Open JTalk's speaking styles)."""
+    if by not in CLUSTER_CHOICES:
+        raise SystemExit(f"cluster by {by!r}: choose one of {', '.join(CLUSTER_CHOICES)}.")
+    return {c.id: c.voice if by == "voice" else c.speaker for c in clips}
+
+
+def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None,
+              cluster_by: str = "voice") -> dict:
+    """The fresh clips the detector handles dry (of ``only_voices`` where given; ``only_voices`` names values of
+    the ``voice`` column either way), with the unit their intervals resample (:func:`cluster_of` ``cluster_by``)
+    as ``voices``, and the counts given and kept (``voices`` counted in that unit)."""
     clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
     if only_voices:
         unknown = set(only_voices) - {c.voice for c in clips}
@@ -96,9 +109,10 @@ def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: 
         raise SystemExit(f"{folder} has no clips of split 'fresh': make it with "
                          f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
     utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
+    voice_of = {i: unit for i, unit in cluster_of(clips, cluster_by).items() if i in voice_of}
     kept = utterances.subset(clean_correct(detector, utterances, config))
     counts = kept_counts(kept, voice_of, engine_of)
-    log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips")
+    log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips (clusters: {cluster_by})")
     return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts}
 
 
