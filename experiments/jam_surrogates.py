@@ -24,7 +24,8 @@ Protocol (issue: "optimise against an ensemble of white-box surrogates at once")
 - **A loop learned against no network** (``--sets masking``, :mod:`robustaudio.attacks.masking_jam`): it
   minimises the word's visibility in the public TFLite-Micro front end (no detector's weights), 2000 steps with
   talker and device augmentation in ``jam_surrogates.md``; ``--load-musics`` scores saved loops again, ``--fresh``
-  on ``make_wakeword_clips.py --accented`` voices instead.
+  on ``make_wakeword_clips.py --accented`` voices instead; ``--add-learn`` adds the positives of other sets (e.g.
+  recorded people's calibration sessions) to what the masking loop learns from.
 - **Scored on microWakeWord only.** Held-out flite and Festival voices in held-out rooms over five scene
   seeds, voice-clustered intervals, clean / random music / each loop; also at -12 dB, the level at which
   random music keeps microWakeWord's F1 near 0.70.
@@ -228,6 +229,11 @@ def main() -> None:
     parser.add_argument("--learn-held-out", action="store_true",
                         help="masking: learn from the held-out flite + Festival positives too (needs --fresh: "
                              "those voices are then no test)")
+    parser.add_argument("--add-learn", type=Path, nargs="+", default=[],
+                        help="masking: also learn from the positives of these make_wakeword_clips.py folders "
+                             "(split fresh) that openWakeWord handles dry, like the other learning positives; "
+                             "never one of --fresh")
+    parser.add_argument("--add-repeat", type=int, default=1, help="each --add-learn positive enters this many times")
     parser.add_argument("--pick-visibility", action="store_true",
                         help="log each loop's speech visibility on scenes of W's learning voices (eSpeak NG learning "
                              "+ held-out flite + Festival positives) in held-out rooms: a detector-free pick")
@@ -255,6 +261,8 @@ def main() -> None:
                      "(--surrogates with no names, --sets masking)")
     if args.learn_held_out and not args.fresh:
         parser.error("--learn-held-out learns from the held-out flite + Festival voices: score on --fresh folders")
+    if {p.resolve() for p in args.add_learn} & {p.resolve() for p in args.fresh}:
+        parser.error("--add-learn and --fresh name the same folder: the loop would be scored on speech it learned")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -311,6 +319,12 @@ def main() -> None:
     if "masking" in args.sets and not args.load_musics:
         synth = KarplusStrong(4.0, 16000, notes_per_second=args.notes_per_second, seed=args.opt_seed)
         learning = learning_positives(positives, held_out if args.learn_held_out else None)
+        for folder in args.add_learn:  # e.g. recorded people's calibration sessions, never a scored folder
+            added, _, _, _ = load_speech([c for c in read_speech_set(folder, "added") if c.split == "fresh"], word,
+                                         16000)
+            for _ in range(args.add_repeat):
+                learning = joined(learning, added.positives())
+            log(f"learn: + {len(added.positives())} positives of {folder} x {args.add_repeat}")
         found = clean_correct(oww, learning, config)  # the same positives as the other sets learn from
         log(f"masking jam (no detector) on {int(found.sum())} positives, tail {args.tail:g}")
         musics["masking"] = masking_jam(
