@@ -602,6 +602,7 @@ def test_cli_jam_by_queries_counts_them_and_draws_f1_against_queries(tmp_path, f
     assert query["feedback"] == "clip"  # a whole-clip classifier: its steps are the clip
     per_step = query["population"] * query["batch_size"]
     assert query["used"] == (400 // per_step) * per_step == card["history"][-1]["queries"]
+    assert query["selection_queries"] == card["clips"]["learn_positives_given"] > 0
     assert [h["queries"] for h in card["history"]] == list(range(per_step, query["used"] + 1, per_step))
     curve = card["query_curve"]
     assert [c["queries"] for c in curve] == sorted({0, 40, 100, 200, query["used"]})
@@ -689,11 +690,14 @@ def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievent
     assert card["settings"]["augmentation"]["device_probability"] == 0.5  # as measured on held-out engines
     # each round is judged by the answers to its own scenes: the last round ends where the budget does
     assert query["used"] == 90 and [h["queries"] for h in card["history"]] == list(range(18, 82, 9))
+    # the dry check choosing the clips to learn from asks the box too: one query per learning clip, said apart
+    assert query["selection_queries"] == card["clips"]["learn_positives_given"] > 0
     assert all(0 <= h["box_firing"] <= 1 for h in card["history"])
     assert [c["queries"] for c in card["query_curve"]] == [0, *range(27, 91, 9)]
     assert "round 8: fitted on 81 answers" in result.output
     report = (out / "report.md").read_text()
     assert "3 substitute(s) fitted to the detector's clip scores" in report
+    assert f"(+{query['selection_queries']} dry queries choosing the clips to learn from)" in report
     assert "the loop the detector's answers found firing least" in report
 
 

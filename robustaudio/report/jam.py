@@ -203,6 +203,13 @@ def _query_sections(card: dict) -> list[tuple[str, list[str], list[list[str]], s
     return [("F1 against queries", ["queries", "F1", "TPR", "FPR", "scenes"], rows, note)]
 
 
+def _selection(query: dict) -> str:
+    """The queries outside a query-based jam's budget: one dry query per learning clip, choosing those it detects
+    (``selection_queries``; absent from cards written before it was recorded)."""
+    count = query.get("selection_queries")
+    return f" (+{count:,} dry queries choosing the clips to learn from)" if count else ""
+
+
 def _optimisation_line(card: dict) -> str:
     """How the loop was found: gradient steps, or counted queries to a black box."""
     s = card["settings"]
@@ -214,13 +221,13 @@ def _optimisation_line(card: dict) -> str:
                     "the last round's loop")
             return (f"query-based (black box): {query.get('substitutes', 1)} substitute(s) fitted to the detector's "
                     f"{scores} scores and jammed with gradients, {kept}, {query['used']:,} queries of "
-                    f"{query['queries']:,} ({s['steps']} rounds: "
+                    f"{query['queries']:,}{_selection(query)} ({s['steps']} rounds: "
                     f"{query['first_queries']:,} queries before the first fit, then {query['round_queries']:,} per "
                     f"round; {query['fit_steps']} fitting and {query['jam_steps']} jam steps per round), "
                     f"{card['optimisation_seconds']:.0f} s")
         return (f"query-based (black box): NES on the detector's {scores} scores, {query['used']:,} "
-                f"queries of {query['queries']:,} ({s['steps']} steps of {query['population']} candidates × "
-                f"{query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
+                f"queries of {query['queries']:,}{_selection(query)} ({s['steps']} steps of {query['population']} "
+                f"candidates × {query['batch_size']} scenes, σ {query['sigma']:g}, Adam lr {query['lr']:g}), "
                 f"{card['optimisation_seconds']:.0f} s")
     if s.get("objective") == "masking":
         restarts, kept = s.get("restarts"), ""
@@ -411,7 +418,8 @@ def _how_found(s: dict) -> str:
     if s.get("query"):
         query = s["query"]
         return (f"query-based ({'substitute' if query.get('method') == 'substitute' else 'NES'}): "
-                f"{query['used']:,} queries, {'per-step' if query['feedback'] == 'steps' else 'clip'} scores")
+                f"{query['used']:,} queries{_selection(query)}, "
+                f"{'per-step' if query['feedback'] == 'steps' else 'clip'} scores")
     if s.get("objective") == "masking":
         best = f", best of {len(s['restarts']['seeds'])} loops" if s.get("restarts") else ""
         return f"masking objective, no detector read: {s['steps']} steps × {s['batch_size']} scenes{best}"
