@@ -49,8 +49,17 @@ import numpy as np
 import soundfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_minievents import (RATE, Package, dbfs, debian_copyright_stanzas, fetch_package,
-                              normalise, recordist, stanza_for, to_16k_lowpassed)
+from build_minievents import (
+    RATE,
+    Package,
+    dbfs,
+    debian_copyright_stanzas,
+    fetch_package,
+    normalise,
+    recordist,
+    stanza_for,
+    to_16k_lowpassed,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "robustaudio" / "data" / "bundled" / "noises"
 DEFAULT_MINIEVENTS = DEFAULT_OUT.parent / "minievents"

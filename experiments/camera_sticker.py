@@ -67,12 +67,19 @@ def recovery(steps: int) -> dict:
             start = time.perf_counter()
             fit = fit_dot_optics(clean, photos, printed, colours, steps=steps)
             got = fit.optics
+            seconds = round(time.perf_counter() - start, 1)
+
+            def largest(fitted, truth) -> float:
+                return float(np.abs(np.array(fitted) - np.array(truth)).max())
+
             results[f"{case}, noise {noise}"] = {
-                "true": true.as_dict(), "fitted": got.as_dict(), "rmse": fit.rmse, "seconds": round(time.perf_counter() - start, 1),
-                "abs_error": {"alpha_max": abs(got.alpha_max - true.alpha_max), "radius": abs(got.radius - true.radius),
-                              "radius_relative": abs(got.radius - true.radius) / true.radius, "beta": abs(got.beta - true.beta),
-                              "colour_matrix_max": float(np.abs(np.array(got.colour_matrix) - np.array(true.colour_matrix)).max()),
-                              "colour_offset_max": float(np.abs(np.array(got.colour_offset) - np.array(true.colour_offset)).max()),
+                "true": true.as_dict(), "fitted": got.as_dict(), "rmse": fit.rmse, "seconds": seconds,
+                "abs_error": {"alpha_max": abs(got.alpha_max - true.alpha_max),
+                              "radius": abs(got.radius - true.radius),
+                              "radius_relative": abs(got.radius - true.radius) / true.radius,
+                              "beta": abs(got.beta - true.beta),
+                              "colour_matrix_max": largest(got.colour_matrix, true.colour_matrix),
+                              "colour_offset_max": largest(got.colour_offset, true.colour_offset),
                               "centres_max": float((fit.centres - placed).abs().max())}}
             print(f"recovery {case}, noise {noise}: {results[f'{case}, noise {noise}']['abs_error']}", flush=True)
     return results
@@ -95,8 +102,8 @@ def main() -> None:
         results["stickers"][name] = {"source": source, "target": goal, **{k: summary[k] for k in keep}}
         h, c = summary["held_out"], summary["random_dots"]
         print(f"{name}: held-out targeted {h['targeted']:.3f} (clean {h['clean_targeted']:.3f}) vs random dots "
-              f"{c['targeted_mean']:.3f} (max {c['targeted_max']:.3f}); learned-on {summary['learned_on']['targeted']:.3f}",
-              flush=True)
+              f"{c['targeted_mean']:.3f} (max {c['targeted_max']:.3f}); "
+              f"learned-on {summary['learned_on']['targeted']:.3f}", flush=True)
 
     try:
         onet = load_model("image:mtcnn-onet")
@@ -133,23 +140,26 @@ def markdown(results: dict, epochs: int) -> str:
             lines.append(f"| {name} | skipped: {r['skipped']} | | | | | | |")
             continue
         h, c = r["held_out"], r["random_dots"]
-        lines.append(f"| {name.split('_')[0]} | {r['source']} → {r['target']} | {h['items']} | {h['clean_accuracy']:.2f} | "
-                     f"{h['clean_targeted']:.2f} | **{h['targeted']:.2f}** | {c['targeted_mean']:.2f} / {c['targeted_max']:.2f} | "
-                     f"{r['learned_on']['targeted']:.2f} |")
-    lines += ["", "Pairs on avmini: speech+person / speech+cafe and footsteps+cat / footsteps+rocket share their audio, so "
-              "only the video tells them apart; music+cafe / speech+cafe share their scene and differ in audio, which a "
-              "lens sticker cannot touch (the video-only model cannot tell them apart at all). Held-out avmini clips "
-              "are the test split (other photo quadrants, other recordings); the sticker covers all 4 frames.",
+        lines.append(f"| {name.split('_')[0]} | {r['source']} → {r['target']} | {h['items']} | "
+                     f"{h['clean_accuracy']:.2f} | {h['clean_targeted']:.2f} | **{h['targeted']:.2f}** | "
+                     f"{c['targeted_mean']:.2f} / {c['targeted_max']:.2f} | {r['learned_on']['targeted']:.2f} |")
+    lines += ["", "Pairs on avmini: speech+person / speech+cafe and footsteps+cat / footsteps+rocket share their "
+              "audio, so only the video tells them apart; music+cafe / speech+cafe share their scene and differ in "
+              "audio, which a lens sticker cannot touch (the video-only model cannot tell them apart at all). "
+              "Held-out avmini clips are the test split (other photo quadrants, other recordings); the sticker "
+              "covers all 4 frames.",
               "", "## Fit of the optics to synthetic photos (parameter recovery)", "",
-              "| case | α_max err. | radius rel. err. | β err. | colour map max err. | offset max err. | centre max err. | rmse |",
+              "| case | α_max err. | radius rel. err. | β err. | colour map max err. | offset max err. | "
+              "centre max err. | rmse |",
               "|---|---|---|---|---|---|---|---|"]
     for name, r in results["recovery"].items():
         e = r["abs_error"]
         lines.append(f"| {name} | {e['alpha_max']:.4f} | {e['radius_relative']:.4f} | {e['beta']:.4f} | "
-                     f"{e['colour_matrix_max']:.4f} | {e['colour_offset_max']:.4f} | {e['centres_max']:.4f} | {r['rmse']:.4f} |")
-    lines += ["", "Photos: 8 crops (64×64) of scikit-image's astronaut, coffee, chelsea and rocket, the sticker rendered "
-              "with the true optics at centres jittered by 0.02 from the printed grid, plus Gaussian noise of the given "
-              "standard deviation; the fit starts from the paper's optics and the printed centres.", ""]
+                     f"{e['colour_matrix_max']:.4f} | {e['colour_offset_max']:.4f} | {e['centres_max']:.4f} | "
+                     f"{r['rmse']:.4f} |")
+    lines += ["", "Photos: 8 crops (64×64) of scikit-image's astronaut, coffee, chelsea and rocket, the sticker "
+              "rendered with the true optics at centres jittered by 0.02 from the printed grid, plus Gaussian noise "
+              "of the given standard deviation; the fit starts from the paper's optics and the printed centres.", ""]
     return "\n".join(lines)
 
 

@@ -12,7 +12,8 @@ reused, so a final plain run only assembles the report):
     python experiments/defenses.py --part table --rows adversarial &
     python experiments/defenses.py --part certify --sigmas 0.25 &
     python experiments/defenses.py --part certify --sigmas 0.5
-    python experiments/defenses.py --part strong      # PGD-40 × 2 restarts on the trained rows, PGD-20 with EOT-16 on purification
+    python experiments/defenses.py --part strong      # PGD-40 × 2 restarts on the trained rows,
+                                                      # PGD-20 with EOT-16 on purification
     python experiments/defenses.py --part cost        # CPU seconds per epoch of each training method
     python experiments/defenses.py --bundle
 
@@ -53,12 +54,20 @@ import torch
 from robustaudio.attacks import ThreatModel
 from robustaudio.data import AudioDataset
 from robustaudio.defenses.denoiser import BUNDLED_DENOISERS, DenoiserSettings, train_denoiser
-from robustaudio.studies.defenses import (ROWS, TRAINED_DEFENSES, CertifySettings, PurifySettings, bundled_defended,
-                                       certify_study, defense_settings, run_defenses)
 from robustaudio.defenses.training import recipe_for, train_classifier
 from robustaudio.models import load_model
 from robustaudio.models.registry import BUNDLED_DIR
 from robustaudio.report.defenses import build_defenses_report
+from robustaudio.studies.defenses import (
+    ROWS,
+    TRAINED_DEFENSES,
+    CertifySettings,
+    PurifySettings,
+    bundled_defended,
+    certify_study,
+    defense_settings,
+    run_defenses,
+)
 
 DENOISER = DenoiserSettings(domain="feature", epochs=20, batch_size=32, lr=3e-3, sigma_max=1.0, channels=(8, 16, 32),
                             ema_decay=0.995, seed=0)
@@ -102,15 +111,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/defenses"))
     parser.add_argument("--limit", type=int, default=None, help="Only the first N test clips (smoke runs).")
     parser.add_argument("--part", choices=["all", "table", "strong", "certify", "cost"], default="all",
-                        help="table: train and attack only; strong: PGD-40 with 2 restarts on the trained rows; certify: certification only (after the table part "
-                             "has trained the undefended row); cost: CPU seconds per epoch of each training "
-                             "method; all: everything, reusing finished parts.")
+                        help="table: train and attack only; strong: PGD-40 with 2 restarts on the trained rows; "
+                             "certify: certification only (after the table part has trained the undefended row); "
+                             "cost: CPU seconds per epoch of each training method; all: everything, reusing finished "
+                             "parts.")
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="Table rows of this run.")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (1: what the docstring's times used).")
     parser.add_argument("--sigmas", nargs="+", type=float, default=list(SIGMAS), help="σ of this certify part.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    if args.denoiser_only or args.part == "all" and not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file():
+    denoiser_missing = not (BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"]).is_file()
+    if args.denoiser_only or args.part == "all" and denoiser_missing:
         bundle_denoiser()
         if args.denoiser_only:
             return

@@ -50,7 +50,8 @@ def recheck(comparison: dict, dataset: AudioDataset, seed: int) -> dict:
         reference = load_model(check["reference"])
         for name in check["models"]:
             model = load_model(name)
-            cases = theorem_cases(comparison["out"], name, check["reference"], norm, comparison["fusion"]["plan"]["main_norm"])
+            cases = theorem_cases(comparison["out"], name, check["reference"], norm,
+                                  comparison["fusion"]["plan"]["main_norm"])
             results = []
             for clip_id, eps_fused, eps_audio in cases:
                 audio, video, labels = clip_inputs(dataset, model, clip_id)
@@ -90,18 +91,20 @@ def main() -> None:
     dataset = AudioDataset.from_path("avmini", split="test")
     loaders = {name: (lambda name=name: load_model(name)) for name in MODELS}
     # The CLI's defaults (robustaudio compare --models ...), so a CLI run in --out is read back, not redone.
-    comparison = run_comparison(loaders, dataset, args.out, norm="linf", eps=AUDIO_EPS["linf"], corruptions=noise_suite(),
-                                steps=10, batch_size=16, seed=args.seed,
+    comparison = run_comparison(loaders, dataset, args.out, norm="linf", eps=AUDIO_EPS["linf"],
+                                corruptions=noise_suite(), steps=10, batch_size=16, seed=args.seed,
                                 fusion=FusionPlan(minimal_norms=("linf",), video_eps=dict(VIDEO_EPS)))
     comparison["out"] = args.out
     checked = recheck(comparison, dataset, args.seed)
     del comparison["out"]
-    (HERE / "fusion_attacks.json").write_text(json.dumps({"fusion": comparison["fusion"], "recheck": checked}, indent=2))
+    (HERE / "fusion_attacks.json").write_text(json.dumps({"fusion": comparison["fusion"], "recheck": checked},
+                                                         indent=2))
     lines = [f"data: avmini test split ({comparison['clips']} clips), seed {args.seed}, PGD 10 steps",
              f"written by `python experiments/fusion_attacks.py` from {args.out} (compare.html there has the figures)"]
     for key, r in checked.items():
-        lines.append(f"theorem re-check, {key}: {r['confirmed']} of {r['cases']} cases confirmed (fused flipped at ε_fused "
-                     f"by a 50-step × 3 PGD, audio-only right on that audio, a 200-step × 5 PGD on audio-only at ε_fused fails)")
+        lines.append(f"theorem re-check, {key}: {r['confirmed']} of {r['cases']} cases confirmed (fused flipped at "
+                     f"ε_fused by a 50-step × 3 PGD, audio-only right on that audio, a 200-step × 5 PGD on audio-only "
+                     f"at ε_fused fails)")
     (HERE / "fusion_attacks.md").write_text(document_markdown("Audio-visual fusion under attack (measured)", lines,
                                                               fusion_sections(comparison["fusion"]), [], []))
     print((HERE / "fusion_attacks.md").read_text())

@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 
 from robustaudio.attacks import ThreatModel
-from robustaudio.studies.compare import run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report import build_report
 from robustaudio.runner import AttackSpec, RunOptions, run_attack
+from robustaudio.studies.compare import run_comparison
 
 MODELS = ("cnn", "ast", "crnn-mini", "taltrans-mini")
 EPS = (0.0005, 0.001, 0.002, 0.005)
@@ -91,16 +91,19 @@ def main() -> None:
     def thesis(key: str) -> str:
         return " / ".join("—" if v is None else f"{v:.3f}" for v in THESIS[key])
 
-    lines.append("| clean | " + " | ".join(f"{models[m]['clean_accuracy']:.3f}" for m in MODELS) + f" | {thesis('clean')} |")
+    lines.append("| clean | " + " | ".join(f"{models[m]['clean_accuracy']:.3f}" for m in MODELS)
+                 + f" | {thesis('clean')} |")
     for row, (corruption, severity) in ROWS.items():
         values = [at_severity(models[m], corruption, severity) for m in MODELS]
-        lines.append(f"| {row} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in values) + f" | {thesis(row)} |")
+        lines.append(f"| {row} | " + " | ".join("—" if v is None else f"{v:.3f}" for v in values)
+                     + f" | {thesis(row)} |")
     lines.append("| universal L∞ ε 0.1 (features) | " + " | ".join(f"{universal[m]:.3f}" for m in MODELS)
                  + f" | {thesis('universal L∞ ε 0.1 (features)')} |")
     for eps in EPS:
         robust = [dict(models[m]["robust_curve"]).get(eps) for m in MODELS]
         lines.append(f"| PGD L∞ ε {eps:g} (waveform, per clip) | " + " | ".join(f"{v:.3f}" for v in robust) + " | — |")
-    lines += ["", "Rank correlations across the models (Spearman, exact permutation p; with 4 models the smallest two-sided p is 1/12 ≈ 0.083, at ρ = ±1):", ""]
+    lines += ["", "Rank correlations across the models (Spearman, exact permutation p; with 4 models the smallest "
+              "two-sided p is 1/12 ≈ 0.083, at ρ = ±1):", ""]
     for name, c in comparison["correlations"].items():
         if c["spearman"] is not None:
             lines.append(f"- {name}: {c['spearman']:+.2f} (p {c['spearman_p']:.2f})")

@@ -21,6 +21,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from train_bundled import augment  # the audio augmentation of the other bundled models
 
 from robustaudio import versions
 from robustaudio.data import AudioDataset
@@ -28,8 +29,6 @@ from robustaudio.metrics import mean_with_ci, per_class_mean
 from robustaudio.models import save_checkpoint
 from robustaudio.models.fusion import FUSION_MODELS, SuperLateFusion
 from robustaudio.models.registry import BUNDLED_DIR, MODELS
-
-from train_bundled import augment  # the audio augmentation of the other bundled models
 
 DATA = "avmini"
 RECIPE = {"epochs": 40, "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 32, "label_smoothing": 0.05}

@@ -39,14 +39,14 @@ import torch
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.attacks.minimal import DEFAULT_START
-from robustaudio.studies.compare import run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.data.audio import load_audio
 from robustaudio.models import load_model
+from robustaudio.records import file_safe
 from robustaudio.report import build_report
 from robustaudio.report.card import json_safe
-from robustaudio.records import file_safe
 from robustaudio.runner import AttackSpec, RunOptions, run_attack
+from robustaudio.studies.compare import run_comparison
 
 YAMNET = "labelmap:minievents:yamnet"
 ZOO = ("cnn", "ast", "crnn-mini", "taltrans-mini")
@@ -178,7 +178,8 @@ def summary_markdown(summary: dict) -> str:
              "", "## YAMNet in torch", "",
              f"- vs onnxruntime on the dequantised graph, {f['patches']} patches of {f['clips']} clips: max |Δlogit| "
              f"{f['max_abs_logit_difference_vs_onnxruntime_float']:.2g} (patches with sound: "
-             f"{f['max_abs_logit_difference_patches_with_sound']:.2g}); max relative {f['max_relative_logit_difference']:.2g}",
+             f"{f['max_abs_logit_difference_patches_with_sound']:.2g}); "
+             f"max relative {f['max_relative_logit_difference']:.2g}",
              f"- top class equal to the int8 model's: {f['top_class_agreement_with_int8_clips']:.3f} of clips, "
              f"{f['top_class_agreement_with_int8_patches']:.3f} of patches", "",
              "## Side by side", "",
@@ -198,7 +199,8 @@ def summary_markdown(summary: dict) -> str:
     if yam.get("noise_at_level"):
         lines += ["", "## YAMNet under natural noise (middle severity of each corruption)", "",
                   "| corruption | severity | accuracy |", "|---|---|---|"]
-        lines += [f"| {k} | {fmt(v.get('severity'))} | {fmt(v.get('accuracy'))} |" for k, v in yam["noise_at_level"].items()]
+        lines += [f"| {k} | {fmt(v.get('severity'))} | {fmt(v.get('accuracy'))} |"
+                  for k, v in yam["noise_at_level"].items()]
     if "silence" in summary:
         lines += ["", "## Where YAMNet's fragility lives (PGD on the first test clips)", "",
                   "| L∞ ε | fooled, δ anywhere | fooled, δ only where the clip has sound |", "|---|---|---|"]
