@@ -314,7 +314,7 @@ def jam_and_evaluate(detector: Detector, learn: Utterances, test: Utterances, co
                 "restarts": restart_record,
                 "level_choice": dict(level_choice) if level_choice is not None else None}
     if learning.queries is not None:
-        # the dry check that picks the clips to learn from asks the box once per clip: outside the budget, said
+        # the dry check that picks the clips to learn from asks the box once per clip, outside the budget: recorded
         settings["query"] = {**learning.queries.record(queries_used), "selection_queries": len(learn.positives())}
         settings["steps"], settings["batch_size"] = len(result.history), None
         if isinstance(learning.queries, QuerySettings):  # NES renders no augmented scenes; the substitute's jams do
