@@ -1,15 +1,16 @@
 # %% [markdown]
 # # Quick start: attack a model, read the report
 #
-# The bundled default model (`cnn`, a log-mel CNN trained on the bundled `minievents` set) is attacked with L∞ PGD at three budgets in one ε-curve run; everything in the report is computed from `records.jsonl`. Runs in about half a minute on a 2-core CPU.
+# The bundled default model (`cnn`, a log-mel CNN trained on the bundled `minievents` set) is attacked with L∞ PGD
+# at three budgets in one ε-curve run; everything in the report is computed from `records.jsonl`. Runs in about half a
+# minute on a 2-core CPU.
 
 # %%
-import json
-from pathlib import Path
 import tempfile
+from pathlib import Path
 
 import torch
-from IPython.display import Image, Markdown, display
+from IPython.display import Image, display
 
 from robustaudio.attacks import ThreatModel, pgd
 from robustaudio.data import AudioDataset
@@ -66,4 +67,5 @@ records = read_records(out)
 records[['clip_id', 'condition', 'clean_pred', 'adv_pred', 'success', 'snr_db', 'carried']].head(8)
 
 # %% [markdown]
-# `report.html` in the run directory is self-contained (figures inline): open it in a browser. The sanity checks at its end say whether the numbers can be trusted; a flag comes with its fix.
+# `report.html` in the run directory is self-contained (figures inline): open it in a browser. The sanity checks at
+# its end say whether the numbers can be trusted; a flag comes with its fix.

@@ -68,7 +68,8 @@ print(mine(batch.audio).shape, {k: v.shape for k, v in mine.embeddings(mine.feat
 
 # %%
 cnn = load_model("cnn")
-spec = {"sample_rate": cnn.sample_rate, "labels": list(cnn.labels), "multilabel": False, "clip_seconds": cnn.clip_seconds}
+spec = {"sample_rate": cnn.sample_rate, "labels": list(cnn.labels), "multilabel": False,
+        "clip_seconds": cnn.clip_seconds}
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated upstream; still the common export
     torch.jit.trace(cnn, torch.zeros(2, cnn.clip_samples)).save(str(work / "cnn.pt"))
@@ -127,7 +128,8 @@ import transformers
 
 labels = {0: "bird", 1: "dog", 2: "siren"}
 config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                                num_mel_bins=32, max_length=100, id2label=labels, label2id={v: k for k, v in labels.items()})
+                                num_mel_bins=32, max_length=100, id2label=labels,
+                                label2id={v: k for k, v in labels.items()})
 torch.manual_seed(0)
 reference = transformers.ASTForAudioClassification(config).eval()
 extractor = transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=100)

@@ -65,7 +65,8 @@ ax.step(grid, accuracy, where="post", label="from minimal ε (per clip)")
 ax.plot(budgets, robust, "o", label="PGD ε curve")
 ax.axhline(1 / model.num_classes, color="grey", ls=":", label="chance")
 ax.set(xscale="log", xlabel="L∞ ε (waveform, full scale 1)", ylabel="accuracy")
-ax.legend(); fig.tight_layout()
+ax.legend()
+fig.tight_layout()
 
 # %% [markdown]
 # The two agree: the minimal-ε curve lies at or below the PGD points (bisection spends more PGD runs per clip).
@@ -91,7 +92,7 @@ for check in card["checks"]:
 # flag exists: an unconverged attack overstates robustness.
 
 # %%
-run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "strong", AttackSpec("pgd", steps=20, restarts=2),
-           RunOptions(limit=16, sanity=False))
+run_attack(model, "cnn", data, [ThreatModel("linf", eps=0.001)], out / "strong",
+           AttackSpec("pgd", steps=20, restarts=2), RunOptions(limit=16, sanity=False))
 strong = build_report(out / "strong")
 print("robust accuracy with 20 steps x 2 restarts:", round(strong["conditions"][0]["robust_accuracy"]["value"], 3))

@@ -14,10 +14,10 @@ import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from robustaudio.studies.compare import run_comparison
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.runner import noise_suite
+from robustaudio.studies.compare import run_comparison
 
 torch.set_num_threads(2)
 names = ["cnn", "ast", "crnn-mini", "taltrans-mini"]

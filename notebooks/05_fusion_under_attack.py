@@ -44,7 +44,8 @@ fig, axes = plt.subplots(len(labels), 4, figsize=(5, 1.1 * len(labels)))
 for row, i in enumerate(first):
     for f in range(4):
         axes[row, f].imshow(everything.video[i, f].permute(1, 2, 0).numpy())
-        axes[row, f].set_xticks([]); axes[row, f].set_yticks([])
+        axes[row, f].set_xticks([])
+        axes[row, f].set_yticks([])
     axes[row, 0].set_ylabel(labels[everything.labels[i]], rotation=0, ha="right", va="center", fontsize=8)
 for f in range(4):
     axes[0, f].set_title(f"frame {f + 1}", fontsize=8)
@@ -130,13 +131,15 @@ for k, column in enumerate(columns):
     bars = ax.bar(np.arange(len(filled)) + (k - 1.5) * 0.2, filled[column], 0.2, label=column)
     for bar, unused in zip(bars, table[column].isna()):
         if unused:  # an input the model does not use: its clean accuracy, hatched
-            bar.set_alpha(0.35); bar.set_hatch("//")
+            bar.set_alpha(0.35)
+            bar.set_hatch("//")
 ax.set_xticks(np.arange(len(filled)), filled.index, rotation=15)
 ax.set(ylim=(0, 1.02), ylabel="accuracy (24 clips)",
        title="L∞ PGD-10: audio ε = 0.002 (waveform), video ε = 16/255 (pixels)")
 handles = [Patch(color=f"C{k}", label=column) for k, column in enumerate(columns)]
 handles.append(Patch(facecolor="white", edgecolor="grey", hatch="//", label="input not used:\nclean accuracy"))
-ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5)); fig.tight_layout()
+ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+fig.tight_layout()
 
 # %% [markdown]
 # ## 4. The theorem on single clips: an audio attack the audio model withstands can flip the fused model
@@ -163,7 +166,8 @@ on_fused = minimal_eps(fused, audio, truth, audio_threat, video=video, **search)
 cases = torch.isfinite(on_fused.found_norm) & (on_fused.found_norm < on_audio.found_norm)
 print(f"{len(rows)} of 64 test clips correct for both models; in {int(cases.sum())} of them an audio perturbation "
       f"smaller than audio-only's minimal ε flips av-late")
-pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]], "minimal ε audio-only": on_audio.found_norm[cases].numpy(),
+pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]],
+              "minimal ε audio-only": on_audio.found_norm[cases].numpy(),
               "minimal ε av-late (audio attacked)": on_fused.found_norm[cases].numpy()}).round(5)
 
 # %% [markdown]
@@ -174,7 +178,8 @@ pd.DataFrame({"clip": [everything.ids[i] for i in rows[cases]], "minimal ε audi
 
 # %%
 if cases.any():
-    pick = int(torch.argmax(torch.where(cases, on_audio.found_norm / on_fused.found_norm, torch.zeros_like(on_fused.found_norm))))
+    ratio = torch.where(cases, on_audio.found_norm / on_fused.found_norm, torch.zeros_like(on_fused.found_norm))
+    pick = int(torch.argmax(ratio))
     eps, adversarial = float(on_fused.found_norm[pick]), on_fused.adversarial[pick:pick + 1]
     clip_audio, clip_video, clip_label = audio[pick:pick + 1], video[pick:pick + 1], truth[pick:pick + 1]
     strong = pgd(audio_model, clip_audio, clip_label, ThreatModel("linf", eps=eps), steps=100, restarts=3,

@@ -23,7 +23,6 @@ from robustaudio.acoustics.scenes import EOTConfig, render, sample_transforms
 from robustaudio.attacks.jamming import Detector, load_utterances
 from robustaudio.attacks.music import KarplusStrong
 from robustaudio.data.datasets import BUNDLED_ROOT
-
 from robustaudio.models import load_model
 from robustaudio.runner.jam import LearnSettings, SceneProtocol, jam_and_evaluate
 
@@ -52,12 +51,15 @@ synth = KarplusStrong(4.0, sr, seed=0)
 with torch.no_grad():
     music = synth().numpy()
 print(f"{len(synth.frequencies)} strings, {synth.frequencies.min():.0f}-{synth.frequencies.max():.0f} Hz; "
-      f"{len(synth.onsets)} onsets in a {synth.seconds:g} s loop; RMS {20 * np.log10(np.sqrt((music ** 2).mean())):.1f} dBFS")
+      f"{len(synth.onsets)} onsets in a {synth.seconds:g} s loop; "
+      f"RMS {20 * np.log10(np.sqrt((music ** 2).mean())):.1f} dBFS")
 fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.5), sharex=True)
 t = np.arange(len(music)) / sr
-top.plot(t, music, lw=0.4); top.set(ylabel="amplitude", title="random Karplus–Strong loop")
+top.plot(t, music, lw=0.4)
+top.set(ylabel="amplitude", title="random Karplus–Strong loop")
 bottom.specgram(music, NFFT=512, Fs=sr, noverlap=384, cmap="magma")
-bottom.set(xlabel="time (s)", ylabel="frequency (Hz)", ylim=(0, 4000)); fig.tight_layout()
+bottom.set(xlabel="time (s)", ylabel="frequency (Hz)", ylim=(0, 4000))
+fig.tight_layout()
 
 # %% [markdown]
 # ## 2. Optimise the music, evaluate in held-out rooms
@@ -102,7 +104,9 @@ fig, ax = plt.subplots(figsize=(5, 3))
 ax.boxplot([[r["score"] for r in rows if r["condition"] == c] for c in conditions])
 ax.set_xticks([1, 2, 3], conditions)
 ax.axhline(0.5, color="grey", ls=":", label="firing threshold")
-ax.set(ylabel="alexa score", title="'alexa' scenes, held-out rooms"); ax.legend(); fig.tight_layout()
+ax.set(ylabel="alexa score", title="'alexa' scenes, held-out rooms")
+ax.legend()
+fig.tight_layout()
 
 # %% [markdown]
 # How to read it at these settings: each row has only 24 scenes (12 clips × 2 draws), so the F1 intervals are
@@ -141,7 +145,8 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 3), sharey=True)
 for ax, (name, loop) in zip(axes, [("random start", run.result.initial), ("adversarial", run.result.music)]):
     ax.specgram(loop.numpy(), NFFT=512, Fs=sr, noverlap=384, cmap="magma")
     ax.set(title=name, xlabel="time (s)", ylim=(0, 4000))
-axes[0].set_ylabel("frequency (Hz)"); fig.tight_layout()
+axes[0].set_ylabel("frequency (Hz)")
+fig.tight_layout()
 
 # %% [markdown]
 # With 20 steps on 6 clips and 4 rooms, the numbers above only show the machinery working end to end;

@@ -17,8 +17,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from robustaudio.attacks.sticker import (DotOptics, Sticker, fit_dot_optics, grid_centres, image_target,
-                                         optimise_sticker, random_dot_control, sticker_success, synthetic_photos)
+from robustaudio.attacks.sticker import (
+    DotOptics,
+    Sticker,
+    fit_dot_optics,
+    grid_centres,
+    image_target,
+    optimise_sticker,
+    random_dot_control,
+    sticker_success,
+    synthetic_photos,
+)
 from robustaudio.data.images import lfw_faces, photo_crops
 from robustaudio.models import load_model
 
@@ -27,9 +36,12 @@ torch.set_num_threads(2)
 
 def show(images: torch.Tensor, titles: list[str], row_label: str | None = None, axes=None) -> None:
     for ax, image, title in zip(axes, images, titles):
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy()); ax.set_title(title, fontsize=8); ax.axis("off")
+        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
     if row_label:
-        axes[0].text(-0.1, 0.5, row_label, transform=axes[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+        axes[0].text(-0.1, 0.5, row_label, transform=axes[0].transAxes, rotation=90, va="center", ha="right",
+                     fontsize=8)
 
 # %% [markdown]
 # ## 1. What the dots look like
@@ -72,8 +84,9 @@ print(f"{'':<18}{'true':>8}{'fitted':>8}{'|error|':>9}")
 for name in ("alpha_max", "radius", "beta"):
     a, b = getattr(true, name), getattr(got, name)
     print(f"{name:<18}{a:>8.3f}{b:>8.3f}{abs(a - b):>9.4f}")
-print(f"{'colour matrix A':<18}{'':>16}{np.abs(np.array(got.colour_matrix) - np.array(true.colour_matrix)).max():>9.4f}  (max)")
-print(f"{'colour offset b':<18}{'':>16}{np.abs(np.array(got.colour_offset) - np.array(true.colour_offset)).max():>9.4f}  (max)")
+for row, fitted, truth in (("colour matrix A", got.colour_matrix, true.colour_matrix),
+                           ("colour offset b", got.colour_offset, true.colour_offset)):
+    print(f"{row:<18}{'':>16}{np.abs(np.array(fitted) - np.array(truth)).max():>9.4f}  (max)")
 print(f"{'dot centres':<18}{'':>16}{float((fit.centres - placed).abs().max()):>9.4f}  (max, fraction of side)")
 
 # %% [markdown]
@@ -121,11 +134,17 @@ with torch.no_grad():
     pred_stuck = onet(through).argmax(-1)
     through_random = random_sticker(held.images[:6])
     pred_random = onet(through_random).argmax(-1)
+
+
+def name(k: torch.Tensor) -> str:
+    """The face model's label of class index ``k``."""
+    return onet.labels[int(k)]
+
+
 fig, axes = plt.subplots(3, 7, figsize=(10, 4.6))
 show(result.sticker(torch.full((1, 3, 48, 48), 0.5)), ["learned sticker"], None, axes[0, :1])
 show(random_sticker(torch.full((1, 3, 48, 48), 0.5)), ["random sticker"], None, axes[1, :1])
 axes[2, 0].axis("off")
-name = lambda k: onet.labels[int(k)]
 show(held.images[:6], [f"clean: {name(k)}" for k in pred_clean], None, axes[2, 1:])
 show(through, [f"sticker: {name(k)}" for k in pred_stuck], None, axes[0, 1:])
 show(through_random, [f"random: {name(k)}" for k in pred_random], None, axes[1, 1:])
