@@ -362,10 +362,12 @@ def music_part(music: torch.Tensor, transforms: Transforms, rooms: RoomSet, part
     speech, span = parts["speech"], parts["span"]
     batch, length = speech.shape
     loop = music.shape[-1]
+    # Gradients reach the loop through gather and index_select, never advanced indexing (music[index]): its
+    # backward adds up repeated indices in a thread-dependent order on CPU, so one seed could learn two loops.
     if rooms.music_rirs.shape[1] > loop:  # a loop shorter than the room's decay: play it out linearly
         history = rooms.music_rirs.shape[1]
         index = (transforms.music_offset.unsqueeze(1) - history + torch.arange(length + history)) % loop
-        played = music[index] if music.dim() == 1 else torch.gather(music, 1, index)
+        played = torch.gather(music.expand(batch, loop) if music.dim() == 1 else music, 1, index)
         n = length + 2 * history - 1
         heard = torch.fft.irfft(torch.fft.rfft(played, n=n) * rooms.spectra("music", n)[transforms.room],
                                 n=n)[:, history:history + length]
@@ -373,7 +375,8 @@ def music_part(music: torch.Tensor, transforms: Transforms, rooms: RoomSet, part
         responses = rooms.spectra("music", loop)
         if music.dim() == 1:  # one loop: one steady state per room used, shared by its scenes
             used, which = torch.unique(transforms.room, return_inverse=True)
-            steady = torch.fft.irfft(torch.fft.rfft(music).unsqueeze(0) * responses[used], n=loop)[which]
+            steady = torch.fft.irfft(torch.fft.rfft(music).unsqueeze(0) * responses[used], n=loop)
+            steady = steady.index_select(0, which)
         else:
             steady = torch.fft.irfft(torch.fft.rfft(music) * responses[transforms.room], n=loop)
         index = (transforms.music_offset.unsqueeze(1) + torch.arange(length)) % loop
