@@ -133,7 +133,7 @@ def main() -> None:
     else:
         clips = validation_clips(args.voices, args.languages, "alexa")
     utterances, voice_of, engine_of, notes = load_speech(clips, "alexa", detector.sample_rate)
-    voice_of = {i: unit for i, unit in cluster_of(clips, args.cluster_by).items() if i in voice_of}
+    voice_of = cluster_of(clips, args.cluster_by, loaded=voice_of)
     utterances = utterances.subset(clean_correct(detector, utterances, base))
     by_engine = bool(args.held_out_engine or args.fresh)
     part = {i: engine_of[i] if by_engine else "languages" if i.startswith("languages/") else "bundled test"

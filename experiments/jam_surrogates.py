@@ -360,7 +360,7 @@ def main() -> None:
     if args.fresh:  # voices of another set, which no setting of these loops has seen
         clips = [c for folder in args.fresh for c in read_speech_set(folder, "fresh")]
         evaluated, loaded, _, _ = load_speech(clips, word, 16000)
-        voice_of = {i: unit for i, unit in cluster_of(clips, args.cluster_by).items() if i in loaded}
+        voice_of = cluster_of(clips, args.cluster_by, loaded=loaded)
     else:
         evaluated, voice_of = held_out, held_out_voices
     voice_tables = {}

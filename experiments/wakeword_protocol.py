@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Container
 from pathlib import Path
 
 import torch
@@ -86,12 +87,13 @@ def kept_counts(kept: Utterances, voice_of: dict[str, str], engine_of: dict[str,
 CLUSTER_CHOICES = ("voice", "speaker")
 
 
-def cluster_of(clips: list[SpeechClip], by: str = "voice") -> dict[str, str]:
+def cluster_of(clips: list[SpeechClip], by: str = "voice", loaded: Container[str] | None = None) -> dict[str, str]:
     """clip id -> the unit an interval resamples: the clip's ``voice``, or with ``by="speaker"`` its ``speaker``
-    (the recorded person behind a voice where several voices share one, e.g. Open JTalk's speaking styles)."""
+    (the recorded person behind a voice where several voices share one, e.g. Open JTalk's speaking styles);
+    only the ids in ``loaded`` (e.g. the voices :func:`load_speech` returns: the clips that decoded) where given."""
     if by not in CLUSTER_CHOICES:
         raise SystemExit(f"cluster by {by!r}: choose one of {', '.join(CLUSTER_CHOICES)}.")
-    return {c.id: c.voice if by == "voice" else c.speaker for c in clips}
+    return {c.id: c.voice if by == "voice" else c.speaker for c in clips if loaded is None or c.id in loaded}
 
 
 def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: list[str] | None = None,
@@ -109,7 +111,7 @@ def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: 
         raise SystemExit(f"{folder} has no clips of split 'fresh': make it with "
                          f"`python experiments/make_wakeword_clips.py {folder} --accented --word ...`.")
     utterances, voice_of, engine_of, notes = load_speech(clips, detector.target, detector.sample_rate)
-    voice_of = {i: unit for i, unit in cluster_of(clips, cluster_by).items() if i in voice_of}
+    voice_of = cluster_of(clips, cluster_by, loaded=voice_of)
     kept = utterances.subset(clean_correct(detector, utterances, config))
     counts = kept_counts(kept, voice_of, engine_of)
     log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips (clusters: {cluster_by})")
