@@ -115,7 +115,8 @@ def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: 
     kept = utterances.subset(clean_correct(detector, utterances, config))
     counts = kept_counts(kept, voice_of, engine_of)
     log(f"fresh ({detector.target}): kept {counts} of {len(utterances.ids)} clips (clusters: {cluster_by})")
-    return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts}
+    return {"utterances": kept, "voices": voice_of, "engines": engine_of, "notes": notes, "kept": counts,
+            "checked": len(utterances.ids)}
 
 
 def fmt(estimate: dict, digits: int = 3) -> str:
@@ -156,7 +157,8 @@ def add_positives(learn: dict, part: dict, chosen, name: str, repeat: int = 1) -
     learn["engines"] = {**learn["engines"], **{i: part["engines"][i] for i in added.ids}}
     learn["kept"] = kept_counts(learn["utterances"], learn["voices"], learn["engines"])  # counted, not tallied
     learn.setdefault("added", []).append({"from": name, "positives": len(added.ids), "repeat": repeat,
-                                          "voices": sorted({part["voices"][i] for i in added.ids})})
+                                          "voices": sorted({part["voices"][i] for i in added.ids}),
+                                          "checked_dry": part.get("checked")})
     log(f"learn: + {len(added.ids)} positives of {name} ({len({part['voices'][i] for i in added.ids})} voices)")
 
 
