@@ -867,42 +867,23 @@ def main() -> None:
     parser.add_argument("--rhvoice-say", type=Path, default=Path("/opt/rhvoice/bin/RHVoice-test"),
                         help="RHVoice's RHVoice-test program")
     args = parser.parse_args()
-    if args.picovoice:
-        print(f"wrote {build_picovoice_set(args.out, args.picovoice, args.word)} clips under {args.out}")
-        return
-    if args.kokoro:
-        print(f"wrote {build_kokoro_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.gnuspeech:
-        print(f"wrote {build_gnuspeech_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.openjtalk:
-        print(f"wrote {build_openjtalk_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.mbrola:
-        print(f"wrote {build_mbrola_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.rhvoice:
-        print(f"wrote {build_rhvoice_set(args.out, args.word, args.rhvoice_say)} clips under {args.out}")
-        return
-    if args.pico:
-        print(f"wrote {build_pico_set(args.out, args.word, args.pico_lang)} clips under {args.out}")
-        return
-    if args.dectalk:
-        print(f"wrote {build_dectalk_set(args.out, args.word, args.dectalk_say)} clips under {args.out}")
-        return
-    if args.sam:
-        print(f"wrote {build_sam_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.languages:
-        print(f"wrote {build_language_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.accented:
-        print(f"wrote {build_accented_set(args.out, args.word)} clips under {args.out}")
-        return
-    if args.voices:
-        print(f"wrote {build_voice_set(args.out, args.word)} clips under {args.out}")
-        return
+    builders = (  # the first set flag given chooses the set
+        (args.picovoice, lambda: build_picovoice_set(args.out, args.picovoice, args.word)),
+        (args.kokoro, lambda: build_kokoro_set(args.out, args.word)),
+        (args.gnuspeech, lambda: build_gnuspeech_set(args.out, args.word)),
+        (args.openjtalk, lambda: build_openjtalk_set(args.out, args.word)),
+        (args.mbrola, lambda: build_mbrola_set(args.out, args.word)),
+        (args.rhvoice, lambda: build_rhvoice_set(args.out, args.word, args.rhvoice_say)),
+        (args.pico, lambda: build_pico_set(args.out, args.word, args.pico_lang)),
+        (args.dectalk, lambda: build_dectalk_set(args.out, args.word, args.dectalk_say)),
+        (args.sam, lambda: build_sam_set(args.out, args.word)),
+        (args.languages, lambda: build_language_set(args.out, args.word)),
+        (args.accented, lambda: build_accented_set(args.out, args.word)),
+        (args.voices, lambda: build_voice_set(args.out, args.word)))
+    for given, build in builders:
+        if given:
+            print(f"wrote {build()} clips under {args.out}")
+            return
     espeak = Espeak()
     label = args.word.replace(" ", "_")
     for voice, variant, rate in itertools.product(VOICES, VARIANTS, RATES):
