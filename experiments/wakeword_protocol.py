@@ -100,7 +100,8 @@ def fresh_set(folder: Path, detector: Detector, config: EOTConfig, only_voices: 
               cluster_by: str = "voice") -> dict:
     """The fresh clips the detector handles dry (of ``only_voices`` where given; ``only_voices`` names values of
     the ``voice`` column either way), with the unit their intervals resample (:func:`cluster_of` ``cluster_by``)
-    as ``voices``, and the counts given and kept (``voices`` counted in that unit)."""
+    as ``voices``, the counts kept (``voices`` counted in that unit), and ``checked``: how many clips the detector
+    was asked about dry."""
     clips = [c for c in read_speech_set(folder, "fresh") if c.split == "fresh"]
     if only_voices:
         unknown = set(only_voices) - {c.voice for c in clips}
