@@ -164,6 +164,9 @@ def main() -> None:
     if set(args.calibrate_voices or []) & set(args.only_voices or []):
         both = sorted(set(args.calibrate_voices) & set(args.only_voices))
         raise SystemExit(f"voices both calibrate and are scored: {both}")
+    if args.level_by and args.calibrate_voices:  # it sweeps the development voices, whatever calibrates the level
+        raise SystemExit("--level-by sweeps the development voices (flite + Festival), not --calibrate-voices: "
+                         "drop one of them.")
     torch.set_num_threads(args.threads)
     suffix = "" if args.word == "alexa" else "_jarvis"
     voices_dir = args.voices or Path(f"runs/voices{suffix}")
