@@ -139,8 +139,9 @@ def main() -> None:
     parser.add_argument("--transfer-to", default=None, help="default microwakeword:alexa for alexa, none otherwise")
     parser.add_argument("--choose-only", action="store_true")
     parser.add_argument("--level-by", choices=("engine", "voice"),
-                        help="also show the level robustaudio jam --level-by would choose on the development voices "
-                             "(not the protocol's rule; with --choose-only)")
+                        help="also show the level robustaudio jam --level-by would choose (every engine or voice the "
+                             "level is chosen on keeps --floor) on the same voices as the rule (not the protocol's "
+                             "rule; with --choose-only)")
     parser.add_argument("--at-level", type=float,
                         help="score at this level, not the rule's (not blind: an existence check, reported as such)")
     parser.add_argument("--only-voices", nargs="+", help="score only these fresh voices (the ones a leave-one-"
@@ -164,9 +165,6 @@ def main() -> None:
     if set(args.calibrate_voices or []) & set(args.only_voices or []):
         both = sorted(set(args.calibrate_voices) & set(args.only_voices))
         raise SystemExit(f"voices both calibrate and are scored: {both}")
-    if args.level_by and args.calibrate_voices:  # it sweeps the development voices, whatever calibrates the level
-        raise SystemExit("--level-by sweeps the development voices (flite + Festival), not --calibrate-voices: "
-                         "drop one of them.")
     torch.set_num_threads(args.threads)
     suffix = "" if args.word == "alexa" else "_jarvis"
     voices_dir = args.voices or Path(f"runs/voices{suffix}")
@@ -181,16 +179,19 @@ def main() -> None:
     base = EOTConfig(music_db=-10.0, jitter_db=3.0, scene_seconds=3.0)
     optimisation, _ = room_split(base, 16, 16, 0)
     sweep_file = out / "level_sweep.json"
+
+    def level_voices() -> dict:
+        """The clips the level is chosen on: --calibrate-voices of --fresh, or the development voices."""
+        if args.calibrate_voices:
+            return fresh_set(fresh_dir, detector, base, args.calibrate_voices)
+        return detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]
+
     if sweep_file.exists():
         sweep = {float(k): {int(s): v for s, v in per.items()} for k, per in json.loads(sweep_file.read_text()).items()}
         log(f"level sweep read from {sweep_file}")
     else:
-        if args.calibrate_voices:
-            development = fresh_set(fresh_dir, detector, base, args.calibrate_voices)["utterances"]
-        else:
-            development = detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]["utterances"]
-        sweep = sweep_levels(detector, development, base, args.levels, seeds=args.seeds, draws=args.sweep_draws,
-                             avoid=optimisation)
+        sweep = sweep_levels(detector, level_voices()["utterances"], base, args.levels, seeds=args.seeds,
+                             draws=args.sweep_draws, avoid=optimisation)
         sweep_file.write_text(json.dumps({str(k): v for k, v in sweep.items()}, indent=1))
     for level, per_seed in sorted(sweep.items()):
         log(f"development, {level:g} dB: random-music F1 per seed {[round(v, 3) for v in per_seed.values()]}")
@@ -213,7 +214,7 @@ def main() -> None:
             by_group = {g: {float(k): {int(s): v for s, v in per.items()} for k, per in sweep.items()}
                         for g, sweep in json.loads(by_file.read_text()).items()}
         else:
-            sets = detectable_sets(voices_dir, detector, base, quick=args.quick)["evaluate"]
+            sets = level_voices()
             group_of = sets["engines"] if args.level_by == "engine" else sets["voices"]
             by_group = sweep_levels_by(detector, sets["utterances"], base, args.levels, group_of, seeds=args.seeds,
                                        draws=args.sweep_draws, avoid=optimisation)
@@ -222,7 +223,7 @@ def main() -> None:
         for group, per_level in by_group.items():
             log(f"development, {args.level_by} {group}: mean random-music F1 "
                 + ", ".join(f"{lvl:g} dB {m:.3f}" for lvl, m in sorted(level_means(per_level).items())))
-        log(f"--level-by {args.level_by} would choose {choose_level_every(by_group, FLOOR):g} dB "
+        log(f"--level-by {args.level_by} would choose {choose_level_every(by_group, args.floor):g} dB "
             f"(the protocol's rule: {music_db:g} dB)")
     if args.choose_only:
         return
