@@ -250,6 +250,40 @@ def _complete_lines(data: bytes) -> tuple[list[bytes], list[dict]]:
             [row for row, keep in zip(rows, complete, strict=True) if keep])
 
 
+def _keep_complete(path: Path) -> None:
+    """Cut ``path`` back to its complete lines (:func:`_complete_lines`): what a crash left unfinished goes."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    kept = b"".join(_complete_lines(data)[0])
+    if kept == data:
+        return
+    if data.startswith(kept):  # the usual case: the unfinished part is at the end
+        with _writing(path.parent, path.name), open(path, "r+b") as f:
+            f.truncate(len(kept))
+            os.fsync(f.fileno())
+    else:
+        _replace_bytes(path, kept)
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file written by :func:`append_rows` (``[]`` if it does not exist); a partial
+    last line or a line a power loss garbled is left out, so a crashed run resumes from what was whole."""
+    path = Path(path)
+    return _complete_lines(path.read_bytes())[1] if path.exists() else []
+
+
+def append_rows(path: str | Path, rows: list[dict]) -> None:
+    """Append ``rows`` (one JSON object a line) to ``path`` whole, with ``fsync``: what a crash left
+    unfinished is dropped first, and a failed write (a full disk) is rolled back and raised as a one-line
+    :class:`RunDirectoryError`. For row files outside ``records.jsonl`` (e.g. certificates)."""
+    path = Path(path)
+    if not rows:
+        return
+    _keep_complete(path)
+    _append_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8"))
+
+
 class RecordWriter:
     """Appends rows to ``RUN_DIR/records.jsonl`` a batch at a time, crash-safely (see the module)."""
 
@@ -261,18 +295,7 @@ class RecordWriter:
 
     def _drop_incomplete(self) -> None:
         """Remove a partial last line and the rows of unfinished batches before appending again."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        kept = b"".join(_complete_lines(data)[0])
-        if kept == data:
-            return
-        if data.startswith(kept):  # the usual case: the unfinished batch is the last one
-            with _writing(self.path.parent, RECORDS_FILE), open(self.path, "r+b") as f:
-                f.truncate(len(kept))
-                os.fsync(f.fileno())
-        else:
-            _replace_bytes(self.path, kept)
+        _keep_complete(self.path)
 
     def done_batches(self) -> set[int]:
         """Batch numbers whose rows are all written."""

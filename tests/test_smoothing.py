@@ -5,6 +5,7 @@ P(f(x + ε) = 0) = Φ(m / (σ‖w_0 − w_1‖)) for ε ~ N(0, σ²I), so g = f 
 radius is σ·Φ⁻¹(p_A) = m / ‖w_0 − w_1‖, the distance to the decision boundary.
 """
 
+import json
 import math
 
 import pytest
@@ -91,6 +92,28 @@ def test_certify_clips_rows_resume_and_certified_accuracy(tmp_path):
     assert again == rows and len(rows_file.read_text().splitlines()) == 3
     with pytest.raises(SmoothingError, match="other settings"):
         certify_clips(Smooth(model, 0.25, domain="waveform"), clips, n0=50, n=2000, alpha=0.001, rows_file=rows_file)
+
+
+def test_certify_clips_resumes_after_a_crash_mid_row(tmp_path):
+    """A kill during a row's write leaves a partial last line: the resume redoes that clip, keeps the
+    finished one, and leaves a file of whole rows (before, the partial line stopped the resume)."""
+    sigma = 0.5
+    model, x = linear_pair(1.0, sigma)
+    clips = [("near", x, 0), ("far", 2 * x, 0)]
+    smooth = Smooth(model, sigma, domain="waveform")
+    rows_file = tmp_path / "rows.jsonl"
+    rows = certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, batch_size=1000, rows_file=rows_file)
+    first, second = rows_file.read_text().splitlines()
+    rows_file.write_text(first + "\n" + second[: len(second) // 2])  # the second row cut off mid-write
+    seen = []
+    again = certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, batch_size=1000, rows_file=rows_file,
+                          on_clip=seen.append)
+    assert [r["clip_id"] for r in seen] == ["far"]  # only the unfinished clip is redone
+    assert [r["clip_id"] for r in again] == ["near", "far"] and again[0] == rows[0]
+    assert {k: v for k, v in again[1].items() if k != "seconds"} == {
+        k: v for k, v in rows[1].items() if k != "seconds"}
+    lines = rows_file.read_text().splitlines()
+    assert len(lines) == 2 and [json.loads(line)["clip_id"] for line in lines] == ["near", "far"]
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -29,7 +29,6 @@ reproducible for a given seed and device.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +42,7 @@ from scipy import stats
 
 from ..attacks.threat import input_view
 from ..models.base import Classifier, frozen
+from ..records import append_rows, read_rows
 
 if TYPE_CHECKING:
     from .denoiser import Denoiser
@@ -229,8 +229,9 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
 
     Each clip draws its noise from a generator on the model's device seeded with ``(seed, clip
     number)``, so a run resumed
-    from ``rows_file`` (JSON lines, appended clip by clip; finished clips are read back, not redone)
-    gives the rows of an uninterrupted one.
+    from ``rows_file`` (JSON lines, appended clip by clip with :func:`~robustaudio.records.append_rows`;
+    finished clips are read back, not redone, and a row a crash cut off is redone) gives the rows of an
+    uninterrupted one.
     Row fields: clip_id, label, prediction (class name, or None when abstaining), correct, radius,
     p_lower, count, n, n0, alpha, sigma, domain, denoiser, norm (‖x‖₂ in the smoothed space), snr_db
     (the radius as SNR), seconds.
@@ -239,14 +240,11 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
     settings = {"n": n, "n0": n0, "alpha": alpha, "sigma": smooth.sigma, "domain": smooth.domain,
                 "denoiser": smooth.denoiser.name if smooth.denoiser is not None else None}
     done: dict[str, dict] = {}
-    if rows_file is not None and Path(rows_file).exists():
-        for line in Path(rows_file).read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if {k: row.get(k) for k in settings} != settings:
-                    raise SmoothingError(f"{rows_file} holds certificates with other settings "
-                                         f"({ {k: row.get(k) for k in settings} } vs {settings}): use another --out.")
-                done[row["clip_id"]] = row
+    for row in read_rows(rows_file) if rows_file is not None else []:
+        if {k: row.get(k) for k in settings} != settings:
+            raise SmoothingError(f"{rows_file} holds certificates with other settings "
+                                 f"({ {k: row.get(k) for k in settings} } vs {settings}): use another --out.")
+        done[row["clip_id"]] = row
     rows = []
     labels = smooth.model.labels
     for number, (clip_id, audio, label) in enumerate(clips):
@@ -264,8 +262,7 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
                "snr_db": snr_of_radius(norm, certificate.radius), "seconds": time.perf_counter() - start}
         rows.append(row)
         if rows_file is not None:
-            with open(rows_file, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            append_rows(rows_file, [row])
         if on_clip is not None:
             on_clip(row)
     return rows
