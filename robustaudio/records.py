@@ -211,6 +211,12 @@ def write_json_atomic(path: str | Path, obj: object, **dump_options: Any) -> Non
     _replace_bytes(path, json.dumps(obj, **{"indent": 2, **dump_options}).encode("utf-8"))
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) so that ``path`` holds the old or the new content, never a partial one (a report
+    a full disk interrupted); a full disk or unwritable folder raises :class:`RunDirectoryError`."""
+    _replace_bytes(Path(path), text.encode("utf-8"))
+
+
 def read_run_json(run_dir: str | Path) -> dict:
     """A run's ``run.json`` (a dict with its ``settings``); one-line :class:`RunDirectoryError` if it
     is missing or unreadable."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -275,7 +274,8 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
                                purify=PurifySettings(sigma=purify_sigma, steps=purify_steps, eot=eot),
                                certify=CertifySettings(sigmas=sigmas, n0=n0, n=n, alpha=alpha, limit=certify_limit),
                                log=click.echo)
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        from ..records import write_json_atomic
+        write_json_atomic(out_dir / "summary.json", summary, default=str)
         document = build_defenses_report(out_dir, summary)
     except defense_errors() as error:
         raise _fail(error) from error

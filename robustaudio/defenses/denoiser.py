@@ -24,7 +24,6 @@ feature normalisation); :meth:`Denoiser.check_compatible` refuses another.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from .. import versions
 from ..data import AudioDataset
 from ..models.base import Classifier
 from ..models.registry import BUNDLED_DIR, ModelError, load_checkpoint
+from ..records import write_json_atomic
 from .smoothing import generator_for
 
 DENOISER_DOMAINS = ("feature", "waveform")
@@ -245,8 +245,7 @@ class Denoiser(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"kind": CHECKPOINT_KIND, "config": self.config, "state_dict": self.unet.state_dict()}, path)
         if card is not None:
-            path.with_suffix(".json").write_text(json.dumps({**card, "checkpoint_bytes": path.stat().st_size},
-                                                            indent=2))
+            write_json_atomic(path.with_suffix(".json"), {**card, "checkpoint_bytes": path.stat().st_size})
 
 
 def load_denoiser(name_or_path: str | Path, device: str | torch.device = "cpu") -> Denoiser:

@@ -3,7 +3,6 @@ model, its card and its checkpoint)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from .. import versions
 from ..metrics import mean_with_ci, per_class_mean
 from ..models import save_checkpoint
 from ..models.base import Classifier
+from ..records import write_json_atomic
 from .training_settings import TrainSettings
 
 
@@ -65,5 +65,5 @@ class TrainResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, self.arch, self.config, self.model)
         card = {**self.card(), "checkpoint_bytes": path.stat().st_size, **card_extra}
-        path.with_suffix(".json").write_text(json.dumps(card, indent=2))
+        write_json_atomic(path.with_suffix(".json"), card)
         return card

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from ..records import file_safe
+from ..records import file_safe, write_json_atomic, write_text_atomic
 from . import style
 from .card import json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
@@ -151,7 +151,7 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
     fusion = summarize_fusion(out, names) if (out / FUSION_FILE).exists() else None
     if fusion is not None:
         comparison["fusion"] = fusion
-    (out / "compare.json").write_text(json.dumps(json_safe(comparison), indent=2))
+    write_json_atomic(out / "compare.json", json_safe(comparison))
 
     first = next(iter(summaries.values()))
     header = ["model", "params", "clean", *[f"{c} @ {first['noise_at_level'][c]['severity']:g}" for c in corruptions],
@@ -194,10 +194,9 @@ def build_comparison(out: str | Path, names: list[str], *, table_eps: float, tab
              f"attack: PGD {norm}, ε curve {[e for e, _ in first['robust_curve']]}", f"seed: {comparison['seed']}",
              "per-model reports: <model>/attack/report.html and <model>/noise/report.html"]
     headline = compare_headline(comparison, dirs, attack_settings)
-    (out / "compare.md").write_text(document_markdown("Model comparison", lines, sections, figures, [], headline),
-                                    encoding="utf-8")
-    (out / "compare.html").write_text(document_html("Model comparison", lines, sections, figures, [], headline),
-                                      encoding="utf-8")
+    write_text_atomic(out / "compare.md",
+                      document_markdown("Model comparison", lines, sections, figures, [], headline))
+    write_text_atomic(out / "compare.html", document_html("Model comparison", lines, sections, figures, [], headline))
     return comparison
 
 

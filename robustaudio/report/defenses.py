@@ -7,13 +7,13 @@ Built from the summary of :func:`robustaudio.studies.defenses.run_defenses` (and
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
+from ..records import write_json_atomic, write_text_atomic
 from . import style
 from .card import json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
@@ -159,7 +159,7 @@ def build_defenses_report(out: str | Path, summary: dict, listen: Listen | None 
     certification = [curve_summary(c, radii_for(curves)) for c in curves]
     document = {**{k: v for k, v in summary.items() if k != "certification"}, "certification": certification,
                 "closing_note": closing_note(summary.get("rows", []))}
-    (out / "defenses.json").write_text(json.dumps(json_safe(document), indent=2))
+    write_json_atomic(out / "defenses.json", json_safe(document))
     sections, figures = [], []
     if summary.get("rows"):
         sections.append(table_section(summary))
@@ -175,10 +175,10 @@ def build_defenses_report(out: str | Path, summary: dict, listen: Listen | None 
     title = f"Defenses: {summary['model']}"
     headline = defenses_headline(summary, certification)
     write_figures(listen, out / FIGURES_DIR)
-    (out / "defenses.md").write_text(document_markdown(title, lines, sections, figures, [], headline,
-                                                       listen_markdown(listen)), encoding="utf-8")
-    (out / "defenses.html").write_text(document_html(title, lines, sections, figures, [], headline,
-                                                     listen_html(listen)), encoding="utf-8")
+    write_text_atomic(out / "defenses.md", document_markdown(title, lines, sections, figures, [], headline,
+                                                             listen_markdown(listen)))
+    write_text_atomic(out / "defenses.html", document_html(title, lines, sections, figures, [], headline,
+                                                           listen_html(listen)))
     return document
 
 

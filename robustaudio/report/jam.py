@@ -24,6 +24,7 @@ import torch
 from .. import versions
 from ..data.audio import write_audio
 from ..metrics.jamming import CONDITIONS
+from ..records import write_json_atomic, write_text_atomic
 from ..runner.jam import JamRun
 from . import style
 from .card import json_safe
@@ -368,10 +369,8 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     sample_rate = run.settings["eot"]["sample_rate"]
     card = build_jam_card(run, model, notes)
-    (out / CARD_FILE).write_text(json.dumps(json_safe(card), indent=2, allow_nan=False))
-    with open(out / SCENES_FILE, "w") as handle:
-        for row in run.rows:
-            handle.write(json.dumps(json_safe(row)) + "\n")
+    write_json_atomic(out / CARD_FILE, json_safe(card), allow_nan=False)
+    write_text_atomic(out / SCENES_FILE, "".join(json.dumps(json_safe(row)) + "\n" for row in run.rows))
     music = {"adversarial": run.result.music, "random": run.random_music[0]}
     for name, loop in music.items():
         write_audio(out / MUSIC_FILES[name], loop, sample_rate)
@@ -387,10 +386,11 @@ def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] 
     title = f"Adversarial music against {model}"
     headline = jam_headline(card)
     players_md, players_html = _players(music, sample_rate, card)
-    (out / "report.md").write_text(document_markdown(title, _summary_lines(card), _sections(card), figures, warnings,
-                                                     headline, players_md), encoding="utf-8")
-    (out / "report.html").write_text(document_html(title, _summary_lines(card), _sections(card), figures, warnings,
-                                                   headline, players_html), encoding="utf-8")
+    lines, sections = _summary_lines(card), _sections(card)
+    write_text_atomic(out / "report.md", document_markdown(title, lines, sections, figures, warnings, headline,
+                                                           players_md))
+    write_text_atomic(out / "report.html", document_html(title, lines, sections, figures, warnings, headline,
+                                                         players_html))
     return card
 
 

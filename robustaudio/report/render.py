@@ -3,14 +3,13 @@ from the records only; written as Markdown and HTML by :mod:`.document`."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..records import read_records, read_warnings
+from ..records import read_records, read_warnings, write_json_atomic, write_text_atomic
 from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
@@ -253,7 +252,7 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
     (:mod:`robustaudio.report.listen`: loads the model and attacks at most six clips again)."""
     run_dir = Path(run_dir)
     card = build_card(run_dir)
-    (run_dir / CARD_FILE).write_text(json.dumps(json_safe(card), indent=2, allow_nan=False))
+    write_json_atomic(run_dir / CARD_FILE, json_safe(card), allow_nan=False)
     records = read_records(run_dir)
     warnings = read_warnings(run_dir)
     (run_dir / FIGURES_DIR).mkdir(exist_ok=True)
@@ -285,10 +284,10 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
     clear(run_dir, run_dir / FIGURES_DIR)
     listen = recompute(run_dir, card, records) if listen_examples and _attacked(card) else None
     write_figures(listen, run_dir / FIGURES_DIR)
-    (run_dir / "report.md").write_text(document_markdown(title, lines, sections, figures, warnings, headline,
-                                                         listen_markdown(listen)), encoding="utf-8")
-    (run_dir / "report.html").write_text(document_html(title, lines, sections, figures, warnings, headline,
-                                                       listen_html(listen)), encoding="utf-8")
+    write_text_atomic(run_dir / "report.md", document_markdown(title, lines, sections, figures, warnings, headline,
+                                                               listen_markdown(listen)))
+    write_text_atomic(run_dir / "report.html", document_html(title, lines, sections, figures, warnings, headline,
+                                                             listen_html(listen)))
     return card
 
 

@@ -5,7 +5,6 @@ the random-dot control). Used by ``robustaudio sticker`` and ``experiments/camer
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import DotOptics, Sticker, StickerTarget, optimise_sticker, random_dot_control, sticker_success
-from ..records import make_folder
+from ..records import make_folder, write_json_atomic, write_text_atomic
 from .document import FIGURES_DIR, document_html, document_markdown
 from .headline import Flag, Headline
 from .style import png
@@ -82,7 +81,7 @@ def run_sticker(learn: StickerTarget, held: StickerTarget, source: str, goal: st
                 "random_dots: the same for random centres and colours with the same optics (mean and max "
                 "over draws). Threat model and objective [paper]; optics fit [ours] (robustaudio.attacks.sticker).",
     }
-    (out / STICKER_FILE).write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / STICKER_FILE, summary)
     held_rate = summary["held_out"]["targeted"]
     title = (f"{source} → {goal}: targeted {held_rate:.0%} on {len(held.images)} held-out "
              f"(random dots {summary['random_dots']['targeted_mean']:.0%})")
@@ -139,6 +138,5 @@ def write_sticker_report(out: Path, summary: dict, picture: bytes) -> None:
     lines = [f"optimisation: {summary['optimisation_seconds']:g} s", f"files: {STICKER_FILE} (parameters), "
              f"{FIGURE_FILE}"]
     headline = sticker_headline(summary)
-    (out / "report.md").write_text(document_markdown(title, lines, sections, figures, [], headline),
-                                   encoding="utf-8")
-    (out / "report.html").write_text(document_html(title, lines, sections, figures, [], headline), encoding="utf-8")
+    write_text_atomic(out / "report.md", document_markdown(title, lines, sections, figures, [], headline))
+    write_text_atomic(out / "report.html", document_html(title, lines, sections, figures, [], headline))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from ..attacks.universal import universal_perturbation
 from ..data import AudioDataset
 from ..data.audio import write_audio
 from ..models.base import AttackTarget
+from ..records import write_json_atomic
 from .files import UNIVERSAL_FILE
 
 
@@ -49,6 +49,6 @@ def learn_universal(model: AttackTarget, dataset: AudioDataset, threats: list[Th
             peak = float(result.delta.abs().max()) or 1.0
             write_audio(run_dir / f"universal-{threat.describe()}.wav", (result.delta / peak).cpu(),
                         model.sample_rate)
-    (run_dir / "universal_history.json").write_text(json.dumps(history, indent=2))
+    write_json_atomic(run_dir / "universal_history.json", history)
     torch.save(deltas, path)
     return deltas

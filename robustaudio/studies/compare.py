@@ -15,7 +15,6 @@ thesis theorem are built from the runs by :mod:`robustaudio.report.fusion`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ from ..metrics.corruptions import Corruption
 from ..metrics.latent import latent_metrics
 from ..metrics.sharpness import sharpness
 from ..models.base import Classifier
-from ..records import file_safe, make_folder
+from ..records import file_safe, make_folder, write_json_atomic
 from ..report.card import json_safe
 from ..report.compare import build_comparison
 from ..report.fusion import FUSION_FILE, fusion_run
@@ -171,7 +170,7 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
         plan = fusion or FusionPlan(minimal_norms=(norm,))
         plan = replace(plan, norms=tuple(dict.fromkeys((norm, *plan.norms))),
                        audio_eps={**plan.audio_eps, norm: tuple(sorted(eps))})
-        (out / FUSION_FILE).write_text(json.dumps({**plan.as_dict(), "main_norm": norm}, indent=2))
+        write_json_atomic(out / FUSION_FILE, {**plan.as_dict(), "main_norm": norm})
     else:
         (out / FUSION_FILE).unlink(missing_ok=True)
     for name, load in models.items():
@@ -200,6 +199,6 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
             subset = dataset if limit is None else AudioDataset(dataset.root, limited(dataset.clips, limit))
             metrics = model_metrics(model, subset, batch_size=batch_size, seed=seed, device=device)
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
-            metrics_path.write_text(json.dumps(json_safe(metrics), indent=2))
+            write_json_atomic(metrics_path, json_safe(metrics))
     return build_comparison(out, list(models), table_eps=table_eps if table_eps is not None else eps[len(eps) // 2],
                             table_level=table_level)
