@@ -165,6 +165,20 @@ def test_run_json_is_replaced_atomically(tmp_path, monkeypatch):
     assert records_module.read_run_json(tmp_path) == {"settings": {"seed": 2}}
 
 
+def test_full_disk_while_the_report_is_rewritten_keeps_the_old_card_and_report(tmp_path, write_dataset, monkeypatch):
+    """card.json and report.html are replaced whole or not at all (before, a full disk left them cut off)."""
+    out = run(write_dataset(), tmp_path / "run")
+    build_report(out)
+    before = {name: (out / name).read_bytes() for name in ("card.json", "report.md", "report.html")}
+    fail_writes(monkeypatch, ".tmp", 200, no_space())  # every atomic write's temporary file: 200 bytes fit
+    with pytest.raises(RunDirectoryError, match="free space"):
+        build_report(out)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    assert build_report(out)["clips"] == json.loads(before["card.json"])["clips"]
+
+
 def test_corrupt_run_json_is_a_one_line_error(tmp_path, write_dataset):
     out = run(write_dataset(), tmp_path / "run")
     (out / "run.json").write_text((out / "run.json").read_text()[:30])
