@@ -116,3 +116,17 @@ def test_impossible_threat_models_are_refused(kwargs, message):
 def test_an_l2_budget_larger_than_the_box_is_refused():
     with pytest.raises(ThreatModelError, match="any other"):
         ThreatModel("l2", eps=50.0).budget(torch.zeros(1, 100))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_box_reach_is_the_norm_of_half_the_range_everywhere(norm):
+    """The one place that says how far a budget can reach in the box (minimal ε's search ceiling and
+    the refusal of budgets that contain the box both use it)."""
+    threat = ThreatModel(norm, eps=1e-3, bounds=(-1.0, 1.0))
+    half = torch.ones(1, 400)  # half the range (1.0) at every sample
+    assert threat.box_reach(400) == pytest.approx(float(torch.linalg.vector_norm(
+        half, ord={"linf": float("inf"), "l2": 2, "l1": 1}[norm])))
+    assert ThreatModel(norm, eps=1e-3, bounds=None).box_reach(400) == float("inf")
+    if norm != "linf":
+        with pytest.raises(ThreatModelError, match="enough to turn"):
+            ThreatModel(norm, eps=threat.box_reach(400), bounds=(-1.0, 1.0)).budget(torch.zeros(2, 400))

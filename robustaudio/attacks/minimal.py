@@ -64,12 +64,8 @@ class MinimalResult:
 
 
 def default_eps_max(threat: ThreatModel, clean: torch.Tensor) -> float:
-    """The largest budget worth searching: half the box range in the clip's norm."""
-    if threat.bounds is None:
-        return float("inf")
-    half = (threat.bounds[1] - threat.bounds[0]) / 2
-    n = clean[0].numel()
-    return half * {"linf": 1.0, "l2": n ** 0.5, "l1": float(n)}[threat.norm]
+    """The largest budget worth searching for clips ``clean [B, ...]``: :meth:`ThreatModel.box_reach`."""
+    return threat.box_reach(clean[0].numel())
 
 
 def minimal_eps(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,

@@ -225,13 +225,20 @@ class ThreatModel:
         if self.bounds is not None and self.norm != "linf":
             # An Lp ball that contains the whole box does not constrain anything.
             n = _flat(clean).shape[1]
-            half_range = (self.bounds[1] - self.bounds[0]) / 2
-            diameter = half_range * (math.sqrt(n) if self.norm == "l2" else n)
+            diameter = self.box_reach(n)
             if bool((eps >= diameter).any()):
                 raise ThreatModelError(
                     f"{self.norm} budget {float(eps.max()):.4g} reaches {diameter:.4g}, enough to turn "
                     f"a clip of {n} values into any other: lower --eps or raise --snr-db.")
         return eps
+
+    def box_reach(self, values: int) -> float:
+        """This norm of a perturbation that moves each of ``values`` samples by half the box range
+        (``bounds``): from the box's middle, a budget this large reaches every input (``inf`` without bounds)."""
+        if self.bounds is None:
+            return float("inf")
+        half_range = (self.bounds[1] - self.bounds[0]) / 2
+        return half_range * {"linf": 1.0, "l2": math.sqrt(values), "l1": float(values)}[self.norm]
 
     def _mask(self, like: torch.Tensor) -> torch.Tensor | None:
         return None if self.mask is None else self.mask.to(device=like.device, dtype=like.dtype)
