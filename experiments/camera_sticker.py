@@ -36,7 +36,8 @@ from robustaudio.attacks.sticker import DotOptics, fit_dot_optics, grid_centres,
 from robustaudio.cli.sticker import av_split
 from robustaudio.data.images import lfw_faces, photo_crops
 from robustaudio.models import load_model
-from robustaudio.report.sticker import run_sticker
+from robustaudio.report.sticker import write_sticker_run
+from robustaudio.runner.sticker import StickerSettings, run_sticker
 
 OUT = Path("runs/camera-sticker")
 RESULTS = Path(__file__).parent  # camera_sticker.json / .md beside this script
@@ -96,8 +97,9 @@ def main() -> None:
     optics = DotOptics()
 
     def case(name: str, learn, held, source: str, goal: str, settings: dict) -> None:
-        summary = run_sticker(learn, held, source, goal, OUT / name, optics=optics, epochs=epochs, seed=args.seed,
-                              settings=settings)
+        summary, sticker = run_sticker(learn, held, source, goal,
+                                       StickerSettings(optics=optics, epochs=epochs, seed=args.seed), context=settings)
+        write_sticker_run(OUT / name, summary, sticker, held)
         keep = ("held_out", "learned_on", "random_dots", "best_epoch", "optimisation_seconds")
         results["stickers"][name] = {"source": source, "target": goal, **{k: summary[k] for k in keep}}
         h, c = summary["held_out"], summary["random_dots"]

@@ -186,7 +186,9 @@ def sticker(model_name: str, source: str, goal: str, images: str | None, labels:
     from ..attacks.sticker import DotOptics, StickerError, fit_dot_optics, image_target
     from ..models import MODELS
     from ..models.base import Classifier
-    from ..report.sticker import FIGURE_FILE, STICKER_FILE, run_sticker
+    from ..records import make_folder
+    from ..report.sticker import FIGURE_FILE, STICKER_FILE, write_sticker_run
+    from ..runner.sticker import StickerSettings, run_sticker
     try:
         torch_device = parse_device(device)
         model, names = load_image_model(model_name, labels)
@@ -218,11 +220,13 @@ def sticker(model_name: str, source: str, goal: str, images: str | None, labels:
         out_dir = Path(out) if out else default_out("sticker", [model_name, source, goal, images, labels, image_size,
                                                                 data, learn_split, split, dots, epochs, lr, opacity,
                                                                 radius, edge, calibration, controls, seed])
+        make_folder(out_dir)  # an unwritable --out fails now, not after the optimisation
         click.echo(f"Optimising a {dots}-dot sticker on {len(learn.images)} images of {source!r} -> {goal!r} "
                    f"({model_name}) -> {out_dir}")
-        summary = run_sticker(learn, held, source, goal, out_dir, dots=dots, optics=optics, epochs=epochs, lr=lr,
-                              controls=controls, seed=seed,
-                              settings={"model": model_name, **where, "calibration": fitted})
+        summary, sticker = run_sticker(learn, held, source, goal, StickerSettings(
+            dots=dots, optics=optics, epochs=epochs, lr=lr, controls=controls, seed=seed),
+            context={"model": model_name, **where, "calibration": fitted})
+        write_sticker_run(out_dir, summary, sticker, held)
     except user_errors(StickerError) as error:
         raise click.ClickException(str(error)) from error
     h, c = summary["held_out"], summary["random_dots"]

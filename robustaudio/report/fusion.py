@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..records import file_safe, read_records
+from . import style
 from .document import fmt
 
 FUSION_FILE = "fusion.json"
@@ -206,19 +207,20 @@ def figure_fusion(summary: dict, norm: str) -> plt.Figure:
     """Grouped bars per model: clean, audio attacked, video attacked, both attacked."""
     names = list(summary["models"])
     keys = ("clean", "audio", "video", "both")
-    fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.6))
+    colours = (style.CLEAN, *style.SERIES[:3])
+    fig, axes = style.figure(1, 1, width=min(style.WIDTH, 1.4 * len(names) + 3), height=3.6)
+    ax = axes[0, 0]
     width = 0.8 / len(keys)
-    for k, key in enumerate(keys):
+    for k, (key, colour) in enumerate(zip(keys, colours, strict=True)):
         values = [summary["models"][n][norm][key] for n in names]
         values = [summary["models"][n][norm]["clean"] if v is None else v for n, v in zip(names, values)]
-        ax.bar(np.arange(len(names)) + (k - 1.5) * width, values, width,
+        ax.bar(np.arange(len(names)) + (k - 1.5) * width, values, width, color=colour,
                label=key if key == "clean" else f"{key} attacked")
     budgets = summary["plan"]["table_eps"][norm]
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20)
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("accuracy")
+    style.accuracy_axis(ax)
     ax.set_title(f"{norm}: audio ε = {budgets['audio']:.4g}, video ε = {budgets['video']:.4g}")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
+    style.legend_outside(ax)
+    style.finish(fig)
     return fig

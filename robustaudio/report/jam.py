@@ -46,7 +46,7 @@ def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Fi
         for ax, keep, title in ((row[0], slice(None), f"{name} music (whole loop)"),
                                 (row[1], zoom, f"first {ZOOM_SECONDS * 1000:g} ms")):
             ax.plot(t[keep], loop.numpy()[keep], linewidth=0.4)
-            ax.set_title(title, fontsize=9)
+            ax.set_title(title)
             ax.set_xlabel("time (s)")
             ax.set_ylim(-1, 1)
         row[0].set_ylabel("sample")
@@ -55,24 +55,10 @@ def figure_waveforms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Fi
 
 
 def figure_spectrograms(music: dict[str, torch.Tensor], sample_rate: int) -> plt.Figure:
-    """Log-power spectrograms (dB re full scale; 32 ms Hann windows, 8 ms hop) of each loop, one colour scale."""
-    n_fft, hop = 512, 128
-    window = torch.hann_window(n_fft)
-    power = {name: 10 * torch.log10(torch.stft(loop, n_fft, hop, window=window, return_complex=True).abs().pow(2)
-                                     / window.sum() ** 2 + 1e-12)
-             for name, loop in music.items()}
-    top = max(float(p.max()) for p in power.values())
-    fig, axes = style.figure(1, len(music), width=min(5.5 * len(music), 11), height=3.4)
-    for ax, (name, p) in zip(axes[0], power.items()):
-        ax.grid(False)
-        extent = (0, music[name].shape[-1] / sample_rate, 0, sample_rate / 2 / 1000)
-        image = ax.imshow(p.numpy(), origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
-                          cmap=style.SPECTRUM_MAP)
-        ax.set_title(f"{name} music")
-        ax.set_xlabel("time (s)")
-        ax.set_ylabel("frequency (kHz)")
-    fig.colorbar(image, ax=axes[0].tolist(), label="dB")
-    return fig
+    """Log-power spectrograms of each loop ``[Tm]`` (dB re full scale, :func:`~.style.power_db`) on the
+    reports' one colour scale."""
+    power = {f"{name} music": style.power_db(loop.numpy(), sample_rate) for name, loop in music.items()}
+    return style.spectrogram_figure(power, sample_rate, top=max(float(p.max()) for p in power.values()))
 
 
 def figure_history(history: list[dict]) -> plt.Figure:
@@ -99,11 +85,13 @@ def figure_history(history: list[dict]) -> plt.Figure:
         style.legend_outside(ax)
         style.finish(fig)
         return fig
-    ax.plot(steps, [h["loss"] for h in history], marker=".", label="loss (softplus of the window log-sum-exp)")
+    ax.plot(steps, [h["loss"] for h in history], marker=".", color=style.SERIES[0],
+            label="loss (softplus of the window log-sum-exp)")
     ax.set_xlabel("queries" if by_queries else "step")
     ax.set_ylabel("loss")
     twin = ax.twinx()
-    twin.plot(steps, [h["firing"] for h in history], color="C1", marker=".", label="batch scenes firing")
+    twin.plot(steps, [h["firing"] for h in history], color=style.SERIES[1], marker=".",
+              label="batch scenes firing")
     twin.set_ylim(-0.02, 1.02)
     twin.set_ylabel("fraction firing")
     twin.spines["right"].set_visible(True)
@@ -172,7 +160,7 @@ def figure_voices(table: list[dict], detector: str = "target") -> plt.Figure | N
     tpr = {(r["voice"], r["condition"]): r["tpr"] for r in rows}
     for y, (_, voice) in enumerate(voices):
         a, b = tpr.get((voice, "random"), np.nan), tpr.get((voice, "adversarial"), np.nan)
-        ax.plot([a, b], [y, y], color="#bbbbbb", linewidth=1, zorder=1)
+        ax.plot([a, b], [y, y], color=style.CHANCE, linewidth=1, zorder=1)
     for k, condition in enumerate(("random", "adversarial")):
         ax.scatter([tpr.get((v, condition), np.nan) for _, v in voices], range(len(voices)), s=22, zorder=2,
                    color=style.SERIES[k + 1], label=f"{condition} music")

@@ -123,7 +123,9 @@ def legend_outside(ax: Axes, **kwargs: Any) -> None:
     """A legend to the right of the axes, never over the data."""
     handles, labels = ax.get_legend_handles_labels()
     if handles:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **kwargs)
+        # RC's legend settings apply only inside rc_context, which ends with figure(): pass them here
+        options = {"frameon": RC["legend.frameon"], "fontsize": RC["legend.fontsize"], **kwargs}
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, **options)
 
 
 def heatmap(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str], *, vmin: float = 0.0, vmax: float = 1.0,
