@@ -219,11 +219,6 @@ class OpenWakeWord(Classifier):
             names = {}
         return (f"not-{self.name}",) + tuple(names.get(k, f"{self.name}_{k}") for k in range(1, count))
 
-    @property
-    def context_seconds(self) -> float:
-        """Audio behind one score: ``window`` embeddings of 80 ms after the first one's 76 frames (~2 s)."""
-        return ((self.window - 1) * CHUNK + (EMBEDDING_FRAMES - 1) * 160 + 512) / SAMPLE_RATE
-
     def features(self, audio: torch.Tensor) -> torch.Tensor:
         padded = F.pad(audio, self.padding)
         chunks = padded.shape[-1] // CHUNK

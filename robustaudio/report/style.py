@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # reports are written without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -155,11 +155,6 @@ def heatmap(ax: Axes, values: np.ndarray, rows: list[str], cols: list[str], *, v
     colorbar.set_label(label)
     colorbar.outline.set_visible(False)
     return image
-
-
-def percent(ax: Axes, axis: str = "y") -> None:
-    formatter = FuncFormatter(lambda v, _: f"{v:.0%}")
-    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(formatter)
 
 
 # ---- spectrograms -----------------------------------------------------------------------------------

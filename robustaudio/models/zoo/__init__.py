@@ -28,7 +28,7 @@ from ..base import Classifier
 from .ast_full import AST64x400, AudioSpectrogramTransformer, load_published_ast
 from .crnn import CRNN, TALTrans
 from .dscnn import DSCNN
-from .panns import Cnn14, published_state_dict
+from .panns import Cnn14
 from .pooling import MIL_POOLINGS, MILHead, probabilities_to_logits
 from .resnet_conformer import ConformerAttention, ResNet50Attention
 from .waveform_cnn import M3, M5, M11, M18, M34Res, WaveformCNN
@@ -51,4 +51,4 @@ ZOO: dict[str, Callable[..., Classifier]] = {
 
 __all__ = ["ZOO", "M3", "M5", "M11", "M18", "M34Res", "WaveformCNN", "CRNN", "TALTrans", "ResNet50Attention",
            "ConformerAttention", "Cnn14", "AudioSpectrogramTransformer", "AST64x400", "DSCNN", "MILHead",
-           "MIL_POOLINGS", "probabilities_to_logits", "load_published_ast", "published_state_dict"]
+           "MIL_POOLINGS", "probabilities_to_logits", "load_published_ast"]

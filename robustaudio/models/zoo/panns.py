@@ -168,8 +168,3 @@ def _use_loaded_filter_bank(model: Cnn14, incompatible_keys: object) -> None:
     """After a state-dict load, make the front end use the (possibly published) ``logmel_extractor.melW``."""
     with torch.no_grad():
         model.front_end.mel.mel_scale.fb.copy_(model.logmel_extractor.melW)
-
-
-def published_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The state dict inside a released PANNs checkpoint (``{"model": ..., ...}``), or ``checkpoint`` itself."""
-    return checkpoint["model"] if "model" in checkpoint and isinstance(checkpoint["model"], dict) else checkpoint
