@@ -30,7 +30,7 @@ from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
 from robustaudio.report.document import document_markdown
 from robustaudio.report.fusion import fusion_sections
-from robustaudio.runner import noise_suite
+from robustaudio.runner import RunOptions, noise_suite
 from robustaudio.studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 
 MODELS = ("av-early", "av-mid", "av-late", "av-superlate", "audio-only", "video-only")
@@ -92,7 +92,8 @@ def main() -> None:
     loaders = {name: (lambda name=name: load_model(name)) for name in MODELS}
     # The CLI's defaults (robustaudio compare --models ...), so a CLI run in --out is read back, not redone.
     comparison = run_comparison(loaders, dataset, args.out, norm="linf", eps=AUDIO_EPS["linf"],
-                                corruptions=noise_suite(), steps=10, batch_size=16, seed=args.seed,
+                                corruptions=noise_suite(), steps=10,
+                                options=RunOptions(batch_size=16, seed=args.seed),
                                 fusion=FusionPlan(minimal_norms=("linf",), video_eps=dict(VIDEO_EPS)))
     comparison["out"] = args.out
     checked = recheck(comparison, dataset, args.seed)

@@ -67,7 +67,7 @@ def main() -> None:
     start = time.perf_counter()
     test, train = AudioDataset.from_path(split="test"), AudioDataset.from_path(split="train")
     comparison = run_comparison({name: (lambda name=name: load_model(name)) for name in MODELS}, test, args.out,
-                                norm="linf", eps=EPS, steps=10, limit=args.limit)
+                                norm="linf", eps=EPS, steps=10, options=RunOptions(limit=args.limit))
     universal = {}
     for name in MODELS:
         run_dir = args.out / name / "universal"

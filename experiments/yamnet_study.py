@@ -237,7 +237,8 @@ def main() -> None:
         summary["models"][name]["minimal"] = result
     if not args.skip_compare:
         loaders = {name: (lambda name=name: load_model(name)) for name in args.models}
-        comparison = run_comparison(loaders, dataset, out / "compare", steps=args.steps, limit=args.limit)
+        comparison = run_comparison(loaders, dataset, out / "compare", steps=args.steps,
+                                    options=RunOptions(limit=args.limit))
         summary["table_eps"] = comparison["table_eps"]
         for name, s in comparison["models"].items():
             summary["models"][name]["compare"] = {key: s.get(key) for key in (

@@ -16,7 +16,7 @@ from IPython.display import Image, display
 
 from robustaudio.data import AudioDataset
 from robustaudio.models import load_model
-from robustaudio.runner import noise_suite
+from robustaudio.runner import RunOptions, noise_suite
 from robustaudio.studies.compare import run_comparison
 
 torch.set_num_threads(2)
@@ -25,7 +25,7 @@ out = Path(tempfile.mkdtemp()) / "compare"
 comparison = run_comparison({name: (lambda name=name: load_model(name)) for name in names},
                             AudioDataset.from_path(split="test"), out, norm="linf", eps=(0.0005, 0.001, 0.002),
                             corruptions=noise_suite(["gaussian_snr", "background_noise", "occlusion_periodic"]),
-                            steps=5, limit=32, progress=lambda message: None)
+                            steps=5, options=RunOptions(limit=32), progress=lambda message: None)
 
 # %%
 table = pd.DataFrame(comparison["models"]).T

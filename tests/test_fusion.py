@@ -195,7 +195,8 @@ def test_comparison_writes_the_fusion_table_and_the_theorem_check(tmp_path):
     from robustaudio.runner import noise_suite
     comparison = run_comparison(models, data, tmp_path / "cmp", eps=(0.005, 0.01),
                                 corruptions=noise_suite(["gaussian_snr"]),
-                                steps=1, batch_size=8, fusion=plan, progress=lambda _: None)
+                                steps=1, options=RunOptions(batch_size=8), fusion=plan,
+                                progress=lambda _: None)
     fusion = comparison["fusion"]
     assert fusion["plan"]["norms"] == ["linf"] and fusion["plan"]["table_eps"]["linf"] == {"audio": 0.01, "video": 0.05}
     linf = {name: fusion["models"][name]["linf"] for name in models}

@@ -264,7 +264,7 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
     from ..data import AudioDataset
     from ..models import load_model
     from ..report import build_report
-    from ..runner import run_noise
+    from ..runner import RunOptions, run_noise
     try:
         corruptions = parse_corruptions(corruption)
         require_extras(rooms=any(c.needs_rooms for c in corruptions.values()), ray=bool(ray_address))
@@ -277,9 +277,9 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
         n_clips = min(limit, len(dataset)) if limit else len(dataset)
         click.echo(f"{n_clips} clips with {model_name} under {', '.join(corruptions)} -> {out_dir}")
         progress = Progress("noise", n_clips)
-        run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, batch_size=batch_size, seed=seed,
-                            device=parse_device(device), limit=limit, restart=restart, ray_address=ray_address,
-                            workers=workers, on_batch=progress)
+        options = RunOptions(batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
+                             restart=restart, ray_address=ray_address, workers=workers)
+        run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, options, on_batch=progress)
         progress.close()
         card = build_report(run_dir)
     except user_errors() as error:
@@ -320,6 +320,7 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
     from ..models import MODELS, ModelError, load_model
     from ..models.loaders import split_prefix
     from ..models.registry import unknown_model_message
+    from ..runner import RunOptions
     from ..studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
 
     eps = eps or AUDIO_EPS[norm]
@@ -345,10 +346,11 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
         loaders = {name: cast("Callable[[], Classifier]",
                               lambda name=name: load_model(name, device=parse_device(device)))
                    for name in model_names}
+        options = RunOptions(batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
+                             ray_address=ray_address, workers=workers)
         comparison = run_comparison(loaders, dataset, out_dir, norm=norm, eps=tuple(sorted(eps)),
-                                    corruptions=parse_corruptions(corruption), steps=steps, batch_size=batch_size,
-                                    seed=seed, device=parse_device(device), limit=limit, table_eps=table_eps,
-                                    ray_address=ray_address, workers=workers, fusion=plan, progress=click.echo)
+                                    corruptions=parse_corruptions(corruption), steps=steps, options=options,
+                                    table_eps=table_eps, fusion=plan, progress=click.echo)
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
     for name, s in comparison["models"].items():

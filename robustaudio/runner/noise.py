@@ -16,6 +16,7 @@ from ..data import AudioDataset, Batch
 from ..data.audio import fit_clip_to_data
 from ..metrics.corruptions import CORRUPTIONS, Corruption
 from ..models.base import AttackTarget
+from .attack import RunOptions, RunSettingsError
 from .devices import to_device
 from .files import open_run
 from .rows import ConditionRows
@@ -69,15 +70,18 @@ def noise_suite(names: tuple[str, ...] | list[str] = ()) -> dict[str, Corruption
 
 
 def run_noise(model: AttackTarget, model_name: str, dataset: AudioDataset, corruptions: dict[str, Corruption],
-              run_dir: str | Path, *, batch_size: int = 16, seed: int = 0, device: str | torch.device = "cpu",
-              limit: int | None = None, restart: bool = False, extra_settings: dict | None = None,
-              ray_address: str | None = None, workers: int | None = None,
+              run_dir: str | Path, options: RunOptions | None = None, *, extra_settings: dict | None = None,
               on_batch: Callable[[Batch, int, bool], None] | None = None) -> Path:
     """Every clip of ``dataset`` under every corruption (see :func:`noise_suite`); records in
-    ``run_dir``, the same schema as attacks, resumable."""
+    ``run_dir``, the same schema as attacks, resumable. ``options`` (:class:`~.attack.RunOptions`) as for
+    an attack run; its ``sanity`` does not apply (nothing is attacked), and the labels are the data's."""
+    options = options or RunOptions()
+    if options.labels_from != "data":
+        raise RunSettingsError("A noise run scores the data's labels: labels_from='model' is for attack runs.")
+    batch_size, seed, device, limit = options.batch_size, options.seed, options.device, options.limit
     if any(c.needs_rooms for c in corruptions.values()):
         require_pyroomacoustics()  # missing extras stop the run before its directory exists
-    if ray_address:
+    if options.ray_address:
         require_ray()
     fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: models read the data's clip length
     settings = {
@@ -87,9 +91,9 @@ def run_noise(model: AttackTarget, model_name: str, dataset: AudioDataset, corru
         "labels": list(model.labels), "multilabel": bool(model.multilabel), "threats": [],
         **(extra_settings or {}),
     }
-    run_dir = open_run(run_dir, settings, restart=restart)
+    run_dir = open_run(run_dir, settings, restart=options.restart)
     model = model.to(device).eval()
     return run_batches(run_dir, model, dataset,
                        lambda batch: noise_batch(model, model_name, batch, corruptions, seed=seed, device=device),
-                       batch_size=batch_size, limit=limit, on_batch=on_batch, ray_address=ray_address,
-                       workers=workers)
+                       batch_size=batch_size, limit=limit, on_batch=on_batch, ray_address=options.ray_address,
+                       workers=options.workers)

@@ -105,9 +105,7 @@ def model_metrics(model: Classifier, dataset: AudioDataset, *, batch_size: int, 
 
 
 def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, model_dir: Path, plan: FusionPlan, *,
-                       main_norm: str, steps: int, batch_size: int, seed: int, device: str | torch.device,
-                       limit: int | None,
-                       ray_address: str | None, workers: int | None, progress: Callable[[str], None]) -> None:
+                       main_norm: str, steps: int, options: RunOptions, progress: Callable[[str], None]) -> None:
     """The plan's runs for one model, on the inputs it uses (see :func:`robustaudio.report.fusion.fusion_run`).
 
     The audio curve of ``main_norm`` is the comparison's own attack run (``OUT/<model>/attack``).
@@ -115,9 +113,7 @@ def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, mode
     """
     modalities = model.modalities
     bounds = getattr(model, "video_bounds", (0.0, 1.0))
-    common = RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit, ray_address=ray_address,
-                        workers=workers)
-    unprobed = replace(common, sanity=False)
+    unprobed = replace(options, sanity=False)
     pgd = AttackSpec("pgd", steps=steps)
     for norm in plan.norms:
         for modality in ("audio", "video"):
@@ -127,7 +123,7 @@ def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, mode
             progress(f"[{name}] PGD on the {modality}, {norm} ε curve "
                      f"{[round(e, 5) for e in plan.budgets(modality, norm)]}")
             build_report(run_attack(model, name, dataset, curve, fusion_run(model_dir, "pgd", modality, norm), pgd,
-                                    common))
+                                    options))
         if {"audio", "video"} <= set(modalities):
             joint = plan.joint(norm, bounds)
             progress(f"[{name}] PGD on audio and video together: {joint.describe()}")
@@ -138,9 +134,9 @@ def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, mode
                 if modality in modalities:
                     progress(f"[{name}] minimal {norm} ε on the {modality}")
                     curve = plan.threats(modality, norm, bounds)
-                    options = {"eps_max": plan.minimal_cap * plan.budgets(modality, norm)[-1],
-                               "search_steps": plan.search_steps, "rel_tol": plan.rel_tol}
-                    minimal = AttackSpec("minimal", steps=steps, options=options)
+                    search = {"eps_max": plan.minimal_cap * plan.budgets(modality, norm)[-1],
+                              "search_steps": plan.search_steps, "rel_tol": plan.rel_tol}
+                    minimal = AttackSpec("minimal", steps=steps, options=search)
                     build_report(run_attack(model, name, dataset, curve[:1], fusion_run(model_dir, "minimal", modality,
                                                                                         norm),
                                             minimal, unprobed))
@@ -148,14 +144,15 @@ def run_fusion_attacks(model: Classifier, name: str, dataset: AudioDataset, mode
 
 def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDataset, out: str | Path, *,
                    norm: str = "linf", eps: tuple[float, ...] = AUDIO_EPS["linf"],
-                   corruptions: dict[str, Corruption] | None = None, steps: int = 10, batch_size: int = 16,
-                   seed: int = 0, device: str | torch.device = "cpu", limit: int | None = None,
-                   table_eps: float | None = None, table_level: int | None = None,
-                   ray_address: str | None = None, workers: int | None = None,
+                   corruptions: dict[str, Corruption] | None = None, steps: int = 10,
+                   options: RunOptions | None = None, table_eps: float | None = None, table_level: int | None = None,
                    fusion: FusionPlan | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run every part for every model (``name -> loader``) and build the comparison in ``out``.
 
     Args:
+        options: how every run executes (batch size, seed, device, ``limit`` clips, Ray), as
+            :func:`~robustaudio.runner.run_attack` takes it; the model metrics use its batch size, seed,
+            device and limit too.
         corruptions: name -> Corruption (:func:`~robustaudio.runner.noise_suite`); default: all.
         table_eps: the ε of the table's robust-accuracy column (default: the middle of ``eps``).
         table_level: the index into each corruption's severities for the table (default: middle).
@@ -164,6 +161,7 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
             without video.
     """
     out = Path(out)
+    options = options or RunOptions()
     corruptions = corruptions if corruptions is not None else noise_suite()
     make_folder(out)
     if dataset.has_video:
@@ -175,29 +173,27 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
         (out / FUSION_FILE).unlink(missing_ok=True)
     for name, load in models.items():
         progress(f"[{name}] loading")
-        model = load().to(device).eval()
+        model = load().to(options.device).eval()
         model_dir = out / file_safe(name)
         if "audio" in model.modalities:
             progress(f"[{name}] PGD {norm} ε curve {list(eps)}")
             threats: list[Threat] = [ThreatModel(norm, eps=e) for e in eps]
             attack_dir = run_attack(model, name, dataset, threats, model_dir / "attack", AttackSpec("pgd", steps=steps),
-                                    RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit,
-                                               ray_address=ray_address, workers=workers))
+                                    options)
             build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
-        noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", batch_size=batch_size,
-                              seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers)
+        noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", replace(options, sanity=False))
         build_report(noise_dir)
         if dataset.has_video:
-            run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps,
-                               batch_size=batch_size,
-                               seed=seed, device=device, limit=limit, ray_address=ray_address, workers=workers,
+            run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps, options=options,
                                progress=progress)
         metrics_path = model_dir / METRICS_FILE
         if not metrics_path.exists():
             progress(f"[{name}] density, convexity, sharpness")
-            subset = dataset if limit is None else AudioDataset(dataset.root, limited(dataset.clips, limit))
-            metrics = model_metrics(model, subset, batch_size=batch_size, seed=seed, device=device)
+            subset = (dataset if options.limit is None else
+                      AudioDataset(dataset.root, limited(dataset.clips, options.limit)))
+            metrics = model_metrics(model, subset, batch_size=options.batch_size, seed=options.seed,
+                                    device=options.device)
             metrics["parameters"] = sum(p.numel() for p in model.parameters())
             write_json_atomic(metrics_path, json_safe(metrics))
     return build_comparison(out, list(models), table_eps=table_eps if table_eps is not None else eps[len(eps) // 2],
