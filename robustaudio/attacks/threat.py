@@ -285,9 +285,11 @@ class ThreatModel:
     def norms(self, delta: torch.Tensor) -> torch.Tensor:
         return lp_norm(delta, self.norm)
 
-    def random_start(self, clean: torch.Tensor, eps: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
-        """A uniform draw from the ε-ball of each sample (then projected onto the box and mask)."""
+    def random_start(self, clean: torch.Tensor, eps: torch.Tensor, generator: torch.Generator | None = None, *,
+                     on_sphere: bool = False) -> torch.Tensor:
+        """A uniform draw from the ε-ball of each sample ``clean [B, ...]`` (``eps [B]``), then projected onto the
+        box and mask. ``on_sphere``: L2 / L1 draws on the ε-sphere instead (the strongest random noise of the
+        budget); L∞ draws stay uniform in the cube. The generator is consumed the same either way."""
         shape, n = clean.shape, _flat(clean).shape[1]
         uniform = torch.rand(shape, generator=generator).to(clean.device)
         if self.norm == "linf":
@@ -300,7 +302,7 @@ class ThreatModel:
                     torch.rand(shape, generator=generator).to(clean.device) - 0.5)
             direction = direction / _expand(lp_norm(direction, self.norm).clamp_min(1e-30), clean)
             radius = torch.rand(shape[0], generator=generator).to(clean.device) ** (1.0 / n)
-            delta = direction * _expand(eps * radius, clean)
+            delta = direction * _expand(eps if on_sphere else eps * radius, clean)
         return self.project(delta, clean, eps)
 
     # -- domain ---------------------------------------------------------------------------

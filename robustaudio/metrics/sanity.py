@@ -117,10 +117,7 @@ def probe_model(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, 
 
         noise_fooled = torch.zeros(n, dtype=torch.bool)
         for _ in range(noise_draws):
-            delta = threat.random_start(clean, eps, generator)
-            if threat.norm != "linf":  # on the sphere, not inside the ball: the strongest random draw
-                delta = delta * (eps / lp_norm(delta, threat.norm).clamp_min(1e-30)).view(-1, *[1] * (delta.dim() - 1))
-                delta = threat.project(delta, clean, eps)
+            delta = threat.random_start(clean, eps, generator, on_sphere=True)  # the strongest random draw
             with torch.no_grad():
                 noise_fooled |= ~is_correct(model, logits_fn(threat.apply(clean, delta)), labels).cpu()
         beaten = noise_fooled.to(weak.success.device) & ~weak.success
