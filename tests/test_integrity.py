@@ -179,6 +179,28 @@ def test_full_disk_while_the_report_is_rewritten_keeps_the_old_card_and_report(t
     assert build_report(out)["clips"] == json.loads(before["card.json"])["clips"]
 
 
+def test_report_runs_no_python_model_named_in_run_json_without_trust(tmp_path, write_dataset):
+    """run.json is data: a run folder from elsewhere that names ``python:evil.py:build`` must not run that code
+    when its report is rebuilt, unless the user passes --trust-checkpoint (before, it ran)."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(), tmp_path / "run")
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).touch()\n"
+                                      "def build():\n    raise SystemExit(3)\n")
+    meta = json.loads((out / "run.json").read_text())
+    meta["settings"]["model"] = f"python:{tmp_path / 'evil.py'}:build"
+    (out / "run.json").write_text(json.dumps(meta))
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not marker.exists()
+    assert "--trust-checkpoint" in (out / "report.md").read_text()
+    CliRunner().invoke(main, ["report", str(out), "--trust-checkpoint"])
+    assert marker.exists()  # trusted: the code is run (and its failure only costs the examples section)
+
+
 def test_corrupt_run_json_is_a_one_line_error(tmp_path, write_dataset):
     out = run(write_dataset(), tmp_path / "run")
     (out / "run.json").write_text((out / "run.json").read_text()[:30])

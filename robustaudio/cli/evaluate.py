@@ -281,7 +281,8 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
                              restart=restart, ray_address=ray_address, workers=workers)
         run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, options, on_batch=progress)
         progress.close()
-        card = build_report(run_dir)
+        # the model was named on this command line: a python: model is the user's own code
+        card = build_report(run_dir, trust_checkpoint=trust_checkpoint or model_name.startswith("python:"))
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)
@@ -370,13 +371,16 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
-def report(run_dir: str) -> None:
+@click.option("--trust-checkpoint", is_flag=True,
+              help="Let the model that RUN_DIR's run.json names run code (python:MODULE:FACTORY) or load pickled "
+                   "weights, to recompute the examples to listen to. Only for run folders you trust.")
+def report(run_dir: str, trust_checkpoint: bool) -> None:
     """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
     from ..report import build_report
     from ..runner import RUN_FILE
     if not (Path(run_dir) / RUN_FILE).is_file():
         raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
                                    f"of an earlier `robustaudio attack`.")
-    print_summary(build_report(run_dir), Path(run_dir))
+    print_summary(build_report(run_dir, trust_checkpoint=trust_checkpoint), Path(run_dir))
 
 

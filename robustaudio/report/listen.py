@@ -79,17 +79,24 @@ def skip_reason(card: dict, condition: dict | None) -> str | None:
     return None
 
 
-def recompute(run_dir: Path, card: dict, records: pd.DataFrame) -> Listen:
-    """Choose the clips, attack them again with the run's settings, and render each example."""
+def recompute(run_dir: Path, card: dict, records: pd.DataFrame, trust_checkpoint: bool = False) -> Listen:
+    """Choose the clips, attack them again with the run's settings, and render each example.
+
+    The model is loaded from what ``run.json`` names, which is data: a ``python:`` model (code) is run, and
+    pickled weights are read, only with ``trust_checkpoint``."""
     settings = card["settings"]
     condition = teaching_condition(card, records)
     reason = skip_reason(card, condition)
     if reason:
         return Listen(f"No examples to listen to: {reason}.", [])
     assert condition is not None
+    if str(settings["model"]).startswith("python:") and not trust_checkpoint:
+        return Listen(f"No examples to listen to: the run's model {settings['model']!r} is Python code, which the "
+                      f"report runs only when you trust it: `robustaudio report RUN_DIR --trust-checkpoint`.", [])
     try:
         from ..models import load_model  # noqa: PLC0415 (the models only when examples are made)
-        model = load_model(settings["model"], weights=settings.get("weights"), device="cpu").eval()
+        model = load_model(settings["model"], weights=settings.get("weights"), device="cpu",
+                           trust_checkpoint=trust_checkpoint).eval()
     except Exception as error:  # any loader failure only costs the section
         first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
         return Listen(f"No examples to listen to: the model {settings['model']!r} could not be loaded here "

@@ -245,11 +245,12 @@ def _turned_wrong(condition: dict) -> str:
     return f"{round(rate['value'] * rate['n'])} of {rate['n']} ({rate['value']:.0%})"
 
 
-def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
+def build_report(run_dir: str | Path, *, listen_examples: bool = True, trust_checkpoint: bool = False) -> dict:
     """Write ``card.json``, ``report.md``, ``report.html`` and ``figures/*.png`` from the records.
 
     ``listen_examples``: in attack reports, recompute a few adversarial examples to listen to and look at
-    (:mod:`robustaudio.report.listen`: loads the model and attacks at most six clips again)."""
+    (:mod:`robustaudio.report.listen`: loads the model and attacks at most six clips again).
+    ``trust_checkpoint``: the model that ``run.json`` names may run code (``python:``) or hold pickles."""
     run_dir = Path(run_dir)
     card = build_card(run_dir)
     write_json_atomic(run_dir / CARD_FILE, json_safe(card), allow_nan=False)
@@ -282,7 +283,7 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True) -> dict:
     title = f"{'Natural-noise' if noise_only else 'Robustness'} report: {card['model']}"
     lines = _summary_lines(card, headline is not None)
     clear(run_dir, run_dir / FIGURES_DIR)
-    listen = recompute(run_dir, card, records) if listen_examples and _attacked(card) else None
+    listen = recompute(run_dir, card, records, trust_checkpoint) if listen_examples and _attacked(card) else None
     write_figures(listen, run_dir / FIGURES_DIR)
     write_text_atomic(run_dir / "report.md", document_markdown(title, lines, sections, figures, warnings, headline,
                                                                listen_markdown(listen)))
