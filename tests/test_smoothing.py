@@ -90,8 +90,13 @@ def test_certify_clips_rows_resume_and_certified_accuracy(tmp_path):
         [2 / 3, 2 / 3, 0.0])
     again = certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, batch_size=1000, rows_file=rows_file)
     assert again == rows and len(rows_file.read_text().splitlines()) == 3
-    with pytest.raises(SmoothingError, match="other settings"):
+    with pytest.raises(SmoothingError, match="sigma 0.5, not 0.25"):
         certify_clips(Smooth(model, 0.25, domain="waveform"), clips, n0=50, n=2000, alpha=0.001, rows_file=rows_file)
+    with pytest.raises(SmoothingError, match="another run .*seed 0, not 3"):
+        certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, seed=3, rows_file=rows_file)
+    # certificates of another model or dataset are refused, not reused (before, only n/n0/α/σ were compared)
+    with pytest.raises(SmoothingError, match="model None, not 'other'"):
+        certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, rows_file=rows_file, source={"model": "other"})
 
 
 def test_certify_clips_resumes_after_a_crash_mid_row(tmp_path):

@@ -206,6 +206,8 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
             progress = Progress(name, len(clips))
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
                                  rows_file=out_dir / f"{name}.jsonl",
+                                 source={"model": model_name, "weights": weights, "data": str(dataset.root),
+                                         "split": split, "limit": limit},
                                  on_clip=cast("Callable[[dict], None]",
                                               lambda row, progress=progress: progress(None, 1, False)))
             progress.close()

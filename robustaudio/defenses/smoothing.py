@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -224,6 +224,7 @@ def snr_of_radius(norm: float, radius: float) -> float | None:
 
 def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]], *, n0: int, n: int,
                   alpha: float, batch_size: int = 200, seed: int = 0, rows_file: str | Path | None = None,
+                  source: Mapping[str, object] | None = None,
                   on_clip: Callable[[dict], None] | None = None) -> list[dict]:
     """CERTIFY every ``(clip_id, audio [T], label index)``; one row per clip.
 
@@ -232,18 +233,25 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
     from ``rows_file`` (JSON lines, appended clip by clip with :func:`~robustaudio.records.append_rows`;
     finished clips are read back, not redone, and a row a crash cut off is redone) gives the rows of an
     uninterrupted one.
+    ``source``: what is certified (e.g. the model, its weights, the data and split), recorded in every row
+    and, like the settings and ``seed``, checked on resume: rows of another model or dataset are refused,
+    never reused.
+
     Row fields: clip_id, label, prediction (class name, or None when abstaining), correct, radius,
-    p_lower, count, n, n0, alpha, sigma, domain, denoiser, norm (‖x‖₂ in the smoothed space), snr_db
-    (the radius as SNR), seconds.
+    p_lower, count, n, n0, alpha, sigma, domain, denoiser, seed, the keys of ``source``, norm (‖x‖₂ in the
+    smoothed space), snr_db (the radius as SNR), seconds.
     """
     check_settings(smooth.sigma, n0, n, alpha)
     settings = {"n": n, "n0": n0, "alpha": alpha, "sigma": smooth.sigma, "domain": smooth.domain,
-                "denoiser": smooth.denoiser.name if smooth.denoiser is not None else None}
+                "denoiser": smooth.denoiser.name if smooth.denoiser is not None else None, "seed": seed,
+                **(source or {})}
     done: dict[str, dict] = {}
     for row in read_rows(rows_file) if rows_file is not None else []:
-        if {k: row.get(k) for k in settings} != settings:
-            raise SmoothingError(f"{rows_file} holds certificates with other settings "
-                                 f"({ {k: row.get(k) for k in settings} } vs {settings}): use another --out.")
+        differ = {k: (row.get(k), v) for k, v in settings.items() if row.get(k) != v}
+        if differ:
+            raise SmoothingError(f"{rows_file} holds certificates of another run ("
+                                 + ", ".join(f"{k} {old!r}, not {new!r}" for k, (old, new) in differ.items())
+                                 + "): use another --out.")
         done[row["clip_id"]] = row
     rows = []
     labels = smooth.model.labels

@@ -244,7 +244,9 @@ def certify_study(model_name: str, weights: str | None, test: AudioDataset, out:
             smooth = Smooth(model, sigma, domain=den.domain, denoiser=use)
             name = f"sigma-{sigma:g}-{'denoised' if use is not None else 'plain'}"
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=settings.batch_size, seed=seed,
-                                 rows_file=out / f"{name}.jsonl")
+                                 rows_file=out / f"{name}.jsonl",
+                                 source={"model": model_name, "weights": str(weights) if weights else None,
+                                         "data": str(test.root), "limit": settings.limit})
             curves.append({"name": name, "sigma": sigma, "domain": den.domain, "denoiser": den.name if use else None,
                            "description": smooth.describe(), "n0": n0, "n": n, "alpha": alpha, "rows": rows,
                            "seconds": sum(r["seconds"] for r in rows)})
