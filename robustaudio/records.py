@@ -14,6 +14,7 @@ raises :class:`RunDirectoryError`, whose one-line message names the folder and t
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -120,7 +121,7 @@ def _writing(folder: Path, name: str) -> Iterator[None]:
     except OSError as error:
         if error.errno in NO_SPACE:
             raise RunDirectoryError(f"No space left to write {name} in {folder}: free space and rerun the same "
-                                    f"command: finished batches are kept.", error.errno) from error
+                                    f"command.", error.errno) from error
         if error.errno in NOT_WRITABLE:
             raise RunDirectoryError(f"Cannot write {name} in {folder} ({os.strerror(error.errno)}): choose a "
                                     f"writable --out.", error.errno) from error
@@ -141,21 +142,45 @@ def make_folder(folder: str | Path) -> Path:
     return folder
 
 
+def writable_file(path: str | Path) -> Path:
+    """Check, before any work, that the file ``path`` can be written: its folder is created and a temporary
+    file made and removed there. A path through a file, no permission, a read-only or full disk raise a
+    one-line :class:`RunDirectoryError` naming the folder."""
+    path = Path(path)
+    make_folder(path.parent)
+    with _writing(path.parent, path.name):
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        os.unlink(temporary)
+    return path
+
+
+def save_torch_atomic(path: str | Path, obj: object) -> None:
+    """``torch.save(obj)`` to ``path`` whole or not at all (a full disk leaves the old file, or none, and raises
+    a one-line :class:`RunDirectoryError`), never a truncated checkpoint."""
+    import torch  # noqa: PLC0415 (records reads and writes rows without torch otherwise)
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    _replace_bytes(Path(path), buffer.getvalue())
+
+
 def describe_os_error(error: OSError, resumable: bool) -> str:
     """One line for a file-system error no layer turned into its own message (a full disk while writing a
     report, say): what failed, on which path, and what to do. ``resumable``: the command keeps its finished
     batches in its run directory (records are appended batch by batch), so rerunning it redoes none of them."""
-    if isinstance(error, RunDirectoryError):  # already one line with its fix
-        return str(error)
-    path = f" {error.filename}" if error.filename else ""
+    kept = ("finished batches are kept, so only what is missing is redone" if resumable else
+            "this command keeps no partial results")
+    if isinstance(error, RunDirectoryError):  # already one line with its fix; say what a rerun redoes
+        return f"{str(error).rstrip('.')} ({kept})." if error.errno in NO_SPACE else str(error)
+    where = f": {error.filename}" if error.filename else ""
     reason = error.strerror or str(error)
     if error.errno in NO_SPACE:
-        kept = ("finished batches are kept, so only what is missing is redone" if resumable else
-                "this command keeps no partial results")
-        return f"{reason}:{path}: free space and rerun the same command ({kept})."
+        return f"{reason}{where}: free space and rerun the same command ({kept})."
     if error.errno in NOT_WRITABLE:
-        return f"Cannot write{path} ({reason}): choose a writable --out, or fix its permissions."
-    return f"{reason}:{path}: check the path (a missing folder, or a file where a folder should be)."
+        return f"Cannot write{' ' + str(error.filename) if error.filename else ''} ({reason}): choose a writable " \
+               f"--out, or fix its permissions."
+    return f"{reason}{where}: check the path (a missing folder, or a file where a folder should be)."
 
 
 def _append_bytes(path: Path, data: bytes) -> None:

@@ -60,22 +60,22 @@ def test_a_full_disk_while_writing_the_report_is_one_line_and_keeps_the_records(
     command then only writes the report (every batch is read back, none recomputed)."""
     import errno
 
+    from robustaudio import records
     from robustaudio.report import read_records
-    write_text = Path.write_text
 
-    def full_disk(path, *args, **kwargs):
-        if path.name == "report.html":
+    def full_disk(path, *args, **kwargs):  # the report is written atomically: through a temporary file
+        if Path(path).name.startswith(".report.html."):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return write_text(path, *args, **kwargs)
+        return open(path, *args, **kwargs)
 
     out = tmp_path / "run"
     command = ("attack", "--eps", "0.002", "--steps", "2", "--limit", "4", "--no-sanity", "--out", out)
-    monkeypatch.setattr(Path, "write_text", full_disk)
+    monkeypatch.setattr(records, "open", full_disk, raising=False)
     result = invoke(*command)
     monkeypatch.undo()
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = result.output.strip().splitlines()[-1]
-    assert "No space left on device" in error and str(out / "report.html") in error
+    assert f"No space left to write report.html in {out}" in error
     assert "free space and rerun the same command (finished batches are kept" in error
     rows = read_records(out)
     assert len(rows) > 0 and not (out / "report.html").exists()
@@ -97,8 +97,13 @@ def test_a_full_disk_in_a_command_that_keeps_no_partial_results_says_so():
     assert "choose a writable --out" in describe_os_error(PermissionError(errno.EACCES, "Permission denied", "/x"),
                                                           resumable=True)
     from robustaudio.records import RunDirectoryError
-    named = RunDirectoryError("No space left to write records.jsonl in /runs/a: free space and rerun", errno.ENOSPC)
-    assert describe_os_error(named, resumable=True) == str(named)
+    named = RunDirectoryError("No space left to write records.jsonl in /runs/a: free space and rerun.", errno.ENOSPC)
+    assert describe_os_error(named, resumable=True) == ("No space left to write records.jsonl in /runs/a: free space "
+                                                        "and rerun (finished batches are kept, so only what is "
+                                                        "missing is redone).")
+    assert describe_os_error(named, resumable=False).endswith("(this command keeps no partial results).")
+    unnamed = OSError(errno.ENOSPC, "No space left on device")  # before: "No space left on device:: free ..."
+    assert describe_os_error(unnamed, resumable=False).startswith("No space left on device: free space")
 
 
 def test_corrupt_file_is_named():
@@ -155,6 +160,17 @@ def test_unknown_labels_in_the_data_are_named(tmp_path, write_dataset):
     root = write_dataset(labels=("bird", "spaceship"), per_label=1)
     result = invoke("attack", "--data", root, "--eps", "0.002", "--out", tmp_path / "run")
     assert result.exit_code != 0 and "'spaceship'" in result.output and "model's labels" in result.output
+
+
+def test_train_checks_its_out_before_training(tmp_path):
+    """An --out that cannot be written stops train and train-denoiser at once, in one line (before, the model
+    was trained and then lost to a traceback)."""
+    (tmp_path / "a_file").write_text("")
+    for command in ("train", "train-denoiser"):
+        result = invoke(command, "--epochs", "1", "--out", tmp_path / "a_file" / "m.pt")
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert "Training" not in result.output
+        assert result.output.strip().splitlines()[-1].startswith(f"Error: Cannot create the folder {tmp_path}")
 
 
 def test_pickled_checkpoints_need_trust(tmp_path):

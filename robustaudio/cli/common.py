@@ -24,18 +24,19 @@ _F = TypeVar("_F", bound="Callable[..., Any]")  # a command function, decorated 
 def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
     """The exceptions that mean a user mistake: shown as one line with their fix, never a traceback.
 
-    Imported here, when a command fails, so that ``--help`` does not import torch.
+    Imported here, when a command fails, so that ``--help`` does not import torch. A run folder that cannot
+    be written (:class:`~robustaudio.records.RunDirectoryError`, an ``OSError``) is left to :class:`Main`, which
+    adds what a rerun of this command redoes.
     """
     from ..attacks import ThreatModelError
     from ..attacks.backends import BackendError
     from ..data import DatasetError
     from ..extras import MissingExtraError
     from ..models.base import GradientUnavailableError, ModelError
-    from ..records import RunDirectoryError
     from ..runner import RunSettingsError
 
     return (ModelError, DatasetError, ThreatModelError, RunSettingsError, BackendError, GradientUnavailableError,
-            RunDirectoryError, MissingExtraError, *more)
+            MissingExtraError, *more)
 
 
 def parse_device(name: str) -> torch.device:

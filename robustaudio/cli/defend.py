@@ -72,7 +72,7 @@ def train(model_name: str, method: str, data: str | None, train_split: str, test
     """
     from ..data import AudioDataset
     from ..defenses.training import recipe_for, train_classifier
-    from ..records import file_safe
+    from ..records import file_safe, writable_file
     try:
         arch, config, settings = recipe_for(model_name)
         given: dict[str, Any] = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size}
@@ -83,7 +83,8 @@ def train(model_name: str, method: str, data: str | None, train_split: str, test
                            adv_eps=adv_eps, adv_domain=adv_domain, adv_steps=adv_steps, noise_sigma=noise_sigma,
                            noise_domain=noise_domain, seed=seed)
         settings.check()
-        out_file = Path(out) if out else Path("robustaudio-runs") / "train" / f"{file_safe(model_name)}-{method}.pt"
+        out_file = writable_file(Path(out) if out else
+                                 Path("robustaudio-runs") / "train" / f"{file_safe(model_name)}-{method}.pt")
         dataset = AudioDataset.from_path(data)
         click.echo(f"Training {model_name} ({arch}) with {settings.describe()} for {settings.epochs} epochs "
                    f"-> {out_file}")
@@ -127,7 +128,7 @@ def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoin
     from ..data import AudioDataset
     from ..defenses.denoiser import DenoiserSettings, train_denoiser
     from ..models import load_model
-    from ..records import file_safe
+    from ..records import file_safe, writable_file
     try:
         widths = tuple(int(c) for c in channels.split(","))
     except ValueError as error:
@@ -139,7 +140,8 @@ def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoin
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         settings = DenoiserSettings(domain=domain, epochs=epochs, batch_size=batch_size, lr=lr, sigma_max=sigma_max,
                                     channels=widths, seed=seed)
-        out_file = Path(out) if out else Path("robustaudio-runs") / "denoisers" / f"{file_safe(model_name)}-{domain}.pt"
+        out_file = writable_file(Path(out) if out else
+                                 Path("robustaudio-runs") / "denoisers" / f"{file_safe(model_name)}-{domain}.pt")
         click.echo(f"Training a {domain} denoiser for {model_name} (σ ≤ {sigma_max:g}) -> {out_file}")
         denoiser, card = train_denoiser(model, AudioDataset.from_path(data), settings, model_name=model_name,
                                         train_split=train_split, test_split=test_split, device=parse_device(device),

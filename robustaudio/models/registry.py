@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import torch
 
+from ..records import save_torch_atomic
 from .ast import SmallAST
 from .base import Classifier, ModelError
 from .cnn import LogMelCNN
@@ -89,7 +90,7 @@ def unknown_model_message(name: str) -> str:
 
 def save_checkpoint(path: str | Path, arch: str, config: dict, model: torch.nn.Module) -> None:
     """Write a weights-only-loadable checkpoint (tensors and plain Python values only)."""
-    torch.save({"arch": arch, "config": config, "state_dict": model.state_dict()}, path)
+    save_torch_atomic(path, {"arch": arch, "config": config, "state_dict": model.state_dict()})
 
 
 def load_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict:
