@@ -236,6 +236,12 @@ def write_json_atomic(path: str | Path, obj: object, **dump_options: Any) -> Non
     _replace_bytes(path, json.dumps(obj, **{"indent": 2, **dump_options}).encode("utf-8"))
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` holds the old or the new content, never a partial one; a full disk or
+    unwritable folder raises :class:`RunDirectoryError`."""
+    _replace_bytes(Path(path), data)
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` (UTF-8) so that ``path`` holds the old or the new content, never a partial one (a report
     a full disk interrupted); a full disk or unwritable folder raises :class:`RunDirectoryError`."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,10 +42,31 @@ def user_errors(*more: type[Exception]) -> tuple[type[Exception], ...]:
 
 def parse_device(name: str) -> torch.device:
     import torch
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:  # torch names every device type it knows, over several lines
+        raise click.BadParameter(f"{name!r} is not a device: use cpu, cuda, cuda:N or mps.",
+                                 param_hint="--device") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise click.BadParameter("CUDA is not available on this machine; use --device cpu.",
                                  param_hint="--device")
-    return torch.device(name)
+    return device
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be a finite number, within the bounds of :class:`click.FloatRange` when given
+    (click's ``float`` and ``FloatRange`` let ``nan`` and ``inf`` through, to fail later with a traceback)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+FINITE = FiniteFloat()
 
 
 def data_for(model_name: str, data: str | None) -> str | None:

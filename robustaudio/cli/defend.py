@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import Progress, default_out, model_options, parse_device, user_errors
+from .common import FINITE, Progress, default_out, model_options, parse_device, user_errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,11 +36,11 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--test-split", default="test", show_default=True, help="Split of the card's clean accuracy.")
 @click.option("--epochs", type=click.IntRange(min=1), help="Default: the model's recipe (40 for the cnn).")
-@click.option("--lr", type=float, help="Peak learning rate of the one-cycle schedule. Default: the recipe.")
-@click.option("--weight-decay", type=float, help="AdamW weight decay. Default: the recipe.")
+@click.option("--lr", type=FINITE, help="Peak learning rate of the one-cycle schedule. Default: the recipe.")
+@click.option("--weight-decay", type=FINITE, help="AdamW weight decay. Default: the recipe.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Default: the recipe.")
 @click.option("--no-augment", is_flag=True, help="No gain / shift / white-noise augmentation.")
-@click.option("--mixup-alpha", type=float, default=0.2, show_default=True, help="Beta(α, α) of mixup.")
+@click.option("--mixup-alpha", type=FINITE, default=0.2, show_default=True, help="Beta(α, α) of mixup.")
 @click.option("--mixup-space", type=click.Choice(choices.MIXUP_SPACES), default="input", show_default=True,
               help="Mix waveforms (input) or every modality's embedding before the head (latent).")
 @click.option("--mixup-weighting", type=click.Choice(choices.MIXUP_WEIGHTINGS), default="none", show_default=True,
@@ -49,10 +49,10 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--mixup-refresh", type=click.IntRange(min=1), default=5, show_default=True,
               help="Epochs between class-weight updates (the first epochs are unweighted).")
 @click.option("--adv-norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
-@click.option("--adv-eps", type=float, default=0.002, show_default=True, help="PGD budget of adversarial training.")
+@click.option("--adv-eps", type=FINITE, default=0.002, show_default=True, help="PGD budget of adversarial training.")
 @click.option("--adv-domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--adv-steps", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option("--noise-sigma", type=float, default=0.25, show_default=True,
+@click.option("--noise-sigma", type=FINITE, default=0.25, show_default=True,
               help="Noise std for --method noise, in --noise-domain units.")
 @click.option("--noise-domain", type=click.Choice(choices.NOISE_DOMAINS), default="feature", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -109,8 +109,8 @@ def train(model_name: str, method: str, data: str | None, train_split: str, test
 @click.option("--test-split", default="test", show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True)
-@click.option("--sigma-max", type=float, default=1.0, show_default=True,
+@click.option("--lr", type=FINITE, default=2e-3, show_default=True)
+@click.option("--sigma-max", type=FINITE, default=1.0, show_default=True,
               help="Largest noise std it will be used at, in --domain units; trained on t in [0, t*(sigma-max)].")
 @click.option("--channels", default="16,32,64", show_default=True, help="UNet block widths, comma-separated.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -158,13 +158,13 @@ def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoin
 @click.command()
 @model_options
 @click.option("--denoiser", help="Denoised smoothing with this denoiser (a file, or the bundled minievents-logmel).")
-@click.option("--sigma", type=float, multiple=True, required=True,
+@click.option("--sigma", type=FINITE, multiple=True, required=True,
               help="Noise std in the smoothed domain (repeat for several: --sigma 0.25 --sigma 0.5).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]),
               help="Smoothed space. Default: the denoiser's, else waveform.")
 @click.option("--n0", type=click.IntRange(min=1), default=100, show_default=True, help="Selection samples.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=10000, show_default=True, help="Estimation samples.")
-@click.option("--alpha", type=float, default=0.001, show_default=True, help="Failure probability of each certificate.")
+@click.option("--alpha", type=FINITE, default=0.001, show_default=True, help="Failure probability of each certificate.")
 @click.option("--noise-batch", type=click.IntRange(min=1), default=250, show_default=True,
               help="Noisy copies per forward pass.")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
@@ -230,20 +230,20 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
 @click.command()
 @click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True, help="A registered model.")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
-@click.option("--eps", type=float, default=0.002, show_default=True, help="Budget of the table's attack (waveform).")
+@click.option("--eps", type=FINITE, default=0.002, show_default=True, help="Budget of the table's attack (waveform).")
 @click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--defenses", "rows", multiple=True, type=click.Choice(choices.DEFENSE_ROWS), help="Rows (default: all).")
 @click.option("--retrain", is_flag=True, help="Train every row here instead of using bundled defended checkpoints.")
 @click.option("--denoiser", default="minievents-logmel", show_default=True, help="Purifier and smoothing denoiser.")
-@click.option("--purify-sigma", type=float, default=0.25, show_default=True, help="Purification noise level (sets t*).")
+@click.option("--purify-sigma", type=FINITE, default=0.25, show_default=True, help="Purification noise (sets t*).")
 @click.option("--purify-steps", type=click.IntRange(min=1), default=2, show_default=True, help="Reverse steps.")
 @click.option("--eot", type=click.IntRange(min=1), default=8, show_default=True, help="Purifier draws per attack step.")
-@click.option("--sigma", type=float, multiple=True, help="Certification σ (repeat; default 0.25 and 0.5; 0 to skip).")
+@click.option("--sigma", type=FINITE, multiple=True, help="Certification σ (repeat; default 0.25 and 0.5; 0 to skip).")
 @click.option("--n0", type=click.IntRange(min=1), default=50, show_default=True, help="CERTIFY selection samples.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=250, show_default=True,
               help="CERTIFY estimation samples.")
-@click.option("--alpha", type=float, default=0.001, show_default=True)
+@click.option("--alpha", type=FINITE, default=0.001, show_default=True)
 @click.option("--certify-limit", type=click.IntRange(min=1),
               help="Certify a stratified sample of N clips (default: --limit).")
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")

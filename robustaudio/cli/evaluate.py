@@ -9,6 +9,7 @@ import click
 
 from . import choices
 from .common import (
+    FINITE,
     Progress,
     data_for,
     default_out,
@@ -52,8 +53,8 @@ def models() -> None:
 @click.command()
 @model_options
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
-@click.option("--eps", type=float, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
-@click.option("--snr-db", type=float, multiple=True, help="Relative budget(s) in dB below the clip.")
+@click.option("--eps", type=FINITE, multiple=True, help="Absolute budget(s): --eps 0.001 0.002 0.005 gives an ε curve.")
+@click.option("--snr-db", type=FINITE, multiple=True, help="Relative budget(s) in dB below the clip.")
 @click.option("--minimal", is_flag=True,
               help="Search the minimal ε per clip instead (from the smallest --eps, or a default start).")
 @click.option("--walk-steps", type=click.IntRange(min=0), default=None,
@@ -75,9 +76,9 @@ def models() -> None:
               help="Universal: passes over --learn-split.")
 @click.option("--projection", type=click.Choice(["ball", "per-frame"]), default="ball", show_default=True,
               help="Universal L2: the L2 ball, or the thesis code's per-frame rescaling.")
-@click.option("--time-window", type=float, nargs=2, metavar="START END",
+@click.option("--time-window", type=FINITE, nargs=2, metavar="START END",
               help="Perturb only this window of the clip, in seconds.")
-@click.option("--freq-band", type=float, nargs=2, metavar="LOW HIGH",
+@click.option("--freq-band", type=FINITE, nargs=2, metavar="LOW HIGH",
               help="Perturb only this band, in Hz (waveform: band-pass of δ; feature: those mel bins).")
 @click.option("--domain", type=click.Choice(["waveform", "feature"]), default="waveform", show_default=True)
 @click.option("--data", type=click.Path(),
@@ -292,9 +293,9 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
 @click.option("--models", "model_names", multiple=True, required=True,
               help="Models to compare: --models cnn ast crnn-mini taltrans-mini")
 @click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
-@click.option("--eps", type=float, multiple=True, help="ε curve (default 0.0005 0.001 0.002 0.005 for L∞).")
-@click.option("--table-eps", type=float, help="The ε of the table's robust-accuracy column (default: middle of --eps).")
-@click.option("--video-eps", type=float, multiple=True,
+@click.option("--eps", type=FINITE, multiple=True, help="ε curve (default 0.0005 0.001 0.002 0.005 for L∞).")
+@click.option("--table-eps", type=FINITE, help="The ε of the table's robust-accuracy column (default: mid --eps).")
+@click.option("--video-eps", type=FINITE, multiple=True,
               help="Audio-visual data: the video ε curve for --norm, pixels in [0, 1] (repeat the option; default "
                    "4/255 8/255 16/255 32/255 for L∞).")
 @click.option("--corruption", multiple=True, help="Corruptions (default: the whole suite).")

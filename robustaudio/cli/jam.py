@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import PhaseProgress, default_out, model_options, user_errors
+from .common import FINITE, FiniteFloat, PhaseProgress, default_out, model_options, user_errors
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -185,30 +185,30 @@ def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target:
                    "Default: the bundled wake-word set for openwakeword:, else the bundled minievents.")
 @click.option("--learn-split", default="train", show_default=True, help="Split of the clips to optimise on.")
 @click.option("--split", default="test", show_default=True, help="Split of the clips to evaluate on.")
-@click.option("--music-db", type=float, help="Music level relative to the speech at the microphone (dB): the "
+@click.option("--music-db", type=FINITE, help="Music level relative to the speech at the microphone (dB): the "
               f"loudness constraint (default {choices.JAM_MUSIC_DB:g}, or chosen with --level-split).")
 @click.option("--level-split", help="Choose the music level on the clips of this split (never the evaluation "
               "clips, e.g. a validation split): the loudest of --levels at which random music keeps a mean F1 >= "
               "--level-floor over the scene seeds. Only random music is played to choose. With --evaluate-engine, "
               "that engine's clips of this split choose the level and are not evaluated (give them other voices).")
-@click.option("--levels", type=float, multiple=True, default=(-14.0, -12.0, -10.0, -8.0), show_default=True,
+@click.option("--levels", type=FINITE, multiple=True, default=(-14.0, -12.0, -10.0, -8.0), show_default=True,
               help="Music levels (dB re speech) --level-split tries.")
-@click.option("--level-floor", type=click.FloatRange(0, 1), default=0.70, show_default=True,
+@click.option("--level-floor", type=FiniteFloat(0, 1), default=0.70, show_default=True,
               help="The random-music F1 the chosen level must keep on the --level-split clips.")
 @click.option("--level-by", type=click.Choice(["engine", "voice"]),
               help="With --level-split: the floor must hold for the positives of every engine (or voice) of those "
                    "clips at once, not only on their pooled mean (a fragile population is not carried by a robust "
                    "one). Needs a metadata.csv with engine and voice columns.")
-@click.option("--jitter-db", type=float, default=choices.JAM_JITTER_DB, show_default=True,
+@click.option("--jitter-db", type=FINITE, default=choices.JAM_JITTER_DB, show_default=True,
               help="Optimisation plays the music at --music-db ± this (evaluation at exactly --music-db).")
-@click.option("--noise-snr-db", type=float, nargs=2, default=choices.JAM_NOISE_SNR_DB, show_default=True,
+@click.option("--noise-snr-db", type=FINITE, nargs=2, default=choices.JAM_NOISE_SNR_DB, show_default=True,
               help="Background noise SNR range (dB re speech).")
-@click.option("--rt60", type=float, nargs=2, default=choices.JAM_RT60, show_default=True,
+@click.option("--rt60", type=FINITE, nargs=2, default=choices.JAM_RT60, show_default=True,
               help="Design reverberation time range of the simulated rooms (s).")
-@click.option("--scene-seconds", type=click.FloatRange(min=0.1), help="Scene length (default: 3 s for "
+@click.option("--scene-seconds", type=FiniteFloat(min=0.1), help="Scene length (default: 3 s for "
               "streaming detectors, the model's clip length otherwise).")
-@click.option("--loop-seconds", type=click.FloatRange(min=0.5, max=60), default=4.0, show_default=True)
-@click.option("--notes-per-second", type=click.FloatRange(min=0.5, max=32), default=4.0, show_default=True,
+@click.option("--loop-seconds", type=FiniteFloat(min=0.5, max=60), default=4.0, show_default=True)
+@click.option("--notes-per-second", type=FiniteFloat(min=0.5, max=32), default=4.0, show_default=True,
               help="The loop's rhythm grid (onsets per second), for the learned loop and the random-music baseline "
                    "alike. Measured on microWakeWord alexa with --objective masking: 8 gave loops 0.015 F1 lower "
                    "than 4 on held-out voices (within noise) while random loops on that grid mask less (F1 0.81 "
@@ -217,7 +217,7 @@ def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target:
               help="Optimisation steps (default: the measured setting: 300; 2000 for --objective masking; 200 per "
                    "round for --query-method substitute).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True)
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=0.05, show_default=True)
 @click.option("--rooms", "optimisation_rooms", type=click.IntRange(min=1),
               help="Simulated rooms to optimise in (and, for --query-method substitute, to ask the detector about). "
                    "Default: 64 for --query-method substitute, 16 otherwise.")
@@ -380,6 +380,9 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
         progress.close()
     except user_errors(JamError, MusicError) as error:
         raise click.ClickException(str(error)) from error
+    if not bool(torch.isfinite(run.result.music).all()):
+        raise click.ClickException("The optimisation diverged: the learned music holds NaN/Inf samples. Lower --lr "
+                                   "(or --steps) and rerun; nothing was written.")
     card = write_jam_report(out_dir, run, model_name, notes)
     for rooms, values in headline(run.summary).items():
         click.echo(f"F1 in {rooms} rooms: " + ", ".join(f"{c} {v:.3f}" for c, v in values.items()))

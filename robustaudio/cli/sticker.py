@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..attacks.sticker import StickerTarget
     from ..models.base import Classifier
 
-from .common import default_out, parse_device, user_errors
+from .common import FINITE, default_out, parse_device, user_errors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -157,11 +157,11 @@ def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 @click.option("--split", default="test", show_default=True, help="Audio-visual data: held-out split it is measured on.")
 @click.option("--dots", type=click.IntRange(min=1), default=9, show_default=True)
 @click.option("--epochs", type=click.IntRange(min=1), default=60, show_default=True)
-@click.option("--lr", type=float, default=0.02, show_default=True)
-@click.option("--opacity", type=float, default=0.9, show_default=True, help="Peak opacity α_max of a dot.")
-@click.option("--radius", type=float, default=choices.STICKER_RADIUS, show_default=True,
+@click.option("--lr", type=FINITE, default=0.02, show_default=True)
+@click.option("--opacity", type=FINITE, default=0.9, show_default=True, help="Peak opacity α_max of a dot.")
+@click.option("--radius", type=FINITE, default=choices.STICKER_RADIUS, show_default=True,
               help="Dot radius as a fraction of the image's larger side (25 px at 256²).")
-@click.option("--edge", type=float, default=2.0, show_default=True, help="Edge exponent β (larger: sharper edge).")
+@click.option("--edge", type=FINITE, default=2.0, show_default=True, help="Edge exponent β (larger: sharper edge).")
 @click.option("--calibration", type=click.Path(file_okay=False),
               help="Fit opacity, radius, edge and the colour map to photos of real dots first: DIR/clean/*.png, "
                    "DIR/photos/*.png and DIR/dots.json.")

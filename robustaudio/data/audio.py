@@ -12,6 +12,7 @@ model that reads clips of any length (``clip_seconds_from_data``, e.g. ``hf:``) 
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ import numpy as np
 import soundfile
 import torch
 import torchaudio
+
+from ..records import write_bytes_atomic
 
 
 class LoadsClips(Protocol):
@@ -129,10 +132,14 @@ def load_audio(path: str | Path, sample_rate: int, clip_samples: int | None = No
 
 
 def write_audio(path: str | Path, audio: torch.Tensor, sample_rate: int) -> None:
-    """Write a mono waveform ``[T]`` in [-1, 1] as 16-bit PCM (WAV/FLAC by the file suffix)."""
+    """Write a mono waveform ``[T]`` in [-1, 1] as 16-bit PCM (WAV/FLAC by the file suffix), whole or not at all
+    (a full disk raises the one-line :class:`~robustaudio.records.RunDirectoryError`)."""
     if not torch.isfinite(audio).all():
         raise AudioError(f"{path}: refusing to write NaN/Inf samples.")
-    soundfile.write(str(path), audio.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16")
+    encoded = io.BytesIO()
+    soundfile.write(encoded, audio.detach().cpu().clamp(-1, 1).numpy(), sample_rate, subtype="PCM_16",
+                    format=Path(path).suffix.lstrip(".").upper() or "WAV")
+    write_bytes_atomic(path, encoded.getvalue())
 
 
 def _clips(count: int) -> str:
