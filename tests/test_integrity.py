@@ -429,3 +429,15 @@ def test_missing_extra_stops_before_any_work(tmp_path, args, extra):
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], done.stderr  # one line
     assert f"pip install 'robustaudio[{extra}]'" in done.stderr
     assert not out.exists()
+
+
+def test_absolute_and_relative_budgets_in_one_run_report(tmp_path, write_dataset):
+    """--eps and --snr-db together (the README's "and/or"): the card says None, not NaN, for the budget a
+    condition does not have, so the ε-curve figure does not mix them (before: a NaN axis-limit traceback)."""
+    threats = [ThreatModel("linf", eps=0.002), ThreatModel("linf", snr_db=40.0)]
+    out = run_attack(tone_model(), "linear", AudioDataset.from_path(write_dataset()), threats, tmp_path / "run",
+                     options=RunOptions(batch_size=4, sanity=False), **pgd())
+    card = build_report(out)
+    budgets = {c["condition"]: (c["eps"], c["snr_db"]) for c in card["conditions"]}
+    assert sorted(budgets.values(), key=str) == sorted([(0.002, None), (None, 40.0)], key=str)
+    assert (out / "report.html").is_file()

@@ -27,6 +27,12 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def _setting(value: object) -> float | None:
+    """A budget setting of the records: ``None`` where the condition has none (pandas reads it back as NaN
+    when other conditions of the run do have one)."""
+    return None if value is None or pd.isna(value) else float(value)  # type: ignore[arg-type]
+
+
 def _median(series: pd.Series) -> float | None:
     values = pd.to_numeric(series, errors="coerce").dropna()
     return float(values.median()) if len(values) else None
@@ -57,7 +63,7 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
         "severity_unit": first.get("severity_unit") if severity is not None and not pd.isna(severity) else None,
         "condition": first["condition"], "attack": first["attack"], "backend": first.get("backend", "native"),
         "norm": first["norm"],
-        "domain": first["domain"], "eps": first["eps_setting"], "snr_db": first["snr_db_setting"],
+        "domain": first["domain"], "eps": _setting(first["eps_setting"]), "snr_db": _setting(first["snr_db_setting"]),
         "steps": None if pd.isna(first["steps"]) else int(first["steps"]),  # None: a library's own settings
         "restarts": int(first["restarts"]),
         "robust_accuracy": _estimate(rows["adv_correct"].astype(float), seed),
