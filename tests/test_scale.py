@@ -62,3 +62,19 @@ def test_resuming_with_another_eps_is_refused(tmp_path):
     second = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--limit", "4", "--steps", "1", "--out", str(out)])
     assert second.exit_code != 0
     assert "other settings (differs in: threats)" in second.output and "--restart" in second.output
+
+
+def test_a_run_refused_before_any_batch_does_not_block_the_corrected_command(tmp_path):
+    """An L2 budget that contains the whole box is refused at the first batch, after run.json was written;
+    the corrected command then runs instead of asking for --restart (nothing of the refused run is lost)."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = tmp_path / "run"
+    refused = CliRunner().invoke(main, ["attack", "--norm", "l2", "--eps", "1e9", "--limit", "2", "--steps", "1",
+                                        "--no-sanity", "--out", str(out)])
+    assert refused.exit_code != 0 and "enough to turn" in refused.output
+    fixed = CliRunner().invoke(main, ["attack", "--norm", "l2", "--eps", "0.5", "--limit", "2", "--steps", "1",
+                                      "--no-sanity", "--out", str(out)])
+    assert fixed.exit_code == 0, fixed.output

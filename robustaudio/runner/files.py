@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 from .. import versions
-from ..records import RECORDS_FILE, SANITY_FILE, WARNINGS_FILE, make_folder, read_run_json, write_json_atomic
+from ..records import (
+    RECORDS_FILE,
+    SANITY_FILE,
+    WARNINGS_FILE,
+    make_folder,
+    read_records,
+    read_run_json,
+    write_json_atomic,
+)
 
 RUN_FILE = "run.json"
 UNIVERSAL_FILE = "universal.pt"
@@ -18,9 +26,14 @@ class RunSettingsError(ValueError):
 
 
 def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path:
-    """Create or re-open ``run_dir`` for ``settings``; refuse a mismatch unless ``restart``."""
+    """Create or re-open ``run_dir`` for ``settings``; refuse a mismatch unless ``restart``, or unless the run
+    there finished no batch (one refused before any work, e.g. an impossible budget, must not block the
+    corrected command)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
+    if meta_path.exists() and not restart and read_run_json(run_dir)["settings"] != settings \
+            and not len(read_records(run_dir)):
+        restart = True  # nothing of the other run is lost
     if meta_path.exists() and not restart:
         previous = read_run_json(run_dir)["settings"]
         if previous != settings:
