@@ -150,3 +150,8 @@ def test_help_values_equal_their_owners():
             value = getattr(value, part)
         expected = tuple(value) if isinstance(value, dict) else value
         assert getattr(choices, copy) == expected, f"cli/choices.py {copy} differs from {module}.{path}"
+
+
+def test_python_dash_m_robustaudio_is_the_command():
+    done = subprocess.run([sys.executable, "-m", "robustaudio", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: robustaudio ")
