@@ -205,3 +205,13 @@ def test_pickled_checkpoints_need_trust(tmp_path):
         load_model("cnn", weights=tmp_path / "truncated.pt")
     result = invoke("attack", "--weights", tmp_path / "missing.pt", "--eps", "0.002")
     assert result.exit_code != 0 and "does not exist" in result.output
+
+
+def test_train_denoiser_without_diffusers_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now raises ImportError
+    monkeypatch.setitem(sys.modules, "diffusers.training_utils", None)
+    result = invoke("train-denoiser", "--epochs", "1", "--out", tmp_path / "d.pt")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "pip install 'robustaudio[diffusion]'" in result.output.strip().splitlines()[-1]

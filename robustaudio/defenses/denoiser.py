@@ -309,9 +309,10 @@ def train_denoiser(model: Classifier, dataset: AudioDataset, settings: DenoiserS
                    device: str | torch.device = "cpu", log: Callable[[str], None] | None = None
                    ) -> tuple[Denoiser, dict]:
     """Train a denoiser for ``model``'s input in ``settings.domain`` on ``dataset``; returns it and its card."""
+    _diffusers()  # a missing extra: its install line, before any work
     from diffusers.training_utils import EMAModel
 
-    from .training import augment, load_split
+    from .training_data import augment, load_split
 
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)  # order and augmentation scalars (CPU)
