@@ -215,3 +215,21 @@ def test_train_denoiser_without_diffusers_names_the_extra(tmp_path, monkeypatch)
     result = invoke("train-denoiser", "--epochs", "1", "--out", tmp_path / "d.pt")
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "pip install 'robustaudio[diffusion]'" in result.output.strip().splitlines()[-1]
+
+
+def test_certify_says_which_clips_it_skipped(tmp_path, write_dataset):
+    """Unusable clips are skipped by certify as by attack: said on stderr and kept in warnings.jsonl (before,
+    silently); data with no usable clip is a one-line error, not 'certified accuracy nan'."""
+    root = write_dataset(labels=("bird", "speech"), per_label=1)
+    soundfile.write(root / "speech" / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    out = tmp_path / "cert"
+    result = invoke("certify", "--sigma", "0.25", "--n0", "2", "--n", "4", "--data", root, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "1 clip(s) skipped" in result.output and str(out / "warnings.jsonl") in result.output
+    assert [w["clip_id"] for w in read_warnings(out) if w["kind"] == "skipped"] == ["speech/silent.wav"]
+    bad = tmp_path / "bad"
+    (bad / "speech").mkdir(parents=True)
+    soundfile.write(bad / "speech" / "silent.wav", np.zeros(16000, dtype=np.float32), 16000)
+    result = invoke("certify", "--sigma", "0.25", "--n0", "2", "--n", "4", "--data", bad, "--out", tmp_path / "c2")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1].startswith("Error: No usable clip to certify")

@@ -24,6 +24,17 @@ def defense_errors() -> tuple[type[Exception], ...]:
     return user_errors(TrainingError, DenoiserError, SmoothingError)
 
 
+def say_skipped(out_dir: Path, warnings: list[dict]) -> None:
+    """Record the data's warnings in ``out_dir/warnings.jsonl`` and say on stderr how many clips were skipped."""
+    from ..records import WARNINGS_FILE, append_warnings
+    if warnings:
+        append_warnings(out_dir, warnings)
+    skipped = [w for w in warnings if w["kind"] == "skipped"]
+    if skipped:
+        click.echo(f"{len(skipped)} clip(s) skipped ({skipped[0]['message']}): see {out_dir / WARNINGS_FILE}",
+                   err=True)
+
+
 def _fail(error: Exception) -> click.ClickException:
     return click.ClickException(str(error))
 
@@ -184,7 +195,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
     """
     from ..data import AudioDataset
     from ..defenses.denoiser import load_denoiser
-    from ..defenses.smoothing import Smooth, certify_clips
+    from ..defenses.smoothing import Smooth, certify_clips, usable_clips
     from ..models import load_model
     from ..records import make_folder
     from ..report.defenses import build_defenses_report
@@ -198,8 +209,8 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
         out_dir = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n,
                                                                 alpha, data, split, limit, seed])
         make_folder(out_dir)
-        clips = [(clip_id, audio, label) for batch in dataset.batches(model, 64, limit=limit)
-                 for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist())]
+        clips, warnings = usable_clips(dataset, model, limit)
+        say_skipped(out_dir, warnings)
         curves = []
         for smooth in smooths:
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"

@@ -41,6 +41,7 @@ import torch
 from scipy import stats
 
 from ..attacks.threat import input_view
+from ..data import AudioDataset
 from ..models.base import Classifier, frozen
 from ..records import append_rows, read_rows
 
@@ -220,6 +221,23 @@ class Smooth:
 def snr_of_radius(norm: float, radius: float) -> float | None:
     """``20·log10(‖x‖₂ / R)`` dB: a perturbation of L2 norm ``radius`` against a clip of L2 norm ``norm``."""
     return 20 * math.log10(norm / radius) if radius > 0 and norm > 0 else None
+
+
+def usable_clips(dataset: AudioDataset, model: Classifier, limit: int | None = None, device: str | torch.device = "cpu"
+                 ) -> tuple[list[tuple[str, torch.Tensor, int]], list[dict]]:
+    """The clips to certify, ``(clip_id, audio [T] on device, label index)``, and the data's warnings
+    (``{"clip_id", "kind": "skipped" | "note", "message"}``: unusable clips are skipped and said, never
+    dropped silently); a one-line :class:`SmoothingError` if no clip is usable."""
+    clips, warnings = [], []
+    for batch in dataset.batches(model, 64, limit=limit):
+        warnings += batch.warnings
+        clips += [(clip_id, audio.to(device), int(label))
+                  for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist(), strict=True)]
+    if not clips:
+        skipped = [w for w in warnings if w["kind"] == "skipped"]
+        raise SmoothingError(f"No usable clip to certify in {dataset.root} ({len(skipped)} skipped"
+                             + (f"; first: {skipped[0]['message']}" if skipped else "") + "): check the data.")
+    return clips, warnings
 
 
 def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]], *, n0: int, n: int,

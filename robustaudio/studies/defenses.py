@@ -34,11 +34,11 @@ from ..attacks import ThreatModel
 from ..data import AudioDataset
 from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
 from ..defenses.purification import EOT, Purified
-from ..defenses.smoothing import Smooth, certify_clips
+from ..defenses.smoothing import Smooth, certify_clips, usable_clips
 from ..defenses.training import TrainSettings, recipe_for, train_classifier
 from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
-from ..records import file_safe, make_folder
+from ..records import WARNINGS_FILE, append_warnings, file_safe, make_folder
 from ..report import build_report
 from ..runner import AttackSpec, RunOptions, run_attack
 
@@ -231,12 +231,14 @@ def certify_study(model_name: str, weights: str | None, test: AudioDataset, out:
     ``denoiser``, in the denoiser's domain; rows go to ``certify_dir(out, settings)`` (``out``: the study's folder)."""
     model = load_model(model_name, weights=weights, device=device)
     den = load_denoiser(denoiser, device=device)
-    clips = []
-    for batch in test.batches(model, batch_size=64, limit=settings.limit):
-        for clip_id, audio, label in zip(batch.ids, batch.audio, batch.labels.tolist()):
-            clips.append((clip_id, audio.to(device), label))
+    clips, warnings = usable_clips(test, model, settings.limit, device)
     out = certify_dir(out, settings)
     make_folder(out)
+    if warnings:
+        append_warnings(out, warnings)
+    skipped = sum(w["kind"] == "skipped" for w in warnings)
+    if skipped:
+        log(f"certification: {skipped} clip(s) skipped, see {out / WARNINGS_FILE}")
     curves = []
     n0, n, alpha = settings.n0, settings.n, settings.alpha
     for sigma in settings.sigmas:
