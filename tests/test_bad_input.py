@@ -233,3 +233,15 @@ def test_certify_says_which_clips_it_skipped(tmp_path, write_dataset):
     result = invoke("certify", "--sigma", "0.25", "--n0", "2", "--n", "4", "--data", bad, "--out", tmp_path / "c2")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.strip().splitlines()[-1].startswith("Error: No usable clip to certify")
+
+
+def test_defend_checks_its_denoiser_and_certification_before_the_attack_rows(tmp_path):
+    """A missing denoiser or an impossible certification setting stops defend at once (before, after the
+    table's attack rows had run); --purify-sigma is named."""
+    for args, message in ((("--denoiser", str(tmp_path / "nosuch.pt")), "neither a file nor a bundled denoiser"),
+                          (("--sigma", "-1"), "sigma must be"), (("--alpha", "5"), "alpha must be in")):
+        result = invoke("defend", "--limit", "2", "--steps", "1", *args, "--out", tmp_path / "d")
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert not (tmp_path / "d" / "attacks").exists()
+    result = invoke("defend", "--purify-sigma", "-1")
+    assert result.exit_code == 2 and "--purify-sigma" in result.output

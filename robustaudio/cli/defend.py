@@ -202,7 +202,8 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
     from ..report.listen import smoothing_examples
     try:
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
-        den = load_denoiser(denoiser, device=parse_device(device)) if denoiser else None
+        den = load_denoiser(denoiser, device=parse_device(device), trust_checkpoint=trust_checkpoint) if denoiser \
+            else None
         smooths = [Smooth(model, s, domain=domain, denoiser=den) for s in sigma]  # checks σ, domain, denoiser
         dataset = AudioDataset.from_path(data, split=split)
         dataset.check_labels(model.labels)
@@ -277,6 +278,9 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
     from ..report.defenses import build_defenses_report
     from ..studies.defenses import CertifySettings, PurifySettings, run_defenses
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
+    if not purify_sigma > 0:
+        raise click.BadParameter(f"must be > 0 (the purifier's noise level), got {purify_sigma}.",
+                                 param_hint="--purify-sigma")
     try:
         threat = ThreatModel(norm, eps=eps)
         out_dir = Path(out) if out else default_out("defend", [model_name, norm, eps, steps, restarts, rows, retrain,

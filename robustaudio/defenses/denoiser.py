@@ -247,8 +247,10 @@ class Denoiser(nn.Module):
             write_json_atomic(path.with_suffix(".json"), {**card, "checkpoint_bytes": path.stat().st_size})
 
 
-def load_denoiser(name_or_path: str | Path, device: str | torch.device = "cpu") -> Denoiser:
-    """A bundled denoiser by name (``minievents-logmel``) or a checkpoint written by :meth:`Denoiser.save`."""
+def load_denoiser(name_or_path: str | Path, device: str | torch.device = "cpu", trust_checkpoint: bool = False
+                  ) -> Denoiser:
+    """A bundled denoiser by name (``minievents-logmel``) or a checkpoint written by :meth:`Denoiser.save`;
+    a checkpoint holding pickled objects is refused unless ``trust_checkpoint``."""
     if str(name_or_path) in BUNDLED_DENOISERS:
         path = BUNDLED_DIR / BUNDLED_DENOISERS[str(name_or_path)]
         if not path.is_file():
@@ -260,8 +262,13 @@ def load_denoiser(name_or_path: str | Path, device: str | torch.device = "cpu") 
             raise DenoiserError(f"Denoiser {str(name_or_path)!r} is neither a file nor a bundled denoiser "
                                 f"({', '.join(BUNDLED_DENOISERS)}); train one with robustaudio train-denoiser.")
     try:
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path, trust_checkpoint)
     except ModelError as error:
+        if "pickled" in str(error):  # the flag is certify's; defend loads only state dicts
+            raise DenoiserError(f"Denoiser {str(path)!r} holds pickled Python objects, which can run code when "
+                                f"loaded: re-save it as a state dict (Denoiser.save, as robustaudio train-denoiser "
+                                f"writes), or, if you trust its source, use it with `robustaudio certify "
+                                f"--trust-checkpoint`.") from error
         raise DenoiserError(str(error)) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise DenoiserError(f"{path} is not a robustaudio denoiser checkpoint (written by robustaudio train-denoiser); "

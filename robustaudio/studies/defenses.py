@@ -34,7 +34,7 @@ from ..attacks import ThreatModel
 from ..data import AudioDataset
 from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
 from ..defenses.purification import EOT, Purified
-from ..defenses.smoothing import Smooth, certify_clips, usable_clips
+from ..defenses.smoothing import Smooth, certify_clips, check_settings, usable_clips
 from ..defenses.training import TrainSettings, recipe_for, train_classifier
 from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
@@ -150,6 +150,10 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
     if model_name not in MODELS:
         raise ModelError(unknown_model_message(model_name) + " `robustaudio defend` trains with a registered "
                          "model's recipe.")
+    for sigma in certify.sigmas:  # what would fail after the attack rows fails now
+        check_settings(sigma, certify.n0, certify.n, certify.alpha)
+    if "purification" in rows or certify.sigmas:
+        load_denoiser(denoiser)  # missing, pickled or not a denoiser
     out = Path(out)
     make_folder(out)
     dataset = AudioDataset.from_path(data)
