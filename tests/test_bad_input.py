@@ -245,3 +245,17 @@ def test_defend_checks_its_denoiser_and_certification_before_the_attack_rows(tmp
         assert not (tmp_path / "d" / "attacks").exists()
     result = invoke("defend", "--purify-sigma", "-1")
     assert result.exit_code == 2 and "--purify-sigma" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--attack", "pgd", "--queries", "50"), "--queries sets Square's query budget"),
+    (("--epochs", "3"), "--epochs belongs to --universal"),
+    (("--projection", "per-frame"), "--projection belongs to --universal"),
+    (("--attack", "square", "--steps", "5"), "--steps does not apply to --attack square"),
+    (("--workers", "2"), "--workers sizes the local Ray cluster"),
+])
+def test_options_the_attack_would_ignore_are_refused(args, message):
+    """An option that would be silently ignored reads as if it had done something (--walk-steps without
+    --minimal was already refused; these were not)."""
+    result = invoke("attack", "--eps", "0.002", *args)
+    assert result.exit_code == 2 and message in result.output, result.output

@@ -281,6 +281,19 @@ def parse_corruptions(names: tuple[str, ...]) -> dict:
         raise click.BadParameter(str(error.args[0]), param_hint="--corruption") from error
 
 
+def given(name: str) -> bool:
+    """Whether the user set option ``name`` (the parameter's name) on the command line, not left its default."""
+    from click.core import ParameterSource
+    return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
+
+
+def refuse_unused(unused: dict[str, str]) -> None:
+    """A usage error for the first option the user set that this command line does not use: an option
+    silently ignored reads as if it had done something. ``unused``: option -> why it does not apply."""
+    for option, why in unused.items():
+        raise click.UsageError(f"{option} {why}.")
+
+
 def require_extras(*, rooms: bool = False, ray: bool = False) -> None:
     """Stop with the install line (MissingExtraError) before any work if a needed extra is missing."""
     if rooms:

@@ -13,9 +13,11 @@ from .common import (
     Progress,
     data_for,
     default_out,
+    given,
     model_options,
     parse_corruptions,
     parse_device,
+    refuse_unused,
     require_extras,
     run_options,
     user_errors,
@@ -130,6 +132,15 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         raise click.UsageError("Choose one of --universal and --minimal.")
     if walk_steps is not None and not minimal:
         raise click.UsageError("--walk-steps belongs to --minimal (the boundary walk after the minimal-ε search).")
+    refuse_unused({option: why for option, why, unused in (
+        ("--queries", "sets Square's query budget: use it with --attack square or reliable",
+         queries is not None and (backend != "native" or attack_name not in ("square", "reliable"))),
+        ("--epochs", "belongs to --universal (passes over --learn-split)", given("epochs") and not universal),
+        ("--projection", "belongs to --universal", given("projection") and not universal),
+        ("--steps", "does not apply to --attack square (a query-based search: set --queries)",
+         steps is not None and attack_name == "square"),
+        ("--workers", "sizes the local Ray cluster: add --ray", workers is not None and not ray_address),
+    ) if unused})
     if (backend != "native" or attack_name not in ("reliable", "pgd")) and (universal or minimal):
         raise click.UsageError("--universal and --minimal run native PGD; leave --backend/--attack at their "
                                "defaults (foolbox's minimal-norm attack is --backend foolbox --attack fmn).")
@@ -266,6 +277,8 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
     from ..models import load_model
     from ..report import build_report
     from ..runner import RunOptions, run_noise
+    refuse_unused({"--workers": "sizes the local Ray cluster: add --ray"} if workers is not None and not ray_address
+                  else {})
     try:
         corruptions = parse_corruptions(corruption)
         require_extras(rooms=any(c.needs_rooms for c in corruptions.values()), ray=bool(ray_address))
@@ -324,6 +337,8 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
     from ..models.registry import unknown_model_message
     from ..runner import RunOptions
     from ..studies.compare import AUDIO_EPS, VIDEO_EPS, FusionPlan, run_comparison
+    refuse_unused({"--workers": "sizes the local Ray cluster: add --ray"} if workers is not None and not ray_address
+                  else {})
 
     eps = eps or AUDIO_EPS[norm]
     if table_eps is not None and table_eps not in eps:
