@@ -261,8 +261,8 @@ def read_run_json(run_dir: str | Path) -> dict:
     except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
         meta = None
     if not isinstance(meta, dict) or not isinstance(meta.get("settings"), dict):
-        raise RunDirectoryError(f"{RUN_FILE} in {run_dir} is unreadable (partial write?): rerun with --restart "
-                                f"to start over.")
+        raise RunDirectoryError(f"{RUN_FILE} in {run_dir} is unreadable (partial write?): rerun the command that "
+                                f"made the run with --restart to start over.")
     return meta
 
 

@@ -32,11 +32,15 @@ def read_images(paths: list[Path], size: int | None) -> torch.Tensor:
 
     images = []
     for path in paths:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if size:
-                image = image.resize((size, size), Image.BILINEAR)  # type: ignore[attr-defined]
-            images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if size:
+                    image = image.resize((size, size), Image.BILINEAR)  # type: ignore[attr-defined]
+                images.append(torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1))
+        except OSError as error:  # PIL's UnidentifiedImageError is one: a corrupt or non-image file
+            raise StickerError(f"{path} is not an image that can be read ({type(error).__name__}): remove or "
+                               f"replace it.") from error
     shapes = sorted({tuple(i.shape) for i in images})
     if len(shapes) > 1:
         raise StickerError(f"Images come in {len(shapes)} sizes ({shapes[:3]} ...): pass --image-size N to resize "
