@@ -47,7 +47,8 @@ def load_split(dataset: AudioDataset, model: Classifier, split: str) -> Split:
         splits = sorted({str(c.split) for c in dataset.clips})
         raise DatasetError(f"No clips in split {split!r} of {dataset.root} (splits present: {', '.join(splits)}). "
                            f"Training needs a 'split' column in metadata.csv with train and test rows, or "
-                           f"choose the splits with --train-split / --test-split.")
+                           f"other split names (train, train-denoiser: --train-split / --test-split; defend "
+                           f"learns on 'train' and scores --split).")
     audio, labels, video = [], [], []
     for batch in AudioDataset(dataset.root, clips).batches(model, batch_size=64):
         a, y, v = unpack_batch(batch)
