@@ -63,12 +63,11 @@ def image_folder_split(root: Path, label: str, size: int | None) -> tuple[torch.
 
 def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, list[str]]:
     """An AV Classifier or a plain image module with its class names, for ``--model``."""
-    import torch
 
     from ..attacks.sticker import StickerError
     from ..models import load_model
     from ..models.base import Classifier
-    from ..models.loaders import _import, split_prefix
+    from ..models.loaders import _import, jit_load, split_prefix
     from ..models.sidecar import read_sidecar
     prefix = split_prefix(name)
     if prefix is None or prefix[0] not in ("python", "torchscript"):
@@ -81,7 +80,7 @@ def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, li
         path = Path(target)
         if not path.is_file():
             raise StickerError(f"TorchScript file {target!r} does not exist.")
-        module, spec = torch.jit.load(str(path), map_location="cpu"), read_sidecar(path)
+        module, spec = jit_load(path), read_sidecar(path)
     else:
         module_name, _, factory_name = target.rpartition(":")
         factory = getattr(_import(module_name), factory_name, None) if module_name else None

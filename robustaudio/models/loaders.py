@@ -147,13 +147,21 @@ def require_file(path: Path, kind: str, hint: str) -> Path:
     return path
 
 
+def jit_load(path: str | Path) -> torch.jit.ScriptModule:
+    """``torch.jit.load`` on the CPU, without torch's deprecation notice on stderr: the user's TorchScript
+    file is what they have, and the notice is not about anything they can fix here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        return torch.jit.load(str(path), map_location="cpu")
+
+
 # -- the loaders --------------------------------------------------------------------------------
 
 def load_torchscript(target: str, **options: Any) -> Classifier:
     """``torchscript:FILE``: ``torch.jit.load`` of a module mapping waveform ``[B, T]`` to logits ``[B, K]``."""
     path = require_file(Path(target), "TorchScript", "Save one with torch.jit.script(model).save(FILE).")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = jit_load(path)
     except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
         raise ModelError(f"TorchScript file {str(path)!r} could not be loaded ({type(error).__name__}: "
                          f"{str(error).strip()[:200]}). Is it a torch.jit.save archive? A torch.save "
