@@ -317,7 +317,12 @@ def append_rows(path: str | Path, rows: list[dict]) -> None:
     path = Path(path)
     if not rows:
         return
-    _keep_complete(path)
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as f:  # only the last byte: a file read whole at every row would cost n² reads
+            f.seek(-1, os.SEEK_END)
+            cut_off = f.read(1) != b"\n"
+        if cut_off:
+            _keep_complete(path)
     _append_bytes(path, "".join(json.dumps(row) + "\n" for row in rows).encode("utf-8"))
 
 
