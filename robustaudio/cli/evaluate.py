@@ -205,7 +205,7 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         run_dir = run_attack(model, model_name, dataset, threats, out_dir, spec, run_options, universal_from=learn,
                              transfer=transfer, extra_settings=extra, on_batch=progress)
         progress.close()
-        card = build_report(run_dir)
+        card = build_report(run_dir, trust_checkpoint=trust_checkpoint or "python:" in model_name)  # named here
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)
@@ -296,7 +296,7 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
         run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, options, on_batch=progress)
         progress.close()
         # the model was named on this command line: a python: model is the user's own code
-        card = build_report(run_dir, trust_checkpoint=trust_checkpoint or model_name.startswith("python:"))
+        card = build_report(run_dir)  # a noise run recomputes no examples
     except user_errors() as error:
         raise click.ClickException(str(error)) from error
     print_summary(card, run_dir)

@@ -90,7 +90,7 @@ def recompute(run_dir: Path, card: dict, records: pd.DataFrame, trust_checkpoint
     if reason:
         return Listen(f"No examples to listen to: {reason}.", [])
     assert condition is not None
-    if str(settings["model"]).startswith("python:") and not trust_checkpoint:
+    if "python:" in str(settings["model"]) and not trust_checkpoint:  # also inside labelmap:MAP:python:...
         return Listen(f"No examples to listen to: the run's model {settings['model']!r} is Python code, which the "
                       f"report runs only when you trust it: `robustaudio report RUN_DIR --trust-checkpoint`.", [])
     try:
