@@ -441,3 +441,21 @@ def test_absolute_and_relative_budgets_in_one_run_report(tmp_path, write_dataset
     budgets = {c["condition"]: (c["eps"], c["snr_db"]) for c in card["conditions"]}
     assert sorted(budgets.values(), key=str) == sorted([(0.002, None), (None, 40.0)], key=str)
     assert (out / "report.html").is_file()
+
+
+def test_a_python_model_named_on_the_attack_command_gets_its_examples(tmp_path):
+    """Naming python:FILE:FACTORY on the command line is consent to run it: the attack's own report may load it
+    again for the examples (only a report rebuilt from run.json alone asks for --trust-checkpoint)."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    (tmp_path / "mine.py").write_text("from robustaudio.models import load_model\n"
+                                      "def build():\n    return load_model('cnn')\n")  # the bundled weights
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["attack", "--model", f"python:{tmp_path / 'mine.py'}:build", "--attack", "pgd",
+                                       "--steps", "1", "--eps", "0.002", "--limit", "2", "--no-sanity",
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = (out / "report.md").read_text()
+    assert "only when you trust it" not in report and "No examples to listen to" not in report
