@@ -259,3 +259,10 @@ def test_options_the_attack_would_ignore_are_refused(args, message):
     --minimal was already refused; these were not)."""
     result = invoke("attack", "--eps", "0.002", *args)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_report_of_a_run_with_no_finished_batch_says_so(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"settings": {"model": "cnn"}}))
+    (tmp_path / "records.jsonl").write_text("")
+    result = invoke("report", tmp_path)
+    assert result.exit_code == 1 and "holds no finished batch yet" in result.output, result.output

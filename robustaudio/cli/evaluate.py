@@ -392,11 +392,14 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
                    "weights, to recompute the examples to listen to. Only for run folders you trust.")
 def report(run_dir: str, trust_checkpoint: bool) -> None:
     """Re-render card.json, report.md and report.html of RUN_DIR from its records."""
-    from ..report import build_report
+    from ..report import build_report, read_records
     from ..runner import RUN_FILE
     if not (Path(run_dir) / RUN_FILE).is_file():
         raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
                                    f"of an earlier `robustaudio attack`.")
+    if not len(read_records(run_dir)):
+        raise click.ClickException(f"{run_dir} holds no finished batch yet: rerun the command that made it (it "
+                                   f"resumes), then the report.")
     print_summary(build_report(run_dir, trust_checkpoint=trust_checkpoint), Path(run_dir))
 
 
