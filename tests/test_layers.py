@@ -6,11 +6,13 @@ from pathlib import Path
 import robustaudio
 
 ROOT = Path(robustaudio.__file__).parent
-# Lowest first. Modules of one layer may import each other. extras: optional imports; stats: bootstrap intervals; acoustics: rooms and
-# mixing (jamming and the noise suite); records: the records schema and writer, below the runner that writes
-# them; studies: protocols of several runs and their reports.
-LAYERS = ["extras", "stats", "data", "models", "acoustics", "attacks", "metrics", "defenses", "records", "runner", "report",
-          "studies", "cli"]
+# Lowest first. Modules of one layer may import each other. extras: optional imports; stats: bootstrap intervals;
+# records: the records schema and every crash-safe file write (rows, JSON, reports, audio, checkpoints), which
+# imports nothing of robustaudio, so that data, models and defenses write through it too; acoustics: rooms and
+# mixing (jamming and the noise suite); studies: protocols of several runs and their reports; __main__:
+# `python -m robustaudio`, the command.
+LAYERS = ["extras", "stats", "records", "data", "models", "acoustics", "attacks", "metrics", "defenses", "runner",
+          "report", "studies", "cli", "__main__"]
 
 
 def layer_of(module: str) -> int | None:
