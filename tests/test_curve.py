@@ -18,7 +18,7 @@ def clean_correct_clips():
 
 
 @pytest.mark.parametrize("norm,budgets", [("linf", (0.0002, 0.0005, 0.001, 0.002)),
-                                          ("l2", (0.02, 0.05, 0.1, 0.2))])
+                                          pytest.param("l2", (0.02, 0.05, 0.1, 0.2), marks=pytest.mark.slow)])
 def test_curve_matches_separate_runs_within_one_clip(clean_correct_clips, norm, budgets):
     model, audio, labels = clean_correct_clips
     threats = [ThreatModel(norm, eps=e) for e in budgets]
