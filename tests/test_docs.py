@@ -22,6 +22,8 @@ def test_every_command_is_documented_with_an_example():
             f"docs/cli.md has no example of `robustaudio {name}`"
 
 
+# slow (about 45 s): the Sphinx build; run with -m slow, and by the README's docs command
+@pytest.mark.slow
 def test_docs_build_without_warnings(tmp_path):
     pytest.importorskip("sphinx")
     pytest.importorskip("myst_parser")

@@ -697,6 +697,8 @@ def test_substitute_schedule_scales_the_measured_one_to_the_budget():
     assert cli == SubstituteSettings(augment_asks=True)
 
 
+# slow (about 25 s): the substitute jam itself is tested in tests/test_substitute_jam.py
+@pytest.mark.slow
 def test_cli_jam_by_substitute_counts_rounds_and_queries(tmp_path, few_minievents):
     """--query-method substitute: the loop comes from rounds of fit-and-jam on the detector's answers; every
     query the detector answered is counted within the budget, and the curve has one point per round."""

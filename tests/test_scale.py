@@ -34,6 +34,8 @@ def test_a_two_worker_ray_run_equals_the_single_process_run(tmp_path):
     assert (tmp_path / "ray" / "sanity.json").read_text() == (tmp_path / "single" / "sanity.json").read_text()
 
 
+# slow (about 25 s): bf16 is for GPUs; CPU autocast is checked with -m slow
+@pytest.mark.slow
 def test_bf16_autocast_stays_within_tolerance_of_fp32(tmp_path):
     fp32 = records(tmp_path / "fp32")
     bf16 = records(tmp_path / "bf16", precision="bf16")
