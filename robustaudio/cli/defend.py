@@ -24,17 +24,6 @@ def defense_errors() -> tuple[type[Exception], ...]:
     return user_errors(TrainingError, DenoiserError, SmoothingError)
 
 
-def say_skipped(out_dir: Path, warnings: list[dict]) -> None:
-    """Record the data's warnings in ``out_dir/warnings.jsonl`` and say on stderr how many clips were skipped."""
-    from ..records import WARNINGS_FILE, append_warnings
-    if warnings:
-        append_warnings(out_dir, warnings)
-    skipped = [w for w in warnings if w["kind"] == "skipped"]
-    if skipped:
-        click.echo(f"{len(skipped)} clip(s) skipped ({skipped[0]['message']}): see {out_dir / WARNINGS_FILE}",
-                   err=True)
-
-
 def _fail(error: Exception) -> click.ClickException:
     return click.ClickException(str(error))
 
@@ -195,9 +184,9 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
     """
     from ..data import AudioDataset
     from ..defenses.denoiser import load_denoiser
-    from ..defenses.smoothing import Smooth, certify_clips, usable_clips
+    from ..defenses.smoothing import Smooth, certify_clips, keep_warnings, usable_clips
     from ..models import load_model
-    from ..records import make_folder
+    from ..records import WARNINGS_FILE, make_folder
     from ..report.defenses import build_defenses_report
     from ..report.listen import smoothing_examples
     try:
@@ -211,7 +200,10 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
                                                                 alpha, data, split, limit, seed])
         make_folder(out_dir)
         clips, warnings = usable_clips(dataset, model, limit)
-        say_skipped(out_dir, warnings)
+        skipped = keep_warnings(out_dir, warnings)
+        if skipped:
+            click.echo(f"{len(skipped)} clip(s) skipped ({skipped[0]['message']}): see {out_dir / WARNINGS_FILE}",
+                       err=True)
         curves = []
         for smooth in smooths:
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"
@@ -275,6 +267,7 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
     Example: robustaudio defend --model cnn --eps 0.002 --out runs/defenses
     """
     from ..attacks import ThreatModel
+    from ..records import write_json_atomic
     from ..report.defenses import build_defenses_report
     from ..studies.defenses import CertifySettings, PurifySettings, run_defenses
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
@@ -293,7 +286,6 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
                                purify=PurifySettings(sigma=purify_sigma, steps=purify_steps, eot=eot),
                                certify=CertifySettings(sigmas=sigmas, n0=n0, n=n, alpha=alpha, limit=certify_limit),
                                log=click.echo)
-        from ..records import write_json_atomic
         write_json_atomic(out_dir / "summary.json", summary, default=str)
         document = build_defenses_report(out_dir, summary)
     except defense_errors() as error:

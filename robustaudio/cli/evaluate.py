@@ -295,7 +295,6 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
                              restart=restart, ray_address=ray_address, workers=workers)
         run_dir = run_noise(model, model_name, dataset, corruptions, out_dir, options, on_batch=progress)
         progress.close()
-        # the model was named on this command line: a python: model is the user's own code
         card = build_report(run_dir)  # a noise run recomputes no examples
     except user_errors() as error:
         raise click.ClickException(str(error)) from error

@@ -40,7 +40,7 @@ from .. import versions
 from ..data import AudioDataset
 from ..models.base import Classifier
 from ..models.registry import BUNDLED_DIR, ModelError, load_checkpoint
-from ..records import save_torch_atomic, writable_file, write_json_atomic
+from ..records import make_folder, save_torch_atomic, write_json_atomic
 from .smoothing import generator_for
 
 DENOISER_DOMAINS = ("feature", "waveform")
@@ -241,7 +241,7 @@ class Denoiser(nn.Module):
     # -- files ----------------------------------------------------------------------------
     def save(self, path: str | Path, card: dict | None = None) -> None:
         """A weights-only-loadable checkpoint at ``path`` and, if given, its card at ``path`` with ``.json``."""
-        path = writable_file(path)
+        path = make_folder(Path(path).parent) / Path(path).name
         save_torch_atomic(path, {"kind": CHECKPOINT_KIND, "config": self.config, "state_dict": self.unet.state_dict()})
         if card is not None:
             write_json_atomic(path.with_suffix(".json"), {**card, "checkpoint_bytes": path.stat().st_size})

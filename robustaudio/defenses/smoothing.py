@@ -43,7 +43,7 @@ from scipy import stats
 from ..attacks.threat import input_view
 from ..data import AudioDataset
 from ..models.base import Classifier, frozen
-from ..records import append_rows, read_rows
+from ..records import append_rows, append_warnings, read_rows
 
 if TYPE_CHECKING:
     from .denoiser import Denoiser
@@ -238,6 +238,13 @@ def usable_clips(dataset: AudioDataset, model: Classifier, limit: int | None = N
         raise SmoothingError(f"No usable clip to certify in {dataset.root} ({len(skipped)} skipped"
                              + (f"; first: {skipped[0]['message']}" if skipped else "") + "): check the data.")
     return clips, warnings
+
+
+def keep_warnings(out: str | Path, warnings: list[dict]) -> list[dict]:
+    """Record the data's warnings (:func:`usable_clips`) in ``out/warnings.jsonl``; returns the skipped clips'."""
+    if warnings:
+        append_warnings(out, warnings)
+    return [w for w in warnings if w["kind"] == "skipped"]
 
 
 def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]], *, n0: int, n: int,

@@ -12,7 +12,7 @@ from .. import versions
 from ..metrics import mean_with_ci, per_class_mean
 from ..models import save_checkpoint
 from ..models.base import Classifier
-from ..records import writable_file, write_json_atomic
+from ..records import make_folder, write_json_atomic
 from .training_settings import TrainSettings
 
 
@@ -61,7 +61,7 @@ class TrainResult:
 
     def save(self, path: str | Path, **card_extra: object) -> dict:
         """Write the checkpoint at ``path`` and its card at ``path`` with ``.json``; returns the card."""
-        path = writable_file(path)
+        path = make_folder(Path(path).parent) / Path(path).name
         save_checkpoint(path, self.arch, self.config, self.model)
         card = {**self.card(), "checkpoint_bytes": path.stat().st_size, **card_extra}
         write_json_atomic(path.with_suffix(".json"), card)

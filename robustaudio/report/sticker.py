@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import Sticker, StickerTarget
-from ..records import make_folder, write_json_atomic, write_text_atomic
+from ..records import make_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
 from . import style
 from .document import FIGURES_DIR, document_html, document_markdown
 from .headline import Flag, Headline
@@ -70,7 +70,7 @@ def write_sticker_run(out: str | Path, summary: dict, sticker: Sticker, held: St
     fig = sticker_figure(sample_images(held), sticker, title)
     picture = style.png(fig)
     plt.close(fig)
-    (out / FIGURE_FILE).write_bytes(picture)
+    write_bytes_atomic(out / FIGURE_FILE, picture)
     write_sticker_report(out, summary, picture)
 
 

@@ -31,17 +31,15 @@ def open_run(run_dir: str | Path, settings: dict, restart: bool = False) -> Path
     corrected command)."""
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
-    if meta_path.exists() and not restart and read_run_json(run_dir)["settings"] != settings \
-            and not len(read_records(run_dir)):
-        restart = True  # nothing of the other run is lost
     if meta_path.exists() and not restart:
         previous = read_run_json(run_dir)["settings"]
-        if previous != settings:
+        if previous != settings and len(read_records(run_dir)):
             changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
             raise RunSettingsError(
                 f"{run_dir} holds a run with other settings (differs in: {', '.join(changed)}). "
                 f"Use another --out, or pass --restart to discard it and start over.")
-    elif meta_path.exists() and restart:
+        restart = previous != settings  # that run finished no batch: nothing of it is lost
+    if meta_path.exists() and restart:
         for name in (RECORDS_FILE, RUN_FILE, WARNINGS_FILE, SANITY_FILE, UNIVERSAL_FILE):
             (run_dir / name).unlink(missing_ok=True)
     make_folder(run_dir)

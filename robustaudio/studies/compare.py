@@ -182,7 +182,7 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
                                     options)
             build_report(attack_dir)
         progress(f"[{name}] natural noise: {', '.join(corruptions)}")
-        noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", replace(options, sanity=False))
+        noise_dir = run_noise(model, name, dataset, corruptions, model_dir / "noise", options)
         build_report(noise_dir)
         if dataset.has_video:
             run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps, options=options,

@@ -32,13 +32,13 @@ import torch
 
 from ..attacks import ThreatModel
 from ..data import AudioDataset
-from ..defenses.denoiser import BUNDLED_DENOISERS, load_denoiser
+from ..defenses.denoiser import BUNDLED_DENOISERS, Denoiser, load_denoiser
 from ..defenses.purification import EOT, Purified
-from ..defenses.smoothing import Smooth, certify_clips, check_settings, usable_clips
+from ..defenses.smoothing import Smooth, certify_clips, check_settings, keep_warnings, usable_clips
 from ..defenses.training import TrainSettings, recipe_for, train_classifier
 from ..models import MODELS, load_model
 from ..models.registry import BUNDLED_DIR, ModelError, unknown_model_message
-from ..records import WARNINGS_FILE, append_warnings, file_safe, make_folder
+from ..records import WARNINGS_FILE, file_safe, make_folder
 from ..report import build_report
 from ..runner import AttackSpec, RunOptions, run_attack
 
@@ -152,8 +152,8 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
                          "model's recipe.")
     for sigma in certify.sigmas:  # what would fail after the attack rows fails now
         check_settings(sigma, certify.n0, certify.n, certify.alpha)
-    if "purification" in rows or certify.sigmas:
-        load_denoiser(denoiser)  # missing, pickled or not a denoiser
+    # loaded once, before any row: a missing, pickled or foreign denoiser fails now
+    den = load_denoiser(denoiser, device=device) if "purification" in rows or certify.sigmas else None
     out = Path(out)
     make_folder(out)
     dataset = AudioDataset.from_path(data)
@@ -184,8 +184,7 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
         summary["rows"].append(_row(row, what, build_report(run_dir), card, attack_name, run_dir, path))
         log(_row_line(summary["rows"][-1]))
-    if "purification" in rows:
-        den = load_denoiser(denoiser, device=device)
+    if den is not None and "purification" in rows:
         base_model = load_model(model_name, weights=undefended, device=device)
         purified = Purified(base_model, den, sigma=purify.sigma, steps=purify.steps)
         eot = purify.eot
@@ -203,7 +202,7 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         log(_row_line(summary["rows"][-1]))
     if certify.sigmas:
         certify = certify if certify.limit is not None else replace(certify, limit=limit)
-        summary["certification"] = certify_study(model_name, undefended, test, out, certify, denoiser=denoiser,
+        summary["certification"] = certify_study(model_name, undefended, test, out, certify, denoiser=den or denoiser,
                                                  seed=seed, device=device, log=log)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
@@ -229,20 +228,19 @@ def _row_line(row: dict) -> str:
 
 
 def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, settings: CertifySettings, *,
-                  denoiser: str, seed: int, device: str | torch.device,
+                  denoiser: str | Denoiser, seed: int, device: str | torch.device,
                   log: Callable[[str], None] = print) -> list[dict]:
     """CERTIFY every test clip (``settings.limit`` of them) at each σ of ``settings``, with and without
-    ``denoiser``, in the denoiser's domain; rows go to ``certify_dir(out, settings)`` (``out``: the study's folder)."""
+    ``denoiser`` (a name or path, or one already loaded), in the denoiser's domain; rows go to
+    ``certify_dir(out, settings)`` (``out``: the study's folder)."""
     model = load_model(model_name, weights=weights, device=device)
-    den = load_denoiser(denoiser, device=device)
+    den = denoiser if isinstance(denoiser, Denoiser) else load_denoiser(denoiser, device=device)
     clips, warnings = usable_clips(test, model, settings.limit, device)
     out = certify_dir(out, settings)
     make_folder(out)
-    if warnings:
-        append_warnings(out, warnings)
-    skipped = sum(w["kind"] == "skipped" for w in warnings)
+    skipped = keep_warnings(out, warnings)
     if skipped:
-        log(f"certification: {skipped} clip(s) skipped, see {out / WARNINGS_FILE}")
+        log(f"certification: {len(skipped)} clip(s) skipped, see {out / WARNINGS_FILE}")
     curves = []
     n0, n, alpha = settings.n0, settings.n, settings.alpha
     for sigma in settings.sigmas:
