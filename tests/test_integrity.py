@@ -2,6 +2,7 @@
 folder's code; bad metadata, checkpoints and labels get one-line errors."""
 
 import errno
+import os
 import json
 import shutil
 
@@ -459,3 +460,23 @@ def test_a_python_model_named_on_the_attack_command_gets_its_examples(tmp_path):
     assert result.exit_code == 0, result.output
     report = (out / "report.md").read_text()
     assert "only when you trust it" not in report and "No examples to listen to" not in report
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_report_into_an_unwritable_run_folder_names_a_fix_report_has(tmp_path, write_dataset, monkeypatch, code):
+    """`report` writes into RUN_DIR and has no --out: its one line says to copy the run, not to pick an --out."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(), tmp_path / "run")
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(records_module.tempfile, "mkstemp", refuse)
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "Traceback" not in line and "--out" not in line
+    assert f"Cannot write the report into {out}" in line and f"cp -r {out} COPY" in line

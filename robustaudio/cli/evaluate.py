@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -399,6 +400,15 @@ def report(run_dir: str, trust_checkpoint: bool) -> None:
     if not len(read_records(run_dir)):
         raise click.ClickException(f"{run_dir} holds no finished batch yet: rerun the command that made it (it "
                                    f"resumes), then the report.")
-    print_summary(build_report(run_dir, trust_checkpoint=trust_checkpoint), Path(run_dir))
+    from ..records import NOT_WRITABLE
+    try:
+        written = build_report(run_dir, trust_checkpoint=trust_checkpoint)
+    except OSError as error:  # report writes into RUN_DIR itself, so "choose a writable --out" would name no option
+        if error.errno not in NOT_WRITABLE:
+            raise
+        raise click.ClickException(f"Cannot write the report into {run_dir} ({os.strerror(error.errno)}): make it "
+                                   f"writable, or copy the run (cp -r {run_dir} COPY) and run `robustaudio report "
+                                   f"COPY`.") from error
+    print_summary(written, Path(run_dir))
 
 
