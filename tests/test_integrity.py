@@ -2,8 +2,8 @@
 folder's code; bad metadata, checkpoints and labels get one-line errors."""
 
 import errno
-import os
 import json
+import os
 import shutil
 
 import pandas as pd

@@ -14,7 +14,8 @@ def test_attack_headline_gives_the_key_figure_the_trust_line_and_the_settings(at
     assert lines[0] == "# Robustness report: cnn"
     sentence = lines[2]
     assert re.match(r"\*\*Accuracy [01]\.\d\d clean → robust accuracy [01]\.\d\d \[.*\] at L∞ ε = 0\.0005 "
-                    r"\(median SNR \d+ dB\) → [01]\.\d\d \[.*\] at ε = 0\.002 \(\d+ dB\), under PGD, 3 steps × 1 "
+                    r"\(perturbations at a median \d+ dB SNR\) → [01]\.\d\d \[.*\] at ε = 0\.002 \(\d+ dB SNR\), under "
+                    r"PGD, 3 steps × 1 "
                     r"restart, on 10 clips\.\*\*$", sentence), sentence
     trust_line = lines[4]
     assert trust_line.startswith("> **⚠") or re.match(r"✓ All \d+ sanity checks passed\.", trust_line)
@@ -193,3 +194,20 @@ def test_a_loud_control_at_a_chosen_level_says_the_level_did_not_hold_for_these_
     assert "every level voice kept the floor" in jam_headline(card).flags[0].fix
     del card["settings"]["level_choice"]
     assert jam_headline(card).flags[0].fix.startswith("a quieter --music-db")
+
+
+def test_the_two_snrs_on_the_first_screen_say_which_clips_they_are_over(attack_run):
+    """The headline's SNR (every attacked clip) and the table's (fooled clips only) differ; each is named for what it
+    is and equals that median of the records (they were both called "median SNR")."""
+    from robustaudio.report import read_records
+
+    records = read_records(attack_run)
+    block = records[(records["condition"] == records["condition"].iloc[-1]) & (records["attacked"] == True)]  # noqa: E712
+    attacked = float(block["snr_db"].median())
+    fooled = float(block[block["success"] == True]["snr_db"].median())  # noqa: E712
+    markdown = (attack_run / "report.md").read_text()
+    assert f"at ε = 0.002 ({attacked:.0f} dB SNR)" in markdown.splitlines()[2]
+    header = next(line for line in markdown.splitlines() if line.startswith("| condition | robust acc."))
+    assert "median SNR dB (fooled)" in header
+    row = next(line for line in markdown.splitlines() if line.startswith("| ") and "0.002" in line.split("|")[1])
+    assert f"{fooled:.3g}"[:3] in row or f"{fooled:.1f}" in row

@@ -61,6 +61,9 @@ def test_records_are_unchanged(tmp_path, name, args):
     fixed = [c for c in floats if c not in found]
     pd.testing.assert_frame_equal(before[fixed], after[fixed], check_exact=False, rtol=1e-5, atol=1e-5)
     pd.testing.assert_frame_equal(before[found], after[found], check_exact=False, rtol=5e-2, atol=5e-2)
-    pd.testing.assert_frame_equal(before[passes], after[passes], check_exact=False, check_dtype=False, rtol=0.1)
+    # Pass counts to 10 % or one pass: since the projection keeps a margin for float32 rounding (about 1e-4 of an L2
+    # ε of 0.05 on these clips), one clip of the L2 curve is fooled one step sooner (9 forwards -> 8).
+    pd.testing.assert_frame_equal(before[passes], after[passes], check_exact=False, check_dtype=False, rtol=0.1,
+                                  atol=1)
     assert len(after) == {"main_job": 12, "l2_curve": 36}[name]
     assert json.loads((out / "run.json").read_text())["settings"]["attack"] == "pgd"

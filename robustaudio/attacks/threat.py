@@ -22,6 +22,7 @@ NORMS = ("linf", "l2", "l1")
 DOMAINS = ("waveform", "feature")
 MODALITIES = ("audio", "video")
 SNR_DB_RANGE = (-20.0, 100.0)  # outside this a relative budget is a typo, not a threat model
+ROUNDOFF = torch.finfo(torch.float32).eps / 2  # float32's unit roundoff u = 2^-24: |fl(a) - a| <= u |a|
 AUTO_BOUNDS: tuple[float, float] = (math.nan, math.nan)  # "the domain's box", resolved in ThreatModel
 
 
@@ -267,15 +268,34 @@ class ThreatModel:
         each clip's box when :meth:`apply` adds it.
 
         Clipping into the box only shrinks each coordinate of ``delta`` towards 0 (the clean input
-        lies inside the box), so the result stays inside the ball: both constraints hold (the norm
-        up to float rounding, ~1e-7 relative). The realised ``apply(clean, delta) - clean`` can
-        differ from ``delta`` by the float32 rounding of the sum, at most one ulp of ``|clean|`` per
-        sample (~6e-8 at full scale).
+        lies inside the box), so the result stays inside the ball. The ball's radius is ``eps`` less
+        :meth:`rounding_margin`, so the perturbation the model sees, ``apply(clean, delta) - clean`` in
+        exact arithmetic, is within ``eps`` (and within the float64 value ε was given as) despite the
+        float32 rounding of the sums.
         """
-        delta = project_lp_ball(self.restrict(delta), eps, self.norm)
+        radius = (eps - self.rounding_margin(eps, clean, _flat(delta).shape[1])).clamp_min(0)
+        delta = project_lp_ball(self.restrict(delta), radius, self.norm)
         if self.bounds is not None and clean is not None:
             delta = (clean + delta).clamp(self.bounds[0], self.bounds[1]) - clean
         return delta
+
+    def rounding_margin(self, eps: torch.Tensor, clean: torch.Tensor | None, values: int) -> torch.Tensor:
+        """How much float32 rounding can add to a perturbation of norm ``eps`` ``[B]`` on ``clean``
+        ``[B, ...]`` of ``values`` values per sample: the sums ``clean + delta`` (in :meth:`project` and
+        :meth:`apply`) and the difference between them round each value by at most u·|clean + delta|, so
+        4u(||clean|| + eps) in the norm, and ε's own float32 value and the projection's arithmetic (a float32
+        norm of many values) another 64u·eps (u = 2^-24): about 2.4e-7 of full scale for L∞, of the clip's
+        norm for L2 / L1, and 4e-6 of ε.
+        ``clean=None`` (a universal perturbation, added to clips later): the loudest clip the box allows
+        (none without a box)."""
+        if clean is not None:
+            clip = lp_norm(clean.detach(), self.norm).to(eps)
+        elif self.bounds is not None:
+            peak = max(abs(self.bounds[0]), abs(self.bounds[1]))
+            clip = torch.full_like(eps, peak * {"linf": 1.0, "l2": math.sqrt(values), "l1": float(values)}[self.norm])
+        else:
+            clip = torch.zeros_like(eps)
+        return ROUNDOFF * (4 * (clip + eps) + 64 * eps)
 
     def apply(self, clean: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """``clean + delta``, clamped to the bounds so float rounding never leaves the box."""

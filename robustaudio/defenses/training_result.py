@@ -40,7 +40,7 @@ class TrainResult:
     name: str
 
     def card(self) -> dict:
-        """Settings, seed, clean train/test accuracy (95% bootstrap CI, per class) and training time."""
+        """Settings, seed, clean train/test accuracy (95% Wilson interval, per class) and training time."""
         mean, low, high = mean_with_ci(self.test_correct.numpy(), seed=self.settings.seed)
         card = {
             "model": self.name, "arch": self.arch, "method": self.settings.method,

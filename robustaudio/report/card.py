@@ -69,6 +69,7 @@ def summarize_condition(rows: pd.DataFrame, seed: int) -> dict:
         "robust_accuracy": _estimate(rows["adv_correct"].astype(float), seed),
         "success_rate": _estimate(attacked["success"].astype(float), seed),
         "median_linf": _median(fooled["linf"]), "median_l2": _median(fooled["l2"]),
+        "median_l1": _median(fooled["l1"]) if "l1" in fooled else None,  # records before 2026-12 lack it
         "median_snr_db": _median(fooled["snr_db"]),
         "forwards": int(rows["forwards"].sum()), "backwards": int(rows["backwards"].sum()),
         "carried": int(rows["carried"].sum()), "seconds": float(rows["seconds"].sum()),

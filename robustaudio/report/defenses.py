@@ -141,7 +141,7 @@ def table_section(summary: dict) -> tuple[str, list[str], list[list[str]], str]:
             for r in summary["rows"]]
     note = (f"{summary['model']} on {summary['data']} ({summary['split']} split, {summary['rows'][0]['clips']} clips), "
             f"threat model {summary['threat_name']}. Robust accuracy counts clean errors as errors; intervals are 95% "
-            f"percentile bootstrap over clips. Training s (wall): wall time of the training loop from each "
+            f"Wilson score intervals over clips. Training s (wall): wall time of the training loop from each "
             "checkpoint's card"
             + ("; CPU s / epoch: measured back to back on one thread (wall times on a loaded machine mostly "
                "measure the load)" if cpu else "")

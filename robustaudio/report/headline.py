@@ -158,7 +158,7 @@ def attack_sentence(card: dict, records: pd.DataFrame) -> str:
             else:
                 snr = perturbation_snr(records, c["condition"])
                 budget = (f"ε = {c['eps']:g}" if i else f"{NORM_NAMES.get(norm, norm)} ε = {c['eps']:g}") + (
-                    f" ({'median SNR ' if not i else ''}{snr:.0f} dB)" if snr is not None else "")
+                    f" ({'perturbations at a median ' if not i else ''}{snr:.0f} dB SNR)" if snr is not None else "")
             steps.append(f"{interval(c['robust_accuracy'])} at {budget}")
         parts.append(" → ".join(steps) + ("" if domain == "waveform" else f" in the {domain} domain"))
     clean = card["clean_accuracy"]["value"]

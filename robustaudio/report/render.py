@@ -168,12 +168,13 @@ def figure_snr_histogram(records: pd.DataFrame, conditions: list[str]) -> plt.Fi
 
 
 NOTE_FIXED = ("Robust accuracy counts clean errors as errors; the success rate is over clean-correct "
-              "clips; perturbation medians are over successful attacks. Intervals: 95% percentile "
-              "bootstrap over clips.")
+              "clips; perturbation medians (and the SNR) are over successful attacks, so they differ from the "
+              "headline's SNR, the median over every attacked clip. Intervals: 95% Wilson score "
+              "interval over clips.")
 NOTE_NOISE = ("Every clip is corrupted at each severity, mildest first; accuracy under noise counts clean errors as "
               "errors, and 'turned wrong' is the share of the clips right when clean that the noise makes wrong. "
               "Each clip's noise is seeded by the run seed, the clip's batch and the corruption. Intervals: 95% "
-              "percentile bootstrap over clips.")
+              "Wilson score interval over clips.")
 NOTE_TRANSFER = ("The adversarial waveforms made against the attacked model, scored by a second model that the "
                  "attack never queried. Transfer rate: of the clips the attack fooled and the second model got "
                  "right when clean, the fraction it now gets wrong.")
@@ -188,10 +189,12 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
     sections = []
     attacks = [c for c in card["conditions"] if c.get("kind") != "noise"]
     if attacks:
+        l1 = any(c["norm"] == "l1" for c in attacks)  # an L1 budget is checked against the L1 size
         header = ["condition", "robust acc. [95% CI]", "success rate [95% CI]", "median L∞", "median L2",
-                  "median SNR dB", "fwd", "bwd", "seconds"]
+                  *(["median L1"] if l1 else []), "median SNR dB (fooled)", "fwd", "bwd", "seconds"]
         rows = [[c["condition"], estimate_text(c["robust_accuracy"]), estimate_text(c["success_rate"])
                  if c["success_rate"]["n"] else "–", fmt(c["median_linf"]), fmt(c["median_l2"]),
+                 *([fmt(c.get("median_l1"))] if l1 else []),
                  fmt(c["median_snr_db"]), str(c["forwards"]), str(c["backwards"]), f"{c['seconds']:.1f}"]
                 for c in attacks]
         sections.append(("Attacks at fixed budgets", header, rows, NOTE_FIXED))

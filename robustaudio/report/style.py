@@ -113,7 +113,7 @@ def eps_axes(ax: Axes, eps: list[float], norm: str, domain: str, snr: list[float
         top = ax.secondary_xaxis("top")
         top.set_xticks(eps)
         top.set_xticklabels(["–" if s is None else f"{s:.0f}" for s in snr])
-        top.set_xlabel("median SNR of the perturbation (dB)", fontsize=RC["axes.labelsize"])
+        top.set_xlabel("median SNR of the perturbations, attacked clips (dB)", fontsize=RC["axes.labelsize"])
         top.tick_params(labelsize=RC["xtick.labelsize"])
         if ax.get_xscale() == "log":
             top.xaxis.set_minor_locator(NullLocator())

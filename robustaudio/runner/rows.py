@@ -90,13 +90,14 @@ class ConditionRows:
                 eps[attacked] = result.found_norm
                 with torch.no_grad():
                     adv_logits[attacked] = logits_fn(result.adversarial, attacked)
-        delta = adversarial - clean_in
+        delta = adversarial.double() - clean_in.double()  # exact: what the model saw, not its float32 rounding
         adv_ok = is_correct(model, adv_logits, self.labels)
         if severity is None:  # attacks leave clean errors alone: they stay errors
             adv_ok = adv_ok & self.clean_ok
         adv_pred = decision_names(model, model.predict(adv_logits))
         adv_score = true_scores(model, adv_logits, self.labels)
-        linf, l2, snr = lp_norm(delta, "linf"), lp_norm(delta, "l2"), snr_db(clean_in, delta)
+        linf, l2, l1, snr = (lp_norm(delta, "linf"), lp_norm(delta, "l2"), lp_norm(delta, "l1"),
+                             snr_db(clean_in, delta))
         # Transfer: the target scores the same adversarial waveform (features are the surrogate's own).
         transfer_pred: list = [None] * n
         transfer_ok: list = [None] * n
@@ -118,7 +119,7 @@ class ConditionRows:
                 "adv_pred": adv_pred[i], "adv_score": adv_score[i], "adv_correct": adv_ok[i],
                 "success": bool(success[i]) if was_attacked else None,
                 "carried": bool(carried[i]), "broken_by": broken_by[i],
-                "linf": linf[i], "l2": l2[i], "snr_db": snr[i],
+                "linf": linf[i], "l2": l2[i], "l1": l1[i], "snr_db": snr[i],
                 "forwards": forwards[i], "backwards": backwards[i], "seconds": seconds,
                 "seed": self.settings["seed"], "severity": severity, "severity_unit": severity_unit,
                 "transfer_model": self.transfer.name if self.transfer is not None else None,
