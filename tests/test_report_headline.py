@@ -211,3 +211,14 @@ def test_the_two_snrs_on_the_first_screen_say_which_clips_they_are_over(attack_r
     assert "median SNR dB (fooled)" in header
     row = next(line for line in markdown.splitlines() if line.startswith("| ") and "0.002" in line.split("|")[1])
     assert f"{fooled:.3g}"[:3] in row or f"{fooled:.1f}" in row
+
+
+def test_the_per_class_table_says_how_many_clips_each_class_has(attack_run):
+    """Per-class accuracies on 1-12 clips a class read as precise numbers; the table now gives each class's count
+    and says how much one clip moves it."""
+    markdown = (attack_run / "report.md").read_text()
+    lines = markdown.splitlines()
+    header = lines.index(next(line for line in lines if line.startswith("| class (clips) |")))
+    rows = [line for line in lines[header + 2:] if line.startswith("| ")]
+    assert len(rows) == 10 and all(re.match(r"\| [\w ,;-]+ \(1\) \|", row) for row in rows), rows
+    assert "as few as 1): one clip moves a class's accuracy by 1" in markdown

@@ -146,6 +146,7 @@ def build_card(run_dir: str | Path) -> dict:
     chance = None if settings.get("multilabel") or not labels else 1.0 / len(labels)
     card["minimal"] = [summarize_minimal(records[records["condition"] == c], seed, chance) for c in searches]
     card["per_class_accuracy"] = {"clean": per_class_mean(clean["clean_correct"].astype(float), clean["label"])}
+    card["clips_per_class"] = {str(k): int(v) for k, v in clean["label"].value_counts().sort_index().items()}
     for c in fixed:
         rows = records[records["condition"] == c]
         card["per_class_accuracy"][c] = per_class_mean(rows["adv_correct"].astype(float), rows["label"])

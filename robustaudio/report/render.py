@@ -235,9 +235,14 @@ def _sections(card: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
         sections.append(("Sanity checks", header, rows, note))
     series = per_class_series(card)
     if series:  # the heatmap of the same numbers is shown in this section (see document_html)
-        header = ["class", *series]
-        rows = [[label, *(fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
-        sections.append(("Accuracy per class", header, rows, ""))
+        counts = card.get("clips_per_class", {})
+        header = ["class (clips)", *series]
+        rows = [[f"{label} ({counts[label]})" if label in counts else label,
+                 *(fmt(values.get(label)) for values in series.values())] for label in series["clean"]]
+        smallest = min(counts.values(), default=0)
+        note = (f"Few clips per class (as few as {smallest}): one clip moves a class's accuracy by "
+                f"{1 / smallest:.2g}, so read differences between classes with care." if 0 < smallest < 30 else "")
+        sections.append(("Accuracy per class", header, rows, note))
     return sections
 
 
