@@ -59,7 +59,8 @@ def _f1(labels: np.ndarray, fired: np.ndarray) -> np.ndarray:
 
 
 def detection_metrics(labels: ArrayLike, fired: ArrayLike, seed: int = 0, n_resamples: int = 2000) -> dict:
-    """TPR, FPR, precision and F1 of binary decisions, with 95% percentile-bootstrap intervals.
+    """TPR, FPR, precision and F1 of binary decisions, with 95% intervals (Wilson for the rates, the percentile
+    bootstrap over scenes for F1, which covered 87-88% at 40 scenes and 94% at 200 in simulation).
 
     Args:
         labels, fired: ``[N]`` 0/1 truth and decisions (scenes).
@@ -99,23 +100,43 @@ def rate_of(values: np.ndarray) -> float:
     return float(values.mean()) if values.size else float("nan")
 
 
+def few_clusters_widening(clusters: int, level: float = 0.95) -> float:
+    """How much to widen a percentile-bootstrap interval over ``clusters`` resampled clusters: the bootstrap
+    spreads like a normal with the plug-in variance, too narrow for few clusters, so the factor is Student's t
+    with k − 1 degrees of freedom over the normal, times sqrt(k / (k − 1)) (about 1.58 for 5 clusters, 1.27
+    for 8, 1.10 for 20, 1.04 for 42). Simulated coverage of a voice-clustered rate's 95% interval, 300 data
+    sets each: 0.85-0.87 plain and 0.93 widened for 5 voices, 0.85-0.87 and 0.90-0.92 for 8, 0.88-0.93 and
+    0.91-0.95 for 20."""
+    if clusters < 2:
+        return 1.0
+    tail = 0.5 + level / 2
+    return float(stats.t.ppf(tail, clusters - 1) / stats.norm.ppf(tail) * np.sqrt(clusters / (clusters - 1)))
+
+
 def clustered_bootstrap(values: ArrayLike, clusters: ArrayLike, statistic: Callable[[np.ndarray], float],
-                        n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
-    """A percentile-bootstrap interval that resamples clusters (voices), not rows (scenes).
+                        n_resamples: int = 2000, seed: int = 0, level: float = 0.95,
+                        bounds: tuple[float, float] | None = None, widen: bool = True) -> dict:
+    """A percentile-bootstrap interval that resamples clusters (voices), not rows (scenes), widened for few
+    clusters (:func:`few_clusters_widening`).
 
     Each resample draws as many clusters as there are, uniformly with replacement, stacks the rows
     of the clusters drawn (a cluster drawn twice counts twice) and evaluates ``statistic`` on them;
-    the interval is the ``(1 ± level) / 2`` percentiles of the finite resampled values. For F1 use
-    :func:`f1_from_counts` on (label, fired) rows: the counts are pooled within each resample, F1 is
-    not averaged over clusters.
+    the interval is the ``(1 ± level) / 2`` percentiles of the finite resampled values, each end moved
+    away from the estimate by the widening factor (and kept within ``bounds``, e.g. ``(0, 1)`` for a rate
+    or F1). For F1 use :func:`f1_from_counts` on (label, fired) rows: the counts are pooled within each
+    resample, F1 is not averaged over clusters. One cluster gives no interval worth the name: it is the
+    estimate alone (``clusters`` says so).
 
     Args:
         values: ``[N, ...]`` rows (any array with a first axis).
         clusters: ``[N]`` the cluster of each row (any hashable labels).
         statistic: rows ``[n, ...]`` -> float.
         n_resamples, seed, level: resamples, the generator's seed, the coverage.
+        bounds: the statistic's range, to keep the widened interval in.
+        widen: ``False`` gives the plain percentiles (factor 1).
     Returns: a dict with ``value`` (``statistic(values)``), ``ci95`` (``[low, high]``, the ``level``
-    interval whatever ``level``), ``clusters`` (k), ``n`` (N) and ``resamples`` (the finite ones).
+    interval whatever ``level``), ``clusters`` (k), ``n`` (N), ``resamples`` (the finite ones) and
+    ``widening`` (the factor applied).
     """
     values = np.asarray(values)
     labels = np.asarray(clusters)
@@ -133,5 +154,10 @@ def clustered_bootstrap(values: ArrayLike, clusters: ArrayLike, statistic: Calla
     finite = resampled[np.isfinite(resampled)]
     tail = (1 - level) / 2 * 100
     low, high = (float(v) for v in np.percentile(finite, [tail, 100 - tail])) if finite.size else (value, value)
+    widening = few_clusters_widening(len(members), level) if widen else 1.0
+    if np.isfinite(value):
+        low, high = value - (value - low) * widening, value + (high - value) * widening
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
     return {"value": value, "ci95": [low, high], "clusters": int(len(members)), "n": int(len(values)),
-            "resamples": int(finite.size)}
+            "resamples": int(finite.size), "widening": widening}

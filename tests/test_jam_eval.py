@@ -43,7 +43,7 @@ from robustaudio.metrics.jamming import (
     voice_table,
 )
 from robustaudio.runner.jam import ClipOrigins, LearnSettings, SceneProtocol, jam_and_evaluate
-from robustaudio.stats import clustered_bootstrap, f1_from_counts, rate_of
+from robustaudio.stats import clustered_bootstrap, f1_from_counts, few_clusters_widening, rate_of
 
 RATE = 16000
 FAST = EOTConfig(music_db=-10.0, jitter_db=5.0, scene_seconds=1.0, rt60=(0.15, 0.2))
@@ -69,7 +69,7 @@ def test_clusters_of_very_different_sizes_widen_the_interval_to_what_voices_allo
     would give a narrow interval around 0.01."""
     values = np.r_[1.0, np.zeros(99)]
     clusters = np.r_[["small"], ["large"] * 99]
-    out = clustered_bootstrap(values, clusters, np.mean, n_resamples=4000, seed=0)
+    out = clustered_bootstrap(values, clusters, np.mean, n_resamples=4000, seed=0, bounds=(0, 1))
     assert out["value"] == pytest.approx(0.01)
     assert out["ci95"] == pytest.approx([0.0, 1.0])
     scenes = clustered_bootstrap(values, np.arange(100), np.mean, n_resamples=4000, seed=0)  # one cluster per row
@@ -93,7 +93,7 @@ def test_clustered_interval_matches_the_hand_computed_percentiles_of_the_exact_d
 
     assert all(abs(c - q) > 0.02 for c in cdf for q in (0.25, 0.75))
     assert (quantile(0.25), quantile(0.75)) == (0.5, 1.0)
-    out = clustered_bootstrap(values, clusters, np.mean, n_resamples=20000, seed=1, level=0.5)
+    out = clustered_bootstrap(values, clusters, np.mean, n_resamples=20000, seed=1, level=0.5, widen=False)
     assert out["ci95"] == pytest.approx([quantile(0.25), quantile(0.75)])
     assert out["value"] == pytest.approx(5 / 7)
 
@@ -105,13 +105,30 @@ def test_f1_is_computed_from_counts_pooled_over_the_clusters_drawn():
     assert math.isnan(f1_from_counts(np.zeros((3, 2), dtype=bool)))  # no positive, no detection
     # a hand check of one resample: voice a drawn twice -> counts double, F1 unchanged (pooled, not averaged)
     clusters = np.array(["a"] * 4 + ["b"] * 2)
-    out = clustered_bootstrap(rows, clusters, f1_from_counts, n_resamples=300, seed=0)
+    out = clustered_bootstrap(rows, clusters, f1_from_counts, n_resamples=300, seed=0, widen=False)
     f1_a, f1_b = f1_from_counts(rows[:4]), f1_from_counts(rows[4:])
     assert out["ci95"][0] == pytest.approx(0.0) and out["ci95"][1] == pytest.approx(f1_a)
     assert math.isnan(f1_b) is False and f1_b == 0.0
     assert rate_of(np.array([1, 0, 1, 1])) == 0.75 and math.isnan(rate_of(np.array([])))
     with pytest.raises(ValueError, match="one label per row"):
         clustered_bootstrap(rows, clusters[:3], f1_from_counts)
+
+
+def test_few_voices_widen_the_interval_to_keep_its_coverage():
+    """Voice-clustered 95% intervals of a rate over 6 voices (each its own TPR, 5-30 scenes): the plain percentiles
+    covered the truth 85-87% of the time in simulation; widened by Student's t (few_clusters_widening), >= 90%."""
+    rng = np.random.default_rng(7)
+    covered = {True: 0, False: 0}
+    for r in range(150):
+        rates, scenes = rng.beta(1, 1, 6), rng.integers(5, 30, 6)
+        values = np.concatenate([rng.random(m) < p for m, p in zip(scenes, rates)]).astype(float)
+        clusters = np.repeat(np.arange(6), scenes)
+        for widen in covered:
+            low, high = clustered_bootstrap(values, clusters, rate_of, 300, r, bounds=(0, 1), widen=widen)["ci95"]
+            covered[widen] += low <= 0.5 <= high
+    assert covered[True] / 150 >= 0.90 and covered[True] > covered[False]
+    assert few_clusters_widening(5) == pytest.approx(1.58, abs=0.01) and few_clusters_widening(1) == 1.0
+    assert 1.0 < few_clusters_widening(42) < 1.05
 
 
 def test_the_level_is_the_loudest_whose_mean_over_seeds_keeps_the_floor():

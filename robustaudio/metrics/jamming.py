@@ -5,9 +5,10 @@
   condition (paired: the same rooms, offsets, noise for clean, random and adversarial music) and
   scored by every detector given (a mapping, so a black-box transfer target is one more entry);
   one row per detector × condition × scene. :func:`summarize` turns rows into TPR / FPR / F1 with
-  95% bootstrap intervals per detector × room set × condition.
+  95% intervals per detector × room set × condition (:func:`~robustaudio.stats.detection_metrics`).
 - Over scene seeds (:func:`evaluate_seeds`, :func:`seed_summary`, :func:`voice_table`): new held-out
-  rooms, scenes and random loops per seed, F1 pooled over seeds with intervals that resample voices;
+  rooms, scenes and random loops per seed, F1 pooled over seeds with intervals that resample voices
+  (widened for few voices);
   :func:`sweep_levels` and :func:`choose_level` pick the music level from the mean over seeds.
 
 The statistics themselves (F1 from counts, the voice-clustered bootstrap) live in :mod:`robustaudio.stats`.
@@ -244,9 +245,9 @@ def seed_summary(rows: list[dict], clusters: Mapping[str, str], *, by: Mapping[s
         out.append({
             "detector": name, "group": group, "condition": condition, "scenes": int(len(members)),
             "voices": int(len(np.unique(voices))), "positive_voices": int(len(np.unique(voices[positive]))),
-            "f1": clustered_bootstrap(pairs, voices, f1_from_counts, n_resamples, seed),
-            "tpr": clustered_bootstrap(fired[positive], voices[positive], rate_of, n_resamples, seed),
-            "fpr": clustered_bootstrap(fired[negative], voices[negative], rate_of, n_resamples, seed),
+            "f1": clustered_bootstrap(pairs, voices, f1_from_counts, n_resamples, seed, bounds=(0, 1)),
+            "tpr": clustered_bootstrap(fired[positive], voices[positive], rate_of, n_resamples, seed, bounds=(0, 1)),
+            "fpr": clustered_bootstrap(fired[negative], voices[negative], rate_of, n_resamples, seed, bounds=(0, 1)),
             "per_seed": per_seed, "seed_mean": float(np.nanmean(f1s)) if f1s.size else float("nan"),
             "seed_range": [float(np.nanmin(f1s)), float(np.nanmax(f1s))] if f1s.size else [float("nan")] * 2})
     return out
