@@ -249,6 +249,7 @@ def test_defend_checks_its_denoiser_and_certification_before_the_attack_rows(tmp
 
 @pytest.mark.parametrize("args, message", [
     (("--attack", "pgd", "--queries", "50"), "--queries sets Square's query budget"),
+    (("--attack", "pgd", "--targets", "3"), "--targets sets APGD-T's runner-up classes"),
     (("--epochs", "3"), "--epochs belongs to --universal"),
     (("--projection", "per-frame"), "--projection belongs to --universal"),
     (("--attack", "square", "--steps", "5"), "--steps does not apply to --attack square"),

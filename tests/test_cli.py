@@ -85,6 +85,19 @@ def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
     assert result.exit_code != 0 and "Unknown attack 'fmn' for backend 'art'" in result.output
 
 
+def test_targets_sets_how_many_runner_up_classes_apgd_t_aims_at(tmp_path):
+    """AutoAttack's standard APGD-T aims at 9 runner-up classes; ours defaults to 1 (chosen on the train split) and
+    --targets sets it (there was no way to from the command line)."""
+    out = tmp_path / "t"
+    result = CliRunner().invoke(main, ["attack", "--attack", "apgd-t", "--targets", "3", "--steps", "2", "--eps",
+                                       "0.0005", "--limit", "4", "--no-sanity", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["settings"]["targets"] == 3
+    assert "3 runner-up classes" in (out / "report.md").read_text()
+    attacked = read_records(out).query("attacked == True and success == False")
+    assert (attacked["forwards"] >= 3 * 2).all()  # every standing clip was aimed at 3 classes, 2 steps each
+
+
 def test_models_lists_the_bundled_models():
     result = CliRunner().invoke(main, ["models"])
     assert result.exit_code == 0 and "cnn" in result.output and "ast" in result.output

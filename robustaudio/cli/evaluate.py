@@ -71,6 +71,9 @@ def models() -> None:
                    "deepfool, hsj; foolbox: pgd, fmn, deepfool, cw, hsj, boundary.")
 @click.option("--queries", type=click.IntRange(min=2), default=None,
               help="Query budget per clip of Square (default 1000 alone, 100 inside reliable).")
+@click.option("--targets", type=click.IntRange(min=1), default=None,
+              help="Runner-up classes APGD-T aims at in turn, in reliable and apgd-t (default 1, chosen on the train "
+                   "split; AutoAttack's standard version uses 9).")
 @click.option("--universal", is_flag=True,
               help="Learn one perturbation on --learn-split and add it to every clip of --split.")
 @click.option("--learn-split", default="train", show_default=True,
@@ -105,7 +108,7 @@ def models() -> None:
               help="Also score the adversarial audio with this model (black-box transfer, e.g. microwakeword:alexa).")
 def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: str, eps: tuple[float, ...],
            snr_db: tuple[float, ...], minimal: bool, walk_steps: int | None, backend: str, attack_name: str,
-           queries: int | None, universal: bool, learn_split: str, epochs: int,
+           queries: int | None, targets: int | None, universal: bool, learn_split: str, epochs: int,
            projection: str, time_window: tuple[float, float] | None, freq_band: tuple[float, float] | None,
            domain: str, data: str | None, split: str, steps: int | None, ray_address: str | None, workers: int | None,
            restarts: int, batch_size: int, limit: int | None, seed: int, device: str, out: str | None, restart: bool,
@@ -136,6 +139,8 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
     refuse_unused({option: why for option, why, unused in (
         ("--queries", "sets Square's query budget: use it with --attack square or reliable",
          queries is not None and (backend != "native" or attack_name not in ("square", "reliable"))),
+        ("--targets", "sets APGD-T's runner-up classes: use it with --attack reliable or apgd-t",
+         targets is not None and (backend != "native" or attack_name not in ("reliable", "apgd-t"))),
         ("--epochs", "belongs to --universal (passes over --learn-split)", given("epochs") and not universal),
         ("--projection", "belongs to --universal", given("projection") and not universal),
         ("--steps", "does not apply to --attack square (a query-based search: set --queries)",
@@ -188,7 +193,7 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         if walk_steps is not None:  # only with --minimal (checked above)
             options["refine_steps"] = walk_steps
         spec = AttackSpec(name, backend=backend, steps=steps, restarts=restarts, queries=queries,
-                          precision=precision, options=options)
+                          precision=precision, options=options, **({"targets": targets} if targets else {}))
         out_dir: str | Path | None = out  # a str as given, else the default run directory
         if out_dir is None:
             budget = "-".join(f"{e:g}" for e in eps) or "snr" + "-".join(f"{s:g}" for s in snr_db)
@@ -196,7 +201,8 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
                                   [model_name, weights, data, split, norm, domain, eps, snr_db, steps, restarts,
                                    batch_size, limit, seed, minimal, universal, learn_split, epochs, projection,
                                    backend, attack_name, queries, time_window, freq_band, precision, transfer_to]
-                                  + ([labels_from] if labels_from != "data" else []))
+                                  + ([labels_from] if labels_from != "data" else [])
+                                  + ([targets] if targets else []))
         click.echo(f"Attacking {n_clips} clips with {model_name} under "
                    f"{', '.join(t.describe() for t in threats)} -> {out_dir}")
         progress = Progress("attack", n_clips)
