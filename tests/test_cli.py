@@ -79,7 +79,7 @@ def test_library_and_black_box_attacks_run_through_the_cli(tmp_path):
         card = json.loads((out / "card.json").read_text())
         assert [c["condition"] for c in card["conditions"]] == [condition]
         records = read_records(out)
-        assert (records["linf"] <= 0.005 * (1 + 1e-5)).all()
+        assert (records["linf"] <= 0.005).all()  # exactly: the float64 norm of what the model saw
     assert records["backwards"].max() == 0 and records[records["attacked"]]["forwards"].max() <= 20
     result = CliRunner().invoke(main, ["attack", "--eps", "0.005", "--backend", "art", "--attack", "fmn"])
     assert result.exit_code != 0 and "Unknown attack 'fmn' for backend 'art'" in result.output

@@ -111,7 +111,7 @@ def test_eps_curve_does_not_reattack_clips_that_resisted_a_larger_budget(tmp_pat
     assert not large["carried"].any()
     # robust accuracy can only fall as ε grows
     assert large["adv_correct"].sum() <= small["adv_correct"].sum()
-    assert (linf["linf"] <= linf["eps_setting"] * (1 + 1e-5)).all()
+    assert (linf["linf"] <= linf["eps_setting"]).all()  # exactly (records hold the float64 norm of what the model saw)
 
 
 def test_report_is_built_from_records_and_escapes_labels(tmp_path, write_dataset):
