@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 import soundfile
@@ -10,6 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from robustaudio.cli import main
+from robustaudio.cli.common import LIST_OPTIONS
 from robustaudio.data import AudioError, load_audio
 from robustaudio.models import ModelError, load_model, save_checkpoint
 from robustaudio.models.cnn import LogMelCNN
@@ -172,6 +174,40 @@ def test_nan_and_inf_numbers_are_usage_errors(args):
     result = invoke(*args)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert f"Invalid value for '{args[1]}'" in result.output and "is not a finite number" in result.output
+
+
+@pytest.mark.parametrize("command", ["attack", "noise", "compare", "certify", "defend", "train", "train-denoiser",
+                                     "jam", "sticker"])
+@pytest.mark.parametrize("seed", ["-1", "99999999999999999999"])
+def test_a_seed_the_generators_cannot_take_is_a_usage_error(command, seed):
+    """numpy's generator refuses a negative seed and one past 64 bits: --seed -1 ran the whole attack (or jam, or
+    training) and then lost its report (or card) to a traceback."""
+    result = invoke(command, "--seed", seed)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "Invalid value for '--seed'" in result.output and "0<=x<=4294967295" in result.output
+
+
+def test_every_option_that_takes_several_values_takes_them_after_one_flag():
+    """The docs say options that take several values accept them after one flag; certify/defend --sigma, defend
+    --defenses, compare --video-eps and jam --levels (negative numbers) did not."""
+    from robustaudio.cli.common import expand_value_lists
+
+    assert expand_value_lists(["certify", "--sigma", "0.25", "0.5", "--n", "10"]) == [
+        "certify", "--sigma", "0.25", "--sigma", "0.5", "--n", "10"]
+    assert expand_value_lists(["jam", "--levels", "-14", "-12", "--level-floor", "0.7"]) == [
+        "jam", "--levels", "-14", "--levels", "-12", "--level-floor", "0.7"]
+    assert expand_value_lists(["defend", "--defenses", "none", "mixup", "--sigma", "0"]) == [
+        "defend", "--defenses", "none", "--defenses", "mixup", "--sigma", "0"]
+    for command in ("attack", "noise", "compare", "certify", "defend", "train", "jam"):
+        several = [p.opts[0] for p in main.commands[command].params if isinstance(p, click.Option) and p.multiple]
+        assert set(several) <= set(LIST_OPTIONS), (command, set(several) - set(LIST_OPTIONS))
+
+
+def test_help_shows_no_empty_range():
+    """click described a float option with no bounds as "[x<=None]"."""
+    for command in ("attack", "certify", "defend", "jam"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "None]" not in result.output and "x<=None" not in result.output
 
 
 def test_an_unknown_device_is_a_usage_error():

@@ -65,8 +65,12 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return number
 
+    def _describe_range(self) -> str:  # click describes a range with no bounds as "x<=None" in --help
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 FINITE = FiniteFloat()
+SEED = click.IntRange(0, 2**32 - 1)  # numpy's and torch's generators take no negative seed, nor one past 64 bits
 
 
 def data_for(model_name: str, data: str | None) -> str | None:
@@ -79,8 +83,8 @@ def data_for(model_name: str, data: str | None) -> str | None:
 
 
 def expand_value_lists(args: list[str]) -> list[str]:
-    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2`` (also --snr-db, --models,
-    --corruption)."""
+    """Let ``--eps 0.05 0.1 0.2`` mean ``--eps 0.05 --eps 0.1 --eps 0.2``, for every option of
+    :data:`LIST_OPTIONS` (those that take several values)."""
     out: list[str] = []
     option = None  # the list option whose values are being read
     for arg in args:
@@ -107,7 +111,8 @@ def _is_name(text: str) -> bool:
 
 
 LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_name, "--corruption": _is_name,
-                "--scene-seeds": _is_number, "--evaluate-engine": _is_name}
+                "--scene-seeds": _is_number, "--evaluate-engine": _is_name, "--sigma": _is_number,
+                "--video-eps": _is_number, "--levels": _is_number, "--defenses": _is_name}
 
 
 RESUMABLE = {"attack", "noise", "compare", "certify", "defend"}  # commands that keep finished work in --out
@@ -237,7 +242,7 @@ run_options = compose(
     click.option("--workers", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True),
     click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels."),
-    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--seed", type=SEED, default=0, show_default=True),
     click.option("--device", default="cpu", show_default=True))
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import FINITE, Progress, default_out, model_options, parse_device, user_errors
+from .common import FINITE, SEED, Progress, default_out, model_options, parse_device, user_errors
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,7 +55,7 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--noise-sigma", type=FINITE, default=0.25, show_default=True,
               help="Noise std for --method noise, in --noise-domain units.")
 @click.option("--noise-domain", type=click.Choice(choices.NOISE_DOMAINS), default="feature", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it, .json). "
               "Default: robustaudio-runs/train/<model>-<method>.pt")
@@ -113,7 +113,7 @@ def train(model_name: str, method: str, data: str | None, train_split: str, test
 @click.option("--sigma-max", type=FINITE, default=1.0, show_default=True,
               help="Largest noise std it will be used at, in --domain units; trained on t in [0, t*(sigma-max)].")
 @click.option("--channels", default="16,32,64", show_default=True, help="UNet block widths, comma-separated.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False), help="Checkpoint file (card beside it). "
               "Default: robustaudio-runs/denoisers/<model>-<domain>.pt")
@@ -170,7 +170,7 @@ def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoin
 @click.option("--data", type=click.Path(), help="Dataset directory. Default: bundled minievents.")
 @click.option("--split", default="test", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/certify-<hash>).")
@@ -254,7 +254,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
 @click.option("--split", default="test", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="A seeded sample of N clips, stratified over labels.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/defend-<hash>).")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import FINITE, FiniteFloat, PhaseProgress, default_out, model_options, user_errors
+from .common import FINITE, SEED, FiniteFloat, PhaseProgress, default_out, model_options, user_errors
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -227,7 +227,7 @@ def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target:
               help="Scenes per clip and room set in the evaluation.")
 @click.option("--random-pieces", type=click.IntRange(min=1), default=4, show_default=True,
               help="Random loops of the synthesiser for the random-music condition.")
-@click.option("--scene-seeds", type=int, multiple=True, default=(1, 2, 3, 4, 5), show_default=True,
+@click.option("--scene-seeds", type=SEED, multiple=True, default=(1, 2, 3, 4, 5), show_default=True,
               help="Also evaluate in new held-out rooms and scenes per seed, with voice-clustered intervals "
                    "(--scene-seeds 1 2 3 4 5; one value, e.g. 1, for a quick run).")
 @click.option("--evaluate-engine", "evaluate_engines", multiple=True, metavar="ENGINE",
@@ -239,7 +239,7 @@ def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target:
                    "the detector about, as measured in experiments/jam_query.md; device bands on half of its "
                    "scenes, which held on engines the loops never heard) and for --objective masking, off "
                    "otherwise.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--transfer-to", "transfer_to", metavar="MODEL",
               help="Also score every scene with this detector (black-box transfer, e.g. microwakeword:alexa): "
                    "the music is optimised on --model only.")

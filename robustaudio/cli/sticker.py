@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ..attacks.sticker import StickerTarget
     from ..models.base import Classifier
 
-from .common import FINITE, default_out, parse_device, user_errors
+from .common import FINITE, SEED, default_out, parse_device, user_errors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -170,7 +170,7 @@ def load_calibration(root: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
                    "DIR/photos/*.png and DIR/dots.json.")
 @click.option("--controls", type=click.IntRange(min=1), default=20, show_default=True,
               help="Random-dot stickers in the control.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/sticker-<hash>).")
