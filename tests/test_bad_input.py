@@ -271,6 +271,27 @@ def test_certify_says_which_clips_it_skipped(tmp_path, write_dataset):
     assert result.output.strip().splitlines()[-1].startswith("Error: No usable clip to certify")
 
 
+def test_certify_restart_discards_the_certificates_of_another_run_and_a_resume_counts_what_it_kept(tmp_path):
+    """The refusal and Ctrl-C's line said to pass --restart, which certify (and defend, compare) did not have."""
+    args = ("certify", "--sigma", "0.25", "--n0", "2", "--n", "4", "--out", tmp_path / "c")
+    assert invoke(*args, "--limit", "2").exit_code == 0
+    result = invoke(*args, "--limit", "3")
+    assert result.exit_code == 1 and "--restart to discard them" in result.output, result.output
+    result = invoke(*args, "--limit", "3", "--restart")
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "c" / "sigma-0.25-plain.jsonl").read_text().splitlines()) == 3
+    result = invoke(*args, "--limit", "3")
+    assert result.exit_code == 0 and "3/3 clips" in result.output and "(3 from the records)" in result.output
+    for command in ("attack", "noise", "compare", "certify", "defend"):  # the commands whose messages name it
+        assert "--restart" in [o for p in main.commands[command].params for o in p.opts], command
+
+
+def test_certify_checks_alpha_and_sample_counts_before_any_work(tmp_path):
+    result = invoke("certify", "--sigma", "0.25", "--n0", "50", "--n", "10", "--out", tmp_path / "c")
+    assert result.exit_code == 1 and "selection samples exceed" in result.output
+    assert "CERTIFY" not in result.output and not (tmp_path / "c").exists()
+
+
 def test_defend_checks_its_denoiser_and_certification_before_the_attack_rows(tmp_path):
     """A missing denoiser or an impossible certification setting stops defend at once (before, after the
     table's attack rows had run); --purify-sigma is named."""

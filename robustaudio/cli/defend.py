@@ -174,22 +174,25 @@ def train_denoiser_command(model_name: str, weights: str | None, trust_checkpoin
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/certify-<hash>).")
+@click.option("--restart", is_flag=True, help="Discard the certificates already in --out and start over.")
 def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denoiser: str | None,
             sigma: tuple[float, ...], domain: str | None, n0: int, n: int, alpha: float, noise_batch: int,
             data: str | None, split: str,
-            limit: int | None, seed: int, device: str, out: str | None) -> None:
+            limit: int | None, seed: int, device: str, out: str | None, restart: bool) -> None:
     """Certify every clip with randomized smoothing (CERTIFY of Cohen et al.), optionally denoised.
 
     Example: robustaudio certify --model cnn --denoiser minievents-logmel --sigma 0.25 --n 1000
     """
     from ..data import AudioDataset
     from ..defenses.denoiser import load_denoiser
-    from ..defenses.smoothing import Smooth, certify_clips, keep_warnings, usable_clips
+    from ..defenses.smoothing import Smooth, certify_clips, check_settings, keep_warnings, usable_clips
     from ..models import load_model
-    from ..records import WARNINGS_FILE, make_folder
+    from ..records import WARNINGS_FILE, make_folder, read_rows
     from ..report.defenses import build_defenses_report
     from ..report.listen import smoothing_examples
     try:
+        for s in sigma:  # before any model is loaded or folder made
+            check_settings(s, n0, n, alpha)
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         den = load_denoiser(denoiser, device=parse_device(device), trust_checkpoint=trust_checkpoint) if denoiser \
             else None
@@ -207,11 +210,17 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
         curves = []
         for smooth in smooths:
             name = f"sigma-{smooth.sigma:g}-{'denoised' if den is not None else 'plain'}"
+            rows_file = out_dir / f"{name}.jsonl"
+            if restart:
+                rows_file.unlink(missing_ok=True)
             click.echo(f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> "
-                       f"{out_dir / name}.jsonl")
+                       f"{rows_file}")
             progress = Progress(name, len(clips))
+            kept = len(read_rows(rows_file))  # certificates of an interrupted run, read back, not redone
+            if kept:
+                progress(None, kept, True)
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
-                                 rows_file=out_dir / f"{name}.jsonl",
+                                 rows_file=rows_file,
                                  source={"model": model_name, "weights": weights, "data": str(dataset.root),
                                          "split": split, "limit": limit},
                                  on_clip=cast("Callable[[dict], None]",
@@ -258,10 +267,12 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/defend-<hash>).")
+@click.option("--restart", is_flag=True,
+              help="Discard the attack runs and certificates already in --out and start over (--retrain: the models).")
 def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, rows: tuple[str, ...], retrain: bool,
            denoiser: str, purify_sigma: float, purify_steps: int, eot: int, sigma: tuple[float, ...],
            n0: int, n: int, alpha: float, certify_limit: int | None, data: str | None, split: str, batch_size: int,
-           limit: int | None, seed: int, device: str, out: str | None) -> None:
+           limit: int | None, seed: int, device: str, out: str | None, restart: bool) -> None:
     """The defenses table (none / mixup / adversarial training / purification) and certified-accuracy curves.
 
     Example: robustaudio defend --model cnn --eps 0.002 --out runs/defenses
@@ -285,7 +296,7 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
                                retrain=retrain, rows=tuple(rows) or choices.DEFENSE_ROWS, denoiser=denoiser,
                                purify=PurifySettings(sigma=purify_sigma, steps=purify_steps, eot=eot),
                                certify=CertifySettings(sigmas=sigmas, n0=n0, n=n, alpha=alpha, limit=certify_limit),
-                               log=click.echo)
+                               restart=restart, log=click.echo)
         write_json_atomic(out_dir / "summary.json", summary, default=str)
         document = build_defenses_report(out_dir, summary)
     except defense_errors() as error:

@@ -325,10 +325,11 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
 @run_options
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default: robustaudio-runs/compare-<hash>).")
+@click.option("--restart", is_flag=True, help="Discard the runs and metrics already in --out and start over.")
 def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], table_eps: float | None,
             video_eps: tuple[float, ...], corruption: tuple[str, ...], data: str | None, split: str, steps: int,
             batch_size: int, limit: int | None, seed: int,
-            device: str, out: str | None, ray_address: str | None, workers: int | None) -> None:
+            device: str, out: str | None, restart: bool, ray_address: str | None, workers: int | None) -> None:
     """Models side by side: clean, natural noise, PGD ε curve, density, convexity, sharpness, rank correlations.
 
     On audio-visual data (e.g. the av-* models on avmini) also modality-wise attacks: audio only, video
@@ -370,7 +371,7 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
                               lambda name=name: load_model(name, device=parse_device(device)))
                    for name in model_names}
         options = RunOptions(batch_size=batch_size, seed=seed, device=parse_device(device), limit=limit,
-                             ray_address=ray_address, workers=workers)
+                             restart=restart, ray_address=ray_address, workers=workers)
         comparison = run_comparison(loaders, dataset, out_dir, norm=norm, eps=tuple(sorted(eps)),
                                     corruptions=parse_corruptions(corruption), steps=steps, options=options,
                                     table_eps=table_eps, fusion=plan, progress=click.echo)

@@ -276,7 +276,7 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
         if differ:
             raise SmoothingError(f"{rows_file} holds certificates of another run ("
                                  + ", ".join(f"{k} {old!r}, not {new!r}" for k, (old, new) in differ.items())
-                                 + "): use another --out.")
+                                 + "): use another --out, or --restart to discard them.")
         done[row["clip_id"]] = row
     rows = []
     labels = smooth.model.labels

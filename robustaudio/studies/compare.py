@@ -188,7 +188,7 @@ def run_comparison(models: dict[str, Callable[[], Classifier]], dataset: AudioDa
             run_fusion_attacks(model, name, dataset, model_dir, plan, main_norm=norm, steps=steps, options=options,
                                progress=progress)
         metrics_path = model_dir / METRICS_FILE
-        if not metrics_path.exists():
+        if options.restart or not metrics_path.exists():
             progress(f"[{name}] density, convexity, sharpness")
             subset = (dataset if options.limit is None else
                       AudioDataset(dataset.root, limited(dataset.clips, options.limit)))

@@ -138,14 +138,15 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
                  limit: int | None = None, seed: int = 0, device: str | torch.device = "cpu", retrain: bool = False,
                  rows: tuple[str, ...] = ROWS, denoiser: str = "minievents-logmel",
                  purify: PurifySettings = PurifySettings(), certify: CertifySettings = CertifySettings(),
-                 log: Callable[[str], None] = print) -> dict:
+                 restart: bool = False, log: Callable[[str], None] = print) -> dict:
     """Run the whole study into ``out``; returns the summary that :func:`robustaudio.report.defenses` renders.
 
     Each row is attacked by PGD with ``steps`` steps and ``restarts`` restarts at ``threat`` on ``limit`` clips
     of ``split``; ``denoiser`` serves the purification row (``purify``) and the certification (``certify``).
 
     Finished parts are kept: trained checkpoints, attack run directories (resumed batch by batch)
-    and certification rows (resumed clip by clip).
+    and certification rows (resumed clip by clip); ``restart`` discards the attack runs and certification rows
+    (``retrain`` the checkpoints).
     """
     if model_name not in MODELS:
         raise ModelError(unknown_model_message(model_name) + " `robustaudio defend` trains with a registered "
@@ -173,7 +174,7 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
 
     undefended, _ = checkpoint("none")  # purification and certification wrap it
     pgd = AttackSpec("pgd", steps=steps, restarts=restarts)
-    options = RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit)
+    options = RunOptions(batch_size=batch_size, seed=seed, device=device, limit=limit, restart=restart)
     for row in rows:
         if row == "purification":
             continue
@@ -203,7 +204,7 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
     if certify.sigmas:
         certify = certify if certify.limit is not None else replace(certify, limit=limit)
         summary["certification"] = certify_study(model_name, undefended, test, out, certify, denoiser=den or denoiser,
-                                                 seed=seed, device=device, log=log)
+                                                 seed=seed, device=device, restart=restart, log=log)
     summary["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return summary
 
@@ -228,11 +229,11 @@ def _row_line(row: dict) -> str:
 
 
 def certify_study(model_name: str, weights: str | None, test: AudioDataset, out: Path, settings: CertifySettings, *,
-                  denoiser: str | Denoiser, seed: int, device: str | torch.device,
+                  denoiser: str | Denoiser, seed: int, device: str | torch.device, restart: bool = False,
                   log: Callable[[str], None] = print) -> list[dict]:
     """CERTIFY every test clip (``settings.limit`` of them) at each σ of ``settings``, with and without
     ``denoiser`` (a name or path, or one already loaded), in the denoiser's domain; rows go to
-    ``certify_dir(out, settings)`` (``out``: the study's folder)."""
+    ``certify_dir(out, settings)`` (``out``: the study's folder), resumed clip by clip unless ``restart``."""
     model = load_model(model_name, weights=weights, device=device)
     den = denoiser if isinstance(denoiser, Denoiser) else load_denoiser(denoiser, device=device)
     clips, warnings = usable_clips(test, model, settings.limit, device)
@@ -247,6 +248,8 @@ def certify_study(model_name: str, weights: str | None, test: AudioDataset, out:
         for use in (None, den):
             smooth = Smooth(model, sigma, domain=den.domain, denoiser=use)
             name = f"sigma-{sigma:g}-{'denoised' if use is not None else 'plain'}"
+            if restart:
+                (out / f"{name}.jsonl").unlink(missing_ok=True)
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=settings.batch_size, seed=seed,
                                  rows_file=out / f"{name}.jsonl",
                                  source={"model": model_name, "weights": str(weights) if weights else None,
