@@ -158,6 +158,16 @@ def test_bad_clips_in_a_dataset_are_skipped_and_recorded(tmp_path, write_dataset
                                                "dog/dog0.wav", "dog/dog1.wav"}
 
 
+def test_a_clip_with_several_labels_is_refused_for_a_single_label_model(tmp_path, write_dataset):
+    """A metadata row 'bird;dog' was scored against 'bird' alone by the single-label cnn, silently."""
+    root = write_dataset(labels=("bird", "dog"), per_label=1)
+    (root / "metadata.csv").write_text("path,label\nbird/bird0.wav,bird;dog\ndog/dog0.wav,dog\n")
+    result = invoke("attack", "--data", root, "--eps", "0.002", "--limit", "2", "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "1 clip(s) have several labels (first: bird/bird0.wav, bird;dog)" in result.output
+    assert "single-label" in result.output and not (tmp_path / "run" / "records.jsonl").exists()
+
+
 def test_unknown_labels_in_the_data_are_named(tmp_path, write_dataset):
     root = write_dataset(labels=("bird", "spaceship"), per_label=1)
     result = invoke("attack", "--data", root, "--eps", "0.002", "--out", tmp_path / "run")

@@ -198,7 +198,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
             else None
         smooths = [Smooth(model, s, domain=domain, denoiser=den) for s in sigma]  # checks σ, domain, denoiser
         dataset = AudioDataset.from_path(data, split=split)
-        dataset.check_labels(model.labels)
+        dataset.check_labels(model.labels, model.multilabel)
         out_dir = Path(out) if out else default_out("certify", [model_name, weights, denoiser, sigma, domain, n0, n,
                                                                 alpha, data, split, limit, seed])
         make_folder(out_dir)

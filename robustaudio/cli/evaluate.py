@@ -167,7 +167,7 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
         if labels_from == "data":  # with --labels model the data's labels are never read
-            dataset.check_labels(model.labels)
+            dataset.check_labels(model.labels, model.multilabel)
         fit_clip_to_data(model, [clip.path for clip in dataset.clips])  # hf: the data's clip length, before masks
         bounds = model.bounds if domain == "waveform" else None
         restriction = restrict_options(model, domain, time_window, freq_band)
@@ -179,7 +179,7 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         learn = None
         if universal:
             learn = AudioDataset.from_path(data, split=learn_split)
-            learn.check_labels(model.labels)
+            learn.check_labels(model.labels, model.multilabel)
             if learn_split == split:
                 click.echo(f"warning: the universal perturbation is learned and evaluated on the same "
                            f"split ({split!r}); use --learn-split train --split test for held-out numbers.",
@@ -292,7 +292,7 @@ def noise(model_name: str, weights: str | None, trust_checkpoint: bool, corrupti
         model = load_model(model_name, weights=weights, device=parse_device(device), trust_checkpoint=trust_checkpoint)
         data = data_for(model_name, data)
         dataset = AudioDataset.from_path(data, split=split)
-        dataset.check_labels(model.labels)
+        dataset.check_labels(model.labels, model.multilabel)
         out_dir = Path(out) if out else default_out(f"{model_name}-noise", [model_name, weights, data, split,
                                                                              corruption, batch_size, limit, seed])
         n_clips = min(limit, len(dataset)) if limit else len(dataset)

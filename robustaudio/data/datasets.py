@@ -193,7 +193,17 @@ class AudioDataset:
     def label_names(self) -> list[str]:
         return sorted({name for c in self.clips for name in c.labels})
 
-    def check_labels(self, model_labels: tuple[str, ...]) -> None:
+    def check_labels(self, model_labels: tuple[str, ...], multilabel: bool = False) -> None:
+        """Refuse labels the model does not know, and, for a single-label model (``multilabel`` false), clips
+        with several labels (it would be scored against the first alone)."""
+        if not multilabel:
+            several = next((clip for clip in self.clips if len(clip.labels) > 1), None)
+            if several is not None:
+                count = sum(len(clip.labels) > 1 for clip in self.clips)
+                raise DatasetError(
+                    f"{count} clip(s) have several labels (first: {several.id}, {';'.join(several.labels)}), but the "
+                    f"model is single-label and would be scored against the first label alone: give each clip one "
+                    f"label in metadata.csv, or use a multi-label model.")
         unknown = sorted(set(self.label_names) - set(model_labels))
         if unknown:
             raise DatasetError(
@@ -210,7 +220,7 @@ class AudioDataset:
         Unusable clips (corrupt, silent, NaN) are skipped and reported in ``Batch.warnings``;
         the batch index depends only on the dataset order, so runs resume batch by batch.
         """
-        self.check_labels(model.labels)
+        self.check_labels(model.labels, model.multilabel)
         with_video = "video" in getattr(model, "modalities", ("audio",))
         if with_video and not self.has_video:
             raise DatasetError(f"The model uses video but the data under {self.root} has none: use an "
