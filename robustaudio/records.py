@@ -88,6 +88,20 @@ FIELDS: dict[str, str] = {
 }
 
 
+# Fields added after the first records were written; a reader fills them in (or does without) for older runs.
+LATER_FIELDS = ("kind", "broken_by", "l1", "severity", "severity_unit", "transfer_model", "transfer_clean_correct",
+                "transfer_adv_pred", "transfer_adv_correct")
+
+
+def check_fields(records: pd.DataFrame, run_dir: str | Path) -> None:
+    """Refuse, in one line, records that lack a field every version wrote (hand-edited, or another tool's):
+    the report would otherwise stop on a ``KeyError`` deep in its tables."""
+    missing = [name for name in FIELDS if name not in LATER_FIELDS and name not in records.columns]
+    if len(records) and missing:
+        raise RunDirectoryError(f"{Path(run_dir) / RECORDS_FILE} lacks the field(s) {', '.join(missing)} that every "
+                                f"version of robustaudio writes: rerun the command that made it with --restart.")
+
+
 def file_safe(name: str) -> str:
     """A model or condition name as one path component: ``hf:/a/dir`` -> ``hf_a_dir``."""
     return re.sub(r"[^\w.+-]+", "_", name)

@@ -480,3 +480,20 @@ def test_report_into_an_unwritable_run_folder_names_a_fix_report_has(tmp_path, w
     line = result.output.strip()
     assert "\n" not in line and "Traceback" not in line and "--out" not in line
     assert f"Cannot write the report into {out}" in line and f"cp -r {out} COPY" in line
+
+
+@pytest.mark.parametrize("field", ["carried", "eps_setting", "clip_id"])
+def test_report_on_records_that_lack_a_field_is_one_line(tmp_path, write_dataset, field):
+    """Records without a field every version writes (hand-edited, another tool's) stopped `report` with a KeyError
+    traceback; now one line names the field and the fix."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(), tmp_path / "run")
+    rows = [json.loads(line) for line in (out / RECORDS_FILE).read_text().splitlines()]
+    (out / RECORDS_FILE).write_text("".join(json.dumps({k: v for k, v in r.items() if k != field}) + "\n"
+                                            for r in rows))
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"lacks the field(s) {field} that every version of robustaudio writes" in result.output

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..metrics import accuracy_from_minimal_eps, eps_at_chance, mean_with_ci, median_with_ci, per_class_mean
 from ..metrics.sanity import record_checks
-from ..records import SANITY_FILE, read_records, read_run_json, read_warnings
+from ..records import SANITY_FILE, check_fields, read_records, read_run_json, read_warnings
 
 CARD_FILE = "card.json"
 
@@ -122,6 +122,7 @@ def build_card(run_dir: str | Path) -> dict:
     meta = read_run_json(run_dir)
     settings = meta["settings"]
     records = read_records(run_dir)
+    check_fields(records, run_dir)
     warnings = read_warnings(run_dir)
     seed = int(settings.get("seed", 0))
     card = {
