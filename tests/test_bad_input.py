@@ -329,6 +329,36 @@ def test_options_the_attack_would_ignore_are_refused(args, message):
     assert result.exit_code == 2 and message in result.output, result.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (("attack", "--eps", "0.002", "--attack", "square", "--restarts", "3"), "--restarts does not apply to --attack square"),
+    (("attack", "--eps", "0.002", "--backend", "foolbox", "--attack", "pgd", "--restarts", "3"),
+     "--restarts does not apply to library attacks"),
+    (("train", "--method", "plain", "--mixup-alpha", "0.5"), "--mixup-alpha belongs to --method mixup"),
+    (("train", "--method", "mixup", "--adv-eps", "0.01"), "--adv-eps belongs to --method adversarial"),
+    (("train", "--method", "adversarial", "--noise-sigma", "0.3"), "--noise-sigma belongs to --method noise"),
+    (("defend", "--defenses", "none", "--defenses", "mixup", "--eot", "3"), "--eot sets the purification row"),
+    (("defend", "--defenses", "none", "--sigma", "0", "--denoiser", "x.pt"), "--denoiser serves purification"),
+    (("defend", "--sigma", "0", "--n", "5"), "--n sets the certification, which --sigma 0 skips"),
+    (("defend", "--sigma", "0", "--certify-limit", "2"), "--certify-limit sets the certification"),
+    (("jam", "--levels", "-20"), "--levels are the levels --level-split tries"),
+    (("jam", "--level-floor", "0.9"), "--level-floor is the F1 --level-split keeps"),
+    (("jam", "--query-method", "substitute"), "--query-method belongs to --queries"),
+    (("jam", "--query-feedback", "clip"), "--query-feedback belongs to --queries"),
+    (("jam", "--queries", "200", "--lr", "0.3"), "--lr sets gradient optimisation, which --queries (NES) does not"),
+    (("jam", "--queries", "200", "--steps", "7"), "--steps sets gradient optimisation"),
+])
+def test_options_other_commands_would_ignore_are_refused(args, message):
+    """Each of these ran to the end and some were recorded in the card as if used (train's settings listed the
+    mixup α of a plain run; jam's card the --lr 0.3 NES never used)."""
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_compare_refuses_video_budgets_for_data_without_video():
+    result = invoke("compare", "--models", "cnn", "--video-eps", "0.01")
+    assert result.exit_code == 2 and "--video-eps sets the video budgets of audio-visual data" in result.output
+
+
 def test_report_of_a_run_with_no_finished_batch_says_so(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"settings": {"model": "cnn"}}))
     (tmp_path / "records.jsonl").write_text("")

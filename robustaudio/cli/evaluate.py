@@ -145,6 +145,10 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
         ("--projection", "belongs to --universal", given("projection") and not universal),
         ("--steps", "does not apply to --attack square (a query-based search: set --queries)",
          steps is not None and attack_name == "square"),
+        ("--restarts", "does not apply to --attack square (one random search per clip: raise --queries)",
+         restarts != 1 and attack_name == "square" and backend == "native"),
+        ("--restarts", "does not apply to library attacks (they run once, at their authors' settings)",
+         restarts != 1 and backend != "native"),
         ("--workers", "sizes the local Ray cluster: add --ray", workers is not None and not ray_address),
     ) if unused})
     if (backend != "native" or attack_name not in ("reliable", "pgd")) and (universal or minimal):
@@ -363,6 +367,9 @@ def compare(model_names: tuple[str, ...], norm: str, eps: tuple[float, ...], tab
                                        f"one with --data.")
             data = trained_on[0] if trained_on else None
         dataset = AudioDataset.from_path(data, split=split)
+        if video_eps and not dataset.has_video:
+            raise click.UsageError(f"--video-eps sets the video budgets of audio-visual data, and {dataset.root} has "
+                                   f"no video: leave it out, or use audio-visual data (e.g. --data avmini).")
         out_dir = Path(out) if out else default_out("compare", [model_names, norm, eps, video_eps, corruption, data,
                                                                  split, steps, batch_size, limit, seed])
         plan = FusionPlan(minimal_norms=(norm,), video_eps={**VIDEO_EPS,

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import FINITE, SEED, FiniteFloat, PhaseProgress, default_out, model_options, user_errors
+from .common import (
+    FINITE,
+    SEED,
+    FiniteFloat,
+    PhaseProgress,
+    default_out,
+    given,
+    model_options,
+    refuse_unused,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -246,7 +256,7 @@ def _level_utterances(root: Path | None, clips: list[SpeechClip] | None, target:
 @click.option("--queries", type=click.IntRange(min=1),
               help="Query-based jamming (black box): search the synthesiser with NES on the detector's scores alone, "
                    "this many scored scenes in all, instead of gradient steps (--steps, --batch-size, --lr and "
-                   "--augment are then unused, except by --query-method substitute, whose every round "
+                   "--augment are then refused, except with --query-method substitute, whose every round "
                    "they set). The way to jam a detector that gives no gradients, e.g. "
                    "microwakeword:alexa; the report draws F1 against queries.")
 @click.option("--query-feedback", type=click.Choice(["steps", "clip"]), default="steps", show_default=True,
@@ -301,6 +311,16 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
         raise click.UsageError("--level-by says how --level-split chooses the level: pass --level-split too.")
     if objective == "masking" and queries is not None:
         raise click.UsageError("--objective masking reads no detector, so it spends no queries: drop --queries.")
+    nes = queries is not None and query_method == "nes"
+    refuse_unused({option: why for option, why, unused in (
+        ("--levels", "are the levels --level-split tries: add --level-split", given("levels") and level_split is None),
+        ("--level-floor", "is the F1 --level-split keeps: add --level-split", given("level_floor") and not level_split),
+        ("--query-method", "belongs to --queries (query-based jamming)", given("query_method") and queries is None),
+        ("--query-feedback", "belongs to --queries (query-based jamming)", given("query_feedback") and queries is None),
+        *((f"--{name.replace('_', '-')}", "sets gradient optimisation, which --queries (NES) does not run: add "
+           "--query-method substitute, or drop it", given(name) and nes)
+          for name in ("steps", "batch_size", "lr", "augment")),
+    ) if unused})
     if restarts > 1 and objective != "masking":
         raise click.UsageError("--restarts picks among masking loops by how well they hide the word: add "
                                "--objective masking (or drop --restarts).")

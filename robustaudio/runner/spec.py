@@ -53,7 +53,8 @@ class AttackSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.steps is None and self.backend == "native":  # library attacks: None = their authors' settings
+        if self.steps is None and self.backend == "native" and self.name != "square":  # library attacks: None =
+            # their authors' settings; Square takes no gradient steps (its records say None, not a made-up 10)
             object.__setattr__(self, "steps", DEFAULT_STEPS.get(self.name, 10))
         if self.queries is None:
             object.__setattr__(self, "queries", DEFAULT_QUERIES.get(self.name, 1000))
