@@ -364,3 +364,20 @@ def test_report_of_a_run_with_no_finished_batch_says_so(tmp_path):
     (tmp_path / "records.jsonl").write_text("")
     result = invoke("report", tmp_path)
     assert result.exit_code == 1 and "holds no finished batch yet" in result.output, result.output
+
+
+def test_report_on_another_commands_folder_says_which_command_rewrites_it(tmp_path):
+    """A certify, defend, compare, sticker or jam folder has no run.json; report said only 'pass the --out of an
+    earlier robustaudio attack'."""
+    for marker, command in (("defenses.json", "certify"), ("summary.json", "defend"), ("card.json", "jam")):
+        folder = tmp_path / command
+        folder.mkdir()
+        (folder / marker).write_text("{}")
+        result = invoke("report", folder)
+        assert result.exit_code == 1 and f"was made by `robustaudio {command}`" in result.output, result.output
+
+
+def test_an_empty_label_folder_layout_names_no_split(tmp_path):
+    (tmp_path / "bird").mkdir()
+    result = invoke("attack", "--eps", "0.002", "--data", tmp_path, "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "No audio clips found under" in result.output, result.output

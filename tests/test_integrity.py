@@ -497,3 +497,17 @@ def test_report_on_records_that_lack_a_field_is_one_line(tmp_path, write_dataset
     result = CliRunner().invoke(main, ["report", str(out)])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert f"lacks the field(s) {field} that every version of robustaudio writes" in result.output
+
+
+def test_report_of_a_half_written_run_says_so_on_the_console(tmp_path, write_dataset):
+    """The console printed a half-written run's numbers as if it were complete (only report.md said otherwise)."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(per_label=4), tmp_path / "run")
+    lines = (out / RECORDS_FILE).read_bytes().splitlines(keepends=True)
+    (out / RECORDS_FILE).write_bytes(b"".join(lines[:len(lines) // 2]))
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "incomplete: 4 of 8 clips have records" in result.output and "(it resumes)" in result.output

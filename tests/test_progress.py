@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from robustaudio.cli.common import Progress, clock_text
 
 
@@ -45,9 +47,11 @@ def test_clock_text():
     assert [clock_text(s) for s in (4.4, 242, 3749)] == ["4 s", "4:02", "1:02:29"]
 
 
-def test_ctrl_c_says_that_rerunning_resumes(tmp_path):
-    """SIGINT to a real run after its first batch: exit 130, one message that says how to resume (click
-    alone printed only "Aborted!"), and the rerun finishes from the saved batches."""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_says_that_rerunning_resumes(tmp_path, stop):
+    """SIGINT (Ctrl-C) or SIGTERM (`kill`) to a real run after its first batch: exit 130, one message that says how
+    to resume (click alone printed only "Aborted!"; SIGTERM ended it silently), and the rerun finishes from the
+    saved batches."""
     out = tmp_path / "run"
     args = [sys.executable, "-m", "robustaudio.cli", "attack", "--eps", "0.002", "--attack", "pgd", "--steps", "20",
             "--limit", "48", "--batch-size", "4", "--no-sanity", "--out", str(out)]
@@ -56,7 +60,7 @@ def test_ctrl_c_says_that_rerunning_resumes(tmp_path):
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (records.exists() and records.stat().st_size):
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stdout + stderr
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr

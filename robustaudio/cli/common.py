@@ -7,6 +7,8 @@ import errno
 import hashlib
 import json
 import math
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -118,11 +120,18 @@ LIST_OPTIONS = {"--eps": _is_number, "--snr-db": _is_number, "--models": _is_nam
 RESUMABLE = {"attack", "noise", "compare", "certify", "defend"}  # commands that keep finished work in --out
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # every write is whole or rolled back on it (records.append_rows, the atomic writes)
+
+
 class Main(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, expand_value_lists(args))
 
     def invoke(self, ctx: click.Context) -> Any:
+        # `kill` (SIGTERM) ends a run as Ctrl-C does, saying how to resume (it ended silently, exit -15)
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
         try:
             return super().invoke(ctx)
         except (KeyboardInterrupt, click.exceptions.Abort):  # Ctrl-C: click alone prints only "Aborted!"
@@ -138,6 +147,9 @@ class Main(click.Group):
                 raise
             from ..records import describe_os_error
             raise click.ClickException(describe_os_error(error, ctx.invoked_subcommand in RESUMABLE)) from error
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 class Progress:
@@ -248,6 +260,9 @@ run_options = compose(
 
 
 def print_summary(card: dict, run_dir: Path) -> None:
+    if not card.get("complete", True):
+        click.echo(f"incomplete: {card['clips']} of {card['settings'].get('clips')} clips have records; rerun the "
+                   f"command that made {run_dir} to finish it (it resumes).", err=True)
     if "clean_accuracy" in card:
         click.echo(f"clean accuracy {card['clean_accuracy']['value']:.3f}")
     for c in card["conditions"]:

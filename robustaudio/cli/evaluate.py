@@ -409,8 +409,15 @@ def report(run_dir: str, trust_checkpoint: bool) -> None:
     from ..report import build_report, read_records
     from ..runner import RUN_FILE
     if not (Path(run_dir) / RUN_FILE).is_file():
+        made_by = next((command for command, marker in (("defend", "summary.json"), ("certify", "defenses.json"),
+                                                         ("compare", "compare.json"), ("sticker", "sticker.json"),
+                                                         ("jam", "card.json"))
+                        if (Path(run_dir) / marker).is_file()), None)
+        if made_by:
+            raise click.ClickException(f"{run_dir} was made by `robustaudio {made_by}`, which writes its own report: "
+                                       f"rerun that command with the same --out (finished work is kept).")
         raise click.ClickException(f"{run_dir} is not a run directory (no {RUN_FILE}); pass the --out "
-                                   f"of an earlier `robustaudio attack`.")
+                                   f"of an earlier `robustaudio attack` or `noise`.")
     if not len(read_records(run_dir)):
         raise click.ClickException(f"{run_dir} holds no finished batch yet: rerun the command that made it (it "
                                    f"resumes), then the report.")

@@ -145,7 +145,7 @@ class AudioDataset:
                                    f"{suggest_split(split, found)}.")
             clips = [c for c in clips if c.split == split]
         if not clips:
-            where = f" in split {split!r}" if split else ""
+            where = f" in split {split!r}" if split and csv.is_file() else ""  # label folders have no splits
             raise DatasetError(f"No audio clips found{where} under {root}. Expected metadata.csv "
                                f"(columns path,label[,split]) or folders DIR/<label>/*.wav|flac|ogg.")
         return cls(root, clips)
