@@ -282,8 +282,8 @@ class ThreatModel:
     def rounding_margin(self, eps: torch.Tensor, clean: torch.Tensor | None, values: int) -> torch.Tensor:
         """How much float32 rounding can add to a perturbation of norm ``eps`` ``[B]`` on ``clean``
         ``[B, ...]`` of ``values`` values per sample: the sums ``clean + delta`` (in :meth:`project` and
-        :meth:`apply`) and the difference between them round each value by at most u·|clean + delta|, so
-        4u(||clean|| + eps) in the norm, and ε's own float32 value and the projection's arithmetic (a float32
+        :meth:`apply`) and the difference between them round each value by at most ``u |clean + delta|``, so
+        ``4u (||clean|| + eps)`` in the norm, and ε's own float32 value and the projection's arithmetic (a float32
         norm of many values) another 64u·eps (u = 2^-24): about 2.4e-7 of full scale for L∞, of the clip's
         norm for L2 / L1, and 4e-6 of ε.
         ``clean=None`` (a universal perturbation, added to clips later): the loudest clip the box allows
