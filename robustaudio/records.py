@@ -71,8 +71,8 @@ FIELDS: dict[str, str] = {
     "broken_by": "ensemble attacks: the member that fooled this clip (None if none did, or a single attack)",
     "linf": "L∞ norm of the perturbation (domain units)",
     "l2": "L2 norm of the perturbation",
-    "l1": "L1 norm of the perturbation (all three are of the exact perturbation the model saw, in float64: never "
-          "above the budget eps)",
+    "l1": "L1 norm of the perturbation (all three are of the exact perturbation the model saw, computed in float64; "
+          "for kind attack never above the clip's eps)",
     "snr_db": "20 log10(||x|| / ||δ||) in dB; None when δ = 0",
     "forwards": "forward passes this clip took part in",
     "backwards": "backward passes this clip took part in",
