@@ -1,8 +1,10 @@
-"""Bootstrap confidence intervals, per-class means and detection rates: the statistics every layer reports with
-(numpy, scipy only). Intervals resample the unit that repeats: clips, scenes, or clusters such as voices."""
+"""Confidence intervals, per-class means and detection rates: the statistics every layer reports with (numpy,
+scipy only). Proportions over independent clips get Wilson score intervals; other statistics a bootstrap that
+resamples the unit that repeats: clips, scenes, or clusters such as voices (widened when the clusters are few)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -15,7 +17,7 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p̂ inside despite rounding at 0 and 1
 
 

@@ -28,6 +28,7 @@ def test_a_proportions_interval_covers_the_truth_about_95_percent_of_the_time(n,
 def test_wilson_matches_its_closed_form_and_other_values_keep_the_bootstrap():
     low, high = wilson_interval(7, 10)
     assert (low, high) == pytest.approx((0.3968, 0.8922), abs=1e-4)  # textbook values for 7 of 10
+    assert type(low) is float and type(high) is float  # not np.float64, which prints as "np.float64(0.39...)"
     values = np.array([0.2, 0.5, 0.9, 0.4, 0.7])
     mean, low, high = mean_with_ci(values, seed=3)
     assert mean == pytest.approx(0.54) and low < mean < high and (low, high) == mean_with_ci(values, seed=3)[1:]
