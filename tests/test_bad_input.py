@@ -381,3 +381,9 @@ def test_an_empty_label_folder_layout_names_no_split(tmp_path):
     (tmp_path / "bird").mkdir()
     result = invoke("attack", "--eps", "0.002", "--data", tmp_path, "--out", tmp_path / "run")
     assert result.exit_code == 1 and "No audio clips found under" in result.output, result.output
+
+
+def test_an_attack_of_zero_steps_is_a_usage_error():
+    """--steps 0 ran no gradient step (a random start at most) and reported it as the attack's robust accuracy."""
+    result = invoke("attack", "--eps", "0.002", "--attack", "pgd", "--steps", "0")
+    assert result.exit_code == 2 and "Invalid value for '--steps'" in result.output

@@ -91,7 +91,7 @@ def models() -> None:
               help="Dataset directory (metadata.csv or label folders) or bundled set (minievents, avmini). "
               "Default: the set a bundled model was trained on, else minievents.")
 @click.option("--split", default="test", show_default=True, help="Rows of that split when the data has splits.")
-@click.option("--steps", type=click.IntRange(min=0), default=None,
+@click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Gradient steps per restart (default: pgd 10, reliable 100 per APGD member, apgd-* 100).")
 @click.option("--restarts", type=click.IntRange(min=1), default=1, show_default=True)
 @run_options
