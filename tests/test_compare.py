@@ -21,6 +21,22 @@ def test_rank_correlations():
     assert _correlation([0.1, 0.1, 0.1], [0.3, 0.4, 0.5])["spearman"] is None  # constant column
 
 
+def test_spearman_p_counts_pairings_at_least_as_extreme_in_absolute_value():
+    """Two-sided p = share of the 4! pairings with |ρ| >= the observed one. ρ = 1 on 4 models: 2 of 24 (1/12). With
+    tied ranks scipy's two-sided p (twice the one-sided) overstates it."""
+    import itertools
+
+    from scipy import stats
+
+    assert _correlation([0.1, 0.2, 0.3, 0.4], [0.2, 0.4, 0.5, 0.9])["spearman_p"] == pytest.approx(1 / 12)
+    x, y = [0.4, 0.4, 0.1, 0.3], [0.4, 0.4, 0.3, 0.4]  # ties: scipy's doubled one-sided p says 0.5, the share 0.25
+    observed = abs(stats.spearmanr(x, y).statistic)
+    pairings = [abs(stats.spearmanr(list(p), y).statistic) for p in itertools.permutations(x)]
+    expected = sum(r >= observed - 1e-12 for r in pairings) / len(pairings)
+    result = _correlation(x, y)
+    assert result["spearman_p"] == pytest.approx(expected) == 0.25 and abs(result["spearman"]) == pytest.approx(observed)
+
+
 def small_bundled_subset(root: Path, per_class: int = 3) -> Path:
     """A few test clips of three bundled classes (density needs other classes as neighbours)."""
     rows = list(csv.DictReader(open(BUNDLED / "metadata.csv")))

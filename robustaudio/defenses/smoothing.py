@@ -13,10 +13,10 @@ With a denoiser (Carlini et al. 2023, "(Certified!!) Adversarial Robustness for 
 
 CERTIFY draws ``n0`` selection samples to guess the top class ĉ and ``n`` *separate* estimation
 samples to count it; ``p_A`` is the one-sided (1 − α) Clopper–Pearson lower bound on
-``P(f(x + ε) = ĉ)`` (scipy); it abstains unless ``p_A > 1/2``, else returns ĉ with radius
-``σ·Φ⁻¹(p_A)``. PREDICT abstains unless a two-sided binomial test (scipy) of the two top counts
-rejects a tie at level α. Noise is drawn ``batch_size`` copies at a time and predictions counted
-on the device (``index_add_``).
+``P(f(x + ε) = ĉ)`` (scipy); it abstains when ``p_A < 1/2`` (as Cohen et al.'s code: ``p_A = 1/2``
+exactly gives radius 0), else returns ĉ with radius ``σ·Φ⁻¹(p_A)``. PREDICT abstains unless a two-sided
+binomial test (scipy) of the two top counts rejects a tie at level α. Noise is drawn ``batch_size`` copies
+at a time and predictions counted on the device (``index_add_``).
 
 Random numbers are drawn on the device that uses them (:func:`generator_for`): the noise of every
 batch comes from a generator on the model's device, and the counts stay there until the clip is

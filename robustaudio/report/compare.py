@@ -47,16 +47,19 @@ def _noise_curves(noise_card: dict) -> dict[str, list[tuple[float, float]]]:
 def _correlation(x: list[float], y: list[float]) -> dict:
     """Spearman and Kendall rank correlations; None where fewer than 3 models or a constant column.
 
-    Spearman's p is a permutation test (exact up to 8 models): the t approximation scipy uses by
-    default gives p = 0 for ρ = 1 on 4 models, where the exact two-sided p is 1/12."""
+    Spearman's p is a permutation test (exact up to 8 models), two-sided as the share of pairings with |ρ| at
+    least the observed one: the t approximation scipy uses by default gives p = 0 for ρ = 1 on 4 models, where
+    the exact p is 1/12, and doubling a one-sided p (scipy's two-sided) overstates it when ranks tie."""
     pairs = [(a, b) for a, b in zip(x, y) if a is not None and b is not None and np.isfinite(a) and np.isfinite(b)]
     if len(pairs) < 3 or len({a for a, _ in pairs}) < 2 or len({b for _, b in pairs}) < 2:
         return {"spearman": None, "spearman_p": None, "kendall": None, "kendall_p": None, "n": len(pairs)}
     a, b = zip(*pairs)
-    spearman = stats.permutation_test((a,), lambda x: stats.spearmanr(x, b).statistic, permutation_type="pairings",
+    rho = float(stats.spearmanr(a, b).statistic)
+    spearman = stats.permutation_test((a,), lambda x: abs(stats.spearmanr(x, b).statistic),
+                                      permutation_type="pairings", alternative="greater",
                                       n_resamples=np.inf if len(a) <= 8 else 9999, random_state=0)
     kendall = stats.kendalltau(a, b)
-    return {"spearman": float(spearman.statistic), "spearman_p": float(spearman.pvalue),
+    return {"spearman": rho, "spearman_p": float(spearman.pvalue),
             "kendall": float(kendall.statistic), "kendall_p": float(kendall.pvalue), "n": len(pairs)}
 
 
