@@ -102,6 +102,16 @@ def check_fields(records: pd.DataFrame, run_dir: str | Path) -> None:
                                 f"version of robustaudio writes: rerun the command that made it with --restart.")
 
 
+def check_own_folders(run_dir: str | Path, names: tuple[str, ...] = ("figures", "listen")) -> None:
+    """Refuse a run folder whose output subfolders are links: a report writes, and clears, files there, which must
+    never reach outside the run folder (a copied or planted folder could point ``listen/`` at any folder)."""
+    for name in names:
+        path = Path(run_dir) / name
+        if path.is_symlink():
+            raise RunDirectoryError(f"{path} is a link (to {os.readlink(path)}), and a report writes and deletes files "
+                                    f"in it: replace the link with a folder (rm {path}), then rerun.")
+
+
 def file_safe(name: str) -> str:
     """A model or condition name as one path component: ``hf:/a/dir`` -> ``hf_a_dir``."""
     return re.sub(r"[^\w.+-]+", "_", name)

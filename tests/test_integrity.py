@@ -511,3 +511,22 @@ def test_report_of_a_half_written_run_says_so_on_the_console(tmp_path, write_dat
     result = CliRunner().invoke(main, ["report", str(out)])
     assert result.exit_code == 0, result.output
     assert "incomplete: 4 of 8 clips have records" in result.output and "(it resumes)" in result.output
+
+
+def test_report_never_writes_or_deletes_through_a_linked_listen_folder(tmp_path, write_dataset):
+    """A copied run folder whose listen/ and figures/ were links: report deleted the .wav files of the folder they
+    pointed at and wrote its own there. Now one line, and the other folder is untouched."""
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    out = run(write_dataset(), tmp_path / "run")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.wav").write_bytes(b"RIFF")
+    for name in ("listen", "figures"):
+        shutil.rmtree(out / name, ignore_errors=True)
+        (out / name).symlink_to(victim)
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 1 and "is a link" in result.output and "Traceback" not in result.output
+    assert sorted(p.name for p in victim.iterdir()) == ["precious.wav"]

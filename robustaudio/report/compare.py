@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from ..records import file_safe, write_json_atomic, write_text_atomic
+from ..records import check_own_folders, file_safe, write_json_atomic, write_text_atomic
 from . import style
 from .card import json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
@@ -130,6 +130,7 @@ def figure_noise_against_adversarial(summaries: dict[str, dict], table_eps: floa
 def build_comparison(out: str | Path, names: list[str], *, table_eps: float, table_level: int | None = None) -> dict:
     """Write ``compare.json`` / ``.md`` / ``.html`` and figures in ``out``; return the comparison."""
     out = Path(out)
+    check_own_folders(out)
     dirs = {name: out / file_safe(name) for name in names}
     summaries = {name: summarize_model(d, table_eps, table_level) for name, d in dirs.items()}
     with_attack = [d for d in dirs.values() if (d / "attack").exists()]

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..defenses.smoothing import certified_accuracy, snr_of_radius
-from ..records import write_json_atomic, write_text_atomic
+from ..records import check_own_folders, write_json_atomic, write_text_atomic
 from . import style
 from .card import json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
@@ -154,6 +154,7 @@ def build_defenses_report(out: str | Path, summary: dict, listen: Listen | None 
     JSON document (table rows, certification summaries, closing note). ``listen``: examples to hear
     (:func:`~robustaudio.report.listen.smoothing_examples`), embedded after the figures."""
     out = Path(out)
+    check_own_folders(out)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     curves = summary.get("certification", [])
     certification = [curve_summary(c, radii_for(curves)) for c in curves]

@@ -24,7 +24,7 @@ import torch
 from .. import versions
 from ..data.audio import write_audio
 from ..metrics.jamming import CONDITIONS
-from ..records import write_json_atomic, write_text_atomic
+from ..records import check_own_folders, write_json_atomic, write_text_atomic
 from ..runner.jam import JamRun
 from . import style
 from .card import json_safe
@@ -356,6 +356,7 @@ def _summary_lines(card: dict) -> list[str]:
 def write_jam_report(out: str | Path, run: JamRun, model: str, notes: list[str] | tuple[str, ...] = ()) -> dict:
     """Write every file listed in the module docstring under ``out``; returns the card."""
     out = Path(out)
+    check_own_folders(out)
     (out / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
     sample_rate = run.settings["eot"]["sample_rate"]
     card = build_jam_card(run, model, notes)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..records import read_records, read_warnings, write_json_atomic, write_text_atomic
+from ..records import check_own_folders, read_records, read_warnings, write_json_atomic, write_text_atomic
 from . import style
 from .card import CARD_FILE, build_card, condition_order, json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, estimate_text, fmt, save_figure
@@ -260,6 +260,7 @@ def build_report(run_dir: str | Path, *, listen_examples: bool = True, trust_che
     (:mod:`robustaudio.report.listen`: loads the model and attacks at most six clips again).
     ``trust_checkpoint``: the model that ``run.json`` names may run code (``python:``) or hold pickles."""
     run_dir = Path(run_dir)
+    check_own_folders(run_dir)
     card = build_card(run_dir)
     write_json_atomic(run_dir / CARD_FILE, json_safe(card), allow_nan=False)
     records = read_records(run_dir)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from ..attacks.sticker import Sticker, StickerTarget
-from ..records import make_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..records import check_own_folders, make_folder, write_bytes_atomic, write_json_atomic, write_text_atomic
 from . import style
 from .document import FIGURES_DIR, document_html, document_markdown
 from .headline import Flag, Headline
@@ -63,6 +63,7 @@ def write_sticker_run(out: str | Path, summary: dict, sticker: Sticker, held: St
     sticker over sample held-out frames) and the report, in ``out``."""
     out = Path(out)
     make_folder(out)
+    check_own_folders(out)
     write_json_atomic(out / STICKER_FILE, summary)
     held_rate = summary["held_out"]["targeted"]
     title = (f"{summary['source']} → {summary['target']}: targeted {held_rate:.0%} on {len(held.images)} held-out "
