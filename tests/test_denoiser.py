@@ -253,3 +253,25 @@ def test_defend_command_writes_the_table_and_curves(tmp_path, cnn_denoiser):
     assert [c["name"] for c in document["certification"]] == ["sigma-0.25-plain", "sigma-0.25-denoised"]
     markdown = (out / "defenses.md").read_text()
     assert "Defenses at a fixed budget" in markdown and "Certified accuracy" in markdown
+
+
+@pytest.mark.parametrize("damage", ["foreign class", "extra argument", "config a string", "empty weights"])
+def test_a_crafted_or_damaged_denoiser_checkpoint_is_one_line_and_runs_nothing(tmp_path, damage):
+    """A weights-only checkpoint chose any diffusers callable and its arguments (ModularPipeline fetched a hub repo
+    named in the file); damaged configs reached tracebacks. Each is now a one-line DenoiserError."""
+    checkpoint = torch.load(BUNDLED_DIR / BUNDLED_DENOISERS["minievents-logmel"], weights_only=True)
+    unet = checkpoint["config"]["unet"]
+    if damage == "foreign class":
+        checkpoint["config"]["unet"] = {"class": "ModularPipeline",
+                                        "pretrained_model_name_or_path": "attacker-org/attacker-repo"}
+    elif damage == "extra argument":
+        checkpoint["config"]["unet"] = {**unet, "cache_dir": "/tmp/elsewhere"}
+    elif damage == "config a string":
+        checkpoint["config"] = "not a mapping"
+    else:
+        checkpoint["state_dict"] = {}
+    path = tmp_path / "crafted.pt"
+    torch.save(checkpoint, path)
+    with pytest.raises(DenoiserError) as info:
+        load_denoiser(path)
+    assert "\n" not in str(info.value) and "robustaudio" in str(info.value)

@@ -77,6 +77,10 @@ def unet_config(domain: str, shape: tuple[int, ...], channels: tuple[int, ...] =
             "time_embedding_type": "positional", "use_timestep_embedding": True, "act_fn": "mish"}
 
 
+UNET_CLASSES = ("UNet2DModel", "UNet1DModel")  # what unet_config writes: a checkpoint may name no other callable
+UNET_KEYS = {key for domain in ("feature", "waveform") for key in unet_config(domain, (8, 8))} - {"class"}
+
+
 def front_end_signature(model: Classifier, domain: str) -> dict:
     """What a denoiser must match in ``model``: sample rate and input shape, and for the feature domain the
     front end's class, mel bins, hop and normalisation (mean, std)."""
@@ -117,6 +121,11 @@ class Denoiser(nn.Module):
         self.signature, self.unet_settings = dict(signature), dict(unet)
         self.scheduler_settings = dict(scheduler or SCHEDULER)
         self.sigma_max, self.name = float(sigma_max), name
+        if unet.get("class") not in UNET_CLASSES or not set(unet) - {"class"} <= UNET_KEYS:
+            # a weights-only checkpoint must not pick any diffusers callable and its arguments (one fetches a hub repo)
+            raise DenoiserError(f"The denoiser's UNet settings are not robustaudio's (class {unet.get('class')!r}, "
+                                f"keys {sorted(set(unet) - UNET_KEYS - {'class'})}): use a denoiser written by "
+                                f"robustaudio train-denoiser.")
         settings = {k: (tuple(v) if isinstance(v, list) else v) for k, v in unet.items() if k != "class"}
         self.unet = getattr(diffusers, unet["class"])(**settings)
         self.scheduler = diffusers.DDPMScheduler(**self.scheduler_settings)
@@ -273,8 +282,15 @@ def load_denoiser(name_or_path: str | Path, device: str | torch.device = "cpu", 
     if not isinstance(checkpoint, dict) or checkpoint.get("kind") != CHECKPOINT_KIND:
         raise DenoiserError(f"{path} is not a robustaudio denoiser checkpoint (written by robustaudio train-denoiser); "
                             f"a classifier checkpoint goes to --model/--weights.")
-    denoiser = Denoiser(**checkpoint["config"])
-    denoiser.unet.load_state_dict(checkpoint["state_dict"])
+    try:
+        denoiser = Denoiser(**checkpoint["config"])
+        denoiser.unet.load_state_dict(checkpoint["state_dict"])
+    except DenoiserError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError, RuntimeError) as error:  # a damaged or foreign config
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DenoiserError(f"{path} is not a usable denoiser checkpoint ({reason}): use one written by robustaudio "
+                            f"train-denoiser.") from error
     return denoiser.to(device).eval()
 
 
