@@ -73,3 +73,20 @@ def test_yamnet_on_minievents_labels():
         predictions = model.predict(model(batch.audio))
     names = [model.labels[k] for k in predictions]
     assert batch.label_names == ["speech"] * 8 and names.count("speech") >= 6
+
+
+def test_trust_reaches_the_model_behind_a_label_map(monkeypatch):
+    """--trust-checkpoint was dropped on the way through labelmap:MAP:hf:DIR, and the error asked for the flag the
+    user had given."""
+    from robustaudio.models import ModelError, load_model, loaders
+
+    seen = {}
+
+    def fake_hf(target, **options):
+        seen.update(options)
+        raise ModelError("stop here")
+
+    monkeypatch.setitem(loaders.LOADERS, "hf", (fake_hf, "hf:DIR"))
+    with pytest.raises(ModelError, match="stop here"):
+        load_model("labelmap:minievents:hf:/some/dir", trust_checkpoint=True)
+    assert seen.get("trust_checkpoint") is True

@@ -82,3 +82,25 @@ def test_examples_are_skipped_with_a_reason(tmp_path, write_dataset):
     build_report(out, listen_examples=False)
     assert "Listen and look" not in (out / "report.md").read_text()
 
+
+
+def test_a_report_refusing_pickled_weights_says_how_to_allow_them(tmp_path, write_dataset):
+    """The loader's fix was cut off at its first sentence, so the report never said --trust-checkpoint."""
+    import argparse
+    import json
+
+    labels = ["bird", "dog"]
+    root = write_dataset(labels=labels, root=tmp_path / "data")
+    g = torch.Generator().manual_seed(0)
+    model = LinearClassifier(torch.randn(2, 16000, generator=g) * 0.05, torch.zeros(2), labels=labels)
+    out = run_attack(model, "cnn", AudioDataset.from_path(root), [ThreatModel("linf", eps=0.001)], tmp_path / "run",
+                     AttackSpec("pgd", steps=2), RunOptions(batch_size=4, sanity=False))
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"state_dict": {}, "extra": argparse.Namespace(a=1)}, pickled)
+    meta = json.loads((out / "run.json").read_text())
+    meta["settings"]["weights"] = str(pickled)
+    (out / "run.json").write_text(json.dumps(meta))
+    build_report(out)
+    markdown = (out / "report.md").read_text()
+    assert "holds pickled Python objects" in markdown
+    assert "To allow it: `robustaudio report RUN_DIR --trust-checkpoint`" in markdown

@@ -190,7 +190,7 @@ def attack(model_name: str, weights: str | None, trust_checkpoint: bool, norm: s
                            err=True)
         extra = {"weights": str(weights) if weights else None, "split": split, "device": str(device)}
         transfer = None if not transfer_to else TransferTarget(
-            load_model(transfer_to, device=parse_device(device)), transfer_to, model)
+            load_model(transfer_to, device=parse_device(device), trust_checkpoint=trust_checkpoint), transfer_to, model)
         name = "universal" if universal else "minimal" if minimal else attack_name
         options = {"epochs": epochs, "projection": projection, "frame_length": model.sample_rate // 100} \
             if universal else {}

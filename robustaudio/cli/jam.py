@@ -381,7 +381,8 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
             for group, means in level_choice.get("groups", {}).items():
                 click.echo(f"  {level_by} {group}: " + ", ".join(f"{v} dB {m:.3f}" for v, m in means.items()))
             config = replace(config, music_db=level)
-        extra = {} if not transfer_to else {transfer_to: Detector(load_model(transfer_to), detector.target)}
+        extra = {} if not transfer_to else {
+            transfer_to: Detector(load_model(transfer_to, trust_checkpoint=trust_checkpoint), detector.target)}
         out_dir = Path(out) if out else default_out("jam", [model_name, detector.target, config.music_db,
                                                             level_split, level_by, steps, seed, transfer_to,
                                                             scene_seeds, evaluate_engines, augment, queries,

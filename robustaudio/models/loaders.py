@@ -164,7 +164,7 @@ def load_torchscript(target: str, **options: Any) -> Classifier:
         module = jit_load(path)
     except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
         raise ModelError(f"TorchScript file {str(path)!r} could not be loaded ({type(error).__name__}: "
-                         f"{str(error).strip()[:200]}). Is it a torch.jit.save archive? A torch.save "
+                         f"{' '.join(str(error).split())[:200]}). Is it a torch.jit.save archive? A torch.save "
                          f"checkpoint loads with --weights and an architecture name instead.") from error
     sidecar, declared = read_sidecar(path), module_spec(module)
     refuse_rate_conflict(path, sidecar, declared.get("sample_rate"), f"the module ({path.name}'s sample_rate)")

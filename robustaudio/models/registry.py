@@ -226,8 +226,8 @@ def load_model(name: str, weights: str | Path | None = None, *, trust_checkpoint
         if weights is not None:
             raise ModelError(f"--weights does not apply to {name!r}, which loads its own weights; use it with "
                              f"a model or architecture name.")
-        # .bin weights that hold pickled objects
-        if trust_checkpoint and cast("tuple[str, str]", split_prefix(name))[0] == "hf":
+        # .bin weights that hold pickled objects, also behind a label map (labelmap:MAP:hf:DIR)
+        if trust_checkpoint and cast("tuple[str, str]", split_prefix(name))[0] in ("hf", "labelmap"):
             options = {**options, "trust_checkpoint": True}
         return load_prefixed(name, **options).to(device).eval()
     if name not in MODELS:

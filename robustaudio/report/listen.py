@@ -98,9 +98,11 @@ def recompute(run_dir: Path, card: dict, records: pd.DataFrame, trust_checkpoint
         model = load_model(settings["model"], weights=settings.get("weights"), device="cpu",
                            trust_checkpoint=trust_checkpoint).eval()
     except Exception as error:  # any loader failure only costs the section
-        first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else type(error).__name__
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        fix = (" To allow it: `robustaudio report RUN_DIR --trust-checkpoint`, for files you trust."
+               if "--trust-checkpoint" in first and not trust_checkpoint else "")
         return Listen(f"No examples to listen to: the model {settings['model']!r} could not be loaded here "
-                      f"({first[:200]}).", [])
+                      f"({first.split('. ')[0][:200]}).{fix}", [])
     if "video" in getattr(model, "modalities", ("audio",)):
         return Listen("No examples to listen to: the model takes video too, which this section does not show.", [])
     from ..runner.spec import AttackSpec
