@@ -530,3 +530,47 @@ def test_report_never_writes_or_deletes_through_a_linked_listen_folder(tmp_path,
     result = CliRunner().invoke(main, ["report", str(out)])
     assert result.exit_code == 1 and "is a link" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in victim.iterdir()) == ["precious.wav"]
+
+
+def test_crafted_or_cut_off_files_in_model_and_run_paths_are_one_line(tmp_path):
+    """Each of these reached a traceback (and the bad TFLite file a segfault): a pickled or cut-off universal.pt, a
+    cut-off cached compare metrics file, a garbage microWakeWord .tflite, a cut-off openWakeWord head, a garbage
+    TorchScript file for sticker."""
+    import argparse
+
+    from robustaudio.models import ModelError, load_model
+    from robustaudio.models.microwakeword import check_tflite
+    from robustaudio.report.compare import _read
+    from robustaudio.runner import RunSettingsError
+    from robustaudio.runner.universal import learn_universal
+
+    for name, write in (("pickled", lambda p: torch.save({"x": argparse.Namespace(a=1)}, p)),
+                        ("cut", lambda p: p.write_bytes(b"PK\x03\x04 cut off"))):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        write(run_dir / "universal.pt")
+        with pytest.raises(RunSettingsError, match="is not a universal perturbation this run wrote"):
+            learn_universal(None, None, [], run_dir, batch_size=1, device="cpu", options={})
+    (tmp_path / "metrics.json").write_text('{"density": ')
+    with pytest.raises(RunDirectoryError, match="is unreadable"):
+        _read(tmp_path / "metrics.json")
+    (tmp_path / "mww.json").write_text(json.dumps({"model": "mww.tflite"}))
+    (tmp_path / "mww.tflite").write_text("not a flatbuffer")
+    with pytest.raises(ModelError, match="is not a TFLite model"):
+        check_tflite(tmp_path / "mww.json")
+    (tmp_path / "head.onnx").write_bytes(b"\x08\x07\x12\x03cut")
+    with pytest.raises(ModelError) as info:
+        load_model(f"openwakeword:{tmp_path / 'head.onnx'}")
+    assert "\n" not in str(info.value)
+
+
+def test_sticker_names_a_garbage_torchscript_file(tmp_path):
+    from click.testing import CliRunner
+
+    from robustaudio.cli import main
+
+    (tmp_path / "garbage.pt").write_text("not an archive")
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["sticker", "--model", f"torchscript:{tmp_path / 'garbage.pt'}", "--images",
+                                       str(tmp_path / "imgs"), "--source", "a", "--target", "b", "--labels", "a,b"])
+    assert result.exit_code == 1 and "could not be loaded" in result.output and "Traceback" not in result.output

@@ -80,7 +80,12 @@ def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, li
         path = Path(target)
         if not path.is_file():
             raise StickerError(f"TorchScript file {target!r} does not exist.")
-        module, spec = jit_load(path), read_sidecar(path)
+        try:
+            module = jit_load(path)
+        except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
+            raise StickerError(f"TorchScript file {target!r} could not be loaded ({type(error).__name__}): is it a "
+                               f"torch.jit.save archive?") from error
+        spec = read_sidecar(path)
     else:
         module_name, _, factory_name = target.rpartition(":")
         factory = getattr(_import(module_name), factory_name, None) if module_name else None

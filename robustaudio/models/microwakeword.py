@@ -49,6 +49,22 @@ PROBABILITY_CLIP = 1e-6
 INSTALL_HINT = "pip install pymicro-wakeword==2.5.0 (or pip install 'robustaudio[microwakeword]')"
 
 
+def check_tflite(config_path: Path) -> None:
+    """Refuse, in one line, a config whose TFLite file is missing or not a TFLite flatbuffer (its bytes 4-8 say
+    ``TFL3``): the TFLite runtime given a foreign file crashes the process (a segfault, not an exception)."""
+    try:
+        config = json.loads(Path(config_path).read_text())
+        model = Path(config_path).parent / str(config["model"])
+        with open(model, "rb") as handle:
+            header = handle.read(8)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"microWakeWord config {str(config_path)!r} names no readable model file "
+                         f"({error}).") from error
+    if header[4:8] != b"TFL3":
+        raise ModelError(f"{model} is not a TFLite model (no TFL3 identifier): give the .tflite file the config was "
+                         f"written for.")
+
+
 def cutoff_logits(p: torch.Tensor, cutoff: float) -> torch.Tensor:
     """``[..., 2]`` logits ``[-z/2, z/2]``, ``z = logit(p) - logit(cutoff)``, for probabilities ``p`` (clipped to
     [1e-6, 1 - 1e-6]): the label convention of every microWakeWord wrapper (fires exactly when ``p > cutoff``)."""
@@ -165,6 +181,7 @@ class MicroWakeWord(WholeModel):
         except ImportError as error:
             raise ModelError(f"microWakeWord needs pymicro-wakeword and pymicro-features ({error}): "
                              f"{INSTALL_HINT}.") from error
+        check_tflite(self.config_path)
         self.detector = Detector.from_config(self.config_path)
         self.front_end = MicroWakeWordFeatures()
 

@@ -94,7 +94,11 @@ def available_models() -> dict[str, Path]:
 def _load(path: Path) -> onnx.ModelProto:
     import onnx
 
-    return onnx.load(str(path))
+    try:
+        return onnx.load(str(path))
+    except Exception as error:  # protobuf's DecodeError for a cut-off or foreign file
+        raise ModelError(f"{path} is not a readable ONNX model ({type(error).__name__}): reinstall openwakeword==0.5.1 "
+                         f"or pass the model file it ships.") from error
 
 
 def _node(graph: onnx.GraphProto, op_type: str, path: Path) -> onnx.NodeProto:
@@ -186,9 +190,13 @@ class OpenWakeWord(Classifier):
         self.embedding = embedding_network(resources / "embedding_model.onnx")
 
         model = _load(head_path)
-        values = graph_values(model.graph)
-        self.window = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-        chain = chain_from_nodes(model.graph.node, values)
+        try:  # a foreign or empty graph has no [1, L, 96] input to read
+            values = graph_values(model.graph)
+            self.window = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+            chain = chain_from_nodes(model.graph.node, values)
+        except (IndexError, KeyError, ValueError, AttributeError) as error:
+            raise WakeWordError(f"{head_path}: not an openWakeWord head ({type(error).__name__}); expected an MLP "
+                                f"over [1, L, 96] embeddings.") from error
         if chain.terminal not in ("Sigmoid", "Softmax") or not self.window:
             raise WakeWordError(f"{head_path}: expected an MLP over [1, L, 96] embeddings ending in a sigmoid "
                                 f"or softmax.")

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
-from ..records import check_own_folders, file_safe, write_json_atomic, write_text_atomic
+from ..records import RunDirectoryError, check_own_folders, file_safe, write_json_atomic, write_text_atomic
 from . import style
 from .card import json_safe
 from .document import FIGURES_DIR, document_html, document_markdown, fmt, save_figure
@@ -30,7 +30,14 @@ from .headline import NORM_NAMES, Flag, Headline, accuracy, evaluation_text, tru
 def _read(path: Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: rerun the comparison (finished parts are kept).")
-    return json.loads(path.read_text())
+    try:
+        document = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if not isinstance(document, dict):
+        raise RunDirectoryError(f"{path} is unreadable (cut off, or not robustaudio's): rerun the comparison with "
+                                f"--restart.")
+    return document
 
 
 def _noise_curves(noise_card: dict) -> dict[str, list[tuple[float, float]]]:

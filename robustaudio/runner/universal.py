@@ -14,7 +14,7 @@ from ..data import AudioDataset
 from ..data.audio import write_audio
 from ..models.base import AttackTarget
 from ..records import write_json_atomic
-from .files import UNIVERSAL_FILE
+from .files import UNIVERSAL_FILE, RunSettingsError
 
 
 def apply_universal(model: AttackTarget, audio: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
@@ -38,7 +38,15 @@ def learn_universal(model: AttackTarget, dataset: AudioDataset, threats: list[Th
     (and as WAV files for waveform perturbations, to listen to)."""
     path = run_dir / UNIVERSAL_FILE
     if path.exists():
-        return torch.load(path, weights_only=True)
+        try:
+            deltas = torch.load(path, weights_only=True)
+        except Exception as error:  # pickled (refused by weights_only), truncated or foreign: never run, never trusted
+            raise RunSettingsError(f"{path} is not a universal perturbation this run wrote ({type(error).__name__}): "
+                                   f"rerun with --restart to learn it again.") from error
+        if not isinstance(deltas, dict) or not all(isinstance(d, torch.Tensor) for d in deltas.values()):
+            raise RunSettingsError(f"{path} is not a universal perturbation this run wrote: rerun with --restart to "
+                                   f"learn it again.")
+        return deltas
     batches = [(b.audio, b.labels) for b in dataset.batches(model, batch_size) if b.ids]
     deltas, history = {}, {}
     for threat in threats:

@@ -94,8 +94,14 @@ def bundled_defended(model_name: str, defense: str) -> Path:
 
 
 def _card(path: Path) -> dict:
+    """The card beside a checkpoint (``{}`` if none, or if it is unreadable: the checkpoint is then retrained, not
+    trusted)."""
     card_path = path.with_suffix(".json")
-    return json.loads(card_path.read_text()) if card_path.exists() else {}
+    try:
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    except (ValueError, UnicodeDecodeError):  # cut off by a crash, or not ours
+        return {}
+    return card if isinstance(card, dict) else {}
 
 
 def obtain_checkpoint(model_name: str, defense: str, settings: TrainSettings, dataset: AudioDataset, out: Path, *,
@@ -179,7 +185,11 @@ def run_defenses(model_name: str, threat: ThreatModel, out: str | Path, *, data:
         if row == "purification":
             continue
         path, card = checkpoint(row)
-        model = load_model(model_name, weights=path, device=device)
+        try:
+            model = load_model(model_name, weights=path, device=device)
+        except ModelError as error:  # defend writes state dicts: a file it cannot read so was not written by it
+            raise ModelError(f"{path} is not a checkpoint defend wrote ({str(error).split('. ')[0]}): remove it "
+                             f"(rm {path}) and rerun; defend trains it again.") from error
         run_dir = run_attack(model, model_name, test, [threat], attacks / row, pgd, options,
                              extra_settings={"defense": row, "weights": path})
         what = defense_settings(row, base, threat).describe() if row != "none" else "none (plain training)"
