@@ -247,7 +247,10 @@ model_options = compose(
     click.option("--model", "model_name", default=choices.DEFAULT_MODEL, show_default=True,
                  help="Model name (see `robustaudio models`)."),
     click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint replacing the bundled weights."),
-    click.option("--trust-checkpoint", is_flag=True, help="Allow pickled checkpoints (runs code from the file)."))
+    click.option("--trust-checkpoint", is_flag=True,
+                 help="Allow pickled checkpoints and .bin weights (they run code from the file). A "
+                      "python:MODULE:FACTORY model named on this command line runs without it (naming it is the "
+                      "consent); one named in a run folder, for `report`, needs it."))
 run_options = compose(
     click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
                  help="Shard batches over Ray workers: --ray for a local cluster, --ray ADDRESS to join one."),

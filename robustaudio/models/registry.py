@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +100,9 @@ def load_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict:
     if not path.is_file():
         raise ModelError(f"Checkpoint {str(path)!r} does not exist: check the --weights path.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
+        with warnings.catch_warnings():  # torch's two-line notice on old pickle protocols: not the user's to fix here
+            warnings.filterwarnings("ignore", message=r".*pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=not trust_checkpoint)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ...
         if not trust_checkpoint and "weights_only" in str(error):
             raise ModelError(
