@@ -387,3 +387,25 @@ def test_an_attack_of_zero_steps_is_a_usage_error():
     """--steps 0 ran no gradient step (a random start at most) and reported it as the attack's robust accuracy."""
     result = invoke("attack", "--eps", "0.002", "--attack", "pgd", "--steps", "0")
     assert result.exit_code == 2 and "Invalid value for '--steps'" in result.output
+
+
+def test_a_model_that_detaches_its_input_is_one_line_naming_the_black_box_attack(tmp_path):
+    """A python: model whose forward leaves torch (here .detach()) gave 'element 0 of tensors does not require grad'
+    in a traceback."""
+    (tmp_path / "detached.py").write_text(
+        "import torch\n"
+        "from robustaudio.models import load_model\n"
+        "class Detached(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.inner = load_model('cnn')\n"
+        "        self.sample_rate, self.labels = self.inner.sample_rate, self.inner.labels\n"
+        "        self.clip_seconds = self.inner.clip_seconds\n"
+        "    def forward(self, audio):\n"
+        "        return self.inner(audio.detach())\n"
+        "def build():\n"
+        "    return Detached()\n")
+    result = invoke("attack", "--model", f"python:{tmp_path / 'detached.py'}:build", "--eps", "0.002", "--attack",
+                    "pgd", "--steps", "1", "--limit", "2", "--no-sanity", "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "gives no gradient" in result.output and "--attack square" in result.output

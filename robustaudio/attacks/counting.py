@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models.base import refuse_gradients
+from ..models.base import NO_GRADIENTS, GradientUnavailableError, refuse_gradients
 
 
 class PassCounter(nn.Module):
@@ -149,6 +149,9 @@ class Passes:
         return self.logits_fn(x, rows)
 
     def gradient(self, loss: torch.Tensor, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if not loss.requires_grad:  # the model detaches its input somewhere (numpy, .item(), a non-torch library)
+            raise GradientUnavailableError(f"the model's output does not depend on its input through torch operations, "
+                                           f"so it gives no gradient: {NO_GRADIENTS}")
         grad, = torch.autograd.grad(loss, x)
         self.backwards[rows] += 1
         return grad
