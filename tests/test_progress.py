@@ -66,6 +66,8 @@ def test_ctrl_c_says_that_rerunning_resumes(tmp_path, stop):
     assert "rerun the same command to resume" in stderr and "Traceback" not in stderr
     saved = len(records.read_text().splitlines())
     assert 0 < saved < 48
+    if stop == signal.SIGTERM:  # the same handler from here on: the resume is checked once, after Ctrl-C
+        return
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600, env=os.environ)
     assert rerun.returncode == 0, rerun.stderr
     assert "from the records" in rerun.stdout
