@@ -112,7 +112,7 @@ def test_certify_clips_resumes_after_a_crash_mid_row(tmp_path):
     rows_file.write_text(first + "\n" + second[: len(second) // 2])  # the second row cut off mid-write
     seen = []
     again = certify_clips(smooth, clips, n0=50, n=2000, alpha=0.001, batch_size=1000, rows_file=rows_file,
-                          on_clip=seen.append)
+                          on_clip=lambda row, kept: None if kept else seen.append(row))
     assert [r["clip_id"] for r in seen] == ["far"]  # only the unfinished clip is redone
     assert [r["clip_id"] for r in again] == ["near", "far"] and again[0] == rows[0]
     assert {k: v for k, v in again[1].items() if k != "seconds"} == {

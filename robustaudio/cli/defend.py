@@ -192,7 +192,7 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
     from ..defenses.denoiser import load_denoiser
     from ..defenses.smoothing import Smooth, certify_clips, check_settings, keep_warnings, usable_clips
     from ..models import load_model
-    from ..records import WARNINGS_FILE, make_folder, read_rows
+    from ..records import WARNINGS_FILE, make_folder
     from ..report.defenses import build_defenses_report
     from ..report.listen import smoothing_examples
     try:
@@ -221,15 +221,12 @@ def certify(model_name: str, weights: str | None, trust_checkpoint: bool, denois
             click.echo(f"CERTIFY {len(clips)} clips, {smooth.describe()}, n0={n0}, n={n}, α={alpha:g} -> "
                        f"{rows_file}")
             progress = Progress(name, len(clips))
-            kept = len(read_rows(rows_file))  # certificates of an interrupted run, read back, not redone
-            if kept:
-                progress(None, kept, True)
             rows = certify_clips(smooth, clips, n0=n0, n=n, alpha=alpha, batch_size=noise_batch, seed=seed,
                                  rows_file=rows_file,
                                  source={"model": model_name, "weights": weights, "data": str(dataset.root),
                                          "split": split, "limit": limit},
-                                 on_clip=cast("Callable[[dict], None]",
-                                              lambda row, progress=progress: progress(None, 1, False)))
+                                 on_clip=cast("Callable[[dict, bool], None]",
+                                              lambda row, kept, progress=progress: progress(None, 1, kept)))
             progress.close()
             curves.append({"name": name, "sigma": smooth.sigma, "domain": smooth.domain,
                            "denoiser": den.name if den is not None else None, "description": smooth.describe(),

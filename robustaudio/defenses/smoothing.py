@@ -250,7 +250,7 @@ def keep_warnings(out: str | Path, warnings: list[dict]) -> list[dict]:
 def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]], *, n0: int, n: int,
                   alpha: float, batch_size: int = 200, seed: int = 0, rows_file: str | Path | None = None,
                   source: Mapping[str, object] | None = None,
-                  on_clip: Callable[[dict], None] | None = None) -> list[dict]:
+                  on_clip: Callable[[dict, bool], None] | None = None) -> list[dict]:
     """CERTIFY every ``(clip_id, audio [T], label index)``; one row per clip.
 
     Each clip draws its noise from a generator on the model's device seeded with ``(seed, clip
@@ -260,7 +260,8 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
     uninterrupted one.
     ``source``: what is certified (e.g. the model, its weights, the data and split), recorded in every row
     and, like the settings and ``seed``, checked on resume: rows of another model or dataset are refused,
-    never reused.
+    never reused. ``on_clip(row, kept)``: called per clip in order, ``kept`` true for a row read back from
+    ``rows_file`` (for progress).
 
     Row fields: clip_id, label, prediction (class name, or None when abstaining), correct, radius,
     p_lower, count, n, n0, alpha, sigma, domain, denoiser, seed, the keys of ``source``, norm (‖x‖₂ in the
@@ -283,6 +284,8 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
     for number, (clip_id, audio, label) in enumerate(clips):
         if clip_id in done:
             rows.append(done[clip_id])
+            if on_clip is not None:
+                on_clip(done[clip_id], True)
             continue
         start = time.perf_counter()
         generator = torch.Generator(device=smooth.device).manual_seed(seed * 1_000_003 + number)
@@ -297,7 +300,7 @@ def certify_clips(smooth: Smooth, clips: Iterable[tuple[str, torch.Tensor, int]]
         if rows_file is not None:
             append_rows(rows_file, [row])
         if on_clip is not None:
-            on_clip(row)
+            on_clip(row, False)
     return rows
 
 
