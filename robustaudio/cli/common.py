@@ -310,6 +310,11 @@ def given(name: str) -> bool:
     return click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE
 
 
+def flag(name: str) -> str:
+    """The option string of the current command's parameter ``name`` (``purify_sigma`` -> ``--purify-sigma``)."""
+    return next(p.opts[0] for p in click.get_current_context().command.params if p.name == name)
+
+
 def refuse_unused(unused: dict[str, str]) -> None:
     """A usage error for the first option the user set that this command line does not use: an option
     silently ignored reads as if it had done something. ``unused``: option -> why it does not apply."""

@@ -9,7 +9,18 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 from . import choices
-from .common import FINITE, SEED, Progress, default_out, given, model_options, parse_device, refuse_unused, user_errors
+from .common import (
+    FINITE,
+    SEED,
+    Progress,
+    default_out,
+    flag,
+    given,
+    model_options,
+    parse_device,
+    refuse_unused,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,7 +87,7 @@ def train(model_name: str, method: str, data: str | None, train_split: str, test
     belongs = {"mixup": ("mixup_alpha", "mixup_space", "mixup_weighting", "mixup_modality", "mixup_refresh"),
                "adversarial": ("adv_norm", "adv_eps", "adv_domain", "adv_steps"),
                "noise": ("noise_sigma", "noise_domain")}
-    refuse_unused({f"--{name.replace('_', '-')}": f"belongs to --method {owner} (this is --method {method})"
+    refuse_unused({flag(name): f"belongs to --method {owner} (this is --method {method})"
                    for owner, names in belongs.items() if owner != method for name in names if given(name)})
     try:
         arch, config, settings = recipe_for(model_name)
@@ -286,11 +297,11 @@ def defend(model_name: str, norm: str, eps: float, steps: int, restarts: int, ro
     sigmas = tuple(s for s in (sigma or (0.25, 0.5)) if s != 0)
     purifying = "purification" in (rows or choices.DEFENSE_ROWS)
     refuse_unused({option: why for option, why, unused in (
-        *((f"--{name.replace('_', '-')}", "sets the purification row: add --defenses purification",
+        *((flag(name), "sets the purification row: add --defenses purification",
            given(name) and not purifying) for name in ("eot", "purify_sigma", "purify_steps")),
         ("--denoiser", "serves purification and certification, and this command runs neither",
          given("denoiser") and not purifying and not sigmas),
-        *((f"--{name.replace('_', '-')}", "sets the certification, which --sigma 0 skips", given(name) and not sigmas)
+        *((flag(name), "sets the certification, which --sigma 0 skips", given(name) and not sigmas)
           for name in ("n0", "n", "alpha", "certify_limit")),
     ) if unused})
     if not purify_sigma > 0:

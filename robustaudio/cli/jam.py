@@ -15,6 +15,7 @@ from .common import (
     FiniteFloat,
     PhaseProgress,
     default_out,
+    flag,
     given,
     model_options,
     refuse_unused,
@@ -313,11 +314,12 @@ def jam(model_name: str, weights: str | None, trust_checkpoint: bool, target: st
         raise click.UsageError("--objective masking reads no detector, so it spends no queries: drop --queries.")
     nes = queries is not None and query_method == "nes"
     refuse_unused({option: why for option, why, unused in (
-        ("--levels", "are the levels --level-split tries: add --level-split", given("levels") and level_split is None),
-        ("--level-floor", "is the F1 --level-split keeps: add --level-split", given("level_floor") and not level_split),
-        ("--query-method", "belongs to --queries (query-based jamming)", given("query_method") and queries is None),
-        ("--query-feedback", "belongs to --queries (query-based jamming)", given("query_feedback") and queries is None),
-        *((f"--{name.replace('_', '-')}", "sets gradient optimisation, which --queries (NES) does not run: add "
+        *((flag(name), f"{what}: add --level-split", given(name) and level_split is None)
+          for name, what in (("levels", "are the levels --level-split tries"),
+                             ("level_floor", "is the F1 --level-split keeps"))),
+        *((flag(name), "belongs to --queries (query-based jamming)", given(name) and queries is None)
+          for name in ("query_method", "query_feedback")),
+        *((flag(name), "sets gradient optimisation, which --queries (NES) does not run: add "
            "--query-method substitute, or drop it", given(name) and nes)
           for name in ("steps", "batch_size", "lr", "augment")),
     ) if unused})

@@ -67,7 +67,7 @@ def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, li
     from ..attacks.sticker import StickerError
     from ..models import load_model
     from ..models.base import Classifier
-    from ..models.loaders import _import, jit_load, split_prefix
+    from ..models.loaders import _import, load_script_module, split_prefix
     from ..models.sidecar import read_sidecar
     prefix = split_prefix(name)
     if prefix is None or prefix[0] not in ("python", "torchscript"):
@@ -77,15 +77,7 @@ def load_image_model(name: str, labels: str | None) -> tuple[torch.nn.Module, li
         return model.eval(), list(labels.split(",") if labels else model.labels)  # an image classifier (image:NAME)
     kind, target = prefix
     if kind == "torchscript":
-        path = Path(target)
-        if not path.is_file():
-            raise StickerError(f"TorchScript file {target!r} does not exist.")
-        try:
-            module = jit_load(path)
-        except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
-            raise StickerError(f"TorchScript file {target!r} could not be loaded ({type(error).__name__}): is it a "
-                               f"torch.jit.save archive?") from error
-        spec = read_sidecar(path)
+        module, spec = load_script_module(target), read_sidecar(Path(target))
     else:
         module_name, _, factory_name = target.rpartition(":")
         factory = getattr(_import(module_name), factory_name, None) if module_name else None

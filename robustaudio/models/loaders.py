@@ -157,15 +157,21 @@ def jit_load(path: str | Path) -> torch.jit.ScriptModule:
 
 # -- the loaders --------------------------------------------------------------------------------
 
-def load_torchscript(target: str, **options: Any) -> Classifier:
-    """``torchscript:FILE``: ``torch.jit.load`` of a module mapping waveform ``[B, T]`` to logits ``[B, K]``."""
+def load_script_module(target: str) -> torch.jit.ScriptModule:
+    """The TorchScript archive ``target`` (a path), or a one-line :class:`ModelError` naming it."""
     path = require_file(Path(target), "TorchScript", "Save one with torch.jit.script(model).save(FILE).")
     try:
-        module = jit_load(path)
+        return jit_load(path)
     except Exception as error:  # torch raises RuntimeError / ValueError for non-archives
         raise ModelError(f"TorchScript file {str(path)!r} could not be loaded ({type(error).__name__}: "
                          f"{' '.join(str(error).split())[:200]}). Is it a torch.jit.save archive? A torch.save "
                          f"checkpoint loads with --weights and an architecture name instead.") from error
+
+
+def load_torchscript(target: str, **options: Any) -> Classifier:
+    """``torchscript:FILE``: ``torch.jit.load`` of a module mapping waveform ``[B, T]`` to logits ``[B, K]``."""
+    path = Path(target)
+    module = load_script_module(target)
     sidecar, declared = read_sidecar(path), module_spec(module)
     refuse_rate_conflict(path, sidecar, declared.get("sample_rate"), f"the module ({path.name}'s sample_rate)")
     spec = resolve_spec(check_spec(options, "load_model arguments"), sidecar, declared)

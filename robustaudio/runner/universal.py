@@ -38,11 +38,10 @@ def learn_universal(model: AttackTarget, dataset: AudioDataset, threats: list[Th
     (and as WAV files for waveform perturbations, to listen to)."""
     path = run_dir / UNIVERSAL_FILE
     if path.exists():
-        try:
+        try:  # pickled (refused by weights_only), truncated or foreign: never run, never trusted
             deltas = torch.load(path, weights_only=True)
-        except Exception as error:  # pickled (refused by weights_only), truncated or foreign: never run, never trusted
-            raise RunSettingsError(f"{path} is not a universal perturbation this run wrote ({type(error).__name__}): "
-                                   f"rerun with --restart to learn it again.") from error
+        except Exception:
+            deltas = None
         if not isinstance(deltas, dict) or not all(isinstance(d, torch.Tensor) for d in deltas.values()):
             raise RunSettingsError(f"{path} is not a universal perturbation this run wrote: rerun with --restart to "
                                    f"learn it again.")
